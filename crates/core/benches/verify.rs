@@ -1,0 +1,194 @@
+//! Benchmarks for the token core: chain verification cold and cached, invocation checks,
+//! attenuation, encoding and decoding, beside the Ed25519 floor measured in the same run.
+//!
+//! Run with `cargo bench -p mandate-core --bench verify`. BENCHMARKS.md records results.
+
+#![expect(clippy::unwrap_used, reason = "benchmark setup")]
+
+use std::hint::black_box;
+use std::sync::Arc;
+
+use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
+use mandate_core::*;
+
+const NOW: u64 = 1_800_000_000_000;
+
+fn key(n: u8) -> SigningKey {
+    SigningKey::from_seed(&[n; 32])
+}
+
+fn agent(n: usize) -> AgentId {
+    AgentId::new(format!("spiffe://acme.example/agent/worker-{n}")).unwrap()
+}
+
+/// A chain of `depth` links, each with one capability; sealed when `sealed`.
+fn chain(depth: usize, sealed: bool) -> Chain {
+    let coordinator = key(200);
+    let root = LinkSpec::new(
+        key(1).public_key(),
+        agent(1),
+        vec![Capability::new("files/*", ["read", "write"]).unwrap()],
+        NOW - 60_000,
+        NOW + 600_000,
+    )
+    .unwrap()
+    .max_depth(15)
+    .require_seal(sealed);
+    let mut c = Chain::issue_root(
+        &coordinator,
+        TaskId::from_bytes([7; 16]),
+        LinkKind::Grant,
+        root,
+    )
+    .unwrap();
+    for i in 1..depth {
+        let holder = u8::try_from(i + 1).unwrap();
+        let spec = LinkSpec::new(
+            key(holder).public_key(),
+            agent(i + 1),
+            vec![Capability::new("files/reports/*", ["read"]).unwrap()],
+            NOW - 60_000,
+            NOW + 600_000,
+        )
+        .unwrap()
+        .max_depth(15 - u32::try_from(i).unwrap())
+        .require_seal(sealed);
+        c = c.delegate(&key(holder - 1), spec).unwrap();
+        if sealed {
+            c.seal_leaf(&coordinator);
+        }
+    }
+    c
+}
+
+fn verifier(cache: bool) -> Verifier {
+    let trust = TrustBundle::new()
+        .with_key(key(200).public_key(), 0, u64::MAX)
+        .unwrap();
+    let config = VerifierConfig {
+        link_cache_capacity: if cache { 1024 } else { 0 },
+        replay_cache_capacity: 1 << 24,
+        ..VerifierConfig::default()
+    };
+    Verifier::new(trust, config, Arc::new(ManualClock::new(NOW)))
+}
+
+fn floor(c: &mut Criterion) {
+    let k = key(1);
+    let pk = k.public_key();
+    let msg = [7u8; 200];
+    let sig = k.sign(SigningDomain::Link, &msg);
+    c.bench_function("ed25519/verify_strict", |b| {
+        b.iter(|| assert!(pk.verify(SigningDomain::Link, black_box(&msg), black_box(&sig))))
+    });
+}
+
+fn chains(c: &mut Criterion) {
+    for depth in [1, 4, 8] {
+        let ch = chain(depth, false);
+        let cold = verifier(false);
+        c.bench_function(&format!("verify_chain/depth{depth}/cold"), |b| {
+            b.iter(|| cold.verify_chain(black_box(&ch), &NoRevocations).unwrap())
+        });
+        let warm = verifier(true);
+        warm.verify_chain(&ch, &NoRevocations).unwrap();
+        c.bench_function(&format!("verify_chain/depth{depth}/cached"), |b| {
+            b.iter(|| warm.verify_chain(black_box(&ch), &NoRevocations).unwrap())
+        });
+    }
+    let sealed = chain(4, true);
+    let cold = verifier(false);
+    c.bench_function("verify_chain/depth4_sealed/cold", |b| {
+        b.iter(|| {
+            cold.verify_chain(black_box(&sealed), &NoRevocations)
+                .unwrap()
+        })
+    });
+}
+
+fn invocations(c: &mut Criterion) {
+    let call = Call::new("read", "files/reports/q3.pdf").with_arg("format", "pdf");
+    for (depth, sealed) in [(1, false), (4, false), (8, false), (4, true)] {
+        let ch = chain(depth, sealed);
+        let holder = key(u8::try_from(depth).unwrap());
+        let fresh = || {
+            let inv = Invocation::sign(&holder, &ch, "files", call.clone(), NOW).unwrap();
+            inv.encode()
+        };
+        let label = if sealed {
+            format!("depth{depth}_sealed")
+        } else {
+            format!("depth{depth}")
+        };
+        for cached in [false, true] {
+            let v = verifier(cached);
+            v.verify_chain(&ch, &NoRevocations).unwrap();
+            let bytes = ch.encode();
+            let name = format!(
+                "chain_and_invocation/{label}/{}",
+                if cached { "cached" } else { "cold" }
+            );
+            // Decode both from bytes, verify the chain and the proof: what a tool does.
+            c.bench_function(&name, |b| {
+                b.iter_batched(
+                    fresh,
+                    |inv| {
+                        let chain = v.decode_chain(&bytes).unwrap();
+                        let inv = v.decode_invocation(&inv).unwrap();
+                        v.verify_invocation(&chain, &inv, "files", &call, &NoRevocations)
+                            .unwrap();
+                    },
+                    BatchSize::SmallInput,
+                )
+            });
+        }
+    }
+}
+
+fn attenuation(c: &mut Criterion) {
+    let parent = vec![
+        Capability::new("files/*", ["read", "write"])
+            .unwrap()
+            .with_constraint("size", Condition::range(0, 1 << 20).unwrap()),
+    ];
+    let child = vec![
+        Capability::new("files/reports/*", ["read"])
+            .unwrap()
+            .with_constraint("size", Condition::range(0, 1024).unwrap())
+            .with_constraint(
+                "format",
+                Condition::one_of(["pdf".into(), "csv".into()]).unwrap(),
+            ),
+    ];
+    c.bench_function("attenuate/is_attenuation", |b| {
+        b.iter(|| assert!(is_attenuation(black_box(&child), black_box(&parent))))
+    });
+    let base = chain(3, false);
+    let spec = LinkSpec::new(
+        key(9).public_key(),
+        agent(9),
+        vec![Capability::new("files/reports/q3.pdf", ["read"]).unwrap()],
+        NOW,
+        NOW + 60_000,
+    )
+    .unwrap();
+    c.bench_function("attenuate/delegate_depth3_to_4", |b| {
+        b.iter(|| base.delegate(&key(3), black_box(spec.clone())).unwrap())
+    });
+}
+
+fn codec(c: &mut Criterion) {
+    for depth in [1, 4, 8] {
+        let ch = chain(depth, false);
+        let bytes = ch.encode();
+        c.bench_function(&format!("codec/encode/depth{depth}"), |b| {
+            b.iter(|| black_box(&ch).encode())
+        });
+        c.bench_function(&format!("codec/decode/depth{depth}"), |b| {
+            b.iter(|| Chain::decode(black_box(&bytes), &Limits::default()).unwrap())
+        });
+    }
+}
+
+criterion_group!(benches, floor, chains, invocations, attenuation, codec);
+criterion_main!(benches);

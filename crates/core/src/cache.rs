@@ -1,0 +1,240 @@
+//! Bounded caches a verifier keeps: verified link signatures and seen invocation nonces.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Mutex, MutexGuard, PoisonError};
+
+use crate::crypto::Signature;
+use crate::id::Digest;
+use crate::invocation::NONCE_LEN;
+use crate::link::{Link, Seal};
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panic while holding the lock cannot leave either cache in a state that accepts
+    // more than it should: entries are inserted only after verification succeeded.
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// What the link cache knows about one link.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum CacheHit {
+    /// Nothing: verify the link signature and any seal.
+    Miss,
+    /// The link signature verified before; verify the seal (it differs or is new).
+    Signature,
+    /// The link signature and this exact seal verified before.
+    SignatureAndSeal,
+}
+
+/// Digests of links whose signatures (and seals) verified, bounded, first in first out.
+///
+/// A link digest covers the body and the signature, and the body names the parent by
+/// digest, so the issuer key is fixed by the digest: a hit proves the same signature
+/// verified under the same key. Only signature work is skipped; structure, trust windows,
+/// time and revocation are checked on every verification.
+#[derive(Debug)]
+pub(crate) struct LinkCache {
+    inner: Mutex<LinkCacheInner>,
+    capacity: usize,
+}
+
+#[derive(Debug, Default)]
+struct LinkCacheInner {
+    // The seal signature that verified with the link, if any.
+    map: HashMap<Digest, Option<Signature>>,
+    order: VecDeque<Digest>,
+}
+
+impl LinkCache {
+    pub(crate) fn new(capacity: usize) -> LinkCache {
+        LinkCache {
+            inner: Mutex::new(LinkCacheInner::default()),
+            capacity,
+        }
+    }
+
+    pub(crate) fn lookup(&self, link: &Link) -> CacheHit {
+        if self.capacity == 0 {
+            return CacheHit::Miss;
+        }
+        match lock(&self.inner).map.get(link.digest()) {
+            None => CacheHit::Miss,
+            Some(seal) => match (link.seal(), seal) {
+                (None, _) => CacheHit::SignatureAndSeal,
+                (Some(s), Some(cached)) if s.signature == *cached => CacheHit::SignatureAndSeal,
+                (Some(_), _) => CacheHit::Signature,
+            },
+        }
+    }
+
+    /// Records links whose signature, and `seal` when given, verified.
+    pub(crate) fn insert(&self, verified: impl Iterator<Item = (Digest, Option<Seal>)>) {
+        if self.capacity == 0 {
+            return;
+        }
+        let mut inner = lock(&self.inner);
+        for (digest, seal) in verified {
+            let seal_sig = seal.map(|s| s.signature);
+            if let Some(entry) = inner.map.get_mut(&digest) {
+                if seal_sig.is_some() {
+                    *entry = seal_sig;
+                }
+                continue;
+            }
+            while inner.map.len() >= self.capacity {
+                let Some(old) = inner.order.pop_front() else {
+                    break;
+                };
+                inner.map.remove(&old);
+            }
+            inner.map.insert(digest, seal_sig);
+            inner.order.push_back(digest);
+        }
+    }
+
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
+        lock(&self.inner).map.len()
+    }
+}
+
+/// Outcome of recording a nonce.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum NonceCheck {
+    /// First use; recorded.
+    Fresh,
+    /// Seen before and not yet expired.
+    Replayed,
+    /// The cache is full of live nonces; nothing was recorded.
+    Full,
+}
+
+/// Nonces seen within the invocation window, bounded.
+///
+/// A nonce is remembered until its proof can no longer pass the staleness check, so a
+/// replay is caught for as long as it could otherwise succeed. When the cache is full of
+/// live nonces it refuses new invocations rather than forget one (fail closed).
+#[derive(Debug)]
+pub(crate) struct ReplayCache {
+    inner: Mutex<ReplayInner>,
+    capacity: usize,
+}
+
+#[derive(Debug, Default)]
+struct ReplayInner {
+    expiry: HashMap<[u8; NONCE_LEN], u64>,
+    // Insertion order; expiries are nearly monotonic, so popping from the front while the
+    // head has expired frees space without scanning.
+    order: VecDeque<([u8; NONCE_LEN], u64)>,
+}
+
+impl ReplayCache {
+    pub(crate) fn new(capacity: usize) -> ReplayCache {
+        ReplayCache {
+            inner: Mutex::new(ReplayInner::default()),
+            capacity,
+        }
+    }
+
+    /// Records `nonce` as used until `expires_at_ms`, atomically with the check.
+    pub(crate) fn check_and_insert(
+        &self,
+        nonce: &[u8; NONCE_LEN],
+        expires_at_ms: u64,
+        now_ms: u64,
+    ) -> NonceCheck {
+        let mut inner = lock(&self.inner);
+        if let Some(&exp) = inner.expiry.get(nonce)
+            && exp > now_ms
+        {
+            return NonceCheck::Replayed;
+        }
+        while let Some(&(old, exp)) = inner.order.front() {
+            if exp > now_ms {
+                break;
+            }
+            inner.order.pop_front();
+            if inner.expiry.get(&old) == Some(&exp) {
+                inner.expiry.remove(&old);
+            }
+        }
+        if inner.expiry.len() >= self.capacity {
+            // The head has not expired but something behind it may have.
+            inner.expiry.retain(|_, exp| *exp > now_ms);
+            let ReplayInner { expiry, order } = &mut *inner;
+            order.retain(|(n, e)| expiry.get(n) == Some(e));
+            if inner.expiry.len() >= self.capacity {
+                return NonceCheck::Full;
+            }
+        }
+        inner.expiry.insert(*nonce, expires_at_ms);
+        inner.order.push_back((*nonce, expires_at_ms));
+        NonceCheck::Fresh
+    }
+
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
+        lock(&self.inner).expiry.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn replay_cache_catches_reuse_until_expiry() {
+        let c = ReplayCache::new(10);
+        let n = [1u8; NONCE_LEN];
+        assert_eq!(c.check_and_insert(&n, 100, 0), NonceCheck::Fresh);
+        assert_eq!(c.check_and_insert(&n, 100, 50), NonceCheck::Replayed);
+        // After expiry the old entry is gone (and the staleness check rejects the proof).
+        assert_eq!(c.check_and_insert(&n, 200, 100), NonceCheck::Fresh);
+    }
+
+    #[test]
+    fn replay_cache_refuses_when_full_of_live_nonces_and_recovers_after_expiry() {
+        let c = ReplayCache::new(3);
+        for i in 0..3u8 {
+            assert_eq!(
+                c.check_and_insert(&[i; NONCE_LEN], 100, 0),
+                NonceCheck::Fresh
+            );
+        }
+        assert_eq!(
+            c.check_and_insert(&[9; NONCE_LEN], 100, 0),
+            NonceCheck::Full
+        );
+        // Nothing was forgotten to make room.
+        assert_eq!(
+            c.check_and_insert(&[0; NONCE_LEN], 100, 0),
+            NonceCheck::Replayed
+        );
+        assert_eq!(
+            c.check_and_insert(&[9; NONCE_LEN], 300, 100),
+            NonceCheck::Fresh
+        );
+        assert_eq!(c.len(), 1);
+    }
+
+    #[test]
+    fn replay_cache_sweeps_expired_entries_behind_a_live_head() {
+        let c = ReplayCache::new(2);
+        assert_eq!(
+            c.check_and_insert(&[1; NONCE_LEN], 1000, 0),
+            NonceCheck::Fresh
+        );
+        assert_eq!(
+            c.check_and_insert(&[2; NONCE_LEN], 10, 0),
+            NonceCheck::Fresh
+        );
+        assert_eq!(
+            c.check_and_insert(&[3; NONCE_LEN], 1000, 20),
+            NonceCheck::Fresh
+        );
+        assert_eq!(c.len(), 2);
+        assert_eq!(
+            c.check_and_insert(&[1; NONCE_LEN], 1000, 20),
+            NonceCheck::Replayed
+        );
+    }
+}

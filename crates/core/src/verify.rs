@@ -1,0 +1,542 @@
+//! Offline chain and invocation verification.
+//!
+//! Checks run cheapest first and stop at the first failure:
+//!
+//! 1. size and shape (at decode: [`Chain::decode`], [`Invocation::decode`]);
+//! 2. the root: issuer key in the trust bundle and active now;
+//! 3. each later link against its parent: parent digest, break-glass, depth, window,
+//!    attenuation, restrictions kept, seal present where required and by a trusted key;
+//!    then this verifier's stance on break-glass and online-only chains;
+//! 4. time: now inside every link's window, with the clock-skew allowance;
+//! 5. revocation: no link id in the caller's revocation set;
+//! 6. (invocations) audience, chain digest, issue time, the call matches what the tool is
+//!    executing, and every link permits it;
+//! 7. signatures: every link signature and seal not already in the verified-link cache, and
+//!    the invocation signature, in one batch;
+//! 8. (invocations) the nonce is recorded as used; a nonce seen before is a replay.
+
+use std::sync::{Arc, PoisonError, RwLock};
+
+use crate::cache::{CacheHit, LinkCache, NonceCheck, ReplayCache};
+use crate::capability::{Call, Capability, is_attenuation};
+use crate::chain::Chain;
+use crate::clock::Clock;
+use crate::crypto::{PublicKey, SignatureBatch, SigningDomain};
+use crate::id::{AgentId, Digest, LinkId, TaskId};
+use crate::invocation::Invocation;
+use crate::limits::Limits;
+use crate::link::{Link, LinkKind};
+use crate::reason::{Denial, Reason};
+use crate::revocation::RevocationSet;
+use crate::trust::{Lookup, TrustBundle};
+
+/// How a verifier behaves. Defaults follow the product's published limits.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VerifierConfig {
+    /// Shape limits (use the same for decoding).
+    pub limits: Limits,
+    /// Allowed clock difference between issuer and verifier, in milliseconds.
+    pub clock_skew_ms: u64,
+    /// How long after it was made an invocation proof is accepted, in milliseconds.
+    pub invocation_window_ms: u64,
+    /// Whether break-glass chains are accepted.
+    pub accept_break_glass: bool,
+    /// Whether this verifier is the online authority (the coordinator's `Authorize`).
+    /// Offline verifiers refuse chains that require online authorisation.
+    pub online: bool,
+    /// Capacity of the verified-link cache, in links (0 disables it).
+    pub link_cache_capacity: usize,
+    /// Capacity of the replay cache, in nonces.
+    pub replay_cache_capacity: usize,
+}
+
+impl Default for VerifierConfig {
+    fn default() -> VerifierConfig {
+        VerifierConfig {
+            limits: Limits::default(),
+            clock_skew_ms: 30_000,
+            invocation_window_ms: 60_000,
+            accept_break_glass: true,
+            online: false,
+            link_cache_capacity: 16_384,
+            replay_cache_capacity: 1 << 20,
+        }
+    }
+}
+
+/// A chain that passed verification, with what a tool needs to know about it.
+#[derive(Clone, Copy, Debug)]
+pub struct VerifiedChain<'a> {
+    chain: &'a Chain,
+}
+
+impl<'a> VerifiedChain<'a> {
+    /// The verified chain.
+    pub fn chain(&self) -> &'a Chain {
+        self.chain
+    }
+
+    /// The task the chain belongs to.
+    pub fn task(&self) -> TaskId {
+        self.chain.task()
+    }
+
+    /// The current holder's key.
+    pub fn holder(&self) -> &'a PublicKey {
+        &self.chain.leaf().body().holder
+    }
+
+    /// The current holder's workload identity.
+    pub fn holder_agent(&self) -> &'a AgentId {
+        &self.chain.leaf().body().holder_agent
+    }
+
+    /// What the holder may do (the leaf's capabilities, each within every ancestor's).
+    pub fn capabilities(&self) -> &'a [Capability] {
+        &self.chain.leaf().body().capabilities
+    }
+
+    /// When the chain stops being valid: the earliest expiry of its links.
+    pub fn expires_at_ms(&self) -> u64 {
+        self.chain
+            .links()
+            .iter()
+            .map(|l| l.body().expires_at_ms)
+            .min()
+            .unwrap_or(0)
+    }
+
+    /// Whether the root is a break-glass link.
+    pub fn is_break_glass(&self) -> bool {
+        self.chain.root().body().kind == LinkKind::BreakGlass
+    }
+
+    /// Whether invocations must be authorised online.
+    pub fn requires_online(&self) -> bool {
+        self.chain.leaf().body().require_online
+    }
+
+    /// Ids of every link, root first.
+    pub fn link_ids(&self) -> impl Iterator<Item = LinkId> + 'a {
+        self.chain.links().iter().map(Link::id)
+    }
+
+    /// Digest of the leaf link.
+    pub fn leaf_digest(&self) -> &'a Digest {
+        self.chain.leaf_digest()
+    }
+}
+
+/// Checks `child` (at `index`) against its `parent`: everything about a delegation that
+/// needs no keys or clock. With `allow_unsealed`, a missing seal is accepted (the
+/// coordinator checks a link before it seals it).
+pub(crate) fn check_child(
+    parent: &Link,
+    child: &Link,
+    index: usize,
+    allow_unsealed: bool,
+) -> Result<(), Denial> {
+    let (p, c) = (parent.body(), child.body());
+    let deny = |reason, detail: &str| Err(Denial::at(reason, index, detail.to_owned()));
+    if c.parent() != Some(parent.digest()) {
+        return deny(
+            Reason::ParentMismatch,
+            "parent digest does not match the previous link",
+        );
+    }
+    if p.kind == LinkKind::BreakGlass {
+        return deny(
+            Reason::BreakGlassDelegated,
+            "a break-glass link cannot be delegated",
+        );
+    }
+    if c.depth() != p.depth() + 1 {
+        return deny(
+            Reason::DepthMismatch,
+            "depth is not the parent's depth plus one",
+        );
+    }
+    if p.max_depth == 0 {
+        return deny(
+            Reason::DepthExceeded,
+            "the parent allows no further delegation",
+        );
+    }
+    if c.max_depth >= p.max_depth {
+        return deny(
+            Reason::DepthExceeded,
+            "remaining depth must be below the parent's",
+        );
+    }
+    if c.not_before_ms < p.not_before_ms || c.expires_at_ms > p.expires_at_ms {
+        return deny(
+            Reason::WindowWidened,
+            "validity window is not inside the parent's",
+        );
+    }
+    if (p.require_seal && !c.require_seal) || (p.require_online && !c.require_online) {
+        return deny(
+            Reason::ScopeWidened,
+            "drops a seal or online requirement the parent imposes",
+        );
+    }
+    if !is_attenuation(&c.capabilities, &p.capabilities) {
+        return deny(
+            Reason::ScopeWidened,
+            "a capability is not within the parent's capabilities",
+        );
+    }
+    if p.require_seal && child.seal().is_none() && !allow_unsealed {
+        return deny(
+            Reason::SealMissing,
+            "the parent requires sealed delegations",
+        );
+    }
+    Ok(())
+}
+
+/// Labels for the signatures of one verification pass.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Sig {
+    Link(usize),
+    Seal(usize),
+    Invocation,
+}
+
+/// Offline verifier for chains and invocation proofs.
+///
+/// Thread-safe: share one per tool. It keeps a bounded cache of verified link signatures
+/// and a bounded replay cache of invocation nonces.
+pub struct Verifier {
+    trust: RwLock<Arc<TrustBundle>>,
+    config: VerifierConfig,
+    clock: Arc<dyn Clock>,
+    links: LinkCache,
+    nonces: ReplayCache,
+}
+
+impl std::fmt::Debug for Verifier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Verifier")
+            .field("trust", &self.trust_bundle())
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Verifier {
+    /// A verifier trusting `trust`, configured by `config`, reading time from `clock`.
+    pub fn new(trust: TrustBundle, config: VerifierConfig, clock: Arc<dyn Clock>) -> Verifier {
+        Verifier {
+            trust: RwLock::new(Arc::new(trust)),
+            links: LinkCache::new(config.link_cache_capacity),
+            nonces: ReplayCache::new(config.replay_cache_capacity),
+            config,
+            clock,
+        }
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &VerifierConfig {
+        &self.config
+    }
+
+    /// The trust bundle in force.
+    pub fn trust_bundle(&self) -> Arc<TrustBundle> {
+        Arc::clone(&self.trust.read().unwrap_or_else(PoisonError::into_inner))
+    }
+
+    /// Replaces the trust bundle (key rotation). Cached link signatures stay valid: the
+    /// root key's trust is checked on every verification.
+    pub fn set_trust_bundle(&self, trust: TrustBundle) {
+        *self.trust.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(trust);
+    }
+
+    /// Decodes a chain with this verifier's limits.
+    pub fn decode_chain(&self, bytes: &[u8]) -> Result<Chain, Denial> {
+        Chain::decode(bytes, &self.config.limits)
+    }
+
+    /// Decodes an invocation proof with this verifier's limits.
+    pub fn decode_invocation(&self, bytes: &[u8]) -> Result<Invocation, Denial> {
+        Invocation::decode(bytes, &self.config.limits)
+    }
+
+    /// Verifies a chain on its own (no invocation).
+    pub fn verify_chain<'c>(
+        &self,
+        chain: &'c Chain,
+        revoked: &dyn RevocationSet,
+    ) -> Result<VerifiedChain<'c>, Denial> {
+        let now = self.clock.now_ms();
+        let mut batch = SignatureBatch::new();
+        self.check_chain(chain, revoked, now, false, &mut batch)?;
+        self.finish(chain, batch)?;
+        Ok(VerifiedChain { chain })
+    }
+
+    /// Verifies a chain whose leaf was just submitted for sealing: like
+    /// [`Verifier::verify_chain`], but the leaf may lack a seal. For the coordinator.
+    pub fn verify_for_sealing<'c>(
+        &self,
+        chain: &'c Chain,
+        revoked: &dyn RevocationSet,
+    ) -> Result<VerifiedChain<'c>, Denial> {
+        let now = self.clock.now_ms();
+        let mut batch = SignatureBatch::new();
+        self.check_chain(chain, revoked, now, true, &mut batch)?;
+        self.finish(chain, batch)?;
+        Ok(VerifiedChain { chain })
+    }
+
+    /// Verifies a chain and an invocation proof for the call a tool at `audience` is about
+    /// to execute. On success the proof's nonce is spent.
+    pub fn verify_invocation<'c>(
+        &self,
+        chain: &'c Chain,
+        invocation: &Invocation,
+        audience: &str,
+        call: &Call,
+        revoked: &dyn RevocationSet,
+    ) -> Result<VerifiedChain<'c>, Denial> {
+        let now = self.clock.now_ms();
+        let mut batch = SignatureBatch::new();
+        self.check_chain(chain, revoked, now, false, &mut batch)?;
+        let body = invocation.body();
+        let leaf = chain.len() - 1;
+        if body.audience != audience {
+            return Err(Denial::new(
+                Reason::WrongAudience,
+                format!("proof is for `{}`, not `{audience}`", body.audience),
+            ));
+        }
+        if body.chain_digest != *chain.leaf_digest() {
+            return Err(Denial::new(
+                Reason::ChainMismatch,
+                "proof was made for another chain",
+            ));
+        }
+        let skew = self.config.clock_skew_ms;
+        let window = self.config.invocation_window_ms;
+        if body.issued_at_ms > now.saturating_add(skew) {
+            return Err(Denial::new(
+                Reason::InvocationStale,
+                "proof is issued in the future",
+            ));
+        }
+        let valid_until = body
+            .issued_at_ms
+            .saturating_add(window)
+            .saturating_add(skew);
+        if now > valid_until {
+            return Err(Denial::new(
+                Reason::InvocationStale,
+                "proof is older than the invocation window",
+            ));
+        }
+        if body.call != *call {
+            return Err(Denial::new(
+                Reason::InvocationMismatch,
+                "proof is for a different action, resource or arguments than the call",
+            ));
+        }
+        for (i, link) in chain.links().iter().enumerate() {
+            if !link.body().capabilities.iter().any(|c| c.permits(call)) {
+                return Err(Denial::at(
+                    Reason::NotPermitted,
+                    i,
+                    format!("`{}` on `{}` is not permitted", call.action, call.resource),
+                ));
+            }
+        }
+        let holder = chain.leaf().body().holder.verifying_key().map_err(|_| {
+            Denial::at(
+                Reason::BadSignature,
+                leaf,
+                "leaf holder key is not a valid public key",
+            )
+        })?;
+        batch.push(
+            Sig::Invocation,
+            &holder,
+            SigningDomain::Invocation,
+            invocation.body_bytes(),
+            invocation.signature(),
+        );
+        self.finish(chain, batch)?;
+        match self
+            .nonces
+            .check_and_insert(&body.nonce, valid_until.saturating_add(1), now)
+        {
+            NonceCheck::Fresh => Ok(VerifiedChain { chain }),
+            NonceCheck::Replayed => {
+                Err(Denial::new(Reason::Replayed, "proof nonce was used before"))
+            }
+            NonceCheck::Full => Err(Denial::new(
+                Reason::ReplayCacheFull,
+                "too many live invocations to check for replay",
+            )),
+        }
+    }
+
+    /// Steps 2 to 5 and the collection of signatures for step 7.
+    fn check_chain(
+        &self,
+        chain: &Chain,
+        revoked: &dyn RevocationSet,
+        now: u64,
+        allow_unsealed_leaf: bool,
+        batch: &mut SignatureBatch<Sig>,
+    ) -> Result<(), Denial> {
+        let links = chain.links();
+        if links.len() > self.config.limits.max_links {
+            return Err(Denial::new(
+                Reason::TooManyLinks,
+                format!(
+                    "{} links, above the limit of {}",
+                    links.len(),
+                    self.config.limits.max_links
+                ),
+            ));
+        }
+        let trust = self.trust_bundle();
+        let root_key = match trust.lookup(&chain.issuer(), now) {
+            Lookup::Active(k) => k,
+            Lookup::Inactive => {
+                return Err(Denial::at(
+                    Reason::RootKeyInactive,
+                    0,
+                    "root issuer key is trusted, but not at this time",
+                ));
+            }
+            Lookup::Unknown => {
+                return Err(Denial::at(
+                    Reason::UntrustedRoot,
+                    0,
+                    "root issuer key is not trusted",
+                ));
+            }
+        };
+
+        let last = links.len() - 1;
+        for (i, pair) in links.windows(2).enumerate() {
+            let index = i + 1;
+            check_child(
+                &pair[0],
+                &pair[1],
+                index,
+                allow_unsealed_leaf && index == last,
+            )?;
+            if let Some(seal) = pair[1].seal()
+                && !matches!(trust.lookup(&seal.key, now), Lookup::Active(_))
+            {
+                return Err(Denial::at(
+                    Reason::BadSeal,
+                    index,
+                    "seal key is not trusted at this time",
+                ));
+            }
+        }
+        let root = chain.root().body();
+        if root.kind == LinkKind::BreakGlass && !self.config.accept_break_glass {
+            return Err(Denial::at(
+                Reason::BreakGlassRefused,
+                0,
+                "this verifier refuses break-glass access",
+            ));
+        }
+        if !self.config.online
+            && let Some(i) = links.iter().position(|l| l.body().require_online)
+        {
+            return Err(Denial::at(
+                Reason::OnlineRequired,
+                i,
+                "invocations under this chain must be authorised online",
+            ));
+        }
+
+        let skew = self.config.clock_skew_ms;
+        for (i, link) in links.iter().enumerate() {
+            let b = link.body();
+            if now.saturating_add(skew) < b.not_before_ms {
+                return Err(Denial::at(Reason::NotYetValid, i, "link is not valid yet"));
+            }
+            if now >= b.expires_at_ms.saturating_add(skew) {
+                return Err(Denial::at(Reason::LinkExpired, i, "link has expired"));
+            }
+        }
+
+        for (i, link) in links.iter().enumerate() {
+            if revoked.is_revoked(&link.id()) {
+                return Err(Denial::at(
+                    Reason::Revoked,
+                    i,
+                    format!("link {} is revoked", link.id()),
+                ));
+            }
+        }
+
+        for (i, link) in links.iter().enumerate() {
+            let hit = self.links.lookup(link);
+            if hit == CacheHit::Miss {
+                let issuer = if i == 0 {
+                    *root_key.verifying()
+                } else {
+                    links[i - 1].body().holder.verifying_key().map_err(|_| {
+                        Denial::at(
+                            Reason::BadSignature,
+                            i,
+                            "issuer key is not a valid public key",
+                        )
+                    })?
+                };
+                batch.push(
+                    Sig::Link(i),
+                    &issuer,
+                    SigningDomain::Link,
+                    link.body_bytes(),
+                    link.signature(),
+                );
+            }
+            if let Some(seal) = link.seal()
+                && hit != CacheHit::SignatureAndSeal
+                && let Lookup::Active(k) = trust.lookup(&seal.key, now)
+            {
+                batch.push(
+                    Sig::Seal(i),
+                    k.verifying(),
+                    SigningDomain::Seal,
+                    link.digest().as_bytes(),
+                    &seal.signature,
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// Step 7: verifies the batch and caches the links that passed.
+    fn finish(&self, chain: &Chain, batch: SignatureBatch<Sig>) -> Result<(), Denial> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        batch.verify().map_err(|failed| match failed {
+            Sig::Link(i) => Denial::at(Reason::BadSignature, i, "link signature does not verify"),
+            Sig::Seal(i) => Denial::at(Reason::BadSeal, i, "seal signature does not verify"),
+            Sig::Invocation => Denial::at(
+                Reason::BadSignature,
+                chain.len() - 1,
+                "invocation is not signed by the leaf holder",
+            ),
+        })?;
+        self.links.insert(
+            chain
+                .links()
+                .iter()
+                .map(|l| (*l.digest(), l.seal().copied())),
+        );
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests;
