@@ -81,6 +81,25 @@ fn floor(c: &mut Criterion) {
     c.bench_function("ed25519/verify_strict", |b| {
         b.iter(|| assert!(pk.verify(SigningDomain::Link, black_box(&msg), black_box(&sig))))
     });
+    let pk_bytes = *pk.as_bytes();
+    c.bench_function("ed25519/decompress_public_key", |b| {
+        b.iter(|| ed25519_dalek::VerifyingKey::from_bytes(black_box(&pk_bytes)).unwrap())
+    });
+    // The batch floor: four signatures by four keys in one multiscalar multiplication.
+    let keys: Vec<ed25519_dalek::SigningKey> = (0..4u8)
+        .map(|i| ed25519_dalek::SigningKey::from_bytes(&[i; 32]))
+        .collect();
+    let msgs: Vec<[u8; 200]> = (0..4u8).map(|i| [i; 200]).collect();
+    let sigs: Vec<ed25519_dalek::Signature> = keys
+        .iter()
+        .zip(&msgs)
+        .map(|(k, m)| ed25519_dalek::Signer::sign(k, m))
+        .collect();
+    let vks: Vec<ed25519_dalek::VerifyingKey> = keys.iter().map(|k| k.verifying_key()).collect();
+    let refs: Vec<&[u8]> = msgs.iter().map(|m| &m[..]).collect();
+    c.bench_function("ed25519/verify_batch4", |b| {
+        b.iter(|| ed25519_dalek::verify_batch(black_box(&refs), &sigs, &vks).unwrap())
+    });
 }
 
 fn chains(c: &mut Criterion) {

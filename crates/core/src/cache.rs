@@ -25,7 +25,24 @@ pub(crate) enum CacheHit {
     SignatureAndSeal,
 }
 
-/// Digests of links whose signatures (and seals) verified, bounded, first in first out.
+/// What the cache holds for one link.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Cached {
+    pub(crate) hit: CacheHit,
+    /// The link's holder key, already decompressed and checked, if known.
+    pub(crate) holder: Option<ed25519_dalek::VerifyingKey>,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Entry {
+    // The seal signature that verified with the link, if any.
+    seal: Option<Signature>,
+    holder: Option<ed25519_dalek::VerifyingKey>,
+}
+
+/// Digests of links whose signatures (and seals) verified, bounded, first in first out,
+/// with each link's decompressed holder key (decompressing a point costs about 5 µs, an
+/// eighth of a signature check).
 ///
 /// A link digest covers the body and the signature, and the body names the parent by
 /// digest, so the issuer key is fixed by the digest: a hit proves the same signature
@@ -39,8 +56,7 @@ pub(crate) struct LinkCache {
 
 #[derive(Debug, Default)]
 struct LinkCacheInner {
-    // The seal signature that verified with the link, if any.
-    map: HashMap<Digest, Option<Signature>>,
+    map: HashMap<Digest, Entry>,
     order: VecDeque<Digest>,
 }
 
@@ -52,32 +68,49 @@ impl LinkCache {
         }
     }
 
-    pub(crate) fn lookup(&self, link: &Link) -> CacheHit {
+    /// Looks every link up under one lock.
+    pub(crate) fn lookup_all(&self, links: &[Link]) -> Vec<Cached> {
+        let miss = Cached {
+            hit: CacheHit::Miss,
+            holder: None,
+        };
         if self.capacity == 0 {
-            return CacheHit::Miss;
+            return vec![miss; links.len()];
         }
-        match lock(&self.inner).map.get(link.digest()) {
-            None => CacheHit::Miss,
-            Some(seal) => match (link.seal(), seal) {
-                (None, _) => CacheHit::SignatureAndSeal,
-                (Some(s), Some(cached)) if s.signature == *cached => CacheHit::SignatureAndSeal,
-                (Some(_), _) => CacheHit::Signature,
-            },
-        }
+        let inner = lock(&self.inner);
+        links
+            .iter()
+            .map(|link| match inner.map.get(link.digest()) {
+                None => miss,
+                Some(entry) => Cached {
+                    hit: match (link.seal(), entry.seal) {
+                        (None, _) => CacheHit::SignatureAndSeal,
+                        (Some(s), Some(cached)) if s.signature == cached => {
+                            CacheHit::SignatureAndSeal
+                        }
+                        (Some(_), _) => CacheHit::Signature,
+                    },
+                    holder: entry.holder,
+                },
+            })
+            .collect()
     }
 
-    /// Records links whose signature, and `seal` when given, verified.
-    pub(crate) fn insert(&self, verified: impl Iterator<Item = (Digest, Option<Seal>)>) {
+    /// Records links whose signature, and seal when given, verified, with their holder
+    /// keys when known.
+    pub(crate) fn insert(
+        &self,
+        verified: impl Iterator<Item = (Digest, Option<Seal>, Option<ed25519_dalek::VerifyingKey>)>,
+    ) {
         if self.capacity == 0 {
             return;
         }
         let mut inner = lock(&self.inner);
-        for (digest, seal) in verified {
-            let seal_sig = seal.map(|s| s.signature);
+        for (digest, seal, holder) in verified {
+            let seal = seal.map(|s| s.signature);
             if let Some(entry) = inner.map.get_mut(&digest) {
-                if seal_sig.is_some() {
-                    *entry = seal_sig;
-                }
+                entry.seal = seal.or(entry.seal);
+                entry.holder = holder.or(entry.holder);
                 continue;
             }
             while inner.map.len() >= self.capacity {
@@ -86,7 +119,7 @@ impl LinkCache {
                 };
                 inner.map.remove(&old);
             }
-            inner.map.insert(digest, seal_sig);
+            inner.map.insert(digest, Entry { seal, holder });
             inner.order.push_back(digest);
         }
     }

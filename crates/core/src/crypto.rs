@@ -214,11 +214,16 @@ impl fmt::Debug for Signature {
 /// Signatures collected for one verification pass.
 ///
 /// [`SignatureBatch::verify`] checks all of them with one multiscalar multiplication and, if
-/// that fails, checks each one strictly to name the first bad one. Acceptance is equivalent
-/// to strict verification of every item: keys are large-order points (checked when
-/// decompressed, see [`PublicKey`]),
-/// and each `R` is checked to be a canonical encoding of a large-order point before the
-/// batch runs, which are the two conditions `verify_strict` adds to the batch equation.
+/// that fails, checks each one strictly to name the first bad one.
+///
+/// Before the batch runs, every `R` must be a canonical encoding of a point not of small
+/// order, and every key has been checked to be of large order when decompressed (see
+/// [`PublicKey`]): the two conditions `verify_strict` adds to the verification equation.
+/// With them, the batch accepts every signature strict verification accepts and never
+/// accepts a forgery. The one difference: the batch equation is checked without the
+/// cofactor, so a signer can deliberately build a signature whose `R` carries a torsion
+/// component that the batch accepts with probability 1/8 and strict verification rejects.
+/// That gains the signer nothing it could not get by signing correctly.
 #[derive(Default)]
 pub(crate) struct SignatureBatch<T> {
     messages: Vec<Vec<u8>>,
@@ -283,14 +288,30 @@ impl<T: Copy> SignatureBatch<T> {
     }
 }
 
-/// The part of `verify_strict` that the batch equation does not cover: `R` must decode,
-/// re-encode to the same bytes, and not be of small order.
+/// The part of `verify_strict` that the batch equation does not cover, checked on the bytes
+/// (no point decompression): `y` must be below the field prime, and the encoding must not be
+/// one of the small-order points'.
 fn r_is_canonical_large_order(sig: &ed25519_dalek::Signature) -> bool {
-    let r = curve25519_dalek::edwards::CompressedEdwardsY(*sig.r_bytes());
-    match r.decompress() {
-        Some(point) => point.compress() == r && !point.is_small_order(),
-        None => false,
-    }
+    let r = sig.r_bytes();
+    // y >= p = 2^255 - 19 only for 0x7fff…ff(ed..ff) once the sign bit is cleared.
+    let non_canonical = r[31] & 0x7f == 0x7f && r[1..31].iter().all(|&b| b == 0xff) && r[0] >= 0xed;
+    !non_canonical && !small_order_encodings().contains(r)
+}
+
+/// Every encoding (both sign bits) of the eight points of small order.
+fn small_order_encodings() -> &'static [[u8; 32]] {
+    static ENCODINGS: std::sync::OnceLock<Vec<[u8; 32]>> = std::sync::OnceLock::new();
+    ENCODINGS.get_or_init(|| {
+        curve25519_dalek::constants::EIGHT_TORSION
+            .iter()
+            .flat_map(|p| {
+                let e = p.compress().to_bytes();
+                let mut flipped = e;
+                flipped[31] ^= 0x80;
+                [e, flipped]
+            })
+            .collect()
+    })
 }
 
 #[cfg(test)]
@@ -401,6 +422,31 @@ mod tests {
             );
         }
         assert_eq!(bad.verify(), Err(2));
+    }
+
+    #[test]
+    fn r_checks_match_point_arithmetic() {
+        let k = SigningKey::from_seed(&[4; 32]);
+        let good = ed25519_dalek::Signature::from_bytes(&k.sign(SigningDomain::Link, b"m").0);
+        assert!(r_is_canonical_large_order(&good));
+        for enc in small_order_encodings() {
+            let point = curve25519_dalek::edwards::CompressedEdwardsY(*enc).decompress();
+            assert!(point.is_none_or(|p| p.is_small_order()));
+            let mut bytes = [0u8; 64];
+            bytes[..32].copy_from_slice(enc);
+            assert!(!r_is_canonical_large_order(
+                &ed25519_dalek::Signature::from_bytes(&bytes)
+            ));
+        }
+        // y = p (non-canonical zero) and y = p + 18, with either sign bit.
+        for (low, sign) in [(0xed, 0), (0xff, 0), (0xed, 0x80)] {
+            let mut bytes = [0xffu8; 64];
+            bytes[0] = low;
+            bytes[31] = 0x7f | sign;
+            assert!(!r_is_canonical_large_order(
+                &ed25519_dalek::Signature::from_bytes(&bytes)
+            ));
+        }
     }
 
     #[test]

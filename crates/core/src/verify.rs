@@ -268,10 +268,8 @@ impl Verifier {
         chain: &'c Chain,
         revoked: &dyn RevocationSet,
     ) -> Result<VerifiedChain<'c>, Denial> {
-        let now = self.clock.now_ms();
-        let mut batch = SignatureBatch::new();
-        self.check_chain(chain, revoked, now, false, &mut batch)?;
-        self.finish(chain, batch)?;
+        let pass = self.check_chain(chain, revoked, self.clock.now_ms(), false)?;
+        self.finish(chain, pass)?;
         Ok(VerifiedChain { chain })
     }
 
@@ -282,10 +280,8 @@ impl Verifier {
         chain: &'c Chain,
         revoked: &dyn RevocationSet,
     ) -> Result<VerifiedChain<'c>, Denial> {
-        let now = self.clock.now_ms();
-        let mut batch = SignatureBatch::new();
-        self.check_chain(chain, revoked, now, true, &mut batch)?;
-        self.finish(chain, batch)?;
+        let pass = self.check_chain(chain, revoked, self.clock.now_ms(), true)?;
+        self.finish(chain, pass)?;
         Ok(VerifiedChain { chain })
     }
 
@@ -300,8 +296,7 @@ impl Verifier {
         revoked: &dyn RevocationSet,
     ) -> Result<VerifiedChain<'c>, Denial> {
         let now = self.clock.now_ms();
-        let mut batch = SignatureBatch::new();
-        self.check_chain(chain, revoked, now, false, &mut batch)?;
+        let mut pass = self.check_chain(chain, revoked, now, false)?;
         let body = invocation.body();
         let leaf = chain.len() - 1;
         if body.audience != audience {
@@ -349,21 +344,15 @@ impl Verifier {
                 ));
             }
         }
-        let holder = chain.leaf().body().holder.verifying_key().map_err(|_| {
-            Denial::at(
-                Reason::BadSignature,
-                leaf,
-                "leaf holder key is not a valid public key",
-            )
-        })?;
-        batch.push(
+        let holder = pass.holder_key(chain, leaf)?;
+        pass.batch.push(
             Sig::Invocation,
             &holder,
             SigningDomain::Invocation,
             invocation.body_bytes(),
             invocation.signature(),
         );
-        self.finish(chain, batch)?;
+        self.finish(chain, pass)?;
         match self
             .nonces
             .check_and_insert(&body.nonce, valid_until.saturating_add(1), now)
@@ -386,8 +375,7 @@ impl Verifier {
         revoked: &dyn RevocationSet,
         now: u64,
         allow_unsealed_leaf: bool,
-        batch: &mut SignatureBatch<Sig>,
-    ) -> Result<(), Denial> {
+    ) -> Result<Pass, Denial> {
         let links = chain.links();
         if links.len() > self.config.limits.max_links {
             return Err(Denial::new(
@@ -476,21 +464,20 @@ impl Verifier {
             }
         }
 
+        let cached = self.links.lookup_all(links);
+        let mut pass = Pass {
+            batch: SignatureBatch::new(),
+            holders: cached.iter().map(|c| c.holder).collect(),
+        };
         for (i, link) in links.iter().enumerate() {
-            let hit = self.links.lookup(link);
+            let hit = cached[i].hit;
             if hit == CacheHit::Miss {
                 let issuer = if i == 0 {
                     *root_key.verifying()
                 } else {
-                    links[i - 1].body().holder.verifying_key().map_err(|_| {
-                        Denial::at(
-                            Reason::BadSignature,
-                            i,
-                            "issuer key is not a valid public key",
-                        )
-                    })?
+                    pass.holder_key(chain, i - 1)?
                 };
-                batch.push(
+                pass.batch.push(
                     Sig::Link(i),
                     &issuer,
                     SigningDomain::Link,
@@ -502,7 +489,7 @@ impl Verifier {
                 && hit != CacheHit::SignatureAndSeal
                 && let Lookup::Active(k) = trust.lookup(&seal.key, now)
             {
-                batch.push(
+                pass.batch.push(
                     Sig::Seal(i),
                     k.verifying(),
                     SigningDomain::Seal,
@@ -511,15 +498,15 @@ impl Verifier {
                 );
             }
         }
-        Ok(())
+        Ok(pass)
     }
 
     /// Step 7: verifies the batch and caches the links that passed.
-    fn finish(&self, chain: &Chain, batch: SignatureBatch<Sig>) -> Result<(), Denial> {
-        if batch.is_empty() {
+    fn finish(&self, chain: &Chain, pass: Pass) -> Result<(), Denial> {
+        if pass.batch.is_empty() {
             return Ok(());
         }
-        batch.verify().map_err(|failed| match failed {
+        pass.batch.verify().map_err(|failed| match failed {
             Sig::Link(i) => Denial::at(Reason::BadSignature, i, "link signature does not verify"),
             Sig::Seal(i) => Denial::at(Reason::BadSeal, i, "seal signature does not verify"),
             Sig::Invocation => Denial::at(
@@ -532,9 +519,44 @@ impl Verifier {
             chain
                 .links()
                 .iter()
-                .map(|l| (*l.digest(), l.seal().copied())),
+                .zip(pass.holders)
+                .map(|(l, holder)| (*l.digest(), l.seal().copied(), holder)),
         );
         Ok(())
+    }
+}
+
+/// The state of one verification: signatures still to check, and holder keys decompressed
+/// so far (from the cache or on demand).
+struct Pass {
+    batch: SignatureBatch<Sig>,
+    holders: Vec<Option<ed25519_dalek::VerifyingKey>>,
+}
+
+impl Pass {
+    /// The holder key of link `i`, decompressed once.
+    fn holder_key(
+        &mut self,
+        chain: &Chain,
+        i: usize,
+    ) -> Result<ed25519_dalek::VerifyingKey, Denial> {
+        if let Some(k) = self.holders[i] {
+            return Ok(k);
+        }
+        // Link `i`'s holder signs link `i + 1` (or the invocation, at the leaf).
+        let key = chain.links()[i]
+            .body()
+            .holder
+            .verifying_key()
+            .map_err(|_| {
+                Denial::at(
+                    Reason::BadSignature,
+                    (i + 1).min(chain.len() - 1),
+                    "holder key is not a valid public key",
+                )
+            })?;
+        self.holders[i] = Some(key);
+        Ok(key)
     }
 }
 

@@ -967,3 +967,27 @@ fn invocation_shape_rules() {
         Reason::TokenTooLarge
     );
 }
+
+#[test]
+fn a_small_order_holder_key_can_never_sign() {
+    let (v, _) = verifier();
+    let c = chain(1);
+    let mut identity = [0u8; 32];
+    identity[0] = 1;
+    // A delegation to the identity point: anyone could "sign" as it without a key check.
+    let weak = raw_child(c.root(), &key(1), |b| {
+        b.holder = PublicKey::from_token_bytes(identity);
+        b.max_depth = 0;
+    });
+    let c = extend(&c, weak).unwrap();
+    assert!(v.verify_chain(&c, &NoRevocations).is_ok());
+    let call = Call::new("read", "files/a");
+    let inv = Invocation::sign(&key(5), &c, "t", call.clone(), NOW).unwrap();
+    let d = v
+        .verify_invocation(&c, &inv, "t", &call, &NoRevocations)
+        .unwrap_err();
+    assert_eq!(
+        (d.reason(), d.link_index()),
+        (Reason::BadSignature, Some(1))
+    );
+}
