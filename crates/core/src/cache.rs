@@ -3,7 +3,6 @@
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
-use crate::crypto::Signature;
 use crate::id::Digest;
 use crate::invocation::NONCE_LEN;
 use crate::link::{Link, Seal};
@@ -35,8 +34,8 @@ pub(crate) struct Cached {
 
 #[derive(Clone, Copy, Debug)]
 struct Entry {
-    // The seal signature that verified with the link, if any.
-    seal: Option<Signature>,
+    // The seal (key and signature) that verified with the link, if any.
+    seal: Option<Seal>,
     holder: Option<ed25519_dalek::VerifyingKey>,
 }
 
@@ -85,9 +84,9 @@ impl LinkCache {
                 Some(entry) => Cached {
                     hit: match (link.seal(), entry.seal) {
                         (None, _) => CacheHit::SignatureAndSeal,
-                        (Some(s), Some(cached)) if s.signature == cached => {
-                            CacheHit::SignatureAndSeal
-                        }
+                        // The whole seal must match: a cached signature relabelled with
+                        // another trusted key proves nothing about that key.
+                        (Some(s), Some(cached)) if *s == cached => CacheHit::SignatureAndSeal,
                         (Some(_), _) => CacheHit::Signature,
                     },
                     holder: entry.holder,
@@ -107,7 +106,6 @@ impl LinkCache {
         }
         let mut inner = lock(&self.inner);
         for (digest, seal, holder) in verified {
-            let seal = seal.map(|s| s.signature);
             if let Some(entry) = inner.map.get_mut(&digest) {
                 entry.seal = seal.or(entry.seal);
                 entry.holder = holder.or(entry.holder);
@@ -141,23 +139,29 @@ pub(crate) enum NonceCheck {
     Full,
 }
 
-/// Nonces seen within the invocation window, bounded.
+/// Nonces seen within the invocation window, bounded, keyed by holder key and nonce (so
+/// one holder cannot burn another's nonces).
 ///
 /// A nonce is remembered until its proof can no longer pass the staleness check, so a
 /// replay is caught for as long as it could otherwise succeed. When the cache is full of
-/// live nonces it refuses new invocations rather than forget one (fail closed).
+/// live nonces it refuses new invocations rather than forget one (fail closed); a full
+/// sweep for expired entries behind the head runs at most once a second.
 #[derive(Debug)]
 pub(crate) struct ReplayCache {
     inner: Mutex<ReplayInner>,
     capacity: usize,
 }
 
+/// Holder key and nonce.
+pub(crate) type NonceKey = ([u8; 32], [u8; NONCE_LEN]);
+
 #[derive(Debug, Default)]
 struct ReplayInner {
-    expiry: HashMap<[u8; NONCE_LEN], u64>,
+    expiry: HashMap<NonceKey, u64>,
     // Insertion order; expiries are nearly monotonic, so popping from the front while the
     // head has expired frees space without scanning.
-    order: VecDeque<([u8; NONCE_LEN], u64)>,
+    order: VecDeque<(NonceKey, u64)>,
+    last_sweep_ms: u64,
 }
 
 impl ReplayCache {
@@ -171,7 +175,7 @@ impl ReplayCache {
     /// Records `nonce` as used until `expires_at_ms`, atomically with the check.
     pub(crate) fn check_and_insert(
         &self,
-        nonce: &[u8; NONCE_LEN],
+        nonce: &NonceKey,
         expires_at_ms: u64,
         now_ms: u64,
     ) -> NonceCheck {
@@ -190,14 +194,16 @@ impl ReplayCache {
                 inner.expiry.remove(&old);
             }
         }
-        if inner.expiry.len() >= self.capacity {
+        if inner.expiry.len() >= self.capacity && now_ms >= inner.last_sweep_ms.saturating_add(1000)
+        {
             // The head has not expired but something behind it may have.
+            inner.last_sweep_ms = now_ms;
             inner.expiry.retain(|_, exp| *exp > now_ms);
-            let ReplayInner { expiry, order } = &mut *inner;
+            let ReplayInner { expiry, order, .. } = &mut *inner;
             order.retain(|(n, e)| expiry.get(n) == Some(e));
-            if inner.expiry.len() >= self.capacity {
-                return NonceCheck::Full;
-            }
+        }
+        if inner.expiry.len() >= self.capacity {
+            return NonceCheck::Full;
         }
         inner.expiry.insert(*nonce, expires_at_ms);
         inner.order.push_back((*nonce, expires_at_ms));
@@ -214,60 +220,59 @@ impl ReplayCache {
 mod tests {
     use super::*;
 
+    fn k(n: u8) -> NonceKey {
+        ([0; 32], [n; NONCE_LEN])
+    }
+
+    #[test]
+    fn the_same_nonce_under_another_holder_is_not_a_replay() {
+        let c = ReplayCache::new(10);
+        assert_eq!(
+            c.check_and_insert(&([1; 32], [5; NONCE_LEN]), 100, 0),
+            NonceCheck::Fresh
+        );
+        assert_eq!(
+            c.check_and_insert(&([2; 32], [5; NONCE_LEN]), 100, 0),
+            NonceCheck::Fresh
+        );
+        assert_eq!(
+            c.check_and_insert(&([1; 32], [5; NONCE_LEN]), 100, 0),
+            NonceCheck::Replayed
+        );
+    }
+
     #[test]
     fn replay_cache_catches_reuse_until_expiry() {
         let c = ReplayCache::new(10);
-        let n = [1u8; NONCE_LEN];
-        assert_eq!(c.check_and_insert(&n, 100, 0), NonceCheck::Fresh);
-        assert_eq!(c.check_and_insert(&n, 100, 50), NonceCheck::Replayed);
+        assert_eq!(c.check_and_insert(&k(1), 100, 0), NonceCheck::Fresh);
+        assert_eq!(c.check_and_insert(&k(1), 100, 50), NonceCheck::Replayed);
         // After expiry the old entry is gone (and the staleness check rejects the proof).
-        assert_eq!(c.check_and_insert(&n, 200, 100), NonceCheck::Fresh);
+        assert_eq!(c.check_and_insert(&k(1), 200, 100), NonceCheck::Fresh);
     }
 
     #[test]
     fn replay_cache_refuses_when_full_of_live_nonces_and_recovers_after_expiry() {
         let c = ReplayCache::new(3);
         for i in 0..3u8 {
-            assert_eq!(
-                c.check_and_insert(&[i; NONCE_LEN], 100, 0),
-                NonceCheck::Fresh
-            );
+            assert_eq!(c.check_and_insert(&k(i), 100, 0), NonceCheck::Fresh);
         }
-        assert_eq!(
-            c.check_and_insert(&[9; NONCE_LEN], 100, 0),
-            NonceCheck::Full
-        );
+        assert_eq!(c.check_and_insert(&k(9), 100, 0), NonceCheck::Full);
         // Nothing was forgotten to make room.
-        assert_eq!(
-            c.check_and_insert(&[0; NONCE_LEN], 100, 0),
-            NonceCheck::Replayed
-        );
-        assert_eq!(
-            c.check_and_insert(&[9; NONCE_LEN], 300, 100),
-            NonceCheck::Fresh
-        );
+        assert_eq!(c.check_and_insert(&k(0), 100, 0), NonceCheck::Replayed);
+        assert_eq!(c.check_and_insert(&k(9), 300, 100), NonceCheck::Fresh);
         assert_eq!(c.len(), 1);
     }
 
     #[test]
-    fn replay_cache_sweeps_expired_entries_behind_a_live_head() {
+    fn replay_cache_sweeps_expired_entries_behind_a_live_head_at_most_once_a_second() {
         let c = ReplayCache::new(2);
-        assert_eq!(
-            c.check_and_insert(&[1; NONCE_LEN], 1000, 0),
-            NonceCheck::Fresh
-        );
-        assert_eq!(
-            c.check_and_insert(&[2; NONCE_LEN], 10, 0),
-            NonceCheck::Fresh
-        );
-        assert_eq!(
-            c.check_and_insert(&[3; NONCE_LEN], 1000, 20),
-            NonceCheck::Fresh
-        );
+        assert_eq!(c.check_and_insert(&k(1), 5000, 0), NonceCheck::Fresh);
+        assert_eq!(c.check_and_insert(&k(2), 10, 0), NonceCheck::Fresh);
+        // Full, the head is live, and a sweep ran less than a second ago (at 0): refused.
+        assert_eq!(c.check_and_insert(&k(3), 5000, 20), NonceCheck::Full);
+        // A second later the sweep finds the expired entry behind the head.
+        assert_eq!(c.check_and_insert(&k(3), 5000, 1020), NonceCheck::Fresh);
         assert_eq!(c.len(), 2);
-        assert_eq!(
-            c.check_and_insert(&[1; NONCE_LEN], 1000, 20),
-            NonceCheck::Replayed
-        );
+        assert_eq!(c.check_and_insert(&k(1), 5000, 1020), NonceCheck::Replayed);
     }
 }

@@ -244,11 +244,15 @@ impl Condition {
                 Condition::OneOf(vs) => {
                     let wanted = u128::try_from(i128::from(*max) - i128::from(*min) + 1)
                         .unwrap_or(u128::MAX);
-                    let present = vs
+                    // Count distinct values: the variant is public, so duplicates are possible.
+                    let present: std::collections::BTreeSet<i64> = vs
                         .iter()
-                        .filter(|v| matches!(v, Value::Int(i) if min <= i && i <= max))
-                        .count();
-                    u128::try_from(present).unwrap_or(0) == wanted
+                        .filter_map(|v| match v {
+                            Value::Int(i) if min <= i && i <= max => Some(*i),
+                            _ => None,
+                        })
+                        .collect();
+                    u128::try_from(present.len()).unwrap_or(0) == wanted
                 }
                 Condition::Exact(Value::Int(v)) => min == max && min == v,
                 Condition::Exact(Value::Text(_)) | Condition::Prefix(_) => false,

@@ -138,10 +138,14 @@ impl Chain {
                 why: "the signing key is not the leaf holder's key".into(),
             });
         }
+        let depth = parent.body().depth().checked_add(1).ok_or(Error::Invalid {
+            what: "delegation",
+            why: "the parent is at the deepest possible depth".into(),
+        })?;
         let body = spec.into_body(
             Position::Child {
                 parent: *parent.digest(),
-                depth: parent.body().depth() + 1,
+                depth,
             },
             LinkKind::Delegation,
         );

@@ -221,9 +221,12 @@ impl fmt::Debug for Signature {
 /// [`PublicKey`]): the two conditions `verify_strict` adds to the verification equation.
 /// With them, the batch accepts every signature strict verification accepts and never
 /// accepts a forgery. The one difference: the batch equation is checked without the
-/// cofactor, so a signer can deliberately build a signature whose `R` carries a torsion
-/// component that the batch accepts with probability 1/8 and strict verification rejects.
-/// That gains the signer nothing it could not get by signing correctly.
+/// cofactor and its coefficients are derived from the inputs, so the holder of a private
+/// key can deliberately build a signature whose `R` carries a torsion component, which the
+/// batch accepts (after a few tries) while strict verification rejects it. That gains the
+/// signer nothing it could not get by signing correctly, but such a link may verify here
+/// and not in a strict implementation (or here, alone, where a batch of one is checked
+/// strictly). Honest signers never produce one.
 #[derive(Default)]
 pub(crate) struct SignatureBatch<T> {
     messages: Vec<Vec<u8>>,

@@ -28,9 +28,9 @@ impl Default for Limits {
         Limits {
             max_token_bytes: 64 * 1024,
             max_links: 16,
-            max_capabilities: 32,
-            max_actions: 32,
-            max_constraints: 16,
+            max_capabilities: 16,
+            max_actions: 16,
+            max_constraints: 8,
             max_values: 64,
             max_string_bytes: 1024,
             max_invocation_bytes: 16 * 1024,

@@ -41,6 +41,9 @@ pub struct VerifierConfig {
     pub invocation_window_ms: u64,
     /// Whether break-glass chains are accepted.
     pub accept_break_glass: bool,
+    /// Longest break-glass window accepted, in milliseconds (the product caps break-glass
+    /// at one hour; a longer one is refused even if its root verifies).
+    pub max_break_glass_ms: u64,
     /// Whether this verifier is the online authority (the coordinator's `Authorize`).
     /// Offline verifiers refuse chains that require online authorisation.
     pub online: bool,
@@ -57,6 +60,7 @@ impl Default for VerifierConfig {
             clock_skew_ms: 30_000,
             invocation_window_ms: 60_000,
             accept_break_glass: true,
+            max_break_glass_ms: 3_600_000,
             online: false,
             link_cache_capacity: 16_384,
             replay_cache_capacity: 1 << 20,
@@ -353,9 +357,11 @@ impl Verifier {
             invocation.signature(),
         );
         self.finish(chain, pass)?;
+        // Keyed by holder too: one holder cannot burn another holder's nonces.
+        let nonce_key = (*chain.leaf().body().holder.as_bytes(), body.nonce);
         match self
             .nonces
-            .check_and_insert(&body.nonce, valid_until.saturating_add(1), now)
+            .check_and_insert(&nonce_key, valid_until.saturating_add(1), now)
         {
             NonceCheck::Fresh => Ok(VerifiedChain { chain }),
             NonceCheck::Replayed => {
@@ -426,12 +432,21 @@ impl Verifier {
             }
         }
         let root = chain.root().body();
-        if root.kind == LinkKind::BreakGlass && !self.config.accept_break_glass {
-            return Err(Denial::at(
-                Reason::BreakGlassRefused,
-                0,
-                "this verifier refuses break-glass access",
-            ));
+        if root.kind == LinkKind::BreakGlass {
+            if !self.config.accept_break_glass {
+                return Err(Denial::at(
+                    Reason::BreakGlassRefused,
+                    0,
+                    "this verifier refuses break-glass access",
+                ));
+            }
+            if root.expires_at_ms - root.not_before_ms > self.config.max_break_glass_ms {
+                return Err(Denial::at(
+                    Reason::BreakGlassRefused,
+                    0,
+                    "break-glass window is longer than this verifier accepts",
+                ));
+            }
         }
         if !self.config.online
             && let Some(i) = links.iter().position(|l| l.body().require_online)
@@ -498,6 +513,9 @@ impl Verifier {
                 );
             }
         }
+        // The leaf holder key must be usable even when no invocation is checked now: a chain
+        // to a small-order or invalid key is refused, and sealing one is never possible.
+        pass.holder_key(chain, last)?;
         Ok(pass)
     }
 

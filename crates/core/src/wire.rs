@@ -203,6 +203,16 @@ pub(crate) fn capability_from_pb(c: pb::Capability, limits: &Limits) -> Result<C
             Ok(Constraint::new(arg, condition_from_pb(k.kind, limits)?))
         })
         .collect::<Result<Vec<_>, Denial>>()?;
+    // One constraint per argument: keeps the subset check linear in the constraints (an
+    // unauthenticated chain must not buy quadratic work) and the meaning obvious.
+    for (i, c) in constraints.iter().enumerate() {
+        if constraints[..i].iter().any(|p| p.arg == c.arg) {
+            return Err(malformed(format!(
+                "two constraints on argument `{}`",
+                c.arg
+            )));
+        }
+    }
     Ok(Capability {
         resource,
         actions,

@@ -980,7 +980,15 @@ fn a_small_order_holder_key_can_never_sign() {
         b.max_depth = 0;
     });
     let c = extend(&c, weak).unwrap();
-    assert!(v.verify_chain(&c, &NoRevocations).is_ok());
+    // Refused even without an invocation: the coordinator must never seal such a link.
+    assert_eq!(
+        reason(v.verify_chain(&c, &NoRevocations)),
+        (Reason::BadSignature, Some(1))
+    );
+    assert_eq!(
+        reason(v.verify_for_sealing(&c, &NoRevocations)),
+        (Reason::BadSignature, Some(1))
+    );
     let call = Call::new("read", "files/a");
     let inv = Invocation::sign(&key(5), &c, "t", call.clone(), NOW).unwrap();
     let d = v
@@ -990,4 +998,64 @@ fn a_small_order_holder_key_can_never_sign() {
         (d.reason(), d.link_index()),
         (Reason::BadSignature, Some(1))
     );
+}
+
+#[test]
+fn a_seal_relabelled_with_another_trusted_key_is_not_a_cache_hit() {
+    let clock = std::sync::Arc::new(ManualClock::new(NOW));
+    let other = key(201);
+    let trust = TrustBundle::new()
+        .with_key(coordinator().public_key(), 0, u64::MAX)
+        .unwrap()
+        .with_key(other.public_key(), 0, u64::MAX)
+        .unwrap();
+    let v = Verifier::new(trust, VerifierConfig::default(), clock);
+    let root = root_with(
+        spec(1, vec![cap("x", &["r"])], 3).require_seal(true),
+        LinkKind::Grant,
+    );
+    let mut c = root
+        .delegate(
+            &key(1),
+            spec(2, vec![cap("x", &["r"])], 1).require_seal(true),
+        )
+        .unwrap();
+    c.seal_leaf(&coordinator());
+    assert!(v.verify_chain(&c, &NoRevocations).is_ok());
+    // The same seal signature, now claiming to be by the other trusted key.
+    let mut links = c.links().to_vec();
+    let mut seal = *links[1].seal().unwrap();
+    seal.key = other.public_key();
+    links[1].set_seal(seal);
+    let relabelled = Chain::from_links(links).unwrap();
+    assert_eq!(
+        reason(v.verify_chain(&relabelled, &NoRevocations)),
+        (Reason::BadSeal, Some(1))
+    );
+}
+
+#[test]
+fn break_glass_longer_than_the_cap_is_refused() {
+    let mut s = spec(1, vec![cap("x", &["r"])], 0);
+    s.not_before_ms = NOW - MINUTE;
+    s.expires_at_ms = NOW + 61 * MINUTE;
+    let long = root_with(s, LinkKind::BreakGlass);
+    let (v, _) = verifier();
+    assert_eq!(
+        reason(v.verify_chain(&long, &NoRevocations)),
+        (Reason::BreakGlassRefused, Some(0))
+    );
+}
+
+#[test]
+fn two_constraints_on_one_argument_are_malformed() {
+    let c = chain(1);
+    let mut b = body_of(&c, 0);
+    for _ in 0..2 {
+        b.capabilities[0].constraints.push(pb::Constraint {
+            arg: "n".into(),
+            kind: Some(pb::constraint::Kind::Prefix("a".into())),
+        });
+    }
+    assert_eq!(decode_reason(&root_from_pb(&b)), Reason::Malformed);
 }

@@ -71,7 +71,8 @@ fn capability() -> impl Strategy<Value = Capability> {
     (
         pattern(),
         prop::collection::vec(prop::sample::select(vec!["r", "w", "d", "*"]), 1..3),
-        prop::collection::vec((prop::sample::select(vec!["x", "n"]), condition()), 0..3),
+        // One constraint per argument (two on one argument are malformed).
+        prop::collection::btree_map(prop::sample::select(vec!["x", "n"]), condition(), 0..3),
     )
         .prop_map(|(resource, actions, constraints)| {
             let mut c = Capability::new(&resource, actions).unwrap();
