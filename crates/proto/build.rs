@@ -1,0 +1,27 @@
+//! Compiles `proto/` with protox (no system `protoc`), generates prost messages and tonic
+//! clients and servers, and writes the encoded descriptor set for server reflection.
+
+use std::path::PathBuf;
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../proto");
+    let files = [
+        "mandate/token/v1/token.proto",
+        "mandate/v1/agents.proto",
+        "mandate/v1/tasks.proto",
+        "mandate/v1/authorization.proto",
+    ];
+    for f in files {
+        println!("cargo:rerun-if-changed={}", root.join(f).display());
+    }
+    let descriptors = protox::compile(files, [&root])?;
+    let out = PathBuf::from(std::env::var("OUT_DIR")?);
+    std::fs::write(
+        out.join("mandate_descriptor.bin"),
+        prost::Message::encode_to_vec(&descriptors),
+    )?;
+    tonic_prost_build::configure()
+        .btree_map(".")
+        .compile_fds(descriptors)?;
+    Ok(())
+}

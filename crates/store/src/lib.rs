@@ -1,0 +1,128 @@
+//! Mandate's state: agents, tasks, the delegation tree, revocations with a monotonically
+//! increasing epoch, request nonces, and the hash-chained audit log.
+//!
+//! [`Store`] is the boundary; [`SledStore`] is the embedded implementation. No sled type
+//! crosses the trait, so a replicated backend can replace it.
+//!
+//! Every state change goes through [`Store::commit`] as one [`Change`]: its records,
+//! revocations, nonces and audit events are applied atomically, or not at all. A commit is
+//! visible at once and durable after the next [`Store::flush`]; the server acknowledges a
+//! change only after a flush that covers it (and groups concurrent changes into one flush).
+
+#![forbid(unsafe_code)]
+
+mod records;
+mod sled_store;
+
+use mandate_core::{LinkId, TaskId};
+
+pub use records::{
+    AgentRecord, AgentStatus, AuditEvent, AuditRecord, LinkRecord, NewRevocation, RevocationRecord,
+    Severity, TaskRecord, TaskState, audit_hash,
+};
+pub use sled_store::SledStore;
+
+/// A failed store operation. The change it belonged to did not happen.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// The storage engine failed (I/O error, corruption, disk full).
+    #[error("storage failure: {0}")]
+    Backend(String),
+    /// A stored record does not decode.
+    #[error("stored record `{key}` is corrupt: {why}")]
+    Corrupt {
+        /// The record's key, printable.
+        key: String,
+        /// What is wrong.
+        why: String,
+    },
+    /// A record to insert already exists.
+    #[error("{what} `{id}` already exists")]
+    AlreadyExists {
+        /// What kind of record.
+        what: &'static str,
+        /// Its id.
+        id: String,
+    },
+}
+
+/// Result of store operations.
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// One atomic state change: records to write, links to revoke, nonces to remember, and the
+/// audit events that describe it. Applied entirely or not at all.
+#[derive(Clone, Debug, Default)]
+pub struct Change {
+    /// Agents to insert or replace.
+    pub agents: Vec<AgentRecord>,
+    /// Tasks to insert or replace.
+    pub tasks: Vec<TaskRecord>,
+    /// Links to insert (with their tree and holder/issuer indexes). Must not exist yet.
+    pub links: Vec<LinkRecord>,
+    /// Links to revoke. Already revoked ones are skipped. All get one new epoch.
+    pub revocations: Vec<NewRevocation>,
+    /// Request nonces to remember until their expiry (Unix ms).
+    pub nonces: Vec<([u8; 16], u64)>,
+    /// What happened, for the audit log. A change with no audit event is refused.
+    pub audit: Vec<AuditEvent>,
+}
+
+/// What a commit assigned.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Committed {
+    /// The revocation epoch of the change, if it revoked anything.
+    pub epoch: Option<u64>,
+    /// Links the change actually revoked (skipping ones already revoked).
+    pub revoked: Vec<LinkId>,
+    /// Sequence numbers of the audit records written.
+    pub audit_seqs: Vec<u64>,
+}
+
+/// Counts from a garbage collection pass.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct GcStats {
+    /// Expired revocations removed.
+    pub revocations: usize,
+    /// Expired nonces removed.
+    pub nonces: usize,
+}
+
+/// Mandate's state. Implementations must make [`Store::commit`] atomic and
+/// [`Store::flush`] durable (everything committed before it survives a crash).
+pub trait Store: Send + Sync + 'static {
+    /// Applies `change` atomically: every record, index, revocation, nonce and audit record,
+    /// or none of them.
+    fn commit(&self, change: Change) -> Result<Committed>;
+    /// Makes every change committed so far durable.
+    fn flush(&self) -> Result<()>;
+
+    /// One agent.
+    fn agent(&self, id: &str) -> Result<Option<AgentRecord>>;
+    /// Agents in id order, after `after` (exclusive).
+    fn agents(&self, after: Option<&str>, limit: usize) -> Result<Vec<AgentRecord>>;
+    /// One task.
+    fn task(&self, id: &TaskId) -> Result<Option<TaskRecord>>;
+    /// Tasks in id order, after `after` (exclusive).
+    fn tasks(&self, after: Option<&TaskId>, limit: usize) -> Result<Vec<TaskRecord>>;
+    /// One link.
+    fn link(&self, id: &LinkId) -> Result<Option<LinkRecord>>;
+    /// Direct children of a link in the delegation tree.
+    fn children(&self, id: &LinkId) -> Result<Vec<LinkId>>;
+    /// Every link of a task, in no particular order.
+    fn task_links(&self, task: &TaskId) -> Result<Vec<LinkRecord>>;
+    /// Ids of every link an agent holds or issued.
+    fn agent_links(&self, agent: &str) -> Result<Vec<LinkId>>;
+    /// The revocation of a link, if revoked.
+    fn revocation(&self, id: &LinkId) -> Result<Option<RevocationRecord>>;
+    /// Revocations with an epoch above `epoch`, in epoch order.
+    fn revocations_after(&self, epoch: u64) -> Result<Vec<RevocationRecord>>;
+    /// The current revocation epoch (0 before the first revocation).
+    fn epoch(&self) -> Result<u64>;
+    /// When a remembered request nonce expires, if it is remembered.
+    fn nonce(&self, nonce: &[u8; 16]) -> Result<Option<u64>>;
+    /// Audit records with a sequence number above `after`, in order, at most `limit`.
+    fn audit_after(&self, after: u64, limit: usize) -> Result<Vec<AuditRecord>>;
+    /// Removes revocations of links that have expired and nonces past their expiry.
+    fn gc(&self, now_ms: u64) -> Result<GcStats>;
+}

@@ -1,0 +1,315 @@
+//! Stored records. They are stored as JSON (readable with any tool, stable field order) and
+//! use hex for ids and keys.
+
+use std::collections::BTreeMap;
+
+use mandate_core::{Digest, LinkId, TaskId};
+use serde::{Deserialize, Serialize};
+
+/// Serde helpers for hex-encoded ids and byte strings.
+mod hex {
+    use serde::{Deserialize, Deserializer, Serializer, de::Error as _};
+
+    pub(crate) fn encode(bytes: &[u8]) -> String {
+        bytes.iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    pub(crate) fn decode(s: &str) -> Option<Vec<u8>> {
+        if !s.len().is_multiple_of(2) || !s.is_ascii() {
+            return None;
+        }
+        (0..s.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).ok())
+            .collect()
+    }
+
+    pub(crate) mod bytes {
+        use super::*;
+        pub(crate) fn serialize<S: Serializer>(v: &[u8], s: S) -> Result<S::Ok, S::Error> {
+            s.serialize_str(&encode(v))
+        }
+        pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+            let s = String::deserialize(d)?;
+            decode(&s).ok_or_else(|| D::Error::custom("invalid hex"))
+        }
+    }
+
+    macro_rules! id_module {
+        ($name:ident, $ty:ty) => {
+            pub(crate) mod $name {
+                use super::*;
+                pub(crate) fn serialize<S: Serializer>(v: &$ty, s: S) -> Result<S::Ok, S::Error> {
+                    s.serialize_str(&v.to_string())
+                }
+                pub(crate) fn deserialize<'de, D: Deserializer<'de>>(
+                    d: D,
+                ) -> Result<$ty, D::Error> {
+                    String::deserialize(d)?.parse().map_err(D::Error::custom)
+                }
+            }
+        };
+    }
+    id_module!(link_id, mandate_core::LinkId);
+    id_module!(task_id, mandate_core::TaskId);
+    id_module!(digest, mandate_core::Digest);
+
+    pub(crate) mod opt_link_id {
+        use super::*;
+        pub(crate) fn serialize<S: Serializer>(
+            v: &Option<mandate_core::LinkId>,
+            s: S,
+        ) -> Result<S::Ok, S::Error> {
+            match v {
+                Some(id) => s.serialize_some(&id.to_string()),
+                None => s.serialize_none(),
+            }
+        }
+        pub(crate) fn deserialize<'de, D: Deserializer<'de>>(
+            d: D,
+        ) -> Result<Option<mandate_core::LinkId>, D::Error> {
+            Option::<String>::deserialize(d)?
+                .map(|s| s.parse().map_err(D::Error::custom))
+                .transpose()
+        }
+    }
+
+    pub(crate) mod opt_task_id {
+        use super::*;
+        pub(crate) fn serialize<S: Serializer>(
+            v: &Option<mandate_core::TaskId>,
+            s: S,
+        ) -> Result<S::Ok, S::Error> {
+            match v {
+                Some(id) => s.serialize_some(&id.to_string()),
+                None => s.serialize_none(),
+            }
+        }
+        pub(crate) fn deserialize<'de, D: Deserializer<'de>>(
+            d: D,
+        ) -> Result<Option<mandate_core::TaskId>, D::Error> {
+            Option::<String>::deserialize(d)?
+                .map(|s| s.parse().map_err(D::Error::custom))
+                .transpose()
+        }
+    }
+}
+
+pub(crate) use hex::encode as hex_encode;
+
+/// Whether an agent may act.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AgentStatus {
+    /// May sign requests, hold and issue links.
+    Active,
+    /// Disabled; its links were revoked.
+    Disabled,
+}
+
+/// A registered agent.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AgentRecord {
+    /// Agent id (`spiffe://…`).
+    pub id: String,
+    /// Ed25519 public key.
+    #[serde(with = "hex::bytes")]
+    pub public_key: Vec<u8>,
+    /// Role for policy.
+    pub role: String,
+    /// Accountable owner.
+    pub owner: String,
+    /// Attributes for policy.
+    pub labels: BTreeMap<String, String>,
+    /// The agent that registered this one as its worker.
+    pub parent: Option<String>,
+    /// Active or disabled.
+    pub status: AgentStatus,
+    /// Registration time, Unix ms.
+    pub created_ms: u64,
+    /// Disable time, Unix ms (0 while active).
+    pub disabled_ms: u64,
+    /// Who registered it.
+    pub registered_by: String,
+}
+
+/// Lifecycle of a task.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TaskState {
+    /// Waiting for approval.
+    PendingApproval,
+    /// Live.
+    Active,
+    /// Completed; tree revoked.
+    Completed,
+    /// Failed; tree revoked.
+    Failed,
+    /// Revoked.
+    Revoked,
+    /// Deadline passed.
+    Expired,
+}
+
+impl TaskState {
+    /// Whether the task has ended.
+    pub fn is_final(self) -> bool {
+        !matches!(self, TaskState::PendingApproval | TaskState::Active)
+    }
+}
+
+/// A task.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TaskRecord {
+    /// Task id.
+    #[serde(with = "hex::task_id")]
+    pub id: TaskId,
+    /// The requester (holder of the root link).
+    pub requester: String,
+    /// Intent text.
+    pub intent: String,
+    /// Structured intent fields.
+    pub intent_fields: BTreeMap<String, String>,
+    /// Lifecycle state.
+    pub state: TaskState,
+    /// Start time, Unix ms.
+    pub created_ms: u64,
+    /// Hard deadline, Unix ms.
+    pub deadline_ms: u64,
+    /// End time, Unix ms (0 while live).
+    pub ended_ms: u64,
+    /// Why it ended.
+    pub end_reason: String,
+    /// The current root link.
+    #[serde(with = "hex::opt_link_id")]
+    pub root_link: Option<LinkId>,
+}
+
+/// A link registered in the delegation tree.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LinkRecord {
+    /// Link id.
+    #[serde(with = "hex::link_id")]
+    pub id: LinkId,
+    /// The task.
+    #[serde(with = "hex::task_id")]
+    pub task: TaskId,
+    /// Parent link (none for a root).
+    #[serde(with = "hex::opt_link_id")]
+    pub parent: Option<LinkId>,
+    /// Link digest.
+    #[serde(with = "hex::digest")]
+    pub digest: Digest,
+    /// Holder's agent id.
+    pub holder: String,
+    /// Issuer's agent id (the coordinator's name for roots).
+    pub issuer: String,
+    /// The encoded link (`mandate.token.v1.Link`), sealed where sealed.
+    #[serde(with = "hex::bytes")]
+    pub encoded: Vec<u8>,
+    /// Expiry, Unix ms.
+    pub expires_at_ms: u64,
+    /// Registration time, Unix ms.
+    pub created_ms: u64,
+}
+
+/// A link to revoke, as part of a [`Change`](crate::Change).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NewRevocation {
+    /// The link.
+    pub link: LinkId,
+    /// Its task.
+    pub task: TaskId,
+    /// Its expiry: the revocation can be forgotten after it.
+    pub expires_at_ms: u64,
+    /// Why.
+    pub reason: String,
+    /// When, Unix ms.
+    pub time_ms: u64,
+}
+
+/// A revoked link.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RevocationRecord {
+    /// The link.
+    #[serde(with = "hex::link_id")]
+    pub link: LinkId,
+    /// Its task.
+    #[serde(with = "hex::task_id")]
+    pub task: TaskId,
+    /// Epoch of the revocation.
+    pub epoch: u64,
+    /// When the link would have expired.
+    pub expires_at_ms: u64,
+    /// Why.
+    pub reason: String,
+    /// When, Unix ms.
+    pub time_ms: u64,
+}
+
+/// How much an audit record matters.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Severity {
+    /// Routine.
+    Info,
+    /// Denials, revocations.
+    Notice,
+    /// Break-glass, policy drift, disabling.
+    High,
+}
+
+/// What happened, as submitted with a change. The store adds sequence and hashes.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditEvent {
+    /// When, Unix ms.
+    pub time_ms: u64,
+    /// Who (agent id).
+    pub actor: String,
+    /// What, e.g. `grant.issued`, `link.revoked`.
+    pub action: String,
+    /// Under which task.
+    #[serde(with = "hex::opt_task_id")]
+    pub task: Option<TaskId>,
+    /// Which links (hex ids); a cascade names every revoked link.
+    pub links: Vec<String>,
+    /// `allow`, `deny` or empty.
+    pub decision: String,
+    /// Why.
+    pub reason: String,
+    /// Determining policy ids.
+    pub policies: Vec<String>,
+    /// Hash of the policy set in force.
+    pub policy_hash: String,
+    /// How much it matters.
+    pub severity: Severity,
+    /// More context (intent, agents, counts). Never keys, signatures or tokens.
+    pub detail: BTreeMap<String, String>,
+}
+
+/// An audit record: an event with its place in the hash chain.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditRecord {
+    /// Sequence number, from 1.
+    pub seq: u64,
+    /// The event.
+    #[serde(flatten)]
+    pub event: AuditEvent,
+    /// Hash of the previous record (zeros for the first).
+    pub prev_hash: String,
+    /// SHA-256 over `prev_hash` and this record's canonical JSON without `hash`.
+    pub hash: String,
+}
+
+/// Computes a record's hash: SHA-256 of the previous hash (hex), a newline, and the
+/// canonical JSON of `{seq, event…}`.
+pub fn audit_hash(seq: u64, event: &AuditEvent, prev_hash: &str) -> String {
+    #[derive(Serialize)]
+    struct Hashed<'a> {
+        seq: u64,
+        #[serde(flatten)]
+        event: &'a AuditEvent,
+    }
+    let body = serde_json::to_vec(&Hashed { seq, event }).unwrap_or_default();
+    hex_encode(Digest::of(&[prev_hash.as_bytes(), b"\n", &body]).as_bytes())
+}

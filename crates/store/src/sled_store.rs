@@ -1,0 +1,375 @@
+//! The embedded store on sled: one tree, keys prefixed by record kind, every change one
+//! atomic batch.
+//!
+//! | prefix | key | value |
+//! |---|---|---|
+//! | `a` | agent id | [`AgentRecord`] |
+//! | `t` | task id (16) | [`TaskRecord`] |
+//! | `l` | link id (16) | [`LinkRecord`] |
+//! | `c` | parent id (16), child id (16) | empty: the tree |
+//! | `k` | task id (16), link id (16) | empty: links of a task |
+//! | `h` | agent id, 0, link id (16) | empty: links an agent holds or issued |
+//! | `r` | link id (16) | [`RevocationRecord`] |
+//! | `e` | epoch (8, big endian), link id (16) | empty: revocations by epoch |
+//! | `n` | nonce (16) | expiry (8, big endian) |
+//! | `q` | sequence (8, big endian) | [`AuditRecord`] |
+//! | `m` | name | counters: `epoch`, `audit` (sequence and hash of the last record) |
+
+use std::path::Path;
+use std::sync::{Mutex, PoisonError};
+
+use mandate_core::{LinkId, TaskId};
+use serde::{Serialize, de::DeserializeOwned};
+
+use crate::records::{
+    AgentRecord, AuditRecord, LinkRecord, RevocationRecord, TaskRecord, audit_hash,
+};
+use crate::{Change, Committed, GcStats, Result, Store, StoreError};
+
+const ZERO_HASH: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+
+/// The sled-backed [`Store`].
+pub struct SledStore {
+    db: sled::Db,
+    // Commits read counters (epoch, audit head) and write them back: one at a time.
+    commit_lock: Mutex<()>,
+}
+
+impl std::fmt::Debug for SledStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SledStore").finish_non_exhaustive()
+    }
+}
+
+fn backend(e: sled::Error) -> StoreError {
+    StoreError::Backend(e.to_string())
+}
+
+fn key(prefix: u8, parts: &[&[u8]]) -> Vec<u8> {
+    let mut k = Vec::with_capacity(1 + parts.iter().map(|p| p.len()).sum::<usize>());
+    k.push(prefix);
+    for p in parts {
+        k.extend_from_slice(p);
+    }
+    k
+}
+
+fn encode<T: Serialize>(v: &T) -> Result<Vec<u8>> {
+    serde_json::to_vec(v).map_err(|e| StoreError::Backend(format!("encoding a record: {e}")))
+}
+
+fn decode<T: DeserializeOwned>(k: &[u8], v: &[u8]) -> Result<T> {
+    serde_json::from_slice(v).map_err(|e| StoreError::Corrupt {
+        key: String::from_utf8_lossy(k).into_owned(),
+        why: e.to_string(),
+    })
+}
+
+fn be(n: u64) -> [u8; 8] {
+    n.to_be_bytes()
+}
+
+fn read_be(v: &[u8]) -> u64 {
+    v.try_into().map(u64::from_be_bytes).unwrap_or(0)
+}
+
+fn link_id_at(k: &[u8], at: usize) -> Option<LinkId> {
+    k.get(at..at + 16).and_then(LinkId::from_slice)
+}
+
+/// The last audit record's sequence and hash.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct AuditHead {
+    seq: u64,
+    hash: String,
+}
+
+impl SledStore {
+    /// Opens (creating if needed) the store in directory `path`.
+    pub fn open(path: &Path) -> Result<SledStore> {
+        let db = sled::Config::new()
+            .path(path)
+            .mode(sled::Mode::HighThroughput)
+            .open()
+            .map_err(backend)?;
+        Ok(SledStore {
+            db,
+            commit_lock: Mutex::new(()),
+        })
+    }
+
+    /// Size of the store on disk, in bytes.
+    pub fn size_on_disk(&self) -> Result<u64> {
+        self.db.size_on_disk().map_err(backend)
+    }
+
+    fn get<T: DeserializeOwned>(&self, k: &[u8]) -> Result<Option<T>> {
+        match self.db.get(k).map_err(backend)? {
+            Some(v) => decode(k, &v).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    fn scan<T: DeserializeOwned>(
+        &self,
+        prefix: &[u8],
+        after: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<Vec<T>> {
+        let start = match after {
+            // The smallest key above `after` with the same prefix.
+            Some(a) => {
+                let mut s = key(prefix[0], &[a]);
+                s.push(0);
+                s
+            }
+            None => prefix.to_vec(),
+        };
+        let mut out = Vec::new();
+        for item in self.db.range(start..) {
+            let (k, v) = item.map_err(backend)?;
+            if !k.starts_with(prefix) || out.len() >= limit {
+                break;
+            }
+            out.push(decode(&k, &v)?);
+        }
+        Ok(out)
+    }
+
+    fn keys_with_prefix(&self, prefix: &[u8]) -> Result<Vec<sled::IVec>> {
+        self.db
+            .scan_prefix(prefix)
+            .keys()
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(backend)
+    }
+}
+
+impl Store for SledStore {
+    fn commit(&self, change: Change) -> Result<Committed> {
+        if change.audit.is_empty() {
+            return Err(StoreError::Backend(
+                "a change without an audit record is refused".into(),
+            ));
+        }
+        let _guard = self
+            .commit_lock
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let mut batch = sled::Batch::default();
+        let mut committed = Committed::default();
+
+        for a in &change.agents {
+            batch.insert(key(b'a', &[a.id.as_bytes()]), encode(a)?);
+        }
+        for t in &change.tasks {
+            batch.insert(key(b't', &[t.id.as_bytes()]), encode(t)?);
+        }
+        for l in &change.links {
+            let id = l.id.as_bytes();
+            if self.db.contains_key(key(b'l', &[id])).map_err(backend)? {
+                return Err(StoreError::AlreadyExists {
+                    what: "link",
+                    id: l.id.to_string(),
+                });
+            }
+            batch.insert(key(b'l', &[id]), encode(l)?);
+            if let Some(parent) = &l.parent {
+                batch.insert(key(b'c', &[parent.as_bytes(), id]), &[]);
+            }
+            batch.insert(key(b'k', &[l.task.as_bytes(), id]), &[]);
+            batch.insert(key(b'h', &[l.holder.as_bytes(), &[0], id]), &[]);
+            batch.insert(key(b'h', &[l.issuer.as_bytes(), &[0], id]), &[]);
+        }
+
+        let mut seen = std::collections::HashSet::new();
+        let fresh: Vec<_> = change
+            .revocations
+            .iter()
+            .filter(|r| seen.insert(r.link))
+            .filter_map(
+                |r| match self.db.contains_key(key(b'r', &[r.link.as_bytes()])) {
+                    Ok(true) => None,
+                    Ok(false) => Some(Ok(r)),
+                    Err(e) => Some(Err(backend(e))),
+                },
+            )
+            .collect::<Result<_>>()?;
+        if !fresh.is_empty() {
+            let epoch = read_be(&self.db.get(b"mepoch").map_err(backend)?.unwrap_or_default()) + 1;
+            for r in fresh {
+                let rec = RevocationRecord {
+                    link: r.link,
+                    task: r.task,
+                    epoch,
+                    expires_at_ms: r.expires_at_ms,
+                    reason: r.reason.clone(),
+                    time_ms: r.time_ms,
+                };
+                batch.insert(key(b'r', &[r.link.as_bytes()]), encode(&rec)?);
+                batch.insert(key(b'e', &[&be(epoch), r.link.as_bytes()]), &[]);
+                committed.revoked.push(r.link);
+            }
+            batch.insert(b"mepoch".to_vec(), &be(epoch));
+            committed.epoch = Some(epoch);
+        }
+
+        for (nonce, expiry) in &change.nonces {
+            batch.insert(key(b'n', &[nonce]), &be(*expiry));
+        }
+
+        let head: AuditHead = self.get(b"maudit")?.unwrap_or(AuditHead {
+            seq: 0,
+            hash: ZERO_HASH.into(),
+        });
+        let (mut seq, mut prev) = (head.seq, head.hash);
+        for event in change.audit {
+            seq += 1;
+            let hash = audit_hash(seq, &event, &prev);
+            let record = AuditRecord {
+                seq,
+                event,
+                prev_hash: prev,
+                hash: hash.clone(),
+            };
+            batch.insert(key(b'q', &[&be(seq)]), encode(&record)?);
+            committed.audit_seqs.push(seq);
+            prev = hash;
+        }
+        batch.insert(b"maudit".to_vec(), encode(&AuditHead { seq, hash: prev })?);
+
+        self.db.apply_batch(batch).map_err(backend)?;
+        Ok(committed)
+    }
+
+    fn flush(&self) -> Result<()> {
+        self.db.flush().map(|_| ()).map_err(backend)
+    }
+
+    fn agent(&self, id: &str) -> Result<Option<AgentRecord>> {
+        self.get(&key(b'a', &[id.as_bytes()]))
+    }
+
+    fn agents(&self, after: Option<&str>, limit: usize) -> Result<Vec<AgentRecord>> {
+        self.scan(b"a", after.map(str::as_bytes), limit)
+    }
+
+    fn task(&self, id: &TaskId) -> Result<Option<TaskRecord>> {
+        self.get(&key(b't', &[id.as_bytes()]))
+    }
+
+    fn tasks(&self, after: Option<&TaskId>, limit: usize) -> Result<Vec<TaskRecord>> {
+        self.scan(b"t", after.map(|t| &t.as_bytes()[..]), limit)
+    }
+
+    fn link(&self, id: &LinkId) -> Result<Option<LinkRecord>> {
+        self.get(&key(b'l', &[id.as_bytes()]))
+    }
+
+    fn children(&self, id: &LinkId) -> Result<Vec<LinkId>> {
+        let prefix = key(b'c', &[id.as_bytes()]);
+        Ok(self
+            .keys_with_prefix(&prefix)?
+            .iter()
+            .filter_map(|k| link_id_at(k, 17))
+            .collect())
+    }
+
+    fn task_links(&self, task: &TaskId) -> Result<Vec<LinkRecord>> {
+        let prefix = key(b'k', &[task.as_bytes()]);
+        self.keys_with_prefix(&prefix)?
+            .iter()
+            .filter_map(|k| link_id_at(k, 17))
+            .filter_map(|id| self.link(&id).transpose())
+            .collect()
+    }
+
+    fn agent_links(&self, agent: &str) -> Result<Vec<LinkId>> {
+        let prefix = key(b'h', &[agent.as_bytes(), &[0]]);
+        let mut ids: Vec<LinkId> = self
+            .keys_with_prefix(&prefix)?
+            .iter()
+            .filter_map(|k| link_id_at(k, prefix.len()))
+            .collect();
+        ids.sort();
+        ids.dedup();
+        Ok(ids)
+    }
+
+    fn revocation(&self, id: &LinkId) -> Result<Option<RevocationRecord>> {
+        self.get(&key(b'r', &[id.as_bytes()]))
+    }
+
+    fn revocations_after(&self, epoch: u64) -> Result<Vec<RevocationRecord>> {
+        let start = key(b'e', &[&be(epoch.saturating_add(1))]);
+        let mut out = Vec::new();
+        for item in self.db.range(start..) {
+            let (k, _) = item.map_err(backend)?;
+            if k.first() != Some(&b'e') {
+                break;
+            }
+            // Revocations garbage-collected after expiry leave no record behind.
+            if let Some(rec) = link_id_at(&k, 9)
+                .map(|id| self.revocation(&id))
+                .transpose()?
+                .flatten()
+            {
+                out.push(rec);
+            }
+        }
+        Ok(out)
+    }
+
+    fn epoch(&self) -> Result<u64> {
+        Ok(read_be(
+            &self.db.get(b"mepoch").map_err(backend)?.unwrap_or_default(),
+        ))
+    }
+
+    fn nonce(&self, nonce: &[u8; 16]) -> Result<Option<u64>> {
+        Ok(self
+            .db
+            .get(key(b'n', &[nonce]))
+            .map_err(backend)?
+            .map(|v| read_be(&v)))
+    }
+
+    fn audit_after(&self, after: u64, limit: usize) -> Result<Vec<AuditRecord>> {
+        let start = key(b'q', &[&be(after.saturating_add(1))]);
+        let mut out = Vec::new();
+        for item in self.db.range(start..) {
+            let (k, v) = item.map_err(backend)?;
+            if k.first() != Some(&b'q') || out.len() >= limit {
+                break;
+            }
+            out.push(decode(&k, &v)?);
+        }
+        Ok(out)
+    }
+
+    fn gc(&self, now_ms: u64) -> Result<GcStats> {
+        let mut stats = GcStats::default();
+        let mut batch = sled::Batch::default();
+        for item in self.db.scan_prefix(b"r") {
+            let (k, v) = item.map_err(backend)?;
+            let rec: RevocationRecord = decode(&k, &v)?;
+            if rec.expires_at_ms < now_ms {
+                batch.remove(k);
+                batch.remove(key(b'e', &[&be(rec.epoch), rec.link.as_bytes()]));
+                stats.revocations += 1;
+            }
+        }
+        for item in self.db.scan_prefix(b"n") {
+            let (k, v) = item.map_err(backend)?;
+            if read_be(&v) < now_ms {
+                batch.remove(k);
+                stats.nonces += 1;
+            }
+        }
+        self.db.apply_batch(batch).map_err(backend)?;
+        Ok(stats)
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,295 @@
+use std::collections::BTreeMap;
+
+use mandate_core::{Digest, LinkId, TaskId};
+
+use super::*;
+use crate::{AgentStatus, AuditEvent, NewRevocation, Severity, TaskState};
+
+fn event(action: &str) -> AuditEvent {
+    AuditEvent {
+        time_ms: 1,
+        actor: "spiffe://t/admin".into(),
+        action: action.into(),
+        task: None,
+        links: vec![],
+        decision: String::new(),
+        reason: String::new(),
+        policies: vec![],
+        policy_hash: String::new(),
+        severity: Severity::Info,
+        detail: BTreeMap::new(),
+    }
+}
+
+fn agent(id: &str) -> AgentRecord {
+    AgentRecord {
+        id: id.into(),
+        public_key: vec![7; 32],
+        role: "planner".into(),
+        owner: "team".into(),
+        labels: BTreeMap::new(),
+        parent: None,
+        status: AgentStatus::Active,
+        created_ms: 1,
+        disabled_ms: 0,
+        registered_by: "spiffe://t/admin".into(),
+    }
+}
+
+fn link(id: u8, parent: Option<u8>, task: TaskId) -> LinkRecord {
+    LinkRecord {
+        id: LinkId::from_bytes([id; 16]),
+        task,
+        parent: parent.map(|p| LinkId::from_bytes([p; 16])),
+        digest: Digest::of(&[&[id]]),
+        holder: format!("spiffe://t/h{id}"),
+        issuer: "spiffe://t/planner".into(),
+        encoded: vec![1, 2, 3],
+        expires_at_ms: 1000 + u64::from(id),
+        created_ms: 1,
+    }
+}
+
+fn task(id: u8) -> TaskRecord {
+    TaskRecord {
+        id: TaskId::from_bytes([id; 16]),
+        requester: "spiffe://t/planner".into(),
+        intent: "test".into(),
+        intent_fields: BTreeMap::new(),
+        state: TaskState::Active,
+        created_ms: 1,
+        deadline_ms: 2000,
+        ended_ms: 0,
+        end_reason: String::new(),
+        root_link: Some(LinkId::from_bytes([1; 16])),
+    }
+}
+
+fn revoke(id: u8, t: TaskId) -> NewRevocation {
+    NewRevocation {
+        link: LinkId::from_bytes([id; 16]),
+        task: t,
+        expires_at_ms: 1000 + u64::from(id),
+        reason: "test".into(),
+        time_ms: 5,
+    }
+}
+
+fn open() -> (tempfile::TempDir, SledStore) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SledStore::open(dir.path()).unwrap();
+    (dir, store)
+}
+
+#[test]
+fn records_round_trip_and_indexes_answer() {
+    let (_dir, s) = open();
+    let t = task(9);
+    s.commit(Change {
+        agents: vec![agent("spiffe://t/planner"), agent("spiffe://t/b")],
+        tasks: vec![t.clone()],
+        links: vec![
+            link(1, None, t.id),
+            link(2, Some(1), t.id),
+            link(3, Some(1), t.id),
+            link(4, Some(2), t.id),
+        ],
+        audit: vec![event("setup")],
+        ..Change::default()
+    })
+    .unwrap();
+    assert_eq!(
+        s.agent("spiffe://t/planner").unwrap().unwrap(),
+        agent("spiffe://t/planner")
+    );
+    assert!(s.agent("spiffe://t/zz").unwrap().is_none());
+    assert_eq!(s.agents(None, 10).unwrap().len(), 2);
+    assert_eq!(
+        s.agents(Some("spiffe://t/b"), 10).unwrap()[0].id,
+        "spiffe://t/planner"
+    );
+    assert_eq!(s.agents(None, 1).unwrap().len(), 1);
+    assert_eq!(s.task(&t.id).unwrap().unwrap(), t);
+    assert_eq!(s.tasks(None, 10).unwrap(), vec![t.clone()]);
+    assert!(s.tasks(Some(&t.id), 10).unwrap().is_empty());
+    let mut kids = s.children(&LinkId::from_bytes([1; 16])).unwrap();
+    kids.sort();
+    assert_eq!(
+        kids,
+        vec![LinkId::from_bytes([2; 16]), LinkId::from_bytes([3; 16])]
+    );
+    assert_eq!(s.task_links(&t.id).unwrap().len(), 4);
+    assert_eq!(
+        s.agent_links("spiffe://t/planner").unwrap().len(),
+        4,
+        "issuer index"
+    );
+    assert_eq!(
+        s.agent_links("spiffe://t/h2").unwrap(),
+        vec![LinkId::from_bytes([2; 16])]
+    );
+}
+
+#[test]
+fn revocations_get_one_epoch_per_change_and_skip_duplicates() {
+    let (_dir, s) = open();
+    let t = TaskId::from_bytes([1; 16]);
+    assert_eq!(s.epoch().unwrap(), 0);
+    let c = s
+        .commit(Change {
+            revocations: vec![revoke(1, t), revoke(2, t), revoke(1, t)],
+            audit: vec![event("revoke")],
+            ..Change::default()
+        })
+        .unwrap();
+    assert_eq!(c.epoch, Some(1));
+    assert_eq!(c.revoked.len(), 2);
+    let c = s
+        .commit(Change {
+            revocations: vec![revoke(2, t), revoke(3, t)],
+            audit: vec![event("revoke")],
+            ..Change::default()
+        })
+        .unwrap();
+    assert_eq!((c.epoch, c.revoked.len()), (Some(2), 1));
+    assert_eq!(s.epoch().unwrap(), 2);
+    assert_eq!(s.revocations_after(0).unwrap().len(), 3);
+    let after1 = s.revocations_after(1).unwrap();
+    assert_eq!(after1.len(), 1);
+    assert_eq!(after1[0].link, LinkId::from_bytes([3; 16]));
+    assert_eq!(
+        s.revocation(&LinkId::from_bytes([2; 16]))
+            .unwrap()
+            .unwrap()
+            .epoch,
+        1
+    );
+}
+
+#[test]
+fn audit_records_form_a_hash_chain() {
+    let (_dir, s) = open();
+    for i in 0..3 {
+        s.commit(Change {
+            audit: vec![event(&format!("a{i}")), event(&format!("b{i}"))],
+            ..Change::default()
+        })
+        .unwrap();
+    }
+    let records = s.audit_after(0, 100).unwrap();
+    assert_eq!(records.len(), 6);
+    let mut prev = ZERO_HASH.to_string();
+    for (i, r) in records.iter().enumerate() {
+        assert_eq!(r.seq, i as u64 + 1);
+        assert_eq!(r.prev_hash, prev);
+        assert_eq!(r.hash, audit_hash(r.seq, &r.event, &r.prev_hash));
+        prev = r.hash.clone();
+    }
+    assert_eq!(s.audit_after(4, 100).unwrap().len(), 2);
+    assert_eq!(s.audit_after(0, 2).unwrap().len(), 2);
+}
+
+#[test]
+fn a_failing_change_applies_nothing() {
+    let (_dir, s) = open();
+    let t = task(1);
+    s.commit(Change {
+        links: vec![link(1, None, t.id)],
+        audit: vec![event("first")],
+        ..Change::default()
+    })
+    .unwrap();
+    // A duplicate link fails the whole change: the agent, revocation and audit record too.
+    let err = s
+        .commit(Change {
+            agents: vec![agent("spiffe://t/new")],
+            links: vec![link(1, None, t.id)],
+            revocations: vec![revoke(5, t.id)],
+            audit: vec![event("second")],
+            ..Change::default()
+        })
+        .unwrap_err();
+    assert!(matches!(err, StoreError::AlreadyExists { .. }));
+    assert!(s.agent("spiffe://t/new").unwrap().is_none());
+    assert_eq!(s.epoch().unwrap(), 0);
+    assert_eq!(s.audit_after(0, 10).unwrap().len(), 1);
+    // A change with no audit record is refused.
+    assert!(
+        s.commit(Change {
+            agents: vec![agent("spiffe://t/x")],
+            ..Change::default()
+        })
+        .is_err()
+    );
+    assert!(s.agent("spiffe://t/x").unwrap().is_none());
+}
+
+#[test]
+fn state_survives_reopening() {
+    let dir = tempfile::tempdir().unwrap();
+    let t = task(3);
+    {
+        let s = SledStore::open(dir.path()).unwrap();
+        s.commit(Change {
+            agents: vec![agent("spiffe://t/a")],
+            tasks: vec![t.clone()],
+            links: vec![link(1, None, t.id)],
+            revocations: vec![revoke(1, t.id)],
+            nonces: vec![([4; 16], 99)],
+            audit: vec![event("x")],
+        })
+        .unwrap();
+        s.flush().unwrap();
+    }
+    let s = SledStore::open(dir.path()).unwrap();
+    assert!(s.agent("spiffe://t/a").unwrap().is_some());
+    assert_eq!(s.task(&t.id).unwrap().unwrap(), t);
+    assert!(s.link(&LinkId::from_bytes([1; 16])).unwrap().is_some());
+    assert_eq!(s.epoch().unwrap(), 1);
+    assert_eq!(s.nonce(&[4; 16]).unwrap(), Some(99));
+    assert_eq!(s.audit_after(0, 10).unwrap().len(), 1);
+    // The chain continues from the stored head.
+    s.commit(Change {
+        audit: vec![event("y")],
+        ..Change::default()
+    })
+    .unwrap();
+    let r = s.audit_after(0, 10).unwrap();
+    assert_eq!(r[1].prev_hash, r[0].hash);
+}
+
+#[test]
+fn gc_forgets_expired_revocations_and_nonces_only() {
+    let (_dir, s) = open();
+    let t = TaskId::from_bytes([1; 16]);
+    s.commit(Change {
+        revocations: vec![revoke(1, t), revoke(50, t)],
+        nonces: vec![([1; 16], 10), ([2; 16], 5000)],
+        audit: vec![event("x")],
+        ..Change::default()
+    })
+    .unwrap();
+    let stats = s.gc(1010).unwrap();
+    assert_eq!(
+        stats,
+        GcStats {
+            revocations: 1,
+            nonces: 1
+        }
+    );
+    assert!(
+        s.revocation(&LinkId::from_bytes([1; 16]))
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        s.revocation(&LinkId::from_bytes([50; 16]))
+            .unwrap()
+            .is_some()
+    );
+    assert_eq!(s.revocations_after(0).unwrap().len(), 1);
+    assert_eq!(s.nonce(&[2; 16]).unwrap(), Some(5000));
+    assert_eq!(s.nonce(&[1; 16]).unwrap(), None);
+    // The epoch never goes back.
+    assert_eq!(s.epoch().unwrap(), 1);
+}
