@@ -78,6 +78,7 @@ pub mod keyfile;
 mod limits;
 mod link;
 mod reason;
+mod request;
 mod revocation;
 mod trust;
 mod verify;
@@ -103,6 +104,9 @@ pub use invocation::{INVOCATION_TEXT_PREFIX, Invocation, InvocationBody, NONCE_L
 pub use limits::Limits;
 pub use link::{Link, LinkBody, LinkKind, LinkSpec, Position, Seal, link_digest};
 pub use reason::{Denial, Reason};
+pub use request::{
+    HEADER_AGENT, HEADER_NONCE, HEADER_SIGNATURE, HEADER_TIMESTAMP, RequestAuth, request_payload,
+};
 pub use revocation::{NoRevocations, RevocationSet};
 pub use trust::{TrustBundle, TrustedKey};
 pub use verify::{VerifiedChain, Verifier, VerifierConfig};

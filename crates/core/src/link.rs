@@ -351,6 +351,20 @@ impl Link {
         self.seal = Some(Seal::sign(coordinator, &self.digest));
     }
 
+    /// Encodes this link alone (a `mandate.token.v1.Link`), seal included.
+    pub fn encode(&self) -> Vec<u8> {
+        self.to_pb().encode_to_vec()
+    }
+
+    /// Decodes one link encoded by [`Link::encode`], with the same shape checks as a link
+    /// inside a chain.
+    pub fn decode(bytes: &[u8], limits: &Limits) -> Result<Link, Denial> {
+        let (link, canonical) = wire::decode_body::<pb::Link>(bytes, "link")?;
+        let link = Link::from_pb(link, limits)?;
+        wire::require_canonical(canonical, "link")?;
+        Ok(link)
+    }
+
     /// Encoded length of this link inside a chain, in bytes.
     pub fn encoded_len(&self) -> usize {
         self.to_pb().encoded_len()

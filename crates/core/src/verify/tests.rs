@@ -1059,3 +1059,18 @@ fn two_constraints_on_one_argument_are_malformed() {
     }
     assert_eq!(decode_reason(&root_from_pb(&b)), Reason::Malformed);
 }
+
+#[test]
+fn single_links_round_trip() {
+    let mut c = chain(2);
+    c.seal_leaf(&coordinator());
+    for l in c.links() {
+        assert_eq!(&Link::decode(&l.encode(), &Limits::default()).unwrap(), l);
+    }
+    assert_eq!(
+        Link::decode(b"junk", &Limits::default())
+            .unwrap_err()
+            .reason(),
+        Reason::Malformed
+    );
+}

@@ -1,0 +1,395 @@
+//! Mandate client SDK.
+//!
+//! [`Signer`] signs every request the way the coordinator requires (docs/PROTOCOL.md);
+//! [`Client`] wraps the generated gRPC clients with it.
+
+#![forbid(unsafe_code)]
+
+use std::sync::Arc;
+
+use mandate_core::{AgentId, Chain, Clock, RequestAuth, SigningKey, SystemClock};
+use mandate_proto::v1 as pb;
+use mandate_proto::v1::agent_service_client::AgentServiceClient;
+use mandate_proto::v1::authorization_service_client::AuthorizationServiceClient;
+use mandate_proto::v1::task_service_client::TaskServiceClient;
+use tonic::metadata::MetadataValue;
+use tonic::transport::Channel;
+
+/// A failed client call.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The server refused the call; `reason` is the stable `ErrorInfo` reason when present.
+    #[error("{code:?} {reason}: {message}")]
+    Status {
+        /// gRPC code.
+        code: tonic::Code,
+        /// Stable reason code (empty if the server sent none).
+        reason: String,
+        /// Message.
+        message: String,
+    },
+    /// Could not connect.
+    #[error("cannot connect: {0}")]
+    Connect(#[from] tonic::transport::Error),
+    /// A local token or key problem.
+    #[error(transparent)]
+    Core(#[from] mandate_core::Error),
+    /// A token the server returned does not decode.
+    #[error("the server returned an unreadable token: {0}")]
+    Token(#[from] mandate_core::Denial),
+}
+
+impl Error {
+    /// The stable reason code of a server error (empty otherwise).
+    pub fn reason(&self) -> &str {
+        match self {
+            Error::Status { reason, .. } => reason,
+            _ => "",
+        }
+    }
+
+    /// The gRPC code of a server error.
+    pub fn code(&self) -> Option<tonic::Code> {
+        match self {
+            Error::Status { code, .. } => Some(*code),
+            _ => None,
+        }
+    }
+}
+
+impl From<tonic::Status> for Error {
+    fn from(s: tonic::Status) -> Error {
+        use tonic_types_shim::reason_of;
+        Error::Status {
+            code: s.code(),
+            reason: reason_of(&s),
+            message: s.message().to_owned(),
+        }
+    }
+}
+
+/// Reads the `ErrorInfo` reason out of `grpc-status-details-bin` without a dependency on
+/// tonic-types: the details are a `google.rpc.Status` whose `details` hold `Any`s.
+mod tonic_types_shim {
+    use prost::Message as _;
+
+    #[derive(Clone, PartialEq, prost::Message)]
+    struct Any {
+        #[prost(string, tag = "1")]
+        type_url: String,
+        #[prost(bytes = "vec", tag = "2")]
+        value: Vec<u8>,
+    }
+
+    #[derive(Clone, PartialEq, prost::Message)]
+    struct RpcStatus {
+        #[prost(int32, tag = "1")]
+        code: i32,
+        #[prost(string, tag = "2")]
+        message: String,
+        #[prost(message, repeated, tag = "3")]
+        details: Vec<Any>,
+    }
+
+    #[derive(Clone, PartialEq, prost::Message)]
+    struct ErrorInfo {
+        #[prost(string, tag = "1")]
+        reason: String,
+        #[prost(string, tag = "2")]
+        domain: String,
+    }
+
+    pub(crate) fn reason_of(s: &tonic::Status) -> String {
+        RpcStatus::decode(s.details())
+            .ok()
+            .and_then(|st| {
+                st.details
+                    .into_iter()
+                    .find(|a| a.type_url.ends_with("google.rpc.ErrorInfo"))
+                    .and_then(|a| ErrorInfo::decode(a.value.as_slice()).ok())
+            })
+            .map(|e| e.reason)
+            .unwrap_or_default()
+    }
+}
+
+/// Signs requests as one agent.
+#[derive(Clone)]
+pub struct Signer {
+    agent: AgentId,
+    key: Arc<SigningKey>,
+    clock: Arc<dyn Clock>,
+}
+
+impl std::fmt::Debug for Signer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Signer")
+            .field("agent", &self.agent)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Signer {
+    /// Signs as `agent` with `key`, timestamped by the system clock.
+    pub fn new(agent: AgentId, key: SigningKey) -> Signer {
+        Signer::with_clock(agent, key, Arc::new(SystemClock))
+    }
+
+    /// Signs with timestamps from `clock`.
+    pub fn with_clock(agent: AgentId, key: SigningKey, clock: Arc<dyn Clock>) -> Signer {
+        Signer {
+            agent,
+            key: Arc::new(key),
+            clock,
+        }
+    }
+
+    /// The agent id.
+    pub fn agent(&self) -> &AgentId {
+        &self.agent
+    }
+
+    /// The signing key.
+    pub fn key(&self) -> &SigningKey {
+        &self.key
+    }
+
+    /// The clock.
+    pub fn clock(&self) -> &Arc<dyn Clock> {
+        &self.clock
+    }
+
+    /// A request for `method` (e.g. `/mandate.v1.TaskService/StartTask`) carrying `message`,
+    /// signed over the message's encoding (which is what tonic sends).
+    pub fn request<M: prost::Message>(
+        &self,
+        method: &str,
+        message: M,
+    ) -> Result<tonic::Request<M>, Error> {
+        let bytes = message.encode_to_vec();
+        let auth = RequestAuth::sign(
+            &self.key,
+            self.agent.as_str(),
+            method,
+            &bytes,
+            self.clock.now_ms(),
+        )?;
+        let mut req = tonic::Request::new(message);
+        for (name, value) in auth.header_values() {
+            let value: MetadataValue<_> = value.parse().map_err(|_| Error::Status {
+                code: tonic::Code::InvalidArgument,
+                reason: "INVALID_ARGUMENT".into(),
+                message: format!("cannot put `{name}` in a header"),
+            })?;
+            req.metadata_mut().insert(name, value);
+        }
+        Ok(req)
+    }
+}
+
+/// A signed client for every Mandate service.
+#[derive(Clone, Debug)]
+pub struct Client {
+    signer: Signer,
+    agents: AgentServiceClient<Channel>,
+    tasks: TaskServiceClient<Channel>,
+    authz: AuthorizationServiceClient<Channel>,
+}
+
+macro_rules! call {
+    ($self:ident, $client:ident, $method:ident, $path:literal, $msg:expr) => {{
+        let req = $self.signer.request(concat!("/mandate.v1.", $path), $msg)?;
+        Ok($self.$client.$method(req).await?.into_inner())
+    }};
+}
+
+impl Client {
+    /// Connects to `endpoint` (e.g. `http://127.0.0.1:7468`).
+    pub async fn connect(endpoint: String, signer: Signer) -> Result<Client, Error> {
+        let channel = Channel::from_shared(endpoint)
+            .map_err(|e| Error::Status {
+                code: tonic::Code::InvalidArgument,
+                reason: "INVALID_ARGUMENT".into(),
+                message: e.to_string(),
+            })?
+            .connect()
+            .await?;
+        Ok(Client::with_channel(channel, signer))
+    }
+
+    /// A client over an existing channel.
+    pub fn with_channel(channel: Channel, signer: Signer) -> Client {
+        Client {
+            signer,
+            agents: AgentServiceClient::new(channel.clone()),
+            tasks: TaskServiceClient::new(channel.clone()),
+            authz: AuthorizationServiceClient::new(channel),
+        }
+    }
+
+    /// The same connection, signing as someone else.
+    pub fn as_agent(&self, signer: Signer) -> Client {
+        Client {
+            signer,
+            ..self.clone()
+        }
+    }
+
+    /// The signer.
+    pub fn signer(&self) -> &Signer {
+        &self.signer
+    }
+
+    /// `AgentService/RegisterAgent`.
+    pub async fn register_agent(
+        &mut self,
+        r: pb::RegisterAgentRequest,
+    ) -> Result<pb::RegisterAgentResponse, Error> {
+        call!(
+            self,
+            agents,
+            register_agent,
+            "AgentService/RegisterAgent",
+            r
+        )
+    }
+    /// `AgentService/GetAgent`.
+    pub async fn get_agent(
+        &mut self,
+        r: pb::GetAgentRequest,
+    ) -> Result<pb::GetAgentResponse, Error> {
+        call!(self, agents, get_agent, "AgentService/GetAgent", r)
+    }
+    /// `AgentService/ListAgents`.
+    pub async fn list_agents(
+        &mut self,
+        r: pb::ListAgentsRequest,
+    ) -> Result<pb::ListAgentsResponse, Error> {
+        call!(self, agents, list_agents, "AgentService/ListAgents", r)
+    }
+    /// `AgentService/DisableAgent`.
+    pub async fn disable_agent(
+        &mut self,
+        r: pb::DisableAgentRequest,
+    ) -> Result<pb::DisableAgentResponse, Error> {
+        call!(self, agents, disable_agent, "AgentService/DisableAgent", r)
+    }
+    /// `TaskService/StartTask`.
+    pub async fn start_task(
+        &mut self,
+        r: pb::StartTaskRequest,
+    ) -> Result<pb::StartTaskResponse, Error> {
+        call!(self, tasks, start_task, "TaskService/StartTask", r)
+    }
+    /// `TaskService/GetTask`.
+    pub async fn get_task(&mut self, r: pb::GetTaskRequest) -> Result<pb::GetTaskResponse, Error> {
+        call!(self, tasks, get_task, "TaskService/GetTask", r)
+    }
+    /// `TaskService/ListTasks`.
+    pub async fn list_tasks(
+        &mut self,
+        r: pb::ListTasksRequest,
+    ) -> Result<pb::ListTasksResponse, Error> {
+        call!(self, tasks, list_tasks, "TaskService/ListTasks", r)
+    }
+    /// `TaskService/CompleteTask`.
+    pub async fn complete_task(
+        &mut self,
+        r: pb::CompleteTaskRequest,
+    ) -> Result<pb::CompleteTaskResponse, Error> {
+        call!(self, tasks, complete_task, "TaskService/CompleteTask", r)
+    }
+    /// `TaskService/FailTask`.
+    pub async fn fail_task(
+        &mut self,
+        r: pb::FailTaskRequest,
+    ) -> Result<pb::FailTaskResponse, Error> {
+        call!(self, tasks, fail_task, "TaskService/FailTask", r)
+    }
+    /// `TaskService/Delegate` with a chain whose leaf the caller already signed.
+    pub async fn delegate_raw(
+        &mut self,
+        r: pb::DelegateRequest,
+    ) -> Result<pb::DelegateResponse, Error> {
+        call!(self, tasks, delegate, "TaskService/Delegate", r)
+    }
+    /// Signs a delegation from `chain`'s leaf (held by this client's agent) and registers
+    /// it; returns the sealed chain for the new holder.
+    pub async fn delegate(
+        &mut self,
+        chain: &Chain,
+        spec: mandate_core::LinkSpec,
+    ) -> Result<Chain, Error> {
+        let child = chain.delegate(self.signer.key(), spec)?;
+        let resp = self
+            .delegate_raw(pb::DelegateRequest {
+                chain: child.encode(),
+            })
+            .await?;
+        Ok(Chain::decode(
+            &resp.chain,
+            &mandate_core::Limits::default(),
+        )?)
+    }
+    /// `TaskService/RenewGrant`.
+    pub async fn renew_grant(
+        &mut self,
+        r: pb::RenewGrantRequest,
+    ) -> Result<pb::RenewGrantResponse, Error> {
+        call!(self, tasks, renew_grant, "TaskService/RenewGrant", r)
+    }
+    /// `TaskService/RevokeLink`.
+    pub async fn revoke_link(
+        &mut self,
+        r: pb::RevokeLinkRequest,
+    ) -> Result<pb::RevokeLinkResponse, Error> {
+        call!(self, tasks, revoke_link, "TaskService/RevokeLink", r)
+    }
+    /// `TaskService/GetDelegationTree`.
+    pub async fn get_delegation_tree(
+        &mut self,
+        r: pb::GetDelegationTreeRequest,
+    ) -> Result<pb::GetDelegationTreeResponse, Error> {
+        call!(
+            self,
+            tasks,
+            get_delegation_tree,
+            "TaskService/GetDelegationTree",
+            r
+        )
+    }
+    /// `AuthorizationService/Authorize` (the caller is the tool; its id is the audience).
+    pub async fn authorize(
+        &mut self,
+        r: pb::AuthorizeRequest,
+    ) -> Result<pb::AuthorizeResponse, Error> {
+        call!(self, authz, authorize, "AuthorizationService/Authorize", r)
+    }
+    /// `AuthorizationService/WatchRevocations`.
+    pub async fn watch_revocations(
+        &mut self,
+        r: pb::WatchRevocationsRequest,
+    ) -> Result<tonic::Streaming<pb::WatchRevocationsResponse>, Error> {
+        call!(
+            self,
+            authz,
+            watch_revocations,
+            "AuthorizationService/WatchRevocations",
+            r
+        )
+    }
+    /// `AuthorizationService/GetTrustBundle`.
+    pub async fn get_trust_bundle(
+        &mut self,
+        r: pb::GetTrustBundleRequest,
+    ) -> Result<pb::GetTrustBundleResponse, Error> {
+        call!(
+            self,
+            authz,
+            get_trust_bundle,
+            "AuthorizationService/GetTrustBundle",
+            r
+        )
+    }
+}

@@ -1,0 +1,273 @@
+//! Request authentication as a tower layer: every call to a `mandate.v1` service must be
+//! signed by a registered, active agent (docs/PROTOCOL.md). The layer hashes the request
+//! message exactly as received, checks the signature, the timestamp window and the nonce,
+//! and puts the verified [`Caller`] in the request extensions. Health and reflection stay
+//! open (read-only, no secrets).
+
+use std::collections::{HashMap, VecDeque};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt as _, Full, Limited};
+use mandate_core::{Clock, PublicKey, RequestAuth};
+use mandate_store::{AgentRecord, AgentStatus, Store};
+use tonic::body::Body;
+use tower::{Layer, Service};
+
+use crate::error::ApiError;
+
+/// The authenticated caller of a request.
+#[derive(Clone, Debug)]
+pub struct Caller {
+    /// The caller's agent record, as of the call.
+    pub agent: AgentRecord,
+    /// The request nonce; mutating calls store it with their change so that a replay is
+    /// refused even after a restart.
+    pub nonce: [u8; 16],
+    /// When the nonce may be forgotten, Unix ms.
+    pub nonce_expires_ms: u64,
+}
+
+impl Caller {
+    /// Whether the caller is an administrator.
+    pub fn is_admin(&self) -> bool {
+        self.agent.role == "admin"
+    }
+}
+
+/// Settings and state shared by every request.
+pub(crate) struct AuthState {
+    pub(crate) store: Arc<dyn Store>,
+    pub(crate) clock: Arc<dyn Clock>,
+    /// How old a request may be, ms.
+    pub(crate) window_ms: u64,
+    /// How far in the future a request may be dated, ms.
+    pub(crate) skew_ms: u64,
+    /// Largest request message accepted, bytes.
+    pub(crate) max_message_bytes: usize,
+    pub(crate) nonces: Mutex<NonceCache>,
+}
+
+/// Recently seen request nonces, bounded; refuses rather than forgets when full.
+#[derive(Default)]
+pub(crate) struct NonceCache {
+    expiry: HashMap<[u8; 16], u64>,
+    order: VecDeque<([u8; 16], u64)>,
+    capacity: usize,
+}
+
+impl NonceCache {
+    pub(crate) fn new(capacity: usize) -> NonceCache {
+        NonceCache {
+            capacity,
+            ..NonceCache::default()
+        }
+    }
+
+    fn check_and_insert(
+        &mut self,
+        nonce: [u8; 16],
+        expires: u64,
+        now: u64,
+    ) -> Result<(), ApiError> {
+        while let Some(&(old, exp)) = self.order.front() {
+            if exp > now {
+                break;
+            }
+            self.order.pop_front();
+            if self.expiry.get(&old) == Some(&exp) {
+                self.expiry.remove(&old);
+            }
+        }
+        if self.expiry.get(&nonce).is_some_and(|&e| e > now) {
+            return Err(ApiError::unauthenticated(
+                "REQUEST_REPLAYED",
+                "this request was already received",
+            ));
+        }
+        if self.expiry.len() >= self.capacity {
+            return Err(ApiError::new(
+                tonic::Code::ResourceExhausted,
+                "OVERLOADED",
+                "too many requests in the replay window",
+            ));
+        }
+        self.expiry.insert(nonce, expires);
+        self.order.push_back((nonce, expires));
+        Ok(())
+    }
+}
+
+impl AuthState {
+    fn authenticate(&self, parts: &http::request::Parts, body: &[u8]) -> Result<Caller, ApiError> {
+        let header = |name: &str| parts.headers.get(name).and_then(|v| v.to_str().ok());
+        let auth = RequestAuth::from_header_values(
+            header(mandate_core::HEADER_AGENT),
+            header(mandate_core::HEADER_TIMESTAMP),
+            header(mandate_core::HEADER_NONCE),
+            header(mandate_core::HEADER_SIGNATURE),
+        )
+        .ok_or_else(|| {
+            ApiError::unauthenticated(
+                "UNSIGNED_REQUEST",
+                "the request must carry x-mandate-agent, x-mandate-timestamp, x-mandate-nonce and x-mandate-signature",
+            )
+        })?;
+        let message = grpc_message(body)?;
+        let now = self.clock.now_ms();
+        if auth.timestamp_ms > now.saturating_add(self.skew_ms)
+            || now > auth.timestamp_ms.saturating_add(self.window_ms)
+        {
+            return Err(ApiError::unauthenticated(
+                "STALE_REQUEST",
+                "the request timestamp is outside the accepted window; check the clock",
+            ));
+        }
+        let agent = self.store.agent(&auth.agent)?.ok_or_else(|| {
+            ApiError::unauthenticated(
+                "UNKNOWN_AGENT",
+                format!("agent `{}` is not registered", auth.agent),
+            )
+        })?;
+        let key = <[u8; 32]>::try_from(agent.public_key.as_slice())
+            .ok()
+            .and_then(|b| PublicKey::from_bytes(&b).ok())
+            .ok_or_else(|| {
+                ApiError::unauthenticated("UNKNOWN_AGENT", "the agent's stored key is unusable")
+            })?;
+        if !auth.verify(&key, parts.uri.path(), message) {
+            return Err(ApiError::unauthenticated(
+                "BAD_REQUEST_SIGNATURE",
+                "the request signature does not verify for this agent, method and message",
+            ));
+        }
+        if agent.status != AgentStatus::Active {
+            return Err(ApiError::new(
+                tonic::Code::PermissionDenied,
+                "AGENT_DISABLED",
+                format!("agent `{}` is disabled", agent.id),
+            ));
+        }
+        let expires = auth
+            .timestamp_ms
+            .saturating_add(self.window_ms)
+            .saturating_add(1);
+        // Mutating calls persist their nonce with their change; a replay after a restart
+        // finds it in the store.
+        if self.store.nonce(&auth.nonce)?.is_some_and(|e| e > now) {
+            return Err(ApiError::unauthenticated(
+                "REQUEST_REPLAYED",
+                "this request was already received",
+            ));
+        }
+        self.nonces
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .check_and_insert(auth.nonce, expires, now)?;
+        Ok(Caller {
+            agent,
+            nonce: auth.nonce,
+            nonce_expires_ms: expires,
+        })
+    }
+}
+
+/// The one gRPC message in a request body: a 5-byte frame header (uncompressed flag and
+/// big-endian length) and exactly that many bytes.
+fn grpc_message(body: &[u8]) -> Result<&[u8], ApiError> {
+    let bad = |why: &str| ApiError::invalid(format!("malformed gRPC request body: {why}"));
+    let header = body
+        .get(..5)
+        .ok_or_else(|| bad("shorter than a frame header"))?;
+    if header[0] != 0 {
+        return Err(bad("compressed requests are not accepted"));
+    }
+    let len = u32::from_be_bytes([header[1], header[2], header[3], header[4]]) as usize;
+    if body.len() != 5 + len {
+        return Err(bad("expected exactly one message"));
+    }
+    Ok(&body[5..])
+}
+
+/// Adds request authentication to a service.
+#[derive(Clone)]
+pub(crate) struct AuthLayer {
+    pub(crate) state: Arc<AuthState>,
+}
+
+impl<S> Layer<S> for AuthLayer {
+    type Service = AuthService<S>;
+    fn layer(&self, inner: S) -> AuthService<S> {
+        AuthService {
+            inner,
+            state: Arc::clone(&self.state),
+        }
+    }
+}
+
+/// See [`AuthLayer`].
+#[derive(Clone)]
+pub(crate) struct AuthService<S> {
+    inner: S,
+    state: Arc<AuthState>,
+}
+
+type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
+
+impl<S> Service<http::Request<Body>> for AuthService<S>
+where
+    S: Service<http::Request<Body>, Response = http::Response<Body>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Send,
+{
+    type Response = http::Response<Body>;
+    type Error = S::Error;
+    type Future = BoxFuture<Result<http::Response<Body>, S::Error>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: http::Request<Body>) -> Self::Future {
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        if !req.uri().path().starts_with("/mandate.v1.") {
+            return Box::pin(inner.call(req));
+        }
+        let state = Arc::clone(&self.state);
+        Box::pin(async move {
+            let (mut parts, body) = req.into_parts();
+            let limit = state.max_message_bytes + 5;
+            let bytes: Bytes = match Limited::new(body, limit).collect().await {
+                Ok(collected) => collected.to_bytes(),
+                Err(_) => {
+                    let e = ApiError::new(
+                        tonic::Code::ResourceExhausted,
+                        "REQUEST_TOO_LARGE",
+                        format!("request larger than {} bytes", state.max_message_bytes),
+                    );
+                    return Ok(e.into_status().into_http());
+                }
+            };
+            match state.authenticate(&parts, &bytes) {
+                Ok(caller) => {
+                    tracing::debug!(agent = %caller.agent.id, method = %parts.uri.path(), "authenticated");
+                    parts.extensions.insert(caller);
+                    inner
+                        .call(http::Request::from_parts(
+                            parts,
+                            Body::new(Full::new(bytes)),
+                        ))
+                        .await
+                }
+                Err(e) => {
+                    tracing::info!(method = %parts.uri.path(), reason = %e.reason, "request refused");
+                    Ok(e.into_status().into_http())
+                }
+            }
+        })
+    }
+}

@@ -1,0 +1,1103 @@
+//! The coordinator's logic, independent of gRPC: agents, tasks, grants, delegation,
+//! revocation, online authorisation and the revocation feed.
+//!
+//! Every mutation runs under one writer lock (read, validate, commit), so a cascade can
+//! never miss a delegation committed concurrently. The lock is released before the flush:
+//! concurrent mutations share one fsync (see `durability`). A caller is answered only after
+//! the flush that covers its change.
+
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::sync::{Arc, PoisonError, RwLock};
+
+use mandate_core::{
+    AgentId, Call, Capability, Chain, Clock, Denial, LinkId, LinkKind, LinkSpec, PublicKey, Reason,
+    RevocationSet, SigningKey, TaskId, TrustBundle, Verifier, VerifierConfig,
+};
+use mandate_store::{
+    AgentRecord, AgentStatus, AuditEvent, Change, Committed, LinkRecord, NewRevocation, Severity,
+    Store, TaskRecord, TaskState,
+};
+use tokio::sync::{Mutex, broadcast};
+
+use crate::auth::Caller;
+use crate::durability::Flusher;
+use crate::error::ApiError;
+use crate::policy::{Decision, DelegationRequest, GrantRequest, PolicyEngine, Principal};
+
+/// One change of the revocation set, as the feed publishes it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RevocationEvent {
+    /// Epoch after the change.
+    pub epoch: u64,
+    /// Revoked links with their expiry.
+    pub links: Vec<(LinkId, u64)>,
+}
+
+/// Live revocations in memory, for `Authorize` and the feed.
+#[derive(Debug, Default)]
+pub(crate) struct Revoked {
+    pub(crate) links: HashMap<LinkId, u64>,
+    pub(crate) epoch: u64,
+}
+
+impl RevocationSet for Revoked {
+    fn is_revoked(&self, id: &LinkId) -> bool {
+        self.links.contains_key(id)
+    }
+}
+
+/// Settings of the coordinator logic.
+#[derive(Clone, Debug)]
+pub struct CoordinatorConfig {
+    /// The coordinator's own agent id (issuer name of root links).
+    pub coordinator_id: String,
+    /// Clock skew allowed in verification, ms.
+    pub clock_skew_ms: u64,
+}
+
+/// What a grant, renewal or delegation returns.
+#[derive(Clone, Debug)]
+pub struct Issued {
+    /// The task.
+    pub task: TaskRecord,
+    /// The chain to hand to the holder.
+    pub chain: Chain,
+    /// The decision.
+    pub decision: Decision,
+}
+
+/// What a revoking call returns.
+#[derive(Clone, Debug, Default)]
+pub struct RevokedLinks {
+    /// Every link revoked by the call.
+    pub links: Vec<LinkId>,
+    /// Epoch of the change (0 when nothing was revoked).
+    pub epoch: u64,
+}
+
+/// The outcome of `Authorize`.
+#[derive(Clone, Debug)]
+pub struct AuthorizeOutcome {
+    /// Allowed, or the denial.
+    pub denial: Option<Denial>,
+    /// The chain's task, if it decoded.
+    pub task: Option<TaskId>,
+    /// The leaf holder, if it decoded.
+    pub holder: Option<String>,
+    /// Link ids, root first.
+    pub links: Vec<LinkId>,
+    /// Earliest expiry.
+    pub expires_at_ms: u64,
+    /// Revocation epoch at decision time.
+    pub epoch: u64,
+}
+
+/// The coordinator.
+pub struct Coordinator {
+    store: Arc<dyn Store>,
+    policy: Arc<dyn PolicyEngine>,
+    key: SigningKey,
+    clock: Arc<dyn Clock>,
+    verifier: Verifier,
+    revoked: RwLock<Revoked>,
+    feed: broadcast::Sender<RevocationEvent>,
+    writer: Mutex<()>,
+    flusher: Flusher,
+    config: CoordinatorConfig,
+    trust: TrustBundle,
+}
+
+impl std::fmt::Debug for Coordinator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Coordinator")
+            .field("coordinator_id", &self.config.coordinator_id)
+            .finish_non_exhaustive()
+    }
+}
+
+fn read<T>(l: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
+    l.read().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn write<T>(l: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
+    l.write().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn event(caller: &str, action: &str, now: u64) -> AuditEvent {
+    AuditEvent {
+        time_ms: now,
+        actor: caller.to_owned(),
+        action: action.to_owned(),
+        task: None,
+        links: Vec::new(),
+        decision: String::new(),
+        reason: String::new(),
+        policies: Vec::new(),
+        policy_hash: String::new(),
+        severity: Severity::Info,
+        detail: BTreeMap::new(),
+    }
+}
+
+fn with_decision(mut e: AuditEvent, d: &Decision) -> AuditEvent {
+    e.decision = if d.allowed { "allow" } else { "deny" }.into();
+    e.reason = d.reason.clone();
+    e.policies = d.policies.clone();
+    e.policy_hash = d.policy_hash.clone();
+    if !d.allowed {
+        e.severity = Severity::Notice;
+    }
+    e
+}
+
+fn agent_key(a: &AgentRecord) -> Result<PublicKey, ApiError> {
+    <[u8; 32]>::try_from(a.public_key.as_slice())
+        .ok()
+        .and_then(|b| PublicKey::from_bytes(&b).ok())
+        .ok_or_else(|| {
+            ApiError::precondition(
+                "AGENT_KEY_INVALID",
+                format!("agent `{}` has an unusable key", a.id),
+            )
+        })
+}
+
+/// A link of a delegation tree with its revocation, if revoked.
+pub type TreeLink = (LinkRecord, Option<mandate_store::RevocationRecord>);
+
+/// A registration request.
+#[derive(Clone, Debug, Default)]
+pub struct Registration {
+    /// Agent id.
+    pub agent_id: String,
+    /// Public key bytes.
+    pub public_key: Vec<u8>,
+    /// Role.
+    pub role: String,
+    /// Owner.
+    pub owner: String,
+    /// Labels.
+    pub labels: BTreeMap<String, String>,
+    /// Parent agent id, or empty.
+    pub parent: String,
+}
+
+/// A start-task request.
+#[derive(Clone, Debug, Default)]
+pub struct TaskRequest {
+    /// Intent text.
+    pub intent: String,
+    /// Intent fields.
+    pub intent_fields: BTreeMap<String, String>,
+    /// Requested capabilities.
+    pub capabilities: Vec<Capability>,
+    /// Requested lifetime, ms.
+    pub ttl_ms: u64,
+    /// Requested delegation depth.
+    pub max_depth: u32,
+    /// Require online authorisation.
+    pub require_online: bool,
+}
+
+impl Coordinator {
+    /// A coordinator over `store`, signing with `key`. Loads the live revocation set.
+    pub fn new(
+        store: Arc<dyn Store>,
+        policy: Arc<dyn PolicyEngine>,
+        key: SigningKey,
+        clock: Arc<dyn Clock>,
+        config: CoordinatorConfig,
+    ) -> Result<Coordinator, ApiError> {
+        let trust = TrustBundle::new()
+            .with_key(key.public_key(), 0, u64::MAX)
+            .map_err(|e| ApiError::new(tonic::Code::Internal, "BAD_KEY", e.to_string()))?;
+        let verifier = Verifier::new(
+            trust.clone(),
+            VerifierConfig {
+                online: true,
+                clock_skew_ms: config.clock_skew_ms,
+                ..VerifierConfig::default()
+            },
+            Arc::clone(&clock),
+        );
+        let now = clock.now_ms();
+        let mut revoked = Revoked {
+            epoch: store.epoch()?,
+            ..Revoked::default()
+        };
+        for r in store.revocations_after(0)? {
+            if r.expires_at_ms >= now {
+                revoked.links.insert(r.link, r.expires_at_ms);
+            }
+        }
+        let (feed, _) = broadcast::channel(4096);
+        Ok(Coordinator {
+            flusher: Flusher::start(Arc::clone(&store)),
+            store,
+            policy,
+            key,
+            clock,
+            verifier,
+            revoked: RwLock::new(revoked),
+            feed,
+            writer: Mutex::new(()),
+            config,
+            trust,
+        })
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    /// The trust bundle verifiers should use.
+    pub fn trust_bundle(&self) -> &TrustBundle {
+        &self.trust
+    }
+
+    /// Current time.
+    pub fn now(&self) -> u64 {
+        self.clock.now_ms()
+    }
+
+    /// Subscribes to revocation changes.
+    pub fn subscribe(&self) -> broadcast::Receiver<RevocationEvent> {
+        self.feed.subscribe()
+    }
+
+    /// Live revocations and the epoch they are current at.
+    pub fn revocation_snapshot(&self) -> RevocationEvent {
+        let r = read(&self.revoked);
+        let now = self.now();
+        RevocationEvent {
+            epoch: r.epoch,
+            links: r
+                .links
+                .iter()
+                .filter(|(_, e)| **e >= now)
+                .map(|(l, e)| (*l, *e))
+                .collect(),
+        }
+    }
+
+    /// Live revocations with an epoch above `epoch`, from the store.
+    pub fn revocations_after(&self, epoch: u64) -> Result<Vec<(LinkId, u64, u64)>, ApiError> {
+        let now = self.now();
+        Ok(self
+            .store
+            .revocations_after(epoch)?
+            .into_iter()
+            .filter(|r| r.expires_at_ms >= now)
+            .map(|r| (r.link, r.expires_at_ms, r.epoch))
+            .collect())
+    }
+
+    /// Commits under the writer lock (held by the caller), applies revocations to memory
+    /// and the feed, and returns what was committed. The caller then awaits durability.
+    fn apply(&self, mut change: Change, caller: Option<&Caller>) -> Result<Committed, ApiError> {
+        if let Some(c) = caller {
+            change.nonces.push((c.nonce, c.nonce_expires_ms));
+        }
+        let expiries: HashMap<LinkId, u64> = change
+            .revocations
+            .iter()
+            .map(|r| (r.link, r.expires_at_ms))
+            .collect();
+        let committed = self.store.commit(change)?;
+        if let Some(epoch) = committed.epoch {
+            let links: Vec<(LinkId, u64)> = committed
+                .revoked
+                .iter()
+                .map(|l| (*l, expiries.get(l).copied().unwrap_or(u64::MAX)))
+                .collect();
+            {
+                let mut r = write(&self.revoked);
+                r.epoch = epoch;
+                r.links.extend(links.iter().copied());
+            }
+            // Published before the flush: a follower may learn of a revocation that a crash
+            // then loses, which errs on the safe side; it is never told of one too late.
+            let _ = self.feed.send(RevocationEvent { epoch, links });
+        }
+        Ok(committed)
+    }
+
+    async fn durable(&self) -> Result<(), ApiError> {
+        self.flusher.durable().await
+    }
+
+    // ---- Agents ----
+
+    /// Registers an agent (admin, or an active agent registering its own worker).
+    pub async fn register_agent(
+        &self,
+        caller: &Caller,
+        r: Registration,
+    ) -> Result<AgentRecord, ApiError> {
+        let id = AgentId::new(r.agent_id.clone()).map_err(|e| ApiError::invalid(e.to_string()))?;
+        let key: [u8; 32] = r
+            .public_key
+            .as_slice()
+            .try_into()
+            .map_err(|_| ApiError::invalid("public_key must be 32 bytes"))?;
+        PublicKey::from_bytes(&key).map_err(|e| ApiError::invalid(e.to_string()))?;
+        let parent = (!r.parent.is_empty()).then(|| r.parent.clone());
+        if !caller.is_admin() {
+            let caller_id = AgentId::new(caller.agent.id.clone())
+                .map_err(|e| ApiError::invalid(e.to_string()))?;
+            if parent.as_deref() != Some(caller.agent.id.as_str()) {
+                return Err(ApiError::forbidden(
+                    "only an admin may register agents; others may register their own workers (parent_agent_id = caller)",
+                ));
+            }
+            if id.trust_domain() != caller_id.trust_domain() {
+                return Err(ApiError::forbidden(
+                    "a worker must be in its parent's trust domain",
+                ));
+            }
+            if r.role == "admin" {
+                return Err(ApiError::forbidden("only an admin may register an admin"));
+            }
+        }
+        let role = if r.role.is_empty() {
+            "worker".to_owned()
+        } else {
+            r.role
+        };
+        let _w = self.writer.lock().await;
+        if self.store.agent(id.as_str())?.is_some() {
+            return Err(ApiError::new(
+                tonic::Code::AlreadyExists,
+                "ALREADY_EXISTS",
+                format!("agent `{id}` is already registered"),
+            ));
+        }
+        if let Some(p) = &parent
+            && self.store.agent(p)?.is_none()
+        {
+            return Err(ApiError::not_found("parent agent", p));
+        }
+        let now = self.now();
+        let record = AgentRecord {
+            id: id.as_str().to_owned(),
+            public_key: key.to_vec(),
+            role: role.clone(),
+            owner: r.owner,
+            labels: r.labels,
+            parent,
+            status: AgentStatus::Active,
+            created_ms: now,
+            disabled_ms: 0,
+            registered_by: caller.agent.id.clone(),
+        };
+        let mut e = event(&caller.agent.id, "agent.registered", now);
+        e.detail.insert("agent".into(), record.id.clone());
+        e.detail.insert("role".into(), role);
+        self.apply(
+            Change {
+                agents: vec![record.clone()],
+                audit: vec![e],
+                ..Change::default()
+            },
+            Some(caller),
+        )?;
+        drop(_w);
+        self.durable().await?;
+        Ok(record)
+    }
+
+    /// Reads an agent.
+    pub fn agent(&self, id: &str) -> Result<AgentRecord, ApiError> {
+        self.store
+            .agent(id)?
+            .ok_or_else(|| ApiError::not_found("agent", id))
+    }
+
+    /// Disables an agent and revokes every link it holds or issued, with their subtrees.
+    pub async fn disable_agent(
+        &self,
+        caller: &Caller,
+        id: &str,
+        reason: &str,
+    ) -> Result<(AgentRecord, RevokedLinks), ApiError> {
+        let _w = self.writer.lock().await;
+        let mut agent = self.agent(id)?;
+        if !caller.is_admin() && agent.parent.as_deref() != Some(caller.agent.id.as_str()) {
+            return Err(ApiError::forbidden(
+                "only an admin or the agent's parent may disable it",
+            ));
+        }
+        if agent.status == AgentStatus::Disabled {
+            return Ok((agent, RevokedLinks::default()));
+        }
+        let now = self.now();
+        agent.status = AgentStatus::Disabled;
+        agent.disabled_ms = now;
+        let roots = self.store.agent_links(id)?;
+        let (revocations, tasks) =
+            self.cascade(&roots, &format!("agent `{id}` disabled: {reason}"), now)?;
+        let mut task_records = Vec::new();
+        for t in tasks {
+            if let Some(mut task) = self.store.task(&t)?
+                && task.requester == id
+                && !task.state.is_final()
+            {
+                task.state = TaskState::Revoked;
+                task.ended_ms = now;
+                task.end_reason = format!("requester disabled: {reason}");
+                task_records.push(task);
+            }
+        }
+        let mut e = event(&caller.agent.id, "agent.disabled", now);
+        e.severity = Severity::High;
+        e.reason = reason.to_owned();
+        e.links = revocations.iter().map(|r| r.link.to_string()).collect();
+        e.detail.insert("agent".into(), id.to_owned());
+        let committed = self.apply(
+            Change {
+                agents: vec![agent.clone()],
+                tasks: task_records,
+                revocations,
+                audit: vec![e],
+                ..Change::default()
+            },
+            Some(caller),
+        )?;
+        drop(_w);
+        self.durable().await?;
+        Ok((
+            agent,
+            RevokedLinks {
+                links: committed.revoked,
+                epoch: committed.epoch.unwrap_or(0),
+            },
+        ))
+    }
+
+    /// Every not-yet-revoked link in the subtrees of `roots`, as revocations, and the
+    /// tasks they belong to.
+    fn cascade(
+        &self,
+        roots: &[LinkId],
+        reason: &str,
+        now: u64,
+    ) -> Result<(Vec<NewRevocation>, HashSet<TaskId>), ApiError> {
+        let revoked = read(&self.revoked);
+        let mut out = Vec::new();
+        let mut tasks = HashSet::new();
+        let mut seen = HashSet::new();
+        let mut queue: VecDeque<LinkId> = roots.iter().copied().collect();
+        while let Some(id) = queue.pop_front() {
+            if !seen.insert(id) {
+                continue;
+            }
+            let Some(link) = self.store.link(&id)? else {
+                continue;
+            };
+            tasks.insert(link.task);
+            queue.extend(self.store.children(&id)?);
+            if !revoked.links.contains_key(&id) && link.expires_at_ms >= now {
+                out.push(NewRevocation {
+                    link: id,
+                    task: link.task,
+                    expires_at_ms: link.expires_at_ms,
+                    reason: reason.to_owned(),
+                    time_ms: now,
+                });
+            }
+        }
+        Ok((out, tasks))
+    }
+
+    // ---- Tasks and grants ----
+
+    /// Starts a task: policy decides; on grant, issues a sealed-subtree root to the caller.
+    pub async fn start_task(&self, caller: &Caller, r: TaskRequest) -> Result<Issued, ApiError> {
+        if r.capabilities.is_empty() {
+            return Err(ApiError::invalid("a task needs at least one capability"));
+        }
+        if r.ttl_ms == 0 {
+            return Err(ApiError::invalid("ttl_ms must be above 0"));
+        }
+        let holder = agent_key(&caller.agent)?;
+        let holder_agent =
+            AgentId::new(caller.agent.id.clone()).map_err(|e| ApiError::invalid(e.to_string()))?;
+        let decision = self.policy.decide_grant(&GrantRequest {
+            principal: Principal {
+                id: &caller.agent.id,
+                role: &caller.agent.role,
+            },
+            capabilities: &r.capabilities,
+            ttl_ms: r.ttl_ms,
+            max_depth: r.max_depth,
+            intent: &r.intent,
+        });
+        let now = self.now();
+        let task_id = TaskId::random()
+            .map_err(|e| ApiError::new(tonic::Code::Internal, "INTERNAL", e.to_string()))?;
+        let mut e = with_decision(event(&caller.agent.id, "grant.denied", now), &decision);
+        e.task = Some(task_id);
+        e.detail.insert("intent".into(), r.intent.clone());
+        if !decision.allowed {
+            let _w = self.writer.lock().await;
+            self.apply(
+                Change {
+                    audit: vec![e],
+                    ..Change::default()
+                },
+                Some(caller),
+            )?;
+            drop(_w);
+            self.durable().await?;
+            return Err(ApiError::new(
+                tonic::Code::PermissionDenied,
+                "POLICY_DENIED",
+                format!("policy denied the grant: {}", decision.reason),
+            ));
+        }
+        let ttl = r.ttl_ms.min(decision.max_ttl_ms);
+        let deadline = now.saturating_add(ttl);
+        let spec = LinkSpec::new(holder, holder_agent, r.capabilities, now, deadline)
+            .map_err(|e| ApiError::new(tonic::Code::Internal, "INTERNAL", e.to_string()))?
+            .max_depth(r.max_depth.min(decision.max_depth))
+            .require_seal(true)
+            .require_online(r.require_online);
+        let chain = Chain::issue_root(&self.key, task_id, LinkKind::Grant, spec)
+            .map_err(|e| ApiError::invalid(e.to_string()))?;
+        let root = chain.root();
+        let task = TaskRecord {
+            id: task_id,
+            requester: caller.agent.id.clone(),
+            intent: r.intent,
+            intent_fields: r.intent_fields,
+            state: TaskState::Active,
+            created_ms: now,
+            deadline_ms: deadline,
+            ended_ms: 0,
+            end_reason: String::new(),
+            root_link: Some(root.id()),
+        };
+        e.action = "grant.issued".into();
+        e.links = vec![root.id().to_string()];
+        e.detail.insert("ttl_ms".into(), ttl.to_string());
+        let _w = self.writer.lock().await;
+        self.apply(
+            Change {
+                tasks: vec![task.clone()],
+                links: vec![self.link_record(&chain, 0, &self.config.coordinator_id, now)],
+                audit: vec![e],
+                ..Change::default()
+            },
+            Some(caller),
+        )?;
+        drop(_w);
+        self.durable().await?;
+        Ok(Issued {
+            task,
+            chain,
+            decision,
+        })
+    }
+
+    fn link_record(&self, chain: &Chain, index: usize, issuer: &str, now: u64) -> LinkRecord {
+        let link = &chain.links()[index];
+        LinkRecord {
+            id: link.id(),
+            task: chain.task(),
+            parent: index.checked_sub(1).map(|p| chain.links()[p].id()),
+            digest: *link.digest(),
+            holder: link.body().holder_agent.as_str().to_owned(),
+            issuer: issuer.to_owned(),
+            encoded: link.encode(),
+            expires_at_ms: link.body().expires_at_ms,
+            created_ms: now,
+        }
+    }
+
+    /// Reads a task.
+    pub fn task(&self, id: &TaskId) -> Result<TaskRecord, ApiError> {
+        self.store
+            .task(id)?
+            .ok_or_else(|| ApiError::not_found("task", &id.to_string()))
+    }
+
+    /// Ends a task (completed or failed) and revokes its whole tree.
+    pub async fn end_task(
+        &self,
+        caller: &Caller,
+        id: &TaskId,
+        state: TaskState,
+        reason: &str,
+    ) -> Result<(TaskRecord, RevokedLinks), ApiError> {
+        let _w = self.writer.lock().await;
+        let mut task = self.task(id)?;
+        if !caller.is_admin() && task.requester != caller.agent.id {
+            return Err(ApiError::forbidden(
+                "only the task's requester or an admin may end it",
+            ));
+        }
+        if task.state.is_final() {
+            return Err(ApiError::precondition(
+                "TASK_ENDED",
+                format!("task `{id}` has already ended"),
+            ));
+        }
+        let now = self.now();
+        let roots: Vec<LinkId> = self
+            .store
+            .task_links(id)?
+            .iter()
+            .filter(|l| l.parent.is_none())
+            .map(|l| l.id)
+            .collect();
+        let what = if state == TaskState::Completed {
+            "completed"
+        } else {
+            "failed"
+        };
+        let (revocations, _) = self.cascade(&roots, &format!("task {what}: {reason}"), now)?;
+        task.state = state;
+        task.ended_ms = now;
+        task.end_reason = reason.to_owned();
+        let mut e = event(&caller.agent.id, &format!("task.{what}"), now);
+        e.task = Some(*id);
+        e.reason = reason.to_owned();
+        e.links = revocations.iter().map(|r| r.link.to_string()).collect();
+        e.detail
+            .insert("revoked".into(), revocations.len().to_string());
+        let committed = self.apply(
+            Change {
+                tasks: vec![task.clone()],
+                revocations,
+                audit: vec![e],
+                ..Change::default()
+            },
+            Some(caller),
+        )?;
+        drop(_w);
+        self.durable().await?;
+        Ok((
+            task,
+            RevokedLinks {
+                links: committed.revoked,
+                epoch: committed.epoch.unwrap_or(0),
+            },
+        ))
+    }
+
+    /// Registers and seals a delegation submitted by the holder of its parent.
+    pub async fn delegate(&self, caller: &Caller, chain_bytes: &[u8]) -> Result<Issued, ApiError> {
+        let mut chain = self
+            .verifier
+            .decode_chain(chain_bytes)
+            .map_err(|d| ApiError::denied(&d))?;
+        if chain.len() < 2 {
+            return Err(ApiError::invalid(
+                "the chain must end with the new delegation link",
+            ));
+        }
+        let n = chain.len();
+        let (parent, child) = (&chain.links()[n - 2], &chain.links()[n - 1]);
+        let caller_key = agent_key(&caller.agent)?;
+        if parent.body().holder != caller_key
+            || parent.body().holder_agent.as_str() != caller.agent.id
+        {
+            return Err(ApiError::forbidden(
+                "only the holder of the parent link may delegate from it",
+            ));
+        }
+        let holder_id = child.body().holder_agent.as_str().to_owned();
+        let holder = self.store.agent(&holder_id)?.ok_or_else(|| {
+            ApiError::precondition(
+                "UNKNOWN_AGENT",
+                format!("the new holder `{holder_id}` is not registered"),
+            )
+        })?;
+        if holder.status != AgentStatus::Active {
+            return Err(ApiError::precondition(
+                "AGENT_DISABLED",
+                format!("the new holder `{holder_id}` is disabled"),
+            ));
+        }
+        if agent_key(&holder)? != child.body().holder {
+            return Err(ApiError::precondition(
+                "HOLDER_KEY_MISMATCH",
+                format!("the new link's holder key is not the registered key of `{holder_id}`"),
+            ));
+        }
+        let depth = child.body().depth();
+        let ttl = child
+            .body()
+            .expires_at_ms
+            .saturating_sub(child.body().not_before_ms);
+        let decision = self.policy.decide_delegation(&DelegationRequest {
+            principal: Principal {
+                id: &caller.agent.id,
+                role: &caller.agent.role,
+            },
+            holder: Principal {
+                id: &holder.id,
+                role: &holder.role,
+            },
+            capabilities: &child.body().capabilities,
+            ttl_ms: ttl,
+            depth,
+        });
+        let now = self.now();
+        let mut e = with_decision(event(&caller.agent.id, "delegation.sealed", now), &decision);
+        e.task = Some(chain.task());
+        e.links = vec![child.id().to_string(), parent.id().to_string()];
+        e.detail.insert("holder".into(), holder_id.clone());
+        let _w = self.writer.lock().await;
+        let task = self.task(&chain.task())?;
+        if task.state != TaskState::Active || now >= task.deadline_ms {
+            return Err(ApiError::precondition(
+                "TASK_NOT_ACTIVE",
+                format!("task `{}` is not active", task.id),
+            ));
+        }
+        // Every link above the new one must be the registered link (same digest).
+        for l in &chain.links()[..n - 1] {
+            match self.store.link(&l.id())? {
+                Some(rec) if rec.digest == *l.digest() => {}
+                _ => {
+                    return Err(ApiError::precondition(
+                        "UNREGISTERED_LINK",
+                        format!(
+                            "link `{}` of the chain is not registered with this coordinator",
+                            l.id()
+                        ),
+                    ));
+                }
+            }
+        }
+        if self.store.link(&child.id())?.is_some() {
+            return Err(ApiError::new(
+                tonic::Code::AlreadyExists,
+                "ALREADY_EXISTS",
+                format!("link `{}` is already registered", child.id()),
+            ));
+        }
+        {
+            let revoked = read(&self.revoked);
+            self.verifier
+                .verify_for_sealing(&chain, &*revoked)
+                .map_err(|d| ApiError::denied(&d))?;
+        }
+        if !decision.allowed || ttl > decision.max_ttl_ms || depth > decision.max_depth {
+            let mut denied = e.clone();
+            denied.action = "delegation.denied".into();
+            denied.decision = "deny".into();
+            self.apply(
+                Change {
+                    audit: vec![denied],
+                    ..Change::default()
+                },
+                Some(caller),
+            )?;
+            drop(_w);
+            self.durable().await?;
+            return Err(ApiError::new(
+                tonic::Code::PermissionDenied,
+                "POLICY_DENIED",
+                if decision.allowed {
+                    format!(
+                        "delegation exceeds the policy bounds ({} ms, depth {})",
+                        decision.max_ttl_ms, decision.max_depth
+                    )
+                } else {
+                    format!("policy denied the delegation: {}", decision.reason)
+                },
+            ));
+        }
+        chain.seal_leaf(&self.key);
+        let record = self.link_record(&chain, n - 1, &caller.agent.id, now);
+        self.apply(
+            Change {
+                links: vec![record],
+                audit: vec![e],
+                ..Change::default()
+            },
+            Some(caller),
+        )?;
+        drop(_w);
+        self.durable().await?;
+        Ok(Issued {
+            task,
+            chain,
+            decision,
+        })
+    }
+
+    /// Issues a fresh root link for a task after a new decision; never past the deadline.
+    pub async fn renew(
+        &self,
+        caller: &Caller,
+        id: &TaskId,
+        ttl_ms: u64,
+    ) -> Result<Issued, ApiError> {
+        let task = self.task(id)?;
+        if task.requester != caller.agent.id {
+            return Err(ApiError::forbidden(
+                "only the task's requester may renew its grant",
+            ));
+        }
+        let now = self.now();
+        if task.state != TaskState::Active || now >= task.deadline_ms {
+            return Err(ApiError::precondition(
+                "TASK_NOT_ACTIVE",
+                format!("task `{id}` is not active"),
+            ));
+        }
+        let current = task
+            .root_link
+            .map(|l| self.store.link(&l))
+            .transpose()?
+            .flatten()
+            .ok_or_else(|| {
+                ApiError::precondition("TASK_NOT_ACTIVE", "the task has no root link")
+            })?;
+        let root =
+            mandate_core::Link::decode(&current.encoded, &mandate_core::Limits::default())
+                .map_err(|d| ApiError::new(tonic::Code::Internal, "CORRUPT_LINK", d.to_string()))?;
+        let b = root.body();
+        let decision = self.policy.decide_grant(&GrantRequest {
+            principal: Principal {
+                id: &caller.agent.id,
+                role: &caller.agent.role,
+            },
+            capabilities: &b.capabilities,
+            ttl_ms: ttl_ms.max(1),
+            max_depth: b.max_depth,
+            intent: &task.intent,
+        });
+        let mut e = with_decision(event(&caller.agent.id, "grant.renewed", now), &decision);
+        e.task = Some(*id);
+        if !decision.allowed {
+            e.action = "grant.renewal_denied".into();
+            let _w = self.writer.lock().await;
+            self.apply(
+                Change {
+                    audit: vec![e],
+                    ..Change::default()
+                },
+                Some(caller),
+            )?;
+            drop(_w);
+            self.durable().await?;
+            return Err(ApiError::new(
+                tonic::Code::PermissionDenied,
+                "POLICY_DENIED",
+                decision.reason,
+            ));
+        }
+        let expires = now
+            .saturating_add(ttl_ms.max(1).min(decision.max_ttl_ms))
+            .min(task.deadline_ms);
+        let spec = LinkSpec::new(
+            b.holder,
+            b.holder_agent.clone(),
+            b.capabilities.clone(),
+            now,
+            expires,
+        )
+        .map_err(|e| ApiError::new(tonic::Code::Internal, "INTERNAL", e.to_string()))?
+        .max_depth(b.max_depth.min(decision.max_depth))
+        .require_seal(true)
+        .require_online(b.require_online);
+        let chain = Chain::issue_root(&self.key, *id, b.kind, spec)
+            .map_err(|e| ApiError::invalid(e.to_string()))?;
+        let _w = self.writer.lock().await;
+        let mut task = self.task(id)?;
+        if task.state != TaskState::Active {
+            return Err(ApiError::precondition(
+                "TASK_NOT_ACTIVE",
+                format!("task `{id}` is not active"),
+            ));
+        }
+        task.root_link = Some(chain.root().id());
+        e.links = vec![chain.root().id().to_string(), current.id.to_string()];
+        self.apply(
+            Change {
+                tasks: vec![task.clone()],
+                links: vec![self.link_record(&chain, 0, &self.config.coordinator_id, now)],
+                audit: vec![e],
+                ..Change::default()
+            },
+            Some(caller),
+        )?;
+        drop(_w);
+        self.durable().await?;
+        Ok(Issued {
+            task,
+            chain,
+            decision,
+        })
+    }
+
+    /// Revokes a link and its subtree. Allowed for admins, the task's requester, and the
+    /// holder of the link or of any link above it.
+    pub async fn revoke(
+        &self,
+        caller: &Caller,
+        id: &LinkId,
+        reason: &str,
+    ) -> Result<RevokedLinks, ApiError> {
+        let _w = self.writer.lock().await;
+        let link = self
+            .store
+            .link(id)?
+            .ok_or_else(|| ApiError::not_found("link", &id.to_string()))?;
+        let mut task = self.task(&link.task)?;
+        let mut allowed = caller.is_admin() || task.requester == caller.agent.id;
+        let mut cursor = Some(link.clone());
+        while let (false, Some(l)) = (allowed, cursor) {
+            allowed = l.holder == caller.agent.id;
+            cursor = l.parent.map(|p| self.store.link(&p)).transpose()?.flatten();
+        }
+        if !allowed {
+            return Err(ApiError::forbidden(
+                "only an admin, the task's requester or a holder at or above the link may revoke it",
+            ));
+        }
+        let now = self.now();
+        let (revocations, _) = self.cascade(&[*id], reason, now)?;
+        let mut tasks = Vec::new();
+        if task.root_link == Some(*id) && task.state == TaskState::Active {
+            task.state = TaskState::Revoked;
+            task.ended_ms = now;
+            task.end_reason = format!("root link revoked: {reason}");
+            tasks.push(task);
+        }
+        let mut e = event(&caller.agent.id, "link.revoked", now);
+        e.task = Some(link.task);
+        e.reason = reason.to_owned();
+        e.severity = Severity::Notice;
+        e.links = revocations.iter().map(|r| r.link.to_string()).collect();
+        e.detail.insert("requested".into(), id.to_string());
+        e.detail
+            .insert("revoked".into(), revocations.len().to_string());
+        let committed = self.apply(
+            Change {
+                tasks,
+                revocations,
+                audit: vec![e],
+                ..Change::default()
+            },
+            Some(caller),
+        )?;
+        drop(_w);
+        self.durable().await?;
+        Ok(RevokedLinks {
+            links: committed.revoked,
+            epoch: committed.epoch.unwrap_or(0),
+        })
+    }
+
+    /// The links of a task, parents before children, with their revocation state. For
+    /// admins, the requester and holders in the tree.
+    pub fn tree(
+        &self,
+        caller: &Caller,
+        id: &TaskId,
+    ) -> Result<(TaskRecord, Vec<TreeLink>), ApiError> {
+        let task = self.task(id)?;
+        let mut links = self.store.task_links(id)?;
+        if !caller.is_admin()
+            && task.requester != caller.agent.id
+            && !links.iter().any(|l| l.holder == caller.agent.id)
+        {
+            return Err(ApiError::forbidden(
+                "only an admin, the requester or a holder in the tree may read it",
+            ));
+        }
+        // Parents first: sort by depth, then creation.
+        let depth = |l: &LinkRecord, all: &[LinkRecord]| {
+            let mut d = 0;
+            let mut p = l.parent;
+            while let Some(pid) = p {
+                d += 1;
+                p = all.iter().find(|x| x.id == pid).and_then(|x| x.parent);
+            }
+            d
+        };
+        let snapshot = links.clone();
+        links.sort_by_key(|l| (depth(l, &snapshot), l.created_ms, l.id));
+        let out = links
+            .into_iter()
+            .map(|l| {
+                let r = self.store.revocation(&l.id)?;
+                Ok((l, r))
+            })
+            .collect::<Result<Vec<_>, mandate_store::StoreError>>()?;
+        Ok((task, out))
+    }
+
+    /// Online authorisation for the calling tool: everything an offline verifier checks,
+    /// against live revocation state. The decision is audited.
+    pub fn authorize(
+        &self,
+        caller: &Caller,
+        chain: &[u8],
+        invocation: &[u8],
+        call: &Call,
+    ) -> Result<AuthorizeOutcome, ApiError> {
+        let now = self.now();
+        let mut outcome = AuthorizeOutcome {
+            denial: None,
+            task: None,
+            holder: None,
+            links: Vec::new(),
+            expires_at_ms: 0,
+            epoch: 0,
+        };
+        let result = (|| -> Result<(), Denial> {
+            let chain = self.verifier.decode_chain(chain)?;
+            outcome.task = Some(chain.task());
+            outcome.holder = Some(chain.leaf().body().holder_agent.as_str().to_owned());
+            outcome.links = chain.links().iter().map(|l| l.id()).collect();
+            let invocation = self.verifier.decode_invocation(invocation)?;
+            let revoked = read(&self.revoked);
+            outcome.epoch = revoked.epoch;
+            let verified = self.verifier.verify_invocation(
+                &chain,
+                &invocation,
+                &caller.agent.id,
+                call,
+                &*revoked,
+            )?;
+            outcome.expires_at_ms = verified.expires_at_ms();
+            Ok(())
+        })();
+        if let Err(d) = result {
+            if d.reason() == Reason::Malformed || outcome.task.is_none() {
+                tracing::debug!(reason = %d.reason(), "authorize: bad token");
+            }
+            outcome.denial = Some(d);
+        }
+        let mut e = event(&caller.agent.id, "invocation.authorized", now);
+        e.task = outcome.task;
+        e.links = outcome.links.iter().map(ToString::to_string).collect();
+        e.detail.insert("action".into(), call.action.clone());
+        e.detail.insert("resource".into(), call.resource.clone());
+        if let Some(h) = &outcome.holder {
+            e.detail.insert("holder".into(), h.clone());
+        }
+        match &outcome.denial {
+            None => e.decision = "allow".into(),
+            Some(d) => {
+                e.action = "invocation.denied".into();
+                e.decision = "deny".into();
+                e.reason = d.reason().code().into();
+                e.severity = Severity::Notice;
+            }
+        }
+        // Authorize changes no durable state; its audit record joins the next group flush.
+        self.store.commit(Change {
+            audit: vec![e],
+            ..Change::default()
+        })?;
+        Ok(outcome)
+    }
+}

@@ -1,0 +1,64 @@
+//! Group commit: changes are applied to the store at once and made durable by a shared
+//! flush. Every caller waiting when a flush starts is released by it, so N concurrent
+//! writes cost one fsync, not N.
+
+use std::sync::Arc;
+
+use mandate_store::Store;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::error::ApiError;
+
+type Waiter = oneshot::Sender<Result<(), String>>;
+
+/// Hands out durability barriers.
+#[derive(Clone, Debug)]
+pub(crate) struct Flusher {
+    tx: mpsc::UnboundedSender<Waiter>,
+}
+
+impl Flusher {
+    /// Starts the flush loop for `store`.
+    pub(crate) fn start(store: Arc<dyn Store>) -> Flusher {
+        let (tx, mut rx) = mpsc::unbounded_channel::<Waiter>();
+        tokio::spawn(async move {
+            while let Some(first) = rx.recv().await {
+                let mut waiters = vec![first];
+                while let Ok(w) = rx.try_recv() {
+                    waiters.push(w);
+                }
+                let store = Arc::clone(&store);
+                let result = tokio::task::spawn_blocking(move || store.flush())
+                    .await
+                    .map_err(|e| e.to_string())
+                    .and_then(|r| r.map_err(|e| e.to_string()));
+                if let Err(e) = &result {
+                    tracing::error!(error = %e, "flush failed");
+                }
+                tracing::trace!(batch = waiters.len(), "group flush");
+                for w in waiters {
+                    let _ = w.send(result.clone());
+                }
+            }
+        });
+        Flusher { tx }
+    }
+
+    /// Waits until everything committed before this call is durable.
+    pub(crate) async fn durable(&self) -> Result<(), ApiError> {
+        let (tx, rx) = oneshot::channel();
+        let unavailable = |why: String| {
+            ApiError::new(
+                tonic::Code::Unavailable,
+                "STORE_UNAVAILABLE",
+                format!("the change may not be durable: {why}"),
+            )
+        };
+        self.tx
+            .send(tx)
+            .map_err(|_| unavailable("the flusher stopped".into()))?;
+        rx.await
+            .map_err(|_| unavailable("the flusher stopped".into()))?
+            .map_err(unavailable)
+    }
+}

@@ -1,0 +1,373 @@
+//! The Mandate coordinator server: gRPC services over a [`Store`], request authentication
+//! as a tower layer, a [`PolicyEngine`], the revocation feed, health and reflection.
+//!
+//! [`start`] opens (or creates) a data directory, binds the listener and serves until
+//! [`Server::shutdown`]. The `mandate serve` command is a thin wrapper around it.
+
+#![forbid(unsafe_code)]
+
+mod auth;
+mod convert;
+mod coordinator;
+mod durability;
+mod error;
+mod policy;
+mod services;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use mandate_core::{AgentId, Clock, PublicKey, SigningKey, SystemClock, keyfile};
+use mandate_proto::v1::agent_service_server::AgentServiceServer;
+use mandate_proto::v1::authorization_service_server::AuthorizationServiceServer;
+use mandate_proto::v1::task_service_server::TaskServiceServer;
+use mandate_store::{AgentRecord, AgentStatus, AuditEvent, Change, Severity, SledStore, Store};
+use tokio::sync::oneshot;
+use tokio_stream::wrappers::TcpListenerStream;
+
+pub use auth::Caller;
+pub use coordinator::{
+    AuthorizeOutcome, Coordinator, CoordinatorConfig, Issued, Registration, RevocationEvent,
+    RevokedLinks, TaskRequest, TreeLink,
+};
+pub use error::{ApiError, ERROR_DOMAIN};
+pub use policy::{
+    BuiltinPolicy, Decision, DelegationRequest, GrantRequest, PolicyEngine, Principal,
+};
+pub use services::Api;
+
+/// The port `mandate serve` listens on by default (on 127.0.0.1).
+pub const DEFAULT_PORT: u16 = 7468;
+
+/// Server settings. [`Config::new`] gives the defaults.
+#[derive(Clone)]
+pub struct Config {
+    /// Address to listen on; port 0 picks a free port.
+    pub listen: SocketAddr,
+    /// Data directory: store, coordinator key, admin key. Created on first start.
+    pub data_dir: PathBuf,
+    /// Trust domain of the built-in agents (`spiffe://<domain>/admin`, `/coordinator`).
+    pub trust_domain: String,
+    /// Time source (tests inject a manual clock).
+    pub clock: Arc<dyn Clock>,
+    /// Clock skew allowed in token verification, ms.
+    pub clock_skew_ms: u64,
+    /// How old a signed request may be, ms.
+    pub request_window_ms: u64,
+    /// How far in the future a signed request may be dated, ms.
+    pub request_skew_ms: u64,
+    /// Interval between revocation feed heartbeats.
+    pub heartbeat: Duration,
+    /// Largest request message, bytes.
+    pub max_message_bytes: usize,
+    /// Policy engine.
+    pub policy: Arc<dyn PolicyEngine>,
+}
+
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Config")
+            .field("listen", &self.listen)
+            .field("data_dir", &self.data_dir)
+            .field("trust_domain", &self.trust_domain)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Config {
+    /// Defaults for everything but where to listen and where to keep data.
+    pub fn new(listen: SocketAddr, data_dir: impl Into<PathBuf>) -> Config {
+        Config {
+            listen,
+            data_dir: data_dir.into(),
+            trust_domain: "mandate.local".into(),
+            clock: Arc::new(SystemClock),
+            clock_skew_ms: 30_000,
+            request_window_ms: 60_000,
+            request_skew_ms: 30_000,
+            heartbeat: Duration::from_secs(2),
+            max_message_bytes: 256 * 1024,
+            policy: Arc::new(BuiltinPolicy::default()),
+        }
+    }
+}
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StartError {
+    /// The data directory could not be created or used.
+    #[error("data directory `{path}`: {source}")]
+    DataDir {
+        /// The directory.
+        path: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A key could not be created or loaded.
+    #[error(transparent)]
+    Key(#[from] mandate_core::Error),
+    /// The store could not be opened or initialised.
+    #[error("store: {0}")]
+    Store(#[from] mandate_store::StoreError),
+    /// The coordinator could not start.
+    #[error(transparent)]
+    Coordinator(#[from] ApiError),
+    /// The listener could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        /// The address.
+        addr: SocketAddr,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The trust domain is not valid.
+    #[error("invalid trust domain `{0}`")]
+    TrustDomain(String),
+    /// Reflection could not be set up.
+    #[error("reflection: {0}")]
+    Reflection(String),
+}
+
+/// A running server.
+pub struct Server {
+    /// Where it listens.
+    pub local_addr: SocketAddr,
+    /// The data directory.
+    pub data_dir: PathBuf,
+    /// Path of the admin key file.
+    pub admin_key_path: PathBuf,
+    /// The admin agent id.
+    pub admin_id: String,
+    /// The coordinator's public key (the trust bundle).
+    pub coordinator_key: PublicKey,
+    coordinator: Arc<Coordinator>,
+    stop: Option<oneshot::Sender<()>>,
+    stop_tasks: tokio::sync::watch::Sender<bool>,
+    join: tokio::task::JoinHandle<Result<(), tonic::transport::Error>>,
+}
+
+impl std::fmt::Debug for Server {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Server")
+            .field("local_addr", &self.local_addr)
+            .field("data_dir", &self.data_dir)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Server {
+    /// The coordinator (for in-process callers and tests).
+    pub fn coordinator(&self) -> &Arc<Coordinator> {
+        &self.coordinator
+    }
+
+    /// Stops accepting calls, finishes those in flight, flushes the store and returns.
+    pub async fn shutdown(mut self) -> Result<(), mandate_store::StoreError> {
+        let _ = self.stop_tasks.send(true);
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        let _ = (&mut self.join).await;
+        self.coordinator.store().flush()
+    }
+
+    /// Waits until the server stops (after [`Server::shutdown`] from elsewhere, or an error).
+    pub async fn wait(&mut self) -> Result<(), String> {
+        match (&mut self.join).await {
+            Ok(r) => r.map_err(|e| e.to_string()),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+}
+
+fn load_or_create_key(path: &Path) -> Result<(SigningKey, bool), mandate_core::Error> {
+    if path.exists() {
+        return Ok((keyfile::load_signing_key(path)?, false));
+    }
+    let key = SigningKey::generate()?;
+    keyfile::save_signing_key(&key, path)?;
+    Ok((key, true))
+}
+
+fn create_dir(path: &Path) -> Result<(), StartError> {
+    let err = |source| StartError::DataDir {
+        path: path.to_owned(),
+        source,
+    };
+    std::fs::create_dir_all(path).map_err(err)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o700)).map_err(err)?;
+    }
+    Ok(())
+}
+
+/// Registers the admin agent on first start.
+fn bootstrap_admin(
+    store: &dyn Store,
+    admin_id: &str,
+    key: &PublicKey,
+    now: u64,
+) -> Result<(), mandate_store::StoreError> {
+    if store.agent(admin_id)?.is_some() {
+        return Ok(());
+    }
+    let mut detail = std::collections::BTreeMap::new();
+    detail.insert("agent".to_owned(), admin_id.to_owned());
+    store.commit(Change {
+        agents: vec![AgentRecord {
+            id: admin_id.to_owned(),
+            public_key: key.as_bytes().to_vec(),
+            role: "admin".into(),
+            owner: "bootstrap".into(),
+            labels: Default::default(),
+            parent: None,
+            status: AgentStatus::Active,
+            created_ms: now,
+            disabled_ms: 0,
+            registered_by: "bootstrap".into(),
+        }],
+        audit: vec![AuditEvent {
+            time_ms: now,
+            actor: "bootstrap".into(),
+            action: "agent.registered".into(),
+            task: None,
+            links: vec![],
+            decision: String::new(),
+            reason: "first start: admin created".into(),
+            policies: vec![],
+            policy_hash: String::new(),
+            severity: Severity::High,
+            detail,
+        }],
+        ..Change::default()
+    })?;
+    store.flush()
+}
+
+/// Opens the data directory and starts serving.
+pub async fn start(config: Config) -> Result<Server, StartError> {
+    let admin_id = AgentId::new(format!("spiffe://{}/admin", config.trust_domain))
+        .map_err(|_| StartError::TrustDomain(config.trust_domain.clone()))?;
+    let coordinator_id = format!("spiffe://{}/coordinator", config.trust_domain);
+    create_dir(&config.data_dir)?;
+    let (key, _) = load_or_create_key(&config.data_dir.join("coordinator.key"))?;
+    let admin_key_path = config.data_dir.join("admin.key");
+    let (admin_key, _) = load_or_create_key(&admin_key_path)?;
+    let store: Arc<dyn Store> = Arc::new(SledStore::open(&config.data_dir.join("store"))?);
+    bootstrap_admin(
+        &*store,
+        admin_id.as_str(),
+        &admin_key.public_key(),
+        config.clock.now_ms(),
+    )?;
+    let coordinator_key = key.public_key();
+    let coordinator = Arc::new(Coordinator::new(
+        Arc::clone(&store),
+        Arc::clone(&config.policy),
+        key,
+        Arc::clone(&config.clock),
+        CoordinatorConfig {
+            coordinator_id,
+            clock_skew_ms: config.clock_skew_ms,
+        },
+    )?);
+
+    let auth = auth::AuthLayer {
+        state: Arc::new(auth::AuthState {
+            store: Arc::clone(&store),
+            clock: Arc::clone(&config.clock),
+            window_ms: config.request_window_ms,
+            skew_ms: config.request_skew_ms,
+            max_message_bytes: config.max_message_bytes,
+            nonces: Mutex::new(auth::NonceCache::new(1 << 20)),
+        }),
+    };
+    let (stop_tasks, mut stop_rx) = tokio::sync::watch::channel(false);
+    let api = Api {
+        coordinator: Arc::clone(&coordinator),
+        heartbeat: config.heartbeat,
+        stop: stop_rx.clone(),
+    };
+    let (health, health_service) = tonic_health::server::health_reporter();
+    health.set_serving::<AgentServiceServer<Api>>().await;
+    health.set_serving::<TaskServiceServer<Api>>().await;
+    health
+        .set_serving::<AuthorizationServiceServer<Api>>()
+        .await;
+    let reflection = |b: tonic_reflection::server::Builder<'static>| {
+        b.register_encoded_file_descriptor_set(mandate_proto::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+    };
+    let reflection_v1 = reflection(tonic_reflection::server::Builder::configure())
+        .build_v1()
+        .map_err(|e| StartError::Reflection(e.to_string()))?;
+    let reflection_v1alpha = reflection(tonic_reflection::server::Builder::configure())
+        .build_v1alpha()
+        .map_err(|e| StartError::Reflection(e.to_string()))?;
+
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .map_err(|source| StartError::Listen {
+            addr: config.listen,
+            source,
+        })?;
+    let local_addr = listener.local_addr().map_err(|source| StartError::Listen {
+        addr: config.listen,
+        source,
+    })?;
+    let max = config.max_message_bytes;
+    let router = tonic::transport::Server::builder()
+        .layer(auth)
+        .add_service(health_service)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha)
+        .add_service(AgentServiceServer::new(api.clone()).max_decoding_message_size(max))
+        .add_service(TaskServiceServer::new(api.clone()).max_decoding_message_size(max))
+        .add_service(AuthorizationServiceServer::new(api).max_decoding_message_size(max));
+    let (stop, stopped) = oneshot::channel::<()>();
+    let join = tokio::spawn(router.serve_with_incoming_shutdown(
+        TcpListenerStream::new(listener),
+        async move {
+            let _ = stopped.await;
+        },
+    ));
+
+    // Background garbage collection of expired revocations and nonces.
+    let gc_store = Arc::clone(&store);
+    let gc_clock = Arc::clone(&config.clock);
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(60));
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {
+                    let (s, now) = (Arc::clone(&gc_store), gc_clock.now_ms());
+                    match tokio::task::spawn_blocking(move || s.gc(now)).await {
+                        Ok(Ok(stats)) => tracing::debug!(?stats, "garbage collected"),
+                        Ok(Err(e)) => tracing::warn!(error = %e, "garbage collection failed"),
+                        Err(e) => tracing::warn!(error = %e, "garbage collection panicked"),
+                    }
+                }
+                _ = stop_rx.changed() => return,
+            }
+        }
+    });
+    tracing::info!(%local_addr, data_dir = %config.data_dir.display(), "mandate coordinator listening");
+    Ok(Server {
+        local_addr,
+        data_dir: config.data_dir,
+        admin_key_path,
+        admin_id: admin_id.as_str().to_owned(),
+        coordinator_key,
+        coordinator,
+        stop: Some(stop),
+        stop_tasks,
+        join,
+    })
+}
