@@ -41,10 +41,12 @@ pub enum Error {
 }
 
 impl Error {
-    /// The stable reason code of a server error (empty otherwise).
+    /// The stable reason code: the server's `ErrorInfo` reason, or the token reason of a
+    /// delegation refused locally (empty otherwise).
     pub fn reason(&self) -> &str {
         match self {
             Error::Status { reason, .. } => reason,
+            Error::Core(mandate_core::Error::Rejected(d)) | Error::Token(d) => d.reason().code(),
             _ => "",
         }
     }

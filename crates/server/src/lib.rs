@@ -38,6 +38,9 @@ pub use policy::{
 };
 pub use services::Api;
 
+/// How long shutdown waits for calls and connections to finish.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
 /// The port `mandate serve` listens on by default (on 127.0.0.1).
 pub const DEFAULT_PORT: u16 = 7468;
 
@@ -146,6 +149,7 @@ pub struct Server {
     /// The coordinator's public key (the trust bundle).
     pub coordinator_key: PublicKey,
     coordinator: Arc<Coordinator>,
+    store: Arc<dyn Store>,
     stop: Option<oneshot::Sender<()>>,
     stop_tasks: tokio::sync::watch::Sender<bool>,
     join: tokio::task::JoinHandle<Result<(), tonic::transport::Error>>,
@@ -166,14 +170,42 @@ impl Server {
         &self.coordinator
     }
 
-    /// Stops accepting calls, finishes those in flight, flushes the store and returns.
-    pub async fn shutdown(mut self) -> Result<(), mandate_store::StoreError> {
-        let _ = self.stop_tasks.send(true);
-        if let Some(stop) = self.stop.take() {
+    /// Stops accepting calls, finishes those in flight, flushes the store and returns once
+    /// every task has let go of it (so the data directory can be opened again at once).
+    pub async fn shutdown(self) -> Result<(), mandate_store::StoreError> {
+        let Server {
+            coordinator,
+            store,
+            stop,
+            stop_tasks,
+            join,
+            ..
+        } = self;
+        let _ = stop_tasks.send(true);
+        if let Some(stop) = stop {
             let _ = stop.send(());
         }
-        let _ = (&mut self.join).await;
-        self.coordinator.store().flush()
+        // Calls in flight finish; connections that stay open past the grace period (an idle
+        // client that never reads the GOAWAY) are cut.
+        let mut join = join;
+        if tokio::time::timeout(SHUTDOWN_GRACE, &mut join)
+            .await
+            .is_err()
+        {
+            tracing::warn!("connections still open after {SHUTDOWN_GRACE:?}; closing them");
+            join.abort();
+            let _ = join.await;
+        }
+        drop(coordinator);
+        store.flush()?;
+        for _ in 0..500 {
+            if Arc::strong_count(&store) == 1 {
+                return Ok(());
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        tracing::warn!("the store is still in use five seconds after shutdown");
+        Ok(())
     }
 
     /// Waits until the server stops (after [`Server::shutdown`] from elsewhere, or an error).
@@ -366,6 +398,7 @@ pub async fn start(config: Config) -> Result<Server, StartError> {
         admin_id: admin_id.as_str().to_owned(),
         coordinator_key,
         coordinator,
+        store,
         stop: Some(stop),
         stop_tasks,
         join,

@@ -1,0 +1,92 @@
+//! `mandate serve` as a user runs it: a fresh directory, no flags but the listen address
+//! (from the environment, to stay off the default port), health answers, SIGTERM stops it
+//! cleanly, and the data directory holds the keys with the right modes.
+
+use std::io::{BufRead as _, BufReader};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_starts_in_a_fresh_directory_and_stops_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_mandate"))
+        .arg("serve")
+        .current_dir(dir.path())
+        .env("MANDATE_LISTEN", "127.0.0.1:0")
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let first = lines.next().unwrap().unwrap();
+    let addr = first.rsplit(' ').next().unwrap().to_owned();
+    assert!(
+        first.starts_with("mandate coordinator listening on 127.0.0.1:"),
+        "{first}"
+    );
+    let rest: Vec<String> = lines.by_ref().take(5).map(Result::unwrap).collect();
+    assert!(
+        rest.iter()
+            .any(|l| l.contains("admin key:") && l.contains("mandate-data/admin.key")),
+        "{rest:?}"
+    );
+
+    let mut healthy = false;
+    for _ in 0..200 {
+        let endpoint = tonic::transport::Endpoint::from_shared(format!("http://{addr}")).unwrap();
+        if let Ok(channel) = endpoint.connect().await
+            && tonic_health::pb::health_client::HealthClient::new(channel)
+                .check(tonic_health::pb::HealthCheckRequest::default())
+                .await
+                .is_ok()
+        {
+            healthy = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert!(healthy, "the server never answered health checks");
+
+    let data = dir.path().join("mandate-data");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        for f in ["admin.key", "coordinator.key"] {
+            let mode = std::fs::metadata(data.join(f))
+                .unwrap()
+                .permissions()
+                .mode()
+                & 0o777;
+            assert_eq!(mode, 0o600, "{f}");
+        }
+    }
+    let status = Command::new("kill")
+        .arg("-TERM")
+        .arg(child.id().to_string())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    // Wait off the runtime so the client's connection task can still run and close.
+    let exit = tokio::task::spawn_blocking(move || child.wait().unwrap())
+        .await
+        .unwrap();
+    assert!(exit.success(), "serve exited with {exit}");
+}
+
+#[test]
+fn an_unusable_listen_address_exits_with_64() {
+    let dir = tempfile::tempdir().unwrap();
+    // Port 1 needs privileges (or is taken): the server cannot start.
+    let out = Command::new(env!("CARGO_BIN_EXE_mandate"))
+        .args(["serve", "--listen", "192.0.2.1:1"])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(64),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

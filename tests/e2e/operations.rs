@@ -1,0 +1,189 @@
+//! Health, reflection, the trust bundle, listing and renewal.
+
+use mandate_proto::v1 as pb;
+use tokio_stream::StreamExt as _;
+use tonic_reflection::pb::v1::ServerReflectionRequest;
+use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
+use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
+use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
+
+use crate::harness::*;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_and_reflection_answer_without_signatures() {
+    let h = Harness::start().await;
+    let mut health = tonic_health::pb::health_client::HealthClient::new(h.channel.clone());
+    let resp = health
+        .check(tonic_health::pb::HealthCheckRequest {
+            service: "mandate.v1.TaskService".into(),
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        resp.into_inner().status,
+        tonic_health::pb::health_check_response::ServingStatus::Serving as i32
+    );
+
+    let mut reflection = ServerReflectionClient::new(h.channel.clone());
+    let req = ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(MessageRequest::ListServices(String::new())),
+    };
+    let mut stream = reflection
+        .server_reflection_info(tokio_stream::iter(vec![req]))
+        .await
+        .unwrap()
+        .into_inner();
+    let resp = stream.next().await.unwrap().unwrap();
+    let Some(MessageResponse::ListServicesResponse(list)) = resp.message_response else {
+        panic!("unexpected reflection answer");
+    };
+    let names: Vec<String> = list.service.into_iter().map(|s| s.name).collect();
+    for s in [
+        "mandate.v1.AgentService",
+        "mandate.v1.TaskService",
+        "mandate.v1.AuthorizationService",
+        "grpc.health.v1.Health",
+    ] {
+        assert!(names.iter().any(|n| n == s), "{s} missing from {names:?}");
+    }
+    // The older v1alpha reflection service answers too.
+    let mut old =
+        tonic_reflection::pb::v1alpha::server_reflection_client::ServerReflectionClient::new(
+            h.channel.clone(),
+        );
+    let req = tonic_reflection::pb::v1alpha::ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(
+            tonic_reflection::pb::v1alpha::server_reflection_request::MessageRequest::ListServices(
+                String::new(),
+            ),
+        ),
+    };
+    let mut stream = old
+        .server_reflection_info(tokio_stream::iter(vec![req]))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(stream.next().await.unwrap().is_ok());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn trust_bundle_listing_and_renewal() {
+    let h = Harness::start().await;
+    let mut admin = h.admin.clone();
+    let bundle = admin
+        .get_trust_bundle(pb::GetTrustBundleRequest {})
+        .await
+        .unwrap();
+    assert_eq!(bundle.keys.len(), 1);
+    assert_eq!(
+        bundle.keys[0].public_key,
+        h.server().coordinator_key.as_bytes().to_vec()
+    );
+
+    let (_, mut planner) = h
+        .register(&mut admin, "spiffe://mandate.local/p", "planner", "")
+        .await;
+    for i in 0..3 {
+        h.register(
+            &mut admin,
+            &format!("spiffe://mandate.local/w{i}"),
+            "worker",
+            "",
+        )
+        .await;
+    }
+    let page = admin
+        .list_agents(pb::ListAgentsRequest {
+            page_size: 2,
+            page_token: String::new(),
+        })
+        .await
+        .unwrap();
+    assert_eq!(page.agents.len(), 2);
+    let rest = admin
+        .list_agents(pb::ListAgentsRequest {
+            page_size: 100,
+            page_token: page.next_page_token.clone(),
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        page.agents.len() + rest.agents.len(),
+        5,
+        "admin, planner and three workers"
+    );
+    assert!(rest.next_page_token.is_empty());
+
+    // The policy caps the TTL: 15 minutes at most.
+    let started = planner
+        .start_task(pb::StartTaskRequest {
+            capabilities: vec![cap_pb("files/*", &["read"])],
+            ttl_ms: 24 * 3_600_000,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let task = started.task.unwrap();
+    assert_eq!(task.deadline_ms - task.create_time_ms, 15 * 60_000);
+    let listed = planner
+        .list_tasks(pb::ListTasksRequest {
+            requester_agent_id: "spiffe://mandate.local/p".into(),
+            state: pb::TaskState::Active as i32,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(listed.tasks.len(), 1);
+
+    // Renewal issues a new root link, never past the deadline.
+    h.clock.advance(60_000);
+    let renewed = planner
+        .renew_grant(pb::RenewGrantRequest {
+            task_id: task.task_id.clone(),
+            ttl_ms: 60 * 60_000,
+        })
+        .await
+        .unwrap();
+    let chain = decode(&renewed.chain);
+    assert_ne!(chain.root().id(), decode(&started.chain).root().id());
+    assert_eq!(chain.root().body().expires_at_ms, task.deadline_ms);
+    let task2 = planner
+        .get_task(pb::GetTaskRequest {
+            task_id: task.task_id.clone(),
+        })
+        .await
+        .unwrap()
+        .task
+        .unwrap();
+    assert_eq!(task2.root_link_id, chain.root().id().to_string());
+    // Someone else cannot renew it.
+    let e = admin
+        .renew_grant(pb::RenewGrantRequest {
+            task_id: task.task_id.clone(),
+            ttl_ms: 1000,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Some(tonic::Code::PermissionDenied));
+    // Past the deadline the task shows as expired and cannot be renewed.
+    h.clock.advance(15 * 60_000);
+    let e = planner
+        .renew_grant(pb::RenewGrantRequest {
+            task_id: task.task_id.clone(),
+            ttl_ms: 1000,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.reason(), "TASK_NOT_ACTIVE");
+    let shown = admin
+        .get_task(pb::GetTaskRequest {
+            task_id: task.task_id,
+        })
+        .await
+        .unwrap()
+        .task
+        .unwrap();
+    assert_eq!(shown.state, pb::TaskState::Expired as i32);
+}
