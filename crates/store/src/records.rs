@@ -11,7 +11,13 @@ mod hex {
     use serde::{Deserialize, Deserializer, Serializer, de::Error as _};
 
     pub(crate) fn encode(bytes: &[u8]) -> String {
-        bytes.iter().map(|b| format!("{b:02x}")).collect()
+        const DIGITS: &[u8; 16] = b"0123456789abcdef";
+        let mut s = String::with_capacity(bytes.len() * 2);
+        for b in bytes {
+            s.push(char::from(DIGITS[usize::from(b >> 4)]));
+            s.push(char::from(DIGITS[usize::from(b & 15)]));
+        }
+        s
     }
 
     pub(crate) fn decode(s: &str) -> Option<Vec<u8>> {
