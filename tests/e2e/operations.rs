@@ -187,3 +187,75 @@ async fn trust_bundle_listing_and_renewal() {
         .unwrap();
     assert_eq!(shown.state, pb::TaskState::Expired as i32);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_feed_resumes_from_an_epoch_and_sends_heartbeats() {
+    let h = Harness::start().await;
+    let mut admin = h.admin.clone();
+    let (_, mut planner) = h
+        .register(&mut admin, "spiffe://mandate.local/p", "planner", "")
+        .await;
+    let mut roots = Vec::new();
+    for _ in 0..3 {
+        let started = planner
+            .start_task(pb::StartTaskRequest {
+                capabilities: vec![cap_pb("files/*", &["read"])],
+                ttl_ms: 60_000,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        roots.push(decode(&started.chain).root().id().to_string());
+    }
+    let mut epochs = Vec::new();
+    for id in &roots {
+        let r = planner
+            .revoke_link(pb::RevokeLinkRequest {
+                link_id: id.clone(),
+                reason: "test".into(),
+            })
+            .await
+            .unwrap();
+        epochs.push(r.revocation_epoch);
+    }
+    assert!(
+        epochs.windows(2).all(|w| w[0] < w[1]),
+        "epochs increase: {epochs:?}"
+    );
+
+    // From scratch: a snapshot of all three.
+    let mut feed = admin
+        .watch_revocations(pb::WatchRevocationsRequest { after_epoch: 0 })
+        .await
+        .unwrap();
+    let first = feed.next().await.unwrap().unwrap().event.unwrap();
+    let pb::watch_revocations_response::Event::Snapshot(s) = first else {
+        panic!("expected a snapshot, got {first:?}");
+    };
+    assert_eq!(s.epoch, epochs[2]);
+    assert_eq!(s.links.len(), 3);
+    // Then heartbeats at the current epoch.
+    let next = feed.next().await.unwrap().unwrap().event.unwrap();
+    let pb::watch_revocations_response::Event::Heartbeat(hb) = next else {
+        panic!("expected a heartbeat, got {next:?}");
+    };
+    assert_eq!(hb.epoch, epochs[2]);
+
+    // Resuming after the first epoch: only the two later revocations, as one batch.
+    let mut feed = admin
+        .watch_revocations(pb::WatchRevocationsRequest {
+            after_epoch: epochs[0],
+        })
+        .await
+        .unwrap();
+    let first = feed.next().await.unwrap().unwrap().event.unwrap();
+    let pb::watch_revocations_response::Event::Batch(b) = first else {
+        panic!("expected a batch, got {first:?}");
+    };
+    let mut got: Vec<String> = b.links.into_iter().map(|l| l.link_id).collect();
+    got.sort();
+    let mut want = roots[1..].to_vec();
+    want.sort();
+    assert_eq!(got, want);
+    assert_eq!(b.epoch, epochs[2]);
+}
