@@ -10,6 +10,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "mandate/v1/agents.proto",
         "mandate/v1/tasks.proto",
         "mandate/v1/authorization.proto",
+        "mandate/v1/audit.proto",
     ];
     for f in files {
         println!("cargo:rerun-if-changed={}", root.join(f).display());

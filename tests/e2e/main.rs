@@ -9,6 +9,7 @@
     reason = "tests fail loudly"
 )]
 
+mod audit;
 mod bad_input;
 mod flow;
 mod harness;

@@ -10,6 +10,7 @@ use std::sync::Arc;
 use mandate_core::{AgentId, Chain, Clock, RequestAuth, SigningKey, SystemClock};
 use mandate_proto::v1 as pb;
 use mandate_proto::v1::agent_service_client::AgentServiceClient;
+use mandate_proto::v1::audit_service_client::AuditServiceClient;
 use mandate_proto::v1::authorization_service_client::AuthorizationServiceClient;
 use mandate_proto::v1::task_service_client::TaskServiceClient;
 use tonic::metadata::MetadataValue;
@@ -197,6 +198,7 @@ pub struct Client {
     agents: AgentServiceClient<Channel>,
     tasks: TaskServiceClient<Channel>,
     authz: AuthorizationServiceClient<Channel>,
+    audit: AuditServiceClient<Channel>,
 }
 
 macro_rules! call {
@@ -226,7 +228,8 @@ impl Client {
             signer,
             agents: AgentServiceClient::new(channel.clone()),
             tasks: TaskServiceClient::new(channel.clone()),
-            authz: AuthorizationServiceClient::new(channel),
+            authz: AuthorizationServiceClient::new(channel.clone()),
+            audit: AuditServiceClient::new(channel),
         }
     }
 
@@ -391,6 +394,58 @@ impl Client {
             authz,
             get_trust_bundle,
             "AuthorizationService/GetTrustBundle",
+            r
+        )
+    }
+    /// `AuditService/QueryAuditLog`.
+    pub async fn query_audit_log(
+        &mut self,
+        r: pb::QueryAuditLogRequest,
+    ) -> Result<pb::QueryAuditLogResponse, Error> {
+        call!(
+            self,
+            audit,
+            query_audit_log,
+            "AuditService/QueryAuditLog",
+            r
+        )
+    }
+    /// `AuditService/WatchAuditLog`.
+    pub async fn watch_audit_log(
+        &mut self,
+        r: pb::WatchAuditLogRequest,
+    ) -> Result<tonic::Streaming<pb::WatchAuditLogResponse>, Error> {
+        call!(
+            self,
+            audit,
+            watch_audit_log,
+            "AuditService/WatchAuditLog",
+            r
+        )
+    }
+    /// `AuditService/VerifyAuditLog`.
+    pub async fn verify_audit_log(
+        &mut self,
+        r: pb::VerifyAuditLogRequest,
+    ) -> Result<pb::VerifyAuditLogResponse, Error> {
+        call!(
+            self,
+            audit,
+            verify_audit_log,
+            "AuditService/VerifyAuditLog",
+            r
+        )
+    }
+    /// `AuditService/ExportAuditLog`.
+    pub async fn export_audit_log(
+        &mut self,
+        r: pb::ExportAuditLogRequest,
+    ) -> Result<tonic::Streaming<pb::ExportAuditLogResponse>, Error> {
+        call!(
+            self,
+            audit,
+            export_audit_log,
+            "AuditService/ExportAuditLog",
             r
         )
     }

@@ -105,6 +105,9 @@ pub struct Coordinator {
     flusher: Flusher,
     config: CoordinatorConfig,
     trust: TrustBundle,
+    // The sequence number of the newest audit record; audit followers wake on changes and
+    // read from the store, so they never miss or reorder records.
+    audit_head: tokio::sync::watch::Sender<u64>,
 }
 
 impl std::fmt::Debug for Coordinator {
@@ -231,7 +234,9 @@ impl Coordinator {
             }
         }
         let (feed, _) = broadcast::channel(4096);
+        let (audit_head, _) = tokio::sync::watch::channel(store.audit_head()?.0);
         Ok(Coordinator {
+            audit_head,
             flusher: Flusher::start(Arc::clone(&store)),
             store,
             policy,
@@ -304,7 +309,7 @@ impl Coordinator {
             .iter()
             .map(|r| (r.link, r.expires_at_ms))
             .collect();
-        let committed = self.store.commit(change)?;
+        let committed = self.commit(change)?;
         if let Some(epoch) = committed.epoch {
             let links: Vec<(LinkId, u64)> = committed
                 .revoked
@@ -321,6 +326,24 @@ impl Coordinator {
             let _ = self.feed.send(RevocationEvent { epoch, links });
         }
         Ok(committed)
+    }
+
+    /// Commits a change and tells audit followers about its records.
+    fn commit(&self, change: Change) -> Result<Committed, ApiError> {
+        let committed = self.store.commit(change)?;
+        if let Some(&last) = committed.audit_seqs.last() {
+            self.audit_head.send_if_modified(|head| {
+                let newer = last > *head;
+                *head = (*head).max(last);
+                newer
+            });
+        }
+        Ok(committed)
+    }
+
+    /// Wakes when audit records are written; the value is the newest sequence number.
+    pub fn watch_audit(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.audit_head.subscribe()
     }
 
     async fn durable(&self) -> Result<(), ApiError> {
@@ -1094,7 +1117,7 @@ impl Coordinator {
             }
         }
         // Authorize changes no durable state; its audit record joins the next group flush.
-        self.store.commit(Change {
+        self.commit(Change {
             audit: vec![e],
             ..Change::default()
         })?;

@@ -6,6 +6,7 @@
 
 #![forbid(unsafe_code)]
 
+mod audit_service;
 mod auth;
 mod convert;
 mod coordinator;
@@ -21,6 +22,7 @@ use std::time::Duration;
 
 use mandate_core::{AgentId, Clock, PublicKey, SigningKey, SystemClock, keyfile};
 use mandate_proto::v1::agent_service_server::AgentServiceServer;
+use mandate_proto::v1::audit_service_server::AuditServiceServer;
 use mandate_proto::v1::authorization_service_server::AuthorizationServiceServer;
 use mandate_proto::v1::task_service_server::TaskServiceServer;
 use mandate_store::{AgentRecord, AgentStatus, AuditEvent, Change, Severity, SledStore, Store};
@@ -285,6 +287,14 @@ fn bootstrap_admin(
 
 /// Opens the data directory and starts serving.
 pub async fn start(config: Config) -> Result<Server, StartError> {
+    create_dir(&config.data_dir)?;
+    let store: Arc<dyn Store> = Arc::new(SledStore::open(&config.data_dir.join("store"))?);
+    start_with_store(config, store).await
+}
+
+/// Starts serving over an already opened store (keys still live in the data directory).
+/// For tests that wrap the store, and for other [`Store`] implementations.
+pub async fn start_with_store(config: Config, store: Arc<dyn Store>) -> Result<Server, StartError> {
     let admin_id = AgentId::new(format!("spiffe://{}/admin", config.trust_domain))
         .map_err(|_| StartError::TrustDomain(config.trust_domain.clone()))?;
     let coordinator_id = format!("spiffe://{}/coordinator", config.trust_domain);
@@ -292,7 +302,6 @@ pub async fn start(config: Config) -> Result<Server, StartError> {
     let (key, _) = load_or_create_key(&config.data_dir.join("coordinator.key"))?;
     let admin_key_path = config.data_dir.join("admin.key");
     let (admin_key, _) = load_or_create_key(&admin_key_path)?;
-    let store: Arc<dyn Store> = Arc::new(SledStore::open(&config.data_dir.join("store"))?);
     bootstrap_admin(
         &*store,
         admin_id.as_str(),
@@ -362,7 +371,8 @@ pub async fn start(config: Config) -> Result<Server, StartError> {
         .add_service(reflection_v1alpha)
         .add_service(AgentServiceServer::new(api.clone()).max_decoding_message_size(max))
         .add_service(TaskServiceServer::new(api.clone()).max_decoding_message_size(max))
-        .add_service(AuthorizationServiceServer::new(api).max_decoding_message_size(max));
+        .add_service(AuthorizationServiceServer::new(api.clone()).max_decoding_message_size(max))
+        .add_service(AuditServiceServer::new(api).max_decoding_message_size(max));
     let (stop, stopped) = oneshot::channel::<()>();
     let join = tokio::spawn(router.serve_with_incoming_shutdown(
         TcpListenerStream::new(listener),

@@ -11,11 +11,13 @@
 
 #![forbid(unsafe_code)]
 
+mod audit;
 mod records;
 mod sled_store;
 
 use mandate_core::{LinkId, TaskId};
 
+pub use audit::{AuditFilter, AuditVerification, GENESIS_HASH, query_audit, verify_audit};
 pub use records::{
     AgentRecord, AgentStatus, AuditEvent, AuditRecord, LinkRecord, NewRevocation, RevocationRecord,
     Severity, TaskRecord, TaskState, audit_hash,
@@ -123,6 +125,9 @@ pub trait Store: Send + Sync + 'static {
     fn nonce(&self, nonce: &[u8; 16]) -> Result<Option<u64>>;
     /// Audit records with a sequence number above `after`, in order, at most `limit`.
     fn audit_after(&self, after: u64, limit: usize) -> Result<Vec<AuditRecord>>;
+    /// Sequence number and hash of the last audit record (0 and the genesis hash when
+    /// the log is empty).
+    fn audit_head(&self) -> Result<(u64, String)>;
     /// Removes revocations of links that have expired and nonces past their expiry.
     fn gc(&self, now_ms: u64) -> Result<GcStats>;
 }

@@ -26,7 +26,7 @@ use crate::records::{
 };
 use crate::{Change, Committed, GcStats, Result, Store, StoreError};
 
-const ZERO_HASH: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+use crate::audit::GENESIS_HASH as ZERO_HASH;
 
 /// The sled-backed [`Store`].
 pub struct SledStore {
@@ -345,6 +345,11 @@ impl Store for SledStore {
             out.push(decode(&k, &v)?);
         }
         Ok(out)
+    }
+
+    fn audit_head(&self) -> Result<(u64, String)> {
+        let head: Option<AuditHead> = self.get(b"maudit")?;
+        Ok(head.map_or((0, ZERO_HASH.to_owned()), |h| (h.seq, h.hash)))
     }
 
     fn gc(&self, now_ms: u64) -> Result<GcStats> {

@@ -293,3 +293,116 @@ fn gc_forgets_expired_revocations_and_nonces_only() {
     // The epoch never goes back.
     assert_eq!(s.epoch().unwrap(), 1);
 }
+
+#[test]
+fn verification_finds_edits_gaps_and_truncation() {
+    let (_dir, s) = open();
+    for i in 0..5 {
+        s.commit(Change {
+            audit: vec![event(&format!("e{i}"))],
+            ..Change::default()
+        })
+        .unwrap();
+    }
+    let v = crate::verify_audit(&s, 0, 0).unwrap();
+    assert!(v.intact(), "{v:?}");
+    assert_eq!((v.checked, v.head_seq), (5, 5));
+    assert_eq!(crate::verify_audit(&s, 2, 4).unwrap().checked, 3);
+
+    // Edit record 3 in place: its hash no longer matches.
+    let k = key(b'q', &[&be(3)]);
+    let mut rec: AuditRecord = decode(&k, &s.db.get(&k).unwrap().unwrap()).unwrap();
+    rec.event.reason = "nothing to see".into();
+    s.db.insert(&k, encode(&rec).unwrap()).unwrap();
+    let v = crate::verify_audit(&s, 0, 0).unwrap();
+    assert_eq!(v.broken.as_ref().map(|b| b.0), Some(3), "{v:?}");
+    assert_eq!(v.checked, 2);
+
+    // Re-hash the edited record too: now record 4 no longer links to it.
+    rec.hash = audit_hash(3, &rec.event, &rec.prev_hash);
+    s.db.insert(&k, encode(&rec).unwrap()).unwrap();
+    assert_eq!(
+        crate::verify_audit(&s, 0, 0).unwrap().broken.map(|b| b.0),
+        Some(4)
+    );
+
+    // A deleted record is a gap; a deleted tail is caught by the head marker.
+    let (_dir, s) = open();
+    for i in 0..4 {
+        s.commit(Change {
+            audit: vec![event(&format!("e{i}"))],
+            ..Change::default()
+        })
+        .unwrap();
+    }
+    s.db.remove(key(b'q', &[&be(2)])).unwrap();
+    assert_eq!(
+        crate::verify_audit(&s, 0, 0).unwrap().broken.map(|b| b.0),
+        Some(2)
+    );
+    let (_dir, s) = open();
+    for i in 0..4 {
+        s.commit(Change {
+            audit: vec![event(&format!("e{i}"))],
+            ..Change::default()
+        })
+        .unwrap();
+    }
+    s.db.remove(key(b'q', &[&be(4)])).unwrap();
+    assert!(!crate::verify_audit(&s, 0, 0).unwrap().intact());
+}
+
+#[test]
+fn queries_filter_and_page() {
+    let (_dir, s) = open();
+    let t = TaskId::from_bytes([3; 16]);
+    for i in 0..10u64 {
+        let mut e = event(if i % 2 == 0 {
+            "link.revoked"
+        } else {
+            "grant.issued"
+        });
+        e.time_ms = 100 + i;
+        if i % 3 == 0 {
+            e.task = Some(t);
+            e.severity = Severity::High;
+        }
+        e.links = vec![format!("l{i}")];
+        s.commit(Change {
+            audit: vec![e],
+            ..Change::default()
+        })
+        .unwrap();
+    }
+    let all = crate::AuditFilter::default();
+    let (page, more) = crate::query_audit(&s, &all, 0, 4).unwrap();
+    assert_eq!((page.len(), more), (4, true));
+    let (rest, more) = crate::query_audit(&s, &all, page[3].seq, 100).unwrap();
+    assert_eq!((rest.len(), more), (6, false));
+    let f = crate::AuditFilter {
+        action_prefix: Some("link.".into()),
+        ..Default::default()
+    };
+    assert_eq!(crate::query_audit(&s, &f, 0, 100).unwrap().0.len(), 5);
+    let f = crate::AuditFilter {
+        task: Some(t),
+        ..Default::default()
+    };
+    assert_eq!(crate::query_audit(&s, &f, 0, 100).unwrap().0.len(), 4);
+    let f = crate::AuditFilter {
+        min_severity: Some(Severity::High),
+        ..Default::default()
+    };
+    assert_eq!(crate::query_audit(&s, &f, 0, 100).unwrap().0.len(), 4);
+    let f = crate::AuditFilter {
+        link: Some("l7".into()),
+        ..Default::default()
+    };
+    assert_eq!(crate::query_audit(&s, &f, 0, 100).unwrap().0[0].seq, 8);
+    let f = crate::AuditFilter {
+        since_ms: 105,
+        until_ms: Some(107),
+        ..Default::default()
+    };
+    assert_eq!(crate::query_audit(&s, &f, 0, 100).unwrap().0.len(), 2);
+}

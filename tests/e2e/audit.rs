@@ -1,0 +1,589 @@
+//! The audit log over the API: queries and paging, a stream that resumes without gaps,
+//! integrity verification that names an edited record, export that round-trips, fail
+//! closed when the audit write fails, and a 1,000-descendant cascade named in full.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use mandate_core::{Call, Invocation, LinkId, LinkSpec, SigningKey, TaskId};
+use mandate_proto::v1 as pb;
+use mandate_store::{Change, Committed, GcStats, SledStore, Store, StoreError};
+use tokio_stream::StreamExt as _;
+
+use crate::harness::*;
+
+const PLANNER: &str = "spiffe://mandate.local/p";
+const WORKER: &str = "spiffe://mandate.local/w";
+const TOOL: &str = "spiffe://mandate.local/tool";
+
+/// A planner with a task and one delegation; returns (planner, planner key, root chain,
+/// worker key, worker chain).
+async fn setup(
+    h: &Harness,
+) -> (
+    mandate_sdk::Client,
+    mandate_core::Chain,
+    SigningKey,
+    mandate_core::Chain,
+) {
+    let mut admin = h.admin.clone();
+    let (_, mut planner) = h.register(&mut admin, PLANNER, "planner", "").await;
+    let started = planner
+        .start_task(pb::StartTaskRequest {
+            intent: Some(pb::Intent {
+                text: "audit test".into(),
+                ..Default::default()
+            }),
+            capabilities: vec![cap_pb("files/*", &["read"])],
+            ttl_ms: 10 * 60_000,
+            max_depth: 1,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let root = decode(&started.chain);
+    let (wkey, _) = h.register(&mut planner, WORKER, "worker", PLANNER).await;
+    let now = h.now();
+    let spec = LinkSpec::new(
+        wkey.public_key(),
+        WORKER.parse().unwrap(),
+        vec![cap("files/a", &["read"])],
+        now,
+        now + 60_000,
+    )
+    .unwrap()
+    .require_seal(true);
+    let chain = planner.delegate(&root, spec).await.unwrap();
+    (planner, root, wkey, chain)
+}
+
+async fn all_records(
+    admin: &mut mandate_sdk::Client,
+    filter: pb::AuditFilter,
+) -> Vec<pb::AuditRecord> {
+    let mut out = Vec::new();
+    let mut token = String::new();
+    loop {
+        let page = admin
+            .query_audit_log(pb::QueryAuditLogRequest {
+                filter: Some(filter.clone()),
+                page_size: 3,
+                page_token: token,
+            })
+            .await
+            .unwrap();
+        out.extend(page.records);
+        if page.next_page_token.is_empty() {
+            return out;
+        }
+        token = page.next_page_token;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queries_filter_and_page_and_only_auditors_read() {
+    let h = Harness::start().await;
+    let (mut planner, root, _, chain) = setup(&h).await;
+    let mut admin = h.admin.clone();
+    let task = root.task().to_string();
+    let all = all_records(&mut admin, pb::AuditFilter::default()).await;
+    let seqs: Vec<u64> = all.iter().map(|r| r.seq).collect();
+    assert_eq!(
+        seqs,
+        (1..=seqs.len() as u64).collect::<Vec<_>>(),
+        "paging returns each record once, in order"
+    );
+    let by_task = all_records(
+        &mut admin,
+        pb::AuditFilter {
+            task_id: task.clone(),
+            ..Default::default()
+        },
+    )
+    .await;
+    let actions: Vec<&str> = by_task.iter().map(|r| r.action.as_str()).collect();
+    assert_eq!(actions, ["grant.issued", "delegation.sealed"]);
+    let leaf = chain.leaf().id().to_string();
+    let by_link = all_records(
+        &mut admin,
+        pb::AuditFilter {
+            link_id: leaf.clone(),
+            ..Default::default()
+        },
+    )
+    .await;
+    assert_eq!(by_link.len(), 1);
+    let sealed = &by_link[0];
+    assert_eq!(sealed.actor, PLANNER);
+    assert_eq!(sealed.decision, "allow");
+    assert!(!sealed.policy_ids.is_empty() && !sealed.policy_hash.is_empty());
+    assert_eq!(
+        sealed.detail.get("holder").map(String::as_str),
+        Some(WORKER)
+    );
+    let by_agent = all_records(
+        &mut admin,
+        pb::AuditFilter {
+            agent_id: WORKER.into(),
+            ..Default::default()
+        },
+    )
+    .await;
+    assert!(by_agent.iter().any(|r| r.action == "agent.registered"));
+    assert!(by_agent.iter().any(|r| r.action == "delegation.sealed"));
+    let high = all_records(
+        &mut admin,
+        pb::AuditFilter {
+            min_severity: pb::AuditSeverity::High as i32,
+            ..Default::default()
+        },
+    )
+    .await;
+    assert_eq!(high.len(), 1, "only the bootstrap record is high severity");
+    let since = all_records(
+        &mut admin,
+        pb::AuditFilter {
+            since_ms: h.now() + 1,
+            ..Default::default()
+        },
+    )
+    .await;
+    assert!(since.is_empty());
+    // Planners are not auditors.
+    let e = planner
+        .query_audit_log(pb::QueryAuditLogRequest::default())
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Some(tonic::Code::PermissionDenied));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_stream_resumes_after_a_disconnect_without_gaps_or_duplicates() {
+    let h = Harness::start().await;
+    let mut admin = h.admin.clone();
+    let mut seen: Vec<u64> = Vec::new();
+    {
+        let mut stream = admin
+            .watch_audit_log(pb::WatchAuditLogRequest::default())
+            .await
+            .unwrap();
+        // The bootstrap record is already there.
+        seen.push(stream.next().await.unwrap().unwrap().record.unwrap().seq);
+        // Live records arrive as they are written.
+        h.register(&mut admin, "spiffe://mandate.local/a1", "worker", "")
+            .await;
+        seen.push(stream.next().await.unwrap().unwrap().record.unwrap().seq);
+    } // disconnect
+    for i in 0..5 {
+        h.register(
+            &mut admin,
+            &format!("spiffe://mandate.local/b{i}"),
+            "worker",
+            "",
+        )
+        .await;
+    }
+    let mut stream = admin
+        .watch_audit_log(pb::WatchAuditLogRequest {
+            after_seq: *seen.last().unwrap(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    for _ in 0..5 {
+        seen.push(stream.next().await.unwrap().unwrap().record.unwrap().seq);
+    }
+    h.register(&mut admin, "spiffe://mandate.local/c", "worker", "")
+        .await;
+    seen.push(stream.next().await.unwrap().unwrap().record.unwrap().seq);
+    assert_eq!(seen, (1..=8).collect::<Vec<_>>());
+    // A filtered stream: only high severity (the bootstrap record, then a disabling).
+    let mut high = admin
+        .watch_audit_log(pb::WatchAuditLogRequest {
+            filter: Some(pb::AuditFilter {
+                min_severity: pb::AuditSeverity::High as i32,
+                ..Default::default()
+            }),
+            after_seq: 0,
+        })
+        .await
+        .unwrap();
+    assert_eq!(high.next().await.unwrap().unwrap().record.unwrap().seq, 1);
+    admin
+        .disable_agent(pb::DisableAgentRequest {
+            agent_id: "spiffe://mandate.local/c".into(),
+            reason: "test".into(),
+        })
+        .await
+        .unwrap();
+    let r = high.next().await.unwrap().unwrap().record.unwrap();
+    assert_eq!(r.action, "agent.disabled");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verification_names_a_record_edited_in_the_store() {
+    let h = Harness::start().await;
+    setup(&h).await;
+    let mut admin = h.admin.clone();
+    let v = admin
+        .verify_audit_log(pb::VerifyAuditLogRequest::default())
+        .await
+        .unwrap();
+    assert!(v.intact, "{}", v.problem);
+    let head = v.head_seq;
+    assert!(head >= 4);
+    // Stop the server and edit record 3 on disk, as an attacker with file access would.
+    let dir = h.dir;
+    let clock = h.clock;
+    let mut server = h.server;
+    server.take().unwrap().shutdown().await.unwrap();
+    {
+        let db = sled::open(dir.path().join("data/store")).unwrap();
+        let mut key = vec![b'q'];
+        key.extend_from_slice(&3u64.to_be_bytes());
+        let raw = db.get(&key).unwrap().unwrap();
+        let mut rec: serde_json::Value = serde_json::from_slice(&raw).unwrap();
+        rec["actor"] = "spiffe://mandate.local/someone-else".into();
+        db.insert(&key, serde_json::to_vec(&rec).unwrap()).unwrap();
+        db.flush().unwrap();
+    }
+    let h = Harness::start_in(dir, clock).await;
+    let v = h
+        .admin
+        .clone()
+        .verify_audit_log(pb::VerifyAuditLogRequest::default())
+        .await
+        .unwrap();
+    assert!(!v.intact);
+    assert_eq!(v.first_broken_seq, 3, "{}", v.problem);
+    assert_eq!(v.checked, 2);
+    // A range before the edit still verifies.
+    let v = h
+        .admin
+        .clone()
+        .verify_audit_log(pb::VerifyAuditLogRequest {
+            from_seq: 1,
+            to_seq: 2,
+        })
+        .await
+        .unwrap();
+    assert!(v.intact);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn export_round_trips_and_holds_no_secrets() {
+    let h = Harness::start().await;
+    let (_, root, wkey, chain) = setup(&h).await;
+    let mut admin = h.admin.clone();
+    let (_, mut tool) = h.register(&mut admin, TOOL, "tool", "").await;
+    let inv = Invocation::sign(&wkey, &chain, TOOL, Call::new("read", "files/a"), h.now()).unwrap();
+    let r = tool
+        .authorize(pb::AuthorizeRequest {
+            chain: chain.encode(),
+            invocation: inv.encode(),
+            action: "read".into(),
+            resource: "files/a".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert!(r.allowed);
+    let mut stream = admin
+        .export_audit_log(pb::ExportAuditLogRequest::default())
+        .await
+        .unwrap();
+    let mut jsonl = Vec::new();
+    while let Some(chunk) = stream.next().await {
+        jsonl.extend(chunk.unwrap().jsonl);
+    }
+    let text = String::from_utf8(jsonl).unwrap();
+    let records: Vec<mandate_store::AuditRecord> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let queried = all_records(&mut admin, pb::AuditFilter::default()).await;
+    assert_eq!(records.len(), queried.len());
+    // The chain recomputes from the export alone.
+    let mut prev = mandate_store::GENESIS_HASH.to_string();
+    for (r, q) in records.iter().zip(&queried) {
+        assert_eq!((r.seq, &r.hash), (q.seq, &q.hash));
+        assert_eq!(r.prev_hash, prev);
+        assert_eq!(
+            mandate_store::audit_hash(r.seq, &r.event, &r.prev_hash),
+            r.hash
+        );
+        prev = r.hash.clone();
+    }
+    assert!(
+        records
+            .iter()
+            .any(|r| r.event.action == "invocation.authorized")
+    );
+    // No token, proof, signature or private key in any record.
+    let admin_pem = std::fs::read_to_string(&h.server().admin_key_path).unwrap();
+    let pem_body = admin_pem.lines().nth(1).unwrap();
+    for needle in [
+        "mandate1.",
+        "mandate-inv1.",
+        pem_body,
+        &root.to_text()[9..40],
+        &chain
+            .leaf()
+            .signature()
+            .as_bytes()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>(),
+    ] {
+        assert!(!text.contains(needle), "export contains `{needle}`");
+    }
+}
+
+/// A store whose commits fail on demand: the audit write cannot happen.
+struct FailingStore {
+    inner: SledStore,
+    fail: AtomicBool,
+}
+
+impl Store for FailingStore {
+    fn commit(&self, change: Change) -> Result<Committed, StoreError> {
+        if self.fail.load(Ordering::SeqCst) {
+            return Err(StoreError::Backend(
+                "injected: the audit log cannot be written".into(),
+            ));
+        }
+        self.inner.commit(change)
+    }
+    fn flush(&self) -> Result<(), StoreError> {
+        self.inner.flush()
+    }
+    fn agent(&self, id: &str) -> Result<Option<mandate_store::AgentRecord>, StoreError> {
+        self.inner.agent(id)
+    }
+    fn agents(
+        &self,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<mandate_store::AgentRecord>, StoreError> {
+        self.inner.agents(after, limit)
+    }
+    fn task(&self, id: &TaskId) -> Result<Option<mandate_store::TaskRecord>, StoreError> {
+        self.inner.task(id)
+    }
+    fn tasks(
+        &self,
+        after: Option<&TaskId>,
+        limit: usize,
+    ) -> Result<Vec<mandate_store::TaskRecord>, StoreError> {
+        self.inner.tasks(after, limit)
+    }
+    fn link(&self, id: &LinkId) -> Result<Option<mandate_store::LinkRecord>, StoreError> {
+        self.inner.link(id)
+    }
+    fn children(&self, id: &LinkId) -> Result<Vec<LinkId>, StoreError> {
+        self.inner.children(id)
+    }
+    fn task_links(&self, task: &TaskId) -> Result<Vec<mandate_store::LinkRecord>, StoreError> {
+        self.inner.task_links(task)
+    }
+    fn agent_links(&self, agent: &str) -> Result<Vec<LinkId>, StoreError> {
+        self.inner.agent_links(agent)
+    }
+    fn revocation(
+        &self,
+        id: &LinkId,
+    ) -> Result<Option<mandate_store::RevocationRecord>, StoreError> {
+        self.inner.revocation(id)
+    }
+    fn revocations_after(
+        &self,
+        epoch: u64,
+    ) -> Result<Vec<mandate_store::RevocationRecord>, StoreError> {
+        self.inner.revocations_after(epoch)
+    }
+    fn epoch(&self) -> Result<u64, StoreError> {
+        self.inner.epoch()
+    }
+    fn nonce(&self, nonce: &[u8; 16]) -> Result<Option<u64>, StoreError> {
+        self.inner.nonce(nonce)
+    }
+    fn audit_after(
+        &self,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<mandate_store::AuditRecord>, StoreError> {
+        self.inner.audit_after(after, limit)
+    }
+    fn audit_head(&self) -> Result<(u64, String), StoreError> {
+        self.inner.audit_head()
+    }
+    fn gc(&self, now_ms: u64) -> Result<GcStats, StoreError> {
+        self.inner.gc(now_ms)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn when_the_audit_write_fails_nothing_changes() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(mandate_core::ManualClock::new(mandate_core::Clock::now_ms(
+        &mandate_core::SystemClock,
+    )));
+    let store = Arc::new(FailingStore {
+        inner: SledStore::open(&dir.path().join("data/store")).unwrap(),
+        fail: AtomicBool::new(false),
+    });
+    let server = mandate_server::start_with_store(config(dir.path(), clock.clone()), store.clone())
+        .await
+        .unwrap();
+    let channel = wait_healthy(server.local_addr).await;
+    let admin_key = mandate_core::keyfile::load_signing_key(&server.admin_key_path).unwrap();
+    let h = Harness {
+        admin: mandate_sdk::Client::with_channel(
+            channel.clone(),
+            mandate_sdk::Signer::with_clock(
+                server.admin_id.parse().unwrap(),
+                admin_key,
+                clock.clone(),
+            ),
+        ),
+        server: Some(server),
+        dir,
+        clock,
+        channel,
+    };
+    let (mut planner, _root, wkey, chain) = setup(&h).await;
+    let mut admin = h.admin.clone();
+    let (_, mut tool) = h.register(&mut admin, TOOL, "tool", "").await;
+    let before = (
+        store.epoch().unwrap(),
+        store.audit_head().unwrap(),
+        store.agents(None, 100).unwrap().len(),
+    );
+
+    store.fail.store(true, Ordering::SeqCst);
+    let e = planner
+        .revoke_link(pb::RevokeLinkRequest {
+            link_id: chain.leaf().id().to_string(),
+            reason: "should not happen".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (e.code(), e.reason()),
+        (Some(tonic::Code::Unavailable), "STORE_UNAVAILABLE")
+    );
+    let e = admin
+        .register_agent(pb::RegisterAgentRequest {
+            agent_id: "spiffe://mandate.local/new".into(),
+            public_key: SigningKey::generate()
+                .unwrap()
+                .public_key()
+                .as_bytes()
+                .to_vec(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.reason(), "STORE_UNAVAILABLE");
+    let e = planner
+        .start_task(pb::StartTaskRequest {
+            capabilities: vec![cap_pb("x", &["r"])],
+            ttl_ms: 1000,
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.reason(), "STORE_UNAVAILABLE");
+    store.fail.store(false, Ordering::SeqCst);
+
+    assert_eq!(
+        (
+            store.epoch().unwrap(),
+            store.audit_head().unwrap(),
+            store.agents(None, 100).unwrap().len()
+        ),
+        before
+    );
+    // The revocation did not take effect anywhere, not even in memory.
+    let inv = Invocation::sign(&wkey, &chain, TOOL, Call::new("read", "files/a"), h.now()).unwrap();
+    let r = tool
+        .authorize(pb::AuthorizeRequest {
+            chain: chain.encode(),
+            invocation: inv.encode(),
+            action: "read".into(),
+            resource: "files/a".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert!(r.allowed, "{}", r.reason);
+    let v = admin
+        .verify_audit_log(pb::VerifyAuditLogRequest::default())
+        .await
+        .unwrap();
+    assert!(v.intact);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cascade_of_a_thousand_descendants_names_every_one() {
+    let h = Harness::start().await;
+    let mut admin = h.admin.clone();
+    let (_, mut planner) = h.register(&mut admin, PLANNER, "planner", "").await;
+    let started = planner
+        .start_task(pb::StartTaskRequest {
+            capabilities: vec![cap_pb("files/*", &["read"])],
+            ttl_ms: 10 * 60_000,
+            max_depth: 1,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let root = decode(&started.chain);
+    let (wkey, _) = h.register(&mut planner, WORKER, "worker", PLANNER).await;
+    let now = h.now();
+    let mut tasks = tokio::task::JoinSet::new();
+    for part in 0..8 {
+        let mut p = planner.clone();
+        let root = root.clone();
+        let wkey = wkey.clone();
+        tasks.spawn(async move {
+            for i in 0..125 {
+                let spec = LinkSpec::new(
+                    wkey.public_key(),
+                    WORKER.parse().unwrap(),
+                    vec![cap(&format!("files/{part}/{i}"), &["read"])],
+                    now,
+                    now + 60_000,
+                )
+                .unwrap()
+                .require_seal(true);
+                p.delegate(&root, spec).await.unwrap();
+            }
+        });
+    }
+    while let Some(r) = tasks.join_next().await {
+        r.unwrap();
+    }
+    let revoked = planner
+        .revoke_link(pb::RevokeLinkRequest {
+            link_id: root.root().id().to_string(),
+            reason: "cascade".into(),
+        })
+        .await
+        .unwrap();
+    assert_eq!(revoked.revoked_link_ids.len(), 1001);
+    let records = all_records(
+        &mut admin,
+        pb::AuditFilter {
+            action_prefix: "link.revoked".into(),
+            ..Default::default()
+        },
+    )
+    .await;
+    assert_eq!(records.len(), 1);
+    let mut named = records[0].link_ids.clone();
+    named.sort();
+    let mut want = revoked.revoked_link_ids.clone();
+    want.sort();
+    assert_eq!(named, want);
+}
