@@ -1,4 +1,17 @@
-//! `mandate`: the coordinator command.
+//! `mandate`: run the coordinator, and talk to it.
+//!
+//! Exit codes: 0 success; 1 a negative answer (a denial, a broken audit chain);
+//! 2 usage error; 3 the coordinator refused the call or could not be reached; 64 the
+//! server could not start with this configuration.
+
+#![expect(
+    clippy::print_stdout,
+    reason = "a command-line tool prints its results"
+)]
+
+mod audit;
+mod client;
+mod tree;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -10,14 +23,30 @@ use clap::{Parser, Subcommand};
 #[derive(Parser, Debug)]
 #[command(name = "mandate", version, about)]
 struct Cli {
+    #[command(flatten)]
+    connection: client::Connection,
     #[command(subcommand)]
     command: Command,
+}
+
+/// How a client command ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Outcome {
+    /// It did what was asked.
+    Ok,
+    /// The answer was negative (exit code 1).
+    Denied,
 }
 
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Run the coordinator. With no flags: data in ./mandate-data, listening on 127.0.0.1:7468.
     Serve(ServeArgs),
+    /// Read the audit log: query, tail, verify, export.
+    #[command(subcommand)]
+    Audit(audit::AuditCommand),
+    /// Draw the delegation tree of a task.
+    Tree(tree::TreeArgs),
 }
 
 #[derive(clap::Args, Debug)]
@@ -33,10 +62,13 @@ struct ServeArgs {
     trust_domain: String,
 }
 
+/// Exit code for a negative answer.
+const EXIT_DENIED: u8 = 1;
+/// Exit code when the coordinator refused the call or could not be reached.
+const EXIT_FAILED: u8 = 3;
 /// Exit code for bad configuration (EX_USAGE / EX_CONFIG family).
 const EXIT_CONFIG: u8 = 64;
 
-#[expect(clippy::print_stdout, reason = "the command's output")]
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let mut config = mandate_server::Config::new(args.listen, args.data_dir);
     config.trust_domain = args.trust_domain;
@@ -94,19 +126,23 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let conn = cli.connection;
     let result = runtime.block_on(async {
         match cli.command {
-            Command::Serve(args) => serve(args).await,
+            Command::Serve(args) => serve(args).await.map(|()| Outcome::Ok),
+            Command::Audit(cmd) => audit::run(cmd, &conn).await,
+            Command::Tree(args) => tree::run(args, &conn).await,
         }
     });
     match result {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(Outcome::Ok) => ExitCode::SUCCESS,
+        Ok(Outcome::Denied) => ExitCode::from(EXIT_DENIED),
         Err(e) => {
             eprintln!("error: {e:#}");
             if e.downcast_ref::<mandate_server::StartError>().is_some() {
                 ExitCode::from(EXIT_CONFIG)
             } else {
-                ExitCode::FAILURE
+                ExitCode::from(EXIT_FAILED)
             }
         }
     }

@@ -101,6 +101,7 @@ impl AuditService for Api {
             n => (n as usize).min(MAX_PAGE),
         };
         let store = self.coordinator.store();
+        let head_seq = store.audit_head().map_err(ApiError::from)?.0;
         let (records, more) =
             mandate_store::query_audit(&**store, &filter, after, size).map_err(ApiError::from)?;
         let next = if more {
@@ -114,6 +115,7 @@ impl AuditService for Api {
         Ok(Response::new(pb::QueryAuditLogResponse {
             records: records.iter().map(record_to_pb).collect(),
             next_page_token: next,
+            head_seq,
         }))
     }
 

@@ -1,0 +1,298 @@
+//! Every client command of the `mandate` binary against a real coordinator, with `--json`
+//! output parsed.
+
+#![expect(clippy::unwrap_used, reason = "test fixtures fail loudly")]
+
+use std::process::{Command, Stdio};
+
+use mandate_core::{AgentId, Chain, Limits, LinkSpec, SigningKey, keyfile};
+use mandate_proto::token as tpb;
+use mandate_proto::v1 as pb;
+use mandate_sdk::{Client, Signer};
+use serde_json::Value;
+
+struct World {
+    _dir: tempfile::TempDir,
+    server: mandate_server::Server,
+    task: String,
+    revoked: String,
+}
+
+async fn world() -> World {
+    let dir = tempfile::tempdir().unwrap();
+    let config = mandate_server::Config::new(([127, 0, 0, 1], 0).into(), dir.path().join("data"));
+    let server = mandate_server::start(config).await.unwrap();
+    let admin_key = keyfile::load_signing_key(&server.admin_key_path).unwrap();
+    let endpoint = format!("http://{}", server.local_addr);
+    let mut admin = Client::connect(
+        endpoint.clone(),
+        Signer::new(AgentId::new(server.admin_id.clone()).unwrap(), admin_key),
+    )
+    .await
+    .unwrap();
+    let planner_key = SigningKey::generate().unwrap();
+    let worker_key = SigningKey::generate().unwrap();
+    for (id, key) in [
+        ("spiffe://mandate.local/planner", &planner_key),
+        ("spiffe://mandate.local/worker", &worker_key),
+    ] {
+        admin
+            .register_agent(pb::RegisterAgentRequest {
+                agent_id: id.into(),
+                public_key: key.public_key().as_bytes().to_vec(),
+                role: "planner".into(),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+    }
+    let mut planner = Client::connect(
+        endpoint,
+        Signer::new(
+            "spiffe://mandate.local/planner".parse().unwrap(),
+            planner_key,
+        ),
+    )
+    .await
+    .unwrap();
+    let started = planner
+        .start_task(pb::StartTaskRequest {
+            intent: Some(pb::Intent {
+                text: "cli test".into(),
+                ..Default::default()
+            }),
+            capabilities: vec![tpb::Capability {
+                resource: "files/*".into(),
+                actions: vec!["read".into()],
+                constraints: vec![],
+            }],
+            ttl_ms: 600_000,
+            max_depth: 1,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let root = Chain::decode(&started.chain, &Limits::default()).unwrap();
+    let now = root.root().body().not_before_ms;
+    let mut revoked = String::new();
+    for f in ["a", "b"] {
+        let spec = LinkSpec::new(
+            worker_key.public_key(),
+            "spiffe://mandate.local/worker".parse().unwrap(),
+            vec![mandate_core::Capability::new(&format!("files/{f}"), ["read"]).unwrap()],
+            now,
+            now + 60_000,
+        )
+        .unwrap()
+        .require_seal(true);
+        let chain = planner.delegate(&root, spec).await.unwrap();
+        revoked = chain.leaf().id().to_string();
+    }
+    planner
+        .revoke_link(pb::RevokeLinkRequest {
+            link_id: revoked.clone(),
+            reason: "cli test".into(),
+        })
+        .await
+        .unwrap();
+    World {
+        task: started.task.unwrap().task_id,
+        revoked,
+        _dir: dir,
+        server,
+    }
+}
+
+fn mandate(w: &World, args: &[&str]) -> (i32, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_mandate"))
+        .args(["--server", &w.server.local_addr.to_string()])
+        .arg("--key")
+        .arg(&w.server.admin_key_path)
+        .args(["--agent", &w.server.admin_id])
+        .args(args)
+        .stderr(Stdio::piped())
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8(out.stdout).unwrap(),
+    )
+}
+
+fn json_lines(s: &str) -> Vec<Value> {
+    s.lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn audit_and_tree_commands() {
+    let w = world().await;
+    let blocking = |args: Vec<String>| {
+        let w = &w;
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        mandate(w, &args)
+    };
+    let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+
+    let (code, out) = tokio::task::block_in_place(|| blocking(s(&["--json", "audit", "query"])));
+    assert_eq!(code, 0);
+    let records = json_lines(&out);
+    assert!(records.len() >= 7, "{out}");
+    assert_eq!(records[0]["seq"], 1);
+    let (_, out) = tokio::task::block_in_place(|| {
+        blocking(s(&["--json", "audit", "query", "--link", &w.revoked]))
+    });
+    let by_link = json_lines(&out);
+    assert_eq!(by_link.len(), 2, "sealed, then revoked: {out}");
+    assert_eq!(by_link[1]["action"], "link.revoked");
+    let (_, out) = tokio::task::block_in_place(|| {
+        blocking(s(&[
+            "--json",
+            "audit",
+            "query",
+            "--task",
+            &w.task,
+            "--action",
+            "delegation.",
+        ]))
+    });
+    assert_eq!(json_lines(&out).len(), 2);
+    let (_, text) =
+        tokio::task::block_in_place(|| blocking(s(&["audit", "query", "--severity", "high"])));
+    assert!(text.contains("agent.registered"), "{text}");
+
+    let (code, out) =
+        tokio::task::block_in_place(|| blocking(s(&["--json", "audit", "tail", "-n", "2"])));
+    assert_eq!(code, 0);
+    let tail = json_lines(&out);
+    assert_eq!(tail.len(), 2);
+    assert_eq!(
+        tail[1]["seq"].as_u64(),
+        records.last().unwrap()["seq"].as_u64()
+    );
+
+    let (code, out) = tokio::task::block_in_place(|| blocking(s(&["--json", "audit", "verify"])));
+    assert_eq!(code, 0);
+    let v: Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(v["intact"], true);
+    assert_eq!(
+        v["checked"].as_u64(),
+        records.last().unwrap()["seq"].as_u64()
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("audit.jsonl");
+    let (code, out) = tokio::task::block_in_place(|| {
+        blocking(s(&[
+            "--json",
+            "audit",
+            "export",
+            "--out",
+            path.to_str().unwrap(),
+        ]))
+    });
+    assert_eq!(code, 0);
+    let summary: Value = serde_json::from_str(out.trim()).unwrap();
+    let exported = std::fs::read_to_string(&path).unwrap();
+    assert_eq!(
+        summary["records"].as_u64(),
+        Some(exported.lines().count() as u64)
+    );
+    assert_eq!(exported.lines().count(), records.len());
+    // Refuses to overwrite.
+    let (code, _) = tokio::task::block_in_place(|| {
+        blocking(s(&["audit", "export", "--out", path.to_str().unwrap()]))
+    });
+    assert_eq!(code, 3);
+
+    let (code, out) = tokio::task::block_in_place(|| blocking(s(&["--json", "tree", &w.task])));
+    assert_eq!(code, 0);
+    let tree: Value = serde_json::from_str(out.trim()).unwrap();
+    let links = tree["links"].as_array().unwrap();
+    assert_eq!(links.len(), 3);
+    assert!(
+        links
+            .iter()
+            .any(|l| l["link_id"] == w.revoked.as_str() && l["state"] == "revoked")
+    );
+    let (_, text) = tokio::task::block_in_place(|| blocking(s(&["tree", &w.task])));
+    assert!(
+        text.contains("└─") && text.contains("revoked (cli test)"),
+        "{text}"
+    );
+    let (_, dot) =
+        tokio::task::block_in_place(|| blocking(s(&["tree", &w.task, "--format", "dot"])));
+    assert!(dot.starts_with("digraph") && dot.contains("->"), "{dot}");
+
+    // Errors: an unknown task is a refusal (3), bad usage is 2.
+    let (code, _) =
+        tokio::task::block_in_place(|| blocking(s(&["tree", "00000000000000000000000000000000"])));
+    assert_eq!(code, 3);
+    let (code, _) = tokio::task::block_in_place(|| blocking(s(&["audit", "bogus"])));
+    assert_eq!(code, 2);
+    w.server.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn audit_tail_follows_new_records() {
+    let w = world().await;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_mandate"))
+        .args(["--server", &w.server.local_addr.to_string()])
+        .arg("--key")
+        .arg(&w.server.admin_key_path)
+        .args([
+            "--agent",
+            &w.server.admin_id,
+            "--json",
+            "audit",
+            "tail",
+            "-n",
+            "0",
+            "--follow",
+        ])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let reader = tokio::task::spawn_blocking(move || {
+        use std::io::BufRead as _;
+        std::io::BufReader::new(stdout)
+            .lines()
+            .next()
+            .unwrap()
+            .unwrap()
+    });
+    // A new record: register another agent.
+    let admin_key = keyfile::load_signing_key(&w.server.admin_key_path).unwrap();
+    let mut admin = Client::connect(
+        format!("http://{}", w.server.local_addr),
+        Signer::new(AgentId::new(w.server.admin_id.clone()).unwrap(), admin_key),
+    )
+    .await
+    .unwrap();
+    // The follower may not be connected yet; keep writing until it prints.
+    let mut n = 0;
+    while !reader.is_finished() && n < 100 {
+        admin
+            .register_agent(pb::RegisterAgentRequest {
+                agent_id: format!("spiffe://mandate.local/late-{n}"),
+                public_key: SigningKey::generate()
+                    .unwrap()
+                    .public_key()
+                    .as_bytes()
+                    .to_vec(),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        n += 1;
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let line = reader.await.unwrap();
+    let rec: Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(rec["action"], "agent.registered");
+    child.kill().unwrap();
+    let _ = child.wait();
+    w.server.shutdown().await.unwrap();
+}
