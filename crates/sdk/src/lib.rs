@@ -1,9 +1,19 @@
 //! Mandate client SDK.
 //!
-//! [`Signer`] signs every request the way the coordinator requires (docs/PROTOCOL.md);
-//! [`Client`] wraps the generated gRPC clients with it.
+//! - [`Signer`] signs every request the way the coordinator requires (docs/PROTOCOL.md);
+//!   [`Client`] wraps the generated gRPC clients with it (planners and workers).
+//! - [`ToolVerifier`] verifies calls on the tool side, offline with the revocation feed or
+//!   online; [`MandateLayer`] puts it in front of a tonic service in one line.
 
 #![forbid(unsafe_code)]
+
+mod layer;
+mod tool;
+
+pub use layer::{
+    Authorized, HEADER_CHAIN, HEADER_INVOCATION, MandateLayer, MandateService, attach,
+};
+pub use tool::{Decision, ToolConfig, ToolVerifier, WhenStale};
 
 use std::sync::Arc;
 
@@ -63,57 +73,15 @@ impl Error {
 
 impl From<tonic::Status> for Error {
     fn from(s: tonic::Status) -> Error {
-        use tonic_types_shim::reason_of;
+        use tonic_types::StatusExt as _;
         Error::Status {
             code: s.code(),
-            reason: reason_of(&s),
+            reason: s
+                .get_details_error_info()
+                .map(|i| i.reason)
+                .unwrap_or_default(),
             message: s.message().to_owned(),
         }
-    }
-}
-
-/// Reads the `ErrorInfo` reason out of `grpc-status-details-bin` without a dependency on
-/// tonic-types: the details are a `google.rpc.Status` whose `details` hold `Any`s.
-mod tonic_types_shim {
-    use prost::Message as _;
-
-    #[derive(Clone, PartialEq, prost::Message)]
-    struct Any {
-        #[prost(string, tag = "1")]
-        type_url: String,
-        #[prost(bytes = "vec", tag = "2")]
-        value: Vec<u8>,
-    }
-
-    #[derive(Clone, PartialEq, prost::Message)]
-    struct RpcStatus {
-        #[prost(int32, tag = "1")]
-        code: i32,
-        #[prost(string, tag = "2")]
-        message: String,
-        #[prost(message, repeated, tag = "3")]
-        details: Vec<Any>,
-    }
-
-    #[derive(Clone, PartialEq, prost::Message)]
-    struct ErrorInfo {
-        #[prost(string, tag = "1")]
-        reason: String,
-        #[prost(string, tag = "2")]
-        domain: String,
-    }
-
-    pub(crate) fn reason_of(s: &tonic::Status) -> String {
-        RpcStatus::decode(s.details())
-            .ok()
-            .and_then(|st| {
-                st.details
-                    .into_iter()
-                    .find(|a| a.type_url.ends_with("google.rpc.ErrorInfo"))
-                    .and_then(|a| ErrorInfo::decode(a.value.as_slice()).ok())
-            })
-            .map(|e| e.reason)
-            .unwrap_or_default()
     }
 }
 

@@ -1,0 +1,11 @@
+//! Compiles the example tool's proto with protox (no system `protoc`).
+
+use std::path::PathBuf;
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("proto");
+    let file = "files/v1/files.proto";
+    println!("cargo:rerun-if-changed={}", root.join(file).display());
+    tonic_prost_build::configure().compile_fds(protox::compile([file], [&root])?)?;
+    Ok(())
+}
