@@ -11,7 +11,6 @@ use mandate_sdk::{Authorized, MandateLayer, ToolVerifier};
 use tonic::{Request, Response, Status};
 
 /// Generated code for `files.v1`.
-#[expect(clippy::all, reason = "generated code")]
 pub mod files {
     include!(concat!(env!("OUT_DIR"), "/files.v1.rs"));
 }

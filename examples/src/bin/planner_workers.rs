@@ -8,7 +8,7 @@
 //! directory. `--server ADDR --admin-key FILE` runs against one already running.
 //! Exits non-zero if any expected allow or deny does not happen.
 
-#![expect(clippy::print_stdout, reason = "an example narrates what it does")]
+
 
 use std::process::ExitCode;
 use std::time::Duration;
