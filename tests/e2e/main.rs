@@ -14,3 +14,4 @@ mod bad_input;
 mod flow;
 mod harness;
 mod operations;
+mod tool;

@@ -8,8 +8,6 @@
 //! directory. `--server ADDR --admin-key FILE` runs against one already running.
 //! Exits non-zero if any expected allow or deny does not happen.
 
-
-
 use std::process::ExitCode;
 use std::time::Duration;
 
