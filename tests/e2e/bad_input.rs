@@ -166,6 +166,29 @@ async fn malformed_fields_and_oversized_chains_are_refused_and_change_nothing() 
         .await
         .unwrap_err();
     assert_eq!(e.code(), Some(tonic::Code::PermissionDenied));
+    // ... or its own worker with a privileged role, or the coordinator's reserved name.
+    let with = |id: &str, role: &str| pb::RegisterAgentRequest {
+        role: role.into(),
+        parent_agent_id: "spiffe://mandate.local/p".into(),
+        ..register_req(id)
+    };
+    for role in ["auditor", "admin", "tool", "planner"] {
+        let e = planner
+            .register_agent(with("spiffe://mandate.local/p-w", role))
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), Some(tonic::Code::PermissionDenied), "{role}");
+    }
+    let e = planner
+        .register_agent(with("spiffe://mandate.local/coordinator", "worker"))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Some(tonic::Code::PermissionDenied));
+    let e = admin
+        .register_agent(register_req("spiffe://mandate.local/coordinator"))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Some(tonic::Code::PermissionDenied));
 
     let e = admin
         .get_task(pb::GetTaskRequest {

@@ -158,6 +158,69 @@ async fn trust_bundle_listing_and_renewal() {
         .task
         .unwrap();
     assert_eq!(task2.root_link_id, chain.root().id().to_string());
+    // Revoking the new root ends the task and kills the old root too.
+    let old_root = decode(&started.chain);
+    let (_tool_key, mut tool) = {
+        let key = mandate_core::SigningKey::generate().unwrap();
+        admin
+            .register_agent(pb::RegisterAgentRequest {
+                agent_id: "spiffe://mandate.local/tool".into(),
+                public_key: key.public_key().as_bytes().to_vec(),
+                role: "tool".into(),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        let c = h.client("spiffe://mandate.local/tool", &key);
+        (key, c)
+    };
+    let planner_key = planner.signer().key().clone();
+    let authorize_old = |tool: &mut mandate_sdk::Client| {
+        let inv = mandate_core::Invocation::sign(
+            &planner_key,
+            &old_root,
+            "spiffe://mandate.local/tool",
+            mandate_core::Call::new("read", "files/x"),
+            h.now(),
+        )
+        .unwrap();
+        let req = pb::AuthorizeRequest {
+            chain: old_root.encode(),
+            invocation: inv.encode(),
+            action: "read".into(),
+            resource: "files/x".into(),
+            ..Default::default()
+        };
+        let mut tool = tool.clone();
+        async move { tool.authorize(req).await.unwrap() }
+    };
+    assert!(
+        authorize_old(&mut tool).await.allowed,
+        "the old root still works after renewal"
+    );
+    let revoked = planner
+        .revoke_link(pb::RevokeLinkRequest {
+            link_id: chain.root().id().to_string(),
+            reason: "stop".into(),
+        })
+        .await
+        .unwrap();
+    assert!(
+        revoked
+            .revoked_link_ids
+            .contains(&old_root.root().id().to_string())
+    );
+    let r = authorize_old(&mut tool).await;
+    assert_eq!((r.allowed, r.reason.as_str()), (false, "REVOKED"));
+    let revoked_task = planner
+        .get_task(pb::GetTaskRequest {
+            task_id: task.task_id.clone(),
+        })
+        .await
+        .unwrap()
+        .task
+        .unwrap();
+    assert_eq!(revoked_task.state, pb::TaskState::Revoked as i32);
     // Someone else cannot renew it.
     let e = admin
         .renew_grant(pb::RenewGrantRequest {
@@ -185,7 +248,11 @@ async fn trust_bundle_listing_and_renewal() {
         .unwrap()
         .task
         .unwrap();
-    assert_eq!(shown.state, pb::TaskState::Expired as i32);
+    assert_eq!(
+        shown.state,
+        pb::TaskState::Revoked as i32,
+        "a revoked task stays revoked past its deadline"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -316,6 +316,7 @@ async fn follow(
         let after = read(&strong.revoked).epoch;
         let mut client = strong.client.clone();
         let clock = Arc::clone(&strong.clock);
+        let skew = strong.config.verifier.clock_skew_ms;
         drop(strong);
         match client
             .watch_revocations(pb::WatchRevocationsRequest { after_epoch: after })
@@ -345,8 +346,9 @@ async fn follow(
                             None => {}
                         }
                         r.heard_ms = now;
-                        // Revocations of expired links no longer matter.
-                        r.links.retain(|_, exp| *exp >= now);
+                        // Revocations matter until their link is past expiry plus the skew
+                        // the verifier allows.
+                        r.links.retain(|_, exp| exp.saturating_add(skew) >= now);
                     }
                     backoff = Duration::from_millis(100);
                     if let Some(tx) = ready.take() {

@@ -229,7 +229,7 @@ impl Coordinator {
             ..Revoked::default()
         };
         for r in store.revocations_after(0)? {
-            if r.expires_at_ms >= now {
+            if r.expires_at_ms.saturating_add(config.clock_skew_ms) >= now {
                 revoked.links.insert(r.link, r.expires_at_ms);
             }
         }
@@ -280,10 +280,25 @@ impl Coordinator {
             links: r
                 .links
                 .iter()
-                .filter(|(_, e)| **e >= now)
+                .filter(|(_, e)| e.saturating_add(self.config.clock_skew_ms) >= now)
                 .map(|(l, e)| (*l, *e))
                 .collect(),
         }
+    }
+
+    /// Forgets revocations of links that no verifier can accept any more (expired beyond
+    /// the clock skew). Called by the garbage collector.
+    pub fn prune_revocations(&self) {
+        let now = self.now();
+        let skew = self.config.clock_skew_ms;
+        write(&self.revoked)
+            .links
+            .retain(|_, e| e.saturating_add(skew) >= now);
+    }
+
+    /// The clock skew verifiers allow, ms: revocations are kept this long past expiry.
+    pub fn clock_skew_ms(&self) -> u64 {
+        self.config.clock_skew_ms
     }
 
     /// Live revocations with an epoch above `epoch`, from the store.
@@ -293,7 +308,7 @@ impl Coordinator {
             .store
             .revocations_after(epoch)?
             .into_iter()
-            .filter(|r| r.expires_at_ms >= now)
+            .filter(|r| r.expires_at_ms.saturating_add(self.config.clock_skew_ms) >= now)
             .map(|r| (r.link, r.expires_at_ms, r.epoch))
             .collect())
     }
@@ -366,6 +381,11 @@ impl Coordinator {
             .map_err(|_| ApiError::invalid("public_key must be 32 bytes"))?;
         PublicKey::from_bytes(&key).map_err(|e| ApiError::invalid(e.to_string()))?;
         let parent = (!r.parent.is_empty()).then(|| r.parent.clone());
+        if id.as_str() == self.config.coordinator_id {
+            return Err(ApiError::forbidden(format!(
+                "`{id}` is reserved for the coordinator"
+            )));
+        }
         if !caller.is_admin() {
             let caller_id = AgentId::new(caller.agent.id.clone())
                 .map_err(|e| ApiError::invalid(e.to_string()))?;
@@ -379,8 +399,12 @@ impl Coordinator {
                     "a worker must be in its parent's trust domain",
                 ));
             }
-            if r.role == "admin" {
-                return Err(ApiError::forbidden("only an admin may register an admin"));
+            // Workers are workers: only an admin assigns roles that carry privileges
+            // (admin, auditor, tool, planner).
+            if !(r.role.is_empty() || r.role == "worker") {
+                return Err(ApiError::forbidden(
+                    "only an admin may assign a role other than `worker`",
+                ));
             }
         }
         let role = if r.role.is_empty() {
@@ -389,6 +413,7 @@ impl Coordinator {
             r.role
         };
         let _w = self.writer.lock().await;
+        self.current(caller)?;
         if self.store.agent(id.as_str())?.is_some() {
             return Err(ApiError::new(
                 tonic::Code::AlreadyExists,
@@ -430,6 +455,19 @@ impl Coordinator {
         Ok(record)
     }
 
+    /// The caller as stored now (under the writer lock): a caller disabled while its
+    /// request waited is refused.
+    fn current(&self, caller: &Caller) -> Result<AgentRecord, ApiError> {
+        match self.store.agent(&caller.agent.id)? {
+            Some(a) if a.status == AgentStatus::Active => Ok(a),
+            _ => Err(ApiError::new(
+                tonic::Code::PermissionDenied,
+                "AGENT_DISABLED",
+                format!("agent `{}` is disabled", caller.agent.id),
+            )),
+        }
+    }
+
     /// Reads an agent.
     pub fn agent(&self, id: &str) -> Result<AgentRecord, ApiError> {
         self.store
@@ -455,15 +493,44 @@ impl Coordinator {
             return Ok((agent, RevokedLinks::default()));
         }
         let now = self.now();
-        agent.status = AgentStatus::Disabled;
-        agent.disabled_ms = now;
-        let roots = self.store.agent_links(id)?;
+        self.current(caller)?;
+        // The agent and every worker registered below it, transitively.
+        let mut agents = vec![agent.clone()];
+        let mut children: HashMap<String, Vec<AgentRecord>> = HashMap::new();
+        let mut after: Option<String> = None;
+        loop {
+            let page = self.store.agents(after.as_deref(), 1024)?;
+            let Some(last) = page.last() else { break };
+            after = Some(last.id.clone());
+            for a in page {
+                if let Some(p) = a.parent.clone() {
+                    children.entry(p).or_default().push(a);
+                }
+            }
+        }
+        let mut queue = VecDeque::from([id.to_owned()]);
+        while let Some(next) = queue.pop_front() {
+            for child in children.remove(&next).unwrap_or_default() {
+                queue.push_back(child.id.clone());
+                if child.status == AgentStatus::Active {
+                    agents.push(child);
+                }
+            }
+        }
+        let mut roots = Vec::new();
+        for a in &mut agents {
+            a.status = AgentStatus::Disabled;
+            a.disabled_ms = now;
+            roots.extend(self.store.agent_links(&a.id)?);
+        }
+        agent = agents[0].clone();
+        let disabled: HashSet<String> = agents.iter().map(|a| a.id.clone()).collect();
         let (revocations, tasks) =
             self.cascade(&roots, &format!("agent `{id}` disabled: {reason}"), now)?;
         let mut task_records = Vec::new();
         for t in tasks {
             if let Some(mut task) = self.store.task(&t)?
-                && task.requester == id
+                && disabled.contains(&task.requester)
                 && !task.state.is_final()
             {
                 task.state = TaskState::Revoked;
@@ -477,9 +544,19 @@ impl Coordinator {
         e.reason = reason.to_owned();
         e.links = revocations.iter().map(|r| r.link.to_string()).collect();
         e.detail.insert("agent".into(), id.to_owned());
+        if agents.len() > 1 {
+            e.detail.insert(
+                "also_disabled".into(),
+                agents[1..]
+                    .iter()
+                    .map(|a| a.id.as_str())
+                    .collect::<Vec<_>>()
+                    .join(","),
+            );
+        }
         let committed = self.apply(
             Change {
-                agents: vec![agent.clone()],
+                agents,
                 tasks: task_records,
                 revocations,
                 audit: vec![e],
@@ -520,7 +597,10 @@ impl Coordinator {
             };
             tasks.insert(link.task);
             queue.extend(self.store.children(&id)?);
-            if !revoked.links.contains_key(&id) && link.expires_at_ms >= now {
+            // Verifiers accept a link until its expiry plus the clock skew: revoke until then.
+            if !revoked.links.contains_key(&id)
+                && link.expires_at_ms.saturating_add(self.config.clock_skew_ms) >= now
+            {
                 out.push(NewRevocation {
                     link: id,
                     task: link.task,
@@ -605,6 +685,7 @@ impl Coordinator {
         e.links = vec![root.id().to_string()];
         e.detail.insert("ttl_ms".into(), ttl.to_string());
         let _w = self.writer.lock().await;
+        self.current(caller)?;
         self.apply(
             Change {
                 tasks: vec![task.clone()],
@@ -654,6 +735,7 @@ impl Coordinator {
         reason: &str,
     ) -> Result<(TaskRecord, RevokedLinks), ApiError> {
         let _w = self.writer.lock().await;
+        self.current(caller)?;
         let mut task = self.task(id)?;
         if !caller.is_admin() && task.requester != caller.agent.id {
             return Err(ApiError::forbidden(
@@ -711,6 +793,50 @@ impl Coordinator {
 
     /// Registers and seals a delegation submitted by the holder of its parent.
     pub async fn delegate(&self, caller: &Caller, chain_bytes: &[u8]) -> Result<Issued, ApiError> {
+        match self.delegate_checked(caller, chain_bytes).await {
+            Ok(issued) => Ok(issued),
+            // Policy refusals are audited where they are decided; a failing store cannot
+            // take another record.
+            Err(e) if e.reason == "POLICY_DENIED" || e.reason == "STORE_UNAVAILABLE" => Err(e),
+            Err(e) => {
+                let now = self.now();
+                let mut record = event(&caller.agent.id, "delegation.denied", now);
+                record.decision = "deny".into();
+                record.reason = e.reason.clone();
+                record.severity = Severity::Notice;
+                record
+                    .detail
+                    .insert("message".into(), e.message.chars().take(200).collect());
+                if let Ok(chain) = self.verifier.decode_chain(chain_bytes) {
+                    record.task = Some(chain.task());
+                    record.links = chain
+                        .links()
+                        .iter()
+                        .rev()
+                        .take(2)
+                        .map(|l| l.id().to_string())
+                        .collect();
+                }
+                let _w = self.writer.lock().await;
+                self.apply(
+                    Change {
+                        audit: vec![record],
+                        ..Change::default()
+                    },
+                    None,
+                )?;
+                drop(_w);
+                self.durable().await?;
+                Err(e)
+            }
+        }
+    }
+
+    async fn delegate_checked(
+        &self,
+        caller: &Caller,
+        chain_bytes: &[u8],
+    ) -> Result<Issued, ApiError> {
         let mut chain = self
             .verifier
             .decode_chain(chain_bytes)
@@ -773,6 +899,18 @@ impl Coordinator {
         e.links = vec![child.id().to_string(), parent.id().to_string()];
         e.detail.insert("holder".into(), holder_id.clone());
         let _w = self.writer.lock().await;
+        self.current(caller)?;
+        // Re-read the new holder under the lock: an agent disabled meanwhile gets nothing.
+        if self
+            .store
+            .agent(&holder_id)?
+            .is_none_or(|a| a.status != AgentStatus::Active)
+        {
+            return Err(ApiError::precondition(
+                "AGENT_DISABLED",
+                format!("the new holder `{holder_id}` is disabled"),
+            ));
+        }
         let task = self.task(&chain.task())?;
         if task.state != TaskState::Active || now >= task.deadline_ms {
             return Err(ApiError::precondition(
@@ -932,6 +1070,7 @@ impl Coordinator {
         let chain = Chain::issue_root(&self.key, *id, b.kind, spec)
             .map_err(|e| ApiError::invalid(e.to_string()))?;
         let _w = self.writer.lock().await;
+        self.current(caller)?;
         let mut task = self.task(id)?;
         if task.state != TaskState::Active {
             return Err(ApiError::precondition(
@@ -968,6 +1107,7 @@ impl Coordinator {
         reason: &str,
     ) -> Result<RevokedLinks, ApiError> {
         let _w = self.writer.lock().await;
+        self.current(caller)?;
         let link = self
             .store
             .link(id)?
@@ -985,14 +1125,24 @@ impl Coordinator {
             ));
         }
         let now = self.now();
-        let (revocations, _) = self.cascade(&[*id], reason, now)?;
         let mut tasks = Vec::new();
+        let mut roots = vec![*id];
         if task.root_link == Some(*id) && task.state == TaskState::Active {
+            // Revoking the task's current root ends the task: every root it ever had (older
+            // ones survive a renewal) goes with it.
+            roots.extend(
+                self.store
+                    .task_links(&link.task)?
+                    .iter()
+                    .filter(|l| l.parent.is_none())
+                    .map(|l| l.id),
+            );
             task.state = TaskState::Revoked;
             task.ended_ms = now;
             task.end_reason = format!("root link revoked: {reason}");
             tasks.push(task);
         }
+        let (revocations, _) = self.cascade(&roots, reason, now)?;
         let mut e = event(&caller.agent.id, "link.revoked", now);
         e.task = Some(link.task);
         e.reason = reason.to_owned();
@@ -1035,18 +1185,23 @@ impl Coordinator {
                 "only an admin, the requester or a holder in the tree may read it",
             ));
         }
-        // Parents first: sort by depth, then creation.
-        let depth = |l: &LinkRecord, all: &[LinkRecord]| {
+        // Parents first: sort by depth (computed once from a map), then creation.
+        let parents: HashMap<LinkId, Option<LinkId>> =
+            links.iter().map(|l| (l.id, l.parent)).collect();
+        let mut depths: HashMap<LinkId, usize> = HashMap::new();
+        for l in &links {
             let mut d = 0;
             let mut p = l.parent;
             while let Some(pid) = p {
                 d += 1;
-                p = all.iter().find(|x| x.id == pid).and_then(|x| x.parent);
+                if d > links.len() {
+                    break;
+                }
+                p = parents.get(&pid).copied().flatten();
             }
-            d
-        };
-        let snapshot = links.clone();
-        links.sort_by_key(|l| (depth(l, &snapshot), l.created_ms, l.id));
+            depths.insert(l.id, d);
+        }
+        links.sort_by_key(|l| (depths.get(&l.id).copied().unwrap_or(0), l.created_ms, l.id));
         let out = links
             .into_iter()
             .map(|l| {

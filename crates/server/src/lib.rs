@@ -384,12 +384,18 @@ pub async fn start_with_store(config: Config, store: Arc<dyn Store>) -> Result<S
     // Background garbage collection of expired revocations and nonces.
     let gc_store = Arc::clone(&store);
     let gc_clock = Arc::clone(&config.clock);
+    let gc_coordinator = Arc::downgrade(&coordinator);
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_secs(60));
         loop {
             tokio::select! {
                 _ = tick.tick() => {
-                    let (s, now) = (Arc::clone(&gc_store), gc_clock.now_ms());
+                    let Some(coordinator) = gc_coordinator.upgrade() else { return };
+                    coordinator.prune_revocations();
+                    // Revocations must outlive their links by the skew verifiers allow.
+                    let now = gc_clock.now_ms().saturating_sub(coordinator.clock_skew_ms());
+                    drop(coordinator);
+                    let s = Arc::clone(&gc_store);
                     match tokio::task::spawn_blocking(move || s.gc(now)).await {
                         Ok(Ok(stats)) => tracing::debug!(?stats, "garbage collected"),
                         Ok(Err(e)) => tracing::warn!(error = %e, "garbage collection failed"),

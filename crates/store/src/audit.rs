@@ -128,12 +128,13 @@ pub fn verify_audit(store: &dyn Store, from: u64, to: u64) -> Result<AuditVerifi
             return Ok(v);
         }
         for r in batch {
-            if r.seq > to {
-                break;
-            }
+            // Continuity first: a gap inside the range must be reported, not skipped.
             if r.seq != expected {
                 v.broken = Some((expected, "record is missing".into()));
                 return Ok(v);
+            }
+            if r.seq > to {
+                break;
             }
             if r.prev_hash != prev {
                 v.broken = Some((r.seq, "does not link to the previous record".into()));

@@ -179,7 +179,11 @@ impl Store for SledStore {
             }
             batch.insert(key(b'k', &[l.task.as_bytes(), id]), &[]);
             batch.insert(key(b'h', &[l.holder.as_bytes(), &[0], id]), &[]);
-            batch.insert(key(b'h', &[l.issuer.as_bytes(), &[0], id]), &[]);
+            // Root links are issued by the coordinator, which is not an agent: indexing them
+            // under its name would let whoever holds that name reach every root.
+            if l.parent.is_some() {
+                batch.insert(key(b'h', &[l.issuer.as_bytes(), &[0], id]), &[]);
+            }
         }
 
         let mut seen = std::collections::HashSet::new();

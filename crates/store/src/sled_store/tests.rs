@@ -121,7 +121,7 @@ fn records_round_trip_and_indexes_answer() {
     assert_eq!(s.task_links(&t.id).unwrap().len(), 4);
     assert_eq!(
         s.agent_links("spiffe://t/planner").unwrap().len(),
-        4,
+        3,
         "issuer index"
     );
     assert_eq!(
@@ -405,4 +405,38 @@ fn queries_filter_and_page() {
         ..Default::default()
     };
     assert_eq!(crate::query_audit(&s, &f, 0, 100).unwrap().0.len(), 2);
+}
+
+#[test]
+fn a_gap_inside_a_range_that_ends_before_the_head_is_reported() {
+    let (_dir, s) = open();
+    for i in 0..6 {
+        s.commit(Change {
+            audit: vec![event(&format!("e{i}"))],
+            ..Change::default()
+        })
+        .unwrap();
+    }
+    s.db.remove(key(b'q', &[&be(3)])).unwrap();
+    let v = crate::verify_audit(&s, 1, 4).unwrap();
+    assert_eq!(v.broken.map(|b| b.0), Some(3));
+}
+
+#[test]
+fn root_links_are_not_indexed_under_their_issuer() {
+    let (_dir, s) = open();
+    let t = TaskId::from_bytes([1; 16]);
+    let mut root = link(1, None, t);
+    root.issuer = "spiffe://t/coordinator".into();
+    s.commit(Change {
+        links: vec![root, link(2, Some(1), t)],
+        audit: vec![event("x")],
+        ..Change::default()
+    })
+    .unwrap();
+    assert!(s.agent_links("spiffe://t/coordinator").unwrap().is_empty());
+    assert_eq!(
+        s.agent_links("spiffe://t/planner").unwrap(),
+        vec![LinkId::from_bytes([2; 16])]
+    );
 }
