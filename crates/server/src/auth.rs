@@ -102,8 +102,9 @@ impl NonceCache {
 }
 
 impl AuthState {
-    fn authenticate(&self, parts: &http::request::Parts, body: &[u8]) -> Result<Caller, ApiError> {
-        let header = |name: &str| parts.headers.get(name).and_then(|v| v.to_str().ok());
+    /// The checks that need only the headers: present, well formed, timely.
+    fn precheck(&self, headers: &http::HeaderMap) -> Result<RequestAuth, ApiError> {
+        let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
         let auth = RequestAuth::from_header_values(
             header(mandate_core::HEADER_AGENT),
             header(mandate_core::HEADER_TIMESTAMP),
@@ -116,7 +117,6 @@ impl AuthState {
                 "the request must carry x-mandate-agent, x-mandate-timestamp, x-mandate-nonce and x-mandate-signature",
             )
         })?;
-        let message = grpc_message(body)?;
         let now = self.clock.now_ms();
         if auth.timestamp_ms > now.saturating_add(self.skew_ms)
             || now > auth.timestamp_ms.saturating_add(self.window_ms)
@@ -126,6 +126,13 @@ impl AuthState {
                 "the request timestamp is outside the accepted window; check the clock",
             ));
         }
+        Ok(auth)
+    }
+
+    fn authenticate(&self, parts: &http::request::Parts, body: &[u8]) -> Result<Caller, ApiError> {
+        let auth = self.precheck(&parts.headers)?;
+        let message = grpc_message(body)?;
+        let now = self.clock.now_ms();
         let agent = self.store.agent(&auth.agent)?.ok_or_else(|| {
             ApiError::unauthenticated(
                 "UNKNOWN_AGENT",
@@ -239,6 +246,12 @@ where
         }
         let state = Arc::clone(&self.state);
         Box::pin(async move {
+            // Cheap checks before buffering any body: an unsigned or stale request costs
+            // nothing but its headers.
+            if let Err(e) = state.precheck(req.headers()) {
+                tracing::info!(method = %req.uri().path(), reason = %e.reason, "request refused");
+                return Ok(e.into_status().into_http());
+            }
             let (mut parts, body) = req.into_parts();
             let limit = state.max_message_bytes + 5;
             let bytes: Bytes = match Limited::new(body, limit).collect().await {

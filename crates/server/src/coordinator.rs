@@ -1257,8 +1257,11 @@ impl Coordinator {
         let mut e = event(&caller.agent.id, "invocation.authorized", now);
         e.task = outcome.task;
         e.links = outcome.links.iter().map(ToString::to_string).collect();
-        e.detail.insert("action".into(), call.action.clone());
-        e.detail.insert("resource".into(), call.resource.clone());
+        // Caller-supplied strings are bounded in the log.
+        e.detail
+            .insert("action".into(), call.action.chars().take(128).collect());
+        e.detail
+            .insert("resource".into(), call.resource.chars().take(512).collect());
         if let Some(h) = &outcome.holder {
             e.detail.insert("holder".into(), h.clone());
         }
