@@ -254,7 +254,7 @@ pub(crate) async fn run(cmd: AuditCommand, conn: &Connection) -> anyhow::Result<
                 })
                 .await?;
             if conn.json {
-                println!(
+                out!(
                     "{}",
                     json!({
                         "intact": v.intact,
@@ -266,14 +266,18 @@ pub(crate) async fn run(cmd: AuditCommand, conn: &Connection) -> anyhow::Result<
                     })
                 );
             } else if v.intact {
-                println!(
+                out!(
                     "intact: {} records checked; head #{} {}",
-                    v.checked, v.head_seq, v.head_hash
+                    v.checked,
+                    v.head_seq,
+                    v.head_hash
                 );
             } else {
-                println!(
+                out!(
                     "BROKEN at record #{}: {} ({} records before it verified)",
-                    v.first_broken_seq, v.problem, v.checked
+                    v.first_broken_seq,
+                    v.problem,
+                    v.checked
                 );
             }
             Ok(if v.intact {
@@ -302,12 +306,12 @@ pub(crate) async fn run(cmd: AuditCommand, conn: &Connection) -> anyhow::Result<
             }
             file.sync_all()?;
             if conn.json {
-                println!(
+                out!(
                     "{}",
                     json!({ "records": lines, "path": a.out.display().to_string() })
                 );
             } else {
-                println!("wrote {lines} records to {}", a.out.display());
+                out!("wrote {lines} records to {}", a.out.display());
             }
             Ok(Outcome::Ok)
         }

@@ -4,13 +4,25 @@
 //! 2 usage error; 3 the coordinator refused the call or could not be reached; 64 the
 //! server could not start with this configuration.
 
-#![expect(
-    clippy::print_stdout,
-    reason = "a command-line tool prints its results"
-)]
+/// Prints a line to stdout, ignoring a closed pipe (`mandate … | head` must not panic).
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout().lock(), $($arg)*);
+    }};
+}
+
+/// Like [`out!`] without the newline.
+macro_rules! out_raw {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = write!(std::io::stdout().lock(), $($arg)*);
+    }};
+}
 
 mod audit;
 mod client;
+mod commands;
 mod tree;
 
 use std::net::SocketAddr;
@@ -47,6 +59,38 @@ enum Command {
     Audit(audit::AuditCommand),
     /// Draw the delegation tree of a task.
     Tree(tree::TreeArgs),
+    /// Create an Ed25519 key pair for an agent.
+    Keygen(commands::KeygenArgs),
+    /// Register, show, list and disable agents.
+    #[command(subcommand)]
+    Agent(commands::AgentCommand),
+    /// Start, show, list, complete and fail tasks.
+    #[command(subcommand)]
+    Task(commands::TaskCommand),
+    /// Delegate a narrower scope from your chain to a registered agent.
+    Delegate(commands::DelegateArgs),
+    /// Get a fresh root link for a task you started.
+    Renew {
+        /// Task id.
+        task: String,
+        /// Lifetime of the new link.
+        #[arg(long, default_value = "5m")]
+        ttl: String,
+    },
+    /// Revoke a link and everything below it.
+    Revoke {
+        /// Link id.
+        link: String,
+        /// Why.
+        #[arg(long, default_value = "revoked from the CLI")]
+        reason: String,
+    },
+    /// Sign an invocation proof for one tool call with your key.
+    Prove(commands::ProveArgs),
+    /// Ask the coordinator whether a call may proceed (as the tool; exit 1 when denied).
+    Authorize(commands::AuthorizeArgs),
+    /// Decode and explain a chain or invocation proof.
+    Inspect(commands::InspectArgs),
 }
 
 #[derive(clap::Args, Debug)]
@@ -73,12 +117,12 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let mut config = mandate_server::Config::new(args.listen, args.data_dir);
     config.trust_domain = args.trust_domain;
     let server = mandate_server::start(config).await?;
-    println!("mandate coordinator listening on {}", server.local_addr);
-    println!("  data directory:   {}", server.data_dir.display());
-    println!("  admin agent:      {}", server.admin_id);
-    println!("  admin key:        {}", server.admin_key_path.display());
-    println!("  coordinator key:  {}", server.coordinator_key);
-    println!(
+    out!("mandate coordinator listening on {}", server.local_addr);
+    out!("  data directory:   {}", server.data_dir.display());
+    out!("  admin agent:      {}", server.admin_id);
+    out!("  admin key:        {}", server.admin_key_path.display());
+    out!("  coordinator key:  {}", server.coordinator_key);
+    out!(
         "  health/reflection: grpcurl -plaintext {} list",
         server.local_addr
     );
@@ -132,6 +176,15 @@ fn main() -> ExitCode {
             Command::Serve(args) => serve(args).await.map(|()| Outcome::Ok),
             Command::Audit(cmd) => audit::run(cmd, &conn).await,
             Command::Tree(args) => tree::run(args, &conn).await,
+            Command::Keygen(args) => commands::keygen(&args, &conn),
+            Command::Agent(cmd) => commands::agent(cmd, &conn).await,
+            Command::Task(cmd) => commands::task(cmd, &conn).await,
+            Command::Delegate(args) => commands::delegate(args, &conn).await,
+            Command::Renew { task, ttl } => commands::renew(task, ttl, &conn).await,
+            Command::Revoke { link, reason } => commands::revoke(link, reason, &conn).await,
+            Command::Prove(args) => commands::prove(&args, &conn),
+            Command::Authorize(args) => commands::authorize(args, &conn).await,
+            Command::Inspect(args) => commands::inspect(args, &conn).await,
         }
     });
     match result {

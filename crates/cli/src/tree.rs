@@ -185,7 +185,7 @@ pub(crate) async fn run(args: TreeArgs, conn: &Connection) -> anyhow::Result<Out
         .await?;
     let task = resp.task.unwrap_or_default();
     if conn.json {
-        println!(
+        out!(
             "{}",
             json!({
                 "task_id": task.task_id,
@@ -198,8 +198,8 @@ pub(crate) async fn run(args: TreeArgs, conn: &Connection) -> anyhow::Result<Out
         return Ok(Outcome::Ok);
     }
     match args.format.as_str() {
-        "text" => print!("{}", render_text(&task, &resp.links)),
-        "dot" => print!("{}", render_dot(&task, &resp.links)),
+        "text" => out_raw!("{}", render_text(&task, &resp.links)),
+        "dot" => out_raw!("{}", render_dot(&task, &resp.links)),
         other => anyhow::bail!("unknown format `{other}` (text or dot)"),
     }
     Ok(Outcome::Ok)

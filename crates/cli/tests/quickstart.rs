@@ -1,0 +1,300 @@
+//! The README quickstart, command by command, with `--json` output parsed: keys, agents, a
+//! task, a delegation, a proof, online authorisation, revocation, inspection, the tree.
+
+#![expect(clippy::unwrap_used, reason = "test fixtures fail loudly")]
+
+use std::path::Path;
+use std::process::Command;
+
+use serde_json::Value;
+
+struct Cli<'a> {
+    server: String,
+    dir: &'a Path,
+}
+
+impl Cli<'_> {
+    /// Runs `mandate --json ARGS` as `agent` with `key`; returns the exit code and JSON.
+    fn run(&self, agent: &str, key: &str, args: &[&str]) -> (i32, Value) {
+        let out = Command::new(env!("CARGO_BIN_EXE_mandate"))
+            .current_dir(self.dir)
+            .args([
+                "--server",
+                &self.server,
+                "--agent",
+                agent,
+                "--key",
+                key,
+                "--json",
+            ])
+            .args(args)
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8(out.stdout).unwrap();
+        let json = serde_json::from_str(stdout.trim()).unwrap_or(Value::Null);
+        let code = out.status.code().unwrap_or(-1);
+        assert!(
+            code != 3,
+            "`mandate {}` failed: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (code, json)
+    }
+}
+
+const ADMIN: &str = "spiffe://mandate.local/admin";
+const PLANNER: &str = "spiffe://mandate.local/planner";
+const WORKER: &str = "spiffe://mandate.local/worker";
+const TOOL: &str = "spiffe://mandate.local/tools/files";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_quickstart_from_start_to_a_denied_revoked_worker() {
+    let dir = tempfile::tempdir().unwrap();
+    let config =
+        mandate_server::Config::new(([127, 0, 0, 1], 0).into(), dir.path().join("mandate-data"));
+    let server = mandate_server::start(config).await.unwrap();
+    let cli = Cli {
+        server: server.local_addr.to_string(),
+        dir: dir.path(),
+    };
+    let admin_key = "mandate-data/admin.key";
+    tokio::task::block_in_place(|| {
+        // Keys and agents.
+        for (name, id, role) in [
+            ("planner", PLANNER, "planner"),
+            ("worker", WORKER, "worker"),
+            ("tool", TOOL, "tool"),
+        ] {
+            let (code, j) = cli.run(
+                ADMIN,
+                admin_key,
+                &["keygen", "--out", &format!("{name}.key")],
+            );
+            assert_eq!(code, 0);
+            assert!(j["public_key"].as_str().unwrap().len() == 43);
+            let (code, j) = cli.run(
+                ADMIN,
+                admin_key,
+                &[
+                    "agent",
+                    "register",
+                    id,
+                    "--key-file",
+                    &format!("{name}.key"),
+                    "--role",
+                    role,
+                ],
+            );
+            assert_eq!(code, 0);
+            assert_eq!(j["status"], "active");
+        }
+        let (_, list) = cli.run(ADMIN, admin_key, &["agent", "list"]);
+        assert_eq!(list.as_array().unwrap().len(), 4);
+        let (_, shown) = cli.run(ADMIN, admin_key, &["agent", "show", WORKER]);
+        assert_eq!(shown["role"], "worker");
+
+        // The planner starts a task and delegates to the worker.
+        let (code, task) = cli.run(
+            PLANNER,
+            "planner.key",
+            &[
+                "task",
+                "start",
+                "--cap",
+                "files/*:read,write",
+                "--ttl",
+                "5m",
+                "--intent",
+                "quickstart",
+                "--out",
+                "planner.chain",
+            ],
+        );
+        assert_eq!(code, 0);
+        let task_id = task["task_id"].as_str().unwrap().to_owned();
+        assert_eq!(task["state"], "active");
+        let (code, d) = cli.run(
+            PLANNER,
+            "planner.key",
+            &[
+                "delegate",
+                "--chain",
+                "planner.chain",
+                "--to",
+                WORKER,
+                "--cap",
+                "files/reports/*:read",
+                "--ttl",
+                "2m",
+                "--out",
+                "worker.chain",
+            ],
+        );
+        assert_eq!(code, 0);
+        let worker_link = d["link_id"].as_str().unwrap().to_owned();
+
+        // The worker proves a call; the tool asks the coordinator.
+        let (_, p) = cli.run(
+            WORKER,
+            "worker.key",
+            &[
+                "prove",
+                "--chain",
+                "worker.chain",
+                "--audience",
+                TOOL,
+                "--action",
+                "read",
+                "--resource",
+                "files/reports/q3.txt",
+            ],
+        );
+        let inv = p["invocation"].as_str().unwrap().to_owned();
+        let (code, a) = cli.run(
+            TOOL,
+            "tool.key",
+            &[
+                "authorize",
+                "--chain",
+                "worker.chain",
+                "--invocation",
+                &inv,
+                "--action",
+                "read",
+                "--resource",
+                "files/reports/q3.txt",
+            ],
+        );
+        assert_eq!((code, &a["allowed"]), (0, &Value::Bool(true)), "{a}");
+        // Beyond its scope: denied, exit 1.
+        let (_, p) = cli.run(
+            WORKER,
+            "worker.key",
+            &[
+                "prove",
+                "--chain",
+                "worker.chain",
+                "--audience",
+                TOOL,
+                "--action",
+                "write",
+                "--resource",
+                "files/reports/q3.txt",
+            ],
+        );
+        let (code, a) = cli.run(
+            TOOL,
+            "tool.key",
+            &[
+                "authorize",
+                "--chain",
+                "worker.chain",
+                "--invocation",
+                p["invocation"].as_str().unwrap(),
+                "--action",
+                "write",
+                "--resource",
+                "files/reports/q3.txt",
+            ],
+        );
+        assert_eq!((code, a["reason"].as_str()), (1, Some("NOT_PERMITTED")));
+
+        // Inspect explains the chain.
+        let (code, i) = cli.run(WORKER, "worker.key", &["inspect", "worker.chain"]);
+        assert_eq!(code, 0);
+        assert_eq!(i["links"].as_array().unwrap().len(), 2);
+        assert_eq!(i["links"][1]["holder"], WORKER);
+        assert_eq!(i["verification"]["valid"], true);
+        let (_, i) = cli.run(WORKER, "worker.key", &["inspect", &inv]);
+        assert_eq!(i["kind"], "invocation");
+
+        // Revoke the worker: a new proof is denied as REVOKED.
+        let (code, r) = cli.run(
+            PLANNER,
+            "planner.key",
+            &["revoke", &worker_link, "--reason", "done"],
+        );
+        assert_eq!(code, 0);
+        assert_eq!(r["revoked_link_ids"].as_array().unwrap().len(), 1);
+        let (_, p) = cli.run(
+            WORKER,
+            "worker.key",
+            &[
+                "prove",
+                "--chain",
+                "worker.chain",
+                "--audience",
+                TOOL,
+                "--action",
+                "read",
+                "--resource",
+                "files/reports/q3.txt",
+            ],
+        );
+        let (code, a) = cli.run(
+            TOOL,
+            "tool.key",
+            &[
+                "authorize",
+                "--chain",
+                "worker.chain",
+                "--invocation",
+                p["invocation"].as_str().unwrap(),
+                "--action",
+                "read",
+                "--resource",
+                "files/reports/q3.txt",
+            ],
+        );
+        assert_eq!((code, a["reason"].as_str()), (1, Some("REVOKED")));
+        let (_, tree) = cli.run(PLANNER, "planner.key", &["tree", &task_id]);
+        assert_eq!(tree["links"][1]["state"], "revoked");
+
+        // Renew, show, list, complete.
+        let (code, n) = cli.run(PLANNER, "planner.key", &["renew", &task_id, "--ttl", "1m"]);
+        assert_eq!(code, 0);
+        assert!(n["chain"].as_str().unwrap().starts_with("mandate1."));
+        let (_, t) = cli.run(PLANNER, "planner.key", &["task", "show", &task_id]);
+        assert_eq!(t["state"], "active");
+        let (_, l) = cli.run(
+            PLANNER,
+            "planner.key",
+            &["task", "list", "--requester", PLANNER],
+        );
+        assert_eq!(l.as_array().unwrap().len(), 1);
+        let (_, c) = cli.run(
+            PLANNER,
+            "planner.key",
+            &["task", "complete", &task_id, "--summary", "ok"],
+        );
+        assert_eq!(c["state"], "completed");
+        // A second task, failed; then the worker is disabled.
+        let (_, t2) = cli.run(
+            PLANNER,
+            "planner.key",
+            &["task", "start", "--cap", "files/x:read"],
+        );
+        let (_, f) = cli.run(
+            PLANNER,
+            "planner.key",
+            &[
+                "task",
+                "fail",
+                t2["task_id"].as_str().unwrap(),
+                "--reason",
+                "nope",
+            ],
+        );
+        assert_eq!(f["state"], "failed");
+        let (code, _) = cli.run(
+            ADMIN,
+            admin_key,
+            &["agent", "disable", WORKER, "--reason", "quickstart over"],
+        );
+        assert_eq!(code, 0);
+        let (_, shown) = cli.run(ADMIN, admin_key, &["agent", "show", WORKER]);
+        assert_eq!(shown["status"], "disabled");
+    });
+    server.shutdown().await.unwrap();
+}
