@@ -79,15 +79,21 @@ impl SigningKey {
         Signature(self.0.sign(&domain.message(payload)).to_bytes())
     }
 
-    /// PKCS#8 PEM encoding (the format `openssl genpkey -algorithm ed25519` writes).
+    /// PKCS#8 v1 PEM encoding, seed only (what `openssl genpkey -algorithm ed25519` writes
+    /// and what OpenSSL, Python's `cryptography` and Go read; the v2 form with the public
+    /// key attached is refused by some of them).
     pub fn to_pkcs8_pem(&self) -> Result<Zeroizing<String>, Error> {
         use ed25519_dalek::pkcs8::EncodePrivateKey as _;
-        self.0
-            .to_pkcs8_pem(Default::default())
-            .map_err(|_| Error::Invalid {
-                what: "private key",
-                why: "cannot be encoded as PKCS#8".into(),
-            })
+        let seed = Zeroizing::new(self.0.to_bytes());
+        ed25519_dalek::pkcs8::KeypairBytes {
+            secret_key: *seed,
+            public_key: None,
+        }
+        .to_pkcs8_pem(Default::default())
+        .map_err(|_| Error::Invalid {
+            what: "private key",
+            why: "cannot be encoded as PKCS#8".into(),
+        })
     }
 
     /// Parses a PKCS#8 PEM Ed25519 private key.
@@ -338,6 +344,9 @@ mod tests {
         let key = SigningKey::generate().unwrap();
         let pem = key.to_pkcs8_pem().unwrap();
         assert!(pem.starts_with("-----BEGIN PRIVATE KEY-----"));
+        // v1, seed only: the DER is exactly 48 bytes (as `openssl genpkey` writes).
+        let b64: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
+        assert_eq!(b64.len(), 64);
         let back = SigningKey::from_pkcs8_pem(&pem).unwrap();
         assert_eq!(back.public_key(), key.public_key());
         assert!(SigningKey::from_pkcs8_pem("not a key").is_none());
