@@ -353,3 +353,69 @@ async fn a_stale_feed_fails_closed_or_goes_online_and_online_only_chains_always_
     let _ = closed.stop.send(());
     closed.task.await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_verifier_reconnects_after_a_coordinator_restart_and_resumes_by_epoch() {
+    let h = Harness::start().await;
+    let t = tool(&h, WhenStale::FailClosed).await;
+    let (_planner, _root, wkey, chain) = task_with_worker(&h, false).await;
+    let addr = h.server().local_addr;
+    let epoch_before = t.verifier.epoch();
+    // Restart the coordinator on the same address.
+    let Harness {
+        server, dir, clock, ..
+    } = h;
+    server.unwrap().shutdown().await.unwrap();
+    let mut cfg = config(dir.path(), clock.clone());
+    cfg.listen = addr;
+    let server = mandate_server::start(cfg).await.unwrap();
+    let channel = wait_healthy(server.local_addr).await;
+    let admin_key = mandate_core::keyfile::load_signing_key(&server.admin_key_path).unwrap();
+    let h = Harness {
+        admin: mandate_sdk::Client::with_channel(
+            channel.clone(),
+            mandate_sdk::Signer::with_clock(
+                server.admin_id.parse().unwrap(),
+                admin_key,
+                clock.clone(),
+            ),
+        ),
+        server: Some(server),
+        dir,
+        clock,
+        channel,
+    };
+    // A revocation made after the restart reaches the verifier through its new stream.
+    let r = h
+        .admin
+        .clone()
+        .revoke_link(pb::RevokeLinkRequest {
+            link_id: chain.leaf().id().to_string(),
+            reason: "after restart".into(),
+        })
+        .await
+        .unwrap();
+    assert!(r.revocation_epoch > epoch_before);
+    let mut applied = false;
+    for _ in 0..1000 {
+        if t.verifier.epoch() >= r.revocation_epoch {
+            applied = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(applied, "the verifier never resumed the feed");
+    let call = Call::new("read", "files/docs/a");
+    let inv = Invocation::sign(&wkey, &chain, TOOL, call.clone(), h.now()).unwrap();
+    let d = t
+        .verifier
+        .authorize(&chain.encode(), &inv.encode(), &call)
+        .await;
+    assert_eq!(
+        (d.allowed, d.reason.as_str(), d.online),
+        (false, "REVOKED", false)
+    );
+    let _ = t.stop.send(());
+    t.task.await.unwrap();
+    h.server.unwrap().shutdown().await.unwrap();
+}

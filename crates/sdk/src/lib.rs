@@ -418,3 +418,72 @@ impl Client {
         )
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn signed_requests_carry_headers_that_verify_over_the_encoded_message() {
+        let key = SigningKey::from_seed(&[5; 32]);
+        let signer = Signer::new("spiffe://t/a".parse().unwrap(), key.clone());
+        let msg = pb::GetAgentRequest {
+            agent_id: "spiffe://t/b".into(),
+        };
+        let req = signer
+            .request("/mandate.v1.AgentService/GetAgent", msg.clone())
+            .unwrap();
+        let header = |n: &str| req.metadata().get(n).and_then(|v| v.to_str().ok());
+        let auth = RequestAuth::from_header_values(
+            header(mandate_core::HEADER_AGENT),
+            header(mandate_core::HEADER_TIMESTAMP),
+            header(mandate_core::HEADER_NONCE),
+            header(mandate_core::HEADER_SIGNATURE),
+        )
+        .unwrap();
+        let bytes = prost::Message::encode_to_vec(&msg);
+        assert!(auth.verify(
+            &key.public_key(),
+            "/mandate.v1.AgentService/GetAgent",
+            &bytes
+        ));
+        assert!(!auth.verify(
+            &key.public_key(),
+            "/mandate.v1.AgentService/ListAgents",
+            &bytes
+        ));
+        // Each request gets a fresh nonce.
+        let again = signer
+            .request("/mandate.v1.AgentService/GetAgent", msg)
+            .unwrap();
+        assert_ne!(
+            again.metadata().get(mandate_core::HEADER_NONCE),
+            req.metadata().get(mandate_core::HEADER_NONCE)
+        );
+    }
+
+    #[test]
+    fn error_reasons_come_from_error_info_and_local_rejections() {
+        use tonic_types::StatusExt as _;
+        let status = tonic::Status::with_error_details(
+            tonic::Code::PermissionDenied,
+            "no",
+            tonic_types::ErrorDetails::with_error_info(
+                "SCOPE_WIDENED",
+                "mandate.dev",
+                std::collections::HashMap::<String, String>::new(),
+            ),
+        );
+        let e = Error::from(status);
+        assert_eq!(
+            (e.code(), e.reason()),
+            (Some(tonic::Code::PermissionDenied), "SCOPE_WIDENED")
+        );
+        let local = Error::Core(mandate_core::Error::Rejected(mandate_core::Denial::new(
+            mandate_core::Reason::DepthExceeded,
+            "x",
+        )));
+        assert_eq!(local.reason(), "DEPTH_EXCEEDED");
+        assert_eq!(Error::from(tonic::Status::internal("x")).reason(), "");
+    }
+}
