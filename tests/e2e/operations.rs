@@ -136,6 +136,34 @@ async fn trust_bundle_listing_and_renewal() {
         .await
         .unwrap();
     assert_eq!(listed.tasks.len(), 1);
+    // Another agent neither reads nor lists the planner's task.
+    let (_, mut other) = h
+        .register(&mut admin, "spiffe://mandate.local/other", "planner", "")
+        .await;
+    let e = other
+        .get_task(pb::GetTaskRequest {
+            task_id: task.task_id.clone(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Some(tonic::Code::PermissionDenied));
+    let e = other
+        .list_tasks(pb::ListTasksRequest {
+            requester_agent_id: "spiffe://mandate.local/p".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Some(tonic::Code::PermissionDenied));
+    assert!(
+        other
+            .list_tasks(pb::ListTasksRequest::default())
+            .await
+            .unwrap()
+            .tasks
+            .is_empty(),
+        "only its own"
+    );
 
     // Renewal issues a new root link, never past the deadline.
     h.clock.advance(60_000);

@@ -125,7 +125,7 @@ impl AuditService for Api {
         &self,
         req: Request<pb::WatchAuditLogRequest>,
     ) -> Result<Response<RecordStream>, Status> {
-        auditor(&req)?;
+        let watcher = auditor(&req)?.agent.id;
         let r = req.into_inner();
         let filter = filter_from_pb(r.filter)?;
         let coordinator = std::sync::Arc::clone(&self.coordinator);
@@ -136,6 +136,25 @@ impl AuditService for Api {
             let mut head = coordinator.watch_audit();
             let mut cursor = r.after_seq;
             loop {
+                // The stream lasts only as long as the watcher may read the log.
+                let still_allowed = coordinator
+                    .store()
+                    .agent(&watcher)
+                    .ok()
+                    .flatten()
+                    .is_some_and(|a| {
+                        a.status == mandate_store::AgentStatus::Active
+                            && (a.role == "admin" || a.role == "auditor")
+                    });
+                if !still_allowed {
+                    let _ = tx
+                        .send(Err(ApiError::forbidden(
+                            "the watcher is no longer allowed to read the audit log",
+                        )
+                        .into_status()))
+                        .await;
+                    return;
+                }
                 loop {
                     let batch = match coordinator.store().audit_after(cursor, 256) {
                         Ok(b) => b,

@@ -55,37 +55,55 @@ pub(crate) struct AuthState {
 #[derive(Default)]
 pub(crate) struct NonceCache {
     expiry: HashMap<[u8; 16], u64>,
-    order: VecDeque<([u8; 16], u64)>,
+    order: VecDeque<([u8; 16], u64, Arc<str>)>,
+    // Live nonces per agent: one agent flooding the window cannot lock everyone out.
+    per_agent: HashMap<Arc<str>, usize>,
     capacity: usize,
+    per_agent_capacity: usize,
 }
 
 impl NonceCache {
-    pub(crate) fn new(capacity: usize) -> NonceCache {
+    pub(crate) fn new(capacity: usize, per_agent_capacity: usize) -> NonceCache {
         NonceCache {
             capacity,
+            per_agent_capacity,
             ..NonceCache::default()
         }
     }
 
     fn check_and_insert(
         &mut self,
+        agent: &str,
         nonce: [u8; 16],
         expires: u64,
         now: u64,
     ) -> Result<(), ApiError> {
-        while let Some(&(old, exp)) = self.order.front() {
-            if exp > now {
+        while let Some((old, exp, who)) = self.order.front() {
+            if *exp > now {
                 break;
             }
-            self.order.pop_front();
-            if self.expiry.get(&old) == Some(&exp) {
-                self.expiry.remove(&old);
+            if self.expiry.get(old) == Some(exp) {
+                self.expiry.remove(old);
             }
+            if let Some(n) = self.per_agent.get_mut(who) {
+                *n = n.saturating_sub(1);
+                if *n == 0 {
+                    self.per_agent.remove(who);
+                }
+            }
+            self.order.pop_front();
         }
         if self.expiry.get(&nonce).is_some_and(|&e| e > now) {
             return Err(ApiError::unauthenticated(
                 "REQUEST_REPLAYED",
                 "this request was already received",
+            ));
+        }
+        if self.per_agent.get(agent).copied().unwrap_or(0) >= self.per_agent_capacity {
+            return Err(ApiError::new(
+                tonic::Code::ResourceExhausted,
+                "RATE_LIMITED",
+                "too many requests from this agent in the replay window; slow down",
             ));
         }
         if self.expiry.len() >= self.capacity {
@@ -95,8 +113,10 @@ impl NonceCache {
                 "too many requests in the replay window",
             ));
         }
+        let agent: Arc<str> = Arc::from(agent);
         self.expiry.insert(nonce, expires);
-        self.order.push_back((nonce, expires));
+        *self.per_agent.entry(Arc::clone(&agent)).or_insert(0) += 1;
+        self.order.push_back((nonce, expires, agent));
         Ok(())
     }
 }
@@ -173,7 +193,7 @@ impl AuthState {
         self.nonces
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .check_and_insert(auth.nonce, expires, now)?;
+            .check_and_insert(&agent.id, auth.nonce, expires, now)?;
         Ok(Caller {
             agent,
             nonce: auth.nonce,
@@ -282,5 +302,31 @@ where
                 }
             }
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_agent_cannot_fill_the_nonce_cache_for_everyone() {
+        let mut c = NonceCache::new(10, 3);
+        for i in 0..3u8 {
+            c.check_and_insert("a", [i; 16], 100, 0).unwrap();
+        }
+        assert_eq!(
+            c.check_and_insert("a", [9; 16], 100, 0).unwrap_err().reason,
+            "RATE_LIMITED"
+        );
+        c.check_and_insert("b", [10; 16], 100, 0).unwrap();
+        assert_eq!(
+            c.check_and_insert("b", [10; 16], 100, 0)
+                .unwrap_err()
+                .reason,
+            "REQUEST_REPLAYED"
+        );
+        // After the window the agent's quota is back.
+        c.check_and_insert("a", [11; 16], 300, 200).unwrap();
     }
 }

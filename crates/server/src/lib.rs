@@ -67,6 +67,8 @@ pub struct Config {
     pub heartbeat: Duration,
     /// Largest request message, bytes.
     pub max_message_bytes: usize,
+    /// Most requests one agent may make within the request window (60 s by default).
+    pub max_requests_per_agent: usize,
     /// Policy engine.
     pub policy: Arc<dyn PolicyEngine>,
 }
@@ -94,6 +96,7 @@ impl Config {
             request_skew_ms: 30_000,
             heartbeat: Duration::from_secs(2),
             max_message_bytes: 256 * 1024,
+            max_requests_per_agent: 100_000,
             policy: Arc::new(BuiltinPolicy::default()),
         }
     }
@@ -327,7 +330,10 @@ pub async fn start_with_store(config: Config, store: Arc<dyn Store>) -> Result<S
             window_ms: config.request_window_ms,
             skew_ms: config.request_skew_ms,
             max_message_bytes: config.max_message_bytes,
-            nonces: Mutex::new(auth::NonceCache::new(1 << 20)),
+            nonces: Mutex::new(auth::NonceCache::new(
+                1 << 20,
+                config.max_requests_per_agent,
+            )),
         }),
     };
     let (stop_tasks, mut stop_rx) = tokio::sync::watch::channel(false);

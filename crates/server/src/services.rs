@@ -184,10 +184,27 @@ impl TaskService for Api {
         &self,
         req: Request<pb::GetTaskRequest>,
     ) -> Result<Response<pb::GetTaskResponse>, Status> {
-        caller(&req)?;
+        let caller = caller(&req)?;
         let task = self
             .coordinator
             .task(&parse_task_id(&req.get_ref().task_id)?)?;
+        // Intents can be sensitive: admins, auditors, the requester and holders in the tree.
+        if !caller.is_admin()
+            && caller.agent.role != "auditor"
+            && task.requester != caller.agent.id
+            && !self
+                .coordinator
+                .store()
+                .task_links(&task.id)
+                .map_err(ApiError::from)?
+                .iter()
+                .any(|l| l.holder == caller.agent.id)
+        {
+            return Err(ApiError::forbidden(
+                "only admins, auditors, the requester and holders in the task may read it",
+            )
+            .into());
+        }
         Ok(Response::new(pb::GetTaskResponse {
             task: Some(task_to_pb(&task, self.coordinator.now())),
         }))
@@ -197,8 +214,18 @@ impl TaskService for Api {
         &self,
         req: Request<pb::ListTasksRequest>,
     ) -> Result<Response<pb::ListTasksResponse>, Status> {
-        caller(&req)?;
-        let r = req.into_inner();
+        let caller = caller(&req)?;
+        let mut r = req.into_inner();
+        // Others' tasks are listed only for admins and auditors.
+        if !caller.is_admin() && caller.agent.role != "auditor" {
+            if r.requester_agent_id.is_empty() {
+                r.requester_agent_id = caller.agent.id.clone();
+            } else if r.requester_agent_id != caller.agent.id {
+                return Err(
+                    ApiError::forbidden("only admins and auditors may list others' tasks").into(),
+                );
+            }
+        }
         let size = page_size(r.page_size);
         let state = task_state_from_pb(r.state)?;
         let mut after: Option<TaskId> = (!r.page_token.is_empty())
