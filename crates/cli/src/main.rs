@@ -21,6 +21,7 @@ macro_rules! out_raw {
 }
 
 mod audit;
+mod bench;
 mod client;
 mod commands;
 mod tree;
@@ -91,6 +92,8 @@ enum Command {
     Authorize(commands::AuthorizeArgs),
     /// Decode and explain a chain or invocation proof.
     Inspect(commands::InspectArgs),
+    /// Load-test a coordinator (its own, unless --server is given explicitly).
+    Bench(bench::BenchArgs),
 }
 
 #[derive(clap::Args, Debug)]
@@ -185,6 +188,11 @@ fn main() -> ExitCode {
             Command::Prove(args) => commands::prove(&args, &conn),
             Command::Authorize(args) => commands::authorize(args, &conn).await,
             Command::Inspect(args) => commands::inspect(args, &conn).await,
+            Command::Bench(args) => {
+                let own = std::env::args().all(|a| a != "--server")
+                    && std::env::var_os("MANDATE_SERVER").is_none();
+                bench::run(args, &conn, own).await
+            }
         }
     });
     match result {

@@ -167,6 +167,16 @@ impl Chain {
         }
     }
 
+    /// Sets the leaf's seal (made earlier with [`Seal::sign`](crate::Seal::sign) over
+    /// the leaf digest).
+    pub fn set_leaf_seal(&mut self, seal: crate::Seal) {
+        if self.links.len() > 1
+            && let Some(leaf) = self.links.last_mut()
+        {
+            leaf.set_seal(seal);
+        }
+    }
+
     /// The links, root first.
     pub fn links(&self) -> &[Link] {
         &self.links

@@ -192,12 +192,15 @@ impl Client {
 
     /// A client over an existing channel.
     pub fn with_channel(channel: Channel, signer: Signer) -> Client {
+        // A cascade can revoke hundreds of thousands of links in one change: its response
+        // and its feed batch are larger than tonic's 4 MiB default.
+        const MAX: usize = 64 << 20;
         Client {
             signer,
-            agents: AgentServiceClient::new(channel.clone()),
-            tasks: TaskServiceClient::new(channel.clone()),
-            authz: AuthorizationServiceClient::new(channel.clone()),
-            audit: AuditServiceClient::new(channel),
+            agents: AgentServiceClient::new(channel.clone()).max_decoding_message_size(MAX),
+            tasks: TaskServiceClient::new(channel.clone()).max_decoding_message_size(MAX),
+            authz: AuthorizationServiceClient::new(channel.clone()).max_decoding_message_size(MAX),
+            audit: AuditServiceClient::new(channel).max_decoding_message_size(MAX),
         }
     }
 

@@ -108,6 +108,36 @@ pub struct Coordinator {
     // The sequence number of the newest audit record; audit followers wake on changes and
     // read from the store, so they never miss or reorder records.
     audit_head: tokio::sync::watch::Sender<u64>,
+    audit_batch: AuditBatch,
+}
+
+/// Collects audit events that need no flush of their own (`Authorize` decisions) and
+/// commits them together: one sled batch for many records instead of one per call. Each
+/// caller still waits until its record is committed, so no decision is answered without
+/// its audit record.
+#[derive(Debug)]
+struct AuditBatch {
+    tx: tokio::sync::mpsc::Sender<(AuditEvent, tokio::sync::oneshot::Sender<Result<(), String>>)>,
+}
+
+impl AuditBatch {
+    async fn record(&self, e: AuditEvent) -> Result<(), ApiError> {
+        let unavailable = |why: String| {
+            ApiError::new(
+                tonic::Code::Unavailable,
+                "STORE_UNAVAILABLE",
+                format!("the decision could not be audited, so it is not given: {why}"),
+            )
+        };
+        let (done, wait) = tokio::sync::oneshot::channel();
+        self.tx
+            .send((e, done))
+            .await
+            .map_err(|_| unavailable("the audit log is not accepting records".into()))?;
+        wait.await
+            .map_err(|_| unavailable("the audit writer stopped".into()))?
+            .map_err(unavailable)
+    }
 }
 
 impl std::fmt::Debug for Coordinator {
@@ -235,7 +265,51 @@ impl Coordinator {
         }
         let (feed, _) = broadcast::channel(4096);
         let (audit_head, _) = tokio::sync::watch::channel(store.audit_head()?.0);
+        let (audit_tx, mut audit_rx) = tokio::sync::mpsc::channel::<(
+            AuditEvent,
+            tokio::sync::oneshot::Sender<Result<(), String>>,
+        )>(8192);
+        {
+            let store = Arc::clone(&store);
+            let head = audit_head.clone();
+            tokio::spawn(async move {
+                while let Some(first) = audit_rx.recv().await {
+                    let mut batch = vec![first];
+                    while batch.len() < 1024 {
+                        match audit_rx.try_recv() {
+                            Ok(e) => batch.push(e),
+                            Err(_) => break,
+                        }
+                    }
+                    let (events, waiters): (Vec<_>, Vec<_>) = batch.into_iter().unzip();
+                    let store = Arc::clone(&store);
+                    let change = Change {
+                        audit: events,
+                        ..Change::default()
+                    };
+                    let result =
+                        match tokio::task::spawn_blocking(move || store.commit(change)).await {
+                            Ok(Ok(c)) => {
+                                if let Some(&last) = c.audit_seqs.last() {
+                                    head.send_if_modified(|h| {
+                                        let newer = last > *h;
+                                        *h = (*h).max(last);
+                                        newer
+                                    });
+                                }
+                                Ok(())
+                            }
+                            Ok(Err(e)) => Err(e.to_string()),
+                            Err(e) => Err(e.to_string()),
+                        };
+                    for w in waiters {
+                        let _ = w.send(result.clone());
+                    }
+                }
+            });
+        }
         Ok(Coordinator {
+            audit_batch: AuditBatch { tx: audit_tx },
             audit_head,
             flusher: Flusher::start(Arc::clone(&store)),
             store,
@@ -898,6 +972,16 @@ impl Coordinator {
         e.task = Some(chain.task());
         e.links = vec![child.id().to_string(), parent.id().to_string()];
         e.detail.insert("holder".into(), holder_id.clone());
+        // The signature work happens before the writer lock: verifying caches every link,
+        // so the check repeated under the lock (for revocations that landed meanwhile) is
+        // cheap. The seal is made here too and discarded if the lock-held checks refuse.
+        {
+            let revoked = read(&self.revoked);
+            self.verifier
+                .verify_for_sealing(&chain, &*revoked)
+                .map_err(|d| ApiError::denied(&d))?;
+        }
+        let seal = mandate_core::Seal::sign(&self.key, chain.leaf().digest());
         let _w = self.writer.lock().await;
         self.current(caller)?;
         // Re-read the new holder under the lock: an agent disabled meanwhile gets nothing.
@@ -972,7 +1056,7 @@ impl Coordinator {
                 },
             ));
         }
-        chain.seal_leaf(&self.key);
+        chain.set_leaf_seal(seal);
         let record = self.link_record(&chain, n - 1, &caller.agent.id, now);
         self.apply(
             Change {
@@ -1214,7 +1298,7 @@ impl Coordinator {
 
     /// Online authorisation for the calling tool: everything an offline verifier checks,
     /// against live revocation state. The decision is audited.
-    pub fn authorize(
+    pub async fn authorize(
         &self,
         caller: &Caller,
         chain: &[u8],
@@ -1274,11 +1358,9 @@ impl Coordinator {
                 e.severity = Severity::Notice;
             }
         }
-        // Authorize changes no durable state; its audit record joins the next group flush.
-        self.commit(Change {
-            audit: vec![e],
-            ..Change::default()
-        })?;
+        // Authorize changes no durable state: its audit record is committed with others in
+        // a batch (and made durable with the next flush), not one commit per call.
+        self.audit_batch.record(e).await?;
         Ok(outcome)
     }
 }

@@ -28,6 +28,7 @@ impl Flusher {
                     waiters.push(w);
                 }
                 let store = Arc::clone(&store);
+                let started = std::time::Instant::now();
                 let result = tokio::task::spawn_blocking(move || store.flush())
                     .await
                     .map_err(|e| e.to_string())
@@ -35,7 +36,11 @@ impl Flusher {
                 if let Err(e) = &result {
                     tracing::error!(error = %e, "flush failed");
                 }
-                tracing::trace!(batch = waiters.len(), "group flush");
+                tracing::debug!(
+                    batch = waiters.len(),
+                    micros = started.elapsed().as_micros() as u64,
+                    "group flush"
+                );
                 for w in waiters {
                     let _ = w.send(result.clone());
                 }

@@ -458,7 +458,8 @@ impl AuthorizationService for Api {
         let call = call_from_pb(r.action, r.resource, r.args)?;
         let o = self
             .coordinator
-            .authorize(&caller, &r.chain, &r.invocation, &call)?;
+            .authorize(&caller, &r.chain, &r.invocation, &call)
+            .await?;
         Ok(Response::new(pb::AuthorizeResponse {
             allowed: o.denial.is_none(),
             reason: o

@@ -1,0 +1,582 @@
+//! `mandate bench`: drives a real coordinator over loopback and reports throughput and
+//! latency percentiles.
+//!
+//! Requests are prepared (signed, with fresh nonces and proofs) before the clock starts,
+//! so the figures measure the coordinator and the transport, not the load generator's
+//! signing. With no `--server`, the command starts its own coordinator in a temporary
+//! directory (in the same process, sharing the machine as a separate server would).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use mandate_core::{
+    AgentId, Call, Capability, Chain, Clock, Invocation, Limits, LinkSpec, SigningKey, SystemClock,
+};
+use mandate_proto::token as tpb;
+use mandate_proto::v1 as pb;
+use mandate_proto::v1::authorization_service_client::AuthorizationServiceClient;
+use mandate_proto::v1::task_service_client::TaskServiceClient;
+use mandate_sdk::{Client, Signer, ToolConfig, ToolVerifier};
+use serde_json::json;
+use tonic::transport::Channel;
+
+use crate::Outcome;
+use crate::client::Connection;
+
+/// `mandate bench`.
+#[derive(clap::Args, Debug)]
+pub(crate) struct BenchArgs {
+    /// Scenario: echo, authorize, delegate, revoke-cascade, mixed.
+    scenario: String,
+    /// Requests to send (prepared in advance).
+    #[arg(long, default_value_t = 20_000)]
+    requests: usize,
+    /// Concurrent requests in flight.
+    #[arg(long, default_value_t = 64)]
+    concurrency: usize,
+    /// Connections (HTTP/2 channels) to spread them over.
+    #[arg(long, default_value_t = 4)]
+    connections: usize,
+    /// Descendants for revoke-cascade.
+    #[arg(long, default_value_t = 100_000)]
+    descendants: usize,
+}
+
+/// One prepared request.
+enum Op {
+    Echo,
+    Authorize(tonic::Request<pb::AuthorizeRequest>),
+    Delegate(tonic::Request<pb::DelegateRequest>),
+    Revoke(tonic::Request<pb::RevokeLinkRequest>),
+}
+
+fn signed<M: prost::Message>(
+    signer: &Signer,
+    method: &str,
+    msg: M,
+) -> anyhow::Result<tonic::Request<M>> {
+    Ok(signer.request(&format!("/mandate.v1.{method}"), msg)?)
+}
+
+struct World {
+    _server: Option<(mandate_server::Server, tempfile::TempDir)>,
+    endpoint: String,
+    admin: Client,
+    clock: Arc<dyn Clock>,
+}
+
+async fn world(conn: &Connection, own: bool) -> anyhow::Result<World> {
+    if own {
+        let dir = tempfile::tempdir()?;
+        let mut config =
+            mandate_server::Config::new(([127, 0, 0, 1], 0).into(), dir.path().join("data"));
+        // A load test sends far more than a person would.
+        config.max_requests_per_agent = 10_000_000;
+        let server = mandate_server::start(config).await?;
+        let endpoint = format!("http://{}", server.local_addr);
+        let key = mandate_core::keyfile::load_signing_key(&server.admin_key_path)?;
+        let admin = Client::connect(
+            endpoint.clone(),
+            Signer::new(AgentId::new(server.admin_id.clone())?, key),
+        )
+        .await?;
+        Ok(World {
+            _server: Some((server, dir)),
+            endpoint,
+            admin,
+            clock: Arc::new(SystemClock),
+        })
+    } else {
+        let admin = conn.client().await?;
+        Ok(World {
+            _server: None,
+            endpoint: if conn.server.contains("://") {
+                conn.server.clone()
+            } else {
+                format!("http://{}", conn.server)
+            },
+            admin,
+            clock: Arc::new(SystemClock),
+        })
+    }
+}
+
+async fn register(
+    w: &mut World,
+    name: &str,
+    role: &str,
+) -> anyhow::Result<(String, SigningKey, Signer)> {
+    let key = SigningKey::generate()?;
+    let id = format!("spiffe://mandate.local/bench/{name}-{:x}", w.clock.now_ms());
+    w.admin
+        .register_agent(pb::RegisterAgentRequest {
+            agent_id: id.clone(),
+            public_key: key.public_key().as_bytes().to_vec(),
+            role: role.into(),
+            ..Default::default()
+        })
+        .await?;
+    let signer = Signer::new(AgentId::new(id.clone())?, key.clone());
+    Ok((id, key, signer))
+}
+
+async fn start_task(client: &mut Client, max_depth: u32) -> anyhow::Result<Chain> {
+    let r = client
+        .start_task(pb::StartTaskRequest {
+            capabilities: vec![tpb::Capability {
+                resource: "files/*".into(),
+                actions: vec!["read".into(), "write".into()],
+                constraints: vec![],
+            }],
+            ttl_ms: 10 * 60_000,
+            max_depth,
+            ..Default::default()
+        })
+        .await?;
+    Ok(Chain::decode(&r.chain, &Limits::default())?)
+}
+
+fn spec(
+    key: &SigningKey,
+    id: &str,
+    resource: &str,
+    now: u64,
+    max_depth: u32,
+) -> anyhow::Result<LinkSpec> {
+    Ok(LinkSpec::new(
+        key.public_key(),
+        id.parse()?,
+        vec![Capability::new(resource, ["read"])?],
+        now,
+        now + 9 * 60_000,
+    )?
+    .max_depth(max_depth)
+    .require_seal(true))
+}
+
+/// Runs prepared ops with `concurrency` in flight over `channels`; returns latencies.
+async fn drive(
+    ops: Vec<Op>,
+    channels: &[Channel],
+    concurrency: usize,
+) -> anyhow::Result<(Duration, Vec<Duration>, usize)> {
+    let queue = Arc::new(std::sync::Mutex::new(
+        ops.into_iter().enumerate().collect::<Vec<_>>(),
+    ));
+    let start = Instant::now();
+    let mut workers = tokio::task::JoinSet::new();
+    for w in 0..concurrency {
+        let queue = Arc::clone(&queue);
+        let channel = channels[w % channels.len()].clone();
+        workers.spawn(async move {
+            let mut health = tonic_health_client(channel.clone());
+            let mut authz = AuthorizationServiceClient::new(channel.clone());
+            let mut tasks = TaskServiceClient::new(channel);
+            let mut lat = Vec::new();
+            let mut errors = 0usize;
+            loop {
+                let next = queue
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .pop();
+                let Some((_, op)) = next else { break };
+                let t = Instant::now();
+                let ok = match op {
+                    Op::Echo => health.check(tonic_health_req()).await.is_ok(),
+                    Op::Authorize(r) => authz
+                        .authorize(r)
+                        .await
+                        .map(|r| r.into_inner().allowed)
+                        .unwrap_or(false),
+                    Op::Delegate(r) => tasks.delegate(r).await.is_ok(),
+                    Op::Revoke(r) => tasks.revoke_link(r).await.is_ok(),
+                };
+                lat.push(t.elapsed());
+                if !ok {
+                    errors += 1;
+                }
+            }
+            (lat, errors)
+        });
+    }
+    let mut all = Vec::new();
+    let mut errors = 0;
+    while let Some(r) = workers.join_next().await {
+        let (l, e) = r?;
+        all.extend(l);
+        errors += e;
+    }
+    Ok((start.elapsed(), all, errors))
+}
+
+fn tonic_health_client(channel: Channel) -> mandate_proto_health::HealthClient {
+    mandate_proto_health::HealthClient::new(channel)
+}
+
+fn tonic_health_req() -> mandate_proto_health::HealthCheckRequest {
+    mandate_proto_health::HealthCheckRequest::default()
+}
+
+/// The standard health service, called by hand (the CLI does not depend on tonic-health).
+mod mandate_proto_health {
+    use tonic::codegen::http::uri::PathAndQuery;
+
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub(crate) struct HealthCheckRequest {
+        #[prost(string, tag = "1")]
+        pub(crate) service: String,
+    }
+
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub(crate) struct HealthCheckResponse {
+        #[prost(int32, tag = "1")]
+        pub(crate) status: i32,
+    }
+
+    pub(crate) struct HealthClient {
+        inner: tonic::client::Grpc<tonic::transport::Channel>,
+    }
+
+    impl HealthClient {
+        pub(crate) fn new(channel: tonic::transport::Channel) -> HealthClient {
+            HealthClient {
+                inner: tonic::client::Grpc::new(channel),
+            }
+        }
+
+        pub(crate) async fn check(
+            &mut self,
+            req: HealthCheckRequest,
+        ) -> Result<HealthCheckResponse, tonic::Status> {
+            self.inner
+                .ready()
+                .await
+                .map_err(|e| tonic::Status::unavailable(e.to_string()))?;
+            let codec = tonic_prost::ProstCodec::default();
+            let path = PathAndQuery::from_static("/grpc.health.v1.Health/Check");
+            Ok(self
+                .inner
+                .unary(tonic::Request::new(req), path, codec)
+                .await?
+                .into_inner())
+        }
+    }
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
+}
+
+fn report(
+    conn: &Connection,
+    scenario: &str,
+    elapsed: Duration,
+    mut lat: Vec<Duration>,
+    errors: usize,
+    extra: serde_json::Value,
+) {
+    lat.sort();
+    let n = lat.len();
+    let rps = n as f64 / elapsed.as_secs_f64();
+    let us = |d: Duration| d.as_secs_f64() * 1e6;
+    let j = json!({
+        "scenario": scenario,
+        "requests": n,
+        "errors": errors,
+        "seconds": elapsed.as_secs_f64(),
+        "per_second": rps,
+        "p50_us": us(percentile(&lat, 0.50)),
+        "p90_us": us(percentile(&lat, 0.90)),
+        "p99_us": us(percentile(&lat, 0.99)),
+        "max_us": us(lat.last().copied().unwrap_or_default()),
+        "extra": extra,
+    });
+    if conn.json {
+        out!("{j}");
+    } else {
+        out!(
+            "{scenario}: {n} requests in {:.2} s = {rps:.0}/s ({errors} errors); p50 {:.0} µs  p90 {:.0} µs  p99 {:.0} µs  max {:.0} µs",
+            elapsed.as_secs_f64(),
+            us(percentile(&lat, 0.50)),
+            us(percentile(&lat, 0.90)),
+            us(percentile(&lat, 0.99)),
+            us(lat.last().copied().unwrap_or_default())
+        );
+        if !extra.is_null() {
+            out!("  {extra}");
+        }
+    }
+}
+
+pub(crate) async fn run(
+    a: BenchArgs,
+    conn: &Connection,
+    own_server: bool,
+) -> anyhow::Result<Outcome> {
+    let mut w = world(conn, own_server).await?;
+    let mut channels = Vec::new();
+    for _ in 0..a.connections.max(1) {
+        channels.push(Channel::from_shared(w.endpoint.clone())?.connect().await?);
+    }
+    match a.scenario.as_str() {
+        "echo" => {
+            let ops = (0..a.requests).map(|_| Op::Echo).collect();
+            let (t, lat, e) = drive(ops, &channels, a.concurrency).await?;
+            report(conn, "echo", t, lat, e, serde_json::Value::Null);
+        }
+        "authorize" => {
+            let (ops, _) = prepare_authorize(&mut w, a.requests).await?;
+            let (t, lat, e) = drive(ops, &channels, a.concurrency).await?;
+            report(
+                conn,
+                "authorize (depth-3 chains, fresh proofs)",
+                t,
+                lat,
+                e,
+                serde_json::Value::Null,
+            );
+        }
+        "delegate" => {
+            let ops = prepare_delegate(&mut w, a.requests, 100).await?;
+            let (t, lat, e) = drive(ops, &channels, a.concurrency).await?;
+            report(
+                conn,
+                "delegate (durable, sealed, 100 tasks)",
+                t,
+                lat,
+                e,
+                serde_json::Value::Null,
+            );
+        }
+        "mixed" => {
+            let (mut auth, _) = prepare_authorize(&mut w, a.requests * 90 / 100).await?;
+            let deleg = prepare_delegate(&mut w, a.requests * 8 / 100, 50).await?;
+            let revokes = prepare_revokes(&mut w, a.requests * 2 / 100).await?;
+            auth.extend(deleg);
+            auth.extend(revokes);
+            // Interleave deterministically.
+            let n = auth.len();
+            let mut mixed: Vec<Op> = Vec::with_capacity(n);
+            let mut idx: Vec<usize> = (0..n).collect();
+            let mut state = 0x9e37_79b9_7f4a_7c15u64;
+            for i in (1..n).rev() {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                idx.swap(i, (state % (i as u64 + 1)) as usize);
+            }
+            let mut slots: Vec<Option<Op>> = auth.into_iter().map(Some).collect();
+            for i in idx {
+                if let Some(op) = slots[i].take() {
+                    mixed.push(op);
+                }
+            }
+            let (t, lat, e) = drive(mixed, &channels, a.concurrency).await?;
+            report(
+                conn,
+                "mixed (90% authorize, 8% delegate, 2% revoke)",
+                t,
+                lat,
+                e,
+                serde_json::Value::Null,
+            );
+        }
+        "revoke-cascade" => revoke_cascade(&mut w, &a, conn, &channels).await?,
+        other => anyhow::bail!(
+            "unknown scenario `{other}` (echo, authorize, delegate, revoke-cascade, mixed)"
+        ),
+    }
+    if let Some((server, _dir)) = w._server.take() {
+        server.shutdown().await?;
+    }
+    Ok(Outcome::Ok)
+}
+
+/// A depth-3 chain (coordinator → planner → worker → sub-worker) and `n` signed Authorize
+/// requests from the tool, each with a fresh proof.
+async fn prepare_authorize(w: &mut World, n: usize) -> anyhow::Result<(Vec<Op>, Chain)> {
+    let (_, pkey, psigner) = register(w, "planner", "planner").await?;
+    let (wid, wkey, _) = register(w, "worker", "worker").await?;
+    let (sid, skey, _) = register(w, "sub", "worker").await?;
+    let (tid, _, tsigner) = register(w, "tool", "tool").await?;
+    let mut planner = w.admin.as_agent(psigner);
+    let root = start_task(&mut planner, 2).await?;
+    let now = w.clock.now_ms();
+    let c2 = planner
+        .delegate(&root, spec(&wkey, &wid, "files/data/*", now, 1)?)
+        .await?;
+    let mut worker = w.admin.as_agent(Signer::new(wid.parse()?, wkey));
+    let c3 = worker
+        .delegate(&c2, spec(&skey, &sid, "files/data/*", now, 0)?)
+        .await?;
+    let _ = pkey;
+    let chain_bytes = c3.encode();
+    let mut ops = Vec::with_capacity(n);
+    for i in 0..n {
+        let resource = format!("files/data/{i}");
+        let proof = Invocation::sign(&skey, &c3, &tid, Call::new("read", resource.clone()), now)?;
+        let msg = pb::AuthorizeRequest {
+            chain: chain_bytes.clone(),
+            invocation: proof.encode(),
+            action: "read".into(),
+            resource,
+            ..Default::default()
+        };
+        ops.push(Op::Authorize(signed(
+            &tsigner,
+            "AuthorizationService/Authorize",
+            msg,
+        )?));
+    }
+    Ok((ops, c3))
+}
+
+/// `n` delegations spread over `tasks` tasks, each a new sealed link to one worker.
+async fn prepare_delegate(w: &mut World, n: usize, tasks: usize) -> anyhow::Result<Vec<Op>> {
+    let (_, pkey, psigner) = register(w, "dplanner", "planner").await?;
+    let (wid, wkey, _) = register(w, "dworker", "worker").await?;
+    let mut planner = w.admin.as_agent(psigner.clone());
+    let mut roots = Vec::new();
+    for _ in 0..tasks.max(1) {
+        roots.push(start_task(&mut planner, 1).await?);
+    }
+    let now = w.clock.now_ms();
+    let mut ops = Vec::with_capacity(n);
+    for i in 0..n {
+        let root = &roots[i % roots.len()];
+        let child = root.delegate(&pkey, spec(&wkey, &wid, &format!("files/{i}"), now, 0)?)?;
+        ops.push(Op::Delegate(signed(
+            &psigner,
+            "TaskService/Delegate",
+            pb::DelegateRequest {
+                chain: child.encode(),
+            },
+        )?));
+    }
+    Ok(ops)
+}
+
+/// `n` revocations of fresh delegated links.
+async fn prepare_revokes(w: &mut World, n: usize) -> anyhow::Result<Vec<Op>> {
+    let (_, _, psigner) = register(w, "rplanner", "planner").await?;
+    let (wid, wkey, _) = register(w, "rworker", "worker").await?;
+    let mut planner = w.admin.as_agent(psigner.clone());
+    let root = start_task(&mut planner, 1).await?;
+    let now = w.clock.now_ms();
+    let mut ops = Vec::with_capacity(n);
+    for i in 0..n {
+        let c = planner
+            .delegate(&root, spec(&wkey, &wid, &format!("files/r{i}"), now, 0)?)
+            .await?;
+        let msg = pb::RevokeLinkRequest {
+            link_id: c.leaf().id().to_string(),
+            reason: "bench".into(),
+        };
+        ops.push(Op::Revoke(signed(&psigner, "TaskService/RevokeLink", msg)?));
+    }
+    Ok(ops)
+}
+
+/// Builds a tree of `descendants` links under one root, subscribes a verifier, revokes the
+/// root, and measures the RPC and the time until the verifier rejects a leaf chain.
+async fn revoke_cascade(
+    w: &mut World,
+    a: &BenchArgs,
+    conn: &Connection,
+    channels: &[Channel],
+) -> anyhow::Result<()> {
+    let (_, pkey, psigner) = register(w, "cplanner", "planner").await?;
+    let (wid, wkey, _) = register(w, "cworker", "worker").await?;
+    let (tid, _, tsigner) = register(w, "ctool", "tool").await?;
+    let mut planner = w.admin.as_agent(psigner.clone());
+    let root = start_task(&mut planner, 1).await?;
+    let now = w.clock.now_ms();
+    let build = Instant::now();
+    // One leaf registered through the SDK (so we hold its sealed chain), the rest in bulk.
+    let leaf = planner
+        .delegate(&root, spec(&wkey, &wid, "files/leaf", now, 0)?)
+        .await?;
+    // In chunks, so that no prepared request outlives the 60 s request window.
+    let mut next = 1;
+    while next < a.descendants {
+        let end = (next + 10_000).min(a.descendants);
+        let mut ops = Vec::with_capacity(end - next);
+        for i in next..end {
+            let child = root.delegate(&pkey, spec(&wkey, &wid, &format!("files/{i}"), now, 0)?)?;
+            ops.push(Op::Delegate(signed(
+                &psigner,
+                "TaskService/Delegate",
+                pb::DelegateRequest {
+                    chain: child.encode(),
+                },
+            )?));
+        }
+        let (_, _, errors) = drive(ops, channels, a.concurrency).await?;
+        anyhow::ensure!(
+            errors == 0,
+            "{errors} delegations failed while building the tree"
+        );
+        next = end;
+    }
+    let built = build.elapsed();
+    let tool = w.admin.as_agent(tsigner);
+    let verifier = ToolVerifier::connect(tool, ToolConfig::new(tid.clone())).await?;
+    let call = Call::new("read", "files/leaf");
+    let proof = || Invocation::sign(&wkey, &leaf, &tid, call.clone(), w.clock.now_ms());
+    let before = verifier
+        .authorize(&leaf.encode(), &proof()?.encode(), &call)
+        .await;
+    anyhow::ensure!(
+        before.allowed,
+        "the leaf chain was refused before revocation: {}",
+        before.reason
+    );
+    let t = Instant::now();
+    let r = planner
+        .revoke_link(pb::RevokeLinkRequest {
+            link_id: root.root().id().to_string(),
+            reason: "bench cascade".into(),
+        })
+        .await?;
+    let rpc = t.elapsed();
+    let mut rejected_after = None;
+    for _ in 0..200_000 {
+        if verifier.epoch() >= r.revocation_epoch {
+            let d = verifier
+                .authorize(&leaf.encode(), &proof()?.encode(), &call)
+                .await;
+            if !d.allowed {
+                rejected_after = Some(t.elapsed());
+                break;
+            }
+        }
+        tokio::time::sleep(Duration::from_micros(200)).await;
+    }
+    let rejected = rejected_after.context("the verifier never rejected the revoked chain")?;
+    let j = json!({
+        "scenario": "revoke-cascade",
+        "descendants": a.descendants,
+        "revoked": r.revoked_link_ids.len(),
+        "build_seconds": built.as_secs_f64(),
+        "rpc_ms": rpc.as_secs_f64() * 1e3,
+        "verifier_rejects_after_ms": rejected.as_secs_f64() * 1e3,
+        "verifier_rejects_after_rpc_ms": (rejected.saturating_sub(rpc)).as_secs_f64() * 1e3,
+    });
+    if conn.json {
+        out!("{j}");
+    } else {
+        out!(
+            "revoke-cascade: {} links revoked; RPC {:.1} ms; verifier rejects {:.1} ms after the RPC returned (tree built in {:.1} s)",
+            r.revoked_link_ids.len(),
+            rpc.as_secs_f64() * 1e3,
+            rejected.saturating_sub(rpc).as_secs_f64() * 1e3,
+            built.as_secs_f64()
+        );
+    }
+    Ok(())
+}
