@@ -310,3 +310,42 @@ async fn malformed_fields_and_oversized_chains_are_refused_and_change_nothing() 
         "bad input changed state"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_replays_of_one_signed_request_succeed_exactly_once() {
+    let h = Harness::start().await;
+    let admin_key = mandate_core::keyfile::load_signing_key(&h.server().admin_key_path).unwrap();
+    let admin_id = h.server().admin_id.clone();
+    let msg = register_req("spiffe://mandate.local/once");
+    let auth = RequestAuth::sign(
+        &admin_key,
+        &admin_id,
+        METHOD,
+        &prost::Message::encode_to_vec(&msg),
+        h.now(),
+    )
+    .unwrap();
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..16 {
+        let mut raw = AgentServiceClient::new(h.channel.clone());
+        let msg = msg.clone();
+        let auth = auth.clone();
+        tasks.spawn(async move {
+            let mut req = tonic::Request::new(msg);
+            for (k, v) in auth.header_values() {
+                req.metadata_mut().insert(k, v.parse().unwrap());
+            }
+            raw.register_agent(req).await
+        });
+    }
+    let mut ok = 0;
+    let mut replayed = 0;
+    while let Some(r) = tasks.join_next().await {
+        match r.unwrap() {
+            Ok(_) => ok += 1,
+            Err(s) if reason(&s) == "REQUEST_REPLAYED" => replayed += 1,
+            Err(s) => panic!("unexpected refusal: {s:?}"),
+        }
+    }
+    assert_eq!((ok, replayed), (1, 15));
+}
