@@ -510,16 +510,12 @@ pub(crate) async fn task(cmd: TaskCommand, conn: &Connection) -> anyhow::Result<
                     summary,
                 })
                 .await?;
-            let t = r.task.unwrap_or_default();
-            let mut j = task_json(&t);
-            j["revoked_link_ids"] = json!(r.revoked_link_ids);
-            print(conn.json, &j, || {
-                format!(
-                    "task {} completed; revoked {} link(s)",
-                    t.task_id,
-                    r.revoked_link_ids.len()
-                )
-            });
+            print_ended(
+                conn,
+                r.task.unwrap_or_default(),
+                &r.revoked_link_ids,
+                "completed",
+            );
         }
         TaskCommand::Fail { id, reason } => {
             let r = client
@@ -528,19 +524,28 @@ pub(crate) async fn task(cmd: TaskCommand, conn: &Connection) -> anyhow::Result<
                     reason,
                 })
                 .await?;
-            let t = r.task.unwrap_or_default();
-            let mut j = task_json(&t);
-            j["revoked_link_ids"] = json!(r.revoked_link_ids);
-            print(conn.json, &j, || {
-                format!(
-                    "task {} failed; revoked {} link(s)",
-                    t.task_id,
-                    r.revoked_link_ids.len()
-                )
-            });
+            print_ended(
+                conn,
+                r.task.unwrap_or_default(),
+                &r.revoked_link_ids,
+                "failed",
+            );
         }
     }
     Ok(Outcome::Ok)
+}
+
+/// Prints a task that just ended and the links its end revoked.
+fn print_ended(conn: &Connection, t: pb::Task, revoked: &[String], how: &str) {
+    let mut j = task_json(&t);
+    j["revoked_link_ids"] = json!(revoked);
+    print(conn.json, &j, || {
+        format!(
+            "task {} {how}; revoked {} link(s)",
+            t.task_id,
+            revoked.len()
+        )
+    });
 }
 
 pub(crate) async fn delegate(a: DelegateArgs, conn: &Connection) -> anyhow::Result<Outcome> {

@@ -435,6 +435,20 @@ impl Coordinator {
         self.audit_head.subscribe()
     }
 
+    /// Commits `change` (the caller holds the writer lock as `guard`), releases the lock,
+    /// and waits until the change is durable: the tail of every mutation.
+    async fn commit_and_wait(
+        &self,
+        guard: tokio::sync::MutexGuard<'_, ()>,
+        change: Change,
+        caller: Option<&Caller>,
+    ) -> Result<Committed, ApiError> {
+        let committed = self.apply(change, caller)?;
+        drop(guard);
+        self.durable().await?;
+        Ok(committed)
+    }
+
     async fn durable(&self) -> Result<(), ApiError> {
         self.flusher.durable().await
     }
@@ -516,16 +530,16 @@ impl Coordinator {
         let mut e = event(&caller.agent.id, "agent.registered", now);
         e.detail.insert("agent".into(), record.id.clone());
         e.detail.insert("role".into(), role);
-        self.apply(
+        self.commit_and_wait(
+            _w,
             Change {
                 agents: vec![record.clone()],
                 audit: vec![e],
                 ..Change::default()
             },
             Some(caller),
-        )?;
-        drop(_w);
-        self.durable().await?;
+        )
+        .await?;
         Ok(record)
     }
 
@@ -628,18 +642,19 @@ impl Coordinator {
                     .join(","),
             );
         }
-        let committed = self.apply(
-            Change {
-                agents,
-                tasks: task_records,
-                revocations,
-                audit: vec![e],
-                ..Change::default()
-            },
-            Some(caller),
-        )?;
-        drop(_w);
-        self.durable().await?;
+        let committed = self
+            .commit_and_wait(
+                _w,
+                Change {
+                    agents,
+                    tasks: task_records,
+                    revocations,
+                    audit: vec![e],
+                    ..Change::default()
+                },
+                Some(caller),
+            )
+            .await?;
         Ok((
             agent,
             RevokedLinks {
@@ -718,15 +733,15 @@ impl Coordinator {
         e.detail.insert("intent".into(), r.intent.clone());
         if !decision.allowed {
             let _w = self.writer.lock().await;
-            self.apply(
+            self.commit_and_wait(
+                _w,
                 Change {
                     audit: vec![e],
                     ..Change::default()
                 },
                 Some(caller),
-            )?;
-            drop(_w);
-            self.durable().await?;
+            )
+            .await?;
             return Err(ApiError::new(
                 tonic::Code::PermissionDenied,
                 "POLICY_DENIED",
@@ -760,7 +775,8 @@ impl Coordinator {
         e.detail.insert("ttl_ms".into(), ttl.to_string());
         let _w = self.writer.lock().await;
         self.current(caller)?;
-        self.apply(
+        self.commit_and_wait(
+            _w,
             Change {
                 tasks: vec![task.clone()],
                 links: vec![self.link_record(&chain, 0, &self.config.coordinator_id, now)],
@@ -768,9 +784,8 @@ impl Coordinator {
                 ..Change::default()
             },
             Some(caller),
-        )?;
-        drop(_w);
-        self.durable().await?;
+        )
+        .await?;
         Ok(Issued {
             task,
             chain,
@@ -845,17 +860,18 @@ impl Coordinator {
         e.links = revocations.iter().map(|r| r.link.to_string()).collect();
         e.detail
             .insert("revoked".into(), revocations.len().to_string());
-        let committed = self.apply(
-            Change {
-                tasks: vec![task.clone()],
-                revocations,
-                audit: vec![e],
-                ..Change::default()
-            },
-            Some(caller),
-        )?;
-        drop(_w);
-        self.durable().await?;
+        let committed = self
+            .commit_and_wait(
+                _w,
+                Change {
+                    tasks: vec![task.clone()],
+                    revocations,
+                    audit: vec![e],
+                    ..Change::default()
+                },
+                Some(caller),
+            )
+            .await?;
         Ok((
             task,
             RevokedLinks {
@@ -892,15 +908,15 @@ impl Coordinator {
                         .collect();
                 }
                 let _w = self.writer.lock().await;
-                self.apply(
+                self.commit_and_wait(
+                    _w,
                     Change {
                         audit: vec![record],
                         ..Change::default()
                     },
                     None,
-                )?;
-                drop(_w);
-                self.durable().await?;
+                )
+                .await?;
                 Err(e)
             }
         }
@@ -1034,15 +1050,15 @@ impl Coordinator {
             let mut denied = e.clone();
             denied.action = "delegation.denied".into();
             denied.decision = "deny".into();
-            self.apply(
+            self.commit_and_wait(
+                _w,
                 Change {
                     audit: vec![denied],
                     ..Change::default()
                 },
                 Some(caller),
-            )?;
-            drop(_w);
-            self.durable().await?;
+            )
+            .await?;
             return Err(ApiError::new(
                 tonic::Code::PermissionDenied,
                 "POLICY_DENIED",
@@ -1058,16 +1074,16 @@ impl Coordinator {
         }
         chain.set_leaf_seal(seal);
         let record = self.link_record(&chain, n - 1, &caller.agent.id, now);
-        self.apply(
+        self.commit_and_wait(
+            _w,
             Change {
                 links: vec![record],
                 audit: vec![e],
                 ..Change::default()
             },
             Some(caller),
-        )?;
-        drop(_w);
-        self.durable().await?;
+        )
+        .await?;
         Ok(Issued {
             task,
             chain,
@@ -1122,15 +1138,15 @@ impl Coordinator {
         if !decision.allowed {
             e.action = "grant.renewal_denied".into();
             let _w = self.writer.lock().await;
-            self.apply(
+            self.commit_and_wait(
+                _w,
                 Change {
                     audit: vec![e],
                     ..Change::default()
                 },
                 Some(caller),
-            )?;
-            drop(_w);
-            self.durable().await?;
+            )
+            .await?;
             return Err(ApiError::new(
                 tonic::Code::PermissionDenied,
                 "POLICY_DENIED",
@@ -1164,7 +1180,8 @@ impl Coordinator {
         }
         task.root_link = Some(chain.root().id());
         e.links = vec![chain.root().id().to_string(), current.id.to_string()];
-        self.apply(
+        self.commit_and_wait(
+            _w,
             Change {
                 tasks: vec![task.clone()],
                 links: vec![self.link_record(&chain, 0, &self.config.coordinator_id, now)],
@@ -1172,9 +1189,8 @@ impl Coordinator {
                 ..Change::default()
             },
             Some(caller),
-        )?;
-        drop(_w);
-        self.durable().await?;
+        )
+        .await?;
         Ok(Issued {
             task,
             chain,
@@ -1235,17 +1251,18 @@ impl Coordinator {
         e.detail.insert("requested".into(), id.to_string());
         e.detail
             .insert("revoked".into(), revocations.len().to_string());
-        let committed = self.apply(
-            Change {
-                tasks,
-                revocations,
-                audit: vec![e],
-                ..Change::default()
-            },
-            Some(caller),
-        )?;
-        drop(_w);
-        self.durable().await?;
+        let committed = self
+            .commit_and_wait(
+                _w,
+                Change {
+                    tasks,
+                    revocations,
+                    audit: vec![e],
+                    ..Change::default()
+                },
+                Some(caller),
+            )
+            .await?;
         Ok(RevokedLinks {
             links: committed.revoked,
             epoch: committed.epoch.unwrap_or(0),

@@ -60,45 +60,31 @@ mod hex {
     id_module!(task_id, mandate_core::TaskId);
     id_module!(digest, mandate_core::Digest);
 
-    pub(crate) mod opt_link_id {
-        use super::*;
-        pub(crate) fn serialize<S: Serializer>(
-            v: &Option<mandate_core::LinkId>,
-            s: S,
-        ) -> Result<S::Ok, S::Error> {
-            match v {
-                Some(id) => s.serialize_some(&id.to_string()),
-                None => s.serialize_none(),
+    macro_rules! opt_id_module {
+        ($name:ident, $ty:ty) => {
+            pub(crate) mod $name {
+                use super::*;
+                pub(crate) fn serialize<S: Serializer>(
+                    v: &Option<$ty>,
+                    s: S,
+                ) -> Result<S::Ok, S::Error> {
+                    match v {
+                        Some(id) => s.serialize_some(&id.to_string()),
+                        None => s.serialize_none(),
+                    }
+                }
+                pub(crate) fn deserialize<'de, D: Deserializer<'de>>(
+                    d: D,
+                ) -> Result<Option<$ty>, D::Error> {
+                    Option::<String>::deserialize(d)?
+                        .map(|s| s.parse().map_err(D::Error::custom))
+                        .transpose()
+                }
             }
-        }
-        pub(crate) fn deserialize<'de, D: Deserializer<'de>>(
-            d: D,
-        ) -> Result<Option<mandate_core::LinkId>, D::Error> {
-            Option::<String>::deserialize(d)?
-                .map(|s| s.parse().map_err(D::Error::custom))
-                .transpose()
-        }
+        };
     }
-
-    pub(crate) mod opt_task_id {
-        use super::*;
-        pub(crate) fn serialize<S: Serializer>(
-            v: &Option<mandate_core::TaskId>,
-            s: S,
-        ) -> Result<S::Ok, S::Error> {
-            match v {
-                Some(id) => s.serialize_some(&id.to_string()),
-                None => s.serialize_none(),
-            }
-        }
-        pub(crate) fn deserialize<'de, D: Deserializer<'de>>(
-            d: D,
-        ) -> Result<Option<mandate_core::TaskId>, D::Error> {
-            Option::<String>::deserialize(d)?
-                .map(|s| s.parse().map_err(D::Error::custom))
-                .transpose()
-        }
-    }
+    opt_id_module!(opt_link_id, mandate_core::LinkId);
+    opt_id_module!(opt_task_id, mandate_core::TaskId);
 }
 
 pub(crate) use hex::encode as hex_encode;
