@@ -165,6 +165,12 @@ impl PublicKey {
         key.verify_strict(&domain.message(payload), &sig).is_ok()
     }
 
+    /// Decompresses and checks the key once, for callers that verify many signatures
+    /// under it (decompression costs about a tenth of a signature check).
+    pub fn prepare(&self) -> Result<PreparedKey, Error> {
+        Ok(PreparedKey(self.verifying_key()?))
+    }
+
     /// Decompresses the point, rejecting invalid and small-order encodings.
     pub(crate) fn verifying_key(&self) -> Result<ed25519_dalek::VerifyingKey, Error> {
         let key = ed25519_dalek::VerifyingKey::from_bytes(&self.0)
@@ -185,6 +191,23 @@ impl fmt::Display for PublicKey {
 impl fmt::Debug for PublicKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "PublicKey({self})")
+    }
+}
+
+/// A public key already decompressed and checked (see [`PublicKey::prepare`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PreparedKey(ed25519_dalek::VerifyingKey);
+
+impl PreparedKey {
+    /// Checks `signature` over `payload` in `domain`, strictly.
+    pub fn verify(&self, domain: SigningDomain, payload: &[u8], signature: &Signature) -> bool {
+        let sig = ed25519_dalek::Signature::from_bytes(&signature.0);
+        self.0.verify_strict(&domain.message(payload), &sig).is_ok()
+    }
+
+    /// The key's 32-byte encoding.
+    pub fn public_key(&self) -> PublicKey {
+        PublicKey(self.0.to_bytes())
     }
 }
 

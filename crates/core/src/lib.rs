@@ -97,7 +97,7 @@ pub use capability::{
 };
 pub use chain::{CHAIN_TEXT_PREFIX, Chain};
 pub use clock::{Clock, ManualClock, SystemClock};
-pub use crypto::{PublicKey, Signature, SigningDomain, SigningKey};
+pub use crypto::{PreparedKey, PublicKey, Signature, SigningDomain, SigningKey};
 pub use error::Error;
 pub use id::{AgentId, Digest, LinkId, MAX_AGENT_ID_LEN, TaskId};
 pub use invocation::{INVOCATION_TEXT_PREFIX, Invocation, InvocationBody, NONCE_LEN};

@@ -5,7 +5,7 @@
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
-use crate::crypto::{PublicKey, Signature, SigningDomain, SigningKey};
+use crate::crypto::{PreparedKey, PublicKey, Signature, SigningDomain, SigningKey};
 use crate::error::Error;
 use crate::id::{Digest, random_bytes};
 
@@ -69,6 +69,18 @@ impl RequestAuth {
 
     /// Checks the signature against `key` for `method` and the received message bytes.
     pub fn verify(&self, key: &PublicKey, method: &str, message: &[u8]) -> bool {
+        let payload = request_payload(
+            method,
+            &self.agent,
+            self.timestamp_ms,
+            &self.nonce,
+            &Digest::of(&[message]),
+        );
+        key.verify(SigningDomain::Request, &payload, &self.signature)
+    }
+
+    /// Like [`RequestAuth::verify`] with a key prepared once for many requests.
+    pub fn verify_prepared(&self, key: &PreparedKey, method: &str, message: &[u8]) -> bool {
         let payload = request_payload(
             method,
             &self.agent,
@@ -162,6 +174,26 @@ mod tests {
         assert!(
             RequestAuth::from_header_values(Some(&a.1), Some("x"), Some(&n.1), Some(&s.1))
                 .is_none()
+        );
+    }
+
+    #[test]
+    fn prepared_keys_verify_the_same_way() {
+        let key = SigningKey::from_seed(&[6; 32]);
+        let auth = RequestAuth::sign(&key, "spiffe://t/a", "/m", b"msg", 5).unwrap();
+        let prepared = key.public_key().prepare().unwrap();
+        assert_eq!(prepared.public_key(), key.public_key());
+        assert!(auth.verify_prepared(&prepared, "/m", b"msg"));
+        assert!(!auth.verify_prepared(&prepared, "/m", b"msh"));
+        assert!(
+            !auth.verify_prepared(
+                &SigningKey::from_seed(&[7; 32])
+                    .public_key()
+                    .prepare()
+                    .unwrap(),
+                "/m",
+                b"msg"
+            )
         );
     }
 

@@ -12,7 +12,7 @@ use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use http_body_util::{BodyExt as _, Full, Limited};
-use mandate_core::{Clock, PublicKey, RequestAuth};
+use mandate_core::{Clock, PreparedKey, PublicKey, RequestAuth};
 use mandate_store::{AgentRecord, AgentStatus, Store};
 use tonic::body::Body;
 use tower::{Layer, Service};
@@ -49,6 +49,9 @@ pub(crate) struct AuthState {
     /// Largest request message accepted, bytes.
     pub(crate) max_message_bytes: usize,
     pub(crate) nonces: Mutex<NonceCache>,
+    /// Agents' keys, decompressed once (keyed by agent id, checked against the stored key
+    /// bytes on every use).
+    pub(crate) keys: Mutex<HashMap<String, PreparedKey>>,
 }
 
 /// Recently seen request nonces, bounded; refuses rather than forgets when full.
@@ -122,6 +125,27 @@ impl NonceCache {
 }
 
 impl AuthState {
+    fn prepared_key(&self, agent: &AgentRecord) -> Result<PreparedKey, ApiError> {
+        let mut keys = self.keys.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(k) = keys.get(&agent.id)
+            && k.public_key().as_bytes().as_slice() == agent.public_key.as_slice()
+        {
+            return Ok(*k);
+        }
+        let key = <[u8; 32]>::try_from(agent.public_key.as_slice())
+            .ok()
+            .and_then(|b| PublicKey::from_bytes(&b).ok())
+            .and_then(|k| k.prepare().ok())
+            .ok_or_else(|| {
+                ApiError::unauthenticated("UNKNOWN_AGENT", "the agent's stored key is unusable")
+            })?;
+        if keys.len() >= 100_000 {
+            keys.clear();
+        }
+        keys.insert(agent.id.clone(), key);
+        Ok(key)
+    }
+
     /// The checks that need only the headers: present, well formed, timely.
     fn precheck(&self, headers: &http::HeaderMap) -> Result<RequestAuth, ApiError> {
         let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
@@ -159,13 +183,8 @@ impl AuthState {
                 format!("agent `{}` is not registered", auth.agent),
             )
         })?;
-        let key = <[u8; 32]>::try_from(agent.public_key.as_slice())
-            .ok()
-            .and_then(|b| PublicKey::from_bytes(&b).ok())
-            .ok_or_else(|| {
-                ApiError::unauthenticated("UNKNOWN_AGENT", "the agent's stored key is unusable")
-            })?;
-        if !auth.verify(&key, parts.uri.path(), message) {
+        let key = self.prepared_key(&agent)?;
+        if !auth.verify_prepared(&key, parts.uri.path(), message) {
             return Err(ApiError::unauthenticated(
                 "BAD_REQUEST_SIGNATURE",
                 "the request signature does not verify for this agent, method and message",

@@ -334,6 +334,7 @@ pub async fn start_with_store(config: Config, store: Arc<dyn Store>) -> Result<S
                 1 << 20,
                 config.max_requests_per_agent,
             )),
+            keys: Mutex::new(std::collections::HashMap::new()),
         }),
     };
     let (stop_tasks, mut stop_rx) = tokio::sync::watch::channel(false);
