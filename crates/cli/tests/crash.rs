@@ -1,0 +1,278 @@
+//! Crash consistency: the real `mandate serve`, driven by several clients (tasks,
+//! delegations, revocations), killed with SIGKILL at a random moment, restarted on the same
+//! data directory; everything acknowledged must be there, nothing half-written may show
+//! (a link without its audit record or the reverse), the audit chain must verify and
+//! revoked links must stay revoked.
+//!
+//! `MANDATE_CRASH_CYCLES` sets the number of kill cycles (CI runs a few; use hundreds for
+//! a long run).
+
+#![expect(
+    clippy::unwrap_used,
+    clippy::panic,
+    reason = "test fixtures fail loudly"
+)]
+
+use std::collections::{BTreeSet, HashMap};
+use std::io::{BufRead as _, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use mandate_core::{AgentId, Capability, Chain, Limits, LinkSpec, SigningKey, keyfile};
+use mandate_proto::token as tpb;
+use mandate_proto::v1 as pb;
+use mandate_sdk::{Client, Signer};
+
+fn spawn(data: &Path) -> (Child, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_mandate"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(data)
+        .env("RUST_LOG", "error")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let first = lines.next().unwrap().unwrap();
+    let addr = first.rsplit(' ').next().unwrap().to_owned();
+    // Keep draining stdout so the server never blocks on a full pipe.
+    std::thread::spawn(move || for _ in lines {});
+    (child, format!("http://{addr}"))
+}
+
+/// What the clients were told succeeded.
+#[derive(Default)]
+struct Acked {
+    /// task id → link ids acknowledged in it.
+    links: HashMap<String, BTreeSet<String>>,
+    revoked: BTreeSet<String>,
+}
+
+async fn client(endpoint: &str, id: &str, key: &SigningKey) -> Option<Client> {
+    for _ in 0..200 {
+        if let Ok(c) = Client::connect(
+            endpoint.to_owned(),
+            Signer::new(AgentId::new(id).unwrap(), key.clone()),
+        )
+        .await
+        {
+            return Some(c);
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    None
+}
+
+/// One client: start a task, delegate and revoke until the server dies.
+async fn work(mut planner: Client, worker: (String, SigningKey), acked: Arc<Mutex<Acked>>) {
+    let Ok(r) = planner
+        .start_task(pb::StartTaskRequest {
+            capabilities: vec![tpb::Capability {
+                resource: "files/*".into(),
+                actions: vec!["read".into()],
+                constraints: vec![],
+            }],
+            ttl_ms: 10 * 60_000,
+            max_depth: 1,
+            ..Default::default()
+        })
+        .await
+    else {
+        return;
+    };
+    let task = r.task.unwrap().task_id;
+    let root = Chain::decode(&r.chain, &Limits::default()).unwrap();
+    acked
+        .lock()
+        .unwrap()
+        .links
+        .entry(task.clone())
+        .or_default()
+        .insert(root.root().id().to_string());
+    let now = root.root().body().not_before_ms;
+    for i in 0.. {
+        let spec = LinkSpec::new(
+            worker.1.public_key(),
+            worker.0.parse().unwrap(),
+            vec![Capability::new(&format!("files/{i}"), ["read"]).unwrap()],
+            now,
+            now + 5 * 60_000,
+        )
+        .unwrap()
+        .require_seal(true);
+        let Ok(chain) = planner.delegate(&root, spec).await else {
+            return;
+        };
+        let id = chain.leaf().id().to_string();
+        acked
+            .lock()
+            .unwrap()
+            .links
+            .entry(task.clone())
+            .or_default()
+            .insert(id.clone());
+        if i % 3 == 0 {
+            let Ok(_) = planner
+                .revoke_link(pb::RevokeLinkRequest {
+                    link_id: id.clone(),
+                    reason: "crash test".into(),
+                })
+                .await
+            else {
+                return;
+            };
+            acked.lock().unwrap().revoked.insert(id);
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acknowledged_writes_survive_kill_dash_nine() {
+    let cycles: u32 = std::env::var("MANDATE_CRASH_CYCLES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(3);
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let acked = Arc::new(Mutex::new(Acked::default()));
+    let planner_key = SigningKey::generate().unwrap();
+    let worker_key = SigningKey::generate().unwrap();
+    let planner_id = "spiffe://mandate.local/crash/planner";
+    let worker_id = "spiffe://mandate.local/crash/worker";
+    let mut seed = 0x2545_f491_4f6c_dd1du64;
+    for cycle in 0..cycles {
+        let (mut child, endpoint) = spawn(&data);
+        let admin_key = keyfile::load_signing_key(&data.join("admin.key")).unwrap();
+        let mut admin = client(&endpoint, "spiffe://mandate.local/admin", &admin_key)
+            .await
+            .unwrap();
+        check(&mut admin, &acked.lock().unwrap()).await;
+        if cycle == 0 {
+            for (id, key, role) in [
+                (planner_id, &planner_key, "planner"),
+                (worker_id, &worker_key, "worker"),
+            ] {
+                admin
+                    .register_agent(pb::RegisterAgentRequest {
+                        agent_id: id.into(),
+                        public_key: key.public_key().as_bytes().to_vec(),
+                        role: role.into(),
+                        ..Default::default()
+                    })
+                    .await
+                    .unwrap();
+            }
+        }
+        let mut workers = tokio::task::JoinSet::new();
+        for _ in 0..4 {
+            let planner = client(&endpoint, planner_id, &planner_key).await.unwrap();
+            workers.spawn(work(
+                planner,
+                (worker_id.to_owned(), worker_key.clone()),
+                Arc::clone(&acked),
+            ));
+        }
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        tokio::time::sleep(Duration::from_millis(100 + seed % 400)).await;
+        child.kill().unwrap(); // SIGKILL
+        child.wait().unwrap();
+        while workers.join_next().await.is_some() {}
+    }
+    // A last start to check the final state.
+    let (mut child, endpoint) = spawn(&data);
+    let admin_key = keyfile::load_signing_key(&data.join("admin.key")).unwrap();
+    let mut admin = client(&endpoint, "spiffe://mandate.local/admin", &admin_key)
+        .await
+        .unwrap();
+    let acked = acked.lock().unwrap();
+    let total: usize = acked.links.values().map(BTreeSet::len).sum();
+    assert!(
+        total > 0,
+        "nothing was acknowledged: the test did not exercise anything"
+    );
+    check(&mut admin, &acked).await;
+    eprintln!(
+        "{cycles} kill cycles survived; {total} acknowledged links and {} revocations checked",
+        acked.revoked.len()
+    );
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
+
+/// Everything acknowledged is there; links and their audit records match one to one;
+/// revoked links are revoked; the audit chain verifies.
+async fn check(admin: &mut Client, acked: &Acked) {
+    let v = admin
+        .verify_audit_log(pb::VerifyAuditLogRequest::default())
+        .await
+        .unwrap();
+    assert!(
+        v.intact,
+        "audit chain broken at #{}: {}",
+        v.first_broken_seq, v.problem
+    );
+    let mut audited: BTreeSet<String> = BTreeSet::new();
+    let mut token = String::new();
+    loop {
+        let page = admin
+            .query_audit_log(pb::QueryAuditLogRequest {
+                filter: Some(pb::AuditFilter::default()),
+                page_size: 1000,
+                page_token: token,
+            })
+            .await
+            .unwrap();
+        for r in &page.records {
+            if r.action == "grant.issued" || r.action == "delegation.sealed" {
+                audited.insert(r.link_ids[0].clone());
+            }
+        }
+        if page.next_page_token.is_empty() {
+            break;
+        }
+        token = page.next_page_token;
+    }
+    let mut in_trees: BTreeSet<String> = BTreeSet::new();
+    let tasks = admin
+        .list_tasks(pb::ListTasksRequest {
+            page_size: 1000,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    for t in &tasks.tasks {
+        let tree = admin
+            .get_delegation_tree(pb::GetDelegationTreeRequest {
+                task_id: t.task_id.clone(),
+            })
+            .await
+            .unwrap();
+        for l in &tree.links {
+            in_trees.insert(l.link_id.clone());
+            if acked.revoked.contains(&l.link_id) {
+                assert_eq!(
+                    l.state,
+                    pb::LinkState::Revoked as i32,
+                    "revocation of {} lost",
+                    l.link_id
+                );
+            }
+        }
+    }
+    for (task, links) in &acked.links {
+        for l in links {
+            assert!(
+                in_trees.contains(l),
+                "acknowledged link {l} of task {task} lost"
+            );
+        }
+    }
+    assert_eq!(
+        in_trees, audited,
+        "links and their audit records differ (half-written state)"
+    );
+}
