@@ -43,7 +43,7 @@ fn spawn(data: &Path) -> (Child, String) {
 }
 
 /// What the clients were told succeeded.
-#[derive(Default)]
+#[derive(Clone, Default)]
 struct Acked {
     /// task id → link ids acknowledged in it.
     links: HashMap<String, BTreeSet<String>>,
@@ -148,7 +148,8 @@ async fn acknowledged_writes_survive_kill_dash_nine() {
         let mut admin = client(&endpoint, "spiffe://mandate.local/admin", &admin_key)
             .await
             .unwrap();
-        check(&mut admin, &acked.lock().unwrap()).await;
+        let snapshot = acked.lock().unwrap().clone();
+        check(&mut admin, &snapshot).await;
         if cycle == 0 {
             for (id, key, role) in [
                 (planner_id, &planner_key, "planner"),
@@ -188,7 +189,7 @@ async fn acknowledged_writes_survive_kill_dash_nine() {
     let mut admin = client(&endpoint, "spiffe://mandate.local/admin", &admin_key)
         .await
         .unwrap();
-    let acked = acked.lock().unwrap();
+    let acked = acked.lock().unwrap().clone();
     let total: usize = acked.links.values().map(BTreeSet::len).sum();
     assert!(
         total > 0,
