@@ -7,11 +7,7 @@
 //! `MANDATE_CRASH_CYCLES` sets the number of kill cycles (CI runs a few; use hundreds for
 //! a long run).
 
-#![expect(
-    clippy::unwrap_used,
-    clippy::panic,
-    reason = "test fixtures fail loudly"
-)]
+#![expect(clippy::unwrap_used, reason = "test fixtures fail loudly")]
 
 use std::collections::{BTreeSet, HashMap};
 use std::io::{BufRead as _, BufReader};
