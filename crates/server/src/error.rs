@@ -90,11 +90,12 @@ impl ApiError {
 
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> ApiError {
+        // The details (paths, engine messages) go to the log, not to the caller.
         tracing::error!(error = %e, "store failure");
         ApiError::new(
             Code::Unavailable,
             "STORE_UNAVAILABLE",
-            format!("the store failed, nothing changed: {e}"),
+            "the store failed; the change was not made (see the coordinator's log)",
         )
     }
 }
