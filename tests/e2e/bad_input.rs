@@ -349,3 +349,145 @@ async fn concurrent_replays_of_one_signed_request_succeed_exactly_once() {
     }
     assert_eq!((ok, replayed), (1, 15));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_runaway_planner_is_throttled_without_starving_others() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = std::sync::Arc::new(mandate_core::ManualClock::new(mandate_core::Clock::now_ms(
+        &mandate_core::SystemClock,
+    )));
+    let h = Harness::start_configured(dir, clock, |c| {
+        c.quotas = mandate_server::Quotas {
+            children_per_link: 3,
+            links_per_task: 100,
+            delegations_per_agent_per_second: 5,
+        };
+    })
+    .await;
+    let mut admin = h.admin.clone();
+    let delegate_n = |h: &Harness,
+                      planner_id: &'static str,
+                      planner_key: SigningKey,
+                      worker: (String, SigningKey),
+                      root: mandate_core::Chain,
+                      i: usize| {
+        let mut c = h.client(planner_id, &planner_key);
+        let now = h.now();
+        async move {
+            let spec = mandate_core::LinkSpec::new(
+                worker.1.public_key(),
+                worker.0.parse().unwrap(),
+                vec![cap(&format!("x/{i}"), &["r"])],
+                now,
+                now + 30_000,
+            )
+            .unwrap()
+            .require_seal(true);
+            c.delegate(&root, spec).await
+        }
+    };
+    let (pkey, mut planner) = h
+        .register(&mut admin, "spiffe://mandate.local/runaway", "planner", "")
+        .await;
+    let (okey, mut other) = h
+        .register(&mut admin, "spiffe://mandate.local/other", "planner", "")
+        .await;
+    let (wkey, _) = h
+        .register(&mut admin, "spiffe://mandate.local/w", "worker", "")
+        .await;
+    let start = |c: &mut mandate_sdk::Client| {
+        let mut c = c.clone();
+        async move {
+            decode(
+                &c.start_task(pb::StartTaskRequest {
+                    capabilities: vec![cap_pb("x/*", &["r"])],
+                    ttl_ms: 60_000,
+                    max_depth: 1,
+                    ..Default::default()
+                })
+                .await
+                .unwrap()
+                .chain,
+            )
+        }
+    };
+    let root = start(&mut planner).await;
+    let worker = ("spiffe://mandate.local/w".to_string(), wkey);
+    // Three children of one link, then the fourth is refused.
+    for i in 0..3 {
+        delegate_n(
+            &h,
+            "spiffe://mandate.local/runaway",
+            pkey.clone(),
+            worker.clone(),
+            root.clone(),
+            i,
+        )
+        .await
+        .unwrap();
+    }
+    let e = delegate_n(
+        &h,
+        "spiffe://mandate.local/runaway",
+        pkey.clone(),
+        worker.clone(),
+        root.clone(),
+        3,
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(
+        (e.code(), e.reason()),
+        (Some(tonic::Code::ResourceExhausted), "QUOTA_EXCEEDED"),
+        "{e}"
+    );
+    // Five per second: two more under a second root use the bucket up (5 in all)...
+    let root2 = start(&mut planner).await;
+    for i in 0..2 {
+        delegate_n(
+            &h,
+            "spiffe://mandate.local/runaway",
+            pkey.clone(),
+            worker.clone(),
+            root2.clone(),
+            10 + i,
+        )
+        .await
+        .unwrap();
+    }
+    let e = delegate_n(
+        &h,
+        "spiffe://mandate.local/runaway",
+        pkey.clone(),
+        worker.clone(),
+        root2.clone(),
+        20,
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(e.reason(), "QUOTA_EXCEEDED");
+    // ...while another planner is not affected.
+    let root3 = start(&mut other).await;
+    delegate_n(
+        &h,
+        "spiffe://mandate.local/other",
+        okey.clone(),
+        worker.clone(),
+        root3.clone(),
+        30,
+    )
+    .await
+    .unwrap();
+    // A second later the runaway may delegate again.
+    h.clock.advance(1_000);
+    delegate_n(
+        &h,
+        "spiffe://mandate.local/runaway",
+        pkey,
+        worker,
+        root2,
+        21,
+    )
+    .await
+    .unwrap();
+}

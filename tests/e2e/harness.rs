@@ -63,9 +63,18 @@ impl Harness {
     }
 
     pub async fn start_in(dir: tempfile::TempDir, clock: Arc<ManualClock>) -> Harness {
-        let server = mandate_server::start(config(dir.path(), Arc::clone(&clock)))
-            .await
-            .unwrap();
+        Harness::start_configured(dir, clock, |_| {}).await
+    }
+
+    /// Starts with `edit` applied to the default test configuration.
+    pub async fn start_configured(
+        dir: tempfile::TempDir,
+        clock: Arc<ManualClock>,
+        edit: impl FnOnce(&mut Config),
+    ) -> Harness {
+        let mut cfg = config(dir.path(), Arc::clone(&clock));
+        edit(&mut cfg);
+        let server = mandate_server::start(cfg).await.unwrap();
         let channel = wait_healthy(server.local_addr).await;
         let admin_key = keyfile::load_signing_key(&server.admin_key_path).unwrap();
         let admin = Client::with_channel(

@@ -73,6 +73,11 @@ async fn world(conn: &Connection, own: bool) -> anyhow::Result<World> {
             mandate_server::Config::new(([127, 0, 0, 1], 0).into(), dir.path().join("data"));
         // A load test sends far more than a person would.
         config.max_requests_per_agent = 10_000_000;
+        config.quotas = mandate_server::Quotas {
+            children_per_link: usize::MAX,
+            links_per_task: usize::MAX,
+            delegations_per_agent_per_second: u32::MAX,
+        };
         let server = mandate_server::start(config).await?;
         let endpoint = format!("http://{}", server.local_addr);
         let key = mandate_core::keyfile::load_signing_key(&server.admin_key_path)?;

@@ -53,6 +53,38 @@ pub struct CoordinatorConfig {
     pub coordinator_id: String,
     /// Clock skew allowed in verification, ms.
     pub clock_skew_ms: u64,
+    /// Quotas on delegation.
+    pub quotas: Quotas,
+}
+
+/// Limits that keep one runaway agent from starving the others.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Quotas {
+    /// Most links registered directly below one link.
+    pub children_per_link: usize,
+    /// Most links in one task.
+    pub links_per_task: usize,
+    /// Delegations one agent may register per second (sustained; bursts up to the same).
+    pub delegations_per_agent_per_second: u32,
+}
+
+impl Default for Quotas {
+    fn default() -> Quotas {
+        Quotas {
+            children_per_link: 10_000,
+            links_per_task: 100_000,
+            delegations_per_agent_per_second: 1_000,
+        }
+    }
+}
+
+/// Per-agent token buckets and per-link / per-task counts, kept in memory (rebuilt from
+/// the store on first use after a start).
+#[derive(Debug, Default)]
+struct QuotaState {
+    buckets: HashMap<String, (f64, u64)>,
+    children: HashMap<LinkId, usize>,
+    task_links: HashMap<TaskId, usize>,
 }
 
 /// What a grant, renewal or delegation returns.
@@ -109,6 +141,7 @@ pub struct Coordinator {
     // read from the store, so they never miss or reorder records.
     audit_head: tokio::sync::watch::Sender<u64>,
     audit_batch: AuditBatch,
+    quota: std::sync::Mutex<QuotaState>,
 }
 
 /// Collects audit events that need no flush of their own (`Authorize` decisions) and
@@ -309,6 +342,7 @@ impl Coordinator {
             });
         }
         Ok(Coordinator {
+            quota: std::sync::Mutex::new(QuotaState::default()),
             audit_batch: AuditBatch { tx: audit_tx },
             audit_head,
             flusher: Flusher::start(Arc::clone(&store)),
@@ -428,6 +462,55 @@ impl Coordinator {
             });
         }
         Ok(committed)
+    }
+
+    /// Checks and takes one delegation's worth of quota (called under the writer lock, so
+    /// the counts match the store): the agent's rate, the parent's children, the task's
+    /// links.
+    fn take_quota(
+        &self,
+        agent: &str,
+        parent: &LinkId,
+        task: &TaskId,
+        now: u64,
+    ) -> Result<(), ApiError> {
+        let q = self.config.quotas;
+        let exceeded =
+            |what: String| ApiError::new(tonic::Code::ResourceExhausted, "QUOTA_EXCEEDED", what);
+        let mut state = self.quota.lock().unwrap_or_else(PoisonError::into_inner);
+        let children = match state.children.get(parent) {
+            Some(n) => *n,
+            None => self.store.children(parent)?.len(),
+        };
+        if children >= q.children_per_link {
+            return Err(exceeded(format!(
+                "link `{parent}` already has {children} delegations (limit {})",
+                q.children_per_link
+            )));
+        }
+        let links = match state.task_links.get(task) {
+            Some(n) => *n,
+            None => self.store.task_links(task)?.len(),
+        };
+        if links >= q.links_per_task {
+            return Err(exceeded(format!(
+                "task `{task}` already has {links} links (limit {})",
+                q.links_per_task
+            )));
+        }
+        let rate = f64::from(q.delegations_per_agent_per_second.max(1));
+        let (tokens, last) = state.buckets.get(agent).copied().unwrap_or((rate, now));
+        let tokens = (tokens + (now.saturating_sub(last) as f64) * rate / 1000.0).min(rate);
+        if tokens < 1.0 {
+            return Err(exceeded(format!(
+                "agent `{agent}` is delegating faster than {} per second; slow down",
+                q.delegations_per_agent_per_second
+            )));
+        }
+        state.buckets.insert(agent.to_owned(), (tokens - 1.0, now));
+        state.children.insert(*parent, children + 1);
+        state.task_links.insert(*task, links + 1);
+        Ok(())
     }
 
     /// Wakes when audit records are written; the value is the newest sequence number.
@@ -1072,6 +1155,8 @@ impl Coordinator {
                 },
             ));
         }
+        // Quota last, so a refused delegation does not use any.
+        self.take_quota(&caller.agent.id, &parent.id(), &chain.task(), now)?;
         chain.set_leaf_seal(seal);
         let record = self.link_record(&chain, n - 1, &caller.agent.id, now);
         self.commit_and_wait(

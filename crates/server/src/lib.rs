@@ -31,8 +31,8 @@ use tokio_stream::wrappers::TcpListenerStream;
 
 pub use auth::Caller;
 pub use coordinator::{
-    AuthorizeOutcome, Coordinator, CoordinatorConfig, Issued, Registration, RevocationEvent,
-    RevokedLinks, TaskRequest, TreeLink,
+    AuthorizeOutcome, Coordinator, CoordinatorConfig, Issued, Quotas, Registration,
+    RevocationEvent, RevokedLinks, TaskRequest, TreeLink,
 };
 pub use error::{ApiError, ERROR_DOMAIN};
 pub use policy::{
@@ -69,6 +69,8 @@ pub struct Config {
     pub max_message_bytes: usize,
     /// Most requests one agent may make within the request window (60 s by default).
     pub max_requests_per_agent: usize,
+    /// Delegation quotas.
+    pub quotas: Quotas,
     /// Policy engine.
     pub policy: Arc<dyn PolicyEngine>,
 }
@@ -97,6 +99,7 @@ impl Config {
             heartbeat: Duration::from_secs(2),
             max_message_bytes: 256 * 1024,
             max_requests_per_agent: 100_000,
+            quotas: Quotas::default(),
             policy: Arc::new(BuiltinPolicy::default()),
         }
     }
@@ -320,6 +323,7 @@ pub async fn start_with_store(config: Config, store: Arc<dyn Store>) -> Result<S
         CoordinatorConfig {
             coordinator_id,
             clock_skew_ms: config.clock_skew_ms,
+            quotas: config.quotas,
         },
     )?);
 
