@@ -858,17 +858,30 @@ impl Coordinator {
         e.detail.insert("ttl_ms".into(), ttl.to_string());
         let _w = self.writer.lock().await;
         self.current(caller)?;
-        self.commit_and_wait(
-            _w,
-            Change {
-                tasks: vec![task.clone()],
-                links: vec![self.link_record(&chain, 0, &self.config.coordinator_id, now)],
-                audit: vec![e],
-                ..Change::default()
-            },
-            Some(caller),
-        )
-        .await?;
+        self.commit_root(_w, task, chain, e, decision, caller, now)
+            .await
+    }
+
+    /// Records a task (new or with a new root) with its root link and audit event, and
+    /// hands back what was issued: the tail of `start_task` and `renew`.
+    #[expect(clippy::too_many_arguments, reason = "the parts of one issuance")]
+    async fn commit_root(
+        &self,
+        guard: tokio::sync::MutexGuard<'_, ()>,
+        task: TaskRecord,
+        chain: Chain,
+        audit: AuditEvent,
+        decision: Decision,
+        caller: &Caller,
+        now: u64,
+    ) -> Result<Issued, ApiError> {
+        let change = Change {
+            tasks: vec![task.clone()],
+            links: vec![self.link_record(&chain, 0, &self.config.coordinator_id, now)],
+            audit: vec![audit],
+            ..Change::default()
+        };
+        self.commit_and_wait(guard, change, Some(caller)).await?;
         Ok(Issued {
             task,
             chain,
@@ -1265,22 +1278,8 @@ impl Coordinator {
         }
         task.root_link = Some(chain.root().id());
         e.links = vec![chain.root().id().to_string(), current.id.to_string()];
-        self.commit_and_wait(
-            _w,
-            Change {
-                tasks: vec![task.clone()],
-                links: vec![self.link_record(&chain, 0, &self.config.coordinator_id, now)],
-                audit: vec![e],
-                ..Change::default()
-            },
-            Some(caller),
-        )
-        .await?;
-        Ok(Issued {
-            task,
-            chain,
-            decision,
-        })
+        self.commit_root(_w, task, chain, e, decision, caller, now)
+            .await
     }
 
     /// Revokes a link and its subtree. Allowed for admins, the task's requester, and the
