@@ -74,7 +74,19 @@ impl Harness {
     ) -> Harness {
         let mut cfg = config(dir.path(), Arc::clone(&clock));
         edit(&mut cfg);
-        let server = mandate_server::start(cfg).await.unwrap();
+        // A store just closed in this process (a test that edits it directly) may hold its
+        // file lock for a moment while sled's threads wind down.
+        let mut attempts = 0;
+        let server = loop {
+            match mandate_server::start(cfg.clone()).await {
+                Ok(s) => break s,
+                Err(e) if attempts < 100 && e.to_string().contains("lock") => {
+                    attempts += 1;
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                Err(e) => panic!("the server did not start: {e}"),
+            }
+        };
         let channel = wait_healthy(server.local_addr).await;
         let admin_key = keyfile::load_signing_key(&server.admin_key_path).unwrap();
         let admin = Client::with_channel(
