@@ -366,25 +366,7 @@ async fn the_verifier_reconnects_after_a_coordinator_restart_and_resumes_by_epoc
         server, dir, clock, ..
     } = h;
     server.unwrap().shutdown().await.unwrap();
-    let mut cfg = config(dir.path(), clock.clone());
-    cfg.listen = addr;
-    let server = mandate_server::start(cfg).await.unwrap();
-    let channel = wait_healthy(server.local_addr).await;
-    let admin_key = mandate_core::keyfile::load_signing_key(&server.admin_key_path).unwrap();
-    let h = Harness {
-        admin: mandate_sdk::Client::with_channel(
-            channel.clone(),
-            mandate_sdk::Signer::with_clock(
-                server.admin_id.parse().unwrap(),
-                admin_key,
-                clock.clone(),
-            ),
-        ),
-        server: Some(server),
-        dir,
-        clock,
-        channel,
-    };
+    let h = Harness::start_configured(dir, clock, |c| c.listen = addr).await;
     // A revocation made after the restart reaches the verifier through its new stream.
     let r = h
         .admin
