@@ -320,6 +320,8 @@ impl Coordinator {
                         audit: events,
                         ..Change::default()
                     };
+                    let size = change.audit.len();
+                    let started = std::time::Instant::now();
                     let result =
                         match tokio::task::spawn_blocking(move || store.commit(change)).await {
                             Ok(Ok(c)) => {
@@ -335,6 +337,11 @@ impl Coordinator {
                             Ok(Err(e)) => Err(e.to_string()),
                             Err(e) => Err(e.to_string()),
                         };
+                    tracing::debug!(
+                        batch = size,
+                        micros = started.elapsed().as_micros() as u64,
+                        "audit batch"
+                    );
                     for w in waiters {
                         let _ = w.send(result.clone());
                     }
