@@ -655,18 +655,9 @@ pub(crate) async fn authorize(a: AuthorizeArgs, conn: &Connection) -> anyhow::Re
     let mut client = conn.client().await?;
     let chain = read_chain(&a.chain)?;
     let proof = Invocation::from_text(&text_or_file(&a.invocation)?, &Limits::default())?;
-    let args = parse_args(&a.args)?
-        .into_iter()
-        .map(|(name, v)| tpb::Argument {
-            name,
-            value: Some(tpb::Value {
-                kind: Some(match v {
-                    Value::Text(s) => tpb::value::Kind::Text(s),
-                    Value::Int(i) => tpb::value::Kind::Int(i),
-                }),
-            }),
-        })
-        .collect();
+    let mut call = Call::new(a.action.clone(), a.resource.clone());
+    call.args = parse_args(&a.args)?;
+    let args = mandate_sdk::call_args_to_pb(&call);
     let r = client
         .authorize(pb::AuthorizeRequest {
             chain: chain.encode(),

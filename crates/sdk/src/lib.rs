@@ -13,7 +13,7 @@ mod tool;
 pub use layer::{
     Authorized, HEADER_CHAIN, HEADER_INVOCATION, MandateLayer, MandateService, attach,
 };
-pub use tool::{Decision, ToolConfig, ToolVerifier, WhenStale};
+pub use tool::{Decision, ToolConfig, ToolVerifier, WhenStale, call_args_to_pb};
 
 use std::sync::Arc;
 

@@ -238,23 +238,7 @@ impl ToolVerifier {
             invocation: invocation.to_vec(),
             action: call.action.clone(),
             resource: call.resource.clone(),
-            args: call
-                .args
-                .iter()
-                .map(|(name, v)| mandate_proto::token::Argument {
-                    name: name.clone(),
-                    value: Some(mandate_proto::token::Value {
-                        kind: Some(match v {
-                            mandate_core::Value::Text(s) => {
-                                mandate_proto::token::value::Kind::Text(s.clone())
-                            }
-                            mandate_core::Value::Int(i) => {
-                                mandate_proto::token::value::Kind::Int(*i)
-                            }
-                        }),
-                    }),
-                })
-                .collect(),
+            args: call_args_to_pb(call),
             context: Default::default(),
         };
         match self.inner.client.clone().authorize(req).await {
@@ -272,6 +256,23 @@ impl ToolVerifier {
             ),
         }
     }
+}
+
+/// A call's arguments as the API carries them (`AuthorizeRequest.args`).
+pub fn call_args_to_pb(call: &Call) -> Vec<mandate_proto::token::Argument> {
+    use mandate_proto::token::{Argument, Value as PbValue, value::Kind};
+    call.args
+        .iter()
+        .map(|(name, v)| Argument {
+            name: name.clone(),
+            value: Some(PbValue {
+                kind: Some(match v {
+                    mandate_core::Value::Text(s) => Kind::Text(s.clone()),
+                    mandate_core::Value::Int(i) => Kind::Int(*i),
+                }),
+            }),
+        })
+        .collect()
 }
 
 fn offline_decision(

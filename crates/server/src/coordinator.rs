@@ -525,6 +525,22 @@ impl Coordinator {
         self.audit_head.subscribe()
     }
 
+    /// Durably records the audit event of a refusal, before the refusal is returned.
+    async fn audit_refusal(
+        &self,
+        audit: AuditEvent,
+        caller: Option<&Caller>,
+    ) -> Result<(), ApiError> {
+        let guard = self.writer.lock().await;
+        let change = Change {
+            audit: vec![audit],
+            ..Change::default()
+        };
+        self.commit_and_wait(guard, change, caller)
+            .await
+            .map(|_| ())
+    }
+
     /// Commits `change` (the caller holds the writer lock as `guard`), releases the lock,
     /// and waits until the change is durable: the tail of every mutation.
     async fn commit_and_wait(
@@ -822,16 +838,7 @@ impl Coordinator {
         e.task = Some(task_id);
         e.detail.insert("intent".into(), r.intent.clone());
         if !decision.allowed {
-            let _w = self.writer.lock().await;
-            self.commit_and_wait(
-                _w,
-                Change {
-                    audit: vec![e],
-                    ..Change::default()
-                },
-                Some(caller),
-            )
-            .await?;
+            self.audit_refusal(e, Some(caller)).await?;
             return Err(ApiError::new(
                 tonic::Code::PermissionDenied,
                 "POLICY_DENIED",
@@ -1010,16 +1017,7 @@ impl Coordinator {
                         .map(|l| l.id().to_string())
                         .collect();
                 }
-                let _w = self.writer.lock().await;
-                self.commit_and_wait(
-                    _w,
-                    Change {
-                        audit: vec![record],
-                        ..Change::default()
-                    },
-                    None,
-                )
-                .await?;
+                self.audit_refusal(record, None).await?;
                 Err(e)
             }
         }
@@ -1242,16 +1240,7 @@ impl Coordinator {
         e.task = Some(*id);
         if !decision.allowed {
             e.action = "grant.renewal_denied".into();
-            let _w = self.writer.lock().await;
-            self.commit_and_wait(
-                _w,
-                Change {
-                    audit: vec![e],
-                    ..Change::default()
-                },
-                Some(caller),
-            )
-            .await?;
+            self.audit_refusal(e, Some(caller)).await?;
             return Err(ApiError::new(
                 tonic::Code::PermissionDenied,
                 "POLICY_DENIED",
