@@ -11,6 +11,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "mandate/v1/tasks.proto",
         "mandate/v1/authorization.proto",
         "mandate/v1/audit.proto",
+        "mandate/v1/approvals.proto",
+        "mandate/v1/policy.proto",
     ];
     for f in files {
         println!("cargo:rerun-if-changed={}", root.join(f).display());

@@ -30,6 +30,7 @@ async fn setup(
     let (_, mut planner) = h.register(&mut admin, PLANNER, "planner", "").await;
     let started = planner
         .start_task(pb::StartTaskRequest {
+            signals: Default::default(),
             intent: Some(pb::Intent {
                 text: "audit test".into(),
                 ..Default::default()
@@ -279,6 +280,7 @@ async fn export_round_trips_and_holds_no_secrets() {
     let inv = Invocation::sign(&wkey, &chain, TOOL, Call::new("read", "files/a"), h.now()).unwrap();
     let r = tool
         .authorize(pb::AuthorizeRequest {
+            refuse_break_glass: false,
             chain: chain.encode(),
             invocation: inv.encode(),
             action: "read".into(),
@@ -376,6 +378,16 @@ impl Store for FailingStore {
         limit: usize,
     ) -> Result<Vec<mandate_store::TaskRecord>, StoreError> {
         self.inner.tasks(after, limit)
+    }
+    fn approval(&self, task: &TaskId) -> Result<Option<mandate_store::ApprovalRecord>, StoreError> {
+        self.inner.approval(task)
+    }
+    fn approvals(
+        &self,
+        after: Option<&TaskId>,
+        limit: usize,
+    ) -> Result<Vec<mandate_store::ApprovalRecord>, StoreError> {
+        self.inner.approvals(after, limit)
     }
     fn link(&self, id: &LinkId) -> Result<Option<mandate_store::LinkRecord>, StoreError> {
         self.inner.link(id)
@@ -487,6 +499,7 @@ async fn when_the_audit_write_fails_nothing_changes() {
     assert_eq!(e.reason(), "STORE_UNAVAILABLE");
     let e = planner
         .start_task(pb::StartTaskRequest {
+            signals: Default::default(),
             capabilities: vec![cap_pb("x", &["r"])],
             ttl_ms: 1000,
             ..Default::default()
@@ -508,6 +521,7 @@ async fn when_the_audit_write_fails_nothing_changes() {
     let inv = Invocation::sign(&wkey, &chain, TOOL, Call::new("read", "files/a"), h.now()).unwrap();
     let r = tool
         .authorize(pb::AuthorizeRequest {
+            refuse_break_glass: false,
             chain: chain.encode(),
             invocation: inv.encode(),
             action: "read".into(),
@@ -531,6 +545,7 @@ async fn a_cascade_of_a_thousand_descendants_names_every_one() {
     let (_, mut planner) = h.register(&mut admin, PLANNER, "planner", "").await;
     let started = planner
         .start_task(pb::StartTaskRequest {
+            signals: Default::default(),
             capabilities: vec![cap_pb("files/*", &["read"])],
             ttl_ms: 10 * 60_000,
             max_depth: 1,

@@ -228,6 +228,7 @@ async fn malformed_fields_and_oversized_chains_are_refused_and_change_nothing() 
     ] {
         let e = planner
             .start_task(pb::StartTaskRequest {
+                signals: Default::default(),
                 capabilities: caps,
                 ttl_ms: ttl,
                 ..Default::default()
@@ -240,6 +241,7 @@ async fn malformed_fields_and_oversized_chains_are_refused_and_change_nothing() 
     // Delegate with garbage, with an oversized chain, with an empty chain.
     let e = planner
         .delegate_raw(pb::DelegateRequest {
+            signals: Default::default(),
             chain: vec![0xff; 40],
         })
         .await
@@ -250,6 +252,7 @@ async fn malformed_fields_and_oversized_chains_are_refused_and_change_nothing() 
     );
     let e = planner
         .delegate_raw(pb::DelegateRequest {
+            signals: Default::default(),
             chain: vec![0; 70_000],
         })
         .await
@@ -258,6 +261,7 @@ async fn malformed_fields_and_oversized_chains_are_refused_and_change_nothing() 
     // Above the server's message limit, refused before it is even parsed.
     let e = planner
         .delegate_raw(pb::DelegateRequest {
+            signals: Default::default(),
             chain: vec![0; 300_000],
         })
         .await
@@ -400,6 +404,7 @@ async fn a_runaway_planner_is_throttled_without_starving_others() {
         async move {
             decode(
                 &c.start_task(pb::StartTaskRequest {
+                    signals: Default::default(),
                     capabilities: vec![cap_pb("x/*", &["r"])],
                     ttl_ms: 60_000,
                     max_depth: 1,

@@ -40,6 +40,7 @@ async fn authorize_with(
     resource: &str,
 ) -> pb::AuthorizeResponse {
     tool.authorize(pb::AuthorizeRequest {
+        refuse_break_glass: false,
         chain: chain.encode(),
         invocation: inv.encode(),
         action: action.into(),
@@ -113,6 +114,7 @@ async fn planner_delegates_tool_authorizes_revocation_cascades_and_state_survive
     // The planner starts a task and receives the root chain.
     let started = planner
         .start_task(pb::StartTaskRequest {
+            signals: Default::default(),
             intent: Some(pb::Intent {
                 text: "summarise Q3 reports".into(),
                 fields: [("ticket".to_string(), "OPS-42".to_string())].into(),
@@ -331,6 +333,7 @@ async fn planner_delegates_tool_authorizes_revocation_cascades_and_state_survive
     links.push(widened);
     let err = worker_a
         .delegate_raw(pb::DelegateRequest {
+            signals: Default::default(),
             chain: Chain::from_links(links).unwrap().encode(),
         })
         .await
@@ -344,6 +347,7 @@ async fn planner_delegates_tool_authorizes_revocation_cascades_and_state_survive
     // submits a link worker A signed).
     let err = planner
         .delegate_raw(pb::DelegateRequest {
+            signals: Default::default(),
             chain: chain_a
                 .delegate(
                     &a_key,
@@ -530,6 +534,7 @@ async fn disabling_an_agent_revokes_what_it_holds_and_issued() {
     let (_tk, mut tool) = h.register(&mut admin, TOOL, "tool", "").await;
     let started = planner
         .start_task(pb::StartTaskRequest {
+            signals: Default::default(),
             intent: Some(pb::Intent::default()),
             capabilities: vec![cap_pb("files/*", &["read"])],
             ttl_ms: 60_000,

@@ -119,6 +119,7 @@ async fn trust_bundle_listing_and_renewal() {
     // The policy caps the TTL: 15 minutes at most.
     let started = planner
         .start_task(pb::StartTaskRequest {
+            signals: Default::default(),
             capabilities: vec![cap_pb("files/*", &["read"])],
             ttl_ms: 24 * 3_600_000,
             ..Default::default()
@@ -169,6 +170,7 @@ async fn trust_bundle_listing_and_renewal() {
     h.clock.advance(60_000);
     let renewed = planner
         .renew_grant(pb::RenewGrantRequest {
+            signals: Default::default(),
             task_id: task.task_id.clone(),
             ttl_ms: 60 * 60_000,
         })
@@ -213,6 +215,7 @@ async fn trust_bundle_listing_and_renewal() {
         )
         .unwrap();
         let req = pb::AuthorizeRequest {
+            refuse_break_glass: false,
             chain: old_root.encode(),
             invocation: inv.encode(),
             action: "read".into(),
@@ -252,6 +255,7 @@ async fn trust_bundle_listing_and_renewal() {
     // Someone else cannot renew it.
     let e = admin
         .renew_grant(pb::RenewGrantRequest {
+            signals: Default::default(),
             task_id: task.task_id.clone(),
             ttl_ms: 1000,
         })
@@ -262,6 +266,7 @@ async fn trust_bundle_listing_and_renewal() {
     h.clock.advance(15 * 60_000);
     let e = planner
         .renew_grant(pb::RenewGrantRequest {
+            signals: Default::default(),
             task_id: task.task_id.clone(),
             ttl_ms: 1000,
         })
@@ -294,6 +299,7 @@ async fn the_feed_resumes_from_an_epoch_and_sends_heartbeats() {
     for _ in 0..3 {
         let started = planner
             .start_task(pb::StartTaskRequest {
+                signals: Default::default(),
                 capabilities: vec![cap_pb("files/*", &["read"])],
                 ttl_ms: 60_000,
                 ..Default::default()

@@ -96,6 +96,7 @@ async fn task_with_worker(
     let (pkey, mut planner) = h.register(&mut admin, PLANNER, "planner", "").await;
     let started = planner
         .start_task(pb::StartTaskRequest {
+            signals: Default::default(),
             capabilities: vec![cap_pb("files/*", &["read", "write"])],
             ttl_ms: 10 * 60_000,
             max_depth: 1,
@@ -274,6 +275,7 @@ async fn a_stale_feed_fails_closed_or_goes_online_and_online_only_chains_always_
             .await;
         let started = planner
             .start_task(pb::StartTaskRequest {
+                signals: Default::default(),
                 capabilities: vec![cap_pb("files/*", &["read"])],
                 ttl_ms: 60_000,
                 max_depth: 1,

@@ -129,6 +129,7 @@ async fn register(
 async fn start_task(client: &mut Client, max_depth: u32) -> anyhow::Result<Chain> {
     let r = client
         .start_task(pb::StartTaskRequest {
+            signals: Default::default(),
             capabilities: vec![tpb::Capability {
                 resource: "files/*".into(),
                 actions: vec!["read".into(), "write".into()],
@@ -426,6 +427,7 @@ async fn prepare_authorize(w: &mut World, n: usize) -> anyhow::Result<(Vec<Op>, 
         let resource = format!("files/data/{i}");
         let proof = Invocation::sign(&skey, &c3, &tid, Call::new("read", resource.clone()), now)?;
         let msg = pb::AuthorizeRequest {
+            refuse_break_glass: false,
             chain: chain_bytes.clone(),
             invocation: proof.encode(),
             action: "read".into(),
@@ -459,6 +461,7 @@ async fn prepare_delegate(w: &mut World, n: usize, tasks: usize) -> anyhow::Resu
             &psigner,
             "TaskService/Delegate",
             pb::DelegateRequest {
+                signals: Default::default(),
                 chain: child.encode(),
             },
         )?));
@@ -517,6 +520,7 @@ async fn revoke_cascade(
                 &psigner,
                 "TaskService/Delegate",
                 pb::DelegateRequest {
+                    signals: Default::default(),
                     chain: child.encode(),
                 },
             )?));

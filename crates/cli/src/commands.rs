@@ -440,6 +440,7 @@ pub(crate) async fn task(cmd: TaskCommand, conn: &Connection) -> anyhow::Result<
                 .collect::<anyhow::Result<_>>()?;
             let r = client
                 .start_task(pb::StartTaskRequest {
+                    signals: Default::default(),
                     intent: Some(pb::Intent {
                         text: intent,
                         ..Default::default()
@@ -600,6 +601,7 @@ pub(crate) async fn renew(task: String, ttl: String, conn: &Connection) -> anyho
     let mut client = conn.client().await?;
     let r = client
         .renew_grant(pb::RenewGrantRequest {
+            signals: Default::default(),
             task_id: task,
             ttl_ms: parse_ttl(&ttl)?,
         })
@@ -660,6 +662,7 @@ pub(crate) async fn authorize(a: AuthorizeArgs, conn: &Connection) -> anyhow::Re
     let args = mandate_sdk::call_args_to_pb(&call);
     let r = client
         .authorize(pb::AuthorizeRequest {
+            refuse_break_glass: false,
             chain: chain.encode(),
             invocation: proof.encode(),
             action: a.action,

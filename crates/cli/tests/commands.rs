@@ -57,6 +57,7 @@ async fn world() -> World {
     .unwrap();
     let started = planner
         .start_task(pb::StartTaskRequest {
+            signals: Default::default(),
             intent: Some(pb::Intent {
                 text: "cli test".into(),
                 ..Default::default()

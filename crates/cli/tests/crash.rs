@@ -65,6 +65,7 @@ async fn client(endpoint: &str, id: &str, key: &SigningKey) -> Option<Client> {
 async fn work(mut planner: Client, worker: (String, SigningKey), acked: Arc<Mutex<Acked>>) {
     let Ok(r) = planner
         .start_task(pb::StartTaskRequest {
+            signals: Default::default(),
             capabilities: vec![tpb::Capability {
                 resource: "files/*".into(),
                 actions: vec!["read".into()],

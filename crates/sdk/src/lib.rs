@@ -301,6 +301,7 @@ impl Client {
         let resp = self
             .delegate_raw(pb::DelegateRequest {
                 chain: child.encode(),
+                signals: Default::default(),
             })
             .await?;
         Ok(Chain::decode(

@@ -240,6 +240,8 @@ impl ToolVerifier {
             resource: call.resource.clone(),
             args: call_args_to_pb(call),
             context: Default::default(),
+            // Online checks refuse break-glass exactly when offline ones do.
+            refuse_break_glass: !self.inner.config.verifier.accept_break_glass,
         };
         match self.inner.client.clone().authorize(req).await {
             Ok(r) => Decision {

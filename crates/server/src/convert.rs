@@ -150,6 +150,7 @@ pub(crate) fn task_state_to_pb(s: TaskState) -> pb::TaskState {
         TaskState::Failed => pb::TaskState::Failed,
         TaskState::Revoked => pb::TaskState::Revoked,
         TaskState::Expired => pb::TaskState::Expired,
+        TaskState::Denied => pb::TaskState::Denied,
     }
 }
 
@@ -160,6 +161,7 @@ pub(crate) fn task_state_from_pb(s: i32) -> Result<Option<TaskState>, ApiError> 
         {
             pb::TaskState::Unspecified => None,
             pb::TaskState::PendingApproval => Some(TaskState::PendingApproval),
+            pb::TaskState::Denied => Some(TaskState::Denied),
             pb::TaskState::Active => Some(TaskState::Active),
             pb::TaskState::Completed => Some(TaskState::Completed),
             pb::TaskState::Failed => Some(TaskState::Failed),

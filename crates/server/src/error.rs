@@ -52,6 +52,12 @@ impl ApiError {
         ApiError::new(Code::PermissionDenied, "NOT_AUTHORIZED", message)
     }
 
+    /// The same error with another reason code.
+    pub fn with_reason(mut self, reason: &str) -> ApiError {
+        reason.clone_into(&mut self.reason);
+        self
+    }
+
     /// The request does not fit the current state.
     pub fn precondition(reason: &str, message: impl Into<String>) -> ApiError {
         ApiError::new(Code::FailedPrecondition, reason, message)

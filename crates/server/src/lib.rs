@@ -1,11 +1,13 @@
 //! The Mandate coordinator server: gRPC services over a [`Store`], request authentication
-//! as a tower layer, a [`PolicyEngine`], the revocation feed, health and reflection.
+//! as a tower layer, Cedar policy decisions ([`Policies`]), approvals, the revocation
+//! feed, health and reflection.
 //!
 //! [`start`] opens (or creates) a data directory, binds the listener and serves until
 //! [`Server::shutdown`]. The `mandate serve` command is a thin wrapper around it.
 
 #![forbid(unsafe_code)]
 
+mod approval_service;
 mod audit_service;
 mod auth;
 mod convert;
@@ -22,8 +24,10 @@ use std::time::Duration;
 
 use mandate_core::{AgentId, Clock, PublicKey, SigningKey, SystemClock, keyfile};
 use mandate_proto::v1::agent_service_server::AgentServiceServer;
+use mandate_proto::v1::approval_service_server::ApprovalServiceServer;
 use mandate_proto::v1::audit_service_server::AuditServiceServer;
 use mandate_proto::v1::authorization_service_server::AuthorizationServiceServer;
+use mandate_proto::v1::policy_service_server::PolicyServiceServer;
 use mandate_proto::v1::task_service_server::TaskServiceServer;
 use mandate_store::{AgentRecord, AgentStatus, AuditEvent, Change, Severity, SledStore, Store};
 use tokio::sync::oneshot;
@@ -31,13 +35,11 @@ use tokio_stream::wrappers::TcpListenerStream;
 
 pub use auth::Caller;
 pub use coordinator::{
-    AuthorizeOutcome, Coordinator, CoordinatorConfig, Issued, Quotas, Registration,
-    RevocationEvent, RevokedLinks, TaskRequest, TreeLink,
+    AuthorizeOutcome, Coordinator, CoordinatorConfig, Issued, Quotas, Registration, Reloaded,
+    RevocationEvent, RevokedLinks, Started, TaskRequest, TreeLink,
 };
 pub use error::{ApiError, ERROR_DOMAIN};
-pub use policy::{
-    BuiltinPolicy, Decision, DelegationRequest, GrantRequest, PolicyEngine, Principal,
-};
+pub use policy::{Decision, LoadedPolicy, Obligations, Policies};
 pub use services::Api;
 
 /// How long shutdown waits for calls and connections to finish.
@@ -71,8 +73,16 @@ pub struct Config {
     pub max_requests_per_agent: usize,
     /// Delegation quotas.
     pub quotas: Quotas,
-    /// Policy engine.
-    pub policy: Arc<dyn PolicyEngine>,
+    /// Directory of `*.cedar` policy files; `None` runs the shipped default set.
+    pub policy_dir: Option<PathBuf>,
+    /// Reload the policy directory on SIGHUP (the `mandate serve` command sets this).
+    pub reload_on_sighup: bool,
+    /// Longest grant or delegation when no policy obligation is tighter, ms.
+    pub max_ttl_ms: u64,
+    /// Longest break-glass grant, whatever policy says, ms.
+    pub max_break_glass_ms: u64,
+    /// How long a grant request waits for approval, ms.
+    pub approval_ttl_ms: u64,
 }
 
 impl std::fmt::Debug for Config {
@@ -100,7 +110,11 @@ impl Config {
             max_message_bytes: 256 * 1024,
             max_requests_per_agent: 100_000,
             quotas: Quotas::default(),
-            policy: Arc::new(BuiltinPolicy::default()),
+            policy_dir: None,
+            reload_on_sighup: false,
+            max_ttl_ms: 24 * 3_600_000,
+            max_break_glass_ms: 3_600_000,
+            approval_ttl_ms: 3_600_000,
         }
     }
 }
@@ -142,6 +156,9 @@ pub enum StartError {
     /// Reflection could not be set up.
     #[error("reflection: {0}")]
     Reflection(String),
+    /// The policy set could not be loaded.
+    #[error("policy: {0}")]
+    Policy(#[from] mandate_policy::LoadError),
 }
 
 /// A running server.
@@ -315,15 +332,27 @@ pub async fn start_with_store(config: Config, store: Arc<dyn Store>) -> Result<S
         config.clock.now_ms(),
     )?;
     let coordinator_key = key.public_key();
+    let policies = Arc::new(Policies::load(
+        config.policy_dir.as_deref(),
+        config.clock.now_ms(),
+    )?);
+    tracing::info!(
+        policy_hash = policies.current().set.hash(),
+        source = %policies.current().source,
+        "policy set loaded"
+    );
     let coordinator = Arc::new(Coordinator::new(
         Arc::clone(&store),
-        Arc::clone(&config.policy),
+        policies,
         key,
         Arc::clone(&config.clock),
         CoordinatorConfig {
-            coordinator_id,
             clock_skew_ms: config.clock_skew_ms,
             quotas: config.quotas,
+            max_ttl_ms: config.max_ttl_ms,
+            max_break_glass_ms: config.max_break_glass_ms,
+            approval_ttl_ms: config.approval_ttl_ms,
+            ..CoordinatorConfig::new(coordinator_id)
         },
     )?);
 
@@ -342,6 +371,7 @@ pub async fn start_with_store(config: Config, store: Arc<dyn Store>) -> Result<S
         }),
     };
     let (stop_tasks, mut stop_rx) = tokio::sync::watch::channel(false);
+    let stop_rx_sighup = stop_rx.clone();
     let api = Api {
         coordinator: Arc::clone(&coordinator),
         heartbeat: config.heartbeat,
@@ -353,6 +383,8 @@ pub async fn start_with_store(config: Config, store: Arc<dyn Store>) -> Result<S
     health
         .set_serving::<AuthorizationServiceServer<Api>>()
         .await;
+    health.set_serving::<ApprovalServiceServer<Api>>().await;
+    health.set_serving::<PolicyServiceServer<Api>>().await;
     let reflection = |b: tonic_reflection::server::Builder<'static>| {
         b.register_encoded_file_descriptor_set(mandate_proto::FILE_DESCRIPTOR_SET)
             .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
@@ -383,6 +415,8 @@ pub async fn start_with_store(config: Config, store: Arc<dyn Store>) -> Result<S
         .add_service(AgentServiceServer::new(api.clone()).max_decoding_message_size(max))
         .add_service(TaskServiceServer::new(api.clone()).max_decoding_message_size(max))
         .add_service(AuthorizationServiceServer::new(api.clone()).max_decoding_message_size(max))
+        .add_service(ApprovalServiceServer::new(api.clone()).max_decoding_message_size(max))
+        .add_service(PolicyServiceServer::new(api.clone()).max_decoding_message_size(max))
         .add_service(AuditServiceServer::new(api).max_decoding_message_size(max));
     let (stop, stopped) = oneshot::channel::<()>();
     let join = tokio::spawn(router.serve_with_incoming_shutdown(
@@ -403,6 +437,11 @@ pub async fn start_with_store(config: Config, store: Arc<dyn Store>) -> Result<S
                 _ = tick.tick() => {
                     let Some(coordinator) = gc_coordinator.upgrade() else { return };
                     coordinator.prune_revocations();
+                    match coordinator.expire_approvals().await {
+                        Ok(0) => {}
+                        Ok(n) => tracing::info!(expired = n, "approval requests expired"),
+                        Err(e) => tracing::warn!(error = %e.message, "expiring approval requests failed"),
+                    }
                     // Revocations must outlive their links by the skew verifiers allow.
                     let now = gc_clock.now_ms().saturating_sub(coordinator.clock_skew_ms());
                     drop(coordinator);
@@ -417,6 +456,9 @@ pub async fn start_with_store(config: Config, store: Arc<dyn Store>) -> Result<S
             }
         }
     });
+    if config.reload_on_sighup {
+        reload_on_sighup(Arc::downgrade(&coordinator), stop_rx_sighup);
+    }
     tracing::info!(%local_addr, data_dir = %config.data_dir.display(), "mandate coordinator listening");
     Ok(Server {
         local_addr,
@@ -430,4 +472,54 @@ pub async fn start_with_store(config: Config, store: Arc<dyn Store>) -> Result<S
         stop_tasks,
         join,
     })
+}
+
+/// Reloads the policy directory whenever the process receives SIGHUP.
+#[cfg(unix)]
+fn reload_on_sighup(
+    coordinator: std::sync::Weak<Coordinator>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut hup = match signal(SignalKind::hangup()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot listen for SIGHUP; reload with `mandate policy reload`");
+            return;
+        }
+    };
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                got = hup.recv() => {
+                    if got.is_none() {
+                        return;
+                    }
+                    let Some(c) = coordinator.upgrade() else { return };
+                    match c.reload_policy(None).await {
+                        Ok(r) => tracing::info!(
+                            policy_hash = r.policy.set.hash(),
+                            previous = %r.previous_hash,
+                            reevaluated = r.reevaluated,
+                            revoked = r.revoked.links.len(),
+                            "policy reloaded on SIGHUP"
+                        ),
+                        Err(e) => tracing::error!(
+                            reason = %e.reason,
+                            "policy reload refused; the previous set stays in force:\n{}",
+                            e.message
+                        ),
+                    }
+                }
+                _ = stop.changed() => return,
+            }
+        }
+    });
+}
+
+#[cfg(not(unix))]
+fn reload_on_sighup(
+    _coordinator: std::sync::Weak<Coordinator>,
+    _stop: tokio::sync::watch::Receiver<bool>,
+) {
 }

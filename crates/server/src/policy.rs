@@ -1,127 +1,130 @@
-//! Policy decisions behind a trait, and the bounded built-in engine that serves until a
-//! Cedar engine replaces it.
+//! The policy set in force: loaded from a directory (or the shipped default), replaced
+//! whole on reload. Decisions are made by `mandate-policy` (Cedar).
 
-use mandate_core::Capability;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, PoisonError, RwLock};
 
-/// Who asks, with the attributes policy may use.
-#[derive(Clone, Debug)]
-pub struct Principal<'a> {
-    /// Agent id.
-    pub id: &'a str,
-    /// Role.
-    pub role: &'a str,
+use mandate_policy::{AgentInfo, LoadError, PolicySet};
+use mandate_store::AgentRecord;
+
+pub use mandate_policy::{Decision, Obligations};
+
+use crate::error::ApiError;
+
+/// A loaded policy set with where and when it came from.
+#[derive(Debug)]
+pub struct LoadedPolicy {
+    /// The validated set.
+    pub set: PolicySet,
+    /// A directory, or `built-in default`.
+    pub source: String,
+    /// When it was loaded, Unix ms.
+    pub loaded_ms: u64,
 }
 
-/// A request for a root grant (start or renew).
-#[derive(Clone, Debug)]
-pub struct GrantRequest<'a> {
-    /// The requester.
-    pub principal: Principal<'a>,
-    /// Requested capabilities.
-    pub capabilities: &'a [Capability],
-    /// Requested lifetime, ms.
-    pub ttl_ms: u64,
-    /// Requested delegation depth below the root.
-    pub max_depth: u32,
-    /// Intent text.
-    pub intent: &'a str,
+/// The policy set in force and the directory it is reloaded from.
+#[derive(Debug)]
+pub struct Policies {
+    current: RwLock<Arc<LoadedPolicy>>,
+    dir: Option<PathBuf>,
 }
 
-/// A request to register a delegation.
-#[derive(Clone, Debug)]
-pub struct DelegationRequest<'a> {
-    /// The delegator.
-    pub principal: Principal<'a>,
-    /// The new holder.
-    pub holder: Principal<'a>,
-    /// The new link's capabilities (already checked to be within the parent's).
-    pub capabilities: &'a [Capability],
-    /// The new link's lifetime, ms.
-    pub ttl_ms: u64,
-    /// The new link's depth.
-    pub depth: u32,
-}
+impl Policies {
+    /// Loads `dir`, or the shipped default set when `None`.
+    pub fn load(dir: Option<&Path>, now_ms: u64) -> Result<Policies, LoadError> {
+        let loaded = read(dir, now_ms)?;
+        Ok(Policies {
+            current: RwLock::new(Arc::new(loaded)),
+            dir: dir.map(Path::to_path_buf),
+        })
+    }
 
-/// A policy decision.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Decision {
-    /// Granted or not.
-    pub allowed: bool,
-    /// Why.
-    pub reason: String,
-    /// Longest lifetime allowed, ms (obligation; the tightest applies).
-    pub max_ttl_ms: u64,
-    /// Deepest delegation allowed below the root (obligation).
-    pub max_depth: u32,
-    /// Determining policy ids.
-    pub policies: Vec<String>,
-    /// Hash of the policy set.
-    pub policy_hash: String,
-}
+    /// The set in force. Callers keep the `Arc` for the whole decision, so a decision and
+    /// the hash it records always match.
+    pub fn current(&self) -> Arc<LoadedPolicy> {
+        Arc::clone(&self.current.read().unwrap_or_else(PoisonError::into_inner))
+    }
 
-/// Decides grants and delegations. Implementations must be fast (called on every request)
-/// and deterministic for a given policy set.
-pub trait PolicyEngine: Send + Sync + 'static {
-    /// Decides a root grant.
-    fn decide_grant(&self, request: &GrantRequest<'_>) -> Decision;
-    /// Decides a delegation.
-    fn decide_delegation(&self, request: &DelegationRequest<'_>) -> Decision;
-}
+    /// Reads the directory again. Does not install the result.
+    pub(crate) fn read_again(&self, now_ms: u64) -> Result<LoadedPolicy, ApiError> {
+        let Some(dir) = &self.dir else {
+            return Err(ApiError::precondition(
+                "NO_POLICY_DIR",
+                "the coordinator runs the built-in default policy set; start it with --policy-dir to reload from files",
+            ));
+        };
+        read(Some(dir), now_ms).map_err(|e| {
+            ApiError::new(
+                tonic::Code::InvalidArgument,
+                "POLICY_INVALID",
+                e.to_string(),
+            )
+        })
+    }
 
-/// The bounded built-in engine: grants anything asked by an active agent for at most
-/// `max_ttl_ms` and `max_depth` hops; delegations are bounded the same way (narrowing is
-/// enforced by the token rules).
-#[derive(Clone, Debug)]
-pub struct BuiltinPolicy {
-    /// Longest grant or delegation lifetime, ms.
-    pub max_ttl_ms: u64,
-    /// Deepest delegation below a root.
-    pub max_depth: u32,
-}
-
-impl Default for BuiltinPolicy {
-    fn default() -> BuiltinPolicy {
-        BuiltinPolicy {
-            max_ttl_ms: 15 * 60 * 1000,
-            max_depth: 3,
-        }
+    /// Installs `loaded` (the caller holds the coordinator's writer lock).
+    pub(crate) fn install(&self, loaded: LoadedPolicy) {
+        *self.current.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(loaded);
     }
 }
 
-const BUILTIN_HASH: &str = "builtin-v1";
+fn read(dir: Option<&Path>, now_ms: u64) -> Result<LoadedPolicy, LoadError> {
+    Ok(match dir {
+        Some(d) => LoadedPolicy {
+            set: PolicySet::load_dir(d)?,
+            source: d.display().to_string(),
+            loaded_ms: now_ms,
+        },
+        None => LoadedPolicy {
+            set: PolicySet::default_set()?,
+            source: "built-in default".into(),
+            loaded_ms: now_ms,
+        },
+    })
+}
 
-impl PolicyEngine for BuiltinPolicy {
-    fn decide_grant(&self, r: &GrantRequest<'_>) -> Decision {
-        let allowed = !r.capabilities.is_empty() && r.principal.role != "tool";
-        Decision {
-            allowed,
-            reason: if allowed {
-                format!("granted for at most {} s", self.max_ttl_ms / 1000)
-            } else if r.capabilities.is_empty() {
-                "no capability requested".into()
-            } else {
-                "tools receive no grants".into()
-            },
-            max_ttl_ms: self.max_ttl_ms,
-            max_depth: self.max_depth,
-            policies: vec!["builtin.grant-bounded".into()],
-            policy_hash: BUILTIN_HASH.into(),
+/// An agent record as policy sees it.
+pub(crate) fn agent_info(a: &AgentRecord) -> AgentInfo {
+    AgentInfo {
+        id: a.id.clone(),
+        role: a.role.clone(),
+        owner: a.owner.clone(),
+        labels: a.labels.clone(),
+        parent: a.parent.clone(),
+    }
+}
+
+/// Most signals one request may carry, and their sizes.
+const MAX_SIGNALS: usize = 32;
+const MAX_SIGNAL_KEY: usize = 64;
+const MAX_SIGNAL_VALUE: usize = 256;
+
+/// Checks caller-supplied signals: bounded, with plain keys.
+pub(crate) fn check_signals(signals: &BTreeMap<String, String>) -> Result<(), ApiError> {
+    if signals.len() > MAX_SIGNALS {
+        return Err(ApiError::invalid(format!(
+            "at most {MAX_SIGNALS} signals are accepted, got {}",
+            signals.len()
+        )));
+    }
+    for (k, v) in signals {
+        if k.is_empty()
+            || k.len() > MAX_SIGNAL_KEY
+            || !k
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+        {
+            return Err(ApiError::invalid(format!(
+                "signal name `{}` must be 1 to {MAX_SIGNAL_KEY} characters of [A-Za-z0-9_.-]",
+                k.chars().take(MAX_SIGNAL_KEY).collect::<String>()
+            )));
+        }
+        if v.len() > MAX_SIGNAL_VALUE {
+            return Err(ApiError::invalid(format!(
+                "signal `{k}` is longer than {MAX_SIGNAL_VALUE} bytes"
+            )));
         }
     }
-
-    fn decide_delegation(&self, r: &DelegationRequest<'_>) -> Decision {
-        let allowed = r.depth <= self.max_depth;
-        Decision {
-            allowed,
-            reason: if allowed {
-                "delegation narrows its parent".into()
-            } else {
-                format!("delegation deeper than {} hops", self.max_depth)
-            },
-            max_ttl_ms: self.max_ttl_ms,
-            max_depth: self.max_depth,
-            policies: vec!["builtin.delegation-bounded".into()],
-            policy_hash: BUILTIN_HASH.into(),
-        }
-    }
+    Ok(())
 }

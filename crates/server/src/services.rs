@@ -16,7 +16,9 @@ use tonic::{Request, Response, Status};
 
 use crate::auth::Caller;
 use crate::convert::*;
-use crate::coordinator::{Coordinator, Issued, Registration, RevocationEvent, TaskRequest};
+use crate::coordinator::{
+    Coordinator, Issued, Registration, RevocationEvent, Started, TaskRequest,
+};
 use crate::error::ApiError;
 use crate::policy::Decision;
 
@@ -29,7 +31,7 @@ pub struct Api {
     pub(crate) stop: tokio::sync::watch::Receiver<bool>,
 }
 
-fn caller<T>(req: &Request<T>) -> Result<Caller, Status> {
+pub(crate) fn caller<T>(req: &Request<T>) -> Result<Caller, Status> {
     req.extensions().get::<Caller>().cloned().ok_or_else(|| {
         ApiError::unauthenticated("UNSIGNED_REQUEST", "the request is not authenticated")
             .into_status()
@@ -38,14 +40,14 @@ fn caller<T>(req: &Request<T>) -> Result<Caller, Status> {
 
 const MAX_PAGE: usize = 1000;
 
-fn page_size(n: u32) -> usize {
+pub(crate) fn page_size(n: u32) -> usize {
     match n {
         0 => 100,
         n => (n as usize).min(MAX_PAGE),
     }
 }
 
-fn decision_to_pb(d: &Decision) -> pb::Decision {
+pub(crate) fn decision_to_pb(d: &Decision) -> pb::Decision {
     pb::Decision {
         allowed: d.allowed,
         reason: d.reason.clone(),
@@ -54,7 +56,7 @@ fn decision_to_pb(d: &Decision) -> pb::Decision {
     }
 }
 
-fn ids(links: &[mandate_core::LinkId]) -> Vec<String> {
+pub(crate) fn ids(links: &[mandate_core::LinkId]) -> Vec<String> {
     links.iter().map(ToString::to_string).collect()
 }
 
@@ -157,7 +159,7 @@ impl TaskService for Api {
             .into_iter()
             .map(capability_from_pb)
             .collect::<Result<Vec<_>, _>>()?;
-        let issued = self
+        let started = self
             .coordinator
             .start_task(
                 &caller,
@@ -168,15 +170,33 @@ impl TaskService for Api {
                     ttl_ms: r.ttl_ms,
                     max_depth: r.max_depth,
                     require_online: r.require_online,
+                    signals: r.signals,
                 },
             )
             .await?;
-        let (chain, chain_text) = chain_out(&issued);
-        Ok(Response::new(pb::StartTaskResponse {
-            task: Some(task_to_pb(&issued.task, self.coordinator.now())),
-            chain,
-            chain_text,
-            decision: Some(decision_to_pb(&issued.decision)),
+        let now = self.coordinator.now();
+        Ok(Response::new(match started {
+            Started::Granted(issued) => {
+                let (chain, chain_text) = chain_out(&issued);
+                pb::StartTaskResponse {
+                    task: Some(task_to_pb(&issued.task, now)),
+                    chain,
+                    chain_text,
+                    decision: Some(decision_to_pb(&issued.decision)),
+                    approval_request_hash: String::new(),
+                }
+            }
+            Started::Pending {
+                task,
+                approval,
+                decision,
+            } => pb::StartTaskResponse {
+                task: Some(task_to_pb(&task, now)),
+                chain: Vec::new(),
+                chain_text: String::new(),
+                decision: Some(decision_to_pb(&decision)),
+                approval_request_hash: approval.request_hash,
+            },
         }))
     }
 
@@ -309,9 +329,10 @@ impl TaskService for Api {
         req: Request<pb::DelegateRequest>,
     ) -> Result<Response<pb::DelegateResponse>, Status> {
         let caller = caller(&req)?;
+        let r = req.get_ref();
         let issued = self
             .coordinator
-            .delegate(&caller, &req.get_ref().chain)
+            .delegate(&caller, &r.chain, &r.signals)
             .await?;
         let (chain, chain_text) = chain_out(&issued);
         Ok(Response::new(pb::DelegateResponse {
@@ -330,7 +351,7 @@ impl TaskService for Api {
         let r = req.into_inner();
         let issued = self
             .coordinator
-            .renew(&caller, &parse_task_id(&r.task_id)?, r.ttl_ms)
+            .renew(&caller, &parse_task_id(&r.task_id)?, r.ttl_ms, &r.signals)
             .await?;
         let (chain, chain_text) = chain_out(&issued);
         Ok(Response::new(pb::RenewGrantResponse {
@@ -354,6 +375,37 @@ impl TaskService for Api {
         Ok(Response::new(pb::RevokeLinkResponse {
             revoked_link_ids: ids(&revoked.links),
             revocation_epoch: revoked.epoch,
+        }))
+    }
+
+    async fn break_glass(
+        &self,
+        req: Request<pb::BreakGlassRequest>,
+    ) -> Result<Response<pb::BreakGlassResponse>, Status> {
+        let caller = caller(&req)?;
+        let r = req.into_inner();
+        let capabilities = r
+            .capabilities
+            .into_iter()
+            .map(capability_from_pb)
+            .collect::<Result<Vec<_>, _>>()?;
+        let issued = self
+            .coordinator
+            .break_glass(
+                &caller,
+                capabilities,
+                r.ttl_ms,
+                &r.reason,
+                &r.ticket,
+                &r.signals,
+            )
+            .await?;
+        let (chain, chain_text) = chain_out(&issued);
+        Ok(Response::new(pb::BreakGlassResponse {
+            task: Some(task_to_pb(&issued.task, self.coordinator.now())),
+            chain,
+            chain_text,
+            decision: Some(decision_to_pb(&issued.decision)),
         }))
     }
 
@@ -458,20 +510,25 @@ impl AuthorizationService for Api {
         let call = call_from_pb(r.action, r.resource, r.args)?;
         let o = self
             .coordinator
-            .authorize(&caller, &r.chain, &r.invocation, &call)
+            .authorize(
+                &caller,
+                &r.chain,
+                &r.invocation,
+                &call,
+                &r.context,
+                r.refuse_break_glass,
+            )
             .await?;
+        let allowed = o.allowed();
+        let (reason, detail) = match (&o.denial, &o.policy) {
+            (Some(d), _) => (d.reason().code().to_owned(), d.detail().to_owned()),
+            (None, Some(p)) if !p.allowed => ("POLICY_DENIED".to_owned(), p.reason.clone()),
+            _ => (String::new(), String::new()),
+        };
         Ok(Response::new(pb::AuthorizeResponse {
-            allowed: o.denial.is_none(),
-            reason: o
-                .denial
-                .as_ref()
-                .map(|d| d.reason().code().to_owned())
-                .unwrap_or_default(),
-            detail: o
-                .denial
-                .as_ref()
-                .map(|d| d.detail().to_owned())
-                .unwrap_or_default(),
+            allowed,
+            reason,
+            detail,
             link_index: o
                 .denial
                 .as_ref()
@@ -483,6 +540,16 @@ impl AuthorizationService for Api {
             link_ids: ids(&o.links),
             expires_at_ms: o.expires_at_ms,
             revocation_epoch: o.epoch,
+            policy_ids: o
+                .policy
+                .as_ref()
+                .map(|p| p.policies.clone())
+                .unwrap_or_default(),
+            policy_hash: o
+                .policy
+                .as_ref()
+                .map(|p| p.policy_hash.clone())
+                .unwrap_or_default(),
         }))
     }
 

@@ -19,8 +19,8 @@ use mandate_core::{LinkId, TaskId};
 
 pub use audit::{AuditFilter, AuditVerification, GENESIS_HASH, query_audit, verify_audit};
 pub use records::{
-    AgentRecord, AgentStatus, AuditEvent, AuditRecord, LinkRecord, NewRevocation, RevocationRecord,
-    Severity, TaskRecord, TaskState, audit_hash,
+    AgentRecord, AgentStatus, ApprovalRecord, ApprovalState, AuditEvent, AuditRecord, LinkRecord,
+    NewRevocation, RevocationRecord, Severity, TaskRecord, TaskState, audit_hash,
 };
 pub use sled_store::SledStore;
 
@@ -66,6 +66,8 @@ pub struct Change {
     pub revocations: Vec<NewRevocation>,
     /// Request nonces to remember until their expiry (Unix ms).
     pub nonces: Vec<([u8; 16], u64)>,
+    /// Approval requests to insert or replace.
+    pub approvals: Vec<ApprovalRecord>,
     /// What happened, for the audit log. A change with no audit event is refused.
     pub audit: Vec<AuditEvent>,
 }
@@ -107,6 +109,10 @@ pub trait Store: Send + Sync + 'static {
     fn task(&self, id: &TaskId) -> Result<Option<TaskRecord>>;
     /// Tasks in id order, after `after` (exclusive).
     fn tasks(&self, after: Option<&TaskId>, limit: usize) -> Result<Vec<TaskRecord>>;
+    /// The approval request of a task.
+    fn approval(&self, task: &TaskId) -> Result<Option<ApprovalRecord>>;
+    /// Approval requests in task id order, after `after` (exclusive).
+    fn approvals(&self, after: Option<&TaskId>, limit: usize) -> Result<Vec<ApprovalRecord>>;
     /// One link.
     fn link(&self, id: &LinkId) -> Result<Option<LinkRecord>>;
     /// Direct children of a link in the delegation tree.

@@ -139,8 +139,10 @@ pub enum TaskState {
     Failed,
     /// Revoked.
     Revoked,
-    /// Deadline passed.
+    /// Deadline passed, or its approval expired.
     Expired,
+    /// Its grant request was denied by an approver.
+    Denied,
 }
 
 impl TaskState {
@@ -148,6 +150,52 @@ impl TaskState {
     pub fn is_final(self) -> bool {
         !matches!(self, TaskState::PendingApproval | TaskState::Active)
     }
+}
+
+/// Where a pending grant request stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ApprovalState {
+    /// Waiting for an approver.
+    Pending,
+    /// Approved; the grant was issued.
+    Approved,
+    /// Denied by an approver (or by policy at approval time).
+    Denied,
+    /// Nobody decided before it expired.
+    Expired,
+}
+
+/// A grant request that policy sent for approval. One per task, keyed by the task id.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApprovalRecord {
+    /// The task waiting for the grant.
+    #[serde(with = "hex::task_id")]
+    pub task: TaskId,
+    /// Who asked.
+    pub requester: String,
+    /// The request exactly as received (encoded by the coordinator); the grant is issued
+    /// from these bytes.
+    #[serde(with = "hex::bytes")]
+    pub request: Vec<u8>,
+    /// Hex SHA-256 binding an approval to this exact request.
+    pub request_hash: String,
+    /// When it was asked, Unix ms.
+    pub created_ms: u64,
+    /// When it expires if nobody decides, Unix ms.
+    pub expires_ms: u64,
+    /// Where it stands.
+    pub state: ApprovalState,
+    /// Who approved or denied it.
+    pub decided_by: String,
+    /// When, Unix ms (0 while pending).
+    pub decided_ms: u64,
+    /// The approver's comment.
+    pub comment: String,
+    /// The policies that required approval.
+    pub policies: Vec<String>,
+    /// The policy set that required it.
+    pub policy_hash: String,
 }
 
 /// A task.

@@ -22,7 +22,7 @@ use mandate_core::{LinkId, TaskId};
 use serde::{Serialize, de::DeserializeOwned};
 
 use crate::records::{
-    AgentRecord, AuditRecord, LinkRecord, RevocationRecord, TaskRecord, audit_hash,
+    AgentRecord, ApprovalRecord, AuditRecord, LinkRecord, RevocationRecord, TaskRecord, audit_hash,
 };
 use crate::{Change, Committed, GcStats, Result, Store, StoreError};
 
@@ -165,6 +165,9 @@ impl Store for SledStore {
         for t in &change.tasks {
             batch.insert(key(b't', &[t.id.as_bytes()]), encode(t)?);
         }
+        for a in &change.approvals {
+            batch.insert(key(b'p', &[a.task.as_bytes()]), encode(a)?);
+        }
         for l in &change.links {
             let id = l.id.as_bytes();
             if self.db.contains_key(key(b'l', &[id])).map_err(backend)? {
@@ -264,6 +267,14 @@ impl Store for SledStore {
 
     fn tasks(&self, after: Option<&TaskId>, limit: usize) -> Result<Vec<TaskRecord>> {
         self.scan(b"t", after.map(|t| &t.as_bytes()[..]), limit)
+    }
+
+    fn approval(&self, task: &TaskId) -> Result<Option<ApprovalRecord>> {
+        self.get(&key(b'p', &[task.as_bytes()]))
+    }
+
+    fn approvals(&self, after: Option<&TaskId>, limit: usize) -> Result<Vec<ApprovalRecord>> {
+        self.scan(b"p", after.map(|t| &t.as_bytes()[..]), limit)
     }
 
     fn link(&self, id: &LinkId) -> Result<Option<LinkRecord>> {

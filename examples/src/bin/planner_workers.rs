@@ -261,6 +261,7 @@ async fn run(
     // The planner's task.
     let started = planner
         .start_task(pb::StartTaskRequest {
+            signals: Default::default(),
             intent: Some(pb::Intent {
                 text: "prepare the quarterly report".into(),
                 ..Default::default()

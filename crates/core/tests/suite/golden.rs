@@ -142,9 +142,26 @@ fn generate() -> String {
         "trust_bundle": trust,
         "cases": scenarios::all().iter().map(case_json).collect::<Vec<_>>(),
     });
-    let mut text = serde_json::to_string_pretty(&doc).unwrap();
+    let mut text = serde_json::to_string_pretty(&sorted(doc)).unwrap();
     text.push('\n');
     text
+}
+
+/// Object keys in sorted order whatever serde_json's features: another crate in the
+/// workspace (cedar-policy) turns on `preserve_order`, which would otherwise keep the
+/// order of insertion.
+fn sorted(v: serde_json::Value) -> serde_json::Value {
+    match v {
+        serde_json::Value::Object(map) => {
+            let entries: std::collections::BTreeMap<String, serde_json::Value> =
+                map.into_iter().map(|(k, v)| (k, sorted(v))).collect();
+            serde_json::Value::Object(entries.into_iter().collect())
+        }
+        serde_json::Value::Array(items) => {
+            serde_json::Value::Array(items.into_iter().map(sorted).collect())
+        }
+        other => other,
+    }
 }
 
 #[test]

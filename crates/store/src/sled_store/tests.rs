@@ -50,6 +50,23 @@ fn link(id: u8, parent: Option<u8>, task: TaskId) -> LinkRecord {
     }
 }
 
+fn approval(task: TaskId) -> crate::ApprovalRecord {
+    crate::ApprovalRecord {
+        task,
+        requester: "spiffe://t/a".into(),
+        request: vec![1, 2, 3],
+        request_hash: "ab".repeat(32),
+        created_ms: 10,
+        expires_ms: 20,
+        state: crate::ApprovalState::Pending,
+        decided_by: String::new(),
+        decided_ms: 0,
+        comment: String::new(),
+        policies: vec!["p".into()],
+        policy_hash: "sha256:00".into(),
+    }
+}
+
 fn task(id: u8) -> TaskRecord {
     TaskRecord {
         id: TaskId::from_bytes([id; 16]),
@@ -236,6 +253,7 @@ fn state_survives_reopening() {
             links: vec![link(1, None, t.id)],
             revocations: vec![revoke(1, t.id)],
             nonces: vec![([4; 16], 99)],
+            approvals: vec![approval(t.id)],
             audit: vec![event("x")],
         })
         .unwrap();
@@ -247,6 +265,9 @@ fn state_survives_reopening() {
     assert!(s.link(&LinkId::from_bytes([1; 16])).unwrap().is_some());
     assert_eq!(s.epoch().unwrap(), 1);
     assert_eq!(s.nonce(&[4; 16]).unwrap(), Some(99));
+    assert_eq!(s.approval(&t.id).unwrap(), Some(approval(t.id)));
+    assert_eq!(s.approvals(None, 10).unwrap(), vec![approval(t.id)]);
+    assert!(s.approvals(Some(&t.id), 10).unwrap().is_empty());
     assert_eq!(s.audit_after(0, 10).unwrap().len(), 1);
     // The chain continues from the stored head.
     s.commit(Change {

@@ -22,7 +22,14 @@ use tokio::sync::{Mutex, broadcast};
 use crate::auth::Caller;
 use crate::durability::Flusher;
 use crate::error::ApiError;
-use crate::policy::{Decision, DelegationRequest, GrantRequest, PolicyEngine, Principal};
+use crate::policy::{Decision, Policies, agent_info, check_signals};
+use mandate_policy::{Action, AgentInfo, Request as PolicyRequest, Target, TaskInfo};
+
+pub(crate) mod approvals;
+mod drift;
+
+pub use approvals::Started;
+pub use drift::Reloaded;
 
 /// One change of the revocation set, as the feed publishes it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -55,7 +62,30 @@ pub struct CoordinatorConfig {
     pub clock_skew_ms: u64,
     /// Quotas on delegation.
     pub quotas: Quotas,
+    /// Longest grant or delegation when no policy obligation is tighter, ms.
+    pub max_ttl_ms: u64,
+    /// Longest break-glass grant, whatever policy says, ms.
+    pub max_break_glass_ms: u64,
+    /// How long a grant request waits for approval before it expires, ms.
+    pub approval_ttl_ms: u64,
 }
+
+impl CoordinatorConfig {
+    /// Defaults: 30 s skew, 24 h ceiling on grants, 1 h break-glass, 1 h approvals.
+    pub fn new(coordinator_id: impl Into<String>) -> CoordinatorConfig {
+        CoordinatorConfig {
+            coordinator_id: coordinator_id.into(),
+            clock_skew_ms: 30_000,
+            quotas: Quotas::default(),
+            max_ttl_ms: 24 * 3_600_000,
+            max_break_glass_ms: 3_600_000,
+            approval_ttl_ms: 3_600_000,
+        }
+    }
+}
+
+/// Deepest delegation any policy may allow below a root (chains hold at most 16 links).
+const MAX_DEPTH: u32 = 15;
 
 /// Limits that keep one runaway agent from starving the others.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -110,8 +140,10 @@ pub struct RevokedLinks {
 /// The outcome of `Authorize`.
 #[derive(Clone, Debug)]
 pub struct AuthorizeOutcome {
-    /// Allowed, or the denial.
+    /// The token denial, if the chain or the call was refused before policy.
     pub denial: Option<Denial>,
+    /// The Cedar `Invoke` decision, when the chain and call verified.
+    pub policy: Option<Decision>,
     /// The chain's task, if it decoded.
     pub task: Option<TaskId>,
     /// The leaf holder, if it decoded.
@@ -124,10 +156,17 @@ pub struct AuthorizeOutcome {
     pub epoch: u64,
 }
 
+impl AuthorizeOutcome {
+    /// Whether the call may proceed: the chain verified and policy permits it.
+    pub fn allowed(&self) -> bool {
+        self.denial.is_none() && self.policy.as_ref().is_some_and(|d| d.allowed)
+    }
+}
+
 /// The coordinator.
 pub struct Coordinator {
     store: Arc<dyn Store>,
-    policy: Arc<dyn PolicyEngine>,
+    policies: Arc<Policies>,
     key: SigningKey,
     clock: Arc<dyn Clock>,
     verifier: Verifier,
@@ -142,6 +181,8 @@ pub struct Coordinator {
     audit_head: tokio::sync::watch::Sender<u64>,
     audit_batch: AuditBatch,
     quota: std::sync::Mutex<QuotaState>,
+    // Bumped on every change of an approval request; waiters re-read the store.
+    approvals_changed: tokio::sync::watch::Sender<u64>,
 }
 
 /// Collects audit events that need no flush of their own (`Authorize` decisions) and
@@ -263,13 +304,15 @@ pub struct TaskRequest {
     pub max_depth: u32,
     /// Require online authorisation.
     pub require_online: bool,
+    /// Caller-supplied signals for policy.
+    pub signals: BTreeMap<String, String>,
 }
 
 impl Coordinator {
     /// A coordinator over `store`, signing with `key`. Loads the live revocation set.
     pub fn new(
         store: Arc<dyn Store>,
-        policy: Arc<dyn PolicyEngine>,
+        policies: Arc<Policies>,
         key: SigningKey,
         clock: Arc<dyn Clock>,
         config: CoordinatorConfig,
@@ -354,7 +397,8 @@ impl Coordinator {
             audit_head,
             flusher: Flusher::start(Arc::clone(&store)),
             store,
-            policy,
+            policies,
+            approvals_changed: tokio::sync::watch::channel(0).0,
             key,
             clock,
             verifier,
@@ -369,6 +413,61 @@ impl Coordinator {
     /// The store.
     pub fn store(&self) -> &Arc<dyn Store> {
         &self.store
+    }
+
+    /// The policy set in force and its source.
+    pub fn policies(&self) -> &Arc<Policies> {
+        &self.policies
+    }
+
+    /// Decides `q` with the policy set in force.
+    fn decide(&self, q: &PolicyRequest<'_>) -> Decision {
+        self.policies.current().set.decide(q)
+    }
+
+    /// Called under the writer lock with a decision made before it: when a reload
+    /// installed another set meanwhile, decides again, so nothing the new set denies is
+    /// issued after its drift pass.
+    fn decide_again_if_reloaded(&self, q: &PolicyRequest<'_>, d: Decision) -> Decision {
+        let current = self.policies.current();
+        if current.set.hash() == d.policy_hash {
+            d
+        } else {
+            current.set.decide(q)
+        }
+    }
+
+    /// Agents a decision may read: each of `ids` and its parent, as policy sees them.
+    fn related(&self, ids: &[&str]) -> Result<Vec<AgentInfo>, ApiError> {
+        let mut out: Vec<AgentInfo> = Vec::new();
+        for id in ids {
+            let Some(a) = self.store.agent(id)? else {
+                continue;
+            };
+            if let Some(p) = &a.parent
+                && !out.iter().any(|x| &x.id == p)
+                && let Some(parent) = self.store.agent(p)?
+            {
+                out.push(agent_info(&parent));
+            }
+            if !out.iter().any(|x| x.id == a.id) {
+                out.push(agent_info(&a));
+            }
+        }
+        Ok(out)
+    }
+
+    /// The ceiling on lifetimes from an obligation (or the server's).
+    fn ttl_cap(&self, d: &Decision) -> u64 {
+        d.obligations
+            .max_ttl_ms
+            .unwrap_or(self.config.max_ttl_ms)
+            .min(self.config.max_ttl_ms)
+    }
+
+    /// The ceiling on depth from an obligation (or the chain limit).
+    fn depth_cap(d: &Decision) -> u32 {
+        d.obligations.max_depth.unwrap_or(MAX_DEPTH).min(MAX_DEPTH)
     }
 
     /// The trust bundle verifiers should use.
@@ -606,6 +705,42 @@ impl Coordinator {
         } else {
             r.role
         };
+        // Admins register anyone; others also need a policy permit.
+        let decision = if caller.is_admin() {
+            None
+        } else {
+            let new_agent = AgentInfo {
+                id: id.as_str().to_owned(),
+                role: role.clone(),
+                owner: r.owner.clone(),
+                labels: r.labels.clone(),
+                parent: parent.clone(),
+            };
+            let principal = agent_info(&caller.agent);
+            let agents = self.related(&[&caller.agent.id])?;
+            let mut q = PolicyRequest::new(
+                Action::RegisterAgent,
+                &principal,
+                Target::Agent(&new_agent),
+                self.now(),
+            );
+            q.agents = &agents;
+            let d = self.decide(&q);
+            if !d.allowed {
+                let mut e = with_decision(
+                    event(&caller.agent.id, "agent.registration_denied", self.now()),
+                    &d,
+                );
+                e.detail.insert("agent".into(), id.as_str().to_owned());
+                self.audit_refusal(e, Some(caller)).await?;
+                return Err(ApiError::new(
+                    tonic::Code::PermissionDenied,
+                    "POLICY_DENIED",
+                    format!("policy denied the registration: {}", d.reason),
+                ));
+            }
+            Some(d)
+        };
         let _w = self.writer.lock().await;
         self.current(caller)?;
         if self.store.agent(id.as_str())?.is_some() {
@@ -634,6 +769,9 @@ impl Coordinator {
             registered_by: caller.agent.id.clone(),
         };
         let mut e = event(&caller.agent.id, "agent.registered", now);
+        if let Some(d) = &decision {
+            e = with_decision(e, d);
+        }
         e.detail.insert("agent".into(), record.id.clone());
         e.detail.insert("role".into(), role);
         self.commit_and_wait(
@@ -810,34 +948,49 @@ impl Coordinator {
 
     // ---- Tasks and grants ----
 
-    /// Starts a task: policy decides; on grant, issues a sealed-subtree root to the caller.
-    pub async fn start_task(&self, caller: &Caller, r: TaskRequest) -> Result<Issued, ApiError> {
+    /// Starts a task: policy decides; on grant, issues a sealed-subtree root to the caller;
+    /// when policy requires approval, records a pending request instead.
+    pub async fn start_task(&self, caller: &Caller, r: TaskRequest) -> Result<Started, ApiError> {
         if r.capabilities.is_empty() {
             return Err(ApiError::invalid("a task needs at least one capability"));
         }
         if r.ttl_ms == 0 {
             return Err(ApiError::invalid("ttl_ms must be above 0"));
         }
-        let holder = agent_key(&caller.agent)?;
-        let holder_agent =
-            AgentId::new(caller.agent.id.clone()).map_err(|e| ApiError::invalid(e.to_string()))?;
-        let decision = self.policy.decide_grant(&GrantRequest {
-            principal: Principal {
-                id: &caller.agent.id,
-                role: &caller.agent.role,
-            },
-            capabilities: &r.capabilities,
-            ttl_ms: r.ttl_ms,
-            max_depth: r.max_depth,
-            intent: &r.intent,
-        });
+        check_signals(&r.signals)?;
+        agent_key(&caller.agent)?;
         let now = self.now();
         let task_id = TaskId::random()
             .map_err(|e| ApiError::new(tonic::Code::Internal, "INTERNAL", e.to_string()))?;
+        let task_hex = task_id.to_string();
+        let principal = agent_info(&caller.agent);
+        let agents = self.related(&[&caller.agent.id])?;
+        let mut q = PolicyRequest::new(
+            Action::RequestGrant,
+            &principal,
+            Target::Capabilities(&r.capabilities),
+            now,
+        );
+        q.task = Some(TaskInfo {
+            id: &task_hex,
+            requester: &caller.agent.id,
+            intent: &r.intent,
+            fields: &r.intent_fields,
+        });
+        q.agents = &agents;
+        q.ttl_ms = r.ttl_ms;
+        q.max_depth = r.max_depth;
+        q.require_online = r.require_online;
+        q.signals = &r.signals;
+        let decision = self.decide(&q);
+        let guard = self.writer.lock().await;
+        self.current(caller)?;
+        let decision = self.decide_again_if_reloaded(&q, decision);
         let mut e = with_decision(event(&caller.agent.id, "grant.denied", now), &decision);
         e.task = Some(task_id);
         e.detail.insert("intent".into(), r.intent.clone());
         if !decision.allowed {
+            drop(guard);
             self.audit_refusal(e, Some(caller)).await?;
             return Err(ApiError::new(
                 tonic::Code::PermissionDenied,
@@ -845,21 +998,54 @@ impl Coordinator {
                 format!("policy denied the grant: {}", decision.reason),
             ));
         }
-        let ttl = r.ttl_ms.min(decision.max_ttl_ms);
+        if decision.obligations.require_approval {
+            return self
+                .request_approval(guard, caller, task_id, r, decision, e, now)
+                .await;
+        }
+        let issued = self
+            .issue_grant(guard, caller, task_id, &r, decision, e, now, None)
+            .await?;
+        Ok(Started::Granted(issued))
+    }
+
+    /// Issues the root link of a task whose grant is decided (at start, or on approval)
+    /// and commits it with `extra` records; the caller holds the writer lock.
+    #[expect(clippy::too_many_arguments, reason = "the parts of one issuance")]
+    async fn issue_grant(
+        &self,
+        guard: tokio::sync::MutexGuard<'_, ()>,
+        caller: &Caller,
+        task_id: TaskId,
+        r: &TaskRequest,
+        decision: Decision,
+        mut e: AuditEvent,
+        now: u64,
+        approval: Option<(mandate_store::ApprovalRecord, AuditEvent, AgentRecord)>,
+    ) -> Result<Issued, ApiError> {
+        // The holder is the requester (the caller, or the requester of an approved task).
+        let requester = match &approval {
+            Some((_, _, requester)) => requester.clone(),
+            None => caller.agent.clone(),
+        };
+        let holder = agent_key(&requester)?;
+        let holder_agent =
+            AgentId::new(requester.id.clone()).map_err(|e| ApiError::invalid(e.to_string()))?;
+        let ttl = r.ttl_ms.min(self.ttl_cap(&decision));
         let deadline = now.saturating_add(ttl);
-        let spec = LinkSpec::new(holder, holder_agent, r.capabilities, now, deadline)
+        let spec = LinkSpec::new(holder, holder_agent, r.capabilities.clone(), now, deadline)
             .map_err(|e| ApiError::new(tonic::Code::Internal, "INTERNAL", e.to_string()))?
-            .max_depth(r.max_depth.min(decision.max_depth))
+            .max_depth(r.max_depth.min(Self::depth_cap(&decision)))
             .require_seal(true)
-            .require_online(r.require_online);
+            .require_online(r.require_online || decision.obligations.require_online);
         let chain = Chain::issue_root(&self.key, task_id, LinkKind::Grant, spec)
             .map_err(|e| ApiError::invalid(e.to_string()))?;
         let root = chain.root();
         let task = TaskRecord {
             id: task_id,
-            requester: caller.agent.id.clone(),
-            intent: r.intent,
-            intent_fields: r.intent_fields,
+            requester: requester.id.clone(),
+            intent: r.intent.clone(),
+            intent_fields: r.intent_fields.clone(),
             state: TaskState::Active,
             created_ms: now,
             deadline_ms: deadline,
@@ -870,10 +1056,27 @@ impl Coordinator {
         e.action = "grant.issued".into();
         e.links = vec![root.id().to_string()];
         e.detail.insert("ttl_ms".into(), ttl.to_string());
-        let _w = self.writer.lock().await;
-        self.current(caller)?;
-        self.commit_root(_w, task, chain, e, decision, caller, now)
-            .await
+        let mut change = Change {
+            tasks: vec![task.clone()],
+            links: vec![self.link_record(&chain, 0, &self.config.coordinator_id, now)],
+            audit: Vec::new(),
+            ..Change::default()
+        };
+        let approved = approval.is_some();
+        if let Some((record, approved_event, _)) = approval {
+            change.approvals.push(record);
+            change.audit.push(approved_event);
+        }
+        change.audit.push(e);
+        self.commit_and_wait(guard, change, Some(caller)).await?;
+        if approved {
+            self.approvals_changed.send_modify(|n| *n += 1);
+        }
+        Ok(Issued {
+            task,
+            chain,
+            decision,
+        })
     }
 
     /// Records a task (new or with a new root) with its root link and audit event, and
@@ -992,8 +1195,14 @@ impl Coordinator {
     }
 
     /// Registers and seals a delegation submitted by the holder of its parent.
-    pub async fn delegate(&self, caller: &Caller, chain_bytes: &[u8]) -> Result<Issued, ApiError> {
-        match self.delegate_checked(caller, chain_bytes).await {
+    pub async fn delegate(
+        &self,
+        caller: &Caller,
+        chain_bytes: &[u8],
+        signals: &BTreeMap<String, String>,
+    ) -> Result<Issued, ApiError> {
+        check_signals(signals)?;
+        match self.delegate_checked(caller, chain_bytes, signals).await {
             Ok(issued) => Ok(issued),
             // Policy refusals are audited where they are decided; a failing store cannot
             // take another record.
@@ -1027,6 +1236,7 @@ impl Coordinator {
         &self,
         caller: &Caller,
         chain_bytes: &[u8],
+        signals: &BTreeMap<String, String>,
     ) -> Result<Issued, ApiError> {
         let mut chain = self
             .verifier
@@ -1071,20 +1281,30 @@ impl Coordinator {
             .body()
             .expires_at_ms
             .saturating_sub(child.body().not_before_ms);
-        let decision = self.policy.decide_delegation(&DelegationRequest {
-            principal: Principal {
-                id: &caller.agent.id,
-                role: &caller.agent.role,
-            },
-            holder: Principal {
-                id: &holder.id,
-                role: &holder.role,
-            },
-            capabilities: &child.body().capabilities,
-            ttl_ms: ttl,
-            depth,
-        });
         let now = self.now();
+        let task = self.task(&chain.task())?;
+        let task_hex = task.id.to_string();
+        let principal = agent_info(&caller.agent);
+        let agents = self.related(&[&caller.agent.id, &holder_id])?;
+        let mut q = PolicyRequest::new(
+            Action::Delegate,
+            &principal,
+            Target::Capabilities(&child.body().capabilities),
+            now,
+        );
+        q.task = Some(TaskInfo {
+            id: &task_hex,
+            requester: &task.requester,
+            intent: &task.intent,
+            fields: &task.intent_fields,
+        });
+        q.agents = &agents;
+        q.holder = Some(&holder_id);
+        q.ttl_ms = ttl;
+        q.depth = depth;
+        q.max_depth = child.body().max_depth;
+        q.signals = signals;
+        let decision = self.decide(&q);
         let mut e = with_decision(event(&caller.agent.id, "delegation.sealed", now), &decision);
         e.task = Some(chain.task());
         e.links = vec![child.id().to_string(), parent.id().to_string()];
@@ -1113,6 +1333,8 @@ impl Coordinator {
             ));
         }
         let task = self.task(&chain.task())?;
+        let decision = self.decide_again_if_reloaded(&q, decision);
+        let e = with_decision(e, &decision);
         if task.state != TaskState::Active || now >= task.deadline_ms {
             return Err(ApiError::precondition(
                 "TASK_NOT_ACTIVE",
@@ -1147,10 +1369,31 @@ impl Coordinator {
                 .verify_for_sealing(&chain, &*revoked)
                 .map_err(|d| ApiError::denied(&d))?;
         }
-        if !decision.allowed || ttl > decision.max_ttl_ms || depth > decision.max_depth {
+        let online = chain.links().iter().any(|l| l.body().require_online);
+        let refusal = if !decision.allowed {
+            Some(format!("policy denied the delegation: {}", decision.reason))
+        } else if ttl > self.ttl_cap(&decision) || depth > Self::depth_cap(&decision) {
+            Some(format!(
+                "delegation exceeds the policy bounds ({} ms, depth {}; asked {ttl} ms, depth {depth})",
+                self.ttl_cap(&decision),
+                Self::depth_cap(&decision)
+            ))
+        } else if decision.obligations.require_approval {
+            Some(
+                "policy requires approval, which applies to grants only: ask for a grant instead"
+                    .to_owned(),
+            )
+        } else if decision.obligations.require_online && !online {
+            Some("policy requires online checks: set require_online on the new link".to_owned())
+        } else {
+            None
+        };
+        if let Some(why) = refusal {
             let mut denied = e.clone();
             denied.action = "delegation.denied".into();
             denied.decision = "deny".into();
+            denied.reason = why.clone();
+            denied.severity = Severity::Notice;
             self.commit_and_wait(
                 _w,
                 Change {
@@ -1163,14 +1406,7 @@ impl Coordinator {
             return Err(ApiError::new(
                 tonic::Code::PermissionDenied,
                 "POLICY_DENIED",
-                if decision.allowed {
-                    format!(
-                        "delegation exceeds the policy bounds ({} ms, depth {})",
-                        decision.max_ttl_ms, decision.max_depth
-                    )
-                } else {
-                    format!("policy denied the delegation: {}", decision.reason)
-                },
+                why,
             ));
         }
         // Quota last, so a refused delegation does not use any.
@@ -1200,7 +1436,9 @@ impl Coordinator {
         caller: &Caller,
         id: &TaskId,
         ttl_ms: u64,
+        signals: &BTreeMap<String, String>,
     ) -> Result<Issued, ApiError> {
+        check_signals(signals)?;
         let task = self.task(id)?;
         if task.requester != caller.agent.id {
             return Err(ApiError::forbidden(
@@ -1226,29 +1464,44 @@ impl Coordinator {
             mandate_core::Link::decode(&current.encoded, &mandate_core::Limits::default())
                 .map_err(|d| ApiError::new(tonic::Code::Internal, "CORRUPT_LINK", d.to_string()))?;
         let b = root.body();
-        let decision = self.policy.decide_grant(&GrantRequest {
-            principal: Principal {
-                id: &caller.agent.id,
-                role: &caller.agent.role,
-            },
-            capabilities: &b.capabilities,
-            ttl_ms: ttl_ms.max(1),
-            max_depth: b.max_depth,
+        let principal = agent_info(&caller.agent);
+        let agents = self.related(&[&caller.agent.id])?;
+        let task_hex = id.to_string();
+        let mut q = PolicyRequest::new(
+            Action::Renew,
+            &principal,
+            Target::Capabilities(&b.capabilities),
+            now,
+        );
+        q.task = Some(TaskInfo {
+            id: &task_hex,
+            requester: &task.requester,
             intent: &task.intent,
+            fields: &task.intent_fields,
         });
+        q.agents = &agents;
+        q.ttl_ms = ttl_ms.max(1);
+        q.max_depth = b.max_depth;
+        q.require_online = b.require_online;
+        q.signals = signals;
+        let decision = self.decide(&q);
+        let refuse = |decision: &Decision| {
+            let mut e = with_decision(
+                event(&caller.agent.id, "grant.renewal_denied", now),
+                decision,
+            );
+            e.task = Some(*id);
+            e
+        };
+        if !decision.allowed || decision.obligations.require_approval {
+            return self
+                .refuse_renewal(refuse(&decision), &decision, caller)
+                .await;
+        }
         let mut e = with_decision(event(&caller.agent.id, "grant.renewed", now), &decision);
         e.task = Some(*id);
-        if !decision.allowed {
-            e.action = "grant.renewal_denied".into();
-            self.audit_refusal(e, Some(caller)).await?;
-            return Err(ApiError::new(
-                tonic::Code::PermissionDenied,
-                "POLICY_DENIED",
-                decision.reason,
-            ));
-        }
         let expires = now
-            .saturating_add(ttl_ms.max(1).min(decision.max_ttl_ms))
+            .saturating_add(ttl_ms.max(1).min(self.ttl_cap(&decision)))
             .min(task.deadline_ms);
         let spec = LinkSpec::new(
             b.holder,
@@ -1258,13 +1511,19 @@ impl Coordinator {
             expires,
         )
         .map_err(|e| ApiError::new(tonic::Code::Internal, "INTERNAL", e.to_string()))?
-        .max_depth(b.max_depth.min(decision.max_depth))
+        .max_depth(b.max_depth.min(Self::depth_cap(&decision)))
         .require_seal(true)
-        .require_online(b.require_online);
+        .require_online(b.require_online || decision.obligations.require_online);
         let chain = Chain::issue_root(&self.key, *id, b.kind, spec)
             .map_err(|e| ApiError::invalid(e.to_string()))?;
         let _w = self.writer.lock().await;
         self.current(caller)?;
+        let again = self.decide_again_if_reloaded(&q, decision.clone());
+        if again != decision {
+            drop(_w);
+            // The set changed between the decision and the lock: decide afresh.
+            return Box::pin(self.renew(caller, id, ttl_ms, signals)).await;
+        }
         let mut task = self.task(id)?;
         if task.state != TaskState::Active {
             return Err(ApiError::precondition(
@@ -1276,6 +1535,24 @@ impl Coordinator {
         e.links = vec![chain.root().id().to_string(), current.id.to_string()];
         self.commit_root(_w, task, chain, e, decision, caller, now)
             .await
+    }
+
+    async fn refuse_renewal(
+        &self,
+        e: AuditEvent,
+        decision: &Decision,
+        caller: &Caller,
+    ) -> Result<Issued, ApiError> {
+        self.audit_refusal(e, Some(caller)).await?;
+        Err(ApiError::new(
+            tonic::Code::PermissionDenied,
+            "POLICY_DENIED",
+            if decision.allowed {
+                "policy requires approval for this grant: start a new task to request it".to_owned()
+            } else {
+                format!("policy denied the renewal: {}", decision.reason)
+            },
+        ))
     }
 
     /// Revokes a link and its subtree. Allowed for admins, the task's requester, and the
@@ -1394,24 +1671,29 @@ impl Coordinator {
     }
 
     /// Online authorisation for the calling tool: everything an offline verifier checks,
-    /// against live revocation state. The decision is audited.
+    /// against live revocation state, then the Cedar `Invoke` decision with the tool's
+    /// context. The decision is audited.
     pub async fn authorize(
         &self,
         caller: &Caller,
         chain: &[u8],
         invocation: &[u8],
         call: &Call,
+        context: &BTreeMap<String, String>,
+        refuse_break_glass: bool,
     ) -> Result<AuthorizeOutcome, ApiError> {
+        check_signals(context)?;
         let now = self.now();
         let mut outcome = AuthorizeOutcome {
             denial: None,
+            policy: None,
             task: None,
             holder: None,
             links: Vec::new(),
             expires_at_ms: 0,
             epoch: 0,
         };
-        let result = (|| -> Result<(), Denial> {
+        let result = (|| -> Result<(u32, bool), Denial> {
             let chain = self.verifier.decode_chain(chain)?;
             outcome.task = Some(chain.task());
             outcome.holder = Some(chain.leaf().body().holder_agent.as_str().to_owned());
@@ -1427,13 +1709,28 @@ impl Coordinator {
                 &*revoked,
             )?;
             outcome.expires_at_ms = verified.expires_at_ms();
-            Ok(())
-        })();
-        if let Err(d) = result {
-            if d.reason() == Reason::Malformed || outcome.task.is_none() {
-                tracing::debug!(reason = %d.reason(), "authorize: bad token");
+            let break_glass = chain.root().body().kind == LinkKind::BreakGlass;
+            if break_glass && refuse_break_glass {
+                return Err(Denial::at(
+                    Reason::BreakGlassRefused,
+                    0,
+                    "this tool refuses break-glass access",
+                ));
             }
-            outcome.denial = Some(d);
+            Ok((chain.leaf().body().depth(), break_glass))
+        })();
+        match result {
+            Ok((depth, break_glass)) => {
+                let decision =
+                    self.decide_invoke(caller, &outcome, call, context, depth, break_glass, now)?;
+                outcome.policy = Some(decision);
+            }
+            Err(d) => {
+                if d.reason() == Reason::Malformed || outcome.task.is_none() {
+                    tracing::debug!(reason = %d.reason(), "authorize: bad token");
+                }
+                outcome.denial = Some(d);
+            }
         }
         let mut e = event(&caller.agent.id, "invocation.authorized", now);
         e.task = outcome.task;
@@ -1446,12 +1743,28 @@ impl Coordinator {
         if let Some(h) = &outcome.holder {
             e.detail.insert("holder".into(), h.clone());
         }
-        match &outcome.denial {
-            None => e.decision = "allow".into(),
-            Some(d) => {
+        if let Some(d) = &outcome.policy {
+            e.policies = d.policies.clone();
+            e.policy_hash = d.policy_hash.clone();
+        }
+        match (&outcome.denial, &outcome.policy) {
+            (None, Some(d)) if d.allowed => e.decision = "allow".into(),
+            (Some(d), _) => {
                 e.action = "invocation.denied".into();
                 e.decision = "deny".into();
                 e.reason = d.reason().code().into();
+                e.severity = Severity::Notice;
+            }
+            (None, policy) => {
+                e.action = "invocation.denied".into();
+                e.decision = "deny".into();
+                e.reason = format!(
+                    "POLICY_DENIED: {}",
+                    policy
+                        .as_ref()
+                        .map(|d| d.reason.as_str())
+                        .unwrap_or_default()
+                );
                 e.severity = Severity::Notice;
             }
         }
@@ -1459,5 +1772,66 @@ impl Coordinator {
         // a batch (and made durable with the next flush), not one commit per call.
         self.audit_batch.record(e).await?;
         Ok(outcome)
+    }
+
+    /// The Cedar `Invoke` decision for a verified chain.
+    #[expect(clippy::too_many_arguments, reason = "the parts of one call")]
+    fn decide_invoke(
+        &self,
+        caller: &Caller,
+        outcome: &AuthorizeOutcome,
+        call: &Call,
+        context: &BTreeMap<String, String>,
+        depth: u32,
+        break_glass: bool,
+        now: u64,
+    ) -> Result<Decision, ApiError> {
+        let (Some(task_id), Some(holder_id)) = (outcome.task, outcome.holder.as_deref()) else {
+            return Err(ApiError::new(
+                tonic::Code::Internal,
+                "INTERNAL",
+                "a verified chain without task or holder",
+            ));
+        };
+        let hash = self.policies.current().set.hash().to_owned();
+        let refused = |reason: String| Decision {
+            allowed: false,
+            reason,
+            policies: Vec::new(),
+            policy_hash: hash.clone(),
+            obligations: mandate_policy::Obligations::default(),
+        };
+        let Some(holder) = self.store.agent(holder_id)? else {
+            return Ok(refused(format!(
+                "the holder `{holder_id}` is not registered"
+            )));
+        };
+        let Some(task) = self.store.task(&task_id)? else {
+            return Ok(refused(format!("task `{task_id}` is not registered")));
+        };
+        let task_hex = task_id.to_string();
+        let principal = agent_info(&holder);
+        let agents = self.related(&[holder_id, &caller.agent.id])?;
+        let mut q = PolicyRequest::new(
+            Action::Invoke,
+            &principal,
+            Target::Call {
+                operation: &call.action,
+                resource: &call.resource,
+            },
+            now,
+        );
+        q.task = Some(TaskInfo {
+            id: &task_hex,
+            requester: &task.requester,
+            intent: &task.intent,
+            fields: &task.intent_fields,
+        });
+        q.agents = &agents;
+        q.tool = Some(&caller.agent.id);
+        q.depth = depth;
+        q.break_glass = break_glass;
+        q.signals = context;
+        Ok(self.decide(&q))
     }
 }

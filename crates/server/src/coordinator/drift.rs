@@ -1,0 +1,288 @@
+//! Policy reload and drift: a new policy set is checked against every live grant and
+//! delegation; those it denies are revoked with their subtrees, in the same commit as the
+//! reload's audit record.
+
+use super::*;
+use crate::policy::LoadedPolicy;
+
+/// What a reload did.
+#[derive(Clone, Debug)]
+pub struct Reloaded {
+    /// The set now in force.
+    pub policy: Arc<LoadedPolicy>,
+    /// Hash of the set it replaced.
+    pub previous_hash: String,
+    /// Live links decided again.
+    pub reevaluated: usize,
+    /// Links revoked by drift (with their subtrees).
+    pub revoked: RevokedLinks,
+}
+
+/// A live link the new set denies, with why.
+struct Drifted {
+    link: LinkRecord,
+    decision: Decision,
+    why: String,
+}
+
+impl Coordinator {
+    /// Re-reads the policy directory. An invalid set is refused (and audited) and the old
+    /// one stays. A valid one is checked against every live link first; the revocations
+    /// of what it denies, the reload record and the switch happen together. `caller` is
+    /// `None` for a reload by signal.
+    pub async fn reload_policy(&self, caller: Option<&Caller>) -> Result<Reloaded, ApiError> {
+        let actor = caller.map_or_else(|| "signal:SIGHUP".to_owned(), |c| c.agent.id.clone());
+        let now = self.now();
+        let loaded = match self.policies.read_again(now) {
+            Ok(l) => l,
+            Err(err) => {
+                let previous = self.policies.current();
+                let mut e = event(&actor, "policy.reload_refused", now);
+                e.severity = Severity::High;
+                e.decision = "deny".into();
+                e.reason = err.message.chars().take(4000).collect();
+                e.policy_hash = previous.set.hash().to_owned();
+                self.audit_refusal(e, caller).await?;
+                return Err(err);
+            }
+        };
+        let guard = self.writer.lock().await;
+        if let Some(c) = caller {
+            self.current(c)?;
+        }
+        let previous = self.policies.current();
+        let (drifted, reevaluated) = self.reevaluate(&loaded.set, now)?;
+        let mut change = Change::default();
+        let mut e = event(&actor, "policy.reloaded", now);
+        e.severity = Severity::High;
+        e.decision = "allow".into();
+        e.policy_hash = loaded.set.hash().to_owned();
+        e.policies = loaded.set.policies().into_iter().map(|p| p.0).collect();
+        e.reason = format!(
+            "policy set {} replaced {}",
+            loaded.set.hash(),
+            previous.set.hash()
+        );
+        e.detail.insert(
+            "previous_policy_hash".into(),
+            previous.set.hash().to_owned(),
+        );
+        e.detail.insert("source".into(), loaded.source.clone());
+        e.detail
+            .insert("files".into(), loaded.set.files().join(","));
+        e.detail
+            .insert("reevaluated_links".into(), reevaluated.to_string());
+        e.detail
+            .insert("drifted_links".into(), drifted.len().to_string());
+        change.audit.push(e);
+        let mut taken: HashSet<LinkId> = HashSet::new();
+        let mut ended: HashMap<TaskId, TaskRecord> = HashMap::new();
+        for d in drifted {
+            let reason = format!(
+                "policy drift: {} (policy set {} replaced {})",
+                d.why,
+                loaded.set.hash(),
+                previous.set.hash()
+            );
+            let (revocations, _) = self.cascade(&[d.link.id], &reason, now)?;
+            let revocations: Vec<_> = revocations
+                .into_iter()
+                .filter(|r| taken.insert(r.link))
+                .collect();
+            if revocations.is_empty() {
+                continue;
+            }
+            if let Some(mut task) = self.store.task(&d.link.task)?
+                && task.root_link == Some(d.link.id)
+                && task.state == TaskState::Active
+            {
+                task.state = TaskState::Revoked;
+                task.ended_ms = now;
+                task.end_reason = reason.clone();
+                ended.insert(task.id, task);
+            }
+            let mut r = with_decision(event(&actor, "policy.drift_revoked", now), &d.decision);
+            r.decision = "deny".into();
+            r.severity = Severity::High;
+            r.task = Some(d.link.task);
+            r.reason = reason;
+            r.links = revocations.iter().map(|r| r.link.to_string()).collect();
+            r.detail.insert("link".into(), d.link.id.to_string());
+            r.detail.insert("holder".into(), d.link.holder.clone());
+            r.detail.insert(
+                "previous_policy_hash".into(),
+                previous.set.hash().to_owned(),
+            );
+            change.audit.push(r);
+            change.revocations.extend(revocations);
+        }
+        change.tasks = ended.into_values().collect();
+        let committed = self.apply(change, caller)?;
+        // Installed under the lock, after the drift commit: issuance decided under the old
+        // set and committed later is decided again (see `decide_again_if_reloaded`).
+        self.policies.install(loaded);
+        drop(guard);
+        self.durable().await?;
+        Ok(Reloaded {
+            policy: self.policies.current(),
+            previous_hash: previous.set.hash().to_owned(),
+            reevaluated,
+            revoked: RevokedLinks {
+                links: committed.revoked,
+                epoch: committed.epoch.unwrap_or(0),
+            },
+        })
+    }
+
+    /// Decides every live link of every active task again under `set`. Links below a
+    /// denied one are not decided (the cascade takes them). Returns the denied links,
+    /// parents first, and how many links were decided.
+    fn reevaluate(
+        &self,
+        set: &mandate_policy::PolicySet,
+        now: u64,
+    ) -> Result<(Vec<Drifted>, usize), ApiError> {
+        let limits = mandate_core::Limits::default();
+        let revoked = read(&self.revoked)
+            .links
+            .keys()
+            .copied()
+            .collect::<HashSet<_>>();
+        let mut out = Vec::new();
+        let mut count = 0;
+        let mut after: Option<TaskId> = None;
+        loop {
+            let tasks = self.store.tasks(after.as_ref(), 256)?;
+            let Some(last) = tasks.last() else { break };
+            after = Some(last.id);
+            for task in tasks.iter().filter(|t| t.state == TaskState::Active) {
+                let mut links = self.store.task_links(&task.id)?;
+                // Parents first.
+                let depth_of = |l: &LinkRecord| {
+                    mandate_core::Link::decode(&l.encoded, &limits)
+                        .map(|k| k.body().depth())
+                        .unwrap_or(0)
+                };
+                links.sort_by_key(|l| (depth_of(l), l.created_ms));
+                let mut denied: HashSet<LinkId> = HashSet::new();
+                for rec in links {
+                    if revoked.contains(&rec.id)
+                        || rec.expires_at_ms <= now
+                        || rec
+                            .parent
+                            .is_some_and(|p| denied.contains(&p) || revoked.contains(&p))
+                    {
+                        continue;
+                    }
+                    count += 1;
+                    let (decision, why) = self.decide_live(set, task, &rec, now, &limits)?;
+                    if let Some(why) = why {
+                        denied.insert(rec.id);
+                        out.push(Drifted {
+                            link: rec,
+                            decision,
+                            why,
+                        });
+                    }
+                }
+            }
+        }
+        Ok((out, count))
+    }
+
+    /// The decision for one live link under `set`, and why it is now refused (if it is).
+    fn decide_live(
+        &self,
+        set: &mandate_policy::PolicySet,
+        task: &TaskRecord,
+        rec: &LinkRecord,
+        now: u64,
+        limits: &mandate_core::Limits,
+    ) -> Result<(Decision, Option<String>), ApiError> {
+        let link = mandate_core::Link::decode(&rec.encoded, limits)
+            .map_err(|d| ApiError::new(tonic::Code::Internal, "CORRUPT_LINK", d.to_string()))?;
+        let b = link.body();
+        let ttl = b.expires_at_ms.saturating_sub(b.not_before_ms);
+        let task_hex = task.id.to_string();
+        // The root's principal is its holder (the requester); a delegation's is its issuer.
+        let principal_id = if rec.parent.is_none() {
+            rec.holder.as_str()
+        } else {
+            rec.issuer.as_str()
+        };
+        let Some(principal) = self.store.agent(principal_id)? else {
+            let d = Decision {
+                allowed: false,
+                reason: format!("`{principal_id}` is not registered"),
+                policies: Vec::new(),
+                policy_hash: set.hash().to_owned(),
+                obligations: mandate_policy::Obligations::default(),
+            };
+            let why = d.reason.clone();
+            return Ok((d, Some(why)));
+        };
+        let principal = agent_info(&principal);
+        let agents = self.related(&[principal_id, &rec.holder])?;
+        let action = match (rec.parent.is_some(), b.kind) {
+            (true, _) => Action::Delegate,
+            (false, LinkKind::BreakGlass) => Action::BreakGlass,
+            (false, _) => Action::RequestGrant,
+        };
+        let mut q = PolicyRequest::new(
+            action,
+            &principal,
+            Target::Capabilities(&b.capabilities),
+            now,
+        );
+        q.task = Some(TaskInfo {
+            id: &task_hex,
+            requester: &task.requester,
+            intent: &task.intent,
+            fields: &task.intent_fields,
+        });
+        q.agents = &agents;
+        q.ttl_ms = ttl;
+        q.depth = b.depth();
+        q.max_depth = b.max_depth;
+        q.require_online = b.require_online;
+        if action == Action::Delegate {
+            q.holder = Some(&rec.holder);
+        }
+        let ticket = task
+            .intent_fields
+            .get("ticket")
+            .cloned()
+            .unwrap_or_default();
+        if action == Action::BreakGlass {
+            q.reason = task
+                .intent
+                .strip_prefix("break-glass: ")
+                .unwrap_or(&task.intent);
+            q.ticket = &ticket;
+        }
+        let d = set.decide(&q);
+        let cap_ttl = d
+            .obligations
+            .max_ttl_ms
+            .unwrap_or(self.config.max_ttl_ms)
+            .min(self.config.max_ttl_ms);
+        let cap_depth = Self::depth_cap(&d);
+        let why = if !d.allowed {
+            Some(d.reason.clone())
+        } else if ttl > cap_ttl {
+            Some(format!(
+                "its lifetime of {ttl} ms is above the new maximum of {cap_ttl} ms"
+            ))
+        } else if action == Action::Delegate && b.depth() > cap_depth {
+            Some(format!(
+                "its depth {} is above the new maximum of {cap_depth}",
+                b.depth()
+            ))
+        } else if d.obligations.require_online && !b.require_online && rec.parent.is_none() {
+            Some("the new set requires online checks, which the link does not".to_owned())
+        } else {
+            None
+        };
+        Ok((d, why))
+    }
+}
