@@ -14,4 +14,5 @@ mod bad_input;
 mod flow;
 mod harness;
 mod operations;
+mod policy;
 mod tool;

@@ -343,3 +343,20 @@ fn ids_hash_and_dirs() {
         Err(LoadError::Io { .. })
     ));
 }
+
+#[test]
+fn example_sets_load() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/policies");
+    let team = PolicySet::load_dir(&root.join("team")).unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        team.policies()
+            .iter()
+            .any(|p| p.0 == "production.approval" && p.2.require_approval)
+    );
+    match PolicySet::load_dir(&root.join("invalid")) {
+        Err(LoadError::Invalid { problems }) => {
+            assert!(problems[0].starts_with("typo.cedar:8:"), "{problems:?}");
+        }
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+}

@@ -20,8 +20,10 @@ use std::sync::Arc;
 use mandate_core::{AgentId, Chain, Clock, RequestAuth, SigningKey, SystemClock};
 use mandate_proto::v1 as pb;
 use mandate_proto::v1::agent_service_client::AgentServiceClient;
+use mandate_proto::v1::approval_service_client::ApprovalServiceClient;
 use mandate_proto::v1::audit_service_client::AuditServiceClient;
 use mandate_proto::v1::authorization_service_client::AuthorizationServiceClient;
+use mandate_proto::v1::policy_service_client::PolicyServiceClient;
 use mandate_proto::v1::task_service_client::TaskServiceClient;
 use tonic::metadata::MetadataValue;
 use tonic::transport::Channel;
@@ -167,6 +169,8 @@ pub struct Client {
     tasks: TaskServiceClient<Channel>,
     authz: AuthorizationServiceClient<Channel>,
     audit: AuditServiceClient<Channel>,
+    approvals: ApprovalServiceClient<Channel>,
+    policy: PolicyServiceClient<Channel>,
 }
 
 macro_rules! call {
@@ -200,6 +204,8 @@ impl Client {
             agents: AgentServiceClient::new(channel.clone()).max_decoding_message_size(MAX),
             tasks: TaskServiceClient::new(channel.clone()).max_decoding_message_size(MAX),
             authz: AuthorizationServiceClient::new(channel.clone()).max_decoding_message_size(MAX),
+            approvals: ApprovalServiceClient::new(channel.clone()).max_decoding_message_size(MAX),
+            policy: PolicyServiceClient::new(channel.clone()).max_decoding_message_size(MAX),
             audit: AuditServiceClient::new(channel).max_decoding_message_size(MAX),
         }
     }
@@ -368,6 +374,74 @@ impl Client {
             "AuthorizationService/GetTrustBundle",
             r
         )
+    }
+    /// `TaskService/BreakGlass`.
+    pub async fn break_glass(
+        &mut self,
+        r: pb::BreakGlassRequest,
+    ) -> Result<pb::BreakGlassResponse, Error> {
+        call!(self, tasks, break_glass, "TaskService/BreakGlass", r)
+    }
+    /// `ApprovalService/ListApprovals`.
+    pub async fn list_approvals(
+        &mut self,
+        r: pb::ListApprovalsRequest,
+    ) -> Result<pb::ListApprovalsResponse, Error> {
+        call!(
+            self,
+            approvals,
+            list_approvals,
+            "ApprovalService/ListApprovals",
+            r
+        )
+    }
+    /// `ApprovalService/GetApproval`.
+    pub async fn get_approval(
+        &mut self,
+        r: pb::GetApprovalRequest,
+    ) -> Result<pb::GetApprovalResponse, Error> {
+        call!(
+            self,
+            approvals,
+            get_approval,
+            "ApprovalService/GetApproval",
+            r
+        )
+    }
+    /// `ApprovalService/Approve`.
+    pub async fn approve(&mut self, r: pb::ApproveRequest) -> Result<pb::ApproveResponse, Error> {
+        call!(self, approvals, approve, "ApprovalService/Approve", r)
+    }
+    /// `ApprovalService/Deny`.
+    pub async fn deny(&mut self, r: pb::DenyRequest) -> Result<pb::DenyResponse, Error> {
+        call!(self, approvals, deny, "ApprovalService/Deny", r)
+    }
+    /// `ApprovalService/WaitApproval`.
+    pub async fn wait_approval(
+        &mut self,
+        r: pb::WaitApprovalRequest,
+    ) -> Result<tonic::Streaming<pb::WaitApprovalResponse>, Error> {
+        call!(
+            self,
+            approvals,
+            wait_approval,
+            "ApprovalService/WaitApproval",
+            r
+        )
+    }
+    /// `PolicyService/GetPolicy`.
+    pub async fn get_policy(
+        &mut self,
+        r: pb::GetPolicyRequest,
+    ) -> Result<pb::GetPolicyResponse, Error> {
+        call!(self, policy, get_policy, "PolicyService/GetPolicy", r)
+    }
+    /// `PolicyService/ReloadPolicy`.
+    pub async fn reload_policy(
+        &mut self,
+        r: pb::ReloadPolicyRequest,
+    ) -> Result<pb::ReloadPolicyResponse, Error> {
+        call!(self, policy, reload_policy, "PolicyService/ReloadPolicy", r)
     }
     /// `AuditService/QueryAuditLog`.
     pub async fn query_audit_log(
