@@ -88,6 +88,16 @@ pub(crate) enum TaskCommand {
         /// Require online authorisation of every call.
         #[arg(long)]
         online: bool,
+        /// Intent field `name=value` for policy and audit, e.g. `ticket=CHG-12` (repeatable).
+        #[arg(long = "field")]
+        fields: Vec<String>,
+        /// Signal `name=value` for policy, e.g. `risk_score=20` (repeatable).
+        #[arg(long = "signal")]
+        signals: Vec<String>,
+        /// When policy requires approval, wait for the decision (else print the request
+        /// and return).
+        #[arg(long)]
+        wait: bool,
         /// Also write the chain (text form) to this file.
         #[arg(long)]
         out: Option<PathBuf>,
@@ -182,6 +192,13 @@ pub(crate) struct AuthorizeArgs {
     /// Arguments `name=value` (repeatable).
     #[arg(long = "arg")]
     args: Vec<String>,
+    /// Context `name=value` for the Cedar `Invoke` decision, e.g. `risk_score=60`
+    /// (repeatable).
+    #[arg(long = "context")]
+    context: Vec<String>,
+    /// Refuse break-glass chains.
+    #[arg(long)]
+    refuse_break_glass: bool,
 }
 
 /// `mandate inspect`.
@@ -209,7 +226,7 @@ fn read_chain(s: &str) -> anyhow::Result<Chain> {
     Ok(Chain::from_text(&text_or_file(s)?, &Limits::default())?)
 }
 
-fn parse_ttl(s: &str) -> anyhow::Result<u64> {
+pub(crate) fn parse_ttl(s: &str) -> anyhow::Result<u64> {
     let (num, unit) = s
         .find(|c: char| !c.is_ascii_digit())
         .map_or((s, ""), |i| s.split_at(i));
@@ -225,14 +242,14 @@ fn parse_ttl(s: &str) -> anyhow::Result<u64> {
     })
 }
 
-fn parse_cap(s: &str) -> anyhow::Result<Capability> {
+pub(crate) fn parse_cap(s: &str) -> anyhow::Result<Capability> {
     let (resource, actions) = s
         .rsplit_once(':')
         .with_context(|| format!("capability `{s}` must be RESOURCE:ACTION[,ACTION…]"))?;
     Ok(Capability::new(resource, actions.split(','))?)
 }
 
-fn cap_to_pb(c: &Capability) -> tpb::Capability {
+pub(crate) fn cap_to_pb(c: &Capability) -> tpb::Capability {
     tpb::Capability {
         resource: c.resource.to_string(),
         actions: c.actions.to_strings(),
@@ -254,7 +271,19 @@ fn parse_args(args: &[String]) -> anyhow::Result<BTreeMap<String, Value>> {
         .collect()
 }
 
-fn write_new(path: &Path, text: &str) -> anyhow::Result<()> {
+/// `name=value` pairs (`what` names the flag in errors).
+fn parse_pairs(pairs: &[String], what: &str) -> anyhow::Result<BTreeMap<String, String>> {
+    pairs
+        .iter()
+        .map(|p| {
+            p.split_once('=')
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                .with_context(|| format!("{what} `{p}` must be name=value"))
+        })
+        .collect()
+}
+
+pub(crate) fn write_new(path: &Path, text: &str) -> anyhow::Result<()> {
     std::fs::write(path, format!("{text}\n"))
         .with_context(|| format!("cannot write `{}`", path.display()))
 }
@@ -272,7 +301,7 @@ fn agent_json(a: &pb::Agent) -> Json {
     })
 }
 
-fn task_json(t: &pb::Task) -> Json {
+pub(crate) fn task_json(t: &pb::Task) -> Json {
     let state = pb::TaskState::try_from(t.state).map(|s| {
         s.as_str_name()
             .trim_start_matches("TASK_STATE_")
@@ -289,7 +318,7 @@ fn task_json(t: &pb::Task) -> Json {
     })
 }
 
-fn print(json_out: bool, j: &Json, text: impl FnOnce() -> String) {
+pub(crate) fn print(json_out: bool, j: &Json, text: impl FnOnce() -> String) {
     if json_out {
         out!("{j}");
     } else {
@@ -432,6 +461,9 @@ pub(crate) async fn task(cmd: TaskCommand, conn: &Connection) -> anyhow::Result<
             max_depth,
             intent,
             online,
+            fields,
+            signals,
+            wait,
             out,
         } => {
             let capabilities = caps
@@ -440,10 +472,10 @@ pub(crate) async fn task(cmd: TaskCommand, conn: &Connection) -> anyhow::Result<
                 .collect::<anyhow::Result<_>>()?;
             let r = client
                 .start_task(pb::StartTaskRequest {
-                    signals: Default::default(),
+                    signals: parse_pairs(&signals, "signal")?,
                     intent: Some(pb::Intent {
                         text: intent,
-                        ..Default::default()
+                        fields: parse_pairs(&fields, "field")?,
                     }),
                     capabilities,
                     ttl_ms: parse_ttl(&ttl)?,
@@ -452,6 +484,27 @@ pub(crate) async fn task(cmd: TaskCommand, conn: &Connection) -> anyhow::Result<
                 })
                 .await?;
             let t = r.task.unwrap_or_default();
+            if !r.approval_request_hash.is_empty() {
+                if wait {
+                    return crate::policy::wait(&mut client, conn, t.task_id, out.as_ref()).await;
+                }
+                let mut j = task_json(&t);
+                j["approval_request_hash"] = json!(r.approval_request_hash);
+                j["policy_ids"] = json!(r.decision.map(|d| d.policy_ids).unwrap_or_default());
+                print(conn.json, &j, || {
+                    format!(
+                        "task {} waits for approval (request hash {}).
+An approver runs: mandate approve {} --hash {}
+Wait with: mandate approvals wait {}",
+                        t.task_id,
+                        r.approval_request_hash,
+                        t.task_id,
+                        r.approval_request_hash,
+                        t.task_id
+                    )
+                });
+                return Ok(Outcome::Ok);
+            }
             if let Some(out) = &out {
                 write_new(out, &r.chain_text)?;
             }
@@ -662,13 +715,13 @@ pub(crate) async fn authorize(a: AuthorizeArgs, conn: &Connection) -> anyhow::Re
     let args = mandate_sdk::call_args_to_pb(&call);
     let r = client
         .authorize(pb::AuthorizeRequest {
-            refuse_break_glass: false,
+            refuse_break_glass: a.refuse_break_glass,
             chain: chain.encode(),
             invocation: proof.encode(),
             action: a.action,
             resource: a.resource,
             args,
-            context: Default::default(),
+            context: parse_pairs(&a.context, "context")?,
         })
         .await?;
     print(

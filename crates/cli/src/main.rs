@@ -24,6 +24,7 @@ mod audit;
 mod bench;
 mod client;
 mod commands;
+mod policy;
 mod tree;
 
 use std::net::SocketAddr;
@@ -94,6 +95,19 @@ enum Command {
     Inspect(commands::InspectArgs),
     /// Load-test a coordinator (its own, unless --server is given explicitly).
     Bench(bench::BenchArgs),
+    /// The policy set: show, reload, validate a directory offline, print the schema or the
+    /// default set.
+    #[command(subcommand)]
+    Policy(policy::PolicyCommand),
+    /// Grant requests waiting for approval: list, show, wait.
+    #[command(subcommand)]
+    Approvals(policy::ApprovalsCommand),
+    /// Approve a pending grant request (quote the hash you reviewed).
+    Approve(policy::DecideArgs),
+    /// Deny a pending grant request.
+    Deny(policy::DecideArgs),
+    /// Emergency access for a person: time-boxed, audited at high severity, not delegable.
+    BreakGlass(policy::BreakGlassArgs),
 }
 
 #[derive(clap::Args, Debug)]
@@ -107,6 +121,10 @@ struct ServeArgs {
     /// Trust domain of the built-in admin and coordinator identities.
     #[arg(long, env = "MANDATE_TRUST_DOMAIN", default_value = "mandate.local")]
     trust_domain: String,
+    /// Directory of `*.cedar` policy files (default: the built-in policy set). Reloaded on
+    /// SIGHUP and by `mandate policy reload`.
+    #[arg(long, env = "MANDATE_POLICY_DIR")]
+    policy_dir: Option<PathBuf>,
 }
 
 /// Exit code for a negative answer.
@@ -119,12 +137,15 @@ const EXIT_CONFIG: u8 = 64;
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let mut config = mandate_server::Config::new(args.listen, args.data_dir);
     config.trust_domain = args.trust_domain;
+    config.policy_dir = args.policy_dir;
+    config.reload_on_sighup = true;
     let server = mandate_server::start(config).await?;
     out!("mandate coordinator listening on {}", server.local_addr);
     out!("  data directory:   {}", server.data_dir.display());
     out!("  admin agent:      {}", server.admin_id);
     out!("  admin key:        {}", server.admin_key_path.display());
     out!("  coordinator key:  {}", server.coordinator_key);
+    out!("  policy set:       {}", server.policy_summary());
     out!(
         "  health/reflection: grpcurl -plaintext {} list",
         server.local_addr
@@ -188,6 +209,11 @@ fn main() -> ExitCode {
             Command::Prove(args) => commands::prove(&args, &conn),
             Command::Authorize(args) => commands::authorize(args, &conn).await,
             Command::Inspect(args) => commands::inspect(args, &conn).await,
+            Command::Policy(cmd) => policy::policy(cmd, &conn).await,
+            Command::Approvals(cmd) => policy::approvals(cmd, &conn).await,
+            Command::Approve(args) => policy::decide(args, true, &conn).await,
+            Command::Deny(args) => policy::decide(args, false, &conn).await,
+            Command::BreakGlass(args) => policy::break_glass(args, &conn).await,
             Command::Bench(args) => {
                 let own = std::env::args().all(|a| a != "--server")
                     && std::env::var_os("MANDATE_SERVER").is_none();

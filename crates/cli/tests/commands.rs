@@ -297,3 +297,217 @@ async fn audit_tail_follows_new_records() {
     let _ = child.wait();
     w.server.shutdown().await.unwrap();
 }
+
+/// Runs `mandate` as `agent` with the key in `key`, against `server`.
+fn mandate_as(
+    server: &mandate_server::Server,
+    agent: &str,
+    key: &std::path::Path,
+    args: &[&str],
+) -> (i32, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_mandate"))
+        .args(["--server", &server.local_addr.to_string()])
+        .arg("--key")
+        .arg(key)
+        .args(["--agent", agent])
+        .args(args)
+        .stderr(Stdio::piped())
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8(out.stdout).unwrap(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn policy_approval_and_break_glass_commands() {
+    let examples = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/policies");
+    let dir = tempfile::tempdir().unwrap();
+    let mut config =
+        mandate_server::Config::new(([127, 0, 0, 1], 0).into(), dir.path().join("data"));
+    config.policy_dir = Some(examples.join("team"));
+    let server = mandate_server::start(config).await.unwrap();
+    let admin_key = keyfile::load_signing_key(&server.admin_key_path).unwrap();
+    let mut admin = Client::connect(
+        format!("http://{}", server.local_addr),
+        Signer::new(AgentId::new(server.admin_id.clone()).unwrap(), admin_key),
+    )
+    .await
+    .unwrap();
+    let planner = "spiffe://mandate.local/planner";
+    let human = "spiffe://mandate.local/human/alice";
+    let mut keys = Vec::new();
+    for (id, role) in [(planner, "planner"), (human, "human")] {
+        let key = SigningKey::generate().unwrap();
+        let path = dir.path().join(format!("{role}.key"));
+        keyfile::save_signing_key(&key, &path).unwrap();
+        admin
+            .register_agent(pb::RegisterAgentRequest {
+                agent_id: id.into(),
+                public_key: key.public_key().as_bytes().to_vec(),
+                role: role.into(),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        keys.push(path);
+    }
+    let (planner_key, human_key) = (&keys[0], &keys[1]);
+    let admin_id = server.admin_id.clone();
+    let admin_key = server.admin_key_path.clone();
+
+    // Offline validation, the schema and the default set.
+    let team = examples.join("team");
+    let (code, out) = mandate_as(
+        &server,
+        planner,
+        planner_key,
+        &["--json", "policy", "validate", team.to_str().unwrap()],
+    );
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(json_lines(&out)[0]["valid"], true);
+    let invalid = examples.join("invalid");
+    let (code, out) = mandate_as(
+        &server,
+        planner,
+        planner_key,
+        &["--json", "policy", "validate", invalid.to_str().unwrap()],
+    );
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("typo.cedar:8:"), "{out}");
+    let (code, out) = mandate_as(&server, planner, planner_key, &["policy", "schema"]);
+    assert_eq!(code, 0);
+    assert!(out.contains("namespace Mandate"));
+    let (code, out) = mandate_as(
+        &server,
+        &admin_id,
+        &admin_key,
+        &["--json", "policy", "show"],
+    );
+    assert_eq!(code, 0, "{out}");
+    let shown = &json_lines(&out)[0];
+    assert!(
+        shown["policy_hash"]
+            .as_str()
+            .unwrap()
+            .starts_with("sha256:")
+    );
+    let (code, out) = mandate_as(
+        &server,
+        &admin_id,
+        &admin_key,
+        &["--json", "policy", "reload"],
+    );
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(
+        json_lines(&out)[0]["previous_policy_hash"],
+        shown["policy_hash"]
+    );
+
+    // A production grant waits for a person.
+    let (code, out) = mandate_as(
+        &server,
+        planner,
+        planner_key,
+        &[
+            "--json",
+            "task",
+            "start",
+            "--cap",
+            "prod/db:read",
+            "--ttl",
+            "10m",
+            "--intent",
+            "fix the index",
+            "--field",
+            "ticket=CHG-7",
+        ],
+    );
+    assert_eq!(code, 0, "{out}");
+    let pending = &json_lines(&out)[0];
+    assert_eq!(pending["state"], "pending_approval");
+    let task = pending["task_id"].as_str().unwrap().to_owned();
+    let hash = pending["approval_request_hash"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (code, out) = mandate_as(&server, human, human_key, &["--json", "approvals", "list"]);
+    assert_eq!(code, 0, "{out}");
+    let listed = json_lines(&out);
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0]["request_hash"], hash.as_str());
+    // The requester cannot approve its own request.
+    let (code, _) = mandate_as(
+        &server,
+        planner,
+        planner_key,
+        &["approve", &task, "--hash", &hash],
+    );
+    assert_eq!(code, 3);
+    let (code, out) = mandate_as(
+        &server,
+        human,
+        human_key,
+        &[
+            "--json",
+            "approve",
+            &task,
+            "--hash",
+            &hash,
+            "--comment",
+            "ok",
+        ],
+    );
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(json_lines(&out)[0]["state"], "approved");
+    let (code, out) = mandate_as(
+        &server,
+        planner,
+        planner_key,
+        &["--json", "approvals", "wait", &task],
+    );
+    assert_eq!(code, 0, "{out}");
+    let chain = json_lines(&out)[0]["chain"].as_str().unwrap().to_owned();
+    assert!(Chain::from_text(&chain, &Limits::default()).is_ok());
+
+    // Break-glass for the person, refused to the planner.
+    let (code, out) = mandate_as(
+        &server,
+        human,
+        human_key,
+        &[
+            "--json",
+            "break-glass",
+            "--cap",
+            "secrets/db:read",
+            "--reason",
+            "db down",
+            "--ticket",
+            "INC-9",
+        ],
+    );
+    assert_eq!(code, 0, "{out}");
+    let bg = Chain::from_text(
+        json_lines(&out)[0]["chain"].as_str().unwrap(),
+        &Limits::default(),
+    )
+    .unwrap();
+    assert_eq!(bg.root().body().kind, mandate_core::LinkKind::BreakGlass);
+    let (code, _) = mandate_as(
+        &server,
+        planner,
+        planner_key,
+        &[
+            "break-glass",
+            "--cap",
+            "secrets/db:read",
+            "--reason",
+            "x",
+            "--ticket",
+            "INC-9",
+        ],
+    );
+    assert_eq!(code, 3);
+    server.shutdown().await.unwrap();
+}

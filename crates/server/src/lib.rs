@@ -190,6 +190,12 @@ impl std::fmt::Debug for Server {
 }
 
 impl Server {
+    /// The policy set in force, in one line: hash and source.
+    pub fn policy_summary(&self) -> String {
+        let p = self.coordinator.policies().current();
+        format!("{} ({})", p.set.hash(), p.source)
+    }
+
     /// The coordinator (for in-process callers and tests).
     pub fn coordinator(&self) -> &Arc<Coordinator> {
         &self.coordinator
