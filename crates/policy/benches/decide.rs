@@ -131,6 +131,12 @@ fn bench(c: &mut Criterion) {
     g.bench_function("invoke_50_policies", |b| {
         b.iter(|| black_box(set.decide(black_box(&invoke))))
     });
+    // The fixed cost of a decision: the shipped default set (a handful of policies).
+    let default = PolicySet::default_set().unwrap();
+    assert!(default.decide(&invoke).allowed);
+    g.bench_function("invoke_default_set", |b| {
+        b.iter(|| black_box(default.decide(black_box(&invoke))))
+    });
     g.sample_size(10);
     g.bench_function("load_and_validate_50_policies", |b| {
         b.iter(|| black_box(PolicySet::from_sources(black_box(&sources)).unwrap()))

@@ -383,7 +383,11 @@ impl PolicySet {
         for name in &resources {
             entities.push(resource_entity(name)?);
         }
-        let entities = Entities::from_entities(entities, Some(&self.schema))
+        // The entities are built above with exactly the schema's attributes; checking them
+        // against the schema costs about a third of a decision, so only debug builds (every
+        // test) do it. The request (principal type, context) is always checked below.
+        let schema = cfg!(debug_assertions).then_some(&*self.schema);
+        let entities = Entities::from_entities(entities, schema)
             .map_err(|e| format!("the decision's entities do not fit the schema: {e}"))?;
 
         let hour = (r.now_ms / 3_600_000) % 24;
