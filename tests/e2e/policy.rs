@@ -145,21 +145,34 @@ async fn a_forbid_denies_and_an_obligation_caps_the_ttl() {
         .unwrap_err();
     assert_eq!(err.reason(), "POLICY_DENIED");
     assert!(err.to_string().contains("break-glass only"), "{err}");
+    for wide in ["*", "s*", "secret*", "secrets/db/*"] {
+        let err = t
+            .planner
+            .start_task(start(vec![cap_pb(wide, &["read"])], 60_000))
+            .await
+            .unwrap_err();
+        assert_eq!(err.reason(), "POLICY_DENIED", "{wide}");
+        // Refused by the guardrail itself, not only for lack of a permit.
+        assert!(
+            err.to_string().contains("break-glass only"),
+            "{wide}: {err}"
+        );
+    }
     let denied = audit(&t.h, "grant.denied").await;
-    assert_eq!(denied.len(), 1);
+    assert_eq!(denied.len(), 5);
     assert_eq!(
         denied[0].policy_ids,
         vec!["guardrails.no-secrets".to_owned()]
     );
     assert_eq!(denied[0].policy_hash, hash);
 
-    // Asking for two hours gets the 30 minutes of `team.grant`.
+    // Asking for two hours and five hops gets the 30 minutes and two hops of `team.grant`.
     let r = t
         .planner
-        .start_task(start(
-            vec![cap_pb("docs/*", &["read", "write"])],
-            2 * 3_600_000,
-        ))
+        .start_task(pb::StartTaskRequest {
+            max_depth: 5,
+            ..start(vec![cap_pb("docs/*", &["read", "write"])], 2 * 3_600_000)
+        })
         .await
         .unwrap();
     let task = r.task.unwrap();

@@ -199,7 +199,19 @@ impl PolicySet {
                         Ok(true) if policy.effect() == Effect::Forbid => problems.push(format!(
                             "{at}: policy `{id}`: `@{key}` is an obligation; only a permit can carry one"
                         )),
-                        Ok(_) => {}
+                        Ok(true) => {
+                            let honouring = honoured_by(key);
+                            if !Action::ALL
+                                .iter()
+                                .any(|a| honouring.contains(a) && covers(policy, *a))
+                            {
+                                problems.push(format!(
+                                    "{at}: policy `{id}`: `@{key}` would have no effect: it applies to {} only",
+                                    honouring.iter().map(|a| a.name()).collect::<Vec<_>>().join(", ")
+                                ));
+                            }
+                        }
+                        Ok(false) => {}
                         Err(e) => problems.push(format!("{at}: policy `{id}`: {e}")),
                     }
                     if key == "reason" {
@@ -312,6 +324,26 @@ impl PolicySet {
         out.sort_by(|a, b| a.0.cmp(&b.0));
         out
     }
+}
+
+/// The actions whose decisions apply an obligation.
+fn honoured_by(key: &str) -> &'static [Action] {
+    match key {
+        "max_ttl" | "require_online" => &[
+            Action::RequestGrant,
+            Action::Renew,
+            Action::Delegate,
+            Action::BreakGlass,
+        ],
+        "max_depth" => &[Action::RequestGrant, Action::Renew, Action::Delegate],
+        "require_approval" => &[Action::RequestGrant],
+        _ => &[],
+    }
+}
+
+/// Whether the action scope of `p` includes `action`.
+fn covers(p: &cedar_policy::Policy, action: Action) -> bool {
+    in_scope(p, action, false) || in_scope(p, action, true)
 }
 
 /// Whether the scope of `p` can match a request for `action` by a principal of the given

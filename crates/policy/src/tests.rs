@@ -308,6 +308,17 @@ fn invalid_sets_are_refused_with_every_problem() {
         "@max_depth(\"20\") permit (principal, action, resource);",
     )]);
     assert!(p[0].contains("limit of 15"), "{p:?}");
+    // An obligation on a permit whose actions never apply it is a mistake.
+    let p = problems(&[(
+        "h.cedar",
+        "@max_ttl(\"1h\") permit (principal, action == Mandate::Action::\"Invoke\", resource);",
+    )]);
+    assert!(p[0].contains("would have no effect"), "{p:?}");
+    let p = problems(&[(
+        "i.cedar",
+        "@require_approval permit (principal is Mandate::Agent, action == Mandate::Action::\"Delegate\", resource);",
+    )]);
+    assert!(p[0].contains("RequestGrant only"), "{p:?}");
 }
 
 #[test]

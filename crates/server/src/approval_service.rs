@@ -60,6 +60,8 @@ fn approval_to_pb(a: &ApprovalRecord) -> Result<pb::Approval, ApiError> {
         comment: a.comment.clone(),
         policy_ids: a.policies.clone(),
         policy_hash: a.policy_hash.clone(),
+        require_online: r.require_online,
+        signals: r.signals,
     })
 }
 

@@ -553,35 +553,38 @@ impl Coordinator {
         ticket: &str,
         signals: &BTreeMap<String, String>,
     ) -> Result<Issued, ApiError> {
-        check_signals(signals)?;
-        if capabilities.is_empty() {
-            return Err(ApiError::invalid(
-                "break-glass needs at least one capability",
-            ));
-        }
-        if ttl_ms == 0 {
-            return Err(ApiError::invalid("ttl_ms must be above 0"));
-        }
-        if reason.trim().is_empty() || ticket.trim().is_empty() {
-            return Err(ApiError::invalid("break-glass needs a reason and a ticket"));
-        }
-        if reason.len() > 1024 || ticket.len() > 256 {
-            return Err(ApiError::invalid(
-                "the reason is limited to 1024 bytes and the ticket to 256",
-            ));
-        }
         let now = self.now();
         let task_id = TaskId::random()
             .map_err(|e| ApiError::new(tonic::Code::Internal, "INTERNAL", e.to_string()))?;
         let mut e = event(&caller.agent.id, "breakglass.denied", now);
         e.task = Some(task_id);
         e.severity = Severity::High;
-        e.reason = reason.to_owned();
-        e.detail.insert("ticket".into(), ticket.to_owned());
+        e.decision = "deny".into();
+        e.reason = reason.chars().take(1024).collect();
+        e.detail
+            .insert("ticket".into(), ticket.chars().take(256).collect());
         e.detail
             .insert("requested_ttl_ms".into(), ttl_ms.to_string());
+        // Every attempt is audited at high severity, malformed ones included.
+        let invalid = if let Err(err) = check_signals(signals) {
+            Some(err.message)
+        } else if capabilities.is_empty() {
+            Some("break-glass needs at least one capability".to_owned())
+        } else if ttl_ms == 0 {
+            Some("ttl_ms must be above 0".to_owned())
+        } else if reason.trim().is_empty() || ticket.trim().is_empty() {
+            Some("break-glass needs a reason and a ticket".to_owned())
+        } else if reason.len() > 1024 || ticket.len() > 256 {
+            Some("the reason is limited to 1024 bytes and the ticket to 256".to_owned())
+        } else {
+            None
+        };
+        if let Some(why) = invalid {
+            e.detail.insert("refusal".into(), why.clone());
+            self.audit_refusal(e, Some(caller)).await?;
+            return Err(ApiError::invalid(why));
+        }
         if caller.agent.role != "human" {
-            e.decision = "deny".into();
             e.detail
                 .insert("refusal".into(), "break-glass is for people only".into());
             self.audit_refusal(e, Some(caller)).await?;
@@ -647,7 +650,7 @@ impl Coordinator {
         let task = TaskRecord {
             id: task_id,
             requester: caller.agent.id.clone(),
-            intent: format!("break-glass: {reason}"),
+            intent: reason.to_owned(),
             intent_fields: fields,
             state: TaskState::Active,
             created_ms: now,

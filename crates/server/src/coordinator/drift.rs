@@ -165,6 +165,8 @@ impl Coordinator {
                 };
                 links.sort_by_key(|l| (depth_of(l), l.created_ms));
                 let mut denied: HashSet<LinkId> = HashSet::new();
+                // Whether a link or one above it requires online checks.
+                let mut online: HashMap<LinkId, bool> = HashMap::new();
                 for rec in links {
                     if revoked.contains(&rec.id)
                         || rec.expires_at_ms <= now
@@ -175,7 +177,12 @@ impl Coordinator {
                         continue;
                     }
                     count += 1;
-                    let (decision, why) = self.decide_live(set, task, &rec, now, &limits)?;
+                    let above = rec
+                        .parent
+                        .is_some_and(|p| online.get(&p).copied().unwrap_or(false));
+                    let (decision, why, own) =
+                        self.decide_live(set, task, &rec, above, now, &limits)?;
+                    online.insert(rec.id, own || above);
                     if let Some(why) = why {
                         denied.insert(rec.id);
                         out.push(Drifted {
@@ -190,15 +197,17 @@ impl Coordinator {
         Ok((out, count))
     }
 
-    /// The decision for one live link under `set`, and why it is now refused (if it is).
+    /// The decision for one live link under `set`, why it is now refused (if it is), and
+    /// whether the link itself requires online checks (`online_above`: one above it does).
     fn decide_live(
         &self,
         set: &mandate_policy::PolicySet,
         task: &TaskRecord,
         rec: &LinkRecord,
+        online_above: bool,
         now: u64,
         limits: &mandate_core::Limits,
-    ) -> Result<(Decision, Option<String>), ApiError> {
+    ) -> Result<(Decision, Option<String>, bool), ApiError> {
         let link = mandate_core::Link::decode(&rec.encoded, limits)
             .map_err(|d| ApiError::new(tonic::Code::Internal, "CORRUPT_LINK", d.to_string()))?;
         let b = link.body();
@@ -219,7 +228,7 @@ impl Coordinator {
                 obligations: mandate_policy::Obligations::default(),
             };
             let why = d.reason.clone();
-            return Ok((d, Some(why)));
+            return Ok((d, Some(why), b.require_online));
         };
         let principal = agent_info(&principal);
         let agents = self.related(&[principal_id, &rec.holder])?;
@@ -254,10 +263,8 @@ impl Coordinator {
             .cloned()
             .unwrap_or_default();
         if action == Action::BreakGlass {
-            q.reason = task
-                .intent
-                .strip_prefix("break-glass: ")
-                .unwrap_or(&task.intent);
+            // A break-glass task's intent is its reason, as decided at issue.
+            q.reason = &task.intent;
             q.ticket = &ticket;
         }
         let d = set.decide(&q);
@@ -278,11 +285,18 @@ impl Coordinator {
                 "its depth {} is above the new maximum of {cap_depth}",
                 b.depth()
             ))
-        } else if d.obligations.require_online && !b.require_online && rec.parent.is_none() {
-            Some("the new set requires online checks, which the link does not".to_owned())
+        } else if action != Action::Delegate && b.max_depth > cap_depth {
+            // The root would now allow fewer hops; delegations below it are bounded by the
+            // root, not by the grant policy, so the root goes.
+            Some(format!(
+                "it allows {} delegation hops, above the new maximum of {cap_depth}",
+                b.max_depth
+            ))
+        } else if d.obligations.require_online && !b.require_online && !online_above {
+            Some("the new set requires online checks, which the chain does not".to_owned())
         } else {
             None
         };
-        Ok((d, why))
+        Ok((d, why, b.require_online))
     }
 }
