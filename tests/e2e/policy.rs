@@ -544,7 +544,27 @@ async fn break_glass_is_for_people_never_delegated_and_tools_may_refuse_it() {
         ticket: ticket.into(),
         ..Default::default()
     };
+    // Security teams follow high-severity records live: break-glass is announced there.
+    let mut admin = t.h.admin.clone();
+    let mut alerts = admin
+        .watch_audit_log(pb::WatchAuditLogRequest {
+            filter: Some(pb::AuditFilter {
+                min_severity: pb::AuditSeverity::High as i32,
+                action_prefix: "breakglass.".into(),
+                ..Default::default()
+            }),
+            after_seq: 0,
+        })
+        .await
+        .unwrap();
     let r = t.human.break_glass(req("INC-42")).await.unwrap();
+    let alert = alerts.message().await.unwrap().unwrap().record.unwrap();
+    assert_eq!(alert.action, "breakglass.granted");
+    assert_eq!(alert.actor, format!("{DOMAIN}/human/alice"));
+    assert_eq!(
+        alert.detail.get("ticket").map(String::as_str),
+        Some("INC-42")
+    );
     let chain = decode(&r.chain);
     let root = chain.root().body();
     assert_eq!(root.kind, LinkKind::BreakGlass);

@@ -1,6 +1,7 @@
 //! `mandate serve` as a user runs it: a fresh directory, no flags but the listen address
 //! (from the environment, to stay off the default port), health answers, SIGTERM stops it
-//! cleanly, and the data directory holds the keys with the right modes.
+//! cleanly, and the data directory holds the keys with the right modes. With a policy
+//! directory, SIGHUP reloads it.
 
 use std::io::{BufRead as _, BufReader};
 use std::process::{Command, Stdio};
@@ -9,8 +10,14 @@ use std::time::Duration;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serve_starts_in_a_fresh_directory_and_stops_on_sigterm() {
     let dir = tempfile::tempdir().unwrap();
+    let policies = dir.path().join("policies");
+    std::fs::create_dir(&policies).unwrap();
+    let examples = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/policies");
+    for f in ["base.cedar", "production.cedar", "guardrails.cedar"] {
+        std::fs::copy(examples.join("team").join(f), policies.join(f)).unwrap();
+    }
     let mut child = Command::new(env!("CARGO_BIN_EXE_mandate"))
-        .arg("serve")
+        .args(["serve", "--policy-dir", "policies"])
         .current_dir(dir.path())
         .env("MANDATE_LISTEN", "127.0.0.1:0")
         .env("RUST_LOG", "warn")
@@ -61,6 +68,41 @@ async fn serve_starts_in_a_fresh_directory_and_stops_on_sigterm() {
             assert_eq!(mode, 0o600, "{f}");
         }
     }
+    // SIGHUP reloads the policy directory (as the admin, whose key the CLI finds in
+    // ./mandate-data by default).
+    let policy_hash = || {
+        let out = Command::new(env!("CARGO_BIN_EXE_mandate"))
+            .args(["--server", &addr, "--json", "policy", "show"])
+            .current_dir(dir.path())
+            .stderr(Stdio::null())
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        v["policy_hash"].as_str().unwrap().to_owned()
+    };
+    let before = policy_hash();
+    std::fs::copy(
+        examples.join("tighten/no-delegated-writes.cedar"),
+        policies.join("no-delegated-writes.cedar"),
+    )
+    .unwrap();
+    let hup = Command::new("kill")
+        .arg("-HUP")
+        .arg(child.id().to_string())
+        .status()
+        .unwrap();
+    assert!(hup.success());
+    let mut reloaded = false;
+    for _ in 0..200 {
+        if policy_hash() != before {
+            reloaded = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert!(reloaded, "SIGHUP did not reload the policy directory");
+
     let status = Command::new("kill")
         .arg("-TERM")
         .arg(child.id().to_string())
