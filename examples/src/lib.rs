@@ -82,7 +82,8 @@ pub async fn serve_tool(
             .layer(layer)
             .add_service(FileStoreServer::new(tool))
             .serve_with_incoming_shutdown(
-                tokio_stream::wrappers::TcpListenerStream::new(listener),
+                // No Nagle delay on small responses (see mandate-server's listener).
+                tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)),
                 shutdown,
             )
             .await;

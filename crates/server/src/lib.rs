@@ -31,7 +31,6 @@ use mandate_proto::v1::policy_service_server::PolicyServiceServer;
 use mandate_proto::v1::task_service_server::TaskServiceServer;
 use mandate_store::{AgentRecord, AgentStatus, AuditEvent, Change, Severity, SledStore, Store};
 use tokio::sync::oneshot;
-use tokio_stream::wrappers::TcpListenerStream;
 
 pub use auth::Caller;
 pub use coordinator::{
@@ -425,8 +424,11 @@ pub async fn start_with_store(config: Config, store: Arc<dyn Store>) -> Result<S
         .add_service(PolicyServiceServer::new(api.clone()).max_decoding_message_size(max))
         .add_service(AuditServiceServer::new(api).max_decoding_message_size(max));
     let (stop, stopped) = oneshot::channel::<()>();
+    // TCP_NODELAY: a response goes out in more than one write (headers, data, trailers);
+    // with Nagle's algorithm the later writes wait for the peer's delayed ACK, about 40 ms.
+    let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
     let join = tokio::spawn(router.serve_with_incoming_shutdown(
-        TcpListenerStream::new(listener),
+        incoming,
         async move {
             let _ = stopped.await;
         },
