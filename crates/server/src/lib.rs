@@ -427,12 +427,9 @@ pub async fn start_with_store(config: Config, store: Arc<dyn Store>) -> Result<S
     // TCP_NODELAY: a response goes out in more than one write (headers, data, trailers);
     // with Nagle's algorithm the later writes wait for the peer's delayed ACK, about 40 ms.
     let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
-    let join = tokio::spawn(router.serve_with_incoming_shutdown(
-        incoming,
-        async move {
-            let _ = stopped.await;
-        },
-    ));
+    let join = tokio::spawn(router.serve_with_incoming_shutdown(incoming, async move {
+        let _ = stopped.await;
+    }));
 
     // Background garbage collection of expired revocations and nonces.
     let gc_store = Arc::clone(&store);
