@@ -16,7 +16,7 @@ rm -rf "$here/gen" && mkdir -p "$here/gen"
   mandate/token/v1/token.proto mandate/v1/agents.proto mandate/v1/tasks.proto mandate/v1/authorization.proto
 for d in mandate mandate/v1 mandate/token mandate/token/v1; do touch "$here/gen/$d/__init__.py"; done
 
-bin="${MANDATE_BIN:-$root/target/debug/mandate}"
+bin="${MANDATE_BIN:-${CARGO_TARGET_DIR:-$root/target}/debug/mandate}"
 [ -x "$bin" ] || (cd "$root" && cargo build --locked -q -p mandate-cli)
 data="$(mktemp -d)"
 log="$data/serve.log"
