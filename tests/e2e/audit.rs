@@ -429,8 +429,8 @@ impl Store for FailingStore {
     fn audit_head(&self) -> Result<(u64, String), StoreError> {
         self.inner.audit_head()
     }
-    fn gc(&self, now_ms: u64) -> Result<GcStats, StoreError> {
-        self.inner.gc(now_ms)
+    fn gc(&self, now_ms: u64, history_before_ms: u64) -> Result<GcStats, StoreError> {
+        self.inner.gc(now_ms, history_before_ms)
     }
 }
 

@@ -360,3 +360,87 @@ async fn the_feed_resumes_from_an_epoch_and_sends_heartbeats() {
     assert_eq!(got, want);
     assert_eq!(b.epoch, epochs[2]);
 }
+
+/// Steady churn of short-lived tasks: after garbage collection the store holds nothing of
+/// tasks past their deadline plus the history retention (links, indexes, tasks), round
+/// after round, while the audit log keeps every record.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_store_stays_bounded_under_a_churn_of_short_tasks() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = std::sync::Arc::new(mandate_core::ManualClock::new(mandate_core::Clock::now_ms(
+        &mandate_core::SystemClock,
+    )));
+    let h = Harness::start_configured(dir, clock, |c| c.retain_history_ms = 60_000).await;
+    let mut admin = h.admin.clone();
+    let planner_id = "spiffe://mandate.local/churn/planner";
+    let worker_id = "spiffe://mandate.local/churn/worker";
+    let (pkey, mut planner) = h.register(&mut admin, planner_id, "planner", "").await;
+    let (wkey, _) = h.register(&mut admin, worker_id, "worker", "").await;
+    let _ = pkey;
+    let store = std::sync::Arc::clone(h.server().store());
+    let mut audit_records = 0;
+    for round in 0..3 {
+        let mut tasks = Vec::new();
+        for _ in 0..20 {
+            let r = planner
+                .start_task(pb::StartTaskRequest {
+                    capabilities: vec![cap_pb("files/*", &["read"])],
+                    ttl_ms: 30_000,
+                    max_depth: 1,
+                    ..Default::default()
+                })
+                .await
+                .unwrap();
+            let root = decode(&r.chain);
+            let now = h.now();
+            let spec = mandate_core::LinkSpec::new(
+                wkey.public_key(),
+                worker_id.parse().unwrap(),
+                vec![cap("files/a/*", &["read"])],
+                now,
+                now + 10_000,
+            )
+            .unwrap()
+            .require_seal(true);
+            planner.delegate(&root, spec).await.unwrap();
+            let id = r.task.unwrap().task_id;
+            planner
+                .complete_task(pb::CompleteTaskRequest {
+                    task_id: id.clone(),
+                    summary: "done".into(),
+                })
+                .await
+                .unwrap();
+            tasks.push(id);
+        }
+        assert_eq!(
+            store.agent_links(planner_id).unwrap().len(),
+            40,
+            "round {round}"
+        );
+        // Past every deadline, the skew and the retention.
+        h.clock.advance(30_000 + 30_000 + 60_000 + 1);
+        let stats = h.server().collect_garbage().await.unwrap();
+        assert_eq!((stats.tasks, stats.links), (20, 40), "round {round}");
+        assert!(store.agent_links(planner_id).unwrap().is_empty());
+        assert!(store.agent_links(worker_id).unwrap().is_empty());
+        assert!(store.tasks(None, 1000).unwrap().is_empty());
+        assert!(store.revocations_after(0).unwrap().is_empty());
+        let err = planner
+            .get_task(pb::GetTaskRequest {
+                task_id: tasks[0].clone(),
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), Some(tonic::Code::NotFound));
+        // The history stays in the audit log: 3 records per task, none removed.
+        let now_records = store.audit_head().unwrap().0;
+        assert!(now_records >= audit_records + 60, "round {round}");
+        audit_records = now_records;
+    }
+    let v = admin
+        .verify_audit_log(pb::VerifyAuditLogRequest::default())
+        .await
+        .unwrap();
+    assert!(v.intact, "{v:?}");
+}

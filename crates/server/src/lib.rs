@@ -82,6 +82,9 @@ pub struct Config {
     pub max_break_glass_ms: u64,
     /// How long a grant request waits for approval, ms.
     pub approval_ttl_ms: u64,
+    /// How long links and tasks are kept after they expire (tree views, `GetTask`), ms; the
+    /// audit log keeps their history for good.
+    pub retain_history_ms: u64,
 }
 
 impl std::fmt::Debug for Config {
@@ -114,6 +117,7 @@ impl Config {
             max_ttl_ms: 24 * 3_600_000,
             max_break_glass_ms: 3_600_000,
             approval_ttl_ms: 3_600_000,
+            retain_history_ms: 24 * 3_600_000,
         }
     }
 }
@@ -189,6 +193,16 @@ impl std::fmt::Debug for Server {
 }
 
 impl Server {
+    /// The store (for operations tooling and tests; mutations go through the API).
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    /// Runs one garbage collection pass now (the server also runs one every minute).
+    pub async fn collect_garbage(&self) -> Result<mandate_store::GcStats, ApiError> {
+        self.coordinator.collect_garbage().await
+    }
+
     /// The policy set in force, in one line: hash and source.
     pub fn policy_summary(&self) -> String {
         let p = self.coordinator.policies().current();
@@ -357,6 +371,7 @@ pub async fn start_with_store(config: Config, store: Arc<dyn Store>) -> Result<S
             max_ttl_ms: config.max_ttl_ms,
             max_break_glass_ms: config.max_break_glass_ms,
             approval_ttl_ms: config.approval_ttl_ms,
+            retain_history_ms: config.retain_history_ms,
             ..CoordinatorConfig::new(coordinator_id)
         },
     )?);
@@ -431,9 +446,8 @@ pub async fn start_with_store(config: Config, store: Arc<dyn Store>) -> Result<S
         let _ = stopped.await;
     }));
 
-    // Background garbage collection of expired revocations and nonces.
-    let gc_store = Arc::clone(&store);
-    let gc_clock = Arc::clone(&config.clock);
+    // Background garbage collection: expired revocations, nonces and approval requests,
+    // and links and tasks past the history retention.
     let gc_coordinator = Arc::downgrade(&coordinator);
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_secs(60));
@@ -441,20 +455,9 @@ pub async fn start_with_store(config: Config, store: Arc<dyn Store>) -> Result<S
             tokio::select! {
                 _ = tick.tick() => {
                     let Some(coordinator) = gc_coordinator.upgrade() else { return };
-                    coordinator.prune_revocations();
-                    match coordinator.expire_approvals().await {
-                        Ok(0) => {}
-                        Ok(n) => tracing::info!(expired = n, "approval requests expired"),
-                        Err(e) => tracing::warn!(error = %e.message, "expiring approval requests failed"),
-                    }
-                    // Revocations must outlive their links by the skew verifiers allow.
-                    let now = gc_clock.now_ms().saturating_sub(coordinator.clock_skew_ms());
-                    drop(coordinator);
-                    let s = Arc::clone(&gc_store);
-                    match tokio::task::spawn_blocking(move || s.gc(now)).await {
-                        Ok(Ok(stats)) => tracing::debug!(?stats, "garbage collected"),
-                        Ok(Err(e)) => tracing::warn!(error = %e, "garbage collection failed"),
-                        Err(e) => tracing::warn!(error = %e, "garbage collection panicked"),
+                    match coordinator.collect_garbage().await {
+                        Ok(stats) => tracing::debug!(?stats, "garbage collected"),
+                        Err(e) => tracing::warn!(reason = %e.reason, error = %e.message, "garbage collection failed"),
                     }
                 }
                 _ = stop_rx.changed() => return,

@@ -90,6 +90,10 @@ pub struct GcStats {
     pub revocations: usize,
     /// Expired nonces removed.
     pub nonces: usize,
+    /// Links removed (expired before the history cutoff), with their index entries.
+    pub links: usize,
+    /// Tasks removed (deadline before the history cutoff), with their approval requests.
+    pub tasks: usize,
 }
 
 /// Mandate's state. Implementations must make [`Store::commit`] atomic and
@@ -134,6 +138,8 @@ pub trait Store: Send + Sync + 'static {
     /// Sequence number and hash of the last audit record (0 and the genesis hash when
     /// the log is empty).
     fn audit_head(&self) -> Result<(u64, String)>;
-    /// Removes revocations of links that have expired and nonces past their expiry.
-    fn gc(&self, now_ms: u64) -> Result<GcStats>;
+    /// Removes revocations of links that expired before `now_ms` and nonces past their
+    /// expiry; and links that expired, and tasks whose deadline passed, before
+    /// `history_before_ms` (the audit log keeps their history).
+    fn gc(&self, now_ms: u64, history_before_ms: u64) -> Result<GcStats>;
 }

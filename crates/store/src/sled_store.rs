@@ -9,6 +9,9 @@
 //! | `c` | parent id (16), child id (16) | empty: the tree |
 //! | `k` | task id (16), link id (16) | empty: links of a task |
 //! | `h` | agent id, 0, link id (16) | empty: links an agent holds or issued |
+//! | `x` | expiry (8, big endian), link id (16) | empty: links by expiry, for GC |
+//! | `y` | deadline (8, big endian), task id (16) | empty: tasks by deadline, for GC |
+//! | `p` | task id (16) | [`ApprovalRecord`] |
 //! | `r` | link id (16) | [`RevocationRecord`] |
 //! | `e` | epoch (8, big endian), link id (16) | empty: revocations by epoch |
 //! | `n` | nonce (16) | expiry (8, big endian) |
@@ -163,6 +166,12 @@ impl Store for SledStore {
             batch.insert(key(b'a', &[a.id.as_bytes()]), encode(a)?);
         }
         for t in &change.tasks {
+            // The deadline index moves with the deadline (an approved task gets a new one).
+            let old: Option<TaskRecord> = self.get(&key(b't', &[t.id.as_bytes()]))?;
+            if let Some(old) = old.filter(|o| o.deadline_ms != t.deadline_ms) {
+                batch.remove(key(b'y', &[&be(old.deadline_ms), old.id.as_bytes()]));
+            }
+            batch.insert(key(b'y', &[&be(t.deadline_ms), t.id.as_bytes()]), &[]);
             batch.insert(key(b't', &[t.id.as_bytes()]), encode(t)?);
         }
         for a in &change.approvals {
@@ -181,6 +190,7 @@ impl Store for SledStore {
                 batch.insert(key(b'c', &[parent.as_bytes(), id]), &[]);
             }
             batch.insert(key(b'k', &[l.task.as_bytes(), id]), &[]);
+            batch.insert(key(b'x', &[&be(l.expires_at_ms), id]), &[]);
             batch.insert(key(b'h', &[l.holder.as_bytes(), &[0], id]), &[]);
             // Root links are issued by the coordinator, which is not an agent: indexing them
             // under its name would let whoever holds that name reach every root.
@@ -367,9 +377,45 @@ impl Store for SledStore {
         Ok(head.map_or((0, ZERO_HASH.to_owned()), |h| (h.seq, h.hash)))
     }
 
-    fn gc(&self, now_ms: u64) -> Result<GcStats> {
+    fn gc(&self, now_ms: u64, history_before_ms: u64) -> Result<GcStats> {
+        let _guard = self
+            .commit_lock
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         let mut stats = GcStats::default();
         let mut batch = sled::Batch::default();
+        // Links expired before the cutoff, through the expiry index, with every index entry.
+        let end = key(b'x', &[&be(history_before_ms)]);
+        for item in self.db.range(b"x".to_vec()..end) {
+            let (k, _) = item.map_err(backend)?;
+            batch.remove(k.clone());
+            let Some(id) = link_id_at(&k, 9) else {
+                continue;
+            };
+            let Some(l) = self.get::<LinkRecord>(&key(b'l', &[id.as_bytes()]))? else {
+                continue;
+            };
+            let raw = id.as_bytes();
+            batch.remove(key(b'l', &[raw]));
+            if let Some(parent) = &l.parent {
+                batch.remove(key(b'c', &[parent.as_bytes(), raw]));
+                batch.remove(key(b'h', &[l.issuer.as_bytes(), &[0], raw]));
+            }
+            batch.remove(key(b'k', &[l.task.as_bytes(), raw]));
+            batch.remove(key(b'h', &[l.holder.as_bytes(), &[0], raw]));
+            stats.links += 1;
+        }
+        // Tasks (and their approval requests) whose deadline passed before the cutoff: no
+        // link of a task outlives its deadline.
+        let end = key(b'y', &[&be(history_before_ms)]);
+        for item in self.db.range(b"y".to_vec()..end) {
+            let (k, _) = item.map_err(backend)?;
+            batch.remove(k.clone());
+            let Some(raw) = k.get(9..25) else { continue };
+            batch.remove(key(b't', &[raw]));
+            batch.remove(key(b'p', &[raw]));
+            stats.tasks += 1;
+        }
         for item in self.db.scan_prefix(b"r") {
             let (k, v) = item.map_err(backend)?;
             let rec: RevocationRecord = decode(&k, &v)?;

@@ -68,6 +68,8 @@ pub struct CoordinatorConfig {
     pub max_break_glass_ms: u64,
     /// How long a grant request waits for approval before it expires, ms.
     pub approval_ttl_ms: u64,
+    /// How long links and tasks are kept after they expire, ms.
+    pub retain_history_ms: u64,
 }
 
 impl CoordinatorConfig {
@@ -80,6 +82,7 @@ impl CoordinatorConfig {
             max_ttl_ms: 24 * 3_600_000,
             max_break_glass_ms: 3_600_000,
             approval_ttl_ms: 3_600_000,
+            retain_history_ms: 24 * 3_600_000,
         }
     }
 }
@@ -508,6 +511,31 @@ impl Coordinator {
         write(&self.revoked)
             .links
             .retain(|_, e| e.saturating_add(skew) >= now);
+    }
+
+    /// One garbage collection pass: forgets revocations no verifier can need, expires
+    /// approval requests, and removes from the store revocations and nonces past their
+    /// expiry (plus the clock skew) and links and tasks past the history retention.
+    pub async fn collect_garbage(&self) -> Result<mandate_store::GcStats, ApiError> {
+        self.prune_revocations();
+        let expired = self.expire_approvals().await?;
+        if expired > 0 {
+            tracing::info!(expired, "approval requests expired");
+        }
+        // Revocations must outlive their links by the skew verifiers allow.
+        let now = self.now().saturating_sub(self.config.clock_skew_ms);
+        let history = now.saturating_sub(self.config.retain_history_ms);
+        let store = Arc::clone(&self.store);
+        let stats = tokio::task::spawn_blocking(move || store.gc(now, history))
+            .await
+            .map_err(|e| ApiError::new(tonic::Code::Internal, "INTERNAL", e.to_string()))??;
+        if stats.links > 0 || stats.tasks > 0 {
+            // Per-link and per-task counts are read again from the store on next use.
+            let mut q = self.quota.lock().unwrap_or_else(PoisonError::into_inner);
+            q.children.clear();
+            q.task_links.clear();
+        }
+        Ok(stats)
     }
 
     /// The clock skew verifiers allow, ms: revocations are kept this long past expiry.

@@ -290,12 +290,14 @@ fn gc_forgets_expired_revocations_and_nonces_only() {
         ..Change::default()
     })
     .unwrap();
-    let stats = s.gc(1010).unwrap();
+    let stats = s.gc(1010, 0).unwrap();
     assert_eq!(
         stats,
         GcStats {
             revocations: 1,
-            nonces: 1
+            nonces: 1,
+            links: 0,
+            tasks: 0,
         }
     );
     assert!(
@@ -460,4 +462,68 @@ fn root_links_are_not_indexed_under_their_issuer() {
         s.agent_links("spiffe://t/planner").unwrap(),
         vec![LinkId::from_bytes([2; 16])]
     );
+}
+
+#[test]
+fn gc_removes_expired_links_and_ended_tasks_with_every_index_entry() {
+    let (_dir, s) = open();
+    // Task 9 (deadline 2000): a root (expires 1001), a child (1002), a grandchild (1050).
+    // Task 8 (deadline 9000): one root expiring at 1100.
+    let old = task(9);
+    let mut young = task(8);
+    young.deadline_ms = 9000;
+    let mut late = link(100, None, young.id);
+    late.expires_at_ms = 8000;
+    s.commit(Change {
+        tasks: vec![old.clone(), young.clone()],
+        links: vec![
+            link(1, None, old.id),
+            link(2, Some(1), old.id),
+            link(50, Some(2), old.id),
+            late,
+        ],
+        approvals: vec![approval(old.id)],
+        audit: vec![event("x")],
+        ..Change::default()
+    })
+    .unwrap();
+    // A cutoff between the links' expiries: only the first two go.
+    let stats = s.gc(0, 1010).unwrap();
+    assert_eq!((stats.links, stats.tasks), (2, 0));
+    assert!(s.link(&LinkId::from_bytes([1; 16])).unwrap().is_none());
+    assert!(s.link(&LinkId::from_bytes([50; 16])).unwrap().is_some());
+    assert!(s.children(&LinkId::from_bytes([1; 16])).unwrap().is_empty());
+    // A tree entry goes with its child: 50 is still below the removed 2.
+    assert_eq!(
+        s.children(&LinkId::from_bytes([2; 16])).unwrap(),
+        vec![LinkId::from_bytes([50; 16])]
+    );
+    assert_eq!(s.task_links(&old.id).unwrap().len(), 1);
+    assert!(s.agent_links("spiffe://t/h1").unwrap().is_empty());
+    // The issuer index of the removed child is gone; the grandchild's remains.
+    assert_eq!(s.agent_links("spiffe://t/planner").unwrap().len(), 1);
+    // Past task 9's deadline: the task, its last link and its approval request go.
+    let stats = s.gc(0, 2001).unwrap();
+    assert_eq!((stats.links, stats.tasks), (1, 1));
+    assert!(s.task(&old.id).unwrap().is_none());
+    assert!(s.approval(&old.id).unwrap().is_none());
+    assert!(s.task_links(&old.id).unwrap().is_empty());
+    assert!(s.children(&LinkId::from_bytes([2; 16])).unwrap().is_empty());
+    assert!(s.task(&young.id).unwrap().is_some());
+    // A task whose deadline moves (an approved request) is indexed at the new one only.
+    young.deadline_ms = 3000;
+    s.commit(Change {
+        tasks: vec![young.clone()],
+        audit: vec![event("y")],
+        ..Change::default()
+    })
+    .unwrap();
+    let stats = s.gc(0, 3001).unwrap();
+    assert_eq!(stats.tasks, 1);
+    assert!(s.task(&young.id).unwrap().is_none());
+    // Nothing is left to collect, and a second pass finds nothing.
+    let stats = s.gc(0, 3001).unwrap();
+    assert_eq!((stats.links, stats.tasks), (0, 0));
+    // The audit log keeps the history.
+    assert_eq!(s.audit_after(0, 10).unwrap().len(), 2);
 }
