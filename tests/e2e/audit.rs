@@ -435,7 +435,7 @@ impl Store for FailingStore {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn when_the_audit_write_fails_nothing_changes() {
+async fn when_the_store_cannot_write_nothing_changes_and_reads_keep_working() {
     let dir = tempfile::tempdir().unwrap();
     let clock = Arc::new(mandate_core::ManualClock::new(mandate_core::Clock::now_ms(
         &mandate_core::SystemClock,
@@ -507,6 +507,74 @@ async fn when_the_audit_write_fails_nothing_changes() {
         .await
         .unwrap_err();
     assert_eq!(e.reason(), "STORE_UNAVAILABLE");
+    // An online decision that cannot be audited is not given: it fails closed.
+    let inv = Invocation::sign(&wkey, &chain, TOOL, Call::new("read", "files/a"), h.now()).unwrap();
+    let e = tool
+        .authorize(pb::AuthorizeRequest {
+            chain: chain.encode(),
+            invocation: inv.encode(),
+            action: "read".into(),
+            resource: "files/a".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.reason(), "STORE_UNAVAILABLE");
+    // Reads keep working while writes fail.
+    let task_id = chain.task().to_string();
+    let task = planner
+        .get_task(pb::GetTaskRequest {
+            task_id: task_id.clone(),
+        })
+        .await
+        .unwrap();
+    assert_eq!(task.task.unwrap().task_id, task_id);
+    let tree = planner
+        .get_delegation_tree(pb::GetDelegationTreeRequest { task_id })
+        .await
+        .unwrap();
+    assert_eq!(tree.links.len(), 2);
+    assert!(
+        !admin
+            .list_agents(pb::ListAgentsRequest::default())
+            .await
+            .unwrap()
+            .agents
+            .is_empty()
+    );
+    assert!(
+        !admin
+            .query_audit_log(pb::QueryAuditLogRequest::default())
+            .await
+            .unwrap()
+            .records
+            .is_empty()
+    );
+    assert!(
+        admin
+            .verify_audit_log(pb::VerifyAuditLogRequest::default())
+            .await
+            .unwrap()
+            .intact
+    );
+    assert!(
+        !admin
+            .get_policy(pb::GetPolicyRequest {})
+            .await
+            .unwrap()
+            .policy
+            .unwrap()
+            .policy_hash
+            .is_empty()
+    );
+    assert_eq!(
+        tool.get_trust_bundle(pb::GetTrustBundleRequest {})
+            .await
+            .unwrap()
+            .keys
+            .len(),
+        1
+    );
     store.fail.store(false, Ordering::SeqCst);
 
     assert_eq!(
