@@ -365,6 +365,7 @@ async fn a_runaway_planner_is_throttled_without_starving_others() {
             children_per_link: 3,
             links_per_task: 100,
             delegations_per_agent_per_second: 5,
+            live_links_per_agent: 100,
         };
     })
     .await;
@@ -495,4 +496,90 @@ async fn a_runaway_planner_is_throttled_without_starving_others() {
     )
     .await
     .unwrap();
+}
+
+/// One agent cannot be handed an unbounded number of live links: the quota counts what it
+/// holds now (revoked and expired links stop counting after the next collection pass).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn live_links_per_agent_are_capped() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = std::sync::Arc::new(mandate_core::ManualClock::new(mandate_core::Clock::now_ms(
+        &mandate_core::SystemClock,
+    )));
+    let h = Harness::start_configured(dir, clock, |c| {
+        c.quotas.live_links_per_agent = 2;
+    })
+    .await;
+    let mut admin = h.admin.clone();
+    let (_, mut planner) = h
+        .register(&mut admin, "spiffe://mandate.local/p", "planner", "")
+        .await;
+    let (wkey, _) = h
+        .register(&mut admin, "spiffe://mandate.local/w1", "worker", "")
+        .await;
+    let (w2key, _) = h
+        .register(&mut admin, "spiffe://mandate.local/w2", "worker", "")
+        .await;
+    let root = decode(
+        &planner
+            .start_task(pb::StartTaskRequest {
+                capabilities: vec![cap_pb("x/*", &["r"])],
+                ttl_ms: 60_000,
+                max_depth: 1,
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .chain,
+    );
+    let delegator = planner.clone();
+    let give = |to: &'static str, key: &SigningKey, i: usize| {
+        let now = h.now();
+        let spec = mandate_core::LinkSpec::new(
+            key.public_key(),
+            to.parse().unwrap(),
+            vec![cap(&format!("x/{i}"), &["r"])],
+            now,
+            now + 30_000,
+        )
+        .unwrap()
+        .require_seal(true);
+        let mut c = delegator.clone();
+        let root = root.clone();
+        async move { c.delegate(&root, spec).await }
+    };
+    let first = give("spiffe://mandate.local/w1", &wkey, 0).await.unwrap();
+    give("spiffe://mandate.local/w1", &wkey, 1).await.unwrap();
+    let e = give("spiffe://mandate.local/w1", &wkey, 2)
+        .await
+        .unwrap_err();
+    assert_eq!(e.reason(), "QUOTA_EXCEEDED", "{e}");
+    assert!(e.to_string().contains("live links"), "{e}");
+    // Another holder is not affected.
+    give("spiffe://mandate.local/w2", &w2key, 3).await.unwrap();
+    // A revoked link stops counting after the next collection pass.
+    planner
+        .revoke_link(pb::RevokeLinkRequest {
+            link_id: first.leaf().id().to_string(),
+            reason: "done with it".into(),
+        })
+        .await
+        .unwrap();
+    h.server().collect_garbage().await.unwrap();
+    give("spiffe://mandate.local/w1", &wkey, 4).await.unwrap();
+    // The planner holds one root; a third task would be its third live link.
+    for _ in 0..2 {
+        let r = planner
+            .start_task(pb::StartTaskRequest {
+                capabilities: vec![cap_pb("y/*", &["r"])],
+                ttl_ms: 60_000,
+                ..Default::default()
+            })
+            .await;
+        if let Err(e) = r {
+            assert_eq!(e.reason(), "QUOTA_EXCEEDED", "{e}");
+            return;
+        }
+    }
+    panic!("the planner's third live root was not refused");
 }

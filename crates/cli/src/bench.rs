@@ -77,6 +77,7 @@ async fn world(conn: &Connection, own: bool) -> anyhow::Result<World> {
             children_per_link: usize::MAX,
             links_per_task: usize::MAX,
             delegations_per_agent_per_second: u32::MAX,
+            live_links_per_agent: usize::MAX,
         };
         let server = mandate_server::start(config).await?;
         let endpoint = format!("http://{}", server.local_addr);

@@ -659,6 +659,7 @@ impl Coordinator {
             end_reason: String::new(),
             root_link: Some(chain.root().id()),
         };
+        self.take_live_link(&caller.agent.id, now)?;
         e.action = "breakglass.granted".into();
         e.links = vec![chain.root().id().to_string()];
         e.detail.insert("ttl_ms".into(), ttl.to_string());

@@ -99,6 +99,8 @@ pub struct Quotas {
     pub links_per_task: usize,
     /// Delegations one agent may register per second (sustained; bursts up to the same).
     pub delegations_per_agent_per_second: u32,
+    /// Most live (unexpired, unrevoked) links one agent may hold: grants and delegations.
+    pub live_links_per_agent: usize,
 }
 
 impl Default for Quotas {
@@ -107,6 +109,7 @@ impl Default for Quotas {
             children_per_link: 10_000,
             links_per_task: 100_000,
             delegations_per_agent_per_second: 1_000,
+            live_links_per_agent: 10_000,
         }
     }
 }
@@ -118,6 +121,10 @@ struct QuotaState {
     buckets: HashMap<String, (f64, u64)>,
     children: HashMap<LinkId, usize>,
     task_links: HashMap<TaskId, usize>,
+    /// Live links held per agent: counted from the store on first use, then kept up to
+    /// date by issuance; recounted after every collection pass (revocations and expiry
+    /// only lower the true count, so in between the check errs on the strict side).
+    held: HashMap<String, usize>,
 }
 
 /// What a grant, renewal or delegation returns.
@@ -529,12 +536,15 @@ impl Coordinator {
         let stats = tokio::task::spawn_blocking(move || store.gc(now, history))
             .await
             .map_err(|e| ApiError::new(tonic::Code::Internal, "INTERNAL", e.to_string()))??;
+        // Counts are read again from the store on next use: links held may have been
+        // revoked or expired, links and tasks collected.
+        let mut q = self.quota.lock().unwrap_or_else(PoisonError::into_inner);
+        q.held.clear();
         if stats.links > 0 || stats.tasks > 0 {
-            // Per-link and per-task counts are read again from the store on next use.
-            let mut q = self.quota.lock().unwrap_or_else(PoisonError::into_inner);
             q.children.clear();
             q.task_links.clear();
         }
+        drop(q);
         Ok(stats)
     }
 
@@ -606,12 +616,14 @@ impl Coordinator {
         agent: &str,
         parent: &LinkId,
         task: &TaskId,
+        holder: &str,
         now: u64,
     ) -> Result<(), ApiError> {
         let q = self.config.quotas;
         let exceeded =
             |what: String| ApiError::new(tonic::Code::ResourceExhausted, "QUOTA_EXCEEDED", what);
         let mut state = self.quota.lock().unwrap_or_else(PoisonError::into_inner);
+        let held = self.held_count(&mut state, holder, now)?;
         let children = match state.children.get(parent) {
             Some(n) => *n,
             None => self.store.children(parent)?.len(),
@@ -644,6 +656,53 @@ impl Coordinator {
         state.buckets.insert(agent.to_owned(), (tokens - 1.0, now));
         state.children.insert(*parent, children + 1);
         state.task_links.insert(*task, links + 1);
+        state.held.insert(holder.to_owned(), held + 1);
+        Ok(())
+    }
+
+    /// Live links `holder` holds, refused at the quota (caller holds the quota lock).
+    fn held_count(
+        &self,
+        state: &mut QuotaState,
+        holder: &str,
+        now: u64,
+    ) -> Result<usize, ApiError> {
+        let n = match state.held.get(holder) {
+            Some(n) => *n,
+            None => {
+                let revoked = read(&self.revoked);
+                let mut n = 0;
+                for id in self.store.agent_links(holder)? {
+                    if revoked.links.contains_key(&id) {
+                        continue;
+                    }
+                    if let Some(l) = self.store.link(&id)?
+                        && l.holder == holder
+                        && l.expires_at_ms > now
+                    {
+                        n += 1;
+                    }
+                }
+                n
+            }
+        };
+        let limit = self.config.quotas.live_links_per_agent;
+        if n >= limit {
+            return Err(ApiError::new(
+                tonic::Code::ResourceExhausted,
+                "QUOTA_EXCEEDED",
+                format!("agent `{holder}` already holds {n} live links (limit {limit})"),
+            ));
+        }
+        Ok(n)
+    }
+
+    /// Checks and takes one live link for `holder` (a grant's requester), under the writer
+    /// lock.
+    fn take_live_link(&self, holder: &str, now: u64) -> Result<(), ApiError> {
+        let mut state = self.quota.lock().unwrap_or_else(PoisonError::into_inner);
+        let n = self.held_count(&mut state, holder, now)?;
+        state.held.insert(holder.to_owned(), n + 1);
         Ok(())
     }
 
@@ -1090,6 +1149,7 @@ impl Coordinator {
             audit: Vec::new(),
             ..Change::default()
         };
+        self.take_live_link(&requester.id, now)?;
         let approved = approval.is_some();
         if let Some((record, approved_event, _)) = approval {
             change.approvals.push(record);
@@ -1438,7 +1498,13 @@ impl Coordinator {
             ));
         }
         // Quota last, so a refused delegation does not use any.
-        self.take_quota(&caller.agent.id, &parent.id(), &chain.task(), now)?;
+        self.take_quota(
+            &caller.agent.id,
+            &parent.id(),
+            &chain.task(),
+            &holder_id,
+            now,
+        )?;
         chain.set_leaf_seal(seal);
         let record = self.link_record(&chain, n - 1, &caller.agent.id, now);
         self.commit_and_wait(
