@@ -498,8 +498,10 @@ async fn a_runaway_planner_is_throttled_without_starving_others() {
     .unwrap();
 }
 
-/// One agent cannot be handed an unbounded number of live links: the quota counts what it
-/// holds now (revoked and expired links stop counting after the next collection pass).
+/// One agent cannot create an unbounded number of live links: the quota counts the roots
+/// granted to it and the delegations it issued (revoked and expired ones stop counting
+/// after the next collection pass), and delegating to an agent does not use up that
+/// agent's quota.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn live_links_per_agent_are_capped() {
     let dir = tempfile::tempdir().unwrap();
@@ -507,31 +509,33 @@ async fn live_links_per_agent_are_capped() {
         &mandate_core::SystemClock,
     )));
     let h = Harness::start_configured(dir, clock, |c| {
-        c.quotas.live_links_per_agent = 2;
+        c.quotas.live_links_per_agent = 3;
     })
     .await;
     let mut admin = h.admin.clone();
     let (_, mut planner) = h
         .register(&mut admin, "spiffe://mandate.local/p", "planner", "")
         .await;
-    let (wkey, _) = h
+    let (wkey, mut w1) = h
         .register(&mut admin, "spiffe://mandate.local/w1", "worker", "")
         .await;
     let (w2key, _) = h
         .register(&mut admin, "spiffe://mandate.local/w2", "worker", "")
         .await;
-    let root = decode(
-        &planner
-            .start_task(pb::StartTaskRequest {
+    let task = |c: &mut mandate_sdk::Client| {
+        let mut c = c.clone();
+        async move {
+            c.start_task(pb::StartTaskRequest {
                 capabilities: vec![cap_pb("x/*", &["r"])],
                 ttl_ms: 60_000,
                 max_depth: 1,
                 ..Default::default()
             })
             .await
-            .unwrap()
-            .chain,
-    );
+        }
+    };
+    // The planner's root is its first live link.
+    let root = decode(&task(&mut planner).await.unwrap().chain);
     let delegator = planner.clone();
     let give = |to: &'static str, key: &SigningKey, i: usize| {
         let now = h.now();
@@ -549,14 +553,18 @@ async fn live_links_per_agent_are_capped() {
         async move { c.delegate(&root, spec).await }
     };
     let first = give("spiffe://mandate.local/w1", &wkey, 0).await.unwrap();
-    give("spiffe://mandate.local/w1", &wkey, 1).await.unwrap();
+    give("spiffe://mandate.local/w2", &w2key, 1).await.unwrap();
     let e = give("spiffe://mandate.local/w1", &wkey, 2)
         .await
         .unwrap_err();
     assert_eq!(e.reason(), "QUOTA_EXCEEDED", "{e}");
     assert!(e.to_string().contains("live links"), "{e}");
-    // Another holder is not affected.
-    give("spiffe://mandate.local/w2", &w2key, 3).await.unwrap();
+    let e = task(&mut planner).await.unwrap_err();
+    assert_eq!(e.reason(), "QUOTA_EXCEEDED", "{e}");
+    // The holders' own quotas are untouched by what they were handed.
+    for _ in 0..3 {
+        task(&mut w1).await.unwrap();
+    }
     // A revoked link stops counting after the next collection pass.
     planner
         .revoke_link(pb::RevokeLinkRequest {
@@ -566,20 +574,5 @@ async fn live_links_per_agent_are_capped() {
         .await
         .unwrap();
     h.server().collect_garbage().await.unwrap();
-    give("spiffe://mandate.local/w1", &wkey, 4).await.unwrap();
-    // The planner holds one root; a third task would be its third live link.
-    for _ in 0..2 {
-        let r = planner
-            .start_task(pb::StartTaskRequest {
-                capabilities: vec![cap_pb("y/*", &["r"])],
-                ttl_ms: 60_000,
-                ..Default::default()
-            })
-            .await;
-        if let Err(e) = r {
-            assert_eq!(e.reason(), "QUOTA_EXCEEDED", "{e}");
-            return;
-        }
-    }
-    panic!("the planner's third live root was not refused");
+    give("spiffe://mandate.local/w1", &wkey, 3).await.unwrap();
 }

@@ -315,6 +315,61 @@ async fn approval_round_trip_with_self_approval_refused() {
         .await
         .unwrap();
     assert_eq!(denied.task.unwrap().state, pb::TaskState::Denied as i32);
+
+    // A task ended while it waits takes its request with it: no approval revives it.
+    let r = t
+        .planner
+        .start_task(start(vec![cap_pb("prod/db", &["read"])], 60_000))
+        .await
+        .unwrap();
+    let id = r.task.unwrap().task_id;
+    t.planner
+        .fail_task(pb::FailTaskRequest {
+            task_id: id.clone(),
+            reason: "changed my mind".into(),
+        })
+        .await
+        .unwrap();
+    let err = t
+        .human
+        .approve(pb::ApproveRequest {
+            task_id: id.clone(),
+            request_hash: r.approval_request_hash,
+            comment: String::new(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.reason(), "APPROVAL_DECIDED");
+    let got = t
+        .planner
+        .get_approval(pb::GetApprovalRequest { task_id: id })
+        .await
+        .unwrap();
+    assert_eq!(
+        got.approval.unwrap().state,
+        pb::ApprovalState::Denied as i32
+    );
+    assert_eq!(got.task.unwrap().state, pb::TaskState::Failed as i32);
+
+    // A worker carries no label or owner its parent does not have (policy may rest on
+    // them).
+    let err = t
+        .planner
+        .register_agent(pb::RegisterAgentRequest {
+            agent_id: format!("{DOMAIN}/planner/w-labelled"),
+            public_key: SigningKey::generate()
+                .unwrap()
+                .public_key()
+                .as_bytes()
+                .to_vec(),
+            role: "worker".into(),
+            parent_agent_id: format!("{DOMAIN}/planner"),
+            labels: [("team".to_owned(), "payments".to_owned())].into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.reason(), "NOT_AUTHORIZED");
     let _ = admin
         .list_approvals(pb::ListApprovalsRequest::default())
         .await

@@ -27,7 +27,7 @@ use crate::client::Connection;
 /// `mandate bench`.
 #[derive(clap::Args, Debug)]
 pub(crate) struct BenchArgs {
-    /// Scenario: echo, authorize, delegate, revoke-cascade, mixed.
+    /// Scenario: echo, authorize, delegate, revoke-cascade, mixed, scale.
     scenario: String,
     /// Requests to send (prepared in advance).
     #[arg(long, default_value_t = 20_000)]
@@ -41,6 +41,9 @@ pub(crate) struct BenchArgs {
     /// Descendants for revoke-cascade.
     #[arg(long, default_value_t = 100_000)]
     descendants: usize,
+    /// Live links for scale (written straight into a fresh store, then served).
+    #[arg(long, default_value_t = 1_000_000)]
+    links: usize,
 }
 
 /// One prepared request.
@@ -217,11 +220,11 @@ async fn drive(
     Ok((start.elapsed(), all, errors))
 }
 
-fn tonic_health_client(channel: Channel) -> mandate_proto_health::HealthClient {
+pub(crate) fn tonic_health_client(channel: Channel) -> mandate_proto_health::HealthClient {
     mandate_proto_health::HealthClient::new(channel)
 }
 
-fn tonic_health_req() -> mandate_proto_health::HealthCheckRequest {
+pub(crate) fn tonic_health_req() -> mandate_proto_health::HealthCheckRequest {
     mandate_proto_health::HealthCheckRequest::default()
 }
 
@@ -325,6 +328,9 @@ pub(crate) async fn run(
     conn: &Connection,
     own_server: bool,
 ) -> anyhow::Result<Outcome> {
+    if a.scenario == "scale" {
+        return crate::scale::run(a.links, conn).await;
+    }
     let mut w = world(conn, own_server).await?;
     let mut channels = Vec::new();
     for _ in 0..a.connections.max(1) {

@@ -25,6 +25,7 @@ mod bench;
 mod client;
 mod commands;
 mod policy;
+mod scale;
 mod tree;
 
 use std::net::SocketAddr;

@@ -268,16 +268,30 @@ impl Coordinator {
                 ));
             }
         }
+        // The task must still be waiting: an ended task is not brought back by an approval.
+        if self.task(task)?.state != TaskState::PendingApproval {
+            return Err(ApiError::precondition(
+                "APPROVAL_DECIDED",
+                format!("task `{task}` is no longer waiting for approval"),
+            ));
+        }
         if hash != a.request_hash {
             return Err(ApiError::precondition(
                 "REQUEST_HASH_MISMATCH",
                 "the request hash does not match the pending request: review it again",
             ));
         }
-        // Never the requester, nor an agent registered below it.
+        // Never the requester, nor an agent registered below it. A registration chain too
+        // deep to walk is refused rather than assumed unrelated.
         let mut cursor = Some(caller.agent.clone());
-        for _ in 0..32 {
+        for hop in 0..=32 {
             let Some(agent) = cursor else { break };
+            if hop == 32 {
+                return Err(ApiError::forbidden(
+                    "the approver's registration chain is too deep to check",
+                )
+                .with_reason("SELF_APPROVAL"));
+            }
             if agent.id == a.requester {
                 return Err(ApiError::forbidden(format!(
                     "the requester (or one of its workers) may not {verb} its own request"
@@ -576,6 +590,8 @@ impl Coordinator {
             Some("break-glass needs a reason and a ticket".to_owned())
         } else if reason.len() > 1024 || ticket.len() > 256 {
             Some("the reason is limited to 1024 bytes and the ticket to 256".to_owned())
+        } else if let Err(err) = check_request_size(&capabilities, "", &BTreeMap::new()) {
+            Some(err.message)
         } else {
             None
         };
@@ -625,6 +641,7 @@ impl Coordinator {
         e.severity = Severity::High;
         if !decision.allowed || decision.obligations.require_approval {
             drop(guard);
+            e.decision = "deny".into();
             self.audit_refusal(e, Some(caller)).await?;
             return Err(ApiError::new(
                 tonic::Code::PermissionDenied,

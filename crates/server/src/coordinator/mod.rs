@@ -99,7 +99,9 @@ pub struct Quotas {
     pub links_per_task: usize,
     /// Delegations one agent may register per second (sustained; bursts up to the same).
     pub delegations_per_agent_per_second: u32,
-    /// Most live (unexpired, unrevoked) links one agent may hold: grants and delegations.
+    /// Most live (unexpired, unrevoked) links one agent may have created: the roots it
+    /// was granted (tasks, renewals, break-glass) and the delegations it issued. Counted
+    /// against the creator, so nobody can use up another agent's quota by delegating to it.
     pub live_links_per_agent: usize,
 }
 
@@ -121,9 +123,10 @@ struct QuotaState {
     buckets: HashMap<String, (f64, u64)>,
     children: HashMap<LinkId, usize>,
     task_links: HashMap<TaskId, usize>,
-    /// Live links held per agent: counted from the store on first use, then kept up to
-    /// date by issuance; recounted after every collection pass (revocations and expiry
-    /// only lower the true count, so in between the check errs on the strict side).
+    /// Live links each agent created (roots granted to it, delegations it issued):
+    /// counted from the store on first use, then kept up to date by issuance; recounted
+    /// after every collection pass (revocations and expiry only lower the true count, so
+    /// in between the check errs on the strict side).
     held: HashMap<String, usize>,
 }
 
@@ -265,6 +268,41 @@ fn with_decision(mut e: AuditEvent, d: &Decision) -> AuditEvent {
         e.severity = Severity::Notice;
     }
     e
+}
+
+/// Refuses requests larger than any link may carry before policy is asked: the decision
+/// runs one Cedar evaluation per (resource, action) pair, and the intent is stored.
+pub(crate) fn check_request_size(
+    capabilities: &[Capability],
+    intent: &str,
+    fields: &BTreeMap<String, String>,
+) -> Result<(), ApiError> {
+    let limits = mandate_core::Limits::default();
+    if capabilities.len() > limits.max_capabilities {
+        return Err(ApiError::invalid(format!(
+            "at most {} capabilities per link, got {}",
+            limits.max_capabilities,
+            capabilities.len()
+        )));
+    }
+    for c in capabilities {
+        let actions = c.actions.to_strings().len();
+        if actions > limits.max_actions || c.constraints.len() > limits.max_constraints {
+            return Err(ApiError::invalid(format!(
+                "a capability has at most {} actions and {} constraints",
+                limits.max_actions, limits.max_constraints
+            )));
+        }
+    }
+    if intent.len() > 4096
+        || fields.len() > 32
+        || fields.iter().any(|(k, v)| k.len() > 64 || v.len() > 1024)
+    {
+        return Err(ApiError::invalid(
+            "the intent is limited to 4096 bytes and 32 fields (names up to 64 bytes, values up to 1024)",
+        ));
+    }
+    Ok(())
 }
 
 fn agent_key(a: &AgentRecord) -> Result<PublicKey, ApiError> {
@@ -616,14 +654,13 @@ impl Coordinator {
         agent: &str,
         parent: &LinkId,
         task: &TaskId,
-        holder: &str,
         now: u64,
     ) -> Result<(), ApiError> {
         let q = self.config.quotas;
         let exceeded =
             |what: String| ApiError::new(tonic::Code::ResourceExhausted, "QUOTA_EXCEEDED", what);
         let mut state = self.quota.lock().unwrap_or_else(PoisonError::into_inner);
-        let held = self.held_count(&mut state, holder, now)?;
+        let held = self.held_count(&mut state, agent, now)?;
         let children = match state.children.get(parent) {
             Some(n) => *n,
             None => self.store.children(parent)?.len(),
@@ -656,33 +693,35 @@ impl Coordinator {
         state.buckets.insert(agent.to_owned(), (tokens - 1.0, now));
         state.children.insert(*parent, children + 1);
         state.task_links.insert(*task, links + 1);
-        state.held.insert(holder.to_owned(), held + 1);
+        state.held.insert(agent.to_owned(), held + 1);
         Ok(())
     }
 
-    /// Live links `holder` holds, refused at the quota (caller holds the quota lock).
-    fn held_count(
-        &self,
-        state: &mut QuotaState,
-        holder: &str,
-        now: u64,
-    ) -> Result<usize, ApiError> {
-        let n = match state.held.get(holder) {
+    /// Live links `agent` created (roots granted to it, delegations it issued), refused
+    /// at the quota (the caller holds the quota lock). The count is cached even when it
+    /// refuses, so retries do not rescan the store.
+    fn held_count(&self, state: &mut QuotaState, agent: &str, now: u64) -> Result<usize, ApiError> {
+        let n = match state.held.get(agent) {
             Some(n) => *n,
             None => {
                 let revoked = read(&self.revoked);
                 let mut n = 0;
-                for id in self.store.agent_links(holder)? {
+                for id in self.store.agent_links(agent)? {
                     if revoked.links.contains_key(&id) {
                         continue;
                     }
                     if let Some(l) = self.store.link(&id)?
-                        && l.holder == holder
                         && l.expires_at_ms > now
+                        && (if l.parent.is_none() {
+                            l.holder == agent
+                        } else {
+                            l.issuer == agent
+                        })
                     {
                         n += 1;
                     }
                 }
+                state.held.insert(agent.to_owned(), n);
                 n
             }
         };
@@ -691,18 +730,20 @@ impl Coordinator {
             return Err(ApiError::new(
                 tonic::Code::ResourceExhausted,
                 "QUOTA_EXCEEDED",
-                format!("agent `{holder}` already holds {n} live links (limit {limit})"),
+                format!(
+                    "agent `{agent}` already has {n} live links it was granted or issued (limit {limit})"
+                ),
             ));
         }
         Ok(n)
     }
 
-    /// Checks and takes one live link for `holder` (a grant's requester), under the writer
+    /// Checks and takes one live link for `agent` (a root granted to it), under the writer
     /// lock.
-    fn take_live_link(&self, holder: &str, now: u64) -> Result<(), ApiError> {
+    fn take_live_link(&self, agent: &str, now: u64) -> Result<(), ApiError> {
         let mut state = self.quota.lock().unwrap_or_else(PoisonError::into_inner);
-        let n = self.held_count(&mut state, holder, now)?;
-        state.held.insert(holder.to_owned(), n + 1);
+        let n = self.held_count(&mut state, agent, now)?;
+        state.held.insert(agent.to_owned(), n + 1);
         Ok(())
     }
 
@@ -786,7 +827,28 @@ impl Coordinator {
                     "only an admin may assign a role other than `worker`",
                 ));
             }
+            // Policy may rest on owner and labels: a worker cannot claim what its parent
+            // does not have. The owner is inherited; every label must be the parent's.
+            if !(r.owner.is_empty() || r.owner == caller.agent.owner) {
+                return Err(ApiError::forbidden(
+                    "a worker's owner is its parent's: leave owner empty or give the parent's",
+                ));
+            }
+            if let Some((k, _)) = r
+                .labels
+                .iter()
+                .find(|(k, v)| caller.agent.labels.get(*k) != Some(*v))
+            {
+                return Err(ApiError::forbidden(format!(
+                    "label `{k}` is not one of the parent's: a worker carries only labels its parent has"
+                )));
+            }
         }
+        let owner = if caller.is_admin() || !r.owner.is_empty() {
+            r.owner.clone()
+        } else {
+            caller.agent.owner.clone()
+        };
         let role = if r.role.is_empty() {
             "worker".to_owned()
         } else {
@@ -799,7 +861,7 @@ impl Coordinator {
             let new_agent = AgentInfo {
                 id: id.as_str().to_owned(),
                 role: role.clone(),
-                owner: r.owner.clone(),
+                owner: owner.clone(),
                 labels: r.labels.clone(),
                 parent: parent.clone(),
             };
@@ -847,7 +909,7 @@ impl Coordinator {
             id: id.as_str().to_owned(),
             public_key: key.to_vec(),
             role: role.clone(),
-            owner: r.owner,
+            owner,
             labels: r.labels,
             parent,
             status: AgentStatus::Active,
@@ -1045,6 +1107,7 @@ impl Coordinator {
             return Err(ApiError::invalid("ttl_ms must be above 0"));
         }
         check_signals(&r.signals)?;
+        check_request_size(&r.capabilities, &r.intent, &r.intent_fields)?;
         agent_key(&caller.agent)?;
         let now = self.now();
         let task_id = TaskId::random()
@@ -1252,6 +1315,19 @@ impl Coordinator {
             "failed"
         };
         let (revocations, _) = self.cascade(&roots, &format!("task {what}: {reason}"), now)?;
+        // A task still waiting for approval takes its request with it: no later approval
+        // may bring it back.
+        let mut approvals = Vec::new();
+        if task.state == TaskState::PendingApproval
+            && let Some(mut a) = self.store.approval(id)?
+            && a.state == mandate_store::ApprovalState::Pending
+        {
+            a.state = mandate_store::ApprovalState::Denied;
+            a.decided_by = caller.agent.id.clone();
+            a.decided_ms = now;
+            a.comment = format!("task {what} before a decision: {reason}");
+            approvals.push(a);
+        }
         task.state = state;
         task.ended_ms = now;
         task.end_reason = reason.to_owned();
@@ -1267,12 +1343,14 @@ impl Coordinator {
                 Change {
                     tasks: vec![task.clone()],
                     revocations,
+                    approvals,
                     audit: vec![e],
                     ..Change::default()
                 },
                 Some(caller),
             )
             .await?;
+        self.approvals_changed.send_modify(|n| *n += 1);
         Ok((
             task,
             RevokedLinks {
@@ -1498,13 +1576,7 @@ impl Coordinator {
             ));
         }
         // Quota last, so a refused delegation does not use any.
-        self.take_quota(
-            &caller.agent.id,
-            &parent.id(),
-            &chain.task(),
-            &holder_id,
-            now,
-        )?;
+        self.take_quota(&caller.agent.id, &parent.id(), &chain.task(), now)?;
         chain.set_leaf_seal(seal);
         let record = self.link_record(&chain, n - 1, &caller.agent.id, now);
         self.commit_and_wait(
@@ -1585,6 +1657,7 @@ impl Coordinator {
                 decision,
             );
             e.task = Some(*id);
+            e.decision = "deny".into();
             e
         };
         if !decision.allowed || decision.obligations.require_approval {
@@ -1625,6 +1698,8 @@ impl Coordinator {
                 format!("task `{id}` is not active"),
             ));
         }
+        // Earlier roots stay valid until they expire: each renewal is one more live link.
+        self.take_live_link(&caller.agent.id, now)?;
         task.root_link = Some(chain.root().id());
         e.links = vec![chain.root().id().to_string(), current.id.to_string()];
         self.commit_root(_w, task, chain, e, decision, caller, now)

@@ -1,0 +1,291 @@
+//! `mandate bench scale`: a store with N live links, then a real `mandate serve` on it:
+//! on-disk size, time from start to serving, resident memory.
+//!
+//! The links are real (signed by the coordinator key the server then loads, and by the
+//! planner for delegations) but written straight into the store in batches of one task
+//! each: building a million links through `Delegate` would measure the delegate rate, not
+//! the size the coordinator copes with.
+
+use std::io::{BufRead as _, BufReader};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use mandate_core::{
+    AgentId, Capability, Chain, Clock as _, LinkKind, LinkSpec, SigningKey, SystemClock, TaskId,
+    keyfile,
+};
+use mandate_store::{
+    AgentRecord, AgentStatus, AuditEvent, Change, LinkRecord, Severity, SledStore, Store,
+    TaskRecord, TaskState,
+};
+use serde_json::json;
+
+use crate::Outcome;
+use crate::client::Connection;
+
+/// Links per task (a root and its children).
+const PER_TASK: usize = 1000;
+
+fn du(path: &Path) -> u64 {
+    let Ok(meta) = std::fs::symlink_metadata(path) else {
+        return 0;
+    };
+    if meta.is_dir() {
+        std::fs::read_dir(path)
+            .map(|d| d.flatten().map(|e| du(&e.path())).sum())
+            .unwrap_or(0)
+    } else {
+        meta.len()
+    }
+}
+
+/// Resident memory of a process, bytes (Linux).
+fn rss(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
+}
+
+fn agent(id: &str, key: &SigningKey, role: &str, now: u64) -> AgentRecord {
+    AgentRecord {
+        id: id.to_owned(),
+        public_key: key.public_key().as_bytes().to_vec(),
+        role: role.to_owned(),
+        owner: "bench".to_owned(),
+        labels: Default::default(),
+        parent: None,
+        status: AgentStatus::Active,
+        created_ms: now,
+        disabled_ms: 0,
+        registered_by: "bench".to_owned(),
+    }
+}
+
+/// Writes `links` live links (tasks of [`PER_TASK`]) into a fresh store under `data`.
+fn load(data: &Path, links: usize) -> anyhow::Result<()> {
+    std::fs::create_dir_all(data)?;
+    let coordinator = SigningKey::generate()?;
+    keyfile::save_signing_key(&coordinator, &data.join("coordinator.key"))?;
+    let planner = SigningKey::generate()?;
+    let worker = SigningKey::generate()?;
+    let (pid, wid) = (
+        "spiffe://mandate.local/scale/planner",
+        "spiffe://mandate.local/scale/worker",
+    );
+    let store = SledStore::open(&data.join("store"))?;
+    let now = SystemClock.now_ms();
+    let until = now + 24 * 3_600_000;
+    let event = |what: &str| AuditEvent {
+        time_ms: now,
+        actor: "bench".into(),
+        action: what.into(),
+        task: None,
+        links: Vec::new(),
+        decision: String::new(),
+        reason: String::new(),
+        policies: Vec::new(),
+        policy_hash: String::new(),
+        severity: Severity::Info,
+        detail: Default::default(),
+    };
+    store.commit(Change {
+        agents: vec![
+            agent(pid, &planner, "planner", now),
+            agent(wid, &worker, "worker", now),
+        ],
+        audit: vec![event("bench.agents")],
+        ..Change::default()
+    })?;
+    let (pagent, wagent) = (AgentId::new(pid)?, AgentId::new(wid)?);
+    let tasks = links.div_ceil(PER_TASK);
+    let started = Instant::now();
+    for t in 0..tasks {
+        let task = TaskId::random()?;
+        let spec = LinkSpec::new(
+            planner.public_key(),
+            pagent.clone(),
+            vec![Capability::new("files/*", ["read", "write"])?],
+            now,
+            until,
+        )?
+        .max_depth(1);
+        let root = Chain::issue_root(&coordinator, task, LinkKind::Grant, spec)?;
+        let record = |chain: &Chain, issuer: &str| {
+            let l = chain.leaf();
+            LinkRecord {
+                id: l.id(),
+                task,
+                parent: chain
+                    .links()
+                    .len()
+                    .checked_sub(2)
+                    .map(|p| chain.links()[p].id()),
+                digest: *l.digest(),
+                holder: l.body().holder_agent.as_str().to_owned(),
+                issuer: issuer.to_owned(),
+                encoded: l.encode(),
+                expires_at_ms: l.body().expires_at_ms,
+                created_ms: now,
+            }
+        };
+        let n = PER_TASK.min(links - t * PER_TASK);
+        let mut records = vec![record(&root, "spiffe://mandate.local/coordinator")];
+        for i in 1..n {
+            let spec = LinkSpec::new(
+                worker.public_key(),
+                wagent.clone(),
+                vec![Capability::new(&format!("files/{t}/{i}"), ["read"])?],
+                now,
+                until,
+            )?;
+            records.push(record(&root.delegate(&planner, spec)?, pid));
+        }
+        let mut e = event("bench.links_loaded");
+        e.task = Some(task);
+        store.commit(Change {
+            tasks: vec![TaskRecord {
+                id: task,
+                requester: pid.to_owned(),
+                intent: "scale run".into(),
+                intent_fields: Default::default(),
+                state: TaskState::Active,
+                created_ms: now,
+                deadline_ms: until,
+                ended_ms: 0,
+                end_reason: String::new(),
+                root_link: Some(root.root().id()),
+            }],
+            links: records,
+            audit: vec![e],
+            ..Change::default()
+        })?;
+        if (t + 1) % 100 == 0 {
+            eprintln!(
+                "loaded {} links in {:.0} s",
+                (t + 1) * PER_TASK,
+                started.elapsed().as_secs_f64()
+            );
+        }
+    }
+    store.flush()?;
+    Ok(())
+}
+
+/// Starts `mandate serve` on `data`; returns the child, its address and the time until
+/// it answered a health check.
+async fn serve(data: &Path) -> anyhow::Result<(std::process::Child, String, Duration)> {
+    let started = Instant::now();
+    let mut child = Command::new(std::env::current_exe()?)
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(data)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()?;
+    let stdout = child.stdout.take().context("no stdout")?;
+    let first =
+        tokio::task::spawn_blocking(move || BufReader::new(stdout).lines().next().transpose())
+            .await??
+            .context("the server printed nothing")?;
+    let addr = first.rsplit(' ').next().context("no address")?.to_owned();
+    let endpoint = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))?;
+    loop {
+        if let Ok(channel) = endpoint.connect().await
+            && crate::bench::tonic_health_client(channel)
+                .check(crate::bench::tonic_health_req())
+                .await
+                .is_ok()
+        {
+            break;
+        }
+        if started.elapsed() > Duration::from_secs(300) {
+            let _ = child.kill();
+            anyhow::bail!("the server did not answer within 5 minutes");
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    Ok((child, addr, started.elapsed()))
+}
+
+fn stop(mut child: std::process::Child) -> anyhow::Result<()> {
+    let _ = Command::new("kill")
+        .arg("-TERM")
+        .arg(child.id().to_string())
+        .status();
+    child.wait()?;
+    Ok(())
+}
+
+pub(crate) async fn run(links: usize, conn: &Connection) -> anyhow::Result<Outcome> {
+    let dir = tempfile::tempdir()?;
+    let data = dir.path().join("data");
+    let t = Instant::now();
+    let d = data.clone();
+    tokio::task::spawn_blocking(move || load(&d, links)).await??;
+    let load_s = t.elapsed().as_secs_f64();
+    let disk = du(&data);
+    let mut runs = Vec::new();
+    for _ in 0..2 {
+        let (child, addr, ready) = serve(&data).await?;
+        let rss_ready = rss(child.id()).unwrap_or(0);
+        // One read across the store: the delegation tree of a task, as its requester sees
+        // it, goes through the admin's key (read from the data directory).
+        let admin_key = keyfile::load_signing_key(&data.join("admin.key"))?;
+        let mut admin = mandate_sdk::Client::connect(
+            format!("http://{addr}"),
+            mandate_sdk::Signer::new(AgentId::new("spiffe://mandate.local/admin")?, admin_key),
+        )
+        .await?;
+        let tasks = admin
+            .list_tasks(mandate_proto::v1::ListTasksRequest {
+                page_size: 1,
+                ..Default::default()
+            })
+            .await?;
+        let task_id = tasks
+            .tasks
+            .first()
+            .map(|t| t.task_id.clone())
+            .unwrap_or_default();
+        let tree = admin
+            .get_delegation_tree(mandate_proto::v1::GetDelegationTreeRequest { task_id })
+            .await?;
+        let rss_after = rss(child.id()).unwrap_or(0);
+        stop(child)?;
+        runs.push((ready, rss_ready, rss_after, tree.links.len()));
+    }
+    let mib = |b: u64| b as f64 / (1024.0 * 1024.0);
+    let j = json!({
+        "scenario": "scale",
+        "links": links,
+        "load_s": load_s,
+        "disk_bytes": disk,
+        "starts": runs.iter().map(|(ready, r0, r1, n)| json!({
+            "ready_ms": ready.as_millis() as u64,
+            "rss_ready_bytes": r0,
+            "rss_after_tree_bytes": r1,
+            "tree_links": n,
+        })).collect::<Vec<_>>(),
+    });
+    if conn.json {
+        out!("{j}");
+    } else {
+        out!(
+            "scale: {links} live links written in {load_s:.0} s; {:.0} MiB on disk",
+            mib(disk)
+        );
+        for (i, (ready, r0, r1, n)) in runs.iter().enumerate() {
+            out!(
+                "  start {}: serving after {} ms; RSS {:.0} MiB when ready, {:.0} MiB after reading a {n}-link tree",
+                i + 1,
+                ready.as_millis(),
+                mib(*r0),
+                mib(*r1)
+            );
+        }
+    }
+    Ok(Outcome::Ok)
+}
