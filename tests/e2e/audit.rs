@@ -413,6 +413,9 @@ impl Store for FailingStore {
     ) -> Result<Vec<mandate_store::RevocationRecord>, StoreError> {
         self.inner.revocations_after(epoch)
     }
+    fn policy_hash(&self) -> Result<Option<String>, StoreError> {
+        self.inner.policy_hash()
+    }
     fn epoch(&self) -> Result<u64, StoreError> {
         self.inner.epoch()
     }

@@ -573,9 +573,15 @@ async fn drift_revokes_the_now_forbidden_subtree_and_keeps_its_siblings() {
         vec!["tighten.no-delegated-writes".to_owned()]
     );
     assert_eq!(drift[0].link_ids.len(), 2);
+    // The first start noted its set; the reload is a change, at high severity.
+    let loaded = audit(&t.h, "policy.loaded").await;
+    assert_eq!(loaded.len(), 1);
+    assert_eq!(loaded[0].actor, "startup");
+    assert_eq!(loaded[0].policy_hash, before);
     let reload = audit(&t.h, "policy.reloaded").await;
     assert_eq!(reload.len(), 1);
     assert_eq!(reload[0].severity, pb::AuditSeverity::High as i32);
+    assert_eq!(reload[0].policy_hash, after);
 
     // And the new set holds for new delegations.
     let err = t
@@ -802,4 +808,64 @@ async fn an_invalid_set_is_refused_and_the_old_one_keeps_working() {
     };
     let err = mandate_server::start(cfg).await.unwrap_err();
     assert!(err.to_string().contains("typo.cedar:8:"), "{err}");
+}
+
+#[tokio::test]
+async fn a_policy_change_by_restart_is_checked_like_a_reload() {
+    let mut t = team().await;
+    let planner_id = format!("{DOMAIN}/planner");
+    let (a_key, _) =
+        t.h.register(
+            &mut t.planner,
+            &format!("{DOMAIN}/planner/a"),
+            "worker",
+            &planner_id,
+        )
+        .await;
+    let r = t
+        .planner
+        .start_task(start(vec![cap_pb("docs/*", &["read", "write"])], 600_000))
+        .await
+        .unwrap();
+    let root = decode(&r.chain);
+    let now = t.h.now();
+    let spec = LinkSpec::new(
+        a_key.public_key(),
+        format!("{DOMAIN}/planner/a").parse().unwrap(),
+        vec![cap("docs/*", &["write"])],
+        now,
+        now + 300_000,
+    )
+    .unwrap()
+    .require_seal(true);
+    let chain_a = t.planner.delegate(&root, spec).await.unwrap();
+    let before = policy_hash(&t.h).await;
+
+    // The directory changes while the coordinator is down.
+    let Team {
+        mut h, policy_dir, ..
+    } = t;
+    h.server.take().unwrap().shutdown().await.unwrap();
+    copy_set("tighten", &policy_dir);
+    let pd = policy_dir.clone();
+    let h = Harness::start_configured(h.dir, h.clock, move |c| c.policy_dir = Some(pd)).await;
+    let after = policy_hash(&h).await;
+    assert_ne!(after, before);
+    let reload = audit(&h, "policy.reloaded").await;
+    assert_eq!(reload.len(), 1);
+    assert_eq!(reload[0].actor, "startup");
+    assert_eq!(reload[0].severity, pb::AuditSeverity::High as i32);
+    assert_eq!(reload[0].detail.get("previous_policy_hash"), Some(&before));
+    let drift = audit(&h, "policy.drift_revoked").await;
+    assert_eq!(drift.len(), 1);
+    assert_eq!(drift[0].link_ids, vec![chain_a.leaf().id().to_string()]);
+    // A start with the same set changes nothing.
+    let dir_clock = (h.dir, h.clock);
+    let mut h2 = h.server;
+    h2.take().unwrap().shutdown().await.unwrap();
+    let pd = policy_dir.clone();
+    let h =
+        Harness::start_configured(dir_clock.0, dir_clock.1, move |c| c.policy_dir = Some(pd)).await;
+    assert_eq!(audit(&h, "policy.reloaded").await.len(), 1);
+    assert_eq!(audit(&h, "policy.loaded").await.len(), 1);
 }

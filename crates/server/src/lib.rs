@@ -376,6 +376,9 @@ pub async fn start_with_store(config: Config, store: Arc<dyn Store>) -> Result<S
         },
     )?);
 
+    // A policy change while the coordinator was down is checked like a reload.
+    coordinator.check_policy_at_start().await?;
+
     let auth = auth::AuthLayer {
         state: Arc::new(auth::AuthState {
             store: Arc::clone(&store),

@@ -64,8 +64,8 @@ impl Policies {
     }
 
     /// Installs `loaded` (the caller holds the coordinator's writer lock).
-    pub(crate) fn install(&self, loaded: LoadedPolicy) {
-        *self.current.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(loaded);
+    pub(crate) fn install(&self, loaded: Arc<LoadedPolicy>) {
+        *self.current.write().unwrap_or_else(PoisonError::into_inner) = loaded;
     }
 }
 

@@ -68,6 +68,8 @@ pub struct Change {
     pub nonces: Vec<([u8; 16], u64)>,
     /// Approval requests to insert or replace.
     pub approvals: Vec<ApprovalRecord>,
+    /// The hash of the policy set now in force, to record (set by reloads).
+    pub policy_hash: Option<String>,
     /// What happened, for the audit log. A change with no audit event is refused.
     pub audit: Vec<AuditEvent>,
 }
@@ -129,6 +131,8 @@ pub trait Store: Send + Sync + 'static {
     fn revocation(&self, id: &LinkId) -> Result<Option<RevocationRecord>>;
     /// Revocations with an epoch above `epoch`, in epoch order.
     fn revocations_after(&self, epoch: u64) -> Result<Vec<RevocationRecord>>;
+    /// The hash of the policy set last recorded by a commit, if any.
+    fn policy_hash(&self) -> Result<Option<String>>;
     /// The current revocation epoch (0 before the first revocation).
     fn epoch(&self) -> Result<u64>;
     /// When a remembered request nonce expires, if it is remembered.

@@ -16,7 +16,7 @@
 //! | `e` | epoch (8, big endian), link id (16) | empty: revocations by epoch |
 //! | `n` | nonce (16) | expiry (8, big endian) |
 //! | `q` | sequence (8, big endian) | [`AuditRecord`] |
-//! | `m` | name | counters: `epoch`, `audit` (sequence and hash of the last record) |
+//! | `m` | name | `epoch`, `audit` (sequence and hash of the last record), `policy` (hash of the policy set in force) |
 
 use std::path::Path;
 use std::sync::{Mutex, PoisonError};
@@ -231,6 +231,9 @@ impl Store for SledStore {
             committed.epoch = Some(epoch);
         }
 
+        if let Some(hash) = &change.policy_hash {
+            batch.insert(b"mpolicy".to_vec(), hash.as_bytes());
+        }
         for (nonce, expiry) in &change.nonces {
             batch.insert(key(b'n', &[nonce]), &be(*expiry));
         }
@@ -343,6 +346,14 @@ impl Store for SledStore {
             }
         }
         Ok(out)
+    }
+
+    fn policy_hash(&self) -> Result<Option<String>> {
+        Ok(self
+            .db
+            .get(b"mpolicy")
+            .map_err(backend)?
+            .map(|v| String::from_utf8_lossy(&v).into_owned()))
     }
 
     fn epoch(&self) -> Result<u64> {

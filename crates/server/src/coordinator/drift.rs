@@ -5,6 +5,9 @@
 use super::*;
 use crate::policy::LoadedPolicy;
 
+/// The previous hash of a store that never recorded a policy set.
+const NONE_RECORDED: &str = "none recorded";
+
 /// What a reload did.
 #[derive(Clone, Debug)]
 pub struct Reloaded {
@@ -50,26 +53,78 @@ impl Coordinator {
         if let Some(c) = caller {
             self.current(c)?;
         }
-        let previous = self.policies.current();
-        let (drifted, reevaluated) = self.reevaluate(&loaded.set, now)?;
-        let mut change = Change::default();
-        let mut e = event(&actor, "policy.reloaded", now);
-        e.severity = Severity::High;
+        let previous = self.policies.current().set.hash().to_owned();
+        self.switch_policy(guard, Arc::new(loaded), previous, &actor, caller, now, true)
+            .await
+    }
+
+    /// At start: if the set loaded differs from the one last recorded in the store (the
+    /// directory changed while the coordinator was down, a crash right after a reload, an
+    /// upgrade), runs the same drift pass as a reload and records the set, so a policy
+    /// change by restart revokes what the new set denies and is audited like a reload.
+    pub async fn check_policy_at_start(&self) -> Result<(), ApiError> {
+        let current = self.policies.current();
+        let stored = self.store.policy_hash()?;
+        if stored.as_deref() == Some(current.set.hash()) {
+            return Ok(());
+        }
+        let guard = self.writer.lock().await;
+        let previous = stored.unwrap_or_else(|| NONE_RECORDED.to_owned());
+        let r = self
+            .switch_policy(guard, current, previous, "startup", None, self.now(), false)
+            .await?;
+        if !r.revoked.links.is_empty() {
+            tracing::warn!(
+                revoked = r.revoked.links.len(),
+                "the policy set changed while the coordinator was down: live links it denies were revoked"
+            );
+        }
+        Ok(())
+    }
+
+    /// Decides every live link under `new`, commits the drift revocations with the
+    /// reload's audit records and the set's hash, then installs `new` (when `install`),
+    /// all under the writer lock held as `guard`.
+    #[expect(clippy::too_many_arguments, reason = "the parts of one switch")]
+    async fn switch_policy(
+        &self,
+        guard: tokio::sync::MutexGuard<'_, ()>,
+        new: Arc<LoadedPolicy>,
+        previous: String,
+        actor: &str,
+        caller: Option<&Caller>,
+        now: u64,
+        install: bool,
+    ) -> Result<Reloaded, ApiError> {
+        let (drifted, reevaluated) = self.reevaluate(&new.set, now)?;
+        let mut change = Change {
+            policy_hash: Some(new.set.hash().to_owned()),
+            ..Change::default()
+        };
+        // The first set a store records is noted; every change of set is high severity.
+        let first = previous == NONE_RECORDED;
+        let mut e = event(
+            actor,
+            if first {
+                "policy.loaded"
+            } else {
+                "policy.reloaded"
+            },
+            now,
+        );
+        e.severity = if first {
+            Severity::Notice
+        } else {
+            Severity::High
+        };
         e.decision = "allow".into();
-        e.policy_hash = loaded.set.hash().to_owned();
-        e.policies = loaded.set.policies().into_iter().map(|p| p.0).collect();
-        e.reason = format!(
-            "policy set {} replaced {}",
-            loaded.set.hash(),
-            previous.set.hash()
-        );
-        e.detail.insert(
-            "previous_policy_hash".into(),
-            previous.set.hash().to_owned(),
-        );
-        e.detail.insert("source".into(), loaded.source.clone());
+        e.policy_hash = new.set.hash().to_owned();
+        e.policies = new.set.policies().into_iter().map(|p| p.0).collect();
+        e.reason = format!("policy set {} replaced {}", new.set.hash(), previous);
         e.detail
-            .insert("files".into(), loaded.set.files().join(","));
+            .insert("previous_policy_hash".into(), previous.clone());
+        e.detail.insert("source".into(), new.source.clone());
+        e.detail.insert("files".into(), new.set.files().join(","));
         e.detail
             .insert("reevaluated_links".into(), reevaluated.to_string());
         e.detail
@@ -81,8 +136,8 @@ impl Coordinator {
             let reason = format!(
                 "policy drift: {} (policy set {} replaced {})",
                 d.why,
-                loaded.set.hash(),
-                previous.set.hash()
+                new.set.hash(),
+                previous
             );
             let (revocations, _) = self.cascade(&[d.link.id], &reason, now)?;
             let revocations: Vec<_> = revocations
@@ -101,7 +156,7 @@ impl Coordinator {
                 task.end_reason = reason.clone();
                 ended.insert(task.id, task);
             }
-            let mut r = with_decision(event(&actor, "policy.drift_revoked", now), &d.decision);
+            let mut r = with_decision(event(actor, "policy.drift_revoked", now), &d.decision);
             r.decision = "deny".into();
             r.severity = Severity::High;
             r.task = Some(d.link.task);
@@ -109,10 +164,8 @@ impl Coordinator {
             r.links = revocations.iter().map(|r| r.link.to_string()).collect();
             r.detail.insert("link".into(), d.link.id.to_string());
             r.detail.insert("holder".into(), d.link.holder.clone());
-            r.detail.insert(
-                "previous_policy_hash".into(),
-                previous.set.hash().to_owned(),
-            );
+            r.detail
+                .insert("previous_policy_hash".into(), previous.clone());
             change.audit.push(r);
             change.revocations.extend(revocations);
         }
@@ -120,12 +173,14 @@ impl Coordinator {
         let committed = self.apply(change, caller)?;
         // Installed under the lock, after the drift commit: issuance decided under the old
         // set and committed later is decided again (see `decide_again_if_reloaded`).
-        self.policies.install(loaded);
+        if install {
+            self.policies.install(new);
+        }
         drop(guard);
         self.durable().await?;
         Ok(Reloaded {
             policy: self.policies.current(),
-            previous_hash: previous.set.hash().to_owned(),
+            previous_hash: previous,
             reevaluated,
             revoked: RevokedLinks {
                 links: committed.revoked,

@@ -254,6 +254,7 @@ fn state_survives_reopening() {
             revocations: vec![revoke(1, t.id)],
             nonces: vec![([4; 16], 99)],
             approvals: vec![approval(t.id)],
+            policy_hash: Some("sha256:ab".into()),
             audit: vec![event("x")],
         })
         .unwrap();
@@ -266,6 +267,7 @@ fn state_survives_reopening() {
     assert_eq!(s.epoch().unwrap(), 1);
     assert_eq!(s.nonce(&[4; 16]).unwrap(), Some(99));
     assert_eq!(s.approval(&t.id).unwrap(), Some(approval(t.id)));
+    assert_eq!(s.policy_hash().unwrap().as_deref(), Some("sha256:ab"));
     assert_eq!(s.approvals(None, 10).unwrap(), vec![approval(t.id)]);
     assert!(s.approvals(Some(&t.id), 10).unwrap().is_empty());
     assert_eq!(s.audit_after(0, 10).unwrap().len(), 1);
