@@ -5,8 +5,8 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, PoisonError, RwLock};
 
-use mandate_policy::{AgentInfo, LoadError, PolicySet};
-use mandate_store::AgentRecord;
+use mandate_policy::{AgentInfo, LoadError, PolicySet, TaskInfo};
+use mandate_store::{AgentRecord, TaskRecord};
 
 pub use mandate_policy::{Decision, Obligations};
 
@@ -92,6 +92,16 @@ pub(crate) fn agent_info(a: &AgentRecord) -> AgentInfo {
         owner: a.owner.clone(),
         labels: a.labels.clone(),
         parent: a.parent.clone(),
+    }
+}
+
+/// A task record as policy sees it (`hex` is its id in hex, kept by the caller).
+pub(crate) fn task_info<'a>(t: &'a TaskRecord, hex: &'a str) -> TaskInfo<'a> {
+    TaskInfo {
+        id: hex,
+        requester: &t.requester,
+        intent: &t.intent,
+        fields: &t.intent_fields,
     }
 }
 

@@ -319,12 +319,7 @@ impl Coordinator {
         let principal = agent_info(&caller.agent);
         let agents = self.related(&[&caller.agent.id, &a.requester])?;
         let mut q = PolicyRequest::new(Action::Approve, &principal, Target::Task, self.now());
-        q.task = Some(TaskInfo {
-            id: &task_hex,
-            requester: &t.requester,
-            intent: &t.intent,
-            fields: &t.intent_fields,
-        });
+        q.task = Some(task_info(&t, &task_hex));
         q.agents = &agents;
         q.requester = Some(&a.requester);
         q.ttl_ms = r.ttl_ms;
@@ -360,12 +355,7 @@ impl Coordinator {
             Target::Capabilities(&r.capabilities),
             now,
         );
-        q.task = Some(TaskInfo {
-            id: &task_hex,
-            requester: &t.requester,
-            intent: &t.intent,
-            fields: &t.intent_fields,
-        });
+        q.task = Some(task_info(&t, &task_hex));
         q.agents = &agents;
         q.ttl_ms = r.ttl_ms;
         q.max_depth = r.max_depth;

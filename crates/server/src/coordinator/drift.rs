@@ -298,12 +298,7 @@ impl Coordinator {
             Target::Capabilities(&b.capabilities),
             now,
         );
-        q.task = Some(TaskInfo {
-            id: &task_hex,
-            requester: &task.requester,
-            intent: &task.intent,
-            fields: &task.intent_fields,
-        });
+        q.task = Some(task_info(task, &task_hex));
         q.agents = &agents;
         q.ttl_ms = ttl;
         q.depth = b.depth();

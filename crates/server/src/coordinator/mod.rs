@@ -22,7 +22,7 @@ use tokio::sync::{Mutex, broadcast};
 use crate::auth::Caller;
 use crate::durability::Flusher;
 use crate::error::ApiError;
-use crate::policy::{Decision, Policies, agent_info, check_signals};
+use crate::policy::{Decision, Policies, agent_info, check_signals, task_info};
 use mandate_policy::{Action, AgentInfo, Request as PolicyRequest, Target, TaskInfo};
 
 pub(crate) mod approvals;
@@ -1458,12 +1458,7 @@ impl Coordinator {
             Target::Capabilities(&child.body().capabilities),
             now,
         );
-        q.task = Some(TaskInfo {
-            id: &task_hex,
-            requester: &task.requester,
-            intent: &task.intent,
-            fields: &task.intent_fields,
-        });
+        q.task = Some(task_info(&task, &task_hex));
         q.agents = &agents;
         q.holder = Some(&holder_id);
         q.ttl_ms = ttl;
@@ -1639,12 +1634,7 @@ impl Coordinator {
             Target::Capabilities(&b.capabilities),
             now,
         );
-        q.task = Some(TaskInfo {
-            id: &task_hex,
-            requester: &task.requester,
-            intent: &task.intent,
-            fields: &task.intent_fields,
-        });
+        q.task = Some(task_info(&task, &task_hex));
         q.agents = &agents;
         q.ttl_ms = ttl_ms.max(1);
         q.max_depth = b.max_depth;
@@ -1990,12 +1980,7 @@ impl Coordinator {
             },
             now,
         );
-        q.task = Some(TaskInfo {
-            id: &task_hex,
-            requester: &task.requester,
-            intent: &task.intent,
-            fields: &task.intent_fields,
-        });
+        q.task = Some(task_info(&task, &task_hex));
         q.agents = &agents;
         q.tool = Some(&caller.agent.id);
         q.depth = depth;
