@@ -170,6 +170,13 @@ fn load(data: &Path, links: usize) -> anyhow::Result<()> {
             );
         }
     }
+    // Record the policy set the server will load (the default), as a running coordinator
+    // would have: the starts below then measure a restart, not a first drift pass.
+    store.commit(Change {
+        policy_hash: Some(mandate_policy::PolicySet::default_set()?.hash().to_owned()),
+        audit: vec![event("bench.policy_recorded")],
+        ..Change::default()
+    })?;
     store.flush()?;
     Ok(())
 }

@@ -22,7 +22,7 @@ pub use records::{
     AgentRecord, AgentStatus, ApprovalRecord, ApprovalState, AuditEvent, AuditRecord, LinkRecord,
     NewRevocation, RevocationRecord, Severity, TaskRecord, TaskState, audit_hash,
 };
-pub use sled_store::SledStore;
+pub use sled_store::{DEFAULT_CACHE_BYTES, SledStore};
 
 /// A failed store operation. The change it belonged to did not happen.
 #[derive(Debug, thiserror::Error)]

@@ -87,12 +87,24 @@ struct AuditHead {
     hash: String,
 }
 
+/// The page cache `SledStore::open` asks sled for: enough for the hot records (agents,
+/// live tasks, recent links), a fraction of sled's 1 GiB default.
+pub const DEFAULT_CACHE_BYTES: u64 = 128 << 20;
+
 impl SledStore {
-    /// Opens (creating if needed) the store in directory `path`.
+    /// Opens (creating if needed) the store in directory `path`, with a page cache of
+    /// [`DEFAULT_CACHE_BYTES`].
     pub fn open(path: &Path) -> Result<SledStore> {
+        SledStore::open_with_cache(path, DEFAULT_CACHE_BYTES)
+    }
+
+    /// Opens the store with a page cache of `cache_bytes` (sled's own default is 1 GiB,
+    /// which it fills on a large store whatever the working set).
+    pub fn open_with_cache(path: &Path, cache_bytes: u64) -> Result<SledStore> {
         let db = sled::Config::new()
             .path(path)
             .mode(sled::Mode::HighThroughput)
+            .cache_capacity(cache_bytes)
             .open()
             .map_err(backend)?;
         Ok(SledStore {
