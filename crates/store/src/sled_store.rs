@@ -441,7 +441,14 @@ impl Store for SledStore {
         }
         for item in self.db.scan_prefix(b"r") {
             let (k, v) = item.map_err(backend)?;
-            let rec: RevocationRecord = decode(&k, &v)?;
+            // One unreadable record must not stop every later collection.
+            let rec: RevocationRecord = match decode(&k, &v) {
+                Ok(r) => r,
+                Err(e) => {
+                    tracing::warn!(error = %e, "skipping an unreadable revocation record");
+                    continue;
+                }
+            };
             if rec.expires_at_ms < now_ms {
                 batch.remove(k);
                 batch.remove(key(b'e', &[&be(rec.epoch), rec.link.as_bytes()]));

@@ -36,9 +36,13 @@ impl Coordinator {
     pub async fn reload_policy(&self, caller: Option<&Caller>) -> Result<Reloaded, ApiError> {
         let actor = caller.map_or_else(|| "signal:SIGHUP".to_owned(), |c| c.agent.id.clone());
         let now = self.now();
+        // Read under the writer lock, so two reloads (a signal and a call) install in the
+        // order they read the directory.
+        let guard = self.writer.lock().await;
         let loaded = match self.policies.read_again(now) {
             Ok(l) => l,
             Err(err) => {
+                drop(guard);
                 let previous = self.policies.current();
                 let mut e = event(&actor, "policy.reload_refused", now);
                 e.severity = Severity::High;
@@ -49,7 +53,6 @@ impl Coordinator {
                 return Err(err);
             }
         };
-        let guard = self.writer.lock().await;
         if let Some(c) = caller {
             self.current(c)?;
         }

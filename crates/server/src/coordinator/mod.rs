@@ -563,9 +563,13 @@ impl Coordinator {
     /// expiry (plus the clock skew) and links and tasks past the history retention.
     pub async fn collect_garbage(&self) -> Result<mandate_store::GcStats, ApiError> {
         self.prune_revocations();
-        let expired = self.expire_approvals().await?;
-        if expired > 0 {
-            tracing::info!(expired, "approval requests expired");
+        // A failure here must not stop the rest of the pass.
+        match self.expire_approvals().await {
+            Ok(0) => {}
+            Ok(expired) => tracing::info!(expired, "approval requests expired"),
+            Err(e) => {
+                tracing::warn!(reason = %e.reason, error = %e.message, "expiring approval requests failed");
+            }
         }
         // Revocations must outlive their links by the skew verifiers allow.
         let now = self.now().saturating_sub(self.config.clock_skew_ms);
