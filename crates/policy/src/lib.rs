@@ -48,8 +48,9 @@ pub struct Decision {
 }
 
 impl Decision {
-    /// A denial that no policy decided (bad input), attributed to the set `hash`.
-    pub(crate) fn refused(reason: String, hash: &str) -> Decision {
+    /// A denial that no policy decided (bad input, an unknown principal), attributed to
+    /// the set `hash`.
+    pub fn refused(reason: String, hash: &str) -> Decision {
         Decision {
             allowed: false,
             reason,

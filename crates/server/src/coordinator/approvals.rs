@@ -349,18 +349,7 @@ impl Coordinator {
         let task_hex = task.to_string();
         let principal = agent_info(&requester);
         let agents = self.related(&[&requester.id])?;
-        let mut q = PolicyRequest::new(
-            Action::RequestGrant,
-            &principal,
-            Target::Capabilities(&r.capabilities),
-            now,
-        );
-        q.task = Some(task_info(&t, &task_hex));
-        q.agents = &agents;
-        q.ttl_ms = r.ttl_ms;
-        q.max_depth = r.max_depth;
-        q.require_online = r.require_online;
-        q.signals = &r.signals;
+        let q = grant_request(&principal, &r, task_info(&t, &task_hex), &agents, now);
         let grant = self.decide(&q);
         a.decided_by = caller.agent.id.clone();
         a.decided_ms = now;

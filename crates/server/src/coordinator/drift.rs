@@ -277,19 +277,13 @@ impl Coordinator {
         } else {
             rec.issuer.as_str()
         };
-        let Some(principal) = self.store.agent(principal_id)? else {
-            let d = Decision {
-                allowed: false,
-                reason: format!("`{principal_id}` is not registered"),
-                policies: Vec::new(),
-                policy_hash: set.hash().to_owned(),
-                obligations: mandate_policy::Obligations::default(),
-            };
-            let why = d.reason.clone();
+        // The agents a decision may read include the principal: one read each.
+        let agents = self.related(&[principal_id, &rec.holder])?;
+        let Some(principal) = agents.iter().find(|a| a.id == principal_id).cloned() else {
+            let why = format!("`{principal_id}` is not registered");
+            let d = Decision::refused(why.clone(), set.hash());
             return Ok((d, Some(why), b.require_online));
         };
-        let principal = agent_info(&principal);
-        let agents = self.related(&[principal_id, &rec.holder])?;
         let action = match (rec.parent.is_some(), b.kind) {
             (true, _) => Action::Delegate,
             (false, LinkKind::BreakGlass) => Action::BreakGlass,

@@ -305,6 +305,29 @@ pub(crate) fn check_request_size(
     Ok(())
 }
 
+/// The `RequestGrant` question for a start request (at start, and again on approval).
+fn grant_request<'a>(
+    principal: &'a AgentInfo,
+    r: &'a TaskRequest,
+    task: TaskInfo<'a>,
+    agents: &'a [AgentInfo],
+    now: u64,
+) -> PolicyRequest<'a> {
+    let mut q = PolicyRequest::new(
+        Action::RequestGrant,
+        principal,
+        Target::Capabilities(&r.capabilities),
+        now,
+    );
+    q.task = Some(task);
+    q.agents = agents;
+    q.ttl_ms = r.ttl_ms;
+    q.max_depth = r.max_depth;
+    q.require_online = r.require_online;
+    q.signals = &r.signals;
+    q
+}
+
 fn agent_key(a: &AgentRecord) -> Result<PublicKey, ApiError> {
     <[u8; 32]>::try_from(a.public_key.as_slice())
         .ok()
@@ -1119,23 +1142,13 @@ impl Coordinator {
         let task_hex = task_id.to_string();
         let principal = agent_info(&caller.agent);
         let agents = self.related(&[&caller.agent.id])?;
-        let mut q = PolicyRequest::new(
-            Action::RequestGrant,
-            &principal,
-            Target::Capabilities(&r.capabilities),
-            now,
-        );
-        q.task = Some(TaskInfo {
+        let task = TaskInfo {
             id: &task_hex,
             requester: &caller.agent.id,
             intent: &r.intent,
             fields: &r.intent_fields,
-        });
-        q.agents = &agents;
-        q.ttl_ms = r.ttl_ms;
-        q.max_depth = r.max_depth;
-        q.require_online = r.require_online;
-        q.signals = &r.signals;
+        };
+        let q = grant_request(&principal, &r, task, &agents, now);
         let decision = self.decide(&q);
         let guard = self.writer.lock().await;
         self.current(caller)?;
@@ -1956,15 +1969,12 @@ impl Coordinator {
                 "a verified chain without task or holder",
             ));
         };
-        let hash = self.policies.current().set.hash().to_owned();
-        let refused = |reason: String| Decision {
-            allowed: false,
-            reason,
-            policies: Vec::new(),
-            policy_hash: hash.clone(),
-            obligations: mandate_policy::Obligations::default(),
-        };
-        let Some(holder) = self.store.agent(holder_id)? else {
+        let refused =
+            |reason: String| Decision::refused(reason, self.policies.current().set.hash());
+        // The agents a decision may read include the holder: one store read each, on
+        // every online check.
+        let agents = self.related(&[holder_id, &caller.agent.id])?;
+        let Some(principal) = agents.iter().find(|a| a.id == holder_id).cloned() else {
             return Ok(refused(format!(
                 "the holder `{holder_id}` is not registered"
             )));
@@ -1973,8 +1983,6 @@ impl Coordinator {
             return Ok(refused(format!("task `{task_id}` is not registered")));
         };
         let task_hex = task_id.to_string();
-        let principal = agent_info(&holder);
-        let agents = self.related(&[holder_id, &caller.agent.id])?;
         let mut q = PolicyRequest::new(
             Action::Invoke,
             &principal,
