@@ -395,6 +395,9 @@ impl Store for FailingStore {
     fn children(&self, id: &LinkId) -> Result<Vec<LinkId>, StoreError> {
         self.inner.children(id)
     }
+    fn children_with_expiry(&self, id: &LinkId) -> Result<Vec<(LinkId, Option<u64>)>, StoreError> {
+        self.inner.children_with_expiry(id)
+    }
     fn task_links(&self, task: &TaskId) -> Result<Vec<mandate_store::LinkRecord>, StoreError> {
         self.inner.task_links(task)
     }

@@ -461,7 +461,14 @@ async fn planner_delegates_tool_authorizes_revocation_cascades_and_state_survive
         &authorize(&mut tool, &planner_key, &root, "read", "files/x", t).await,
         "REVOKED",
     );
-    feed_until(&mut feed, &mut revoked_seen, |s| s.contains(&b_id)).await;
+    // The feed names the link cut (the root), not the descendants it covers: a verifier
+    // rejects every chain that contains a revoked link.
+    let root_id = root.root().id().to_string();
+    feed_until(&mut feed, &mut revoked_seen, |s| s.contains(&root_id)).await;
+    assert!(
+        !revoked_seen.contains(&b_id),
+        "a descendant covered by its revoked root is not on the feed"
+    );
     drop(feed);
 
     // Every record survives a restart on the same data directory.

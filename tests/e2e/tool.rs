@@ -128,7 +128,6 @@ async fn the_layer_allows_denies_and_cuts_off_a_revoked_worker_while_connected()
     let h = Harness::start().await;
     let mut t = tool(&h, WhenStale::FailClosed).await;
     let (mut planner, root, wkey, chain) = task_with_worker(&h, false).await;
-    let _ = root;
 
     // No proof at all.
     let s = t
@@ -208,14 +207,22 @@ async fn the_layer_allows_denies_and_cuts_off_a_revoked_worker_while_connected()
         .unwrap_err();
     assert_eq!(reason(&s), "INVOCATION_MISMATCH");
 
-    // Revoked while connected: the feed delivers it, the next call is refused offline.
+    // Revoked while connected: the planner revokes its own link, the root. The feed names
+    // only the root (not the worker's link it covers), and that is enough: the next call
+    // is refused offline, because the worker's chain contains the root.
     let revoked = planner
         .revoke_link(pb::RevokeLinkRequest {
-            link_id: chain.leaf().id().to_string(),
+            link_id: root.root().id().to_string(),
             reason: "test".into(),
         })
         .await
         .unwrap();
+    assert!(
+        revoked
+            .revoked_link_ids
+            .contains(&chain.leaf().id().to_string()),
+        "the response names every link cut, descendants included"
+    );
     for _ in 0..400 {
         if t.verifier.epoch() >= revoked.revocation_epoch {
             break;

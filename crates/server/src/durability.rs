@@ -24,8 +24,18 @@ impl Flusher {
         tokio::spawn(async move {
             while let Some(first) = rx.recv().await {
                 let mut waiters = vec![first];
-                while let Ok(w) = rx.try_recv() {
-                    waiters.push(w);
+                // Gather every caller already waiting, yielding while more keep arriving:
+                // each flush writes sled's log buffer and syncs it, so fewer flushes that
+                // release more callers each save CPU under load.
+                loop {
+                    let before = waiters.len();
+                    while let Ok(w) = rx.try_recv() {
+                        waiters.push(w);
+                    }
+                    if waiters.len() == before {
+                        break;
+                    }
+                    tokio::task::yield_now().await;
                 }
                 let store = Arc::clone(&store);
                 let started = std::time::Instant::now();

@@ -123,6 +123,10 @@ pub trait Store: Send + Sync + 'static {
     fn link(&self, id: &LinkId) -> Result<Option<LinkRecord>>;
     /// Direct children of a link in the delegation tree.
     fn children(&self, id: &LinkId) -> Result<Vec<LinkId>>;
+    /// Direct children of a link with their expiry, read from the tree index alone (no link
+    /// record is read). The expiry is `None` for links a store wrote before the index held
+    /// it: read the record then.
+    fn children_with_expiry(&self, id: &LinkId) -> Result<Vec<(LinkId, Option<u64>)>>;
     /// Every link of a task, in no particular order.
     fn task_links(&self, task: &TaskId) -> Result<Vec<LinkRecord>>;
     /// Ids of every link an agent holds or issued.

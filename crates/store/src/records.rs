@@ -266,6 +266,10 @@ pub struct NewRevocation {
     pub reason: String,
     /// When, Unix ms.
     pub time_ms: u64,
+    /// Revoked because an ancestor is revoked in the same change (or was before). A verifier
+    /// rejects every chain that contains a revoked link, so the ancestor's revocation already
+    /// covers this one: the revocation feed leaves it out.
+    pub implied: bool,
 }
 
 /// A revoked link.
@@ -285,6 +289,9 @@ pub struct RevocationRecord {
     pub reason: String,
     /// When, Unix ms.
     pub time_ms: u64,
+    /// Covered by a revoked ancestor (see [`NewRevocation::implied`]).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub implied: bool,
 }
 
 /// How much an audit record matters.

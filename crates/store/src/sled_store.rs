@@ -6,7 +6,7 @@
 //! | `a` | agent id | [`AgentRecord`] |
 //! | `t` | task id (16) | [`TaskRecord`] |
 //! | `l` | link id (16) | [`LinkRecord`] |
-//! | `c` | parent id (16), child id (16) | empty: the tree |
+//! | `c` | parent id (16), child id (16) | the child's expiry (8, big endian; empty in stores written before): the tree |
 //! | `k` | task id (16), link id (16) | empty: links of a task |
 //! | `h` | agent id, 0, link id (16) | empty: links an agent holds or issued |
 //! | `x` | expiry (8, big endian), link id (16) | empty: links by expiry, for GC |
@@ -199,7 +199,7 @@ impl Store for SledStore {
             }
             batch.insert(key(b'l', &[id]), encode(l)?);
             if let Some(parent) = &l.parent {
-                batch.insert(key(b'c', &[parent.as_bytes(), id]), &[]);
+                batch.insert(key(b'c', &[parent.as_bytes(), id]), &be(l.expires_at_ms));
             }
             batch.insert(key(b'k', &[l.task.as_bytes(), id]), &[]);
             batch.insert(key(b'x', &[&be(l.expires_at_ms), id]), &[]);
@@ -234,6 +234,7 @@ impl Store for SledStore {
                     expires_at_ms: r.expires_at_ms,
                     reason: r.reason.clone(),
                     time_ms: r.time_ms,
+                    implied: r.implied,
                 };
                 batch.insert(key(b'r', &[r.link.as_bytes()]), encode(&rec)?);
                 batch.insert(key(b'e', &[&be(epoch), r.link.as_bytes()]), &[]);
@@ -313,6 +314,19 @@ impl Store for SledStore {
             .iter()
             .filter_map(|k| link_id_at(k, 17))
             .collect())
+    }
+
+    fn children_with_expiry(&self, id: &LinkId) -> Result<Vec<(LinkId, Option<u64>)>> {
+        let prefix = key(b'c', &[id.as_bytes()]);
+        let mut out = Vec::new();
+        for kv in self.db.scan_prefix(&prefix) {
+            let (k, v) = kv.map_err(backend)?;
+            if let Some(child) = link_id_at(&k, 17) {
+                let expiry = <[u8; 8]>::try_from(&v[..]).ok().map(u64::from_be_bytes);
+                out.push((child, expiry));
+            }
+        }
+        Ok(out)
     }
 
     fn task_links(&self, task: &TaskId) -> Result<Vec<LinkRecord>> {

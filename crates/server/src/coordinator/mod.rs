@@ -40,10 +40,11 @@ pub struct RevocationEvent {
     pub links: Vec<(LinkId, u64)>,
 }
 
-/// Live revocations in memory, for `Authorize` and the feed.
+/// Live revocations in memory, for `Authorize` and the feed: each revoked link with its
+/// expiry and whether a revoked ancestor covers it (the feed carries only the others).
 #[derive(Debug, Default)]
 pub(crate) struct Revoked {
-    pub(crate) links: HashMap<LinkId, u64>,
+    pub(crate) links: HashMap<LinkId, (u64, bool)>,
     pub(crate) epoch: u64,
 }
 
@@ -407,7 +408,7 @@ impl Coordinator {
         };
         for r in store.revocations_after(0)? {
             if r.expires_at_ms.saturating_add(config.clock_skew_ms) >= now {
-                revoked.links.insert(r.link, r.expires_at_ms);
+                revoked.links.insert(r.link, (r.expires_at_ms, r.implied));
             }
         }
         let (feed, _) = broadcast::channel(4096);
@@ -422,11 +423,21 @@ impl Coordinator {
             tokio::spawn(async move {
                 while let Some(first) = audit_rx.recv().await {
                     let mut batch = vec![first];
-                    while batch.len() < 1024 {
-                        match audit_rx.try_recv() {
-                            Ok(e) => batch.push(e),
-                            Err(_) => break,
+                    // Gather what else is queued, yielding while more keeps arriving: every
+                    // sled batch costs a log buffer write of its own (and a wake-up of
+                    // sled's I/O threads), so fewer, larger batches save CPU under load.
+                    loop {
+                        let before = batch.len();
+                        while batch.len() < 1024 {
+                            match audit_rx.try_recv() {
+                                Ok(e) => batch.push(e),
+                                Err(_) => break,
+                            }
                         }
+                        if batch.len() == before || batch.len() >= 1024 {
+                            break;
+                        }
+                        tokio::task::yield_now().await;
                     }
                     let (events, waiters): (Vec<_>, Vec<_>) = batch.into_iter().unzip();
                     let store = Arc::clone(&store);
@@ -556,7 +567,8 @@ impl Coordinator {
         self.feed.subscribe()
     }
 
-    /// Live revocations and the epoch they are current at.
+    /// Live revocations and the epoch they are current at. Revocations covered by a revoked
+    /// ancestor are left out: a verifier rejects every chain that contains the ancestor.
     pub fn revocation_snapshot(&self) -> RevocationEvent {
         let r = read(&self.revoked);
         let now = self.now();
@@ -565,8 +577,10 @@ impl Coordinator {
             links: r
                 .links
                 .iter()
-                .filter(|(_, e)| e.saturating_add(self.config.clock_skew_ms) >= now)
-                .map(|(l, e)| (*l, *e))
+                .filter(|(_, (e, implied))| {
+                    !implied && e.saturating_add(self.config.clock_skew_ms) >= now
+                })
+                .map(|(l, (e, _))| (*l, *e))
                 .collect(),
         }
     }
@@ -578,7 +592,7 @@ impl Coordinator {
         let skew = self.config.clock_skew_ms;
         write(&self.revoked)
             .links
-            .retain(|_, e| e.saturating_add(skew) >= now);
+            .retain(|_, (e, _)| e.saturating_add(skew) >= now);
     }
 
     /// One garbage collection pass: forgets revocations no verifier can need, expires
@@ -618,14 +632,17 @@ impl Coordinator {
         self.config.clock_skew_ms
     }
 
-    /// Live revocations with an epoch above `epoch`, from the store.
+    /// Live revocations with an epoch above `epoch`, from the store, as the feed carries
+    /// them (without those a revoked ancestor covers).
     pub fn revocations_after(&self, epoch: u64) -> Result<Vec<(LinkId, u64, u64)>, ApiError> {
         let now = self.now();
         Ok(self
             .store
             .revocations_after(epoch)?
             .into_iter()
-            .filter(|r| r.expires_at_ms.saturating_add(self.config.clock_skew_ms) >= now)
+            .filter(|r| {
+                !r.implied && r.expires_at_ms.saturating_add(self.config.clock_skew_ms) >= now
+            })
             .map(|r| (r.link, r.expires_at_ms, r.epoch))
             .collect())
     }
@@ -636,25 +653,28 @@ impl Coordinator {
         if let Some(c) = caller {
             change.nonces.push((c.nonce, c.nonce_expires_ms));
         }
-        let expiries: HashMap<LinkId, u64> = change
+        let entries: HashMap<LinkId, (u64, bool)> = change
             .revocations
             .iter()
-            .map(|r| (r.link, r.expires_at_ms))
+            .map(|r| (r.link, (r.expires_at_ms, r.implied)))
             .collect();
         let committed = self.commit(change)?;
         if let Some(epoch) = committed.epoch {
-            let links: Vec<(LinkId, u64)> = committed
-                .revoked
-                .iter()
-                .map(|l| (*l, expiries.get(l).copied().unwrap_or(u64::MAX)))
-                .collect();
+            let mut links = Vec::new();
             {
                 let mut r = write(&self.revoked);
                 r.epoch = epoch;
-                r.links.extend(links.iter().copied());
+                for l in &committed.revoked {
+                    let (expires, implied) = entries.get(l).copied().unwrap_or((u64::MAX, false));
+                    r.links.insert(*l, (expires, implied));
+                    if !implied {
+                        links.push((*l, expires));
+                    }
+                }
             }
             // Published before the flush: a follower may learn of a revocation that a crash
-            // then loses, which errs on the safe side; it is never told of one too late.
+            // then loses, which errs on the safe side; it is never told of one too late. The
+            // event names the links cut, not the descendants they cover.
             let _ = self.feed.send(RevocationEvent { epoch, links });
         }
         Ok(committed)
@@ -1086,6 +1106,12 @@ impl Coordinator {
 
     /// Every not-yet-revoked link in the subtrees of `roots`, as revocations, and the
     /// tasks they belong to.
+    ///
+    /// A descendant's revocation is marked implied when a revoked ancestor (new or old)
+    /// stays in the revocation set at least as long as the descendant can be accepted:
+    /// verifiers reject every chain that contains the ancestor, so the feed need not name
+    /// the descendant. Children never outlive their parents, so in practice only the roots
+    /// are published; the check keeps the rule sound even for a record that breaks that.
     fn cascade(
         &self,
         roots: &[LinkId],
@@ -1096,26 +1122,67 @@ impl Coordinator {
         let mut out = Vec::new();
         let mut tasks = HashSet::new();
         let mut seen = HashSet::new();
-        let mut queue: VecDeque<LinkId> = roots.iter().copied().collect();
-        while let Some(id) = queue.pop_front() {
+        /// A link to visit: its task and expiry when known (a child's come from the tree
+        /// index, so no record is read below the roots) and until when a revoked ancestor
+        /// covers it (0: not covered).
+        struct Visit {
+            id: LinkId,
+            known: Option<(TaskId, u64)>,
+            covered_until: u64,
+        }
+        let mut queue: VecDeque<Visit> = roots
+            .iter()
+            .map(|r| Visit {
+                id: *r,
+                known: None,
+                covered_until: 0,
+            })
+            .collect();
+        while let Some(Visit {
+            id,
+            known,
+            covered_until,
+        }) = queue.pop_front()
+        {
             if !seen.insert(id) {
                 continue;
             }
-            let Some(link) = self.store.link(&id)? else {
-                continue;
+            let (task, expires_at_ms) = match known {
+                Some(k) => k,
+                None => match self.store.link(&id)? {
+                    Some(l) => (l.task, l.expires_at_ms),
+                    None => continue,
+                },
             };
-            tasks.insert(link.task);
-            queue.extend(self.store.children(&id)?);
-            // Verifiers accept a link until its expiry plus the clock skew: revoke until then.
-            if !revoked.links.contains_key(&id)
-                && link.expires_at_ms.saturating_add(self.config.clock_skew_ms) >= now
-            {
-                out.push(NewRevocation {
-                    link: id,
-                    task: link.task,
-                    expires_at_ms: link.expires_at_ms,
-                    reason: reason.to_owned(),
-                    time_ms: now,
+            tasks.insert(task);
+            let mut covers = covered_until;
+            match revoked.links.get(&id) {
+                Some(&(expires, false)) => covers = covers.max(expires),
+                Some(_) => {}
+                // Verifiers accept a link until its expiry plus the clock skew: revoke
+                // until then.
+                None if expires_at_ms.saturating_add(self.config.clock_skew_ms) >= now => {
+                    let implied = covered_until >= expires_at_ms;
+                    if !implied {
+                        covers = covers.max(expires_at_ms);
+                    }
+                    out.push(NewRevocation {
+                        link: id,
+                        task,
+                        expires_at_ms,
+                        reason: reason.to_owned(),
+                        time_ms: now,
+                        implied,
+                    });
+                }
+                None => {}
+            }
+            // A child belongs to its parent's task (verification checks it).
+            for (child, expiry) in self.store.children_with_expiry(&id)? {
+                queue.push_back(Visit {
+                    id: child,
+                    known: expiry.map(|e| (task, e)),
+                    covered_until: covers,
                 });
             }
         }

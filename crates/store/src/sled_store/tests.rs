@@ -89,6 +89,7 @@ fn revoke(id: u8, t: TaskId) -> NewRevocation {
         expires_at_ms: 1000 + u64::from(id),
         reason: "test".into(),
         time_ms: 5,
+        implied: false,
     }
 }
 
@@ -135,6 +136,24 @@ fn records_round_trip_and_indexes_answer() {
         kids,
         vec![LinkId::from_bytes([2; 16]), LinkId::from_bytes([3; 16])]
     );
+    // The tree index carries each child's expiry, so a cascade reads no link record.
+    let mut kids = s
+        .children_with_expiry(&LinkId::from_bytes([1; 16]))
+        .unwrap();
+    kids.sort();
+    let expiry = |id: u8| {
+        s.link(&LinkId::from_bytes([id; 16]))
+            .unwrap()
+            .unwrap()
+            .expires_at_ms
+    };
+    assert_eq!(
+        kids,
+        vec![
+            (LinkId::from_bytes([2; 16]), Some(expiry(2))),
+            (LinkId::from_bytes([3; 16]), Some(expiry(3)))
+        ]
+    );
     assert_eq!(s.task_links(&t.id).unwrap().len(), 4);
     assert_eq!(
         s.agent_links("spiffe://t/planner").unwrap().len(),
@@ -161,9 +180,13 @@ fn revocations_get_one_epoch_per_change_and_skip_duplicates() {
         .unwrap();
     assert_eq!(c.epoch, Some(1));
     assert_eq!(c.revoked.len(), 2);
+    let implied = NewRevocation {
+        implied: true,
+        ..revoke(3, t)
+    };
     let c = s
         .commit(Change {
-            revocations: vec![revoke(2, t), revoke(3, t)],
+            revocations: vec![revoke(2, t), implied],
             audit: vec![event("revoke")],
             ..Change::default()
         })
@@ -174,6 +197,8 @@ fn revocations_get_one_epoch_per_change_and_skip_duplicates() {
     let after1 = s.revocations_after(1).unwrap();
     assert_eq!(after1.len(), 1);
     assert_eq!(after1[0].link, LinkId::from_bytes([3; 16]));
+    assert!(after1[0].implied, "whether a revocation is implied is kept");
+    assert!(!s.revocations_after(0).unwrap()[0].implied);
     assert_eq!(
         s.revocation(&LinkId::from_bytes([2; 16]))
             .unwrap()
