@@ -401,6 +401,12 @@ impl Store for FailingStore {
     fn task_links(&self, task: &TaskId) -> Result<Vec<mandate_store::LinkRecord>, StoreError> {
         self.inner.task_links(task)
     }
+    fn task_link_count(&self, task: &TaskId) -> Result<usize, StoreError> {
+        self.inner.task_link_count(task)
+    }
+    fn task_roots(&self, task: &TaskId) -> Result<Vec<LinkId>, StoreError> {
+        self.inner.task_roots(task)
+    }
     fn agent_links(&self, agent: &str) -> Result<Vec<LinkId>, StoreError> {
         self.inner.agent_links(agent)
     }
@@ -409,6 +415,12 @@ impl Store for FailingStore {
         id: &LinkId,
     ) -> Result<Option<mandate_store::RevocationRecord>, StoreError> {
         self.inner.revocation(id)
+    }
+    fn implied_revocations(
+        &self,
+        epoch: u64,
+    ) -> Result<Vec<mandate_store::RevocationRecord>, StoreError> {
+        self.inner.implied_revocations(epoch)
     }
     fn revocations_after(
         &self,

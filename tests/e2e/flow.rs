@@ -504,6 +504,12 @@ async fn planner_delegates_tool_authorizes_revocation_cascades_and_state_survive
         .await
         .unwrap();
     assert_eq!(tree.links.len(), 4);
+    // Worker B's link was revoked with the root (an implied revocation, stored with the
+    // change rather than on its own): the tree still says so, with the reason.
+    let b = tree.links.iter().find(|l| l.link_id == b_id).unwrap();
+    assert_eq!(b.state, pb::LinkState::Revoked as i32);
+    assert!(b.revoke_reason.contains("done"), "{}", b.revoke_reason);
+    assert!(b.revoke_time_ms > 0);
     let mut tool = h.client(TOOL, &_tool_key);
     let t = h.now();
     denied(

@@ -129,11 +129,19 @@ pub trait Store: Send + Sync + 'static {
     fn children_with_expiry(&self, id: &LinkId) -> Result<Vec<(LinkId, Option<u64>)>>;
     /// Every link of a task, in no particular order.
     fn task_links(&self, task: &TaskId) -> Result<Vec<LinkRecord>>;
+    /// How many links a task has, from the index alone.
+    fn task_link_count(&self, task: &TaskId) -> Result<usize>;
+    /// The root links of a task (its first grant and every renewal), from the index alone
+    /// where the store recorded which links are roots.
+    fn task_roots(&self, task: &TaskId) -> Result<Vec<LinkId>>;
     /// Ids of every link an agent holds or issued.
     fn agent_links(&self, agent: &str) -> Result<Vec<LinkId>>;
-    /// The revocation of a link, if revoked.
+    /// The revocation of a link cut by a change (not implied), if revoked.
     fn revocation(&self, id: &LinkId) -> Result<Option<RevocationRecord>>;
-    /// Revocations with an epoch above `epoch`, in epoch order.
+    /// The implied revocations (see [`NewRevocation::implied`]) of the change at `epoch`:
+    /// they are stored together, not one record per link.
+    fn implied_revocations(&self, epoch: u64) -> Result<Vec<RevocationRecord>>;
+    /// Revocations with an epoch above `epoch`, implied ones included, in epoch order.
     fn revocations_after(&self, epoch: u64) -> Result<Vec<RevocationRecord>>;
     /// The hash of the policy set last recorded by a commit, if any.
     fn policy_hash(&self) -> Result<Option<String>>;

@@ -7,13 +7,14 @@
 //! | `t` | task id (16) | [`TaskRecord`] |
 //! | `l` | link id (16) | [`LinkRecord`] |
 //! | `c` | parent id (16), child id (16) | the child's expiry (8, big endian; empty in stores written before): the tree |
-//! | `k` | task id (16), link id (16) | empty: links of a task |
+//! | `k` | task id (16), link id (16) | `1` for a root link, `0` otherwise (empty in stores written before): links of a task |
 //! | `h` | agent id, 0, link id (16) | empty: links an agent holds or issued |
 //! | `x` | expiry (8, big endian), link id (16) | empty: links by expiry, for GC |
 //! | `y` | deadline (8, big endian), task id (16) | empty: tasks by deadline, for GC |
 //! | `p` | task id (16) | [`ApprovalRecord`] |
 //! | `r` | link id (16) | [`RevocationRecord`] |
 //! | `e` | epoch (8, big endian), link id (16) | empty: revocations by epoch |
+//! | `v` | epoch (8, big endian) | every implied revocation of that change, as one value (`implied.rs`) |
 //! | `n` | nonce (16) | expiry (8, big endian) |
 //! | `q` | sequence (8, big endian) | [`AuditRecord`] |
 //! | `m` | name | `epoch`, `audit` (sequence and hash of the last record), `policy` (hash of the policy set in force) |
@@ -201,7 +202,8 @@ impl Store for SledStore {
             if let Some(parent) = &l.parent {
                 batch.insert(key(b'c', &[parent.as_bytes(), id]), &be(l.expires_at_ms));
             }
-            batch.insert(key(b'k', &[l.task.as_bytes(), id]), &[]);
+            let root = u8::from(l.parent.is_none());
+            batch.insert(key(b'k', &[l.task.as_bytes(), id]), &[root]);
             batch.insert(key(b'x', &[&be(l.expires_at_ms), id]), &[]);
             batch.insert(key(b'h', &[l.holder.as_bytes(), &[0], id]), &[]);
             // Root links are issued by the coordinator, which is not an agent: indexing them
@@ -212,10 +214,16 @@ impl Store for SledStore {
         }
 
         let mut seen = std::collections::HashSet::new();
-        let fresh: Vec<_> = change
+        // Implied revocations (descendants of a link cut in the same change) are not
+        // checked against earlier ones one by one: the caller passes links not yet revoked,
+        // and a repeat is harmless (readers keep one entry per link).
+        let (implied, cut): (Vec<_>, Vec<_>) = change
             .revocations
             .iter()
             .filter(|r| seen.insert(r.link))
+            .partition(|r| r.implied);
+        let fresh: Vec<_> = cut
+            .into_iter()
             .filter_map(
                 |r| match self.db.contains_key(key(b'r', &[r.link.as_bytes()])) {
                     Ok(true) => None,
@@ -224,8 +232,12 @@ impl Store for SledStore {
                 },
             )
             .collect::<Result<_>>()?;
-        if !fresh.is_empty() {
+        if !fresh.is_empty() || !implied.is_empty() {
             let epoch = read_be(&self.db.get(b"mepoch").map_err(backend)?.unwrap_or_default()) + 1;
+            if !implied.is_empty() {
+                batch.insert(key(b'v', &[&be(epoch)]), implied::encode(epoch, &implied)?);
+                committed.revoked.extend(implied.iter().map(|r| r.link));
+            }
             for r in fresh {
                 let rec = RevocationRecord {
                     link: r.link,
@@ -338,6 +350,29 @@ impl Store for SledStore {
             .collect()
     }
 
+    fn task_link_count(&self, task: &TaskId) -> Result<usize> {
+        Ok(self.db.scan_prefix(key(b'k', &[task.as_bytes()])).count())
+    }
+
+    fn task_roots(&self, task: &TaskId) -> Result<Vec<LinkId>> {
+        let mut out = Vec::new();
+        for kv in self.db.scan_prefix(key(b'k', &[task.as_bytes()])) {
+            let (k, v) = kv.map_err(backend)?;
+            let Some(id) = link_id_at(&k, 17) else {
+                continue;
+            };
+            let root = match &v[..] {
+                [flag] => *flag == 1,
+                // Written before the index said: read the record.
+                _ => self.link(&id)?.is_some_and(|l| l.parent.is_none()),
+            };
+            if root {
+                out.push(id);
+            }
+        }
+        Ok(out)
+    }
+
     fn agent_links(&self, agent: &str) -> Result<Vec<LinkId>> {
         let prefix = key(b'h', &[agent.as_bytes(), &[0]]);
         let mut ids: Vec<LinkId> = self
@@ -352,6 +387,14 @@ impl Store for SledStore {
 
     fn revocation(&self, id: &LinkId) -> Result<Option<RevocationRecord>> {
         self.get(&key(b'r', &[id.as_bytes()]))
+    }
+
+    fn implied_revocations(&self, epoch: u64) -> Result<Vec<RevocationRecord>> {
+        let k = key(b'v', &[&be(epoch)]);
+        match self.db.get(&k).map_err(backend)? {
+            Some(v) => implied::decode(&k, &v),
+            None => Ok(Vec::new()),
+        }
     }
 
     fn revocations_after(&self, epoch: u64) -> Result<Vec<RevocationRecord>> {
@@ -371,6 +414,15 @@ impl Store for SledStore {
                 out.push(rec);
             }
         }
+        let start = key(b'v', &[&be(epoch.saturating_add(1))]);
+        for item in self.db.range(start..) {
+            let (k, v) = item.map_err(backend)?;
+            if k.first() != Some(&b'v') {
+                break;
+            }
+            out.extend(implied::decode(&k, &v)?);
+        }
+        out.sort_by_key(|r| r.epoch);
         Ok(out)
     }
 
@@ -469,6 +521,18 @@ impl Store for SledStore {
                 stats.revocations += 1;
             }
         }
+        // The implied revocations of a change go when the last of them expires.
+        for item in self.db.scan_prefix(b"v") {
+            let (k, v) = item.map_err(backend)?;
+            match implied::max_expiry(&k, &v) {
+                Ok(last) if last < now_ms => {
+                    stats.revocations += implied::decode(&k, &v).map_or(0, |r| r.len());
+                    batch.remove(k);
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "skipping unreadable implied revocations"),
+            }
+        }
         for item in self.db.scan_prefix(b"n") {
             let (k, v) = item.map_err(backend)?;
             if read_be(&v) < now_ms {
@@ -481,5 +545,6 @@ impl Store for SledStore {
     }
 }
 
+mod implied;
 #[cfg(test)]
 mod tests;

@@ -720,7 +720,7 @@ impl Coordinator {
         }
         let links = match state.task_links.get(task) {
             Some(n) => *n,
-            None => self.store.task_links(task)?.len(),
+            None => self.store.task_link_count(task)?,
         };
         if links >= q.links_per_task {
             return Err(exceeded(format!(
@@ -1386,13 +1386,7 @@ impl Coordinator {
             ));
         }
         let now = self.now();
-        let roots: Vec<LinkId> = self
-            .store
-            .task_links(id)?
-            .iter()
-            .filter(|l| l.parent.is_none())
-            .map(|l| l.id)
-            .collect();
+        let roots = self.store.task_roots(id)?;
         let what = if state == TaskState::Completed {
             "completed"
         } else {
@@ -1807,6 +1801,7 @@ impl Coordinator {
         reason: &str,
     ) -> Result<RevokedLinks, ApiError> {
         let _w = self.writer.lock().await;
+        let started = std::time::Instant::now();
         self.current(caller)?;
         let link = self
             .store
@@ -1830,19 +1825,14 @@ impl Coordinator {
         if task.root_link == Some(*id) && task.state == TaskState::Active {
             // Revoking the task's current root ends the task: every root it ever had (older
             // ones survive a renewal) goes with it.
-            roots.extend(
-                self.store
-                    .task_links(&link.task)?
-                    .iter()
-                    .filter(|l| l.parent.is_none())
-                    .map(|l| l.id),
-            );
+            roots.extend(self.store.task_roots(&link.task)?);
             task.state = TaskState::Revoked;
             task.ended_ms = now;
             task.end_reason = format!("root link revoked: {reason}");
             tasks.push(task);
         }
         let (revocations, _) = self.cascade(&roots, reason, now)?;
+        let walked = started.elapsed();
         let mut e = event(&caller.agent.id, "link.revoked", now);
         e.task = Some(link.task);
         e.reason = reason.to_owned();
@@ -1863,6 +1853,12 @@ impl Coordinator {
                 Some(caller),
             )
             .await?;
+        tracing::debug!(
+            revoked = committed.revoked.len(),
+            walk_us = walked.as_micros() as u64,
+            total_us = started.elapsed().as_micros() as u64,
+            "revoke"
+        );
         Ok(RevokedLinks {
             links: committed.revoked,
             epoch: committed.epoch.unwrap_or(0),
@@ -1903,13 +1899,29 @@ impl Coordinator {
             depths.insert(l.id, d);
         }
         links.sort_by_key(|l| (depths.get(&l.id).copied().unwrap_or(0), l.created_ms, l.id));
+        let mut cut = HashMap::new();
+        for l in &links {
+            if let Some(r) = self.store.revocation(&l.id)? {
+                cut.insert(l.id, r);
+            }
+        }
+        // Descendants revoked with a cut link are stored with its change, by epoch.
+        let epochs: HashSet<u64> = cut.values().map(|r| r.epoch).collect();
+        let mut implied = HashMap::new();
+        for epoch in epochs {
+            for r in self.store.implied_revocations(epoch)? {
+                if parents.contains_key(&r.link) {
+                    implied.insert(r.link, r);
+                }
+            }
+        }
         let out = links
             .into_iter()
             .map(|l| {
-                let r = self.store.revocation(&l.id)?;
-                Ok((l, r))
+                let r = cut.remove(&l.id).or_else(|| implied.remove(&l.id));
+                (l, r)
             })
-            .collect::<Result<Vec<_>, mandate_store::StoreError>>()?;
+            .collect();
         Ok((task, out))
     }
 

@@ -155,6 +155,20 @@ fn records_round_trip_and_indexes_answer() {
         ]
     );
     assert_eq!(s.task_links(&t.id).unwrap().len(), 4);
+    assert_eq!(s.task_link_count(&t.id).unwrap(), 4);
+    assert_eq!(
+        s.task_roots(&t.id).unwrap(),
+        vec![LinkId::from_bytes([1; 16])]
+    );
+    // A store written before the index marked roots: the record decides.
+    for id in 1..=4u8 {
+        s.db.insert(key(b'k', &[t.id.as_bytes(), &[id; 16]]), &[])
+            .unwrap();
+    }
+    assert_eq!(
+        s.task_roots(&t.id).unwrap(),
+        vec![LinkId::from_bytes([1; 16])]
+    );
     assert_eq!(
         s.agent_links("spiffe://t/planner").unwrap().len(),
         3,
@@ -553,4 +567,108 @@ fn gc_removes_expired_links_and_ended_tasks_with_every_index_entry() {
     assert_eq!((stats.links, stats.tasks), (0, 0));
     // The audit log keeps the history.
     assert_eq!(s.audit_after(0, 10).unwrap().len(), 2);
+}
+
+#[test]
+fn implied_revocations_are_one_value_per_change_read_back_whole_and_collected_together() {
+    let (_dir, s) = open();
+    let t = TaskId::from_bytes([1; 16]);
+    let implied = |id: u8, reason: &str| NewRevocation {
+        implied: true,
+        reason: reason.into(),
+        ..revoke(id, t)
+    };
+    let c = s
+        .commit(Change {
+            revocations: vec![
+                revoke(1, t),
+                implied(2, "test"),
+                implied(3, "drift: other"),
+                implied(2, "test"),
+            ],
+            audit: vec![event("revoke")],
+            ..Change::default()
+        })
+        .unwrap();
+    assert_eq!(c.epoch, Some(1));
+    assert_eq!(c.revoked.len(), 3, "every link revoked, a repeat once");
+    // The cut link has its own record; the implied ones are stored with the change.
+    assert!(
+        s.revocation(&LinkId::from_bytes([1; 16]))
+            .unwrap()
+            .is_some()
+    );
+    assert!(
+        s.revocation(&LinkId::from_bytes([2; 16]))
+            .unwrap()
+            .is_none()
+    );
+    assert_eq!(
+        s.db.scan_prefix(b"v").count(),
+        1,
+        "one value for the change's implied revocations"
+    );
+    let got = s.implied_revocations(1).unwrap();
+    assert_eq!(
+        got.iter()
+            .map(|r| (
+                r.link,
+                r.reason.as_str(),
+                r.epoch,
+                r.expires_at_ms,
+                r.implied
+            ))
+            .collect::<Vec<_>>(),
+        vec![
+            (LinkId::from_bytes([2; 16]), "test", 1, 1002, true),
+            (LinkId::from_bytes([3; 16]), "drift: other", 1, 1003, true),
+        ]
+    );
+    assert_eq!((got[0].task, got[0].time_ms), (t, 5));
+    assert!(s.implied_revocations(2).unwrap().is_empty());
+    let all = s.revocations_after(0).unwrap();
+    assert_eq!(all.len(), 3);
+    assert_eq!(all.iter().filter(|r| r.implied).count(), 2);
+
+    // Collected when the last of them expires (1003), not before.
+    assert_eq!(
+        s.gc(1002, 0).unwrap().revocations,
+        1,
+        "only the cut link (1001)"
+    );
+    assert_eq!(s.implied_revocations(1).unwrap().len(), 2);
+    assert_eq!(s.gc(1004, 0).unwrap().revocations, 2);
+    assert!(s.implied_revocations(1).unwrap().is_empty());
+    assert!(s.revocations_after(0).unwrap().is_empty());
+}
+
+#[test]
+fn a_damaged_implied_revocation_value_is_reported_not_misread_and_gc_goes_on() {
+    let (_dir, s) = open();
+    let t = TaskId::from_bytes([1; 16]);
+    s.commit(Change {
+        revocations: vec![NewRevocation {
+            implied: true,
+            ..revoke(2, t)
+        }],
+        audit: vec![event("revoke")],
+        ..Change::default()
+    })
+    .unwrap();
+    let k = key(b'v', &[&be(1)]);
+    let good = s.db.get(&k).unwrap().unwrap().to_vec();
+    for bad in [
+        good[..good.len() - 1].to_vec(),
+        [&good[..], &[0][..]].concat(),
+        [&[9][..], &good[1..]].concat(),
+        Vec::new(),
+    ] {
+        s.db.insert(&k, bad).unwrap();
+        assert!(
+            matches!(s.implied_revocations(1), Err(StoreError::Corrupt { .. })),
+            "a damaged value must not decode"
+        );
+    }
+    s.db.insert(&k, &[9u8][..]).unwrap();
+    s.gc(u64::MAX, 0).unwrap();
 }
