@@ -354,6 +354,99 @@ async fn concurrent_replays_of_one_signed_request_succeed_exactly_once() {
     assert_eq!((ok, replayed), (1, 15));
 }
 
+/// Concurrent delegations are admitted in groups (one commit for many) with the outcome
+/// of admitting them one at a time: every link registered once, each duplicate refused as
+/// already registered, one audit record each.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_delegations_and_duplicates_are_each_admitted_exactly_once() {
+    let h = Harness::start().await;
+    let mut admin = h.admin.clone();
+    let (pkey, mut planner) = h
+        .register(&mut admin, "spiffe://mandate.local/group-p", "planner", "")
+        .await;
+    let (wkey, _) = h
+        .register(&mut admin, "spiffe://mandate.local/group-w", "worker", "")
+        .await;
+    let started = planner
+        .start_task(pb::StartTaskRequest {
+            signals: Default::default(),
+            capabilities: vec![cap_pb("g/*", &["r"])],
+            ttl_ms: 60_000,
+            max_depth: 1,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let root = decode(&started.chain);
+    let now = h.now();
+    const LINKS: usize = 24;
+    let mut tasks = tokio::task::JoinSet::new();
+    let mut ids = Vec::new();
+    for i in 0..LINKS {
+        let spec = mandate_core::LinkSpec::new(
+            wkey.public_key(),
+            "spiffe://mandate.local/group-w".parse().unwrap(),
+            vec![cap(&format!("g/{i}"), &["r"])],
+            now,
+            now + 30_000,
+        )
+        .unwrap()
+        .require_seal(true);
+        let child = root.delegate(&pkey, spec).unwrap();
+        ids.push(child.leaf().id().to_string());
+        // Each link twice, in separately signed requests.
+        for _ in 0..2 {
+            let mut c = h.client("spiffe://mandate.local/group-p", &pkey);
+            let chain = child.encode();
+            tasks.spawn(async move {
+                c.delegate_raw(pb::DelegateRequest {
+                    chain,
+                    signals: Default::default(),
+                })
+                .await
+            });
+        }
+    }
+    let mut registered = std::collections::HashMap::new();
+    let mut duplicates = 0;
+    while let Some(r) = tasks.join_next().await {
+        match r.unwrap() {
+            Ok(resp) => {
+                let leaf = decode(&resp.chain).leaf().id().to_string();
+                *registered.entry(leaf).or_insert(0) += 1;
+            }
+            Err(e) if e.reason() == "ALREADY_EXISTS" => duplicates += 1,
+            Err(e) => panic!("unexpected refusal: {e:?}"),
+        }
+    }
+    assert_eq!(duplicates, LINKS);
+    assert_eq!(registered.len(), LINKS);
+    assert!(registered.values().all(|n| *n == 1), "{registered:?}");
+    let tree = planner
+        .get_delegation_tree(pb::GetDelegationTreeRequest {
+            task_id: root.task().to_string(),
+        })
+        .await
+        .unwrap();
+    assert_eq!(tree.links.len(), 1 + LINKS);
+    let audit = h
+        .server()
+        .coordinator()
+        .store()
+        .audit_after(0, 100_000)
+        .unwrap();
+    for id in &ids {
+        let sealed = audit
+            .iter()
+            .filter(|r| r.event.action == "delegation.sealed" && r.event.links[0] == *id)
+            .count();
+        assert_eq!(sealed, 1, "one record of the delegation of {id}");
+    }
+    for pair in audit.windows(2) {
+        assert_eq!(pair[1].prev_hash, pair[0].hash);
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_runaway_planner_is_throttled_without_starving_others() {
     let dir = tempfile::tempdir().unwrap();

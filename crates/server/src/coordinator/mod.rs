@@ -25,6 +25,7 @@ use crate::error::ApiError;
 use crate::policy::{Decision, Policies, agent_info, check_signals, task_info};
 use mandate_policy::{Action, AgentInfo, Request as PolicyRequest, Target, TaskInfo};
 
+mod admission;
 pub(crate) mod approvals;
 mod drift;
 
@@ -187,6 +188,8 @@ pub struct Coordinator {
     revoked: RwLock<Revoked>,
     feed: broadcast::Sender<RevocationEvent>,
     writer: Mutex<()>,
+    // Delegations waiting to be admitted by the next holder of the writer lock.
+    delegations: std::sync::Mutex<Vec<admission::Pending>>,
     flusher: Flusher,
     config: CoordinatorConfig,
     trust: TrustBundle,
@@ -238,6 +241,10 @@ impl std::fmt::Debug for Coordinator {
 
 fn read<T>(l: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
     l.read().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn lock<T>(l: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    l.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 fn write<T>(l: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
@@ -487,6 +494,7 @@ impl Coordinator {
             revoked: RwLock::new(revoked),
             feed,
             writer: Mutex::new(()),
+            delegations: std::sync::Mutex::new(Vec::new()),
             config,
             trust,
         })
@@ -1482,7 +1490,23 @@ impl Coordinator {
         chain_bytes: &[u8],
         signals: &BTreeMap<String, String>,
     ) -> Result<Issued, ApiError> {
-        let mut chain = self
+        // A reload between the decision and admission means deciding again under the new
+        // set; reloads are rare, so this loops at most a few times.
+        loop {
+            if let Some(issued) = self.delegate_once(caller, chain_bytes, signals).await? {
+                return Ok(issued);
+            }
+        }
+    }
+
+    /// One attempt: `None` when the policy set changed before admission.
+    async fn delegate_once(
+        &self,
+        caller: &Caller,
+        chain_bytes: &[u8],
+        signals: &BTreeMap<String, String>,
+    ) -> Result<Option<Issued>, ApiError> {
+        let chain = self
             .verifier
             .decode_chain(chain_bytes)
             .map_err(|d| ApiError::denied(&d))?;
@@ -1558,115 +1582,55 @@ impl Coordinator {
                 .map_err(|d| ApiError::denied(&d))?;
         }
         let seal = mandate_core::Seal::sign(&self.key, chain.leaf().digest());
-        let _w = self.writer.lock().await;
-        self.current(caller)?;
-        // Re-read the new holder under the lock: an agent disabled meanwhile gets nothing.
-        if self
-            .store
-            .agent(&holder_id)?
-            .is_none_or(|a| a.status != AgentStatus::Active)
+        // Queue it, then take the writer lock: whoever holds it admits every queued
+        // delegation as one commit (`admission.rs`), so by the time this call holds the
+        // lock, its delegation has been admitted by it or by an earlier holder.
+        let (reply, admitted) = tokio::sync::oneshot::channel();
+        lock(&self.delegations).push(admission::Pending {
+            delegation: admission::Delegation {
+                caller: caller.clone(),
+                chain,
+                seal,
+                decision,
+                event: e,
+                holder_id,
+                ttl,
+                depth,
+                now,
+            },
+            reply,
+        });
         {
-            return Err(ApiError::precondition(
-                "AGENT_DISABLED",
-                format!("the new holder `{holder_id}` is disabled"),
-            ));
-        }
-        let task = self.task(&chain.task())?;
-        let decision = self.decide_again_if_reloaded(&q, decision);
-        let e = with_decision(e, &decision);
-        if task.state != TaskState::Active || now >= task.deadline_ms {
-            return Err(ApiError::precondition(
-                "TASK_NOT_ACTIVE",
-                format!("task `{}` is not active", task.id),
-            ));
-        }
-        // Every link above the new one must be the registered link (same digest).
-        for l in &chain.links()[..n - 1] {
-            match self.store.link(&l.id())? {
-                Some(rec) if rec.digest == *l.digest() => {}
-                _ => {
-                    return Err(ApiError::precondition(
-                        "UNREGISTERED_LINK",
-                        format!(
-                            "link `{}` of the chain is not registered with this coordinator",
-                            l.id()
-                        ),
-                    ));
+            let _w = self.writer.lock().await;
+            let mut group = admission::Group::take(&self.delegations);
+            // Let delegations still being checked join, while more keep arriving.
+            while !group.is_empty() && group.len() < 256 {
+                tokio::task::yield_now().await;
+                if !group.take_more() {
+                    break;
                 }
             }
+            if !group.is_empty() {
+                self.admit_delegations(group.into_jobs());
+            }
         }
-        if self.store.link(&child.id())?.is_some() {
-            return Err(ApiError::new(
-                tonic::Code::AlreadyExists,
-                "ALREADY_EXISTS",
-                format!("link `{}` is already registered", child.id()),
-            ));
+        match admitted.await {
+            Ok(admission::Admitted::Issued(issued)) => {
+                self.durable().await?;
+                Ok(Some(*issued))
+            }
+            Ok(admission::Admitted::Refused(e)) => {
+                self.durable().await?;
+                Err(e)
+            }
+            Ok(admission::Admitted::Failed(e)) => Err(e),
+            Ok(admission::Admitted::Reloaded) => Ok(None),
+            Err(_) => Err(ApiError::new(
+                tonic::Code::Internal,
+                "INTERNAL",
+                "a queued delegation was never admitted",
+            )),
         }
-        {
-            let revoked = read(&self.revoked);
-            self.verifier
-                .verify_for_sealing(&chain, &*revoked)
-                .map_err(|d| ApiError::denied(&d))?;
-        }
-        let online = chain.links().iter().any(|l| l.body().require_online);
-        let refusal = if !decision.allowed {
-            Some(format!("policy denied the delegation: {}", decision.reason))
-        } else if ttl > self.ttl_cap(&decision) || depth > Self::depth_cap(&decision) {
-            Some(format!(
-                "delegation exceeds the policy bounds ({} ms, depth {}; asked {ttl} ms, depth {depth})",
-                self.ttl_cap(&decision),
-                Self::depth_cap(&decision)
-            ))
-        } else if decision.obligations.require_approval {
-            Some(
-                "policy requires approval, which applies to grants only: ask for a grant instead"
-                    .to_owned(),
-            )
-        } else if decision.obligations.require_online && !online {
-            Some("policy requires online checks: set require_online on the new link".to_owned())
-        } else {
-            None
-        };
-        if let Some(why) = refusal {
-            let mut denied = e.clone();
-            denied.action = "delegation.denied".into();
-            denied.decision = "deny".into();
-            denied.reason = why.clone();
-            denied.severity = Severity::Notice;
-            self.commit_and_wait(
-                _w,
-                Change {
-                    audit: vec![denied],
-                    ..Change::default()
-                },
-                Some(caller),
-            )
-            .await?;
-            return Err(ApiError::new(
-                tonic::Code::PermissionDenied,
-                "POLICY_DENIED",
-                why,
-            ));
-        }
-        // Quota last, so a refused delegation does not use any.
-        self.take_quota(&caller.agent.id, &parent.id(), &chain.task(), now)?;
-        chain.set_leaf_seal(seal);
-        let record = self.link_record(&chain, n - 1, &caller.agent.id, now);
-        self.commit_and_wait(
-            _w,
-            Change {
-                links: vec![record],
-                audit: vec![e],
-                ..Change::default()
-            },
-            Some(caller),
-        )
-        .await?;
-        Ok(Issued {
-            task,
-            chain,
-            decision,
-        })
     }
 
     /// Issues a fresh root link for a task after a new decision; never past the deadline.
