@@ -102,7 +102,9 @@ fn floor(c: &mut Criterion) {
     });
     // Two signatures (a request signature and an invocation proof, say) in one batch.
     c.bench_function("ed25519/verify_batch2", |b| {
-        b.iter(|| ed25519_dalek::verify_batch(black_box(&refs[..2]), &sigs[..2], &vks[..2]).unwrap())
+        b.iter(|| {
+            ed25519_dalek::verify_batch(black_box(&refs[..2]), &sigs[..2], &vks[..2]).unwrap()
+        })
     });
 }
 
