@@ -345,6 +345,7 @@ async fn export_round_trips_and_holds_no_secrets() {
 struct FailingStore {
     inner: SledStore,
     fail: AtomicBool,
+    fail_flush: AtomicBool,
 }
 
 impl Store for FailingStore {
@@ -357,6 +358,9 @@ impl Store for FailingStore {
         self.inner.commit(change)
     }
     fn flush(&self) -> Result<(), StoreError> {
+        if self.fail_flush.load(Ordering::SeqCst) {
+            return Err(StoreError::Backend("injected: the disk cannot sync".into()));
+        }
         self.inner.flush()
     }
     fn agent(&self, id: &str) -> Result<Option<mandate_store::AgentRecord>, StoreError> {
@@ -419,8 +423,12 @@ impl Store for FailingStore {
     fn implied_revocations(
         &self,
         epoch: u64,
+        task: &TaskId,
     ) -> Result<Vec<mandate_store::RevocationRecord>, StoreError> {
-        self.inner.implied_revocations(epoch)
+        self.inner.implied_revocations(epoch, task)
+    }
+    fn all_implied_revocations(&self) -> Result<Vec<mandate_store::RevocationRecord>, StoreError> {
+        self.inner.all_implied_revocations()
     }
     fn revocations_after(
         &self,
@@ -452,8 +460,8 @@ impl Store for FailingStore {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn when_the_store_cannot_write_nothing_changes_and_reads_keep_working() {
+/// A coordinator on a store whose writes or flushes can be made to fail.
+async fn on_a_failing_store() -> (Harness, Arc<FailingStore>) {
     let dir = tempfile::tempdir().unwrap();
     let clock = Arc::new(mandate_core::ManualClock::new(mandate_core::Clock::now_ms(
         &mandate_core::SystemClock,
@@ -461,6 +469,7 @@ async fn when_the_store_cannot_write_nothing_changes_and_reads_keep_working() {
     let store = Arc::new(FailingStore {
         inner: SledStore::open(&dir.path().join("data/store")).unwrap(),
         fail: AtomicBool::new(false),
+        fail_flush: AtomicBool::new(false),
     });
     let server = mandate_server::start_with_store(config(dir.path(), clock.clone()), store.clone())
         .await
@@ -481,6 +490,88 @@ async fn when_the_store_cannot_write_nothing_changes_and_reads_keep_working() {
         clock,
         channel,
     };
+    (h, store)
+}
+
+/// A revocation reaches followers only once durable: a follower that learnt of an epoch a
+/// crash then lost would skip the different revocation given that number after the restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_feed_publishes_a_revocation_only_once_it_is_durable() {
+    let (h, store) = on_a_failing_store().await;
+    let (mut planner, root, _wkey, chain) = setup(&h).await;
+    let mut admin = h.admin.clone();
+    let mut feed = admin
+        .watch_revocations(pb::WatchRevocationsRequest { after_epoch: 0 })
+        .await
+        .unwrap();
+    let first = feed.next().await.unwrap().unwrap();
+    let Some(pb::watch_revocations_response::Event::Snapshot(s)) = first.event else {
+        panic!("expected a snapshot, got {first:?}");
+    };
+    let start = s.epoch;
+
+    store.fail_flush.store(true, Ordering::SeqCst);
+    let e = planner
+        .revoke_link(pb::RevokeLinkRequest {
+            link_id: chain.leaf().id().to_string(),
+            reason: "not durable".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.reason(), "STORE_UNAVAILABLE");
+    // Committed, so online checks refuse the link at once, but not published: no batch
+    // reaches the follower and a new follower's snapshot is at the old epoch.
+    let fresh = admin
+        .watch_revocations(pb::WatchRevocationsRequest { after_epoch: 0 })
+        .await
+        .unwrap()
+        .next()
+        .await
+        .unwrap()
+        .unwrap();
+    let Some(pb::watch_revocations_response::Event::Snapshot(s)) = fresh.event else {
+        panic!("expected a snapshot, got {fresh:?}");
+    };
+    assert_eq!(s.epoch, start);
+    let quiet = tokio::time::timeout(std::time::Duration::from_millis(300), async {
+        loop {
+            let m = feed.next().await.unwrap().unwrap();
+            if let Some(pb::watch_revocations_response::Event::Batch(b)) = m.event {
+                return b;
+            }
+        }
+    })
+    .await;
+    assert!(quiet.is_err(), "published before durable: {quiet:?}");
+
+    // Once a flush succeeds, the revocation is published.
+    store.fail_flush.store(false, Ordering::SeqCst);
+    planner
+        .revoke_link(pb::RevokeLinkRequest {
+            link_id: root.root().id().to_string(),
+            reason: "durable".into(),
+        })
+        .await
+        .unwrap();
+    let mut got = Vec::new();
+    while got.len() < 2 {
+        let m = feed.next().await.unwrap().unwrap();
+        if let Some(pb::watch_revocations_response::Event::Batch(b)) = m.event {
+            got.extend(b.links.into_iter().map(|l| (l.epoch, l.link_id)));
+        }
+    }
+    assert_eq!(
+        got,
+        vec![
+            (start + 1, chain.leaf().id().to_string()),
+            (start + 2, root.root().id().to_string())
+        ]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn when_the_store_cannot_write_nothing_changes_and_reads_keep_working() {
+    let (h, store) = on_a_failing_store().await;
     let (mut planner, _root, wkey, chain) = setup(&h).await;
     let mut admin = h.admin.clone();
     let (_, mut tool) = h.register(&mut admin, TOOL, "tool", "").await;

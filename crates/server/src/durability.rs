@@ -11,6 +11,9 @@ use crate::error::ApiError;
 
 type Waiter = oneshot::Sender<Result<(), String>>;
 
+/// Most times the flusher yields to let more callers join one flush.
+const MAX_GATHER_ROUNDS: usize = 16;
+
 /// Hands out durability barriers.
 #[derive(Clone, Debug)]
 pub(crate) struct Flusher {
@@ -27,7 +30,8 @@ impl Flusher {
                 // Gather every caller already waiting, yielding while more keep arriving:
                 // each flush writes sled's log buffer and syncs it, so fewer flushes that
                 // release more callers each save CPU under load.
-                loop {
+                // Bounded, so a steady stream of writers cannot put the flush off.
+                for _ in 0..MAX_GATHER_ROUNDS {
                     let before = waiters.len();
                     while let Ok(w) = rx.try_recv() {
                         waiters.push(w);

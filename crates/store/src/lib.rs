@@ -138,10 +138,12 @@ pub trait Store: Send + Sync + 'static {
     fn agent_links(&self, agent: &str) -> Result<Vec<LinkId>>;
     /// The revocation of a link cut by a change (not implied), if revoked.
     fn revocation(&self, id: &LinkId) -> Result<Option<RevocationRecord>>;
-    /// The implied revocations (see [`NewRevocation::implied`]) of the change at `epoch`:
-    /// they are stored together, not one record per link.
-    fn implied_revocations(&self, epoch: u64) -> Result<Vec<RevocationRecord>>;
-    /// Revocations with an epoch above `epoch`, implied ones included, in epoch order.
+    /// The implied revocations (see [`NewRevocation::implied`]) of the change at `epoch` in
+    /// `task`: they are stored together, not one record per link.
+    fn implied_revocations(&self, epoch: u64, task: &TaskId) -> Result<Vec<RevocationRecord>>;
+    /// Every implied revocation still stored.
+    fn all_implied_revocations(&self) -> Result<Vec<RevocationRecord>>;
+    /// Revocations of cut links (not implied) with an epoch above `epoch`, in epoch order.
     fn revocations_after(&self, epoch: u64) -> Result<Vec<RevocationRecord>>;
     /// The hash of the policy set last recorded by a commit, if any.
     fn policy_hash(&self) -> Result<Option<String>>;

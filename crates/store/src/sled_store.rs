@@ -14,7 +14,7 @@
 //! | `p` | task id (16) | [`ApprovalRecord`] |
 //! | `r` | link id (16) | [`RevocationRecord`] |
 //! | `e` | epoch (8, big endian), link id (16) | empty: revocations by epoch |
-//! | `v` | epoch (8, big endian) | every implied revocation of that change, as one value (`implied.rs`) |
+//! | `v` | epoch (8, big endian), task id (16) | every implied revocation of that change in that task, as one value (`implied.rs`) |
 //! | `n` | nonce (16) | expiry (8, big endian) |
 //! | `q` | sequence (8, big endian) | [`AuditRecord`] |
 //! | `m` | name | `epoch`, `audit` (sequence and hash of the last record), `policy` (hash of the policy set in force) |
@@ -234,10 +234,18 @@ impl Store for SledStore {
             .collect::<Result<_>>()?;
         if !fresh.is_empty() || !implied.is_empty() {
             let epoch = read_be(&self.db.get(b"mepoch").map_err(backend)?.unwrap_or_default()) + 1;
-            if !implied.is_empty() {
-                batch.insert(key(b'v', &[&be(epoch)]), implied::encode(epoch, &implied)?);
-                committed.revoked.extend(implied.iter().map(|r| r.link));
+            let mut by_task: std::collections::BTreeMap<TaskId, Vec<&crate::NewRevocation>> =
+                std::collections::BTreeMap::new();
+            for r in &implied {
+                by_task.entry(r.task).or_default().push(r);
             }
+            for (task, revocations) in by_task {
+                batch.insert(
+                    key(b'v', &[&be(epoch), task.as_bytes()]),
+                    implied::encode(epoch, &revocations)?,
+                );
+            }
+            committed.revoked.extend(implied.iter().map(|r| r.link));
             for r in fresh {
                 let rec = RevocationRecord {
                     link: r.link,
@@ -389,12 +397,21 @@ impl Store for SledStore {
         self.get(&key(b'r', &[id.as_bytes()]))
     }
 
-    fn implied_revocations(&self, epoch: u64) -> Result<Vec<RevocationRecord>> {
-        let k = key(b'v', &[&be(epoch)]);
+    fn implied_revocations(&self, epoch: u64, task: &TaskId) -> Result<Vec<RevocationRecord>> {
+        let k = key(b'v', &[&be(epoch), task.as_bytes()]);
         match self.db.get(&k).map_err(backend)? {
             Some(v) => implied::decode(&k, &v),
             None => Ok(Vec::new()),
         }
+    }
+
+    fn all_implied_revocations(&self) -> Result<Vec<RevocationRecord>> {
+        let mut out = Vec::new();
+        for item in self.db.scan_prefix(b"v") {
+            let (k, v) = item.map_err(backend)?;
+            out.extend(implied::decode(&k, &v)?);
+        }
+        Ok(out)
     }
 
     fn revocations_after(&self, epoch: u64) -> Result<Vec<RevocationRecord>> {
@@ -414,15 +431,6 @@ impl Store for SledStore {
                 out.push(rec);
             }
         }
-        let start = key(b'v', &[&be(epoch.saturating_add(1))]);
-        for item in self.db.range(start..) {
-            let (k, v) = item.map_err(backend)?;
-            if k.first() != Some(&b'v') {
-                break;
-            }
-            out.extend(implied::decode(&k, &v)?);
-        }
-        out.sort_by_key(|r| r.epoch);
         Ok(out)
     }
 

@@ -113,6 +113,11 @@ impl Coordinator {
         let mut change = Change::default();
         let mut answers = Vec::with_capacity(group.len());
         for Pending { delegation, reply } in group {
+            // Its caller went away (the request was cancelled) before admission: nobody
+            // would learn of the link, so it is not registered.
+            if reply.is_closed() {
+                continue;
+            }
             let nonce = (delegation.caller.nonce, delegation.caller.nonce_expires_ms);
             let admitted = match self.admit_delegation(delegation, &staged) {
                 Ok(None) => Admitted::Reloaded,
@@ -172,7 +177,9 @@ impl Coordinator {
         }
         let mut chain = p.chain;
         let task = self.task(&chain.task())?;
-        if task.state != TaskState::Active || p.now >= task.deadline_ms {
+        // The time under the lock: a delegation may have waited for it.
+        let now = self.now().max(p.now);
+        if task.state != TaskState::Active || now >= task.deadline_ms {
             return Err(ApiError::precondition(
                 "TASK_NOT_ACTIVE",
                 format!("task `{}` is not active", task.id),
@@ -244,9 +251,9 @@ impl Coordinator {
             )));
         }
         // Quota last, so a refused delegation does not use any.
-        self.take_quota(&p.caller.agent.id, &parent, &chain.task(), p.now)?;
+        self.take_quota(&p.caller.agent.id, &parent, &chain.task(), now)?;
         chain.set_leaf_seal(p.seal);
-        let record = self.link_record(&chain, n - 1, &p.caller.agent.id, p.now);
+        let record = self.link_record(&chain, n - 1, &p.caller.agent.id, now);
         Ok(Some(Outcome::Accepted(
             Box::new(Issued {
                 task,

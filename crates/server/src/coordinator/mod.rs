@@ -7,6 +7,7 @@
 //! the flush that covers its change.
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, PoisonError, RwLock};
 
 use mandate_core::{
@@ -190,6 +191,10 @@ pub struct Coordinator {
     writer: Mutex<()>,
     // Delegations waiting to be admitted by the next holder of the writer lock.
     delegations: std::sync::Mutex<Vec<admission::Pending>>,
+    // Revocation events committed but not yet durable, in epoch order, and the last
+    // epoch published to the feed.
+    unpublished: std::sync::Mutex<VecDeque<RevocationEvent>>,
+    published: std::sync::atomic::AtomicU64,
     flusher: Flusher,
     config: CoordinatorConfig,
     trust: TrustBundle,
@@ -413,11 +418,17 @@ impl Coordinator {
             epoch: store.epoch()?,
             ..Revoked::default()
         };
-        for r in store.revocations_after(0)? {
+        for r in store
+            .revocations_after(0)?
+            .into_iter()
+            .chain(store.all_implied_revocations()?)
+        {
             if r.expires_at_ms.saturating_add(config.clock_skew_ms) >= now {
                 revoked.links.insert(r.link, (r.expires_at_ms, r.implied));
             }
         }
+        // Everything in the store at start is durable.
+        let revoked_epoch = revoked.epoch;
         let (feed, _) = broadcast::channel(4096);
         let (audit_head, _) = tokio::sync::watch::channel(store.audit_head()?.0);
         let (audit_tx, mut audit_rx) = tokio::sync::mpsc::channel::<(
@@ -495,6 +506,8 @@ impl Coordinator {
             feed,
             writer: Mutex::new(()),
             delegations: std::sync::Mutex::new(Vec::new()),
+            unpublished: std::sync::Mutex::new(VecDeque::new()),
+            published: std::sync::atomic::AtomicU64::new(revoked_epoch),
             config,
             trust,
         })
@@ -581,7 +594,9 @@ impl Coordinator {
         let r = read(&self.revoked);
         let now = self.now();
         RevocationEvent {
-            epoch: r.epoch,
+            // The links may include revocations not durable yet (their events follow),
+            // the epoch never does.
+            epoch: self.published.load(Ordering::SeqCst).min(r.epoch),
             links: r
                 .links
                 .iter()
@@ -624,7 +639,10 @@ impl Coordinator {
             .await
             .map_err(|e| ApiError::new(tonic::Code::Internal, "INTERNAL", e.to_string()))??;
         // Counts are read again from the store on next use: links held may have been
-        // revoked or expired, links and tasks collected.
+        // revoked or expired, links and tasks collected. Under the writer lock, so no
+        // group of delegations is being admitted (its staged links are not in the store
+        // yet, and a recount in the middle would miss them).
+        let _w = self.writer.lock().await;
         let mut q = self.quota.lock().unwrap_or_else(PoisonError::into_inner);
         q.held.clear();
         if stats.links > 0 || stats.tasks > 0 {
@@ -680,10 +698,11 @@ impl Coordinator {
                     }
                 }
             }
-            // Published before the flush: a follower may learn of a revocation that a crash
-            // then loses, which errs on the safe side; it is never told of one too late. The
-            // event names the links cut, not the descendants they cover.
-            let _ = self.feed.send(RevocationEvent { epoch, links });
+            // Published once durable (`durable`): a follower that learnt of epoch E before a
+            // crash lost it would skip the different revocation numbered E after the
+            // restart. `Authorize` uses the set at once. The event names the links cut, not
+            // the descendants they cover.
+            lock(&self.unpublished).push_back(RevocationEvent { epoch, links });
         }
         Ok(committed)
     }
@@ -837,8 +856,19 @@ impl Coordinator {
         Ok(committed)
     }
 
+    /// Waits until everything committed so far is durable, then publishes the revocations
+    /// that made durable, in epoch order.
     async fn durable(&self) -> Result<(), ApiError> {
-        self.flusher.durable().await
+        let upto = read(&self.revoked).epoch;
+        self.flusher.durable().await?;
+        let mut pending = lock(&self.unpublished);
+        while pending.front().is_some_and(|e| e.epoch <= upto) {
+            if let Some(event) = pending.pop_front() {
+                self.published.fetch_max(event.epoch, Ordering::SeqCst);
+                let _ = self.feed.send(event);
+            }
+        }
+        Ok(())
     }
 
     // ---- Agents ----
@@ -1873,7 +1903,7 @@ impl Coordinator {
         let epochs: HashSet<u64> = cut.values().map(|r| r.epoch).collect();
         let mut implied = HashMap::new();
         for epoch in epochs {
-            for r in self.store.implied_revocations(epoch)? {
+            for r in self.store.implied_revocations(epoch, id)? {
                 if parents.contains_key(&r.link) {
                     implied.insert(r.link, r);
                 }

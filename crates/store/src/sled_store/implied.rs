@@ -1,25 +1,26 @@
-//! The implied revocations of one change, stored as one value under `v` + epoch.
+//! The implied revocations of one change in one task, stored as one value under `v` +
+//! epoch + task id.
 //!
 //! A cascade revokes every live descendant of the links it cuts. Written one record (and
 //! one epoch index key) each, 100,000 descendants cost 200,000 sled inserts, several
 //! seconds. They are only ever read all together (at start, into the coordinator's
-//! revocation set) or with the change that made them, so they are kept as one compact
-//! binary value per change:
+//! revocation set) or with the change that made them (a task's tree view), so they are
+//! kept as one compact binary value per change and task:
 //!
 //! | bytes | field |
 //! |---|---|
-//! | 1 | format version (1) |
+//! | 1 | format version (2) |
 //! | 8 | the latest expiry of any entry (big endian): the collector reads only this |
 //! | 8 | epoch |
-//! | 2 | number of distinct reasons, then each as a 4-byte length and UTF-8 |
-//! | 4 | number of entries, then each: link id (16), task id (16), expiry (8), time (8), reason index (2) |
+//! | 4 | number of distinct reasons, then each as a 4-byte length and UTF-8 |
+//! | 4 | number of entries, then each: link id (16), task id (16), expiry (8), time (8), reason index (4) |
 
 use mandate_core::{LinkId, TaskId};
 
 use crate::{NewRevocation, Result, RevocationRecord, StoreError};
 
-const VERSION: u8 = 1;
-const ENTRY: usize = 16 + 16 + 8 + 8 + 2;
+const VERSION: u8 = 2;
+const ENTRY: usize = 16 + 16 + 8 + 8 + 4;
 
 /// Encodes the implied revocations of the change at `epoch`.
 pub(super) fn encode(epoch: u64, revocations: &[&NewRevocation]) -> Result<Vec<u8>> {
@@ -31,9 +32,8 @@ pub(super) fn encode(epoch: u64, revocations: &[&NewRevocation]) -> Result<Vec<u
         let n = match index.get(r.reason.as_str()) {
             Some(n) => *n,
             None => {
-                let n = u16::try_from(reasons.len()).map_err(|_| {
-                    StoreError::Backend("more than 65,535 reasons in one change".into())
-                })?;
+                let n = u32::try_from(reasons.len())
+                    .map_err(|_| StoreError::Backend("too many reasons in one change".into()))?;
                 reasons.push(&r.reason);
                 index.insert(r.reason.as_str(), n);
                 n
@@ -52,8 +52,8 @@ pub(super) fn encode(epoch: u64, revocations: &[&NewRevocation]) -> Result<Vec<u
     out.push(VERSION);
     out.extend_from_slice(&max_expiry.to_be_bytes());
     out.extend_from_slice(&epoch.to_be_bytes());
-    let n_reasons = u16::try_from(reasons.len())
-        .map_err(|_| StoreError::Backend("more than 65,535 reasons in one change".into()))?;
+    let n_reasons = u32::try_from(reasons.len())
+        .map_err(|_| StoreError::Backend("too many reasons in one change".into()))?;
     out.extend_from_slice(&n_reasons.to_be_bytes());
     for reason in reasons {
         let len = u32::try_from(reason.len())
@@ -73,13 +73,30 @@ pub(super) fn max_expiry(key: &[u8], v: &[u8]) -> Result<u64> {
     r.u64()
 }
 
-/// Decodes every entry as a revocation record (marked implied).
+/// Decodes every entry as a revocation record (marked implied), checking them against the
+/// key's epoch and task.
 pub(super) fn decode(key: &[u8], v: &[u8]) -> Result<Vec<RevocationRecord>> {
     let mut r = Reader::new(key, v);
+    let (key_epoch, key_task) = match (key.get(1..9), key.get(9..25).and_then(TaskId::from_slice)) {
+        (Some(e), Some(t)) if key.len() == 25 => {
+            let mut a = [0u8; 8];
+            a.copy_from_slice(e);
+            (u64::from_be_bytes(a), t)
+        }
+        _ => return Err(r.corrupt("the key is not an epoch and a task")),
+    };
     r.version()?;
     let _max_expiry = r.u64()?;
     let epoch = r.u64()?;
-    let reasons = (0..r.u16()?)
+    if epoch != key_epoch {
+        return Err(r.corrupt("the epoch does not match the key"));
+    }
+    let n_reasons = r.u32()?;
+    // Each reason takes at least its 4-byte length: a count beyond that is a lie.
+    if n_reasons as usize > r.rest() / 4 {
+        return Err(r.corrupt("more reasons than bytes"));
+    }
+    let reasons = (0..n_reasons)
         .map(|_| {
             let len = r.u32()? as usize;
             let bytes = r.take(len)?;
@@ -98,10 +115,13 @@ pub(super) fn decode(key: &[u8], v: &[u8]) -> Result<Vec<RevocationRecord>> {
     for _ in 0..count {
         let link = LinkId::from_slice(r.take(16)?).ok_or_else(|| r.corrupt("link id"))?;
         let task = TaskId::from_slice(r.take(16)?).ok_or_else(|| r.corrupt("task id"))?;
+        if task != key_task {
+            return Err(r.corrupt("an entry of another task"));
+        }
         let expires_at_ms = r.u64()?;
         let time_ms = r.u64()?;
         let reason = reasons
-            .get(usize::from(r.u16()?))
+            .get(r.u32()? as usize)
             .ok_or_else(|| r.corrupt("a reason index is out of range"))?
             .clone();
         out.push(RevocationRecord {
@@ -155,11 +175,6 @@ impl<'a> Reader<'a> {
             [VERSION] => Ok(()),
             _ => Err(self.corrupt("unknown format version")),
         }
-    }
-
-    fn u16(&mut self) -> Result<u16> {
-        let b = self.take(2)?;
-        Ok(u16::from_be_bytes([b[0], b[1]]))
     }
 
     fn u32(&mut self) -> Result<u32> {

@@ -207,11 +207,19 @@ fn revocations_get_one_epoch_per_change_and_skip_duplicates() {
         .unwrap();
     assert_eq!((c.epoch, c.revoked.len()), (Some(2), 1));
     assert_eq!(s.epoch().unwrap(), 2);
-    assert_eq!(s.revocations_after(0).unwrap().len(), 3);
-    let after1 = s.revocations_after(1).unwrap();
-    assert_eq!(after1.len(), 1);
-    assert_eq!(after1[0].link, LinkId::from_bytes([3; 16]));
-    assert!(after1[0].implied, "whether a revocation is implied is kept");
+    // Cut links are listed by epoch; implied revocations are kept with their change.
+    assert_eq!(s.revocations_after(0).unwrap().len(), 2);
+    assert!(s.revocations_after(1).unwrap().is_empty());
+    let implied = s.all_implied_revocations().unwrap();
+    assert_eq!(implied.len(), 1);
+    assert_eq!(
+        (implied[0].link, implied[0].epoch),
+        (LinkId::from_bytes([3; 16]), 2)
+    );
+    assert!(
+        implied[0].implied,
+        "whether a revocation is implied is kept"
+    );
     assert!(!s.revocations_after(0).unwrap()[0].implied);
     assert_eq!(
         s.revocation(&LinkId::from_bytes([2; 16]))
@@ -606,9 +614,9 @@ fn implied_revocations_are_one_value_per_change_read_back_whole_and_collected_to
     assert_eq!(
         s.db.scan_prefix(b"v").count(),
         1,
-        "one value for the change's implied revocations"
+        "one value for the change's implied revocations in the task"
     );
-    let got = s.implied_revocations(1).unwrap();
+    let got = s.implied_revocations(1, &t).unwrap();
     assert_eq!(
         got.iter()
             .map(|r| (
@@ -625,10 +633,14 @@ fn implied_revocations_are_one_value_per_change_read_back_whole_and_collected_to
         ]
     );
     assert_eq!((got[0].task, got[0].time_ms), (t, 5));
-    assert!(s.implied_revocations(2).unwrap().is_empty());
-    let all = s.revocations_after(0).unwrap();
-    assert_eq!(all.len(), 3);
-    assert_eq!(all.iter().filter(|r| r.implied).count(), 2);
+    assert!(s.implied_revocations(2, &t).unwrap().is_empty());
+    assert!(
+        s.implied_revocations(1, &TaskId::from_bytes([2; 16]))
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(s.all_implied_revocations().unwrap().len(), 2);
+    assert_eq!(s.revocations_after(0).unwrap().len(), 1, "the cut link");
 
     // Collected when the last of them expires (1003), not before.
     assert_eq!(
@@ -636,9 +648,9 @@ fn implied_revocations_are_one_value_per_change_read_back_whole_and_collected_to
         1,
         "only the cut link (1001)"
     );
-    assert_eq!(s.implied_revocations(1).unwrap().len(), 2);
+    assert_eq!(s.implied_revocations(1, &t).unwrap().len(), 2);
     assert_eq!(s.gc(1004, 0).unwrap().revocations, 2);
-    assert!(s.implied_revocations(1).unwrap().is_empty());
+    assert!(s.all_implied_revocations().unwrap().is_empty());
     assert!(s.revocations_after(0).unwrap().is_empty());
 }
 
@@ -655,17 +667,28 @@ fn a_damaged_implied_revocation_value_is_reported_not_misread_and_gc_goes_on() {
         ..Change::default()
     })
     .unwrap();
-    let k = key(b'v', &[&be(1)]);
+    let k = key(b'v', &[&be(1), t.as_bytes()]);
     let good = s.db.get(&k).unwrap().unwrap().to_vec();
+    let mut other_epoch = good.clone();
+    other_epoch[9..17].copy_from_slice(&be(2));
+    // The one entry's task id: after the link id, 52 bytes from the end.
+    let mut other_task = good.clone();
+    let at = good.len() - 52 + 16;
+    other_task[at..at + 16].copy_from_slice(&[9; 16]);
     for bad in [
         good[..good.len() - 1].to_vec(),
         [&good[..], &[0][..]].concat(),
         [&[9][..], &good[1..]].concat(),
+        other_epoch,
+        other_task,
         Vec::new(),
     ] {
         s.db.insert(&k, bad).unwrap();
         assert!(
-            matches!(s.implied_revocations(1), Err(StoreError::Corrupt { .. })),
+            matches!(
+                s.implied_revocations(1, &t),
+                Err(StoreError::Corrupt { .. })
+            ),
             "a damaged value must not decode"
         );
     }
