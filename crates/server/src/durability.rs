@@ -14,6 +14,15 @@ type Waiter = oneshot::Sender<Result<(), String>>;
 /// Most times the flusher yields to let more callers join one flush.
 const MAX_GATHER_ROUNDS: usize = 16;
 
+/// What must happen once changes are durable, run by the flush loop itself (not by the
+/// callers waiting, whose calls may be cancelled).
+pub(crate) trait AfterFlush: Send + Sync {
+    /// Called just before a flush: a mark of what the flush will cover.
+    fn mark(&self) -> u64;
+    /// Called after a successful flush, before its waiters are released.
+    fn durable(&self, mark: u64);
+}
+
 /// Hands out durability barriers.
 #[derive(Clone, Debug)]
 pub(crate) struct Flusher {
@@ -22,7 +31,7 @@ pub(crate) struct Flusher {
 
 impl Flusher {
     /// Starts the flush loop for `store`.
-    pub(crate) fn start(store: Arc<dyn Store>) -> Flusher {
+    pub(crate) fn start(store: Arc<dyn Store>, after: Arc<dyn AfterFlush>) -> Flusher {
         let (tx, mut rx) = mpsc::unbounded_channel::<Waiter>();
         tokio::spawn(async move {
             while let Some(first) = rx.recv().await {
@@ -43,12 +52,14 @@ impl Flusher {
                 }
                 let store = Arc::clone(&store);
                 let started = std::time::Instant::now();
+                let mark = after.mark();
                 let result = tokio::task::spawn_blocking(move || store.flush())
                     .await
                     .map_err(|e| e.to_string())
                     .and_then(|r| r.map_err(|e| e.to_string()));
-                if let Err(e) = &result {
-                    tracing::error!(error = %e, "flush failed");
+                match &result {
+                    Ok(()) => after.durable(mark),
+                    Err(e) => tracing::error!(error = %e, "flush failed"),
                 }
                 tracing::debug!(
                     batch = waiters.len(),
@@ -61,6 +72,12 @@ impl Flusher {
             }
         });
         Flusher { tx }
+    }
+
+    /// Asks for a flush without waiting for it.
+    pub(crate) fn request(&self) {
+        let (tx, _) = oneshot::channel();
+        let _ = self.tx.send(tx);
     }
 
     /// Waits until everything committed before this call is durable.

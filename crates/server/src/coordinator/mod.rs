@@ -21,7 +21,7 @@ use mandate_store::{
 use tokio::sync::{Mutex, broadcast};
 
 use crate::auth::Caller;
-use crate::durability::Flusher;
+use crate::durability::{AfterFlush, Flusher};
 use crate::error::ApiError;
 use crate::policy::{Decision, Policies, agent_info, check_signals, task_info};
 use mandate_policy::{Action, AgentInfo, Request as PolicyRequest, Target, TaskInfo};
@@ -40,6 +40,32 @@ pub struct RevocationEvent {
     pub epoch: u64,
     /// Revoked links with their expiry.
     pub links: Vec<(LinkId, u64)>,
+}
+
+/// The revocation feed: events wait here, in epoch order, until a flush covers them; the
+/// flush loop then publishes them before releasing its waiters.
+struct Feed {
+    sender: broadcast::Sender<RevocationEvent>,
+    unpublished: std::sync::Mutex<VecDeque<RevocationEvent>>,
+    /// The last epoch committed, and the last published.
+    committed: std::sync::atomic::AtomicU64,
+    published: std::sync::atomic::AtomicU64,
+}
+
+impl AfterFlush for Feed {
+    fn mark(&self) -> u64 {
+        self.committed.load(Ordering::SeqCst)
+    }
+
+    fn durable(&self, upto: u64) {
+        let mut pending = lock(&self.unpublished);
+        while pending.front().is_some_and(|e| e.epoch <= upto) {
+            if let Some(event) = pending.pop_front() {
+                self.published.fetch_max(event.epoch, Ordering::SeqCst);
+                let _ = self.sender.send(event);
+            }
+        }
+    }
 }
 
 /// Live revocations in memory, for `Authorize` and the feed: each revoked link with its
@@ -187,14 +213,10 @@ pub struct Coordinator {
     clock: Arc<dyn Clock>,
     verifier: Verifier,
     revoked: RwLock<Revoked>,
-    feed: broadcast::Sender<RevocationEvent>,
+    feed: Arc<Feed>,
     writer: Mutex<()>,
     // Delegations waiting to be admitted by the next holder of the writer lock.
     delegations: std::sync::Mutex<Vec<admission::Pending>>,
-    // Revocation events committed but not yet durable, in epoch order, and the last
-    // epoch published to the feed.
-    unpublished: std::sync::Mutex<VecDeque<RevocationEvent>>,
-    published: std::sync::atomic::AtomicU64,
     flusher: Flusher,
     config: CoordinatorConfig,
     trust: TrustBundle,
@@ -428,8 +450,12 @@ impl Coordinator {
             }
         }
         // Everything in the store at start is durable.
-        let revoked_epoch = revoked.epoch;
-        let (feed, _) = broadcast::channel(4096);
+        let feed = Arc::new(Feed {
+            sender: broadcast::channel(4096).0,
+            unpublished: std::sync::Mutex::new(VecDeque::new()),
+            committed: std::sync::atomic::AtomicU64::new(revoked.epoch),
+            published: std::sync::atomic::AtomicU64::new(revoked.epoch),
+        });
         let (audit_head, _) = tokio::sync::watch::channel(store.audit_head()?.0);
         let (audit_tx, mut audit_rx) = tokio::sync::mpsc::channel::<(
             AuditEvent,
@@ -495,7 +521,7 @@ impl Coordinator {
             quota: std::sync::Mutex::new(QuotaState::default()),
             audit_batch: AuditBatch { tx: audit_tx },
             audit_head,
-            flusher: Flusher::start(Arc::clone(&store)),
+            flusher: Flusher::start(Arc::clone(&store), Arc::clone(&feed) as Arc<dyn AfterFlush>),
             store,
             policies,
             approvals_changed: tokio::sync::watch::channel(0).0,
@@ -506,8 +532,6 @@ impl Coordinator {
             feed,
             writer: Mutex::new(()),
             delegations: std::sync::Mutex::new(Vec::new()),
-            unpublished: std::sync::Mutex::new(VecDeque::new()),
-            published: std::sync::atomic::AtomicU64::new(revoked_epoch),
             config,
             trust,
         })
@@ -585,7 +609,7 @@ impl Coordinator {
 
     /// Subscribes to revocation changes.
     pub fn subscribe(&self) -> broadcast::Receiver<RevocationEvent> {
-        self.feed.subscribe()
+        self.feed.sender.subscribe()
     }
 
     /// Live revocations and the epoch they are current at. Revocations covered by a revoked
@@ -596,7 +620,7 @@ impl Coordinator {
         RevocationEvent {
             // The links may include revocations not durable yet (their events follow),
             // the epoch never does.
-            epoch: self.published.load(Ordering::SeqCst).min(r.epoch),
+            epoch: self.feed.published.load(Ordering::SeqCst).min(r.epoch),
             links: r
                 .links
                 .iter()
@@ -622,6 +646,8 @@ impl Coordinator {
     /// approval requests, and removes from the store revocations and nonces past their
     /// expiry (plus the clock skew) and links and tasks past the history retention.
     pub async fn collect_garbage(&self) -> Result<mandate_store::GcStats, ApiError> {
+        // After a failed flush, revocations wait unpublished: try again now and then.
+        self.flusher.request();
         self.prune_revocations();
         // A failure here must not stop the rest of the pass.
         match self.expire_approvals().await {
@@ -698,11 +724,14 @@ impl Coordinator {
                     }
                 }
             }
-            // Published once durable (`durable`): a follower that learnt of epoch E before a
-            // crash lost it would skip the different revocation numbered E after the
-            // restart. `Authorize` uses the set at once. The event names the links cut, not
-            // the descendants they cover.
-            lock(&self.unpublished).push_back(RevocationEvent { epoch, links });
+            // Published once durable, by the flush loop (`Feed`): a follower that learnt of
+            // epoch E before a crash lost it would skip the different revocation numbered
+            // E after the restart. `Authorize` uses the set at once. The event names the
+            // links cut, not the descendants they cover. A flush is asked for here, so
+            // the event goes out even if the caller's call is cancelled.
+            lock(&self.feed.unpublished).push_back(RevocationEvent { epoch, links });
+            self.feed.committed.fetch_max(epoch, Ordering::SeqCst);
+            self.flusher.request();
         }
         Ok(committed)
     }
@@ -856,19 +885,9 @@ impl Coordinator {
         Ok(committed)
     }
 
-    /// Waits until everything committed so far is durable, then publishes the revocations
-    /// that made durable, in epoch order.
+    /// Waits until everything committed so far is durable (and its revocations published).
     async fn durable(&self) -> Result<(), ApiError> {
-        let upto = read(&self.revoked).epoch;
-        self.flusher.durable().await?;
-        let mut pending = lock(&self.unpublished);
-        while pending.front().is_some_and(|e| e.epoch <= upto) {
-            if let Some(event) = pending.pop_front() {
-                self.published.fetch_max(event.epoch, Ordering::SeqCst);
-                let _ = self.feed.send(event);
-            }
-        }
-        Ok(())
+        self.flusher.durable().await
     }
 
     // ---- Agents ----
