@@ -493,6 +493,18 @@ async fn on_a_failing_store() -> (Harness, Arc<FailingStore>) {
     (h, store)
 }
 
+/// The next batch on a revocation feed, as (epoch, link id) pairs.
+async fn next_batch(
+    feed: &mut tonic::Streaming<pb::WatchRevocationsResponse>,
+) -> Vec<(u64, String)> {
+    loop {
+        let m = feed.next().await.unwrap().unwrap();
+        if let Some(pb::watch_revocations_response::Event::Batch(b)) = m.event {
+            return b.links.into_iter().map(|l| (l.epoch, l.link_id)).collect();
+        }
+    }
+}
+
 /// A revocation reaches followers only once durable: a follower that learnt of an epoch a
 /// crash then lost would skip the different revocation given that number after the restart.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -533,32 +545,16 @@ async fn the_feed_publishes_a_revocation_only_once_it_is_durable() {
         panic!("expected a snapshot, got {fresh:?}");
     };
     assert_eq!(s.epoch, start);
-    let quiet = tokio::time::timeout(std::time::Duration::from_millis(300), async {
-        loop {
-            let m = feed.next().await.unwrap().unwrap();
-            if let Some(pb::watch_revocations_response::Event::Batch(b)) = m.event {
-                return b;
-            }
-        }
-    })
-    .await;
+    let quiet =
+        tokio::time::timeout(std::time::Duration::from_millis(300), next_batch(&mut feed)).await;
     assert!(quiet.is_err(), "published before durable: {quiet:?}");
 
     // Once a flush succeeds, the revocation is published, with no other change needed to
     // trigger it (the collector asks for a flush now and then).
     store.fail_flush.store(false, Ordering::SeqCst);
     h.server().collect_garbage().await.unwrap();
-    let m = loop {
-        let m = feed.next().await.unwrap().unwrap();
-        if let Some(pb::watch_revocations_response::Event::Batch(b)) = m.event {
-            break b;
-        }
-    };
     assert_eq!(
-        m.links
-            .iter()
-            .map(|l| (l.epoch, l.link_id.clone()))
-            .collect::<Vec<_>>(),
+        next_batch(&mut feed).await,
         vec![(start + 1, chain.leaf().id().to_string())]
     );
     planner
@@ -568,17 +564,8 @@ async fn the_feed_publishes_a_revocation_only_once_it_is_durable() {
         })
         .await
         .unwrap();
-    let got = loop {
-        let m = feed.next().await.unwrap().unwrap();
-        if let Some(pb::watch_revocations_response::Event::Batch(b)) = m.event {
-            break b;
-        }
-    };
     assert_eq!(
-        got.links
-            .iter()
-            .map(|l| (l.epoch, l.link_id.clone()))
-            .collect::<Vec<_>>(),
+        next_batch(&mut feed).await,
         vec![(start + 2, root.root().id().to_string())]
     );
 }

@@ -429,12 +429,7 @@ async fn concurrent_delegations_and_duplicates_are_each_admitted_exactly_once() 
         .await
         .unwrap();
     assert_eq!(tree.links.len(), 1 + LINKS);
-    let audit = h
-        .server()
-        .coordinator()
-        .store()
-        .audit_after(0, 100_000)
-        .unwrap();
+    let audit = h.audit();
     for id in &ids {
         let sealed = audit
             .iter()

@@ -472,12 +472,7 @@ async fn planner_delegates_tool_authorizes_revocation_cascades_and_state_survive
     drop(feed);
 
     // Every record survives a restart on the same data directory.
-    let audit_before = h
-        .server()
-        .coordinator()
-        .store()
-        .audit_after(0, 100_000)
-        .unwrap();
+    let audit_before = h.audit();
     let epoch_before = h.server().coordinator().store().epoch().unwrap();
     h = h.restart().await;
     let store = h.server().coordinator().store();
@@ -517,12 +512,7 @@ async fn planner_delegates_tool_authorizes_revocation_cascades_and_state_survive
         "REVOKED",
     );
     // The audit log names every revoked link and chains its hashes.
-    let audit = h
-        .server()
-        .coordinator()
-        .store()
-        .audit_after(0, 100_000)
-        .unwrap();
+    let audit = h.audit();
     assert!(
         audit
             .iter()

@@ -151,6 +151,15 @@ impl Harness {
         (key, client)
     }
 
+    /// Every audit record, from the store.
+    pub fn audit(&self) -> Vec<mandate_store::AuditRecord> {
+        self.server()
+            .coordinator()
+            .store()
+            .audit_after(0, 100_000)
+            .unwrap()
+    }
+
     pub fn now(&self) -> u64 {
         self.clock.now_ms()
     }
