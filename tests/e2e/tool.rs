@@ -367,7 +367,7 @@ async fn a_stale_feed_fails_closed_or_goes_online_and_online_only_chains_always_
 async fn the_verifier_reconnects_after_a_coordinator_restart_and_resumes_by_epoch() {
     let h = Harness::start().await;
     let t = tool(&h, WhenStale::FailClosed).await;
-    let (_planner, _root, wkey, chain) = task_with_worker(&h, false).await;
+    let (_planner, root, wkey, chain) = task_with_worker(&h, false).await;
     let addr = h.server().local_addr;
     let epoch_before = t.verifier.epoch();
     // Restart the coordinator on the same address.
@@ -376,16 +376,18 @@ async fn the_verifier_reconnects_after_a_coordinator_restart_and_resumes_by_epoc
     } = h;
     server.unwrap().shutdown().await.unwrap();
     let h = Harness::start_configured(dir, clock, |c| c.listen = addr).await;
-    // A revocation made after the restart reaches the verifier through its new stream.
+    // A revocation made after the restart reaches the verifier through its new stream: the
+    // root's, which covers the worker's link (not itself on the feed).
     let r = h
         .admin
         .clone()
         .revoke_link(pb::RevokeLinkRequest {
-            link_id: chain.leaf().id().to_string(),
+            link_id: root.root().id().to_string(),
             reason: "after restart".into(),
         })
         .await
         .unwrap();
+    assert!(r.revoked_link_ids.contains(&chain.leaf().id().to_string()));
     assert!(r.revocation_epoch > epoch_before);
     let mut applied = false;
     for _ in 0..1000 {

@@ -617,6 +617,12 @@ fn implied_revocations_are_one_value_per_change_read_back_whole_and_collected_to
         "one value for the change's implied revocations in the task"
     );
     let got = s.implied_revocations(1, &t).unwrap();
+    let k = key(b'v', &[&be(1), t.as_bytes()]);
+    assert_eq!(
+        implied::max_expiry(&k, &s.db.get(&k).unwrap().unwrap()).unwrap(),
+        1003,
+        "the header holds the latest expiry, which the collector reads alone"
+    );
     assert_eq!(
         got.iter()
             .map(|r| (
