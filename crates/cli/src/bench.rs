@@ -44,6 +44,10 @@ pub(crate) struct BenchArgs {
     /// Live links for scale (written straight into a fresh store, then served).
     #[arg(long, default_value_t = 1_000_000)]
     links: usize,
+    /// Scale: leave the policy set unrecorded, so the first start runs the full drift pass
+    /// (the default set caps grants at 15 minutes, so it revokes every 24-hour link).
+    #[arg(long)]
+    unrecorded_policy: bool,
 }
 
 /// One prepared request.
@@ -329,7 +333,7 @@ pub(crate) async fn run(
     own_server: bool,
 ) -> anyhow::Result<Outcome> {
     if a.scenario == "scale" {
-        return crate::scale::run(a.links, conn).await;
+        return crate::scale::run(a.links, a.unrecorded_policy, conn).await;
     }
     let mut w = world(conn, own_server).await?;
     let mut channels = Vec::new();

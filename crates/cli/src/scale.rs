@@ -64,8 +64,9 @@ fn agent(id: &str, key: &SigningKey, role: &str, now: u64) -> AgentRecord {
     }
 }
 
-/// Writes `links` live links (tasks of [`PER_TASK`]) into a fresh store under `data`.
-fn load(data: &Path, links: usize) -> anyhow::Result<()> {
+/// Writes `links` live links (tasks of [`PER_TASK`]) into a fresh store under `data`, and
+/// records the policy set the server will load unless `unrecorded_policy`.
+fn load(data: &Path, links: usize, unrecorded_policy: bool) -> anyhow::Result<()> {
     std::fs::create_dir_all(data)?;
     let coordinator = SigningKey::generate()?;
     keyfile::save_signing_key(&coordinator, &data.join("coordinator.key"))?;
@@ -172,6 +173,9 @@ fn load(data: &Path, links: usize) -> anyhow::Result<()> {
     }
     // Record the policy set the server will load (the default), as a running coordinator
     // would have: the starts below then measure a restart, not a first drift pass.
+    if unrecorded_policy {
+        return Ok(());
+    }
     store.commit(Change {
         policy_hash: Some(mandate_policy::PolicySet::default_set()?.hash().to_owned()),
         audit: vec![event("bench.policy_recorded")],
@@ -226,12 +230,16 @@ fn stop(mut child: std::process::Child) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub(crate) async fn run(links: usize, conn: &Connection) -> anyhow::Result<Outcome> {
+pub(crate) async fn run(
+    links: usize,
+    unrecorded_policy: bool,
+    conn: &Connection,
+) -> anyhow::Result<Outcome> {
     let dir = tempfile::tempdir()?;
     let data = dir.path().join("data");
     let t = Instant::now();
     let d = data.clone();
-    tokio::task::spawn_blocking(move || load(&d, links)).await??;
+    tokio::task::spawn_blocking(move || load(&d, links, unrecorded_policy)).await??;
     let load_s = t.elapsed().as_secs_f64();
     let disk = du(&data);
     let mut runs = Vec::new();

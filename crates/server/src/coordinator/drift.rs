@@ -221,7 +221,8 @@ impl Coordinator {
                         .map(|k| k.body().depth())
                         .unwrap_or(0)
                 };
-                links.sort_by_key(|l| (depth_of(l), l.created_ms));
+                // Cached: the key decodes the link, once each rather than per comparison.
+                links.sort_by_cached_key(|l| (depth_of(l), l.created_ms));
                 let mut denied: HashSet<LinkId> = HashSet::new();
                 // Whether a link or one above it requires online checks.
                 let mut online: HashMap<LinkId, bool> = HashMap::new();
