@@ -667,16 +667,7 @@ async fn when_the_store_cannot_write_nothing_changes_and_reads_keep_working() {
             .unwrap()
             .intact
     );
-    assert!(
-        !admin
-            .get_policy(pb::GetPolicyRequest {})
-            .await
-            .unwrap()
-            .policy
-            .unwrap()
-            .policy_hash
-            .is_empty()
-    );
+    assert!(!h.policy_hash().await.is_empty());
     assert_eq!(
         tool.get_trust_bundle(pb::GetTrustBundleRequest {})
             .await

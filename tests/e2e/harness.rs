@@ -151,6 +151,18 @@ impl Harness {
         (key, client)
     }
 
+    /// The hash of the policy set in force, as `GetPolicy` reports it.
+    pub async fn policy_hash(&self) -> String {
+        let mut admin = self.admin.clone();
+        admin
+            .get_policy(pb::GetPolicyRequest {})
+            .await
+            .unwrap()
+            .policy
+            .unwrap()
+            .policy_hash
+    }
+
     /// Every audit record, from the store.
     pub fn audit(&self) -> Vec<mandate_store::AuditRecord> {
         self.server()

@@ -94,17 +94,6 @@ async fn audit(h: &Harness, action: &str) -> Vec<pb::AuditRecord> {
         .records
 }
 
-async fn policy_hash(h: &Harness) -> String {
-    let mut admin = h.admin.clone();
-    admin
-        .get_policy(pb::GetPolicyRequest {})
-        .await
-        .unwrap()
-        .policy
-        .unwrap()
-        .policy_hash
-}
-
 #[expect(clippy::too_many_arguments, reason = "one online check, spelt out")]
 async fn invoke(
     tool: &mut Client,
@@ -137,7 +126,7 @@ async fn invoke(
 #[tokio::test]
 async fn a_forbid_denies_and_an_obligation_caps_the_ttl() {
     let mut t = team().await;
-    let hash = policy_hash(&t.h).await;
+    let hash = t.h.policy_hash().await;
     let err = t
         .planner
         .start_task(start(vec![cap_pb("secrets/db", &["read"])], 60_000))
@@ -485,7 +474,7 @@ async fn drift_revokes_the_now_forbidden_subtree_and_keeps_its_siblings() {
         )
         .await
         .unwrap();
-    let before = policy_hash(&t.h).await;
+    let before = t.h.policy_hash().await;
 
     copy_set("tighten", &t.policy_dir);
     let mut admin = t.h.admin.clone();
@@ -770,7 +759,7 @@ async fn every_online_check_runs_the_invoke_policy() {
 #[tokio::test]
 async fn an_invalid_set_is_refused_and_the_old_one_keeps_working() {
     let mut t = team().await;
-    let before = policy_hash(&t.h).await;
+    let before = t.h.policy_hash().await;
     copy_set("invalid", &t.policy_dir);
     let mut admin = t.h.admin.clone();
     let err = admin
@@ -779,7 +768,7 @@ async fn an_invalid_set_is_refused_and_the_old_one_keeps_working() {
         .unwrap_err();
     assert_eq!(err.reason(), "POLICY_INVALID");
     assert!(err.to_string().contains("typo.cedar:8:"), "{err}");
-    assert_eq!(policy_hash(&t.h).await, before);
+    assert_eq!(t.h.policy_hash().await, before);
     let refused = audit(&t.h, "policy.reload_refused").await;
     assert_eq!(refused.len(), 1);
     assert_eq!(refused[0].policy_hash, before);
@@ -839,7 +828,7 @@ async fn a_policy_change_by_restart_is_checked_like_a_reload() {
     .unwrap()
     .require_seal(true);
     let chain_a = t.planner.delegate(&root, spec).await.unwrap();
-    let before = policy_hash(&t.h).await;
+    let before = t.h.policy_hash().await;
 
     // The directory changes while the coordinator is down.
     let Team {
@@ -849,7 +838,7 @@ async fn a_policy_change_by_restart_is_checked_like_a_reload() {
     copy_set("tighten", &policy_dir);
     let pd = policy_dir.clone();
     let h = Harness::start_configured(h.dir, h.clock, move |c| c.policy_dir = Some(pd)).await;
-    let after = policy_hash(&h).await;
+    let after = h.policy_hash().await;
     assert_ne!(after, before);
     let reload = audit(&h, "policy.reloaded").await;
     assert_eq!(reload.len(), 1);

@@ -17,8 +17,8 @@ use mandate_core::{
     keyfile,
 };
 use mandate_store::{
-    AgentRecord, AgentStatus, AuditEvent, Change, LinkRecord, Severity, SledStore, Store,
-    TaskRecord, TaskState,
+    AgentRecord, AgentStatus, AuditEvent, Change, LinkRecord, SledStore, Store, TaskRecord,
+    TaskState,
 };
 use serde_json::json;
 
@@ -79,19 +79,7 @@ fn load(data: &Path, links: usize, unrecorded_policy: bool) -> anyhow::Result<()
     let store = SledStore::open(&data.join("store"))?;
     let now = SystemClock.now_ms();
     let until = now + 24 * 3_600_000;
-    let event = |what: &str| AuditEvent {
-        time_ms: now,
-        actor: "bench".into(),
-        action: what.into(),
-        task: None,
-        links: Vec::new(),
-        decision: String::new(),
-        reason: String::new(),
-        policies: Vec::new(),
-        policy_hash: String::new(),
-        severity: Severity::Info,
-        detail: Default::default(),
-    };
+    let event = |what: &str| AuditEvent::new("bench", what, now);
     store.commit(Change {
         agents: vec![
             agent(pid, &planner, "planner", now),

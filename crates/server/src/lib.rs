@@ -310,17 +310,10 @@ fn bootstrap_admin(
             registered_by: "bootstrap".into(),
         }],
         audit: vec![AuditEvent {
-            time_ms: now,
-            actor: "bootstrap".into(),
-            action: "agent.registered".into(),
-            task: None,
-            links: vec![],
-            decision: String::new(),
             reason: "first start: admin created".into(),
-            policies: vec![],
-            policy_hash: String::new(),
             severity: Severity::High,
             detail,
+            ..AuditEvent::new("bootstrap", "agent.registered", now)
         }],
         ..Change::default()
     })?;

@@ -334,6 +334,26 @@ pub struct AuditEvent {
     pub detail: BTreeMap<String, String>,
 }
 
+impl AuditEvent {
+    /// An event with only its time, actor and action set (informational, no task, links,
+    /// decision or policy); the caller fills in the rest.
+    pub fn new(actor: impl Into<String>, action: impl Into<String>, time_ms: u64) -> AuditEvent {
+        AuditEvent {
+            time_ms,
+            actor: actor.into(),
+            action: action.into(),
+            task: None,
+            links: Vec::new(),
+            decision: String::new(),
+            reason: String::new(),
+            policies: Vec::new(),
+            policy_hash: String::new(),
+            severity: Severity::Info,
+            detail: BTreeMap::new(),
+        }
+    }
+}
+
 /// An audit record: an event with its place in the hash chain.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AuditRecord {

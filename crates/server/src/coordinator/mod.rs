@@ -279,19 +279,7 @@ fn write<T>(l: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
 }
 
 fn event(caller: &str, action: &str, now: u64) -> AuditEvent {
-    AuditEvent {
-        time_ms: now,
-        actor: caller.to_owned(),
-        action: action.to_owned(),
-        task: None,
-        links: Vec::new(),
-        decision: String::new(),
-        reason: String::new(),
-        policies: Vec::new(),
-        policy_hash: String::new(),
-        severity: Severity::Info,
-        detail: BTreeMap::new(),
-    }
+    AuditEvent::new(caller, action, now)
 }
 
 fn with_decision(mut e: AuditEvent, d: &Decision) -> AuditEvent {
@@ -685,16 +673,14 @@ impl Coordinator {
     }
 
     /// Live revocations with an epoch above `epoch`, from the store, as the feed carries
-    /// them (without those a revoked ancestor covers).
+    /// them: the store lists cut links only, not those a revoked ancestor covers.
     pub fn revocations_after(&self, epoch: u64) -> Result<Vec<(LinkId, u64, u64)>, ApiError> {
         let now = self.now();
         Ok(self
             .store
             .revocations_after(epoch)?
             .into_iter()
-            .filter(|r| {
-                !r.implied && r.expires_at_ms.saturating_add(self.config.clock_skew_ms) >= now
-            })
+            .filter(|r| r.expires_at_ms.saturating_add(self.config.clock_skew_ms) >= now)
             .map(|r| (r.link, r.expires_at_ms, r.epoch))
             .collect())
     }

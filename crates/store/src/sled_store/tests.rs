@@ -6,19 +6,7 @@ use super::*;
 use crate::{AgentStatus, AuditEvent, NewRevocation, Severity, TaskState};
 
 fn event(action: &str) -> AuditEvent {
-    AuditEvent {
-        time_ms: 1,
-        actor: "spiffe://t/admin".into(),
-        action: action.into(),
-        task: None,
-        links: vec![],
-        decision: String::new(),
-        reason: String::new(),
-        policies: vec![],
-        policy_hash: String::new(),
-        severity: Severity::Info,
-        detail: BTreeMap::new(),
-    }
+    AuditEvent::new("spiffe://t/admin", action, 1)
 }
 
 fn agent(id: &str) -> AgentRecord {
