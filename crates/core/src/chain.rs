@@ -86,6 +86,18 @@ impl Chain {
                 "a root link appears below the root",
             ));
         }
+        // A link id names one link: the revocation set, the delegation tree and the audit
+        // log all key on it. Two links with one id would make revoking either revoke both,
+        // and no coordinator issues it, so the chain is refused rather than interpreted.
+        for (i, link) in links.iter().enumerate().skip(1) {
+            if links[..i].iter().any(|earlier| earlier.id() == link.id()) {
+                return Err(Denial::at(
+                    Reason::Malformed,
+                    i,
+                    "two links of the chain share one link id",
+                ));
+            }
+        }
         Ok(Chain {
             links,
             task,
@@ -243,16 +255,25 @@ impl Chain {
     }
 }
 
+/// The characters a text form may be surrounded by: space, tab, line feed, carriage return.
+const TEXT_WHITESPACE: &[char] = &[' ', '\t', '\n', '\r'];
+
 /// Strips `prefix` and decodes unpadded base64url, refusing oversized input before decoding.
 pub(crate) fn text_to_bytes(text: &str, prefix: &str, max_bytes: usize) -> Result<Vec<u8>, Denial> {
-    let body = text.trim().strip_prefix(prefix).ok_or_else(|| {
+    // Surrounding ASCII whitespace (a token read from a file ends with a newline) is
+    // ignored; nothing else is: no other whitespace, no padding, no inner line breaks.
+    let body = text
+        .trim_matches(TEXT_WHITESPACE)
+        .strip_prefix(prefix)
+        .ok_or_else(|| {
         Denial::new(
             Reason::Malformed,
             format!("text form must start with `{prefix}`"),
         )
     })?;
-    // 4 base64 characters carry 3 bytes.
-    wire::check_size(body.len() / 4 * 3, max_bytes, "token")?;
+    // The limit is on the decoded bytes: `n` unpadded base64 characters decode to
+    // exactly `3n / 4` (rounded down) bytes, so oversized text is refused before decoding.
+    wire::check_size(body.len().saturating_mul(3) / 4, max_bytes, "token")?;
     URL_SAFE_NO_PAD
         .decode(body)
         .map_err(|_| Denial::new(Reason::Malformed, "text form is not unpadded base64url"))

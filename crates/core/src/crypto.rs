@@ -301,15 +301,14 @@ impl<T: Copy> SignatureBatch<T> {
             1 => return self.verify_one(0),
             _ => {}
         }
-        for (i, sig) in self.signatures.iter().enumerate() {
-            if !r_is_canonical_large_order(sig) {
-                return Err(self.labels[i]);
+        if self.signatures.iter().all(r_is_canonical_large_order) {
+            let messages: Vec<&[u8]> = self.messages.iter().map(Vec::as_slice).collect();
+            if ed25519_dalek::verify_batch(&messages, &self.signatures, &self.keys).is_ok() {
+                return Ok(());
             }
         }
-        let messages: Vec<&[u8]> = self.messages.iter().map(Vec::as_slice).collect();
-        if ed25519_dalek::verify_batch(&messages, &self.signatures, &self.keys).is_ok() {
-            return Ok(());
-        }
+        // Something is wrong: check one by one, in the order pushed, so the reported
+        // failure is the first in that order (the documented one), whatever its kind.
         (0..self.labels.len()).try_for_each(|i| self.verify_one(i))
     }
 

@@ -348,14 +348,15 @@ impl Verifier {
                 ));
             }
         }
-        let holder = pass.holder_key(chain, leaf)?;
-        pass.batch.push(
-            Sig::Invocation,
-            &holder,
-            SigningDomain::Invocation,
-            invocation.body_bytes(),
-            invocation.signature(),
-        );
+        if let Some(holder) = pass.usable_key(chain, leaf) {
+            pass.batch.push(
+                Sig::Invocation,
+                &holder,
+                SigningDomain::Invocation,
+                invocation.body_bytes(),
+                invocation.signature(),
+            );
+        }
         self.finish(chain, pass)?;
         // Keyed by holder too: one holder cannot burn another holder's nonces.
         let nonce_key = (*chain.leaf().body().holder.as_bytes(), body.nonce);
@@ -483,6 +484,7 @@ impl Verifier {
         let mut pass = Pass {
             batch: SignatureBatch::new(),
             holders: cached.iter().map(|c| c.holder).collect(),
+            unusable_key: None,
         };
         for (i, link) in links.iter().enumerate() {
             let hit = cached[i].hit;
@@ -490,7 +492,11 @@ impl Verifier {
                 let issuer = if i == 0 {
                     *root_key.verifying()
                 } else {
-                    pass.holder_key(chain, i - 1)?
+                    match pass.usable_key(chain, i - 1) {
+                        Some(k) => k,
+                        // Nothing after this point in chain order can be reported first.
+                        None => break,
+                    }
                 };
                 pass.batch.push(
                     Sig::Link(i),
@@ -515,13 +521,17 @@ impl Verifier {
         }
         // The leaf holder key must be usable even when no invocation is checked now: a chain
         // to a small-order or invalid key is refused, and sealing one is never possible.
-        pass.holder_key(chain, last)?;
+        if pass.unusable_key.is_none() {
+            pass.usable_key(chain, last);
+        }
         Ok(pass)
     }
 
-    /// Step 7: verifies the batch and caches the links that passed.
+    /// Step 7: verifies the batch and caches the links that passed. A holder key that is not
+    /// a usable point stopped the collection of signatures at the first place it was
+    /// needed; it is reported after every signature before that place, in chain order.
     fn finish(&self, chain: &Chain, pass: Pass) -> Result<(), Denial> {
-        if pass.batch.is_empty() {
+        if pass.batch.is_empty() && pass.unusable_key.is_none() {
             return Ok(());
         }
         pass.batch.verify().map_err(|failed| match failed {
@@ -533,6 +543,9 @@ impl Verifier {
                 "invocation is not signed by the leaf holder",
             ),
         })?;
+        if let Some(denial) = pass.unusable_key {
+            return Err(denial);
+        }
         self.links.insert(
             chain
                 .links()
@@ -549,32 +562,37 @@ impl Verifier {
 struct Pass {
     batch: SignatureBatch<Sig>,
     holders: Vec<Option<ed25519_dalek::VerifyingKey>>,
+    /// The first holder key found unusable (not a valid point, or of small order), as the
+    /// denial to report once every signature before it has been checked.
+    unusable_key: Option<Denial>,
 }
 
 impl Pass {
-    /// The holder key of link `i`, decompressed once.
-    fn holder_key(
-        &mut self,
-        chain: &Chain,
-        i: usize,
-    ) -> Result<ed25519_dalek::VerifyingKey, Denial> {
+    /// The holder key of link `i`, decompressed once; `None` (and the denial recorded) when
+    /// it is not a usable key.
+    fn usable_key(&mut self, chain: &Chain, i: usize) -> Option<ed25519_dalek::VerifyingKey> {
         if let Some(k) = self.holders[i] {
-            return Ok(k);
+            return Some(k);
         }
-        // Link `i`'s holder signs link `i + 1` (or the invocation, at the leaf).
-        let key = chain.links()[i]
-            .body()
-            .holder
-            .verifying_key()
-            .map_err(|_| {
-                Denial::at(
-                    Reason::BadSignature,
-                    (i + 1).min(chain.len() - 1),
-                    "holder key is not a valid public key",
-                )
-            })?;
-        self.holders[i] = Some(key);
-        Ok(key)
+        match chain.links()[i].body().holder.verifying_key() {
+            Ok(key) => {
+                self.holders[i] = Some(key);
+                Some(key)
+            }
+            Err(_) => {
+                // Link `i`'s holder signs link `i + 1`, or the invocation at the leaf: that
+                // is the signature that cannot verify.
+                let (index, detail) = if i + 1 < chain.len() {
+                    (i + 1, "signed by a holder key that is not a valid public key")
+                } else {
+                    (i, "the leaf holder key is not a valid public key")
+                };
+                if self.unusable_key.is_none() {
+                    self.unusable_key = Some(Denial::at(Reason::BadSignature, index, detail));
+                }
+                None
+            }
+        }
     }
 }
 

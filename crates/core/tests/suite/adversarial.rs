@@ -82,7 +82,20 @@ fn every_scenario_is_listed_once_and_tested() {
     let all = scenarios::all();
     let names: BTreeSet<_> = all.iter().map(|c| c.name).collect();
     assert_eq!(names.len(), all.len(), "duplicate scenario names");
-    assert_eq!(names, TESTED.iter().copied().collect::<BTreeSet<_>>());
+    let precision: Vec<_> = crate::precision::all().iter().map(|c| c.name).collect();
+    assert_eq!(
+        names,
+        TESTED.iter().copied().chain(precision).collect::<BTreeSet<_>>()
+    );
+}
+
+/// The precision vectors (docs/TOKEN.md's rules, one per reading a second implementation
+/// could take), each checked for its verdict, reason and link index.
+#[test]
+fn precision_vectors() {
+    for case in crate::precision::all() {
+        case.check();
+    }
 }
 
 #[test]

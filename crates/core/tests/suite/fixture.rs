@@ -259,6 +259,9 @@ pub struct Case {
     pub name: &'static str,
     pub description: &'static str,
     pub chain: Vec<u8>,
+    /// The chain's text form when it is not the plain one of `chain` (surrounding
+    /// whitespace, stray characters): the case then parses this text.
+    pub text: Option<String>,
     pub invocation: Option<Vec<u8>>,
     pub call: Option<Call>,
     pub revoked: Vec<LinkId>,
@@ -280,6 +283,7 @@ impl Case {
             name,
             description,
             chain,
+            text: None,
             invocation: None,
             call: None,
             revoked: Vec::new(),
@@ -302,7 +306,10 @@ impl Case {
         let verifier = Verifier::new(trust(), config, Arc::new(ManualClock::new(self.now_ms)));
         let revoked: HashSet<LinkId> = self.revoked.iter().copied().collect();
         let once = || -> Result<(), Denial> {
-            let chain = verifier.decode_chain(&self.chain)?;
+            let chain = match &self.text {
+                Some(text) => Chain::from_text(text, &verifier.config().limits)?,
+                None => verifier.decode_chain(&self.chain)?,
+            };
             match (&self.invocation, &self.call) {
                 (Some(inv), Some(call)) => {
                     let inv = verifier.decode_invocation(inv)?;

@@ -14,6 +14,7 @@
 mod adversarial;
 mod fixture;
 mod golden;
+mod precision;
 mod properties;
 mod protowriter;
 mod scenarios;

@@ -204,7 +204,7 @@ pub fn signature_stripped() -> Case {
     )
 }
 
-fn hand_root(kind: u64, capabilities: Vec<pw::Msg>) -> Vec<u8> {
+pub fn hand_root(kind: u64, capabilities: Vec<pw::Msg>) -> Vec<u8> {
     let body = pw::RootBody {
         id: [1; 16],
         issuer_key: *key(COORDINATOR).public_key().as_bytes(),
@@ -282,7 +282,8 @@ pub fn links_reordered() -> Case {
     let l = c.links();
     Case::chain(
         "links_reordered",
-        "the delegations of a valid chain swapped",
+        "the delegations of a valid chain swapped: link 1's parent digest, depth and \
+         window are all wrong, and the first check of step 3, the parent digest, is reported",
         pw::chain_envelope(1, &[pw::parts(&c).remove(0), part(&l[2]), part(&l[1])]),
         deny(Reason::ParentMismatch, Some(1)),
     )
@@ -461,7 +462,8 @@ pub fn break_glass_delegated() -> Case {
     let child = raw_child(r.root(), PLANNER, WORKER_A, 2, |b| b.max_depth = 0);
     Case::chain(
         "break_glass_delegated",
-        "the holder of a break-glass link delegates it",
+        "the holder of a break-glass link (which allows no further hops) delegates it: the \
+         break-glass check comes before the depth checks in step 3",
         chain_of(vec![r.root().clone(), child]).encode(),
         deny(Reason::BreakGlassDelegated, Some(1)),
     )
@@ -840,4 +842,7 @@ pub fn all() -> Vec<Case> {
         invocation_by_non_holder(),
         stolen_chain(),
     ]
+    .into_iter()
+    .chain(crate::precision::all())
+    .collect()
 }
