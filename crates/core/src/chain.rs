@@ -266,11 +266,11 @@ pub(crate) fn text_to_bytes(text: &str, prefix: &str, max_bytes: usize) -> Resul
         .trim_matches(TEXT_WHITESPACE)
         .strip_prefix(prefix)
         .ok_or_else(|| {
-        Denial::new(
-            Reason::Malformed,
-            format!("text form must start with `{prefix}`"),
-        )
-    })?;
+            Denial::new(
+                Reason::Malformed,
+                format!("text form must start with `{prefix}`"),
+            )
+        })?;
     // The limit is on the decoded bytes: `n` unpadded base64 characters decode to
     // exactly `3n / 4` (rounded down) bytes, so oversized text is refused before decoding.
     wire::check_size(body.len().saturating_mul(3) / 4, max_bytes, "token")?;

@@ -583,7 +583,10 @@ impl Pass {
                 // Link `i`'s holder signs link `i + 1`, or the invocation at the leaf: that
                 // is the signature that cannot verify.
                 let (index, detail) = if i + 1 < chain.len() {
-                    (i + 1, "signed by a holder key that is not a valid public key")
+                    (
+                        i + 1,
+                        "signed by a holder key that is not a valid public key",
+                    )
                 } else {
                     (i, "the leaf holder key is not a valid public key")
                 };

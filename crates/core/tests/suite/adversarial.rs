@@ -85,7 +85,11 @@ fn every_scenario_is_listed_once_and_tested() {
     let precision: Vec<_> = crate::precision::all().iter().map(|c| c.name).collect();
     assert_eq!(
         names,
-        TESTED.iter().copied().chain(precision).collect::<BTreeSet<_>>()
+        TESTED
+            .iter()
+            .copied()
+            .chain(precision)
+            .collect::<BTreeSet<_>>()
     );
 }
 
