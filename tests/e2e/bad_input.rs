@@ -664,3 +664,121 @@ async fn live_links_per_agent_are_capped() {
     h.server().collect_garbage().await.unwrap();
     give("spiffe://mandate.local/w1", &wkey, 3).await.unwrap();
 }
+
+/// Sends pre-encoded bytes as the request message (for bodies no message type encodes to)
+/// and ignores the answer's body.
+#[derive(Clone, Copy, Default)]
+struct RawCodec;
+
+struct RawEncoder;
+
+struct IgnoreDecoder;
+
+impl tonic::codec::Codec for RawCodec {
+    type Encode = Vec<u8>;
+    type Decode = ();
+    type Encoder = RawEncoder;
+    type Decoder = IgnoreDecoder;
+
+    fn encoder(&mut self) -> RawEncoder {
+        RawEncoder
+    }
+
+    fn decoder(&mut self) -> IgnoreDecoder {
+        IgnoreDecoder
+    }
+}
+
+impl tonic::codec::Encoder for RawEncoder {
+    type Item = Vec<u8>;
+    type Error = tonic::Status;
+
+    fn encode(
+        &mut self,
+        item: Vec<u8>,
+        dst: &mut tonic::codec::EncodeBuf<'_>,
+    ) -> Result<(), tonic::Status> {
+        bytes::BufMut::put_slice(dst, &item);
+        Ok(())
+    }
+}
+
+impl tonic::codec::Decoder for IgnoreDecoder {
+    type Item = ();
+    type Error = tonic::Status;
+
+    fn decode(
+        &mut self,
+        buf: &mut tonic::codec::DecodeBuf<'_>,
+    ) -> Result<Option<()>, tonic::Status> {
+        let n = bytes::Buf::remaining(buf);
+        bytes::Buf::advance(buf, n);
+        Ok(Some(()))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_signed_body_that_does_not_decode_is_invalid_argument() {
+    let h = Harness::start().await;
+    let before = state(&h);
+    let admin_key = mandate_core::keyfile::load_signing_key(&h.server().admin_key_path).unwrap();
+    let method = "/mandate.v1.AgentService/RegisterAgent";
+    // Field 1 (`agent_id`) announces 100 bytes and carries one.
+    let body = vec![0x0a, 100, b'x'];
+    let auth = RequestAuth::sign(&admin_key, &h.server().admin_id, method, &body, h.now()).unwrap();
+    let mut req = tonic::Request::new(body);
+    for (k, v) in auth.header_values() {
+        req.metadata_mut().insert(k, v.parse().unwrap());
+    }
+    let mut grpc = tonic::client::Grpc::new(h.channel.clone());
+    grpc.ready().await.unwrap();
+    let s = grpc
+        .unary(
+            req,
+            tonic::codegen::http::uri::PathAndQuery::from_static(method),
+            RawCodec,
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (s.code(), reason(&s).as_str()),
+        (tonic::Code::InvalidArgument, "INVALID_ARGUMENT"),
+        "{s:?}"
+    );
+    assert!(s.message().contains("does not decode"), "{}", s.message());
+    assert_eq!(state(&h), before, "an undecodable request changed state");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn agents_of_a_foreign_trust_domain_are_refused_unless_federated() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = std::sync::Arc::new(mandate_core::ManualClock::new(mandate_core::Clock::now_ms(
+        &mandate_core::SystemClock,
+    )));
+    let h = Harness::start_configured(dir, clock, |c| {
+        c.federated_trust_domains = vec!["partner.example".into()];
+    })
+    .await;
+    let before = state(&h);
+    let mut admin = h.admin.clone();
+    let s = admin
+        .register_agent(register_req("spiffe://evil.example/agents/planner"))
+        .await
+        .unwrap_err();
+    assert_eq!(s.reason(), "FOREIGN_TRUST_DOMAIN", "{s}");
+    assert_eq!(state(&h), before, "a refused registration changed state");
+
+    // A federated domain is accepted, and its planner can start a task.
+    let id = "spiffe://partner.example/agents/planner";
+    let (_, mut planner) = h.register(&mut admin, id, "planner", "").await;
+    planner
+        .start_task(pb::StartTaskRequest {
+            intent: Some(pb::Intent::default()),
+            capabilities: vec![cap_pb("files/*", &["read"])],
+            ttl_ms: 60_000,
+            max_depth: 1,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+}

@@ -122,6 +122,14 @@ struct ServeArgs {
     /// Trust domain of the built-in admin and coordinator identities.
     #[arg(long, env = "MANDATE_TRUST_DOMAIN", default_value = "mandate.local")]
     trust_domain: String,
+    /// Another trust domain whose agents an admin may register (repeat for several;
+    /// comma-separated in the environment). Agents of any other domain are refused.
+    #[arg(
+        long = "federated-trust-domain",
+        env = "MANDATE_FEDERATED_TRUST_DOMAINS",
+        value_delimiter = ','
+    )]
+    federated_trust_domains: Vec<String>,
     /// Directory of `*.cedar` policy files (default: the built-in policy set). Reloaded on
     /// SIGHUP and by `mandate policy reload`.
     #[arg(long, env = "MANDATE_POLICY_DIR")]
@@ -138,6 +146,7 @@ const EXIT_CONFIG: u8 = 64;
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let mut config = mandate_server::Config::new(args.listen, args.data_dir);
     config.trust_domain = args.trust_domain;
+    config.federated_trust_domains = args.federated_trust_domains;
     config.policy_dir = args.policy_dir;
     config.reload_on_sighup = true;
     let server = mandate_server::start(config).await?;

@@ -1,9 +1,12 @@
 //! Generated code for the Mandate coordinator API (`proto/mandate/v1`) and the token wire
 //! format (`proto/mandate/token/v1`), and the encoded file descriptor set for reflection.
 //!
-//! Nothing else lives here: conversions to domain types are in the server and the SDK.
+//! Nothing else lives here but the codec the generated services use ([`codec`]):
+//! conversions to domain types are in the server and the SDK.
 
 #![forbid(unsafe_code)]
+
+pub mod codec;
 
 // Generated modules nest like the proto packages so cross-package paths resolve.
 #[expect(

@@ -8,8 +8,7 @@ use mandate_store::StoreError;
 use tonic::Code;
 use tonic_types::{ErrorDetails, StatusExt as _};
 
-/// The `ErrorInfo` domain of every Mandate error.
-pub const ERROR_DOMAIN: &str = "mandate.dev";
+pub use mandate_proto::codec::ERROR_DOMAIN;
 
 /// A failed call: nothing changed.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]

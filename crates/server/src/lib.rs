@@ -54,8 +54,11 @@ pub struct Config {
     pub listen: SocketAddr,
     /// Data directory: store, coordinator key, admin key. Created on first start.
     pub data_dir: PathBuf,
-    /// Trust domain of the built-in agents (`spiffe://<domain>/admin`, `/coordinator`).
+    /// Trust domain of the built-in agents (`spiffe://<domain>/admin`, `/coordinator`) and
+    /// of every agent registered, unless federated.
     pub trust_domain: String,
+    /// Other trust domains whose agents an admin may register (federation).
+    pub federated_trust_domains: Vec<String>,
     /// Time source (tests inject a manual clock).
     pub clock: Arc<dyn Clock>,
     /// Clock skew allowed in token verification, ms.
@@ -104,6 +107,7 @@ impl Config {
             listen,
             data_dir: data_dir.into(),
             trust_domain: "mandate.local".into(),
+            federated_trust_domains: Vec::new(),
             clock: Arc::new(SystemClock),
             clock_skew_ms: 30_000,
             request_window_ms: 60_000,
@@ -365,6 +369,7 @@ pub async fn start_with_store(config: Config, store: Arc<dyn Store>) -> Result<S
             max_break_glass_ms: config.max_break_glass_ms,
             approval_ttl_ms: config.approval_ttl_ms,
             retain_history_ms: config.retain_history_ms,
+            federated_trust_domains: config.federated_trust_domains.clone(),
             ..CoordinatorConfig::new(coordinator_id)
         },
     )?);

@@ -146,7 +146,13 @@ fn pair_chain(parent: &Option<Condition>, child: &Option<Condition>) -> Vec<u8> 
 
 /// One cell of the attenuation table: parent name and constraint, child name and
 /// constraint, whether the child is within the parent.
-type Cell = (&'static str, Option<Condition>, &'static str, Option<Condition>, bool);
+type Cell = (
+    &'static str,
+    Option<Condition>,
+    &'static str,
+    Option<Condition>,
+    bool,
+);
 
 fn attenuation() -> Vec<Case> {
     use Condition::{Exact, OneOf, Prefix, Range};

@@ -99,6 +99,8 @@ pub struct CoordinatorConfig {
     pub approval_ttl_ms: u64,
     /// How long links and tasks are kept after they expire, ms.
     pub retain_history_ms: u64,
+    /// Trust domains besides the coordinator's own whose agents may be registered.
+    pub federated_trust_domains: Vec<String>,
 }
 
 impl CoordinatorConfig {
@@ -112,6 +114,7 @@ impl CoordinatorConfig {
             max_break_glass_ms: 3_600_000,
             approval_ttl_ms: 3_600_000,
             retain_history_ms: 24 * 3_600_000,
+            federated_trust_domains: Vec::new(),
         }
     }
 }
@@ -896,6 +899,26 @@ impl Coordinator {
             return Err(ApiError::forbidden(format!(
                 "`{id}` is reserved for the coordinator"
             )));
+        }
+        // An agent of another trust domain would be issued authority by this coordinator
+        // under a name another authority controls: only where the operator federated it.
+        let coordinator = AgentId::new(self.config.coordinator_id.clone()).ok();
+        let own = coordinator.as_ref().map_or("", AgentId::trust_domain);
+        if id.trust_domain() != own
+            && !self
+                .config
+                .federated_trust_domains
+                .iter()
+                .any(|d| d == id.trust_domain())
+        {
+            return Err(ApiError::new(
+                tonic::Code::PermissionDenied,
+                "FOREIGN_TRUST_DOMAIN",
+                format!(
+                    "trust domain `{}` is neither this coordinator's (`{own}`) nor federated (--federated-trust-domain)",
+                    id.trust_domain()
+                ),
+            ));
         }
         if !caller.is_admin() {
             let caller_id = AgentId::new(caller.agent.id.clone())
