@@ -771,3 +771,61 @@ async fn a_cascade_of_a_thousand_descendants_names_every_one() {
     want.sort();
     assert_eq!(named, want);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn export_escapes_unicode_line_separators_so_any_line_splitter_keeps_records_whole() {
+    let h = Harness::start().await;
+    let mut admin = h.admin.clone();
+    let (_, mut planner) = h.register(&mut admin, PLANNER, "planner", "").await;
+    let intent = "line\u{2028}separator and paragraph\u{2029}separator";
+    planner
+        .start_task(pb::StartTaskRequest {
+            intent: Some(pb::Intent {
+                text: intent.into(),
+                ..Default::default()
+            }),
+            capabilities: vec![cap_pb("files/*", &["read"])],
+            ttl_ms: 60_000,
+            max_depth: 1,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let mut stream = admin
+        .export_audit_log(pb::ExportAuditLogRequest::default())
+        .await
+        .unwrap();
+    let mut jsonl = Vec::new();
+    while let Some(chunk) = stream.next().await {
+        jsonl.extend(chunk.unwrap().jsonl);
+    }
+    let text = String::from_utf8(jsonl).unwrap();
+    assert!(
+        !text.contains(['\u{2028}', '\u{2029}']),
+        "raw line separators in the export"
+    );
+    // Split the way Python's `str.splitlines` does: every Unicode line boundary.
+    let lines: Vec<&str> = text
+        .split([
+            '\n', '\r', '\u{b}', '\u{c}', '\u{1c}', '\u{1d}', '\u{1e}', '\u{85}', '\u{2028}',
+            '\u{2029}',
+        ])
+        .filter(|l| !l.is_empty())
+        .collect();
+    let records: Vec<mandate_store::AuditRecord> = lines
+        .iter()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let granted = records
+        .iter()
+        .find(|r| r.event.action == "grant.issued")
+        .unwrap();
+    assert_eq!(granted.event.detail["intent"], intent);
+    // The escapes parse back to the characters the hash was computed over.
+    for r in &records {
+        assert_eq!(
+            mandate_store::audit_hash(r.seq, &r.event, &r.prev_hash),
+            r.hash
+        );
+    }
+}

@@ -146,7 +146,8 @@ pub(crate) fn record_json(r: &pb::AuditRecord) -> Value {
 fn print_record(r: &pb::AuditRecord, as_json: bool) {
     let mut out = std::io::stdout().lock();
     if as_json {
-        let _ = writeln!(out, "{}", record_json(r));
+        let line = mandate_store::json_line(&record_json(r)).unwrap_or_default();
+        let _ = writeln!(out, "{line}");
         return;
     }
     let links = match r.link_ids.len() {

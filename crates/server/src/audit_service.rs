@@ -238,9 +238,9 @@ impl AuditService for Api {
                 cursor = last;
                 let mut chunk = Vec::new();
                 for rec in batch.iter().filter(|r| filter.matches(r)) {
-                    match serde_json::to_vec(rec) {
+                    match mandate_store::json_line(rec) {
                         Ok(line) => {
-                            chunk.extend_from_slice(&line);
+                            chunk.extend_from_slice(line.as_bytes());
                             chunk.push(b'\n');
                         }
                         Err(e) => {

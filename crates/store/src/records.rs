@@ -368,6 +368,22 @@ pub struct AuditRecord {
     pub hash: String,
 }
 
+/// Serialises `value` as one line of a JSON-lines stream: serde_json's compact form, with
+/// U+2028 and U+2029 written as the escapes `\u2028` and `\u2029`. JSON allows them raw,
+/// but line-splitting functions in several languages (Python's `str.splitlines`,
+/// JavaScript's line terminators) end a line at them and would cut a record in two. The
+/// escapes parse back to the same characters, so a reader recomputes the same hash.
+pub fn json_line<T: Serialize + ?Sized>(value: &T) -> Result<String, serde_json::Error> {
+    let line = serde_json::to_string(value)?;
+    // serde_json writes structure in ASCII: these characters only occur inside strings.
+    Ok(if line.contains(['\u{2028}', '\u{2029}']) {
+        line.replace('\u{2028}', "\\u2028")
+            .replace('\u{2029}', "\\u2029")
+    } else {
+        line
+    })
+}
+
 /// Computes a record's hash: SHA-256 of the previous hash (hex), a newline, and the
 /// canonical JSON of `{seq, event…}`.
 pub fn audit_hash(seq: u64, event: &AuditEvent, prev_hash: &str) -> String {
