@@ -359,6 +359,48 @@ async fn approval_round_trip_with_self_approval_refused() {
         .await
         .unwrap_err();
     assert_eq!(err.reason(), "NOT_AUTHORIZED");
+    // The owner is inherited: another owner is refused; none (or the parent's) is the
+    // parent's.
+    let worker = |name: &str, owner: &str| pb::RegisterAgentRequest {
+        agent_id: format!("{DOMAIN}/planner/{name}"),
+        public_key: SigningKey::generate()
+            .unwrap()
+            .public_key()
+            .as_bytes()
+            .to_vec(),
+        role: "worker".into(),
+        owner: owner.into(),
+        parent_agent_id: format!("{DOMAIN}/planner"),
+        ..Default::default()
+    };
+    let err = t
+        .planner
+        .register_agent(worker("w-other-owner", "someone-else"))
+        .await
+        .unwrap_err();
+    assert_eq!(err.reason(), "NOT_AUTHORIZED");
+    let parent_owner = admin
+        .get_agent(pb::GetAgentRequest {
+            agent_id: format!("{DOMAIN}/planner"),
+        })
+        .await
+        .unwrap()
+        .agent
+        .unwrap()
+        .owner;
+    for (name, owner) in [
+        ("w-no-owner", ""),
+        ("w-parent-owner", parent_owner.as_str()),
+    ] {
+        let got = t
+            .planner
+            .register_agent(worker(name, owner))
+            .await
+            .unwrap()
+            .agent
+            .unwrap();
+        assert_eq!(got.owner, parent_owner, "worker `{name}`");
+    }
     let _ = admin
         .list_approvals(pb::ListApprovalsRequest::default())
         .await
