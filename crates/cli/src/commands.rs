@@ -172,6 +172,9 @@ pub(crate) struct ProveArgs {
     /// Arguments `name=value` (integers are sent as integers; repeatable).
     #[arg(long = "arg")]
     args: Vec<String>,
+    /// Sign the proof even if a tool would reject it (to test how tools refuse).
+    #[arg(long)]
+    force: bool,
 }
 
 /// `mandate authorize`.
@@ -316,6 +319,32 @@ pub(crate) fn task_json(t: &pb::Task) -> Json {
         "root_link_id": t.root_link_id,
         "end_reason": t.end_reason,
     })
+}
+
+/// Prints the outcome of a command that produced a chain: with `out`, the chain goes to
+/// that file and the output names the file; without, the chain is printed after the
+/// summary (and is the `chain` field of the JSON).
+pub(crate) fn print_with_chain(
+    conn: &Connection,
+    mut j: Json,
+    summary: String,
+    chain: &str,
+    out: Option<&std::path::Path>,
+) -> anyhow::Result<()> {
+    match out {
+        Some(path) => {
+            write_new(path, chain)?;
+            j["chain_file"] = json!(path.display().to_string());
+            print(conn.json, &j, || {
+                format!("{summary}\nchain written to {}", path.display())
+            });
+        }
+        None => {
+            j["chain"] = json!(chain);
+            print(conn.json, &j, || format!("{summary}\n{chain}"));
+        }
+    }
+    Ok(())
 }
 
 pub(crate) fn print(json_out: bool, j: &Json, text: impl FnOnce() -> String) {
@@ -505,19 +534,12 @@ Wait with: mandate approvals wait {}",
                 });
                 return Ok(Outcome::Ok);
             }
-            if let Some(out) = &out {
-                write_new(out, &r.chain_text)?;
-            }
-            let mut j = task_json(&t);
-            j["chain"] = json!(r.chain_text);
-            print(conn.json, &j, || {
-                format!(
-                    "task {} started, deadline {}\n{}",
-                    t.task_id,
-                    time(t.deadline_ms),
-                    r.chain_text
-                )
-            });
+            let summary = format!(
+                "task {} started, deadline {}",
+                t.task_id,
+                time(t.deadline_ms)
+            );
+            print_with_chain(conn, task_json(&t), summary, &r.chain_text, out.as_deref())?;
         }
         TaskCommand::Show { id } => {
             let t = client
@@ -638,15 +660,9 @@ pub(crate) async fn delegate(a: DelegateArgs, conn: &Connection) -> anyhow::Resu
     .require_seal(leaf.require_seal)
     .require_online(leaf.require_online);
     let sealed = client.delegate(&chain, spec).await?;
-    let text = sealed.to_text();
-    if let Some(out) = &a.out {
-        write_new(out, &text)?;
-    }
-    print(
-        conn.json,
-        &json!({ "link_id": sealed.leaf().id().to_string(), "holder": a.to, "chain": text }),
-        || format!("delegated link {} to {}\n{text}", sealed.leaf().id(), a.to),
-    );
+    let j = json!({ "link_id": sealed.leaf().id().to_string(), "holder": a.to });
+    let summary = format!("delegated link {} to {}", sealed.leaf().id(), a.to);
+    print_with_chain(conn, j, summary, &sealed.to_text(), a.out.as_deref())?;
     Ok(Outcome::Ok)
 }
 
@@ -693,12 +709,48 @@ pub(crate) async fn revoke(
     Ok(Outcome::Ok)
 }
 
+/// The checks a tool would make of a proof that `key` signs for `call` under `chain` and
+/// that need no trust bundle, in the tool's order: time (step 4), the call within every
+/// link (step 6), the signer holding the leaf (step 7).
+fn would_accept(
+    key: &SigningKey,
+    chain: &Chain,
+    call: &Call,
+    now: u64,
+) -> Result<(), mandate_core::Denial> {
+    chain.check_time(now, VerifierConfig::default().clock_skew_ms)?;
+    chain.check_permits(call)?;
+    if key.public_key() != chain.leaf().body().holder {
+        return Err(mandate_core::Denial::at(
+            mandate_core::Reason::BadSignature,
+            chain.len() - 1,
+            "your key is not the key the chain's leaf was issued to",
+        ));
+    }
+    Ok(())
+}
+
 pub(crate) fn prove(a: &ProveArgs, conn: &Connection) -> anyhow::Result<Outcome> {
     let key = keyfile::load_signing_key(&conn.key)?;
     let chain = read_chain(&a.chain)?;
     let mut call = Call::new(a.action.clone(), a.resource.clone());
     call.args = parse_args(&a.args)?;
     let now = mandate_core::Clock::now_ms(&mandate_core::SystemClock);
+    if !a.force
+        && let Err(d) = would_accept(&key, &chain, &call, now)
+    {
+        print(
+            conn.json,
+            &json!({ "refused": true, "reason": d.reason().code(), "link": d.link_index(), "detail": d.detail() }),
+            || {
+                format!(
+                    "refused: a tool would reject this proof with {d}\n\
+                     (--force signs it anyway, to test how a tool refuses)"
+                )
+            },
+        );
+        return Ok(Outcome::Denied);
+    }
     let proof = Invocation::sign(&key, &chain, &a.audience, call, now)?;
     print(conn.json, &json!({ "invocation": proof.to_text() }), || {
         proof.to_text()
@@ -791,21 +843,33 @@ pub(crate) async fn inspect(a: InspectArgs, conn: &Connection) -> anyhow::Result
     let verdict = if trust.keys().is_empty() {
         json!({ "checked": false, "why": "no trust bundle: pass --trust or reach the coordinator" })
     } else {
-        let verifier = Verifier::new(
-            trust,
-            VerifierConfig {
-                online: true,
-                ..VerifierConfig::default()
-            },
-            std::sync::Arc::new(mandate_core::SystemClock),
-        );
-        match verifier.verify_chain(&chain, &NoRevocations) {
-            Ok(_) => {
+        let verify = |online: bool| {
+            Verifier::new(
+                trust.clone(),
+                VerifierConfig {
+                    online,
+                    ..VerifierConfig::default()
+                },
+                std::sync::Arc::new(mandate_core::SystemClock),
+            )
+            .verify_chain(&chain, &NoRevocations)
+            .map(|_| ())
+        };
+        let rejected = |d: &mandate_core::Denial| json!({ "checked": true, "valid": false, "reason": d.reason().code(), "link": d.link_index(), "detail": d.detail() });
+        match verify(false) {
+            Ok(()) => {
                 json!({ "checked": true, "valid": true, "note": "offline checks only; revocation is not known here" })
             }
-            Err(d) => {
-                json!({ "checked": true, "valid": false, "reason": d.reason().code(), "link": d.link_index(), "detail": d.detail() })
-            }
+            // An offline verifier refuses it; whether the rest holds is worth knowing too.
+            Err(d) if d.reason() == mandate_core::Reason::OnlineRequired => match verify(true) {
+                Ok(()) => {
+                    let mut j = rejected(&d);
+                    j["online_only"] = json!(true);
+                    j
+                }
+                Err(other) => rejected(&other),
+            },
+            Err(d) => rejected(&d),
         }
     };
     let hops: Vec<Json> = chain
@@ -853,6 +917,12 @@ pub(crate) async fn inspect(a: InspectArgs, conn: &Connection) -> anyhow::Result
         }
         match (verdict["checked"].as_bool(), verdict["valid"].as_bool()) {
             (Some(true), Some(true)) => out.push_str("verifies offline (revocation not checked)"),
+            _ if verdict["online_only"] == true => out.push_str(&format!(
+                "needs online authorisation: link {} requires it, so offline verifiers refuse \
+                 the chain (ONLINE_REQUIRED); every other check passes, and a tool must ask \
+                 the coordinator (Authorize)",
+                verdict["link"]
+            )),
             (Some(true), _) => out.push_str(&format!(
                 "would be REJECTED: {} at link {}: {}",
                 verdict["reason"], verdict["link"], verdict["detail"]

@@ -6,7 +6,7 @@
 use std::path::Path;
 use std::process::Command;
 
-use serde_json::Value;
+use serde_json::{Value, json};
 
 struct Cli<'a> {
     server: String,
@@ -40,6 +40,21 @@ impl Cli<'_> {
             String::from_utf8_lossy(&out.stderr)
         );
         (code, json)
+    }
+
+    /// Runs `mandate ARGS` as `agent` with `key`, expecting it to fail; returns the exit
+    /// code and stderr.
+    fn fail(&self, agent: &str, key: &str, args: &[&str]) -> (i32, String) {
+        let out = Command::new(env!("CARGO_BIN_EXE_mandate"))
+            .current_dir(self.dir)
+            .args(["--server", &self.server, "--agent", agent, "--key", key])
+            .args(args)
+            .output()
+            .unwrap();
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8(out.stderr).unwrap(),
+        )
     }
 }
 
@@ -133,6 +148,31 @@ async fn the_quickstart_from_start_to_a_denied_revoked_worker() {
         );
         assert_eq!(code, 0);
         let worker_link = d["link_id"].as_str().unwrap().to_owned();
+        // A delegation wider than the chain is refused locally, and the reason is said once.
+        let (code, err) = cli.fail(
+            PLANNER,
+            "planner.key",
+            &[
+                "delegate",
+                "--chain",
+                "planner.chain",
+                "--to",
+                WORKER,
+                "--cap",
+                "db/*:read",
+            ],
+        );
+        assert_eq!(code, 3, "{err}");
+        assert_eq!(err.matches("SCOPE_WIDENED").count(), 1, "{err}");
+        assert!(
+            !err.contains('\u{1b}'),
+            "colour codes in piped output: {err:?}"
+        );
+        // With --out, the chain goes to the file only.
+        assert_eq!(
+            (&d["chain_file"], &d["chain"]),
+            (&json!("worker.chain"), &Value::Null)
+        );
 
         // The worker proves a call; the tool asks the coordinator.
         let (_, p) = cli.run(
@@ -167,22 +207,34 @@ async fn the_quickstart_from_start_to_a_denied_revoked_worker() {
             ],
         );
         assert_eq!((code, &a["allowed"]), (0, &Value::Bool(true)), "{a}");
-        // Beyond its scope: denied, exit 1.
-        let (_, p) = cli.run(
-            WORKER,
-            "worker.key",
-            &[
-                "prove",
-                "--chain",
-                "worker.chain",
-                "--audience",
-                TOOL,
-                "--action",
-                "write",
-                "--resource",
-                "files/reports/q3.txt",
-            ],
+        // Beyond its scope: `prove` refuses to sign what a tool would reject, naming the
+        // first link that does not permit the call (the worker's)...
+        let beyond = [
+            "prove",
+            "--chain",
+            "worker.chain",
+            "--audience",
+            TOOL,
+            "--action",
+            "write",
+            "--resource",
+            "files/reports/q3.txt",
+        ];
+        let (code, refused) = cli.run(WORKER, "worker.key", &beyond);
+        assert_eq!(
+            (code, &refused["reason"], &refused["link"]),
+            (1, &json!("NOT_PERMITTED"), &json!(1)),
+            "{refused}"
         );
+        // ... and a proof signed by a key that does not hold the leaf is refused too.
+        let mut read = beyond.to_vec();
+        read[6] = "read";
+        let (code, refused) = cli.run(PLANNER, "planner.key", &read);
+        assert_eq!((code, &refused["reason"]), (1, &json!("BAD_SIGNATURE")));
+        // With --force it signs, and the tool denies: exit 1.
+        let mut forced = beyond.to_vec();
+        forced.push("--force");
+        let (_, p) = cli.run(WORKER, "worker.key", &forced);
         let (code, a) = cli.run(
             TOOL,
             "tool.key",
@@ -208,6 +260,29 @@ async fn the_quickstart_from_start_to_a_denied_revoked_worker() {
         assert_eq!(i["verification"]["valid"], true);
         let (_, i) = cli.run(WORKER, "worker.key", &["inspect", &inv]);
         assert_eq!(i["kind"], "invocation");
+        // A chain that must be authorised online does not "verify offline": inspect says
+        // so and exits 1.
+        let (code, _) = cli.run(
+            PLANNER,
+            "planner.key",
+            &[
+                "task",
+                "start",
+                "--cap",
+                "files/x:read",
+                "--online",
+                "--out",
+                "online.chain",
+            ],
+        );
+        assert_eq!(code, 0);
+        let (code, i) = cli.run(PLANNER, "planner.key", &["inspect", "online.chain"]);
+        let v = &i["verification"];
+        assert_eq!(
+            (code, &v["valid"], &v["reason"], &v["online_only"]),
+            (1, &json!(false), &json!("ONLINE_REQUIRED"), &json!(true)),
+            "{i}"
+        );
 
         // Revoke the worker: a new proof is denied as REVOKED.
         let (code, r) = cli.run(
@@ -262,7 +337,7 @@ async fn the_quickstart_from_start_to_a_denied_revoked_worker() {
             "planner.key",
             &["task", "list", "--requester", PLANNER],
         );
-        assert_eq!(l.as_array().unwrap().len(), 1);
+        assert_eq!(l.as_array().unwrap().len(), 2);
         let (_, c) = cli.run(
             PLANNER,
             "planner.key",

@@ -132,3 +132,38 @@ fn an_unusable_listen_address_exits_with_64() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// Logs on a pipe carry no colour codes; `--log-format json` writes one JSON object per
+/// line.
+#[test]
+fn logs_are_plain_on_a_pipe_and_json_on_request() {
+    for format in ["text", "json"] {
+        let dir = tempfile::tempdir().unwrap();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_mandate"))
+            .args(["serve", "--listen", "127.0.0.1:0", "--log-format", format])
+            .current_dir(dir.path())
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        // The policy set is logged while the server starts, before it listens.
+        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+        let line = lines
+            .by_ref()
+            .map(Result::unwrap)
+            .find(|l| l.contains("policy set loaded"))
+            .unwrap();
+        child.kill().unwrap();
+        child.wait().unwrap();
+        assert!(!line.contains('\u{1b}'), "colour codes on a pipe: {line:?}");
+        if format == "json" {
+            let j: serde_json::Value = serde_json::from_str(&line).unwrap();
+            assert_eq!(j["level"], "INFO", "{j}");
+            assert_eq!(j["fields"]["message"], "policy set loaded", "{j}");
+            assert!(j["fields"]["policy_hash"].is_string(), "{j}");
+        } else {
+            assert!(serde_json::from_str::<serde_json::Value>(&line).is_err());
+        }
+    }
+}

@@ -4,6 +4,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use prost::Message as _;
 
+use crate::capability::Call;
 use crate::crypto::{PublicKey, SigningKey};
 use crate::error::Error;
 use crate::id::{Digest, TaskId};
@@ -227,6 +228,39 @@ impl Chain {
     /// Digest of the leaf link; invocation proofs name the chain by it.
     pub fn leaf_digest(&self) -> &Digest {
         self.leaf().digest()
+    }
+
+    /// Step 4 of verification on its own: every link's window holds `now_ms`, with
+    /// `skew_ms` allowed either way. `NOT_YET_VALID` or `LINK_EXPIRED` at the first link
+    /// from the root that fails.
+    pub fn check_time(&self, now_ms: u64, skew_ms: u64) -> Result<(), Denial> {
+        for (i, link) in self.links.iter().enumerate() {
+            let b = link.body();
+            if now_ms.saturating_add(skew_ms) < b.not_before_ms {
+                return Err(Denial::at(Reason::NotYetValid, i, "link is not valid yet"));
+            }
+            if now_ms >= b.expires_at_ms.saturating_add(skew_ms) {
+                return Err(Denial::at(Reason::LinkExpired, i, "link has expired"));
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether every link permits `call` (the last check of step 6): `NOT_PERMITTED` at
+    /// the first link from the root none of whose capabilities permits it.
+    pub fn check_permits(&self, call: &Call) -> Result<(), Denial> {
+        match self
+            .links
+            .iter()
+            .position(|l| !l.body().capabilities.iter().any(|c| c.permits(call)))
+        {
+            None => Ok(()),
+            Some(i) => Err(Denial::at(
+                Reason::NotPermitted,
+                i,
+                format!("`{}` on `{}` is not permitted", call.action, call.resource),
+            )),
+        }
     }
 
     /// The binary encoding.

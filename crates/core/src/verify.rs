@@ -339,15 +339,7 @@ impl Verifier {
                 "proof is for a different action, resource or arguments than the call",
             ));
         }
-        for (i, link) in chain.links().iter().enumerate() {
-            if !link.body().capabilities.iter().any(|c| c.permits(call)) {
-                return Err(Denial::at(
-                    Reason::NotPermitted,
-                    i,
-                    format!("`{}` on `{}` is not permitted", call.action, call.resource),
-                ));
-            }
-        }
+        chain.check_permits(call)?;
         if let Some(holder) = pass.usable_key(chain, leaf) {
             pass.batch.push(
                 Sig::Invocation,
@@ -459,16 +451,7 @@ impl Verifier {
             ));
         }
 
-        let skew = self.config.clock_skew_ms;
-        for (i, link) in links.iter().enumerate() {
-            let b = link.body();
-            if now.saturating_add(skew) < b.not_before_ms {
-                return Err(Denial::at(Reason::NotYetValid, i, "link is not valid yet"));
-            }
-            if now >= b.expires_at_ms.saturating_add(skew) {
-                return Err(Denial::at(Reason::LinkExpired, i, "link has expired"));
-            }
-        }
+        chain.check_time(now, self.config.clock_skew_ms)?;
 
         for (i, link) in links.iter().enumerate() {
             if revoked.is_revoked(&link.id()) {
