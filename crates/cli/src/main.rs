@@ -21,11 +21,9 @@ macro_rules! out_raw {
 }
 
 mod audit;
-mod bench;
 mod client;
 mod commands;
 mod policy;
-mod scale;
 mod tree;
 
 use std::net::SocketAddr;
@@ -138,8 +136,6 @@ enum Command {
     Authorize(commands::AuthorizeArgs),
     /// Decode and explain a chain or invocation proof.
     Inspect(commands::InspectArgs),
-    /// Load-test a coordinator (its own, unless --server is given explicitly).
-    Bench(bench::BenchArgs),
     /// The policy set: show, reload, validate a directory offline, print the schema or the
     /// default set.
     #[command(subcommand)]
@@ -262,11 +258,6 @@ fn main() -> ExitCode {
             Command::Approve(args) => policy::decide(args, true, &conn).await,
             Command::Deny(args) => policy::decide(args, false, &conn).await,
             Command::BreakGlass(args) => policy::break_glass(args, &conn).await,
-            Command::Bench(args) => {
-                let own = std::env::args().all(|a| a != "--server")
-                    && std::env::var_os("MANDATE_SERVER").is_none();
-                bench::run(args, &conn, own).await
-            }
         }
     });
     match result {

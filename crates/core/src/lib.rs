@@ -107,7 +107,7 @@ pub use reason::{Denial, Reason};
 pub use request::{
     HEADER_AGENT, HEADER_NONCE, HEADER_SIGNATURE, HEADER_TIMESTAMP, RequestAuth, request_payload,
 };
-pub use revocation::{NoRevocations, RevocationSet};
+pub use revocation::{NoRevocations, RevocationEntry, RevocationList, RevocationSet};
 pub use trust::{TrustBundle, TrustedKey};
 pub use verify::{VerifiedChain, Verifier, VerifierConfig};
 pub use wire::FORMAT_VERSION;

@@ -1,13 +1,12 @@
 //! The tool side: verify chains and invocation proofs offline, following the revocation
 //! feed, with bounded staleness; fall back to online `Authorize` where configured.
 
-use std::collections::HashMap;
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 
 use mandate_core::{
-    Call, Chain, Clock, Invocation, LinkId, PublicKey, RevocationSet, TrustBundle, Verifier,
-    VerifierConfig,
+    Call, Chain, Clock, Invocation, LinkId, PublicKey, RevocationEntry, RevocationList,
+    RevocationSet, TrustBundle, Verifier, VerifierConfig,
 };
 use mandate_proto::v1 as pb;
 use tokio_stream::StreamExt as _;
@@ -80,16 +79,17 @@ impl Decision {
     }
 }
 
+/// What the feed follower has applied: the live revocations, and when the feed was last
+/// heard from.
 #[derive(Debug, Default)]
 struct Revocations {
-    links: HashMap<LinkId, u64>,
-    epoch: u64,
+    list: RevocationList,
     heard_ms: u64,
 }
 
 impl RevocationSet for Revocations {
     fn is_revoked(&self, id: &LinkId) -> bool {
-        self.links.contains_key(id)
+        self.list.is_revoked(id)
     }
 }
 
@@ -191,7 +191,7 @@ impl ToolVerifier {
 
     /// The revocation epoch applied so far.
     pub fn epoch(&self) -> u64 {
-        read(&self.inner.revoked).epoch
+        read(&self.inner.revoked).list.epoch()
     }
 
     /// Decides whether the holder of `chain` may make `call`, proven by `invocation` (both
@@ -316,7 +316,7 @@ async fn follow(
         let Some(strong) = inner.upgrade() else {
             return;
         };
-        let after = read(&strong.revoked).epoch;
+        let after = read(&strong.revoked).list.epoch();
         let mut client = strong.client.clone();
         let clock = Arc::clone(&strong.clock);
         let skew = strong.config.verifier.clock_skew_ms;
@@ -336,22 +336,21 @@ async fn follow(
                         let mut r = write(&strong.revoked);
                         match msg.event {
                             Some(pb::watch_revocations_response::Event::Snapshot(s)) => {
-                                r.links = parse(s.links).collect();
-                                r.epoch = s.epoch;
+                                r.list.replace(parse(s.links), s.epoch);
                             }
                             Some(pb::watch_revocations_response::Event::Batch(b)) => {
-                                r.links.extend(parse(b.links));
-                                r.epoch = r.epoch.max(b.epoch);
+                                for (link, entry) in parse(b.links) {
+                                    r.list.insert(link, entry);
+                                }
+                                r.list.advance_epoch(b.epoch);
                             }
                             Some(pb::watch_revocations_response::Event::Heartbeat(h)) => {
-                                r.epoch = r.epoch.max(h.epoch);
+                                r.list.advance_epoch(h.epoch);
                             }
                             None => {}
                         }
                         r.heard_ms = now;
-                        // Revocations matter until their link is past expiry plus the skew
-                        // the verifier allows.
-                        r.links.retain(|_, exp| exp.saturating_add(skew) >= now);
+                        r.list.prune(now, skew);
                     }
                     backoff = Duration::from_millis(100);
                     if let Some(tx) = ready.take() {
@@ -371,11 +370,17 @@ async fn follow(
     }
 }
 
-fn parse(links: Vec<pb::RevokedLink>) -> impl Iterator<Item = (LinkId, u64)> {
+/// The feed names cut links only: none is implied.
+fn parse(links: Vec<pb::RevokedLink>) -> impl Iterator<Item = (LinkId, RevocationEntry)> {
     links.into_iter().filter_map(|l| {
-        l.link_id
-            .parse::<LinkId>()
-            .ok()
-            .map(|id| (id, l.expires_at_ms))
+        l.link_id.parse::<LinkId>().ok().map(|id| {
+            (
+                id,
+                RevocationEntry {
+                    expires_at_ms: l.expires_at_ms,
+                    implied: false,
+                },
+            )
+        })
     })
 }

@@ -1,5 +1,8 @@
-//! `mandate bench scale`: a store with N live links, then a real `mandate serve` on it:
+//! `mandate-bench scale`: a store with N live links, then a real `mandate serve` on it:
 //! on-disk size, time from start to serving, resident memory.
+//!
+//! The server is the `mandate` binary next to this one (`cargo build --release -p
+//! mandate-cli -p mandate-bench` builds both), or the one `MANDATE_BIN` names.
 //!
 //! The links are real (signed by the coordinator key the server then loads, and by the
 //! planner for delegations) but written straight into the store in batches of one task
@@ -22,8 +25,10 @@ use mandate_store::{
 };
 use serde_json::json;
 
-use crate::Outcome;
-use crate::client::Connection;
+use tonic_health::pb::HealthCheckRequest;
+use tonic_health::pb::health_client::HealthClient;
+
+use crate::Target;
 
 /// Links per task (a root and its children).
 const PER_TASK: usize = 1000;
@@ -176,8 +181,17 @@ fn load(data: &Path, links: usize, unrecorded_policy: bool) -> anyhow::Result<()
 /// Starts `mandate serve` on `data`; returns the child, its address and the time until
 /// it answered a health check.
 async fn serve(data: &Path) -> anyhow::Result<(std::process::Child, String, Duration)> {
+    let mandate = match std::env::var_os("MANDATE_BIN") {
+        Some(path) => std::path::PathBuf::from(path),
+        None => std::env::current_exe()?.with_file_name("mandate"),
+    };
+    anyhow::ensure!(
+        mandate.exists(),
+        "no `mandate` binary at `{}`: build it (cargo build --release -p mandate-cli) or set MANDATE_BIN",
+        mandate.display()
+    );
     let started = Instant::now();
-    let mut child = Command::new(std::env::current_exe()?)
+    let mut child = Command::new(&mandate)
         .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
         .arg(data)
         .env("RUST_LOG", "warn")
@@ -193,8 +207,8 @@ async fn serve(data: &Path) -> anyhow::Result<(std::process::Child, String, Dura
     let endpoint = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))?;
     loop {
         if let Ok(channel) = endpoint.connect().await
-            && crate::bench::tonic_health_client(channel)
-                .check(crate::bench::tonic_health_req())
+            && HealthClient::new(channel)
+                .check(HealthCheckRequest::default())
                 .await
                 .is_ok()
         {
@@ -221,8 +235,8 @@ fn stop(mut child: std::process::Child) -> anyhow::Result<()> {
 pub(crate) async fn run(
     links: usize,
     unrecorded_policy: bool,
-    conn: &Connection,
-) -> anyhow::Result<Outcome> {
+    target: &Target,
+) -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let data = dir.path().join("data");
     let t = Instant::now();
@@ -273,7 +287,7 @@ pub(crate) async fn run(
             "tree_links": n,
         })).collect::<Vec<_>>(),
     });
-    if conn.json {
+    if target.json {
         out!("{j}");
     } else {
         out!(
@@ -290,5 +304,5 @@ pub(crate) async fn run(
             );
         }
     }
-    Ok(Outcome::Ok)
+    Ok(())
 }

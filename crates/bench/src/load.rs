@@ -1,9 +1,9 @@
-//! `mandate bench`: drives a real coordinator over loopback and reports throughput and
+//! The load scenarios: drive a real coordinator over loopback and report throughput and
 //! latency percentiles.
 //!
 //! Requests are prepared (signed, with fresh nonces and proofs) before the clock starts,
 //! so the figures measure the coordinator and the transport, not the load generator's
-//! signing. With no `--server`, the command starts its own coordinator in a temporary
+//! signing. With no `--server`, the tool starts its own coordinator in a temporary
 //! directory (in the same process, sharing the machine as a separate server would).
 
 use std::sync::Arc;
@@ -21,14 +21,34 @@ use mandate_sdk::{Client, Signer, ToolConfig, ToolVerifier};
 use serde_json::json;
 use tonic::transport::Channel;
 
-use crate::Outcome;
-use crate::client::Connection;
+use tonic_health::pb::HealthCheckRequest;
+use tonic_health::pb::health_client::HealthClient;
 
-/// `mandate bench`.
+use crate::Target;
+
+/// What to measure.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum Scenario {
+    /// Health checks: the transport's floor.
+    Echo,
+    /// `Authorize` of depth-3 chains with fresh proofs.
+    Authorize,
+    /// Durable, sealed delegations over 100 tasks.
+    Delegate,
+    /// 90 % authorize, 8 % delegate, 2 % revoke.
+    Mixed,
+    /// Revoking the root of a tree of `--descendants` links.
+    RevokeCascade,
+    /// A store of `--links` live links, then a real `mandate serve` on it.
+    Scale,
+}
+
+/// The scenario and its settings.
 #[derive(clap::Args, Debug)]
 pub(crate) struct BenchArgs {
-    /// Scenario: echo, authorize, delegate, revoke-cascade, mixed, scale.
-    scenario: String,
+    /// Scenario.
+    #[arg(value_enum)]
+    scenario: Scenario,
     /// Requests to send (prepared in advance).
     #[arg(long, default_value_t = 20_000)]
     requests: usize,
@@ -73,8 +93,16 @@ struct World {
     clock: Arc<dyn Clock>,
 }
 
-async fn world(conn: &Connection, own: bool) -> anyhow::Result<World> {
-    if own {
+async fn world(target: &Target) -> anyhow::Result<World> {
+    if let Some(server) = &target.server {
+        let admin = target.client(server).await?;
+        Ok(World {
+            _server: None,
+            endpoint: Target::endpoint(server),
+            admin,
+            clock: Arc::new(SystemClock),
+        })
+    } else {
         let dir = tempfile::tempdir()?;
         let mut config =
             mandate_server::Config::new(([127, 0, 0, 1], 0).into(), dir.path().join("data"));
@@ -97,18 +125,6 @@ async fn world(conn: &Connection, own: bool) -> anyhow::Result<World> {
         Ok(World {
             _server: Some((server, dir)),
             endpoint,
-            admin,
-            clock: Arc::new(SystemClock),
-        })
-    } else {
-        let admin = conn.client().await?;
-        Ok(World {
-            _server: None,
-            endpoint: if conn.server.contains("://") {
-                conn.server.clone()
-            } else {
-                format!("http://{}", conn.server)
-            },
             admin,
             clock: Arc::new(SystemClock),
         })
@@ -184,7 +200,7 @@ async fn drive(
         let queue = Arc::clone(&queue);
         let channel = channels[w % channels.len()].clone();
         workers.spawn(async move {
-            let mut health = tonic_health_client(channel.clone());
+            let mut health = HealthClient::new(channel.clone());
             let mut authz = AuthorizationServiceClient::new(channel.clone());
             let mut tasks = TaskServiceClient::new(channel);
             let mut lat = Vec::new();
@@ -197,7 +213,7 @@ async fn drive(
                 let Some((_, op)) = next else { break };
                 let t = Instant::now();
                 let ok = match op {
-                    Op::Echo => health.check(tonic_health_req()).await.is_ok(),
+                    Op::Echo => health.check(HealthCheckRequest::default()).await.is_ok(),
                     Op::Authorize(r) => authz
                         .authorize(r)
                         .await
@@ -224,60 +240,6 @@ async fn drive(
     Ok((start.elapsed(), all, errors))
 }
 
-pub(crate) fn tonic_health_client(channel: Channel) -> mandate_proto_health::HealthClient {
-    mandate_proto_health::HealthClient::new(channel)
-}
-
-pub(crate) fn tonic_health_req() -> mandate_proto_health::HealthCheckRequest {
-    mandate_proto_health::HealthCheckRequest::default()
-}
-
-/// The standard health service, called by hand (the CLI does not depend on tonic-health).
-mod mandate_proto_health {
-    use tonic::codegen::http::uri::PathAndQuery;
-
-    #[derive(Clone, PartialEq, prost::Message)]
-    pub(crate) struct HealthCheckRequest {
-        #[prost(string, tag = "1")]
-        pub(crate) service: String,
-    }
-
-    #[derive(Clone, PartialEq, prost::Message)]
-    pub(crate) struct HealthCheckResponse {
-        #[prost(int32, tag = "1")]
-        pub(crate) status: i32,
-    }
-
-    pub(crate) struct HealthClient {
-        inner: tonic::client::Grpc<tonic::transport::Channel>,
-    }
-
-    impl HealthClient {
-        pub(crate) fn new(channel: tonic::transport::Channel) -> HealthClient {
-            HealthClient {
-                inner: tonic::client::Grpc::new(channel),
-            }
-        }
-
-        pub(crate) async fn check(
-            &mut self,
-            req: HealthCheckRequest,
-        ) -> Result<HealthCheckResponse, tonic::Status> {
-            self.inner
-                .ready()
-                .await
-                .map_err(|e| tonic::Status::unavailable(e.to_string()))?;
-            let codec = tonic_prost::ProstCodec::default();
-            let path = PathAndQuery::from_static("/grpc.health.v1.Health/Check");
-            Ok(self
-                .inner
-                .unary(tonic::Request::new(req), path, codec)
-                .await?
-                .into_inner())
-        }
-    }
-}
-
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     if sorted.is_empty() {
         return Duration::ZERO;
@@ -287,7 +249,7 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 }
 
 fn report(
-    conn: &Connection,
+    target: &Target,
     scenario: &str,
     elapsed: Duration,
     mut lat: Vec<Duration>,
@@ -310,7 +272,7 @@ fn report(
         "max_us": us(lat.last().copied().unwrap_or_default()),
         "extra": extra,
     });
-    if conn.json {
+    if target.json {
         out!("{j}");
     } else {
         out!(
@@ -327,30 +289,26 @@ fn report(
     }
 }
 
-pub(crate) async fn run(
-    a: BenchArgs,
-    conn: &Connection,
-    own_server: bool,
-) -> anyhow::Result<Outcome> {
-    if a.scenario == "scale" {
-        return crate::scale::run(a.links, a.unrecorded_policy, conn).await;
+pub(crate) async fn run(a: BenchArgs, target: &Target) -> anyhow::Result<()> {
+    if a.scenario == Scenario::Scale {
+        return crate::scale::run(a.links, a.unrecorded_policy, target).await;
     }
-    let mut w = world(conn, own_server).await?;
+    let mut w = world(target).await?;
     let mut channels = Vec::new();
     for _ in 0..a.connections.max(1) {
         channels.push(Channel::from_shared(w.endpoint.clone())?.connect().await?);
     }
-    match a.scenario.as_str() {
-        "echo" => {
+    match a.scenario {
+        Scenario::Echo => {
             let ops = (0..a.requests).map(|_| Op::Echo).collect();
             let (t, lat, e) = drive(ops, &channels, a.concurrency).await?;
-            report(conn, "echo", t, lat, e, serde_json::Value::Null);
+            report(target, "echo", t, lat, e, serde_json::Value::Null);
         }
-        "authorize" => {
+        Scenario::Authorize => {
             let (ops, _) = prepare_authorize(&mut w, a.requests).await?;
             let (t, lat, e) = drive(ops, &channels, a.concurrency).await?;
             report(
-                conn,
+                target,
                 "authorize (depth-3 chains, fresh proofs)",
                 t,
                 lat,
@@ -358,11 +316,11 @@ pub(crate) async fn run(
                 serde_json::Value::Null,
             );
         }
-        "delegate" => {
+        Scenario::Delegate => {
             let ops = prepare_delegate(&mut w, a.requests, 100).await?;
             let (t, lat, e) = drive(ops, &channels, a.concurrency).await?;
             report(
-                conn,
+                target,
                 "delegate (durable, sealed, 100 tasks)",
                 t,
                 lat,
@@ -370,7 +328,7 @@ pub(crate) async fn run(
                 serde_json::Value::Null,
             );
         }
-        "mixed" => {
+        Scenario::Mixed => {
             let (mut auth, _) = prepare_authorize(&mut w, a.requests * 90 / 100).await?;
             let deleg = prepare_delegate(&mut w, a.requests * 8 / 100, 50).await?;
             let revokes = prepare_revokes(&mut w, a.requests * 2 / 100).await?;
@@ -395,7 +353,7 @@ pub(crate) async fn run(
             }
             let (t, lat, e) = drive(mixed, &channels, a.concurrency).await?;
             report(
-                conn,
+                target,
                 "mixed (90% authorize, 8% delegate, 2% revoke)",
                 t,
                 lat,
@@ -403,15 +361,13 @@ pub(crate) async fn run(
                 serde_json::Value::Null,
             );
         }
-        "revoke-cascade" => revoke_cascade(&mut w, &a, conn, &channels).await?,
-        other => anyhow::bail!(
-            "unknown scenario `{other}` (echo, authorize, delegate, revoke-cascade, mixed)"
-        ),
+        Scenario::RevokeCascade => revoke_cascade(&mut w, &a, target, &channels).await?,
+        Scenario::Scale => {}
     }
     if let Some((server, _dir)) = w._server.take() {
         server.shutdown().await?;
     }
-    Ok(Outcome::Ok)
+    Ok(())
 }
 
 /// A depth-3 chain (coordinator → planner → worker → sub-worker) and `n` signed Authorize
@@ -506,7 +462,7 @@ async fn prepare_revokes(w: &mut World, n: usize) -> anyhow::Result<Vec<Op>> {
 async fn revoke_cascade(
     w: &mut World,
     a: &BenchArgs,
-    conn: &Connection,
+    target: &Target,
     channels: &[Channel],
 ) -> anyhow::Result<()> {
     let (_, pkey, psigner) = register(w, "cplanner", "planner").await?;
@@ -587,7 +543,7 @@ async fn revoke_cascade(
         "verifier_rejects_after_ms": rejected.as_secs_f64() * 1e3,
         "verifier_rejects_after_rpc_ms": (rejected.saturating_sub(rpc)).as_secs_f64() * 1e3,
     });
-    if conn.json {
+    if target.json {
         out!("{j}");
     } else {
         out!(
