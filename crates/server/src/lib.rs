@@ -12,10 +12,10 @@ mod audit_service;
 mod auth;
 mod convert;
 mod coordinator;
-mod durability;
 mod error;
 mod policy;
 mod services;
+mod state;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

@@ -251,7 +251,14 @@ impl Coordinator {
             )));
         }
         // Quota last, so a refused delegation does not use any.
-        self.take_quota(&p.caller.agent.id, &parent, &chain.task(), now)?;
+        self.quota.take_delegation(
+            &*self.store,
+            &self.revoked,
+            &p.caller.agent.id,
+            &parent,
+            &chain.task(),
+            now,
+        )?;
         chain.set_leaf_seal(p.seal);
         let record = self.link_record(&chain, n - 1, &p.caller.agent.id, now);
         Ok(Some(Outcome::Accepted(

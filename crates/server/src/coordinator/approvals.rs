@@ -9,10 +9,23 @@
 use prost::Message as _;
 use sha2::{Digest as _, Sha256};
 
-use super::*;
+use super::{
+    Coordinator, Issued, TaskRequest, agent_key, check_request_size, event, grant_request,
+    with_decision,
+};
+use crate::auth::Caller;
 use crate::convert::{capability_from_pb, capability_to_pb};
+use crate::error::ApiError;
+use crate::policy::{Decision, agent_info, check_signals, task_info};
+use mandate_core::{AgentId, Capability, Chain, LinkKind, LinkSpec, TaskId};
+use mandate_policy::Request as PolicyRequest;
+use mandate_policy::{Action, Target, TaskInfo};
 use mandate_proto::v1 as pb;
+use mandate_store::{
+    AgentRecord, AgentStatus, AuditEvent, Change, Severity, TaskRecord, TaskState,
+};
 use mandate_store::{ApprovalRecord, ApprovalState};
+use std::collections::BTreeMap;
 
 /// What `start_task` returns.
 #[derive(Clone, Debug)]
@@ -655,7 +668,8 @@ impl Coordinator {
             end_reason: String::new(),
             root_link: Some(chain.root().id()),
         };
-        self.take_live_link(&caller.agent.id, now)?;
+        self.quota
+            .take_live_link(&*self.store, &self.revoked, &caller.agent.id, now)?;
         e.action = "breakglass.granted".into();
         e.links = vec![chain.root().id().to_string()];
         e.detail.insert("ttl_ms".into(), ttl.to_string());

@@ -2,8 +2,17 @@
 //! delegation; those it denies are revoked with their subtrees, in the same commit as the
 //! reload's audit record.
 
-use super::*;
+use super::{Coordinator, RevokedLinks, event, read, with_decision};
+use crate::auth::Caller;
+use crate::error::ApiError;
 use crate::policy::LoadedPolicy;
+use crate::policy::{Decision, task_info};
+use mandate_core::{LinkId, LinkKind, TaskId};
+use mandate_policy::Request as PolicyRequest;
+use mandate_policy::{Action, Target};
+use mandate_store::{Change, LinkRecord, Severity, TaskRecord, TaskState};
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 
 /// The previous hash of a store that never recorded a policy set.
 const NONE_RECORDED: &str = "none recorded";
@@ -201,11 +210,7 @@ impl Coordinator {
         now: u64,
     ) -> Result<(Vec<Drifted>, usize), ApiError> {
         let limits = mandate_core::Limits::default();
-        let revoked = read(&self.revoked)
-            .links
-            .keys()
-            .copied()
-            .collect::<HashSet<_>>();
+        let revoked = read(&self.revoked).ids().collect::<HashSet<_>>();
         let mut out = Vec::new();
         let mut count = 0;
         let mut after: Option<TaskId> = None;

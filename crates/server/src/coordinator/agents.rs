@@ -1,0 +1,320 @@
+//! Agents: registration (by an admin, or by an agent for its own workers) and disabling,
+//! which revokes every link the agent and the workers below it hold or issued.
+
+use super::{Coordinator, RevokedLinks, event, with_decision};
+use crate::auth::Caller;
+use crate::error::ApiError;
+use crate::policy::agent_info;
+use mandate_core::{AgentId, PublicKey};
+use mandate_policy::Request as PolicyRequest;
+use mandate_policy::{Action, AgentInfo, Target};
+use mandate_store::{AgentRecord, AgentStatus, Change, Severity, TaskState};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+
+/// A registration request.
+#[derive(Clone, Debug, Default)]
+pub struct Registration {
+    /// Agent id.
+    pub agent_id: String,
+    /// Public key bytes.
+    pub public_key: Vec<u8>,
+    /// Role.
+    pub role: String,
+    /// Owner.
+    pub owner: String,
+    /// Labels.
+    pub labels: BTreeMap<String, String>,
+    /// Parent agent id, or empty.
+    pub parent: String,
+}
+
+impl Coordinator {
+    /// Registers an agent (admin, or an active agent registering its own worker).
+    pub async fn register_agent(
+        &self,
+        caller: &Caller,
+        r: Registration,
+    ) -> Result<AgentRecord, ApiError> {
+        let id = AgentId::new(r.agent_id.clone()).map_err(|e| ApiError::invalid(e.to_string()))?;
+        let key: [u8; 32] = r
+            .public_key
+            .as_slice()
+            .try_into()
+            .map_err(|_| ApiError::invalid("public_key must be 32 bytes"))?;
+        PublicKey::from_bytes(&key).map_err(|e| ApiError::invalid(e.to_string()))?;
+        let parent = (!r.parent.is_empty()).then(|| r.parent.clone());
+        if id.as_str() == self.config.coordinator_id {
+            return Err(ApiError::forbidden(format!(
+                "`{id}` is reserved for the coordinator"
+            )));
+        }
+        // An agent of another trust domain would be issued authority by this coordinator
+        // under a name another authority controls: only where the operator federated it.
+        let coordinator = AgentId::new(self.config.coordinator_id.clone()).ok();
+        let own = coordinator.as_ref().map_or("", AgentId::trust_domain);
+        if id.trust_domain() != own
+            && !self
+                .config
+                .federated_trust_domains
+                .iter()
+                .any(|d| d == id.trust_domain())
+        {
+            return Err(ApiError::new(
+                tonic::Code::PermissionDenied,
+                "FOREIGN_TRUST_DOMAIN",
+                format!(
+                    "trust domain `{}` is neither this coordinator's (`{own}`) nor federated (--federated-trust-domain)",
+                    id.trust_domain()
+                ),
+            ));
+        }
+        if !caller.is_admin() {
+            let caller_id = AgentId::new(caller.agent.id.clone())
+                .map_err(|e| ApiError::invalid(e.to_string()))?;
+            if parent.as_deref() != Some(caller.agent.id.as_str()) {
+                return Err(ApiError::forbidden(
+                    "only an admin may register agents; others may register their own workers (parent_agent_id = caller)",
+                ));
+            }
+            if id.trust_domain() != caller_id.trust_domain() {
+                return Err(ApiError::forbidden(
+                    "a worker must be in its parent's trust domain",
+                ));
+            }
+            // Workers are workers: only an admin assigns roles that carry privileges
+            // (admin, auditor, tool, planner).
+            if !(r.role.is_empty() || r.role == "worker") {
+                return Err(ApiError::forbidden(
+                    "only an admin may assign a role other than `worker`",
+                ));
+            }
+            // Policy may rest on owner and labels: a worker cannot claim what its parent
+            // does not have. The owner is inherited; every label must be the parent's.
+            if !(r.owner.is_empty() || r.owner == caller.agent.owner) {
+                return Err(ApiError::forbidden(
+                    "a worker's owner is its parent's: leave owner empty or give the parent's",
+                ));
+            }
+            if let Some((k, _)) = r
+                .labels
+                .iter()
+                .find(|(k, v)| caller.agent.labels.get(*k) != Some(*v))
+            {
+                return Err(ApiError::forbidden(format!(
+                    "label `{k}` is not one of the parent's: a worker carries only labels its parent has"
+                )));
+            }
+        }
+        let owner = if caller.is_admin() || !r.owner.is_empty() {
+            r.owner.clone()
+        } else {
+            caller.agent.owner.clone()
+        };
+        let role = if r.role.is_empty() {
+            "worker".to_owned()
+        } else {
+            r.role
+        };
+        // Admins register anyone; others also need a policy permit.
+        let decision = if caller.is_admin() {
+            None
+        } else {
+            let new_agent = AgentInfo {
+                id: id.as_str().to_owned(),
+                role: role.clone(),
+                owner: owner.clone(),
+                labels: r.labels.clone(),
+                parent: parent.clone(),
+            };
+            let principal = agent_info(&caller.agent);
+            let agents = self.related(&[&caller.agent.id])?;
+            let mut q = PolicyRequest::new(
+                Action::RegisterAgent,
+                &principal,
+                Target::Agent(&new_agent),
+                self.now(),
+            );
+            q.agents = &agents;
+            let d = self.decide(&q);
+            if !d.allowed {
+                let mut e = with_decision(
+                    event(&caller.agent.id, "agent.registration_denied", self.now()),
+                    &d,
+                );
+                e.detail.insert("agent".into(), id.as_str().to_owned());
+                self.audit_refusal(e, Some(caller)).await?;
+                return Err(ApiError::new(
+                    tonic::Code::PermissionDenied,
+                    "POLICY_DENIED",
+                    format!("policy denied the registration: {}", d.reason),
+                ));
+            }
+            Some(d)
+        };
+        let _w = self.writer.lock().await;
+        self.current(caller)?;
+        if self.store.agent(id.as_str())?.is_some() {
+            return Err(ApiError::new(
+                tonic::Code::AlreadyExists,
+                "ALREADY_EXISTS",
+                format!("agent `{id}` is already registered"),
+            ));
+        }
+        if let Some(p) = &parent
+            && self.store.agent(p)?.is_none()
+        {
+            return Err(ApiError::not_found("parent agent", p));
+        }
+        let now = self.now();
+        let record = AgentRecord {
+            id: id.as_str().to_owned(),
+            public_key: key.to_vec(),
+            role: role.clone(),
+            owner,
+            labels: r.labels,
+            parent,
+            status: AgentStatus::Active,
+            created_ms: now,
+            disabled_ms: 0,
+            registered_by: caller.agent.id.clone(),
+        };
+        let mut e = event(&caller.agent.id, "agent.registered", now);
+        if let Some(d) = &decision {
+            e = with_decision(e, d);
+        }
+        e.detail.insert("agent".into(), record.id.clone());
+        e.detail.insert("role".into(), role);
+        self.commit_and_wait(
+            _w,
+            Change {
+                agents: vec![record.clone()],
+                audit: vec![e],
+                ..Change::default()
+            },
+            Some(caller),
+        )
+        .await?;
+        Ok(record)
+    }
+
+    /// The caller as stored now (under the writer lock): a caller disabled while its
+    /// request waited is refused.
+    pub(super) fn current(&self, caller: &Caller) -> Result<AgentRecord, ApiError> {
+        match self.store.agent(&caller.agent.id)? {
+            Some(a) if a.status == AgentStatus::Active => Ok(a),
+            _ => Err(ApiError::new(
+                tonic::Code::PermissionDenied,
+                "AGENT_DISABLED",
+                format!("agent `{}` is disabled", caller.agent.id),
+            )),
+        }
+    }
+
+    /// Reads an agent.
+    pub fn agent(&self, id: &str) -> Result<AgentRecord, ApiError> {
+        self.store
+            .agent(id)?
+            .ok_or_else(|| ApiError::not_found("agent", id))
+    }
+
+    /// Disables an agent and revokes every link it holds or issued, with their subtrees.
+    pub async fn disable_agent(
+        &self,
+        caller: &Caller,
+        id: &str,
+        reason: &str,
+    ) -> Result<(AgentRecord, RevokedLinks), ApiError> {
+        let _w = self.writer.lock().await;
+        let mut agent = self.agent(id)?;
+        if !caller.is_admin() && agent.parent.as_deref() != Some(caller.agent.id.as_str()) {
+            return Err(ApiError::forbidden(
+                "only an admin or the agent's parent may disable it",
+            ));
+        }
+        if agent.status == AgentStatus::Disabled {
+            return Ok((agent, RevokedLinks::default()));
+        }
+        let now = self.now();
+        self.current(caller)?;
+        // The agent and every worker registered below it, transitively.
+        let mut agents = vec![agent.clone()];
+        let mut children: HashMap<String, Vec<AgentRecord>> = HashMap::new();
+        let mut after: Option<String> = None;
+        loop {
+            let page = self.store.agents(after.as_deref(), 1024)?;
+            let Some(last) = page.last() else { break };
+            after = Some(last.id.clone());
+            for a in page {
+                if let Some(p) = a.parent.clone() {
+                    children.entry(p).or_default().push(a);
+                }
+            }
+        }
+        let mut queue = VecDeque::from([id.to_owned()]);
+        while let Some(next) = queue.pop_front() {
+            for child in children.remove(&next).unwrap_or_default() {
+                queue.push_back(child.id.clone());
+                if child.status == AgentStatus::Active {
+                    agents.push(child);
+                }
+            }
+        }
+        let mut roots = Vec::new();
+        for a in &mut agents {
+            a.status = AgentStatus::Disabled;
+            a.disabled_ms = now;
+            roots.extend(self.store.agent_links(&a.id)?);
+        }
+        agent = agents[0].clone();
+        let disabled: HashSet<String> = agents.iter().map(|a| a.id.clone()).collect();
+        let (revocations, tasks) =
+            self.cascade(&roots, &format!("agent `{id}` disabled: {reason}"), now)?;
+        let mut task_records = Vec::new();
+        for t in tasks {
+            if let Some(mut task) = self.store.task(&t)?
+                && disabled.contains(&task.requester)
+                && !task.state.is_final()
+            {
+                task.state = TaskState::Revoked;
+                task.ended_ms = now;
+                task.end_reason = format!("requester disabled: {reason}");
+                task_records.push(task);
+            }
+        }
+        let mut e = event(&caller.agent.id, "agent.disabled", now);
+        e.severity = Severity::High;
+        e.reason = reason.to_owned();
+        e.links = revocations.iter().map(|r| r.link.to_string()).collect();
+        e.detail.insert("agent".into(), id.to_owned());
+        if agents.len() > 1 {
+            e.detail.insert(
+                "also_disabled".into(),
+                agents[1..]
+                    .iter()
+                    .map(|a| a.id.as_str())
+                    .collect::<Vec<_>>()
+                    .join(","),
+            );
+        }
+        let committed = self
+            .commit_and_wait(
+                _w,
+                Change {
+                    agents,
+                    tasks: task_records,
+                    revocations,
+                    audit: vec![e],
+                    ..Change::default()
+                },
+                Some(caller),
+            )
+            .await?;
+        Ok((
+            agent,
+            RevokedLinks {
+                links: committed.revoked,
+                epoch: committed.epoch.unwrap_or(0),
+            },
+        ))
+    }
+}

@@ -1,0 +1,195 @@
+//! Online authorisation: everything an offline verifier checks, against the live
+//! revocation set, then the Cedar `Invoke` decision with the tool's context; audited.
+
+use super::{Coordinator, event, read};
+use crate::auth::Caller;
+use crate::error::ApiError;
+use crate::policy::{Decision, check_signals, task_info};
+use mandate_core::{Call, Denial, LinkId, LinkKind, Reason, TaskId};
+use mandate_policy::Request as PolicyRequest;
+use mandate_policy::{Action, Target};
+use mandate_store::Severity;
+use std::collections::BTreeMap;
+
+/// The outcome of `Authorize`.
+#[derive(Clone, Debug)]
+pub struct AuthorizeOutcome {
+    /// The token denial, if the chain or the call was refused before policy.
+    pub denial: Option<Denial>,
+    /// The Cedar `Invoke` decision, when the chain and call verified.
+    pub policy: Option<Decision>,
+    /// The chain's task, if it decoded.
+    pub task: Option<TaskId>,
+    /// The leaf holder, if it decoded.
+    pub holder: Option<String>,
+    /// Link ids, root first.
+    pub links: Vec<LinkId>,
+    /// Earliest expiry.
+    pub expires_at_ms: u64,
+    /// Revocation epoch at decision time.
+    pub epoch: u64,
+}
+
+impl AuthorizeOutcome {
+    /// Whether the call may proceed: the chain verified and policy permits it.
+    pub fn allowed(&self) -> bool {
+        self.denial.is_none() && self.policy.as_ref().is_some_and(|d| d.allowed)
+    }
+}
+
+impl Coordinator {
+    /// Online authorisation for the calling tool: everything an offline verifier checks,
+    /// against live revocation state, then the Cedar `Invoke` decision with the tool's
+    /// context. The decision is audited.
+    pub async fn authorize(
+        &self,
+        caller: &Caller,
+        chain: &[u8],
+        invocation: &[u8],
+        call: &Call,
+        context: &BTreeMap<String, String>,
+        refuse_break_glass: bool,
+    ) -> Result<AuthorizeOutcome, ApiError> {
+        check_signals(context)?;
+        let now = self.now();
+        let mut outcome = AuthorizeOutcome {
+            denial: None,
+            policy: None,
+            task: None,
+            holder: None,
+            links: Vec::new(),
+            expires_at_ms: 0,
+            epoch: 0,
+        };
+        let result = (|| -> Result<(u32, bool), Denial> {
+            let chain = self.verifier.decode_chain(chain)?;
+            outcome.task = Some(chain.task());
+            outcome.holder = Some(chain.leaf().body().holder_agent.as_str().to_owned());
+            outcome.links = chain.links().iter().map(|l| l.id()).collect();
+            let invocation = self.verifier.decode_invocation(invocation)?;
+            let revoked = read(&self.revoked);
+            outcome.epoch = revoked.epoch();
+            let verified = self.verifier.verify_invocation(
+                &chain,
+                &invocation,
+                &caller.agent.id,
+                call,
+                &*revoked,
+            )?;
+            outcome.expires_at_ms = verified.expires_at_ms();
+            let break_glass = chain.root().body().kind == LinkKind::BreakGlass;
+            if break_glass && refuse_break_glass {
+                return Err(Denial::at(
+                    Reason::BreakGlassRefused,
+                    0,
+                    "this tool refuses break-glass access",
+                ));
+            }
+            Ok((chain.leaf().body().depth(), break_glass))
+        })();
+        match result {
+            Ok((depth, break_glass)) => {
+                let decision =
+                    self.decide_invoke(caller, &outcome, call, context, depth, break_glass, now)?;
+                outcome.policy = Some(decision);
+            }
+            Err(d) => {
+                if d.reason() == Reason::Malformed || outcome.task.is_none() {
+                    tracing::debug!(reason = %d.reason(), "authorize: bad token");
+                }
+                outcome.denial = Some(d);
+            }
+        }
+        let mut e = event(&caller.agent.id, "invocation.authorized", now);
+        e.task = outcome.task;
+        e.links = outcome.links.iter().map(ToString::to_string).collect();
+        // Caller-supplied strings are bounded in the log.
+        e.detail
+            .insert("action".into(), call.action.chars().take(128).collect());
+        e.detail
+            .insert("resource".into(), call.resource.chars().take(512).collect());
+        if let Some(h) = &outcome.holder {
+            e.detail.insert("holder".into(), h.clone());
+        }
+        if let Some(d) = &outcome.policy {
+            e.policies = d.policies.clone();
+            e.policy_hash = d.policy_hash.clone();
+        }
+        match (&outcome.denial, &outcome.policy) {
+            (None, Some(d)) if d.allowed => e.decision = "allow".into(),
+            (Some(d), _) => {
+                e.action = "invocation.denied".into();
+                e.decision = "deny".into();
+                e.reason = d.reason().code().into();
+                e.severity = Severity::Notice;
+            }
+            (None, policy) => {
+                e.action = "invocation.denied".into();
+                e.decision = "deny".into();
+                e.reason = format!(
+                    "POLICY_DENIED: {}",
+                    policy
+                        .as_ref()
+                        .map(|d| d.reason.as_str())
+                        .unwrap_or_default()
+                );
+                e.severity = Severity::Notice;
+            }
+        }
+        // Authorize changes no durable state: its audit record is committed with others in
+        // a batch (and made durable with the next flush), not one commit per call.
+        self.audit.record(e).await?;
+        Ok(outcome)
+    }
+
+    /// The Cedar `Invoke` decision for a verified chain.
+    #[expect(clippy::too_many_arguments, reason = "the parts of one call")]
+    pub(super) fn decide_invoke(
+        &self,
+        caller: &Caller,
+        outcome: &AuthorizeOutcome,
+        call: &Call,
+        context: &BTreeMap<String, String>,
+        depth: u32,
+        break_glass: bool,
+        now: u64,
+    ) -> Result<Decision, ApiError> {
+        let (Some(task_id), Some(holder_id)) = (outcome.task, outcome.holder.as_deref()) else {
+            return Err(ApiError::new(
+                tonic::Code::Internal,
+                "INTERNAL",
+                "a verified chain without task or holder",
+            ));
+        };
+        let refused =
+            |reason: String| Decision::refused(reason, self.policies.current().set.hash());
+        // The agents a decision may read include the holder: one store read each, on
+        // every online check.
+        let agents = self.related(&[holder_id, &caller.agent.id])?;
+        let Some(principal) = agents.iter().find(|a| a.id == holder_id).cloned() else {
+            return Ok(refused(format!(
+                "the holder `{holder_id}` is not registered"
+            )));
+        };
+        let Some(task) = self.store.task(&task_id)? else {
+            return Ok(refused(format!("task `{task_id}` is not registered")));
+        };
+        let task_hex = task_id.to_string();
+        let mut q = PolicyRequest::new(
+            Action::Invoke,
+            &principal,
+            Target::Call {
+                operation: &call.action,
+                resource: &call.resource,
+            },
+            now,
+        );
+        q.task = Some(task_info(&task, &task_hex));
+        q.agents = &agents;
+        q.tool = Some(&caller.agent.id);
+        q.depth = depth;
+        q.break_glass = break_glass;
+        q.signals = context;
+        Ok(self.decide(&q))
+    }
+}
