@@ -13,6 +13,7 @@ use tokio_stream::Stream;
 use tonic::{Request, Response, Status};
 
 use crate::convert::{capability_to_pb, parse_task_id, task_to_pb};
+use crate::coordinator::access::{self, Ask};
 use crate::coordinator::approvals::decode_request;
 use crate::error::ApiError;
 use crate::policy::LoadedPolicy;
@@ -165,9 +166,12 @@ impl ApprovalService for Api {
         let id = parse_task_id(&req.get_ref().task_id)?;
         // Checked before the stream starts, so a refusal is a plain error.
         let (a, _, _) = self.coordinator.approval(&caller, &id)?;
-        if a.requester != caller.agent.id && !caller.is_admin() {
-            return Err(ApiError::forbidden("only the requester may wait on its request").into());
-        }
+        access::check(
+            &caller,
+            Ask::WaitApproval {
+                requester: &a.requester,
+            },
+        )?;
         let coordinator = Arc::clone(&self.coordinator);
         let mut stop = self.stop.clone();
         let (tx, rx) = tokio::sync::mpsc::channel(8);
@@ -241,12 +245,7 @@ impl PolicyService for Api {
         &self,
         req: Request<pb::GetPolicyRequest>,
     ) -> Result<Response<pb::GetPolicyResponse>, Status> {
-        let caller = caller(&req)?;
-        if !caller.is_admin() && caller.agent.role != "auditor" {
-            return Err(
-                ApiError::forbidden("only admins and auditors may read the policy set").into(),
-            );
-        }
+        access::check(&caller(&req)?, Ask::ReadPolicy)?;
         Ok(Response::new(pb::GetPolicyResponse {
             policy: Some(policy_to_pb(&self.coordinator.policies().current())),
         }))
@@ -257,9 +256,7 @@ impl PolicyService for Api {
         req: Request<pb::ReloadPolicyRequest>,
     ) -> Result<Response<pb::ReloadPolicyResponse>, Status> {
         let caller = caller(&req)?;
-        if !caller.is_admin() {
-            return Err(ApiError::forbidden("only admins may reload the policy set").into());
-        }
+        access::check(&caller, Ask::ReloadPolicy)?;
         let r = self.coordinator.reload_policy(Some(&caller)).await?;
         Ok(Response::new(pb::ReloadPolicyResponse {
             policy: Some(policy_to_pb(&r.policy)),

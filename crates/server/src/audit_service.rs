@@ -11,6 +11,8 @@ use tonic::{Request, Response, Status};
 
 use crate::auth::Caller;
 use crate::convert::parse_task_id;
+use crate::coordinator::Role;
+use crate::coordinator::access::{self, Ask};
 use crate::error::ApiError;
 use crate::services::Api;
 
@@ -19,11 +21,8 @@ fn auditor<T>(req: &Request<T>) -> Result<Caller, Status> {
         ApiError::unauthenticated("UNSIGNED_REQUEST", "the request is not authenticated")
             .into_status()
     })?;
-    if caller.is_admin() || caller.agent.role == "auditor" {
-        Ok(caller)
-    } else {
-        Err(ApiError::forbidden("only admins and auditors may read the audit log").into_status())
-    }
+    access::check(&caller, Ask::ReadAuditLog)?;
+    Ok(caller)
 }
 
 fn severity_to_pb(s: Severity) -> pb::AuditSeverity {
@@ -144,7 +143,7 @@ impl AuditService for Api {
                     .flatten()
                     .is_some_and(|a| {
                         a.status == mandate_store::AgentStatus::Active
-                            && (a.role == "admin" || a.role == "auditor")
+                            && Role::of(&a.role).reads_everything()
                     });
                 if !still_allowed {
                     let _ = tx

@@ -17,6 +17,7 @@ use mandate_store::{AgentRecord, AgentStatus, Store};
 use tonic::body::Body;
 use tower::{Layer, Service};
 
+use crate::coordinator::Role;
 use crate::error::ApiError;
 
 /// The authenticated caller of a request.
@@ -32,9 +33,14 @@ pub struct Caller {
 }
 
 impl Caller {
+    /// The caller's role, as the coordinator's permission rules see it.
+    pub fn role(&self) -> Role {
+        Role::of(&self.agent.role)
+    }
+
     /// Whether the caller is an administrator.
     pub fn is_admin(&self) -> bool {
-        self.agent.role == "admin"
+        self.role() == Role::Admin
     }
 }
 

@@ -35,7 +35,7 @@ use tokio::sync::oneshot;
 pub use auth::Caller;
 pub use coordinator::{
     AuthorizeOutcome, Coordinator, CoordinatorConfig, Issued, Quotas, Registration, Reloaded,
-    RevocationEvent, RevokedLinks, Started, TaskRequest, TreeLink,
+    RevocationEvent, RevokedLinks, Role, Started, TaskRequest, TreeLink,
 };
 pub use error::{ApiError, ERROR_DOMAIN};
 pub use policy::{Decision, LoadedPolicy, Obligations, Policies};

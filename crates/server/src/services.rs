@@ -16,6 +16,7 @@ use tonic::{Request, Response, Status};
 
 use crate::auth::Caller;
 use crate::convert::*;
+use crate::coordinator::access::{self, Ask};
 use crate::coordinator::{
     Coordinator, Issued, Registration, RevocationEvent, Started, TaskRequest,
 };
@@ -209,22 +210,14 @@ impl TaskService for Api {
             .coordinator
             .task(&parse_task_id(&req.get_ref().task_id)?)?;
         // Intents can be sensitive: admins, auditors, the requester and holders in the tree.
-        if !caller.is_admin()
-            && caller.agent.role != "auditor"
-            && task.requester != caller.agent.id
-            && !self
-                .coordinator
-                .store()
-                .task_links(&task.id)
-                .map_err(ApiError::from)?
-                .iter()
-                .any(|l| l.holder == caller.agent.id)
-        {
-            return Err(ApiError::forbidden(
-                "only admins, auditors, the requester and holders in the task may read it",
-            )
-            .into());
-        }
+        let holds_a_link = || self.coordinator.holds_link_in(&task.id, &caller.agent.id);
+        access::check(
+            &caller,
+            Ask::ReadTask {
+                requester: &task.requester,
+                holds_a_link: &holds_a_link,
+            },
+        )?;
         Ok(Response::new(pb::GetTaskResponse {
             task: Some(task_to_pb(&task, self.coordinator.now())),
         }))
@@ -236,15 +229,17 @@ impl TaskService for Api {
     ) -> Result<Response<pb::ListTasksResponse>, Status> {
         let caller = caller(&req)?;
         let mut r = req.into_inner();
-        // Others' tasks are listed only for admins and auditors.
-        if !caller.is_admin() && caller.agent.role != "auditor" {
-            if r.requester_agent_id.is_empty() {
-                r.requester_agent_id = caller.agent.id.clone();
-            } else if r.requester_agent_id != caller.agent.id {
-                return Err(
-                    ApiError::forbidden("only admins and auditors may list others' tasks").into(),
-                );
-            }
+        // Others' tasks are listed only for admins and auditors: the rest see their own.
+        if r.requester_agent_id.is_empty() && !caller.role().reads_everything() {
+            r.requester_agent_id = caller.agent.id.clone();
+        }
+        if !r.requester_agent_id.is_empty() {
+            access::check(
+                &caller,
+                Ask::ListTasks {
+                    requester: &r.requester_agent_id,
+                },
+            )?;
         }
         let size = page_size(r.page_size);
         let state = task_state_from_pb(r.state)?;

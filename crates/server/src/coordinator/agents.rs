@@ -1,6 +1,7 @@
 //! Agents: registration (by an admin, or by an agent for its own workers) and disabling,
 //! which revokes every link the agent and the workers below it hold or issued.
 
+use super::access::{self, Ask, Role};
 use super::{Coordinator, RevokedLinks, event, with_decision};
 use crate::auth::Caller;
 use crate::error::ApiError;
@@ -71,23 +72,18 @@ impl Coordinator {
         if !caller.is_admin() {
             let caller_id = AgentId::new(caller.agent.id.clone())
                 .map_err(|e| ApiError::invalid(e.to_string()))?;
-            if parent.as_deref() != Some(caller.agent.id.as_str()) {
-                return Err(ApiError::forbidden(
-                    "only an admin may register agents; others may register their own workers (parent_agent_id = caller)",
-                ));
-            }
+            access::check(
+                caller,
+                Ask::RegisterAgent {
+                    parent: parent.as_deref(),
+                },
+            )?;
             if id.trust_domain() != caller_id.trust_domain() {
                 return Err(ApiError::forbidden(
                     "a worker must be in its parent's trust domain",
                 ));
             }
-            // Workers are workers: only an admin assigns roles that carry privileges
-            // (admin, auditor, tool, planner).
-            if !(r.role.is_empty() || r.role == "worker") {
-                return Err(ApiError::forbidden(
-                    "only an admin may assign a role other than `worker`",
-                ));
-            }
+            access::check(caller, Ask::AssignRole { role: &r.role })?;
             // Policy may rest on owner and labels: a worker cannot claim what its parent
             // does not have. The owner is inherited; every label must be the parent's.
             if !(r.owner.is_empty() || r.owner == caller.agent.owner) {
@@ -111,7 +107,7 @@ impl Coordinator {
             caller.agent.owner.clone()
         };
         let role = if r.role.is_empty() {
-            "worker".to_owned()
+            Role::Worker.as_str().to_owned()
         } else {
             r.role
         };
@@ -226,11 +222,12 @@ impl Coordinator {
     ) -> Result<(AgentRecord, RevokedLinks), ApiError> {
         let _w = self.writer.lock().await;
         let mut agent = self.agent(id)?;
-        if !caller.is_admin() && agent.parent.as_deref() != Some(caller.agent.id.as_str()) {
-            return Err(ApiError::forbidden(
-                "only an admin or the agent's parent may disable it",
-            ));
-        }
+        access::check(
+            caller,
+            Ask::DisableAgent {
+                parent: agent.parent.as_deref(),
+            },
+        )?;
         if agent.status == AgentStatus::Disabled {
             return Ok((agent, RevokedLinks::default()));
         }

@@ -9,6 +9,7 @@
 use prost::Message as _;
 use sha2::{Digest as _, Sha256};
 
+use super::access::{self, Ask, sees_all_approvals};
 use super::{
     Coordinator, Issued, TaskRequest, agent_key, check_request_size, event, grant_request,
     with_decision,
@@ -90,11 +91,6 @@ fn request_hash(task: &TaskId, requester: &str, request: &[u8]) -> String {
         h.update(part);
     }
     h.finalize().iter().map(|b| format!("{b:02x}")).collect()
-}
-
-/// Who may see every approval request (others see their own).
-fn sees_all(caller: &Caller) -> bool {
-    matches!(caller.agent.role.as_str(), "admin" | "auditor" | "human")
 }
 
 impl Coordinator {
@@ -189,11 +185,12 @@ impl Coordinator {
     ) -> Result<(ApprovalRecord, TaskRecord, Option<Chain>), ApiError> {
         let a = self.approval_now(task)?;
         let own = a.requester == caller.agent.id;
-        if !own && !sees_all(caller) {
-            return Err(ApiError::forbidden(
-                "only the requester, approvers, admins and auditors may read a request",
-            ));
-        }
+        access::check(
+            caller,
+            Ask::ReadApproval {
+                requester: &a.requester,
+            },
+        )?;
         let mut t = self.task(task)?;
         if a.state == ApprovalState::Expired && t.state == TaskState::PendingApproval {
             t.state = TaskState::Expired;
@@ -240,7 +237,7 @@ impl Coordinator {
                 if a.state == ApprovalState::Pending && now >= a.expires_ms {
                     a.state = ApprovalState::Expired;
                 }
-                if (sees_all(caller) || a.requester == caller.agent.id)
+                if (sees_all_approvals(caller.role()) || a.requester == caller.agent.id)
                     && state.is_none_or(|s| s == a.state)
                 {
                     if out.len() == limit {
@@ -592,14 +589,11 @@ impl Coordinator {
             self.audit_refusal(e, Some(caller)).await?;
             return Err(ApiError::invalid(why));
         }
-        if caller.agent.role != "human" {
+        if let Err(refusal) = access::check(caller, Ask::BreakGlass) {
             e.detail
                 .insert("refusal".into(), "break-glass is for people only".into());
             self.audit_refusal(e, Some(caller)).await?;
-            return Err(ApiError::forbidden(
-                "break-glass is for people only (agents registered with role `human`)",
-            )
-            .with_reason("HUMANS_ONLY"));
+            return Err(refusal);
         }
         let holder = agent_key(&caller.agent)?;
         let holder_agent =

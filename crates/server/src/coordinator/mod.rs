@@ -37,6 +37,7 @@ use crate::state::durability::{AfterFlush, Flusher};
 use crate::state::quota::QuotaLedger;
 use crate::state::revocations::Feed;
 
+pub(crate) mod access;
 mod admission;
 mod agents;
 pub(crate) mod approvals;
@@ -48,6 +49,7 @@ mod tasks;
 
 pub use crate::state::quota::Quotas;
 pub use crate::state::revocations::RevocationEvent;
+pub use access::Role;
 pub use agents::Registration;
 pub use approvals::Started;
 pub use authorize::AuthorizeOutcome;

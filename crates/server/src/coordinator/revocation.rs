@@ -1,6 +1,7 @@
 //! Revocation: revoking a link and its subtree, the cascade every revoking change shares,
 //! the delegation tree as it stands, the feed followers read, and garbage collection.
 
+use super::access::{self, Ask};
 use super::{Coordinator, RevokedLinks, event, read, write};
 use crate::auth::Caller;
 use crate::error::ApiError;
@@ -15,6 +16,15 @@ use tokio::sync::broadcast;
 pub type TreeLink = (LinkRecord, Option<mandate_store::RevocationRecord>);
 
 impl Coordinator {
+    /// Whether `agent` holds a link in `task`'s tree.
+    pub fn holds_link_in(&self, task: &TaskId, agent: &str) -> Result<bool, ApiError> {
+        Ok(self
+            .store
+            .task_links(task)?
+            .iter()
+            .any(|l| l.holder == agent))
+    }
+
     /// Revokes a link and its subtree. Allowed for admins, the task's requester, and the
     /// holder of the link or of any link above it.
     pub async fn revoke(
@@ -31,17 +41,23 @@ impl Coordinator {
             .link(id)?
             .ok_or_else(|| ApiError::not_found("link", &id.to_string()))?;
         let mut task = self.task(&link.task)?;
-        let mut allowed = caller.is_admin() || task.requester == caller.agent.id;
-        let mut cursor = Some(link.clone());
-        while let (false, Some(l)) = (allowed, cursor) {
-            allowed = l.holder == caller.agent.id;
-            cursor = l.parent.map(|p| self.store.link(&p)).transpose()?.flatten();
-        }
-        if !allowed {
-            return Err(ApiError::forbidden(
-                "only an admin, the task's requester or a holder at or above the link may revoke it",
-            ));
-        }
+        let holds_at_or_above = || {
+            let mut cursor = Some(link.clone());
+            while let Some(l) = cursor {
+                if l.holder == caller.agent.id {
+                    return Ok(true);
+                }
+                cursor = l.parent.map(|p| self.store.link(&p)).transpose()?.flatten();
+            }
+            Ok(false)
+        };
+        access::check(
+            caller,
+            Ask::Revoke {
+                requester: &task.requester,
+                holds_at_or_above: &holds_at_or_above,
+            },
+        )?;
         let now = self.now();
         let mut tasks = Vec::new();
         let mut roots = vec![*id];
@@ -185,14 +201,14 @@ impl Coordinator {
     ) -> Result<(TaskRecord, Vec<TreeLink>), ApiError> {
         let task = self.task(id)?;
         let mut links = self.store.task_links(id)?;
-        if !caller.is_admin()
-            && task.requester != caller.agent.id
-            && !links.iter().any(|l| l.holder == caller.agent.id)
-        {
-            return Err(ApiError::forbidden(
-                "only an admin, the requester or a holder in the tree may read it",
-            ));
-        }
+        let holds_a_link = || Ok(links.iter().any(|l| l.holder == caller.agent.id));
+        access::check(
+            caller,
+            Ask::ReadTree {
+                requester: &task.requester,
+                holds_a_link: &holds_a_link,
+            },
+        )?;
         // Parents first: sort by depth (computed once from a map), then creation.
         let parents: HashMap<LinkId, Option<LinkId>> =
             links.iter().map(|l| (l.id, l.parent)).collect();

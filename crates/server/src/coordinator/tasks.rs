@@ -1,6 +1,7 @@
 //! Tasks and their grants: starting a task (policy decides: grant, deny or approval),
 //! issuing and renewing its root link, ending it (which revokes its whole tree).
 
+use super::access::{self, Ask};
 use super::{Coordinator, Issued, RevokedLinks, Started, agent_key, event, with_decision};
 use crate::auth::Caller;
 use crate::error::ApiError;
@@ -279,11 +280,12 @@ impl Coordinator {
         let _w = self.writer.lock().await;
         self.current(caller)?;
         let mut task = self.task(id)?;
-        if !caller.is_admin() && task.requester != caller.agent.id {
-            return Err(ApiError::forbidden(
-                "only the task's requester or an admin may end it",
-            ));
-        }
+        access::check(
+            caller,
+            Ask::EndTask {
+                requester: &task.requester,
+            },
+        )?;
         if task.state.is_final() {
             return Err(ApiError::precondition(
                 "TASK_ENDED",
@@ -353,11 +355,12 @@ impl Coordinator {
     ) -> Result<Issued, ApiError> {
         check_signals(signals)?;
         let task = self.task(id)?;
-        if task.requester != caller.agent.id {
-            return Err(ApiError::forbidden(
-                "only the task's requester may renew its grant",
-            ));
-        }
+        access::check(
+            caller,
+            Ask::Renew {
+                requester: &task.requester,
+            },
+        )?;
         let now = self.now();
         if task.state != TaskState::Active || now >= task.deadline_ms {
             return Err(ApiError::precondition(
