@@ -7,14 +7,11 @@
 
 #![forbid(unsafe_code)]
 
-mod approval_service;
-mod audit_service;
+mod api;
 mod auth;
-mod convert;
 mod coordinator;
 mod error;
-mod policy;
-mod services;
+mod policies;
 mod state;
 
 use std::net::SocketAddr;
@@ -32,14 +29,14 @@ use mandate_proto::v1::task_service_server::TaskServiceServer;
 use mandate_store::{AgentRecord, AgentStatus, AuditEvent, Change, Severity, SledStore, Store};
 use tokio::sync::oneshot;
 
+pub use api::Api;
 pub use auth::Caller;
 pub use coordinator::{
     AuthorizeOutcome, Coordinator, CoordinatorConfig, Issued, Quotas, Registration, Reloaded,
     RevocationEvent, RevokedLinks, Role, Started, TaskRequest, TreeLink,
 };
 pub use error::{ApiError, ERROR_DOMAIN};
-pub use policy::{Decision, LoadedPolicy, Obligations, Policies};
-pub use services::Api;
+pub use policies::{Decision, LoadedPolicy, Obligations, Policies};
 
 /// How long shutdown waits for calls and connections to finish.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);

@@ -18,7 +18,7 @@ use tokio::sync::oneshot;
 use super::{Coordinator, Issued, lock, read};
 use crate::auth::Caller;
 use crate::error::ApiError;
-use crate::policy::Decision;
+use crate::policies::Decision;
 
 /// A delegation checked and sealed outside the writer lock, with where to answer.
 pub(super) struct Pending {

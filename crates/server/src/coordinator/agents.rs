@@ -5,7 +5,7 @@ use super::access::{self, Ask, Role};
 use super::{Coordinator, RevokedLinks, event, with_decision};
 use crate::auth::Caller;
 use crate::error::ApiError;
-use crate::policy::agent_info;
+use crate::policies::agent_info;
 use mandate_core::{AgentId, PublicKey};
 use mandate_policy::Request as PolicyRequest;
 use mandate_policy::{Action, AgentInfo, Target};

@@ -14,10 +14,10 @@ use super::{
     Coordinator, Issued, TaskRequest, agent_key, check_request_size, event, grant_request,
     with_decision,
 };
+use crate::api::convert::{capability_from_pb, capability_to_pb};
 use crate::auth::Caller;
-use crate::convert::{capability_from_pb, capability_to_pb};
 use crate::error::ApiError;
-use crate::policy::{Decision, agent_info, check_signals, task_info};
+use crate::policies::{Decision, agent_info, check_signals, task_info};
 use mandate_core::{AgentId, Capability, Chain, LinkKind, LinkSpec, TaskId};
 use mandate_policy::Request as PolicyRequest;
 use mandate_policy::{Action, Target, TaskInfo};

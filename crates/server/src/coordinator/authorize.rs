@@ -4,7 +4,7 @@
 use super::{Coordinator, event, read};
 use crate::auth::Caller;
 use crate::error::ApiError;
-use crate::policy::{Decision, check_signals, task_info};
+use crate::policies::{Decision, check_signals, task_info};
 use mandate_core::{Call, Denial, LinkId, LinkKind, Reason, TaskId};
 use mandate_policy::Request as PolicyRequest;
 use mandate_policy::{Action, Target};

@@ -6,7 +6,7 @@ use super::admission;
 use super::{Coordinator, Issued, agent_key, event, lock, read, with_decision};
 use crate::auth::Caller;
 use crate::error::ApiError;
-use crate::policy::{agent_info, check_signals, task_info};
+use crate::policies::{agent_info, check_signals, task_info};
 use mandate_policy::Request as PolicyRequest;
 use mandate_policy::{Action, Target};
 use mandate_store::{AgentStatus, Severity};

@@ -5,8 +5,8 @@
 use super::{Coordinator, RevokedLinks, event, read, with_decision};
 use crate::auth::Caller;
 use crate::error::ApiError;
-use crate::policy::LoadedPolicy;
-use crate::policy::{Decision, task_info};
+use crate::policies::LoadedPolicy;
+use crate::policies::{Decision, task_info};
 use mandate_core::{LinkId, LinkKind, TaskId};
 use mandate_policy::Request as PolicyRequest;
 use mandate_policy::{Action, Target};

@@ -31,7 +31,7 @@ use tokio::sync::Mutex;
 
 use crate::auth::Caller;
 use crate::error::ApiError;
-use crate::policy::{Decision, Policies, agent_info};
+use crate::policies::{Decision, Policies, agent_info};
 use crate::state::audit::AuditWriter;
 use crate::state::durability::{AfterFlush, Flusher};
 use crate::state::quota::QuotaLedger;
@@ -44,6 +44,7 @@ pub(crate) mod approvals;
 mod authorize;
 mod delegation;
 mod drift;
+mod reads;
 mod revocation;
 mod tasks;
 

@@ -5,7 +5,7 @@ use super::access::{self, Ask};
 use super::{Coordinator, Issued, RevokedLinks, Started, agent_key, event, with_decision};
 use crate::auth::Caller;
 use crate::error::ApiError;
-use crate::policy::{Decision, agent_info, check_signals, task_info};
+use crate::policies::{Decision, agent_info, check_signals, task_info};
 use mandate_core::{AgentId, Capability, Chain, LinkKind, LinkSpec, TaskId};
 use mandate_policy::Request as PolicyRequest;
 use mandate_policy::{Action, AgentInfo, Target, TaskInfo};

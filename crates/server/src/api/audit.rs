@@ -9,12 +9,11 @@ use mandate_store::{AuditFilter, AuditRecord, Severity};
 use tokio_stream::Stream;
 use tonic::{Request, Response, Status};
 
+use super::Api;
+use super::convert::parse_task_id;
 use crate::auth::Caller;
-use crate::convert::parse_task_id;
-use crate::coordinator::Role;
 use crate::coordinator::access::{self, Ask};
 use crate::error::ApiError;
-use crate::services::Api;
 
 fn auditor<T>(req: &Request<T>) -> Result<Caller, Status> {
     let caller = req.extensions().get::<Caller>().cloned().ok_or_else(|| {
@@ -99,10 +98,8 @@ impl AuditService for Api {
             0 => 100,
             n => (n as usize).min(MAX_PAGE),
         };
-        let store = self.coordinator.store();
-        let head_seq = store.audit_head().map_err(ApiError::from)?.0;
-        let (records, more) =
-            mandate_store::query_audit(&**store, &filter, after, size).map_err(ApiError::from)?;
+        let head_seq = self.coordinator.audit_head_seq()?;
+        let (records, more) = self.coordinator.query_audit(&filter, after, size)?;
         let next = if more {
             records
                 .last()
@@ -136,16 +133,7 @@ impl AuditService for Api {
             let mut cursor = r.after_seq;
             loop {
                 // The stream lasts only as long as the watcher may read the log.
-                let still_allowed = coordinator
-                    .store()
-                    .agent(&watcher)
-                    .ok()
-                    .flatten()
-                    .is_some_and(|a| {
-                        a.status == mandate_store::AgentStatus::Active
-                            && Role::of(&a.role).reads_everything()
-                    });
-                if !still_allowed {
+                if !coordinator.may_still_read_audit(&watcher) {
                     let _ = tx
                         .send(Err(ApiError::forbidden(
                             "the watcher is no longer allowed to read the audit log",
@@ -155,10 +143,10 @@ impl AuditService for Api {
                     return;
                 }
                 loop {
-                    let batch = match coordinator.store().audit_after(cursor, 256) {
+                    let batch = match coordinator.audit_after(cursor, 256) {
                         Ok(b) => b,
                         Err(e) => {
-                            let _ = tx.send(Err(ApiError::from(e).into_status())).await;
+                            let _ = tx.send(Err(e.into_status())).await;
                             return;
                         }
                     };
@@ -193,13 +181,7 @@ impl AuditService for Api {
     ) -> Result<Response<pb::VerifyAuditLogResponse>, Status> {
         auditor(&req)?;
         let r = req.into_inner();
-        let store = std::sync::Arc::clone(self.coordinator.store());
-        let v = tokio::task::spawn_blocking(move || {
-            mandate_store::verify_audit(&*store, r.from_seq, r.to_seq)
-        })
-        .await
-        .map_err(|e| ApiError::new(tonic::Code::Internal, "INTERNAL", e.to_string()))?
-        .map_err(ApiError::from)?;
+        let v = self.coordinator.verify_audit(r.from_seq, r.to_seq).await?;
         Ok(Response::new(pb::VerifyAuditLogResponse {
             intact: v.intact(),
             checked: v.checked,
@@ -219,15 +201,15 @@ impl AuditService for Api {
         auditor(&req)?;
         let r = req.into_inner();
         let filter = filter_from_pb(r.filter)?;
-        let store = std::sync::Arc::clone(self.coordinator.store());
+        let coordinator = std::sync::Arc::clone(&self.coordinator);
         let (tx, rx) = tokio::sync::mpsc::channel(16);
         tokio::spawn(async move {
             let mut cursor = r.after_seq;
             loop {
-                let batch = match store.audit_after(cursor, 512) {
+                let batch = match coordinator.audit_after(cursor, 512) {
                     Ok(b) => b,
                     Err(e) => {
-                        let _ = tx.send(Err(ApiError::from(e).into_status())).await;
+                        let _ = tx.send(Err(e.into_status())).await;
                         return;
                     }
                 };

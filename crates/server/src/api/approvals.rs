@@ -1,4 +1,4 @@
-//! `ApprovalService` and `PolicyService`: thin adapters over the coordinator.
+//! `ApprovalService`: pending grant requests, approving, denying, waiting.
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -7,17 +7,15 @@ use std::time::Duration;
 use mandate_core::TaskId;
 use mandate_proto::v1 as pb;
 use mandate_proto::v1::approval_service_server::ApprovalService;
-use mandate_proto::v1::policy_service_server::PolicyService;
 use mandate_store::{ApprovalRecord, ApprovalState, TaskRecord};
 use tokio_stream::Stream;
 use tonic::{Request, Response, Status};
 
-use crate::convert::{capability_to_pb, parse_task_id, task_to_pb};
+use super::convert::{capability_to_pb, parse_task_id, task_to_pb};
+use super::{Api, caller, decision_to_pb, page_size};
 use crate::coordinator::access::{self, Ask};
 use crate::coordinator::approvals::decode_request;
 use crate::error::ApiError;
-use crate::policy::LoadedPolicy;
-use crate::services::{Api, caller, decision_to_pb, ids, page_size};
 
 fn state_to_pb(s: ApprovalState) -> pb::ApprovalState {
     match s {
@@ -217,53 +215,5 @@ impl ApprovalService for Api {
         Ok(Response::new(Box::pin(
             tokio_stream::wrappers::ReceiverStream::new(rx),
         )))
-    }
-}
-
-fn policy_to_pb(p: &LoadedPolicy) -> pb::PolicyInfo {
-    pb::PolicyInfo {
-        policy_hash: p.set.hash().to_owned(),
-        source: p.source.clone(),
-        files: p.set.files().to_vec(),
-        policies: p
-            .set
-            .policies()
-            .into_iter()
-            .map(|(id, permit, o)| pb::PolicySummary {
-                policy_id: id,
-                permit,
-                obligations: o.to_string(),
-            })
-            .collect(),
-        load_time_ms: p.loaded_ms,
-    }
-}
-
-#[tonic::async_trait]
-impl PolicyService for Api {
-    async fn get_policy(
-        &self,
-        req: Request<pb::GetPolicyRequest>,
-    ) -> Result<Response<pb::GetPolicyResponse>, Status> {
-        access::check(&caller(&req)?, Ask::ReadPolicy)?;
-        Ok(Response::new(pb::GetPolicyResponse {
-            policy: Some(policy_to_pb(&self.coordinator.policies().current())),
-        }))
-    }
-
-    async fn reload_policy(
-        &self,
-        req: Request<pb::ReloadPolicyRequest>,
-    ) -> Result<Response<pb::ReloadPolicyResponse>, Status> {
-        let caller = caller(&req)?;
-        access::check(&caller, Ask::ReloadPolicy)?;
-        let r = self.coordinator.reload_policy(Some(&caller)).await?;
-        Ok(Response::new(pb::ReloadPolicyResponse {
-            policy: Some(policy_to_pb(&r.policy)),
-            previous_policy_hash: r.previous_hash,
-            reevaluated_links: u32::try_from(r.reevaluated).unwrap_or(u32::MAX),
-            revoked_link_ids: ids(&r.revoked.links),
-            revocation_epoch: r.revoked.epoch,
-        }))
     }
 }

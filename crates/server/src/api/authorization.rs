@@ -1,0 +1,200 @@
+//! `AuthorizationService`: online authorisation, the revocation feed, the trust bundle.
+
+use std::pin::Pin;
+use std::sync::Arc;
+
+use mandate_proto::v1 as pb;
+use mandate_proto::v1::authorization_service_server::AuthorizationService;
+use tokio::sync::broadcast::error::RecvError;
+use tokio_stream::Stream;
+use tonic::{Request, Response, Status};
+
+use super::convert::*;
+use super::{Api, caller, ids};
+use crate::coordinator::RevocationEvent;
+
+type FeedStream = Pin<Box<dyn Stream<Item = Result<pb::WatchRevocationsResponse, Status>> + Send>>;
+
+fn revoked_pb(links: &[(mandate_core::LinkId, u64)], epoch: u64) -> Vec<pb::RevokedLink> {
+    links
+        .iter()
+        .map(|(l, e)| pb::RevokedLink {
+            link_id: l.to_string(),
+            expires_at_ms: *e,
+            epoch,
+        })
+        .collect()
+}
+
+fn snapshot_msg(s: &RevocationEvent) -> pb::WatchRevocationsResponse {
+    pb::WatchRevocationsResponse {
+        event: Some(pb::watch_revocations_response::Event::Snapshot(
+            pb::RevocationSnapshot {
+                epoch: s.epoch,
+                links: revoked_pb(&s.links, s.epoch),
+            },
+        )),
+    }
+}
+
+fn batch_msg(epoch: u64, links: Vec<pb::RevokedLink>) -> pb::WatchRevocationsResponse {
+    pb::WatchRevocationsResponse {
+        event: Some(pb::watch_revocations_response::Event::Batch(
+            pb::RevocationBatch { epoch, links },
+        )),
+    }
+}
+
+#[tonic::async_trait]
+impl AuthorizationService for Api {
+    async fn authorize(
+        &self,
+        req: Request<pb::AuthorizeRequest>,
+    ) -> Result<Response<pb::AuthorizeResponse>, Status> {
+        let caller = caller(&req)?;
+        let r = req.into_inner();
+        let call = call_from_pb(r.action, r.resource, r.args)?;
+        let o = self
+            .coordinator
+            .authorize(
+                &caller,
+                &r.chain,
+                &r.invocation,
+                &call,
+                &r.context,
+                r.refuse_break_glass,
+            )
+            .await?;
+        let allowed = o.allowed();
+        let (reason, detail) = match (&o.denial, &o.policy) {
+            (Some(d), _) => (d.reason().code().to_owned(), d.detail().to_owned()),
+            (None, Some(p)) if !p.allowed => ("POLICY_DENIED".to_owned(), p.reason.clone()),
+            _ => (String::new(), String::new()),
+        };
+        Ok(Response::new(pb::AuthorizeResponse {
+            allowed,
+            reason,
+            detail,
+            link_index: o
+                .denial
+                .as_ref()
+                .and_then(|d| d.link_index())
+                .and_then(|i| i32::try_from(i).ok())
+                .unwrap_or(-1),
+            task_id: o.task.map(|t| t.to_string()).unwrap_or_default(),
+            holder_agent_id: o.holder.unwrap_or_default(),
+            link_ids: ids(&o.links),
+            expires_at_ms: o.expires_at_ms,
+            revocation_epoch: o.epoch,
+            policy_ids: o
+                .policy
+                .as_ref()
+                .map(|p| p.policies.clone())
+                .unwrap_or_default(),
+            policy_hash: o
+                .policy
+                .as_ref()
+                .map(|p| p.policy_hash.clone())
+                .unwrap_or_default(),
+        }))
+    }
+
+    type WatchRevocationsStream = FeedStream;
+
+    async fn watch_revocations(
+        &self,
+        req: Request<pb::WatchRevocationsRequest>,
+    ) -> Result<Response<FeedStream>, Status> {
+        caller(&req)?;
+        let after = req.get_ref().after_epoch;
+        let coordinator = Arc::clone(&self.coordinator);
+        // Subscribe before reading the state, so nothing falls between the two.
+        let mut rx = coordinator.subscribe();
+        let snapshot = coordinator.revocation_snapshot();
+        let first = if after == 0 || after > snapshot.epoch {
+            snapshot_msg(&snapshot)
+        } else {
+            let links = coordinator
+                .revocations_after(after)?
+                .into_iter()
+                .filter(|(_, _, e)| *e <= snapshot.epoch)
+                .map(|(l, exp, e)| pb::RevokedLink {
+                    link_id: l.to_string(),
+                    expires_at_ms: exp,
+                    epoch: e,
+                })
+                .collect();
+            batch_msg(snapshot.epoch, links)
+        };
+        let heartbeat = self.heartbeat;
+        let mut stop = self.stop.clone();
+        let stream = async_stream(move |tx| async move {
+            let mut epoch = snapshot.epoch;
+            if tx.send(Ok(first)).await.is_err() {
+                return;
+            }
+            let mut tick = tokio::time::interval(heartbeat);
+            tick.tick().await;
+            loop {
+                let msg = tokio::select! {
+                    ev = rx.recv() => match ev {
+                        Ok(ev) if ev.epoch <= epoch => continue,
+                        Ok(ev) => {
+                            epoch = ev.epoch;
+                            batch_msg(ev.epoch, revoked_pb(&ev.links, ev.epoch))
+                        }
+                        // Too slow to follow: start over from a fresh snapshot.
+                        Err(RecvError::Lagged(_)) => {
+                            let s = coordinator.revocation_snapshot();
+                            epoch = s.epoch;
+                            snapshot_msg(&s)
+                        }
+                        Err(RecvError::Closed) => return,
+                    },
+                    _ = tick.tick() => pb::WatchRevocationsResponse {
+                        event: Some(pb::watch_revocations_response::Event::Heartbeat(pb::Heartbeat {
+                            epoch,
+                            time_ms: coordinator.now(),
+                        })),
+                    },
+                    _ = tx.closed() => return,
+                    _ = stop.changed() => return,
+                };
+                if tx.send(Ok(msg)).await.is_err() {
+                    return;
+                }
+            }
+        });
+        Ok(Response::new(stream))
+    }
+
+    async fn get_trust_bundle(
+        &self,
+        req: Request<pb::GetTrustBundleRequest>,
+    ) -> Result<Response<pb::GetTrustBundleResponse>, Status> {
+        caller(&req)?;
+        let keys = self
+            .coordinator
+            .trust_bundle()
+            .keys()
+            .iter()
+            .map(|k| pb::TrustedKey {
+                public_key: k.key().as_bytes().to_vec(),
+                not_before_ms: k.not_before_ms(),
+                not_after_ms: k.not_after_ms(),
+            })
+            .collect();
+        Ok(Response::new(pb::GetTrustBundleResponse { keys }))
+    }
+}
+
+/// A stream fed by a task through a bounded channel; the task stops when the client goes.
+fn async_stream<F, Fut>(f: F) -> FeedStream
+where
+    F: FnOnce(tokio::sync::mpsc::Sender<Result<pb::WatchRevocationsResponse, Status>>) -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let (tx, rx) = tokio::sync::mpsc::channel(64);
+    tokio::spawn(f(tx));
+    Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx))
+}

@@ -1,0 +1,74 @@
+//! Reads that change nothing: agent and task listings, and the audit log (query, follow,
+//! verify, export). Who may read what is `access`; these only read.
+
+use mandate_core::TaskId;
+use mandate_store::{
+    AgentRecord, AgentStatus, AuditFilter, AuditRecord, AuditVerification, TaskRecord,
+};
+
+use super::Coordinator;
+use super::access::Role;
+use crate::error::ApiError;
+
+impl Coordinator {
+    /// Agents in id order, after `after`.
+    pub fn list_agents(
+        &self,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<AgentRecord>, ApiError> {
+        Ok(self.store.agents(after, limit)?)
+    }
+
+    /// Tasks in id order, after `after`.
+    pub fn tasks_after(
+        &self,
+        after: Option<&TaskId>,
+        limit: usize,
+    ) -> Result<Vec<TaskRecord>, ApiError> {
+        Ok(self.store.tasks(after, limit)?)
+    }
+
+    /// The sequence number of the newest audit record.
+    pub fn audit_head_seq(&self) -> Result<u64, ApiError> {
+        Ok(self.store.audit_head()?.0)
+    }
+
+    /// Audit records matching `filter` after sequence `after`, at most `limit`, and whether
+    /// more follow.
+    pub fn query_audit(
+        &self,
+        filter: &AuditFilter,
+        after: u64,
+        limit: usize,
+    ) -> Result<(Vec<AuditRecord>, bool), ApiError> {
+        Ok(mandate_store::query_audit(
+            &*self.store,
+            filter,
+            after,
+            limit,
+        )?)
+    }
+
+    /// Up to `limit` audit records after sequence `after`.
+    pub fn audit_after(&self, after: u64, limit: usize) -> Result<Vec<AuditRecord>, ApiError> {
+        Ok(self.store.audit_after(after, limit)?)
+    }
+
+    /// Recomputes the audit log's hash chain over `from..=to` (0: the whole log).
+    pub async fn verify_audit(&self, from: u64, to: u64) -> Result<AuditVerification, ApiError> {
+        let store = std::sync::Arc::clone(&self.store);
+        tokio::task::spawn_blocking(move || mandate_store::verify_audit(&*store, from, to))
+            .await
+            .map_err(|e| ApiError::new(tonic::Code::Internal, "INTERNAL", e.to_string()))?
+            .map_err(ApiError::from)
+    }
+
+    /// Whether `agent` may still read the audit log (a follower's stream ends when not):
+    /// active, and a role that reads everything.
+    pub fn may_still_read_audit(&self, agent: &str) -> bool {
+        self.store.agent(agent).ok().flatten().is_some_and(|a| {
+            a.status == AgentStatus::Active && Role::of(&a.role).reads_everything()
+        })
+    }
+}
