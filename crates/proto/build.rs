@@ -24,6 +24,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         prost::Message::encode_to_vec(&descriptors),
     )?;
     tonic_prost_build::configure()
+        // The token wire types exist once, in mandate-core, with their conversions.
+        .extern_path(".mandate.token.v1", "::mandate_core::pb")
         .btree_map(".")
         // Undecodable requests are the caller's error, not the server's (see `codec.rs`).
         .codec_path("crate::codec::StrictCodec")

@@ -9,7 +9,6 @@ use mandate_core::{
     AgentId, Call, Capability, Chain, Invocation, Limits, LinkSpec, NoRevocations, PublicKey,
     SigningKey, TrustBundle, Value, Verifier, VerifierConfig, keyfile,
 };
-use mandate_proto::token as tpb;
 use mandate_proto::v1 as pb;
 use serde_json::{Value as Json, json};
 
@@ -252,14 +251,6 @@ pub(crate) fn parse_cap(s: &str) -> anyhow::Result<Capability> {
     Ok(Capability::new(resource, actions.split(','))?)
 }
 
-pub(crate) fn cap_to_pb(c: &Capability) -> tpb::Capability {
-    tpb::Capability {
-        resource: c.resource.to_string(),
-        actions: c.actions.to_strings(),
-        constraints: vec![],
-    }
-}
-
 fn parse_args(args: &[String]) -> anyhow::Result<BTreeMap<String, Value>> {
     args.iter()
         .map(|a| {
@@ -497,7 +488,7 @@ pub(crate) async fn task(cmd: TaskCommand, conn: &Connection) -> anyhow::Result<
         } => {
             let capabilities = caps
                 .iter()
-                .map(|c| parse_cap(c).map(|c| cap_to_pb(&c)))
+                .map(|c| parse_cap(c).map(|c| c.to_pb()))
                 .collect::<anyhow::Result<_>>()?;
             let r = client
                 .start_task(pb::StartTaskRequest {
@@ -883,7 +874,7 @@ pub(crate) async fn inspect(a: InspectArgs, conn: &Connection) -> anyhow::Result
                 "kind": b.kind.as_str(),
                 "holder": b.holder_agent.as_str(),
                 "holder_key": b.holder.to_string(),
-                "scope": scope(&b.capabilities.iter().map(cap_to_pb).collect::<Vec<_>>()),
+                "scope": scope(&b.capabilities.iter().map(Capability::to_pb).collect::<Vec<_>>()),
                 "not_before_ms": b.not_before_ms,
                 "expires_at_ms": b.expires_at_ms,
                 "max_depth": b.max_depth,

@@ -8,7 +8,7 @@ use serde_json::{Value as Json, json};
 
 use crate::Outcome;
 use crate::client::{Connection, time};
-use crate::commands::{cap_to_pb, parse_cap, parse_ttl, print, task_json, write_new};
+use crate::commands::{parse_cap, parse_ttl, print, task_json, write_new};
 
 /// `mandate policy ...`.
 #[derive(clap::Subcommand, Debug)]
@@ -403,7 +403,7 @@ pub(crate) async fn break_glass(a: BreakGlassArgs, conn: &Connection) -> anyhow:
     let capabilities = a
         .caps
         .iter()
-        .map(|c| parse_cap(c).map(|c| cap_to_pb(&c)))
+        .map(|c| parse_cap(c).map(|c| c.to_pb()))
         .collect::<anyhow::Result<_>>()?;
     let r = client
         .break_glass(pb::BreakGlassRequest {

@@ -110,4 +110,4 @@ pub use request::{
 pub use revocation::{NoRevocations, RevocationEntry, RevocationList, RevocationSet};
 pub use trust::{TrustBundle, TrustedKey};
 pub use verify::{VerifiedChain, Verifier, VerifierConfig};
-pub use wire::FORMAT_VERSION;
+pub use wire::{FORMAT_VERSION, pb};

@@ -11,9 +11,11 @@ use crate::id::{AgentId, Digest, LinkId, TaskId};
 use crate::limits::Limits;
 use crate::reason::{Denial, Reason};
 
-/// Generated from `proto/mandate/token/v1/token.proto`.
-#[expect(unreachable_pub, reason = "generated code")]
-pub(crate) mod pb {
+/// The token wire types (`mandate.token.v1`), generated from
+/// `proto/mandate/token/v1/token.proto`: the one copy every crate uses (`mandate-proto`
+/// maps the package here), converted to and from the domain types only by this crate
+/// ([`Capability::to_pb`], [`Capability::from_pb`], [`Call::args_to_pb`], [`Call::from_pb`]).
+pub mod pb {
     include!(concat!(env!("OUT_DIR"), "/mandate.token.v1.rs"));
 }
 
@@ -286,4 +288,36 @@ pub(crate) fn check_size(len: usize, max: usize, what: &str) -> Result<(), Denia
         ));
     }
     Ok(())
+}
+
+impl Capability {
+    /// The wire form.
+    pub fn to_pb(&self) -> pb::Capability {
+        capability_to_pb(self)
+    }
+
+    /// Reads the wire form with the token's rules and `limits`, as a verifier reads a
+    /// link's capabilities: the same reasons (`MALFORMED`, `LIMIT_EXCEEDED`,
+    /// `UNKNOWN_CONSTRAINT`) for the same defects.
+    pub fn from_pb(c: pb::Capability, limits: &Limits) -> Result<Capability, Denial> {
+        capability_from_pb(c, limits)
+    }
+}
+
+impl Call {
+    /// The call's arguments in wire form, in name order.
+    pub fn args_to_pb(&self) -> Vec<pb::Argument> {
+        args_to_pb(self)
+    }
+
+    /// Reads a call from its wire parts with the rules a proof's call follows: a non-empty
+    /// action and resource without `*`, unique argument names, every argument with a value.
+    pub fn from_pb(
+        action: String,
+        resource: String,
+        args: Vec<pb::Argument>,
+        limits: &Limits,
+    ) -> Result<Call, Denial> {
+        call_from_pb(action, resource, args, limits)
+    }
 }

@@ -8,32 +8,21 @@
 
 pub mod codec;
 
-// Generated modules nest like the proto packages so cross-package paths resolve.
-#[expect(
-    clippy::all,
-    clippy::pedantic,
-    unreachable_pub,
-    reason = "generated code"
-)]
+// Generated code, nested like the proto package.
+#[expect(clippy::all, clippy::pedantic, reason = "generated code")]
 mod mandate {
     /// `mandate.v1`.
     pub mod v1 {
         include!(concat!(env!("OUT_DIR"), "/mandate.v1.rs"));
-    }
-    /// `mandate.token`.
-    pub mod token {
-        /// `mandate.token.v1`.
-        pub mod v1 {
-            include!(concat!(env!("OUT_DIR"), "/mandate.token.v1.rs"));
-        }
     }
 }
 
 /// Package `mandate.v1`: the coordinator services.
 pub use mandate::v1;
 
-/// Package `mandate.token.v1`: the token wire format.
-pub use mandate::token::v1 as token;
+/// Package `mandate.token.v1`: the token wire format. Its types are mandate-core's
+/// (`mandate_core::pb`), which converts them to and from the domain types.
+pub use mandate_core::pb as token;
 
 /// The encoded `FileDescriptorSet` of every Mandate proto, for gRPC server reflection.
 pub const FILE_DESCRIPTOR_SET: &[u8] =

@@ -261,20 +261,9 @@ impl ToolVerifier {
 }
 
 /// A call's arguments as the API carries them (`AuthorizeRequest.args`).
+/// (Shorthand for [`Call::args_to_pb`].)
 pub fn call_args_to_pb(call: &Call) -> Vec<mandate_proto::token::Argument> {
-    use mandate_proto::token::{Argument, Value as PbValue, value::Kind};
-    call.args
-        .iter()
-        .map(|(name, v)| Argument {
-            name: name.clone(),
-            value: Some(PbValue {
-                kind: Some(match v {
-                    mandate_core::Value::Text(s) => Kind::Text(s.clone()),
-                    mandate_core::Value::Int(i) => Kind::Int(*i),
-                }),
-            }),
-        })
-        .collect()
+    call.args_to_pb()
 }
 
 fn offline_decision(

@@ -11,7 +11,7 @@ use mandate_store::{ApprovalRecord, ApprovalState, TaskRecord};
 use tokio_stream::Stream;
 use tonic::{Request, Response, Status};
 
-use super::convert::{capability_to_pb, parse_task_id, task_to_pb};
+use super::convert::{parse_task_id, task_to_pb};
 use super::{Api, caller, decision_to_pb, page_size};
 use crate::coordinator::access::{self, Ask};
 use crate::coordinator::approvals::decode_request;
@@ -48,7 +48,11 @@ fn approval_to_pb(a: &ApprovalRecord) -> Result<pb::Approval, ApiError> {
             text: r.intent,
             fields: r.intent_fields,
         }),
-        capabilities: r.capabilities.iter().map(capability_to_pb).collect(),
+        capabilities: r
+            .capabilities
+            .iter()
+            .map(mandate_core::Capability::to_pb)
+            .collect(),
         ttl_ms: r.ttl_ms,
         max_depth: r.max_depth,
         state: state_to_pb(a.state).into(),

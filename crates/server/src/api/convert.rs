@@ -1,116 +1,25 @@
 //! Conversions between the generated API types and domain types.
 
-use mandate_core::{
-    Actions, Call, Capability, Condition, Constraint, LinkId, ResourcePattern, TaskId, Value,
-};
+use mandate_core::{Call, Capability, Limits, LinkId, TaskId};
 use mandate_proto::token as tpb;
 use mandate_proto::v1 as pb;
 use mandate_store::{AgentRecord, AgentStatus, TaskRecord, TaskState};
 
 use crate::error::ApiError;
 
-fn value_from_pb(v: Option<tpb::Value>) -> Result<Value, ApiError> {
-    match v.and_then(|v| v.kind) {
-        Some(tpb::value::Kind::Text(s)) => Ok(Value::Text(s)),
-        Some(tpb::value::Kind::Int(i)) => Ok(Value::Int(i)),
-        None => Err(ApiError::invalid("a value has no kind")),
-    }
-}
-
-fn value_to_pb(v: &Value) -> tpb::Value {
-    tpb::Value {
-        kind: Some(match v {
-            Value::Text(s) => tpb::value::Kind::Text(s.clone()),
-            Value::Int(i) => tpb::value::Kind::Int(*i),
-        }),
-    }
-}
-
-/// A requested capability, validated.
+/// A requested capability, read with the token's rules (mandate-core's conversion).
 pub(crate) fn capability_from_pb(c: tpb::Capability) -> Result<Capability, ApiError> {
-    let resource =
-        ResourcePattern::parse(&c.resource).map_err(|e| ApiError::invalid(e.to_string()))?;
-    let actions = Actions::new(c.actions).map_err(|e| ApiError::invalid(e.to_string()))?;
-    let mut constraints: Vec<Constraint> = Vec::new();
-    for k in c.constraints {
-        if k.arg.is_empty() || constraints.iter().any(|c| c.arg == k.arg) {
-            return Err(ApiError::invalid(format!(
-                "constraint argument `{}` is empty or repeated",
-                k.arg
-            )));
-        }
-        let condition = match k.kind {
-            Some(tpb::constraint::Kind::Exact(v)) => Condition::Exact(value_from_pb(Some(v))?),
-            Some(tpb::constraint::Kind::OneOf(set)) => Condition::one_of(
-                set.values
-                    .into_iter()
-                    .map(|v| value_from_pb(Some(v)))
-                    .collect::<Result<Vec<_>, _>>()?,
-            )
-            .map_err(|e| ApiError::invalid(e.to_string()))?,
-            Some(tpb::constraint::Kind::Prefix(p)) => Condition::Prefix(p),
-            Some(tpb::constraint::Kind::Range(r)) => {
-                Condition::range(r.min, r.max).map_err(|e| ApiError::invalid(e.to_string()))?
-            }
-            None => {
-                return Err(ApiError::invalid(format!(
-                    "constraint on `{}` has no kind",
-                    k.arg
-                )));
-            }
-        };
-        constraints.push(Constraint::new(k.arg, condition));
-    }
-    Ok(Capability {
-        resource,
-        actions,
-        constraints,
-    })
+    Capability::from_pb(c, &Limits::default()).map_err(|d| ApiError::invalid(d.detail()))
 }
 
-/// A capability as the API shows it.
-pub(crate) fn capability_to_pb(c: &Capability) -> tpb::Capability {
-    tpb::Capability {
-        resource: c.resource.to_string(),
-        actions: c.actions.to_strings(),
-        constraints: c
-            .constraints
-            .iter()
-            .map(|k| tpb::Constraint {
-                arg: k.arg.clone(),
-                kind: Some(match &k.condition {
-                    Condition::Exact(v) => tpb::constraint::Kind::Exact(value_to_pb(v)),
-                    Condition::OneOf(vs) => tpb::constraint::Kind::OneOf(tpb::ValueSet {
-                        values: vs.iter().map(value_to_pb).collect(),
-                    }),
-                    Condition::Prefix(p) => tpb::constraint::Kind::Prefix(p.clone()),
-                    Condition::Range { min, max } => tpb::constraint::Kind::Range(tpb::IntRange {
-                        min: *min,
-                        max: *max,
-                    }),
-                }),
-            })
-            .collect(),
-    }
-}
-
-/// The call a tool describes in `Authorize`.
+/// The call a tool describes in `Authorize`, read with the rules of a proof's call.
 pub(crate) fn call_from_pb(
     action: String,
     resource: String,
     args: Vec<tpb::Argument>,
 ) -> Result<Call, ApiError> {
-    let mut call = Call::new(action, resource);
-    for a in args {
-        let value = value_from_pb(a.value)?;
-        if call.args.insert(a.name.clone(), value).is_some() {
-            return Err(ApiError::invalid(format!(
-                "argument `{}` appears twice",
-                a.name
-            )));
-        }
-    }
-    Ok(call)
+    Call::from_pb(action, resource, args, &Limits::default())
+        .map_err(|d| ApiError::invalid(d.detail()))
 }
 
 pub(crate) fn parse_task_id(s: &str) -> Result<TaskId, ApiError> {

@@ -290,7 +290,11 @@ impl TaskService for Api {
                     holder_agent_id: rec.holder.clone(),
                     holder_key: b.holder.as_bytes().to_vec(),
                     issuer_agent_id: rec.issuer.clone(),
-                    capabilities: b.capabilities.iter().map(capability_to_pb).collect(),
+                    capabilities: b
+                        .capabilities
+                        .iter()
+                        .map(mandate_core::Capability::to_pb)
+                        .collect(),
                     not_before_ms: b.not_before_ms,
                     expires_at_ms: b.expires_at_ms,
                     depth: b.depth(),

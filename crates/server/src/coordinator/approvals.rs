@@ -14,7 +14,7 @@ use super::{
     Coordinator, Issued, TaskRequest, agent_key, check_request_size, event, grant_request,
     with_decision,
 };
-use crate::api::convert::{capability_from_pb, capability_to_pb};
+use crate::api::convert::capability_from_pb;
 use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::policies::{Decision, agent_info, check_signals, task_info};
@@ -51,7 +51,7 @@ fn encode_request(r: &TaskRequest) -> Vec<u8> {
             text: r.intent.clone(),
             fields: r.intent_fields.clone(),
         }),
-        capabilities: r.capabilities.iter().map(capability_to_pb).collect(),
+        capabilities: r.capabilities.iter().map(Capability::to_pb).collect(),
         ttl_ms: r.ttl_ms,
         max_depth: r.max_depth,
         require_online: r.require_online,
