@@ -84,7 +84,12 @@ fn load(data: &Path, links: usize, unrecorded_policy: bool) -> anyhow::Result<()
     let store = SledStore::open(&data.join("store"))?;
     let now = SystemClock.now_ms();
     let until = now + 24 * 3_600_000;
-    let event = |what: &str| AuditEvent::new("bench", what, now);
+    // The bench's own records, labelled as such (the store does not interpret actions).
+    let event = |what: &str| {
+        let mut e = AuditEvent::new("bench", mandate_store::AuditAction::AgentRegistered, now);
+        e.action = what.into();
+        e
+    };
     store.commit(Change {
         agents: vec![
             agent(pid, &planner, "planner", now),

@@ -14,6 +14,7 @@ mod error;
 mod policies;
 mod state;
 
+use mandate_store::AuditAction;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -314,7 +315,7 @@ fn bootstrap_admin(
             reason: "first start: admin created".into(),
             severity: Severity::High,
             detail,
-            ..AuditEvent::new("bootstrap", "agent.registered", now)
+            ..AuditEvent::new("bootstrap", AuditAction::AgentRegistered, now)
         }],
         ..Change::default()
     })?;

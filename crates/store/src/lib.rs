@@ -19,8 +19,9 @@ use mandate_core::{LinkId, TaskId};
 
 pub use audit::{AuditFilter, AuditVerification, GENESIS_HASH, query_audit, verify_audit};
 pub use records::{
-    AgentRecord, AgentStatus, ApprovalRecord, ApprovalState, AuditEvent, AuditRecord, LinkRecord,
-    NewRevocation, RevocationRecord, Severity, TaskRecord, TaskState, audit_hash, json_line,
+    AgentRecord, AgentStatus, ApprovalRecord, ApprovalState, AuditAction, AuditEvent, AuditRecord,
+    LinkRecord, NewRevocation, RevocationRecord, Severity, TaskRecord, TaskState, Verdict,
+    audit_hash, json_line,
 };
 pub use sled_store::{DEFAULT_CACHE_BYTES, SledStore};
 

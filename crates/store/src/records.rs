@@ -306,6 +306,163 @@ pub enum Severity {
     High,
 }
 
+/// What an audit record is about. Records store it as its name (`grant.issued`, ...):
+/// docs/AUDIT.md lists them; the names never change meaning.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum AuditAction {
+    /// An admin or a parent registered an agent (or the admin at first start).
+    AgentRegistered,
+    /// Policy refused a registration by a non-admin.
+    AgentRegistrationDenied,
+    /// An agent was disabled, with every link revoked with it.
+    AgentDisabled,
+    /// `StartTask` was granted.
+    GrantIssued,
+    /// `StartTask` was refused.
+    GrantDenied,
+    /// `RenewGrant` issued a new root.
+    GrantRenewed,
+    /// `RenewGrant` was refused.
+    GrantRenewalDenied,
+    /// `Delegate` admitted and sealed a link.
+    DelegationSealed,
+    /// `Delegate` was refused.
+    DelegationDenied,
+    /// `RevokeLink` revoked a link and its subtree.
+    LinkRevoked,
+    /// A task was completed; its tree was revoked.
+    TaskCompleted,
+    /// A task failed; its tree was revoked.
+    TaskFailed,
+    /// `Authorize` allowed a call.
+    InvocationAuthorized,
+    /// `Authorize` denied a call.
+    InvocationDenied,
+    /// Policy required approval for a grant.
+    ApprovalRequested,
+    /// An approver approved a grant request.
+    ApprovalApproved,
+    /// An approver denied a grant request (or policy did at approval time).
+    ApprovalDenied,
+    /// An approver the `Approve` policy does not permit tried.
+    ApprovalRefused,
+    /// Nobody decided a grant request in time.
+    ApprovalExpired,
+    /// Break-glass access was granted.
+    BreakGlassGranted,
+    /// Break-glass access was refused.
+    BreakGlassDenied,
+    /// The first policy set a store records.
+    PolicyLoaded,
+    /// A new policy set was installed.
+    PolicyReloaded,
+    /// An invalid policy set was refused.
+    PolicyReloadRefused,
+    /// A live link the new policy set denies was revoked.
+    PolicyDriftRevoked,
+}
+
+impl AuditAction {
+    /// Every action, in declaration order.
+    pub const ALL: &'static [AuditAction] = &[
+        AuditAction::AgentRegistered,
+        AuditAction::AgentRegistrationDenied,
+        AuditAction::AgentDisabled,
+        AuditAction::GrantIssued,
+        AuditAction::GrantDenied,
+        AuditAction::GrantRenewed,
+        AuditAction::GrantRenewalDenied,
+        AuditAction::DelegationSealed,
+        AuditAction::DelegationDenied,
+        AuditAction::LinkRevoked,
+        AuditAction::TaskCompleted,
+        AuditAction::TaskFailed,
+        AuditAction::InvocationAuthorized,
+        AuditAction::InvocationDenied,
+        AuditAction::ApprovalRequested,
+        AuditAction::ApprovalApproved,
+        AuditAction::ApprovalDenied,
+        AuditAction::ApprovalRefused,
+        AuditAction::ApprovalExpired,
+        AuditAction::BreakGlassGranted,
+        AuditAction::BreakGlassDenied,
+        AuditAction::PolicyLoaded,
+        AuditAction::PolicyReloaded,
+        AuditAction::PolicyReloadRefused,
+        AuditAction::PolicyDriftRevoked,
+    ];
+
+    /// The stored name.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            AuditAction::AgentRegistered => "agent.registered",
+            AuditAction::AgentRegistrationDenied => "agent.registration_denied",
+            AuditAction::AgentDisabled => "agent.disabled",
+            AuditAction::GrantIssued => "grant.issued",
+            AuditAction::GrantDenied => "grant.denied",
+            AuditAction::GrantRenewed => "grant.renewed",
+            AuditAction::GrantRenewalDenied => "grant.renewal_denied",
+            AuditAction::DelegationSealed => "delegation.sealed",
+            AuditAction::DelegationDenied => "delegation.denied",
+            AuditAction::LinkRevoked => "link.revoked",
+            AuditAction::TaskCompleted => "task.completed",
+            AuditAction::TaskFailed => "task.failed",
+            AuditAction::InvocationAuthorized => "invocation.authorized",
+            AuditAction::InvocationDenied => "invocation.denied",
+            AuditAction::ApprovalRequested => "approval.requested",
+            AuditAction::ApprovalApproved => "approval.approved",
+            AuditAction::ApprovalDenied => "approval.denied",
+            AuditAction::ApprovalRefused => "approval.refused",
+            AuditAction::ApprovalExpired => "approval.expired",
+            AuditAction::BreakGlassGranted => "breakglass.granted",
+            AuditAction::BreakGlassDenied => "breakglass.denied",
+            AuditAction::PolicyLoaded => "policy.loaded",
+            AuditAction::PolicyReloaded => "policy.reloaded",
+            AuditAction::PolicyReloadRefused => "policy.reload_refused",
+            AuditAction::PolicyDriftRevoked => "policy.drift_revoked",
+        }
+    }
+}
+
+impl std::fmt::Display for AuditAction {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The decision an audit record states. Records store it as `allow`, `deny`, `pending`, or
+/// nothing for records of changes that decide nothing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Verdict {
+    /// Allowed.
+    Allow,
+    /// Refused.
+    Deny,
+    /// Waiting for a person (approval).
+    Pending,
+}
+
+impl Verdict {
+    /// The stored name.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Verdict::Allow => "allow",
+            Verdict::Deny => "deny",
+            Verdict::Pending => "pending",
+        }
+    }
+
+    /// `Allow` when `allowed`, else `Deny`.
+    pub const fn of(allowed: bool) -> Verdict {
+        if allowed {
+            Verdict::Allow
+        } else {
+            Verdict::Deny
+        }
+    }
+}
+
 /// What happened, as submitted with a change. The store adds sequence and hashes.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AuditEvent {
@@ -313,14 +470,14 @@ pub struct AuditEvent {
     pub time_ms: u64,
     /// Who (agent id).
     pub actor: String,
-    /// What, e.g. `grant.issued`, `link.revoked`.
+    /// What ([`AuditAction`]), e.g. `grant.issued`, `link.revoked`.
     pub action: String,
     /// Under which task.
     #[serde(with = "hex::opt_task_id")]
     pub task: Option<TaskId>,
     /// Which links (hex ids); a cascade names every revoked link.
     pub links: Vec<String>,
-    /// `allow`, `deny` or empty.
+    /// `allow`, `deny`, `pending` ([`Verdict`]) or empty.
     pub decision: String,
     /// Why.
     pub reason: String,
@@ -337,11 +494,11 @@ pub struct AuditEvent {
 impl AuditEvent {
     /// An event with only its time, actor and action set (informational, no task, links,
     /// decision or policy); the caller fills in the rest.
-    pub fn new(actor: impl Into<String>, action: impl Into<String>, time_ms: u64) -> AuditEvent {
+    pub fn new(actor: impl Into<String>, action: AuditAction, time_ms: u64) -> AuditEvent {
         AuditEvent {
             time_ms,
             actor: actor.into(),
-            action: action.into(),
+            action: action.as_str().to_owned(),
             task: None,
             links: Vec::new(),
             decision: String::new(),
@@ -351,6 +508,18 @@ impl AuditEvent {
             severity: Severity::Info,
             detail: BTreeMap::new(),
         }
+    }
+}
+
+impl AuditEvent {
+    /// Sets the action.
+    pub fn set_action(&mut self, action: AuditAction) {
+        self.action = action.as_str().to_owned();
+    }
+
+    /// Sets the decision.
+    pub fn set_verdict(&mut self, verdict: Verdict) {
+        self.decision = verdict.as_str().to_owned();
     }
 }
 

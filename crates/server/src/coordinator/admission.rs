@@ -9,6 +9,7 @@
 //! admitted later in a group sees the links accepted before it, exactly as if each had
 //! committed alone.
 
+use mandate_store::{AuditAction, Verdict};
 use std::collections::HashMap;
 
 use mandate_core::{Chain, Digest, LinkId, Seal};
@@ -241,8 +242,8 @@ impl Coordinator {
         };
         if let Some(why) = refusal {
             let mut denied = p.event.clone();
-            denied.action = "delegation.denied".into();
-            denied.decision = "deny".into();
+            denied.set_action(AuditAction::DelegationDenied);
+            denied.set_verdict(Verdict::Deny);
             denied.reason = why.clone();
             denied.severity = Severity::Notice;
             return Ok(Some(Outcome::Refused(

@@ -9,6 +9,7 @@ use crate::policies::agent_info;
 use mandate_core::{AgentId, PublicKey};
 use mandate_policy::Request as PolicyRequest;
 use mandate_policy::{Action, AgentInfo, Target};
+use mandate_store::AuditAction;
 use mandate_store::{AgentRecord, AgentStatus, Change, Severity, TaskState};
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 
@@ -134,7 +135,11 @@ impl Coordinator {
             let d = self.decide(&q);
             if !d.allowed {
                 let mut e = with_decision(
-                    event(&caller.agent.id, "agent.registration_denied", self.now()),
+                    event(
+                        &caller.agent.id,
+                        AuditAction::AgentRegistrationDenied,
+                        self.now(),
+                    ),
                     &d,
                 );
                 e.detail.insert("agent".into(), id.as_str().to_owned());
@@ -174,7 +179,7 @@ impl Coordinator {
             disabled_ms: 0,
             registered_by: caller.agent.id.clone(),
         };
-        let mut e = event(&caller.agent.id, "agent.registered", now);
+        let mut e = event(&caller.agent.id, AuditAction::AgentRegistered, now);
         if let Some(d) = &decision {
             e = with_decision(e, d);
         }
@@ -278,7 +283,7 @@ impl Coordinator {
                 task_records.push(task);
             }
         }
-        let mut e = event(&caller.agent.id, "agent.disabled", now);
+        let mut e = event(&caller.agent.id, AuditAction::AgentDisabled, now);
         e.severity = Severity::High;
         e.reason = reason.to_owned();
         e.links = revocations.iter().map(|r| r.link.to_string()).collect();

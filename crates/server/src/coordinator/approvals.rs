@@ -6,6 +6,7 @@
 //! When approved, the grant is decided again under the policy in force (its obligations
 //! still cap the lifetime) and issued to the requester.
 
+use mandate_store::{AuditAction, Verdict};
 use prost::Message as _;
 use sha2::{Digest as _, Sha256};
 
@@ -135,8 +136,8 @@ impl Coordinator {
             policies: decision.policies.clone(),
             policy_hash: decision.policy_hash.clone(),
         };
-        e.action = "approval.requested".into();
-        e.decision = "pending".into();
+        e.set_action(AuditAction::ApprovalRequested);
+        e.set_verdict(Verdict::Pending);
         e.severity = Severity::Notice;
         e.detail.insert("request_hash".into(), hash);
         e.detail.insert("expires_ms".into(), expires.to_string());
@@ -370,7 +371,10 @@ impl Coordinator {
             t.state = TaskState::Denied;
             t.ended_ms = now;
             t.end_reason = format!("approved, but policy now denies it: {}", grant.reason);
-            let mut e = with_decision(event(&caller.agent.id, "approval.denied", now), &grant);
+            let mut e = with_decision(
+                event(&caller.agent.id, AuditAction::ApprovalDenied, now),
+                &grant,
+            );
             e.task = Some(*task);
             e.reason = t.end_reason.clone();
             self.commit_and_wait(
@@ -392,8 +396,10 @@ impl Coordinator {
             ));
         }
         a.state = ApprovalState::Approved;
-        let mut approved =
-            with_decision(event(&caller.agent.id, "approval.approved", now), &approve);
+        let mut approved = with_decision(
+            event(&caller.agent.id, AuditAction::ApprovalApproved, now),
+            &approve,
+        );
         approved.task = Some(*task);
         approved.severity = Severity::Notice;
         approved.reason = a.comment.clone();
@@ -403,7 +409,10 @@ impl Coordinator {
         approved
             .detail
             .insert("requester".into(), a.requester.clone());
-        let mut issued_event = with_decision(event(&caller.agent.id, "grant.issued", now), &grant);
+        let mut issued_event = with_decision(
+            event(&caller.agent.id, AuditAction::GrantIssued, now),
+            &grant,
+        );
         issued_event.task = Some(*task);
         issued_event
             .detail
@@ -449,9 +458,12 @@ impl Coordinator {
         t.state = TaskState::Denied;
         t.ended_ms = now;
         t.end_reason = format!("denied by `{}`: {}", caller.agent.id, a.comment);
-        let mut e = with_decision(event(&caller.agent.id, "approval.denied", now), &approve);
+        let mut e = with_decision(
+            event(&caller.agent.id, AuditAction::ApprovalDenied, now),
+            &approve,
+        );
         e.task = Some(*task);
-        e.decision = "deny".into();
+        e.set_verdict(Verdict::Deny);
         e.reason = a.comment.clone();
         e.severity = Severity::Notice;
         e.detail
@@ -474,7 +486,10 @@ impl Coordinator {
 
     /// Audits an approver refused by policy and returns the error.
     async fn refuse_approver(&self, caller: &Caller, task: &TaskId, d: &Decision) -> ApiError {
-        let mut e = with_decision(event(&caller.agent.id, "approval.refused", self.now()), d);
+        let mut e = with_decision(
+            event(&caller.agent.id, AuditAction::ApprovalRefused, self.now()),
+            d,
+        );
         e.task = Some(*task);
         if let Err(err) = self.audit_refusal(e, Some(caller)).await {
             return err;
@@ -526,9 +541,13 @@ impl Coordinator {
                 t.end_reason = "the approval request expired unanswered".into();
                 change.tasks.push(t);
             }
-            let mut e = event(&self.config.coordinator_id, "approval.expired", now);
+            let mut e = event(
+                &self.config.coordinator_id,
+                AuditAction::ApprovalExpired,
+                now,
+            );
             e.task = Some(id);
-            e.decision = "deny".into();
+            e.set_verdict(Verdict::Deny);
             e.reason = "nobody decided before the request expired".into();
             e.severity = Severity::Notice;
             e.detail.insert("requester".into(), a.requester.clone());
@@ -559,10 +578,10 @@ impl Coordinator {
         let now = self.now();
         let task_id = TaskId::random()
             .map_err(|e| ApiError::new(tonic::Code::Internal, "INTERNAL", e.to_string()))?;
-        let mut e = event(&caller.agent.id, "breakglass.denied", now);
+        let mut e = event(&caller.agent.id, AuditAction::BreakGlassDenied, now);
         e.task = Some(task_id);
         e.severity = Severity::High;
-        e.decision = "deny".into();
+        e.set_verdict(Verdict::Deny);
         e.reason = reason.chars().take(1024).collect();
         e.detail
             .insert("ticket".into(), ticket.chars().take(256).collect());
@@ -627,7 +646,7 @@ impl Coordinator {
         e.severity = Severity::High;
         if !decision.allowed || decision.obligations.require_approval {
             drop(guard);
-            e.decision = "deny".into();
+            e.set_verdict(Verdict::Deny);
             self.audit_refusal(e, Some(caller)).await?;
             return Err(ApiError::new(
                 tonic::Code::PermissionDenied,
@@ -664,7 +683,7 @@ impl Coordinator {
         };
         self.quota
             .take_live_link(&*self.store, &self.revoked, &caller.agent.id, now)?;
-        e.action = "breakglass.granted".into();
+        e.set_action(AuditAction::BreakGlassGranted);
         e.links = vec![chain.root().id().to_string()];
         e.detail.insert("ttl_ms".into(), ttl.to_string());
         self.commit_root(guard, task, chain, e, decision, caller, now)

@@ -9,6 +9,7 @@ use mandate_core::{Call, Denial, LinkId, LinkKind, Reason, TaskId};
 use mandate_policy::Request as PolicyRequest;
 use mandate_policy::{Action, Target};
 use mandate_store::Severity;
+use mandate_store::{AuditAction, Verdict};
 use std::collections::BTreeMap;
 
 /// The outcome of `Authorize`.
@@ -100,7 +101,7 @@ impl Coordinator {
                 outcome.denial = Some(d);
             }
         }
-        let mut e = event(&caller.agent.id, "invocation.authorized", now);
+        let mut e = event(&caller.agent.id, AuditAction::InvocationAuthorized, now);
         e.task = outcome.task;
         e.links = outcome.links.iter().map(ToString::to_string).collect();
         // Caller-supplied strings are bounded in the log.
@@ -116,16 +117,16 @@ impl Coordinator {
             e.policy_hash = d.policy_hash.clone();
         }
         match (&outcome.denial, &outcome.policy) {
-            (None, Some(d)) if d.allowed => e.decision = "allow".into(),
+            (None, Some(d)) if d.allowed => e.set_verdict(Verdict::Allow),
             (Some(d), _) => {
-                e.action = "invocation.denied".into();
-                e.decision = "deny".into();
+                e.set_action(AuditAction::InvocationDenied);
+                e.set_verdict(Verdict::Deny);
                 e.reason = d.reason().code().into();
                 e.severity = Severity::Notice;
             }
             (None, policy) => {
-                e.action = "invocation.denied".into();
-                e.decision = "deny".into();
+                e.set_action(AuditAction::InvocationDenied);
+                e.set_verdict(Verdict::Deny);
                 e.reason = format!(
                     "POLICY_DENIED: {}",
                     policy

@@ -10,6 +10,7 @@ use crate::policies::{agent_info, check_signals, task_info};
 use mandate_policy::Request as PolicyRequest;
 use mandate_policy::{Action, Target};
 use mandate_store::{AgentStatus, Severity};
+use mandate_store::{AuditAction, Verdict};
 use std::collections::BTreeMap;
 
 impl Coordinator {
@@ -28,8 +29,8 @@ impl Coordinator {
             Err(e) if e.reason == "POLICY_DENIED" || e.reason == "STORE_UNAVAILABLE" => Err(e),
             Err(e) => {
                 let now = self.now();
-                let mut record = event(&caller.agent.id, "delegation.denied", now);
-                record.decision = "deny".into();
+                let mut record = event(&caller.agent.id, AuditAction::DelegationDenied, now);
+                record.set_verdict(Verdict::Deny);
                 record.reason = e.reason.clone();
                 record.severity = Severity::Notice;
                 record
@@ -135,7 +136,10 @@ impl Coordinator {
         q.max_depth = child.body().max_depth;
         q.signals = signals;
         let decision = self.decide(&q);
-        let mut e = with_decision(event(&caller.agent.id, "delegation.sealed", now), &decision);
+        let mut e = with_decision(
+            event(&caller.agent.id, AuditAction::DelegationSealed, now),
+            &decision,
+        );
         e.task = Some(chain.task());
         e.links = vec![child.id().to_string(), parent.id().to_string()];
         e.detail.insert("holder".into(), holder_id.clone());

@@ -10,6 +10,7 @@ use crate::policies::{Decision, task_info};
 use mandate_core::{LinkId, LinkKind, TaskId};
 use mandate_policy::Request as PolicyRequest;
 use mandate_policy::{Action, Target};
+use mandate_store::{AuditAction, Verdict};
 use mandate_store::{Change, LinkRecord, Severity, TaskRecord, TaskState};
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -53,9 +54,9 @@ impl Coordinator {
             Err(err) => {
                 drop(guard);
                 let previous = self.policies.current();
-                let mut e = event(&actor, "policy.reload_refused", now);
+                let mut e = event(&actor, AuditAction::PolicyReloadRefused, now);
                 e.severity = Severity::High;
-                e.decision = "deny".into();
+                e.set_verdict(Verdict::Deny);
                 e.reason = err.message.chars().take(4000).collect();
                 e.policy_hash = previous.set.hash().to_owned();
                 self.audit_refusal(e, caller).await?;
@@ -118,9 +119,9 @@ impl Coordinator {
         let mut e = event(
             actor,
             if first {
-                "policy.loaded"
+                AuditAction::PolicyLoaded
             } else {
-                "policy.reloaded"
+                AuditAction::PolicyReloaded
             },
             now,
         );
@@ -129,7 +130,7 @@ impl Coordinator {
         } else {
             Severity::High
         };
-        e.decision = "allow".into();
+        e.set_verdict(Verdict::Allow);
         e.policy_hash = new.set.hash().to_owned();
         e.policies = new.set.policies().into_iter().map(|p| p.0).collect();
         e.reason = format!("policy set {} replaced {}", new.set.hash(), previous);
@@ -168,8 +169,11 @@ impl Coordinator {
                 task.end_reason = reason.clone();
                 ended.insert(task.id, task);
             }
-            let mut r = with_decision(event(actor, "policy.drift_revoked", now), &d.decision);
-            r.decision = "deny".into();
+            let mut r = with_decision(
+                event(actor, AuditAction::PolicyDriftRevoked, now),
+                &d.decision,
+            );
+            r.set_verdict(Verdict::Deny);
             r.severity = Severity::High;
             r.task = Some(d.link.task);
             r.reason = reason;

@@ -18,6 +18,7 @@
 //! lock is released before the flush: concurrent mutations share one fsync (see
 //! `state::durability`). A caller is answered only after the flush that covers its change.
 
+use mandate_store::{AuditAction, Verdict};
 use std::collections::HashMap;
 use std::sync::{Arc, PoisonError, RwLock};
 
@@ -161,12 +162,12 @@ fn write<T>(l: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
     l.write().unwrap_or_else(PoisonError::into_inner)
 }
 
-fn event(caller: &str, action: &str, now: u64) -> AuditEvent {
+fn event(caller: &str, action: AuditAction, now: u64) -> AuditEvent {
     AuditEvent::new(caller, action, now)
 }
 
 fn with_decision(mut e: AuditEvent, d: &Decision) -> AuditEvent {
-    e.decision = if d.allowed { "allow" } else { "deny" }.into();
+    e.set_verdict(Verdict::of(d.allowed));
     e.reason = d.reason.clone();
     e.policies = d.policies.clone();
     e.policy_hash = d.policy_hash.clone();

@@ -7,6 +7,7 @@ use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::state::revocations::RevocationEvent;
 use mandate_core::{LinkId, RevocationEntry, TaskId};
+use mandate_store::AuditAction;
 use mandate_store::{Change, LinkRecord, NewRevocation, Severity, TaskRecord, TaskState};
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
@@ -72,7 +73,7 @@ impl Coordinator {
         }
         let (revocations, _) = self.cascade(&roots, reason, now)?;
         let walked = started.elapsed();
-        let mut e = event(&caller.agent.id, "link.revoked", now);
+        let mut e = event(&caller.agent.id, AuditAction::LinkRevoked, now);
         e.task = Some(link.task);
         e.reason = reason.to_owned();
         e.severity = Severity::Notice;

@@ -10,6 +10,7 @@ use mandate_core::{AgentId, Capability, Chain, LinkKind, LinkSpec, TaskId};
 use mandate_policy::Request as PolicyRequest;
 use mandate_policy::{Action, AgentInfo, Target, TaskInfo};
 use mandate_store::{AgentRecord, AuditEvent, Change, LinkRecord, TaskRecord, TaskState};
+use mandate_store::{AuditAction, Verdict};
 use std::collections::BTreeMap;
 
 /// A start-task request.
@@ -119,7 +120,10 @@ impl Coordinator {
         let guard = self.writer.lock().await;
         self.current(caller)?;
         let decision = self.decide_again_if_reloaded(&q, decision);
-        let mut e = with_decision(event(&caller.agent.id, "grant.denied", now), &decision);
+        let mut e = with_decision(
+            event(&caller.agent.id, AuditAction::GrantDenied, now),
+            &decision,
+        );
         e.task = Some(task_id);
         e.detail.insert("intent".into(), r.intent.clone());
         if !decision.allowed {
@@ -186,7 +190,7 @@ impl Coordinator {
             end_reason: String::new(),
             root_link: Some(root.id()),
         };
-        e.action = "grant.issued".into();
+        e.set_action(AuditAction::GrantIssued);
         e.links = vec![root.id().to_string()];
         e.detail.insert("ttl_ms".into(), ttl.to_string());
         let mut change = Change {
@@ -316,7 +320,12 @@ impl Coordinator {
         task.state = state;
         task.ended_ms = now;
         task.end_reason = reason.to_owned();
-        let mut e = event(&caller.agent.id, &format!("task.{what}"), now);
+        let action = if state == TaskState::Completed {
+            AuditAction::TaskCompleted
+        } else {
+            AuditAction::TaskFailed
+        };
+        let mut e = event(&caller.agent.id, action, now);
         e.task = Some(*id);
         e.reason = reason.to_owned();
         e.links = revocations.iter().map(|r| r.link.to_string()).collect();
@@ -398,11 +407,11 @@ impl Coordinator {
         let decision = self.decide(&q);
         let refuse = |decision: &Decision| {
             let mut e = with_decision(
-                event(&caller.agent.id, "grant.renewal_denied", now),
+                event(&caller.agent.id, AuditAction::GrantRenewalDenied, now),
                 decision,
             );
             e.task = Some(*id);
-            e.decision = "deny".into();
+            e.set_verdict(Verdict::Deny);
             e
         };
         if !decision.allowed || decision.obligations.require_approval {
@@ -410,7 +419,10 @@ impl Coordinator {
                 .refuse_renewal(refuse(&decision), &decision, caller)
                 .await;
         }
-        let mut e = with_decision(event(&caller.agent.id, "grant.renewed", now), &decision);
+        let mut e = with_decision(
+            event(&caller.agent.id, AuditAction::GrantRenewed, now),
+            &decision,
+        );
         e.task = Some(*id);
         let expires = now
             .saturating_add(ttl_ms.max(1).min(self.ttl_cap(&decision)))
