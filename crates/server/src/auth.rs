@@ -18,7 +18,7 @@ use tonic::body::Body;
 use tower::{Layer, Service};
 
 use crate::coordinator::Role;
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorReason};
 
 /// The authenticated caller of a request.
 #[derive(Clone, Debug)]
@@ -104,21 +104,21 @@ impl NonceCache {
         }
         if self.expiry.get(&nonce).is_some_and(|&e| e > now) {
             return Err(ApiError::unauthenticated(
-                "REQUEST_REPLAYED",
+                ErrorReason::RequestReplayed,
                 "this request was already received",
             ));
         }
         if self.per_agent.get(agent).copied().unwrap_or(0) >= self.per_agent_capacity {
             return Err(ApiError::new(
                 tonic::Code::ResourceExhausted,
-                "RATE_LIMITED",
+                ErrorReason::RateLimited,
                 "too many requests from this agent in the replay window; slow down",
             ));
         }
         if self.expiry.len() >= self.capacity {
             return Err(ApiError::new(
                 tonic::Code::ResourceExhausted,
-                "OVERLOADED",
+                ErrorReason::Overloaded,
                 "too many requests in the replay window",
             ));
         }
@@ -143,7 +143,10 @@ impl AuthState {
             .and_then(|b| PublicKey::from_bytes(&b).ok())
             .and_then(|k| k.prepare().ok())
             .ok_or_else(|| {
-                ApiError::unauthenticated("UNKNOWN_AGENT", "the agent's stored key is unusable")
+                ApiError::unauthenticated(
+                    ErrorReason::UnknownAgent,
+                    "the agent's stored key is unusable",
+                )
             })?;
         if keys.len() >= 100_000 {
             keys.clear();
@@ -163,7 +166,7 @@ impl AuthState {
         )
         .ok_or_else(|| {
             ApiError::unauthenticated(
-                "UNSIGNED_REQUEST",
+                ErrorReason::UnsignedRequest,
                 "the request must carry x-mandate-agent, x-mandate-timestamp, x-mandate-nonce and x-mandate-signature",
             )
         })?;
@@ -172,7 +175,7 @@ impl AuthState {
             || now > auth.timestamp_ms.saturating_add(self.window_ms)
         {
             return Err(ApiError::unauthenticated(
-                "STALE_REQUEST",
+                ErrorReason::StaleRequest,
                 "the request timestamp is outside the accepted window; check the clock",
             ));
         }
@@ -185,21 +188,21 @@ impl AuthState {
         let now = self.clock.now_ms();
         let agent = self.store.agent(&auth.agent)?.ok_or_else(|| {
             ApiError::unauthenticated(
-                "UNKNOWN_AGENT",
+                ErrorReason::UnknownAgent,
                 format!("agent `{}` is not registered", auth.agent),
             )
         })?;
         let key = self.prepared_key(&agent)?;
         if !auth.verify_prepared(&key, parts.uri.path(), message) {
             return Err(ApiError::unauthenticated(
-                "BAD_REQUEST_SIGNATURE",
+                ErrorReason::BadRequestSignature,
                 "the request signature does not verify for this agent, method and message",
             ));
         }
         if agent.status != AgentStatus::Active {
             return Err(ApiError::new(
                 tonic::Code::PermissionDenied,
-                "AGENT_DISABLED",
+                ErrorReason::AgentDisabled,
                 format!("agent `{}` is disabled", agent.id),
             ));
         }
@@ -211,7 +214,7 @@ impl AuthState {
         // finds it in the store.
         if self.store.nonce(&auth.nonce)?.is_some_and(|e| e > now) {
             return Err(ApiError::unauthenticated(
-                "REQUEST_REPLAYED",
+                ErrorReason::RequestReplayed,
                 "this request was already received",
             ));
         }
@@ -304,7 +307,7 @@ where
                 Err(_) => {
                     let e = ApiError::new(
                         tonic::Code::ResourceExhausted,
-                        "REQUEST_TOO_LARGE",
+                        ErrorReason::RequestTooLarge,
                         format!("request larger than {} bytes", state.max_message_bytes),
                     );
                     return Ok(e.into_status().into_http());
@@ -342,14 +345,14 @@ mod tests {
         }
         assert_eq!(
             c.check_and_insert("a", [9; 16], 100, 0).unwrap_err().reason,
-            "RATE_LIMITED"
+            ErrorReason::RateLimited
         );
         c.check_and_insert("b", [10; 16], 100, 0).unwrap();
         assert_eq!(
             c.check_and_insert("b", [10; 16], 100, 0)
                 .unwrap_err()
                 .reason,
-            "REQUEST_REPLAYED"
+            ErrorReason::RequestReplayed
         );
         // After the window the agent's quota is back.
         c.check_and_insert("a", [11; 16], 300, 200).unwrap();

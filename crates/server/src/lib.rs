@@ -36,7 +36,7 @@ pub use coordinator::{
     AuthorizeOutcome, Coordinator, CoordinatorConfig, Issued, Quotas, Registration, Reloaded,
     RevocationEvent, RevokedLinks, Role, Started, TaskRequest, TreeLink,
 };
-pub use error::{ApiError, ERROR_DOMAIN};
+pub use error::{ApiError, ERROR_DOMAIN, ErrorReason};
 pub use policies::{Decision, LoadedPolicy, Obligations, Policies};
 
 /// How long shutdown waits for calls and connections to finish.

@@ -10,7 +10,7 @@ use mandate_store::{AgentRecord, TaskRecord};
 
 pub use mandate_policy::{Decision, Obligations};
 
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorReason};
 
 /// A loaded policy set with where and when it came from.
 #[derive(Debug)]
@@ -50,14 +50,14 @@ impl Policies {
     pub(crate) fn read_again(&self, now_ms: u64) -> Result<LoadedPolicy, ApiError> {
         let Some(dir) = &self.dir else {
             return Err(ApiError::precondition(
-                "NO_POLICY_DIR",
+                ErrorReason::NoPolicyDir,
                 "the coordinator runs the built-in default policy set; start it with --policy-dir to reload from files",
             ));
         };
         read(Some(dir), now_ms).map_err(|e| {
             ApiError::new(
                 tonic::Code::InvalidArgument,
-                "POLICY_INVALID",
+                ErrorReason::PolicyInvalid,
                 e.to_string(),
             )
         })

@@ -13,12 +13,15 @@ use super::Api;
 use super::convert::parse_task_id;
 use crate::auth::Caller;
 use crate::coordinator::access::{self, Ask};
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorReason};
 
 fn auditor<T>(req: &Request<T>) -> Result<Caller, Status> {
     let caller = req.extensions().get::<Caller>().cloned().ok_or_else(|| {
-        ApiError::unauthenticated("UNSIGNED_REQUEST", "the request is not authenticated")
-            .into_status()
+        ApiError::unauthenticated(
+            ErrorReason::UnsignedRequest,
+            "the request is not authenticated",
+        )
+        .into_status()
     })?;
     access::check(&caller, Ask::ReadAuditLog)?;
     Ok(caller)
@@ -228,7 +231,7 @@ impl AuditService for Api {
                             let _ = tx
                                 .send(Err(ApiError::new(
                                     tonic::Code::Internal,
-                                    "INTERNAL",
+                                    ErrorReason::Internal,
                                     e.to_string(),
                                 )
                                 .into_status()))

@@ -1,5 +1,6 @@
 //! `AuthorizationService`: online authorisation, the revocation feed, the trust bundle.
 
+use crate::error::ErrorReason;
 use std::pin::Pin;
 use std::sync::Arc;
 
@@ -68,7 +69,10 @@ impl AuthorizationService for Api {
         let allowed = o.allowed();
         let (reason, detail) = match (&o.denial, &o.policy) {
             (Some(d), _) => (d.reason().code().to_owned(), d.detail().to_owned()),
-            (None, Some(p)) if !p.allowed => ("POLICY_DENIED".to_owned(), p.reason.clone()),
+            (None, Some(p)) if !p.allowed => (
+                ErrorReason::PolicyDenied.as_str().to_owned(),
+                p.reason.clone(),
+            ),
             _ => (String::new(), String::new()),
         };
         Ok(Response::new(pb::AuthorizeResponse {

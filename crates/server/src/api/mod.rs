@@ -19,7 +19,7 @@ use tonic::{Request, Status};
 
 use crate::auth::Caller;
 use crate::coordinator::{Coordinator, Issued};
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorReason};
 use crate::policies::Decision;
 
 /// Implements every `mandate.v1` service over one coordinator.
@@ -33,8 +33,11 @@ pub struct Api {
 
 pub(crate) fn caller<T>(req: &Request<T>) -> Result<Caller, Status> {
     req.extensions().get::<Caller>().cloned().ok_or_else(|| {
-        ApiError::unauthenticated("UNSIGNED_REQUEST", "the request is not authenticated")
-            .into_status()
+        ApiError::unauthenticated(
+            ErrorReason::UnsignedRequest,
+            "the request is not authenticated",
+        )
+        .into_status()
     })
 }
 

@@ -9,7 +9,7 @@
 use std::fmt;
 
 use crate::auth::Caller;
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorReason};
 
 /// The roles the coordinator itself gives a meaning to. Other roles are free for policy
 /// (`principal.role == "..."`) and carry no privilege here.
@@ -179,7 +179,7 @@ pub(crate) fn check(caller: &Caller, ask: Ask<'_>) -> Result<(), ApiError> {
         Ask::BreakGlass if role != Role::Human => Err(ApiError::forbidden(
             "break-glass is for people only (agents registered with role `human`)",
         )
-        .with_reason("HUMANS_ONLY")),
+        .with_reason(ErrorReason::HumansOnly)),
         _ => Ok(()),
     }
 }

@@ -18,7 +18,7 @@ use tokio::sync::oneshot;
 
 use super::{Coordinator, Issued, lock, read};
 use crate::auth::Caller;
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorReason};
 use crate::policies::Decision;
 
 /// A delegation checked and sealed outside the writer lock, with where to answer.
@@ -172,7 +172,7 @@ impl Coordinator {
             .is_none_or(|a| a.status != AgentStatus::Active)
         {
             return Err(ApiError::precondition(
-                "AGENT_DISABLED",
+                ErrorReason::AgentDisabled,
                 format!("the new holder `{}` is disabled", p.holder_id),
             ));
         }
@@ -182,7 +182,7 @@ impl Coordinator {
         let now = self.now().max(p.now);
         if task.state != TaskState::Active || now >= task.deadline_ms {
             return Err(ApiError::precondition(
-                "TASK_NOT_ACTIVE",
+                ErrorReason::TaskNotActive,
                 format!("task `{}` is not active", task.id),
             ));
         }
@@ -197,7 +197,7 @@ impl Coordinator {
             };
             if registered != Some(*l.digest()) {
                 return Err(ApiError::precondition(
-                    "UNREGISTERED_LINK",
+                    ErrorReason::UnregisteredLink,
                     format!(
                         "link `{}` of the chain is not registered with this coordinator",
                         l.id()
@@ -208,7 +208,7 @@ impl Coordinator {
         if staged.contains_key(&child.id()) || self.store.link(&child.id())?.is_some() {
             return Err(ApiError::new(
                 tonic::Code::AlreadyExists,
-                "ALREADY_EXISTS",
+                ErrorReason::AlreadyExists,
                 format!("link `{}` is already registered", child.id()),
             ));
         }
@@ -247,7 +247,11 @@ impl Coordinator {
             denied.reason = why.clone();
             denied.severity = Severity::Notice;
             return Ok(Some(Outcome::Refused(
-                ApiError::new(tonic::Code::PermissionDenied, "POLICY_DENIED", why),
+                ApiError::new(
+                    tonic::Code::PermissionDenied,
+                    ErrorReason::PolicyDenied,
+                    why,
+                ),
                 denied,
             )));
         }

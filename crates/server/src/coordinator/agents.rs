@@ -4,7 +4,7 @@
 use super::access::{self, Ask, Role};
 use super::{Coordinator, RevokedLinks, event, with_decision};
 use crate::auth::Caller;
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorReason};
 use crate::policies::agent_info;
 use mandate_core::{AgentId, PublicKey};
 use mandate_policy::Request as PolicyRequest;
@@ -63,7 +63,7 @@ impl Coordinator {
         {
             return Err(ApiError::new(
                 tonic::Code::PermissionDenied,
-                "FOREIGN_TRUST_DOMAIN",
+                ErrorReason::ForeignTrustDomain,
                 format!(
                     "trust domain `{}` is neither this coordinator's (`{own}`) nor federated (--federated-trust-domain)",
                     id.trust_domain()
@@ -146,7 +146,7 @@ impl Coordinator {
                 self.audit_refusal(e, Some(caller)).await?;
                 return Err(ApiError::new(
                     tonic::Code::PermissionDenied,
-                    "POLICY_DENIED",
+                    ErrorReason::PolicyDenied,
                     format!("policy denied the registration: {}", d.reason),
                 ));
             }
@@ -157,7 +157,7 @@ impl Coordinator {
         if self.store.agent(id.as_str())?.is_some() {
             return Err(ApiError::new(
                 tonic::Code::AlreadyExists,
-                "ALREADY_EXISTS",
+                ErrorReason::AlreadyExists,
                 format!("agent `{id}` is already registered"),
             ));
         }
@@ -205,7 +205,7 @@ impl Coordinator {
             Some(a) if a.status == AgentStatus::Active => Ok(a),
             _ => Err(ApiError::new(
                 tonic::Code::PermissionDenied,
-                "AGENT_DISABLED",
+                ErrorReason::AgentDisabled,
                 format!("agent `{}` is disabled", caller.agent.id),
             )),
         }

@@ -17,7 +17,7 @@ use super::{
 };
 use crate::api::convert::capability_from_pb;
 use crate::auth::Caller;
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorReason};
 use crate::policies::{Decision, agent_info, check_signals, task_info};
 use mandate_core::{AgentId, Capability, Chain, LinkKind, LinkSpec, TaskId};
 use mandate_policy::Request as PolicyRequest;
@@ -63,7 +63,7 @@ fn encode_request(r: &TaskRequest) -> Vec<u8> {
 
 /// Decodes what [`encode_request`] stored.
 pub(crate) fn decode_request(bytes: &[u8]) -> Result<TaskRequest, ApiError> {
-    let corrupt = |e: String| ApiError::new(tonic::Code::Internal, "CORRUPT_APPROVAL", e);
+    let corrupt = |e: String| ApiError::new(tonic::Code::Internal, ErrorReason::CorruptApproval, e);
     let p = pb::StartTaskRequest::decode(bytes).map_err(|e| corrupt(e.to_string()))?;
     let intent = p.intent.unwrap_or_default();
     Ok(TaskRequest {
@@ -205,10 +205,18 @@ impl Coordinator {
                 let link =
                     mandate_core::Link::decode(&rec.encoded, &mandate_core::Limits::default())
                         .map_err(|d| {
-                            ApiError::new(tonic::Code::Internal, "CORRUPT_LINK", d.to_string())
+                            ApiError::new(
+                                tonic::Code::Internal,
+                                ErrorReason::CorruptLink,
+                                d.to_string(),
+                            )
                         })?;
                 Some(Chain::from_links(vec![link]).map_err(|d| {
-                    ApiError::new(tonic::Code::Internal, "CORRUPT_LINK", d.to_string())
+                    ApiError::new(
+                        tonic::Code::Internal,
+                        ErrorReason::CorruptLink,
+                        d.to_string(),
+                    )
                 })?)
             }
             _ => None,
@@ -268,13 +276,13 @@ impl Coordinator {
             ApprovalState::Pending => {}
             ApprovalState::Expired => {
                 return Err(ApiError::precondition(
-                    "APPROVAL_EXPIRED",
+                    ErrorReason::ApprovalExpired,
                     format!("the request of task `{task}` expired unanswered"),
                 ));
             }
             _ => {
                 return Err(ApiError::precondition(
-                    "APPROVAL_DECIDED",
+                    ErrorReason::ApprovalDecided,
                     format!("the request of task `{task}` was already decided"),
                 ));
             }
@@ -282,13 +290,13 @@ impl Coordinator {
         // The task must still be waiting: an ended task is not brought back by an approval.
         if self.task(task)?.state != TaskState::PendingApproval {
             return Err(ApiError::precondition(
-                "APPROVAL_DECIDED",
+                ErrorReason::ApprovalDecided,
                 format!("task `{task}` is no longer waiting for approval"),
             ));
         }
         if hash != a.request_hash {
             return Err(ApiError::precondition(
-                "REQUEST_HASH_MISMATCH",
+                ErrorReason::RequestHashMismatch,
                 "the request hash does not match the pending request: review it again",
             ));
         }
@@ -301,13 +309,13 @@ impl Coordinator {
                 return Err(ApiError::forbidden(
                     "the approver's registration chain is too deep to check",
                 )
-                .with_reason("SELF_APPROVAL"));
+                .with_reason(ErrorReason::SelfApproval));
             }
             if agent.id == a.requester {
                 return Err(ApiError::forbidden(format!(
                     "the requester (or one of its workers) may not {verb} its own request"
                 ))
-                .with_reason("SELF_APPROVAL"));
+                .with_reason(ErrorReason::SelfApproval));
             }
             cursor = match &agent.parent {
                 Some(p) => self.store.agent(p)?,
@@ -320,7 +328,7 @@ impl Coordinator {
             .filter(|r| r.status == AgentStatus::Active)
             .ok_or_else(|| {
                 ApiError::precondition(
-                    "AGENT_DISABLED",
+                    ErrorReason::AgentDisabled,
                     format!("the requester `{}` is disabled", a.requester),
                 )
             })?;
@@ -391,7 +399,7 @@ impl Coordinator {
             self.approvals_changed.send_modify(|n| *n += 1);
             return Err(ApiError::new(
                 tonic::Code::PermissionDenied,
-                "POLICY_DENIED",
+                ErrorReason::PolicyDenied,
                 format!("the policy in force now denies the grant: {}", grant.reason),
             ));
         }
@@ -496,7 +504,7 @@ impl Coordinator {
         }
         ApiError::new(
             tonic::Code::PermissionDenied,
-            "POLICY_DENIED",
+            ErrorReason::PolicyDenied,
             format!("policy does not let you approve this request: {}", d.reason),
         )
     }
@@ -576,8 +584,9 @@ impl Coordinator {
         signals: &BTreeMap<String, String>,
     ) -> Result<Issued, ApiError> {
         let now = self.now();
-        let task_id = TaskId::random()
-            .map_err(|e| ApiError::new(tonic::Code::Internal, "INTERNAL", e.to_string()))?;
+        let task_id = TaskId::random().map_err(|e| {
+            ApiError::new(tonic::Code::Internal, ErrorReason::Internal, e.to_string())
+        })?;
         let mut e = event(&caller.agent.id, AuditAction::BreakGlassDenied, now);
         e.task = Some(task_id);
         e.severity = Severity::High;
@@ -650,7 +659,7 @@ impl Coordinator {
             self.audit_refusal(e, Some(caller)).await?;
             return Err(ApiError::new(
                 tonic::Code::PermissionDenied,
-                "POLICY_DENIED",
+                ErrorReason::PolicyDenied,
                 if decision.allowed {
                     "break-glass cannot wait for an approval; fix the policy".to_owned()
                 } else {
@@ -663,7 +672,9 @@ impl Coordinator {
             .min(self.config.max_break_glass_ms);
         let expires = now.saturating_add(ttl);
         let spec = LinkSpec::new(holder, holder_agent, capabilities, now, expires)
-            .map_err(|e| ApiError::new(tonic::Code::Internal, "INTERNAL", e.to_string()))?
+            .map_err(|e| {
+                ApiError::new(tonic::Code::Internal, ErrorReason::Internal, e.to_string())
+            })?
             .max_depth(0)
             .require_seal(true)
             .require_online(decision.obligations.require_online);

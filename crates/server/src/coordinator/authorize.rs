@@ -3,7 +3,7 @@
 
 use super::{Coordinator, event, read};
 use crate::auth::Caller;
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorReason};
 use crate::policies::{Decision, check_signals, task_info};
 use mandate_core::{Call, Denial, LinkId, LinkKind, Reason, TaskId};
 use mandate_policy::Request as PolicyRequest;
@@ -158,7 +158,7 @@ impl Coordinator {
         let (Some(task_id), Some(holder_id)) = (outcome.task, outcome.holder.as_deref()) else {
             return Err(ApiError::new(
                 tonic::Code::Internal,
-                "INTERNAL",
+                ErrorReason::Internal,
                 "a verified chain without task or holder",
             ));
         };

@@ -5,7 +5,7 @@
 use super::admission;
 use super::{Coordinator, Issued, agent_key, event, lock, read, with_decision};
 use crate::auth::Caller;
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorReason};
 use crate::policies::{agent_info, check_signals, task_info};
 use mandate_policy::Request as PolicyRequest;
 use mandate_policy::{Action, Target};
@@ -26,12 +26,17 @@ impl Coordinator {
             Ok(issued) => Ok(issued),
             // Policy refusals are audited where they are decided; a failing store cannot
             // take another record.
-            Err(e) if e.reason == "POLICY_DENIED" || e.reason == "STORE_UNAVAILABLE" => Err(e),
+            Err(e)
+                if e.reason == ErrorReason::PolicyDenied
+                    || e.reason == ErrorReason::StoreUnavailable =>
+            {
+                Err(e)
+            }
             Err(e) => {
                 let now = self.now();
                 let mut record = event(&caller.agent.id, AuditAction::DelegationDenied, now);
                 record.set_verdict(Verdict::Deny);
-                record.reason = e.reason.clone();
+                record.reason = e.reason.as_str().to_owned();
                 record.severity = Severity::Notice;
                 record
                     .detail
@@ -96,19 +101,19 @@ impl Coordinator {
         let holder_id = child.body().holder_agent.as_str().to_owned();
         let holder = self.store.agent(&holder_id)?.ok_or_else(|| {
             ApiError::precondition(
-                "UNKNOWN_AGENT",
+                ErrorReason::UnknownAgent,
                 format!("the new holder `{holder_id}` is not registered"),
             )
         })?;
         if holder.status != AgentStatus::Active {
             return Err(ApiError::precondition(
-                "AGENT_DISABLED",
+                ErrorReason::AgentDisabled,
                 format!("the new holder `{holder_id}` is disabled"),
             ));
         }
         if agent_key(&holder)? != child.body().holder {
             return Err(ApiError::precondition(
-                "HOLDER_KEY_MISMATCH",
+                ErrorReason::HolderKeyMismatch,
                 format!("the new link's holder key is not the registered key of `{holder_id}`"),
             ));
         }
@@ -198,7 +203,7 @@ impl Coordinator {
             Ok(admission::Admitted::Reloaded) => Ok(None),
             Err(_) => Err(ApiError::new(
                 tonic::Code::Internal,
-                "INTERNAL",
+                ErrorReason::Internal,
                 "a queued delegation was never admitted",
             )),
         }

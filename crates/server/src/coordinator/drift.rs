@@ -4,7 +4,7 @@
 
 use super::{Coordinator, RevokedLinks, event, read, with_decision};
 use crate::auth::Caller;
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorReason};
 use crate::policies::LoadedPolicy;
 use crate::policies::{Decision, task_info};
 use mandate_core::{LinkId, LinkKind, TaskId};
@@ -276,8 +276,13 @@ impl Coordinator {
         now: u64,
         limits: &mandate_core::Limits,
     ) -> Result<(Decision, Option<String>, bool), ApiError> {
-        let link = mandate_core::Link::decode(&rec.encoded, limits)
-            .map_err(|d| ApiError::new(tonic::Code::Internal, "CORRUPT_LINK", d.to_string()))?;
+        let link = mandate_core::Link::decode(&rec.encoded, limits).map_err(|d| {
+            ApiError::new(
+                tonic::Code::Internal,
+                ErrorReason::CorruptLink,
+                d.to_string(),
+            )
+        })?;
         let b = link.body();
         let ttl = b.expires_at_ms.saturating_sub(b.not_before_ms);
         let task_hex = task.id.to_string();

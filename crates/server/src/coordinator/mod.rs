@@ -31,7 +31,7 @@ use mandate_store::{AgentRecord, AuditEvent, Change, Committed, Severity, Store,
 use tokio::sync::Mutex;
 
 use crate::auth::Caller;
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorReason};
 use crate::policies::{Decision, Policies, agent_info};
 use crate::state::audit::AuditWriter;
 use crate::state::durability::{AfterFlush, Flusher};
@@ -183,7 +183,7 @@ fn agent_key(a: &AgentRecord) -> Result<PublicKey, ApiError> {
         .and_then(|b| PublicKey::from_bytes(&b).ok())
         .ok_or_else(|| {
             ApiError::precondition(
-                "AGENT_KEY_INVALID",
+                ErrorReason::AgentKeyInvalid,
                 format!("agent `{}` has an unusable key", a.id),
             )
         })
@@ -200,7 +200,9 @@ impl Coordinator {
     ) -> Result<Coordinator, ApiError> {
         let trust = TrustBundle::new()
             .with_key(key.public_key(), 0, u64::MAX)
-            .map_err(|e| ApiError::new(tonic::Code::Internal, "BAD_KEY", e.to_string()))?;
+            .map_err(|e| {
+                ApiError::new(tonic::Code::Internal, ErrorReason::BadKey, e.to_string())
+            })?;
         let verifier = Verifier::new(
             trust.clone(),
             VerifierConfig {

@@ -8,7 +8,7 @@ use mandate_store::{
 
 use super::Coordinator;
 use super::access::Role;
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorReason};
 
 impl Coordinator {
     /// Agents in id order, after `after`.
@@ -60,7 +60,9 @@ impl Coordinator {
         let store = std::sync::Arc::clone(&self.store);
         tokio::task::spawn_blocking(move || mandate_store::verify_audit(&*store, from, to))
             .await
-            .map_err(|e| ApiError::new(tonic::Code::Internal, "INTERNAL", e.to_string()))?
+            .map_err(|e| {
+                ApiError::new(tonic::Code::Internal, ErrorReason::Internal, e.to_string())
+            })?
             .map_err(ApiError::from)
     }
 

@@ -4,7 +4,7 @@
 use super::access::{self, Ask};
 use super::{Coordinator, RevokedLinks, event, read, write};
 use crate::auth::Caller;
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorReason};
 use crate::state::revocations::RevocationEvent;
 use mandate_core::{LinkId, RevocationEntry, TaskId};
 use mandate_store::AuditAction;
@@ -318,7 +318,9 @@ impl Coordinator {
         let store = Arc::clone(&self.store);
         let stats = tokio::task::spawn_blocking(move || store.gc(now, history))
             .await
-            .map_err(|e| ApiError::new(tonic::Code::Internal, "INTERNAL", e.to_string()))??;
+            .map_err(|e| {
+                ApiError::new(tonic::Code::Internal, ErrorReason::Internal, e.to_string())
+            })??;
         // Counts are read again from the store on next use: links held may have been
         // revoked or expired, links and tasks collected. Under the writer lock, so no
         // group of delegations is being admitted (its staged links are not in the store

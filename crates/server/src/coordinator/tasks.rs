@@ -4,7 +4,7 @@
 use super::access::{self, Ask};
 use super::{Coordinator, Issued, RevokedLinks, Started, agent_key, event, with_decision};
 use crate::auth::Caller;
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorReason};
 use crate::policies::{Decision, agent_info, check_signals, task_info};
 use mandate_core::{AgentId, Capability, Chain, LinkKind, LinkSpec, TaskId};
 use mandate_policy::Request as PolicyRequest;
@@ -104,8 +104,9 @@ impl Coordinator {
         check_request_size(&r.capabilities, &r.intent, &r.intent_fields)?;
         agent_key(&caller.agent)?;
         let now = self.now();
-        let task_id = TaskId::random()
-            .map_err(|e| ApiError::new(tonic::Code::Internal, "INTERNAL", e.to_string()))?;
+        let task_id = TaskId::random().map_err(|e| {
+            ApiError::new(tonic::Code::Internal, ErrorReason::Internal, e.to_string())
+        })?;
         let task_hex = task_id.to_string();
         let principal = agent_info(&caller.agent);
         let agents = self.related(&[&caller.agent.id])?;
@@ -131,7 +132,7 @@ impl Coordinator {
             self.audit_refusal(e, Some(caller)).await?;
             return Err(ApiError::new(
                 tonic::Code::PermissionDenied,
-                "POLICY_DENIED",
+                ErrorReason::PolicyDenied,
                 format!("policy denied the grant: {}", decision.reason),
             ));
         }
@@ -171,7 +172,9 @@ impl Coordinator {
         let ttl = r.ttl_ms.min(self.ttl_cap(&decision));
         let deadline = now.saturating_add(ttl);
         let spec = LinkSpec::new(holder, holder_agent, r.capabilities.clone(), now, deadline)
-            .map_err(|e| ApiError::new(tonic::Code::Internal, "INTERNAL", e.to_string()))?
+            .map_err(|e| {
+                ApiError::new(tonic::Code::Internal, ErrorReason::Internal, e.to_string())
+            })?
             .max_depth(r.max_depth.min(Self::depth_cap(&decision)))
             .require_seal(true)
             .require_online(r.require_online || decision.obligations.require_online);
@@ -292,7 +295,7 @@ impl Coordinator {
         )?;
         if task.state.is_final() {
             return Err(ApiError::precondition(
-                "TASK_ENDED",
+                ErrorReason::TaskEnded,
                 format!("task `{id}` has already ended"),
             ));
         }
@@ -373,7 +376,7 @@ impl Coordinator {
         let now = self.now();
         if task.state != TaskState::Active || now >= task.deadline_ms {
             return Err(ApiError::precondition(
-                "TASK_NOT_ACTIVE",
+                ErrorReason::TaskNotActive,
                 format!("task `{id}` is not active"),
             ));
         }
@@ -383,11 +386,16 @@ impl Coordinator {
             .transpose()?
             .flatten()
             .ok_or_else(|| {
-                ApiError::precondition("TASK_NOT_ACTIVE", "the task has no root link")
+                ApiError::precondition(ErrorReason::TaskNotActive, "the task has no root link")
             })?;
-        let root =
-            mandate_core::Link::decode(&current.encoded, &mandate_core::Limits::default())
-                .map_err(|d| ApiError::new(tonic::Code::Internal, "CORRUPT_LINK", d.to_string()))?;
+        let root = mandate_core::Link::decode(&current.encoded, &mandate_core::Limits::default())
+            .map_err(|d| {
+            ApiError::new(
+                tonic::Code::Internal,
+                ErrorReason::CorruptLink,
+                d.to_string(),
+            )
+        })?;
         let b = root.body();
         let principal = agent_info(&caller.agent);
         let agents = self.related(&[&caller.agent.id])?;
@@ -434,7 +442,7 @@ impl Coordinator {
             now,
             expires,
         )
-        .map_err(|e| ApiError::new(tonic::Code::Internal, "INTERNAL", e.to_string()))?
+        .map_err(|e| ApiError::new(tonic::Code::Internal, ErrorReason::Internal, e.to_string()))?
         .max_depth(b.max_depth.min(Self::depth_cap(&decision)))
         .require_seal(true)
         .require_online(b.require_online || decision.obligations.require_online);
@@ -451,7 +459,7 @@ impl Coordinator {
         let mut task = self.task(id)?;
         if task.state != TaskState::Active {
             return Err(ApiError::precondition(
-                "TASK_NOT_ACTIVE",
+                ErrorReason::TaskNotActive,
                 format!("task `{id}` is not active"),
             ));
         }
@@ -473,7 +481,7 @@ impl Coordinator {
         self.audit_refusal(e, Some(caller)).await?;
         Err(ApiError::new(
             tonic::Code::PermissionDenied,
-            "POLICY_DENIED",
+            ErrorReason::PolicyDenied,
             if decision.allowed {
                 "policy requires approval for this grant: start a new task to request it".to_owned()
             } else {

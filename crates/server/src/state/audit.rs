@@ -6,7 +6,7 @@ use std::sync::Arc;
 use mandate_store::{AuditEvent, Change, Store};
 use tokio::sync::{mpsc, oneshot, watch};
 
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorReason};
 
 type Pending = (AuditEvent, oneshot::Sender<Result<(), String>>);
 
@@ -87,7 +87,7 @@ impl AuditWriter {
         let unavailable = |why: String| {
             ApiError::new(
                 tonic::Code::Unavailable,
-                "STORE_UNAVAILABLE",
+                ErrorReason::StoreUnavailable,
                 format!("the decision could not be audited, so it is not given: {why}"),
             )
         };

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use mandate_store::Store;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorReason};
 
 type Waiter = oneshot::Sender<Result<(), String>>;
 
@@ -86,7 +86,7 @@ impl Flusher {
         let unavailable = |why: String| {
             ApiError::new(
                 tonic::Code::Unavailable,
-                "STORE_UNAVAILABLE",
+                ErrorReason::StoreUnavailable,
                 format!("the change may not be durable: {why}"),
             )
         };

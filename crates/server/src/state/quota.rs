@@ -9,7 +9,7 @@ use std::sync::{Mutex, PoisonError, RwLock};
 use mandate_core::{LinkId, RevocationList, RevocationSet as _, TaskId};
 use mandate_store::Store;
 
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorReason};
 
 /// Limits that keep one runaway agent from starving the others.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -64,7 +64,11 @@ pub(crate) struct QuotaLedger {
 }
 
 fn exceeded(what: String) -> ApiError {
-    ApiError::new(tonic::Code::ResourceExhausted, "QUOTA_EXCEEDED", what)
+    ApiError::new(
+        tonic::Code::ResourceExhausted,
+        ErrorReason::QuotaExceeded,
+        what,
+    )
 }
 
 impl QuotaLedger {

@@ -1,5 +1,6 @@
 //! Every role against every rule, with each relation the rule depends on.
 
+use crate::error::ErrorReason;
 use std::collections::BTreeMap;
 
 use mandate_store::{AgentRecord, AgentStatus};
@@ -281,9 +282,9 @@ fn every_role_against_every_rule() {
                     row.what
                 );
                 let reason = if row.what == "ask for break-glass" {
-                    "HUMANS_ONLY"
+                    ErrorReason::HumansOnly
                 } else {
-                    "NOT_AUTHORIZED"
+                    ErrorReason::NotAuthorized
                 };
                 assert_eq!(e.reason, reason, "{role}: {}", row.what);
             }
