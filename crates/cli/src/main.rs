@@ -20,10 +20,17 @@ macro_rules! out_raw {
     }};
 }
 
+mod agent;
+mod approvals;
 mod audit;
 mod client;
-mod commands;
+mod delegate;
+mod input;
+mod inspect;
+mod invoke;
+mod output;
 mod policy;
+mod task;
 mod tree;
 
 use std::net::SocketAddr;
@@ -105,15 +112,15 @@ enum Command {
     /// Draw the delegation tree of a task.
     Tree(tree::TreeArgs),
     /// Create an Ed25519 key pair for an agent.
-    Keygen(commands::KeygenArgs),
+    Keygen(agent::KeygenArgs),
     /// Register, show, list and disable agents.
     #[command(subcommand)]
-    Agent(commands::AgentCommand),
+    Agent(agent::AgentCommand),
     /// Start, show, list, complete and fail tasks.
     #[command(subcommand)]
-    Task(commands::TaskCommand),
+    Task(task::TaskCommand),
     /// Delegate a narrower scope from your chain to a registered agent.
-    Delegate(commands::DelegateArgs),
+    Delegate(delegate::DelegateArgs),
     /// Get a fresh root link for a task you started.
     Renew {
         /// Task id.
@@ -131,24 +138,24 @@ enum Command {
         reason: String,
     },
     /// Sign an invocation proof for one tool call with your key.
-    Prove(commands::ProveArgs),
+    Prove(invoke::ProveArgs),
     /// Ask the coordinator whether a call may proceed (as the tool; exit 1 when denied).
-    Authorize(commands::AuthorizeArgs),
+    Authorize(invoke::AuthorizeArgs),
     /// Decode and explain a chain or invocation proof.
-    Inspect(commands::InspectArgs),
+    Inspect(inspect::InspectArgs),
     /// The policy set: show, reload, validate a directory offline, print the schema or the
     /// default set.
     #[command(subcommand)]
     Policy(policy::PolicyCommand),
     /// Grant requests waiting for approval: list, show, wait.
     #[command(subcommand)]
-    Approvals(policy::ApprovalsCommand),
+    Approvals(approvals::ApprovalsCommand),
     /// Approve a pending grant request (quote the hash you reviewed).
-    Approve(policy::DecideArgs),
+    Approve(approvals::DecideArgs),
     /// Deny a pending grant request.
-    Deny(policy::DecideArgs),
+    Deny(approvals::DecideArgs),
     /// Emergency access for a person: time-boxed, audited at high severity, not delegable.
-    BreakGlass(policy::BreakGlassArgs),
+    BreakGlass(approvals::BreakGlassArgs),
 }
 
 #[derive(clap::Args, Debug)]
@@ -244,20 +251,20 @@ fn main() -> ExitCode {
             Command::Serve(args) => serve(args).await.map(|()| Outcome::Ok),
             Command::Audit(cmd) => audit::run(cmd, &conn).await,
             Command::Tree(args) => tree::run(args, &conn).await,
-            Command::Keygen(args) => commands::keygen(&args, &conn),
-            Command::Agent(cmd) => commands::agent(cmd, &conn).await,
-            Command::Task(cmd) => commands::task(cmd, &conn).await,
-            Command::Delegate(args) => commands::delegate(args, &conn).await,
-            Command::Renew { task, ttl } => commands::renew(task, ttl, &conn).await,
-            Command::Revoke { link, reason } => commands::revoke(link, reason, &conn).await,
-            Command::Prove(args) => commands::prove(&args, &conn),
-            Command::Authorize(args) => commands::authorize(args, &conn).await,
-            Command::Inspect(args) => commands::inspect(args, &conn).await,
+            Command::Keygen(args) => agent::keygen(&args, &conn),
+            Command::Agent(cmd) => agent::agent(cmd, &conn).await,
+            Command::Task(cmd) => task::task(cmd, &conn).await,
+            Command::Delegate(args) => delegate::delegate(args, &conn).await,
+            Command::Renew { task, ttl } => task::renew(task, ttl, &conn).await,
+            Command::Revoke { link, reason } => delegate::revoke(link, reason, &conn).await,
+            Command::Prove(args) => invoke::prove(&args, &conn),
+            Command::Authorize(args) => invoke::authorize(args, &conn).await,
+            Command::Inspect(args) => inspect::inspect(args, &conn).await,
             Command::Policy(cmd) => policy::policy(cmd, &conn).await,
-            Command::Approvals(cmd) => policy::approvals(cmd, &conn).await,
-            Command::Approve(args) => policy::decide(args, true, &conn).await,
-            Command::Deny(args) => policy::decide(args, false, &conn).await,
-            Command::BreakGlass(args) => policy::break_glass(args, &conn).await,
+            Command::Approvals(cmd) => approvals::approvals(cmd, &conn).await,
+            Command::Approve(args) => approvals::decide(args, true, &conn).await,
+            Command::Deny(args) => approvals::decide(args, false, &conn).await,
+            Command::BreakGlass(args) => approvals::break_glass(args, &conn).await,
         }
     });
     match result {
