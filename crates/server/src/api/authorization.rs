@@ -121,11 +121,11 @@ impl AuthorizationService for Api {
             let links = coordinator
                 .revocations_after(after)?
                 .into_iter()
-                .filter(|(_, _, e)| *e <= snapshot.epoch)
-                .map(|(l, exp, e)| pb::RevokedLink {
-                    link_id: l.to_string(),
-                    expires_at_ms: exp,
-                    epoch: e,
+                .filter(|r| r.epoch <= snapshot.epoch)
+                .map(|r| pb::RevokedLink {
+                    link_id: r.link.to_string(),
+                    expires_at_ms: r.expires_at_ms,
+                    epoch: r.epoch,
                 })
                 .collect();
             batch_msg(snapshot.epoch, links)

@@ -331,10 +331,16 @@ impl Coordinator {
         if let Some(c) = caller {
             change.nonces.push((c.nonce, c.nonce_expires_ms));
         }
-        let entries: HashMap<LinkId, (u64, bool)> = change
+        let entries: HashMap<LinkId, RevocationEntry> = change
             .revocations
             .iter()
-            .map(|r| (r.link, (r.expires_at_ms, r.implied)))
+            .map(|r| {
+                let entry = RevocationEntry {
+                    expires_at_ms: r.expires_at_ms,
+                    implied: r.implied,
+                };
+                (r.link, entry)
+            })
             .collect();
         let committed = self.commit(change)?;
         if let Some(epoch) = committed.epoch {
@@ -343,17 +349,13 @@ impl Coordinator {
                 let mut r = write(&self.revoked);
                 r.advance_epoch(epoch);
                 for l in &committed.revoked {
-                    let (expires_at_ms, implied) =
-                        entries.get(l).copied().unwrap_or((u64::MAX, false));
-                    r.insert(
-                        *l,
-                        RevocationEntry {
-                            expires_at_ms,
-                            implied,
-                        },
-                    );
-                    if !implied {
-                        links.push((*l, expires_at_ms));
+                    let entry = entries.get(l).copied().unwrap_or(RevocationEntry {
+                        expires_at_ms: u64::MAX,
+                        implied: false,
+                    });
+                    r.insert(*l, entry);
+                    if !entry.implied {
+                        links.push((*l, entry.expires_at_ms));
                     }
                 }
             }

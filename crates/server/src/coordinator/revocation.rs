@@ -6,8 +6,9 @@ use super::{Coordinator, RevokedLinks, event, read, write};
 use crate::auth::Caller;
 use crate::error::{ApiError, ErrorReason};
 use crate::state::revocations::RevocationEvent;
-use mandate_core::{LinkId, RevocationEntry, TaskId};
+use mandate_core::{LinkId, RevocationEntry, RevocationList, TaskId};
 use mandate_store::AuditAction;
+use mandate_store::RevocationRecord;
 use mandate_store::{Change, LinkRecord, NewRevocation, Severity, TaskRecord, TaskState};
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
@@ -165,7 +166,7 @@ impl Coordinator {
                 Some(_) => {}
                 // Verifiers accept a link until its expiry plus the clock skew: revoke
                 // until then.
-                None if expires_at_ms.saturating_add(self.config.clock_skew_ms) >= now => {
+                None if RevocationList::matters(expires_at_ms, now, self.config.clock_skew_ms) => {
                     let implied = covered_until >= expires_at_ms;
                     if !implied {
                         covers = covers.max(expires_at_ms);
@@ -273,14 +274,13 @@ impl Coordinator {
 
     /// Live revocations with an epoch above `epoch`, from the store, as the feed carries
     /// them: the store lists cut links only, not those a revoked ancestor covers.
-    pub fn revocations_after(&self, epoch: u64) -> Result<Vec<(LinkId, u64, u64)>, ApiError> {
+    pub fn revocations_after(&self, epoch: u64) -> Result<Vec<RevocationRecord>, ApiError> {
         let now = self.now();
         Ok(self
             .store
             .revocations_after(epoch)?
             .into_iter()
-            .filter(|r| r.expires_at_ms.saturating_add(self.config.clock_skew_ms) >= now)
-            .map(|r| (r.link, r.expires_at_ms, r.epoch))
+            .filter(|r| RevocationList::matters(r.expires_at_ms, now, self.config.clock_skew_ms))
             .collect())
     }
 
