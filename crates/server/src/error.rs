@@ -73,6 +73,8 @@ pub enum ErrorReason {
     QuotaExceeded,
     /// The store failed; the change was not made (or may not be durable).
     StoreUnavailable,
+    /// Another writer committed first; nothing was changed: retry.
+    StoreConflict,
     /// A stored link does not decode.
     CorruptLink,
     /// A stored approval request does not decode.
@@ -118,6 +120,7 @@ impl ErrorReason {
             ErrorReason::AgentKeyInvalid => "AGENT_KEY_INVALID",
             ErrorReason::QuotaExceeded => "QUOTA_EXCEEDED",
             ErrorReason::StoreUnavailable => "STORE_UNAVAILABLE",
+            ErrorReason::StoreConflict => "STORE_CONFLICT",
             ErrorReason::CorruptLink => "CORRUPT_LINK",
             ErrorReason::CorruptApproval => "CORRUPT_APPROVAL",
             ErrorReason::BadKey => "BAD_KEY",
@@ -218,6 +221,14 @@ impl ApiError {
 
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> ApiError {
+        if let StoreError::Conflict(why) = &e {
+            tracing::info!(%why, "store conflict");
+            return ApiError::new(
+                Code::Aborted,
+                ErrorReason::StoreConflict,
+                "another coordinator changed the state first; nothing was changed: retry",
+            );
+        }
         // The details (paths, engine messages) go to the log, not to the caller.
         tracing::error!(error = %e, "store failure");
         ApiError::new(
@@ -231,5 +242,46 @@ impl From<StoreError> for ApiError {
 impl From<ApiError> for tonic::Status {
     fn from(e: ApiError) -> tonic::Status {
         e.into_status()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn store_failures_map_to_unavailable_and_conflicts_to_aborted() {
+        let failed = ApiError::from(StoreError::Backend("disk full".into()));
+        assert_eq!(
+            (failed.code, failed.reason),
+            (Code::Unavailable, ErrorReason::StoreUnavailable)
+        );
+        assert!(
+            !failed.message.contains("disk full"),
+            "engine details stay in the log"
+        );
+        let lost = ApiError::from(StoreError::Conflict("audit head moved".into()));
+        assert_eq!(
+            (lost.code, lost.reason),
+            (Code::Aborted, ErrorReason::StoreConflict)
+        );
+        let status = lost.into_status();
+        assert_eq!(status.code(), Code::Aborted);
+    }
+
+    #[test]
+    fn reasons_are_screaming_snake_case_and_tokens_keep_their_codes() {
+        for r in [
+            ErrorReason::PolicyDenied,
+            ErrorReason::StoreConflict,
+            ErrorReason::Internal,
+        ] {
+            assert!(
+                r.as_str()
+                    .chars()
+                    .all(|c| c.is_ascii_uppercase() || c == '_')
+            );
+        }
+        assert_eq!(ErrorReason::Token(Reason::Revoked).as_str(), "REVOKED");
     }
 }

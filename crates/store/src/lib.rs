@@ -48,6 +48,11 @@ pub enum StoreError {
         /// Its id.
         id: String,
     },
+    /// Another writer changed the state this change was decided on (a shared, networked
+    /// store guards each commit on the audit head). Nothing was written; the caller may
+    /// decide again and retry. The embedded store, with one writer, never returns it.
+    #[error("another writer committed first: {0}")]
+    Conflict(String),
 }
 
 /// Result of store operations.
@@ -101,6 +106,32 @@ pub struct GcStats {
 
 /// Mandate's state. Implementations must make [`Store::commit`] atomic and
 /// [`Store::flush`] durable (everything committed before it survives a crash).
+///
+/// # The contract a backend keeps
+///
+/// The embedded backend (sled) is one process writing one local tree; a networked backend
+/// (etcd, with several coordinators) must keep the same contract without sled's luxuries:
+///
+/// - **Atomic for every reader, whatever the size.** A [`Change`] can hold 100,000
+///   revocations (a cascade) or a whole drift pass. A backend whose transactions are
+///   bounded (etcd: 128 operations, 1.5 MiB) may split it, but readers of this trait, in
+///   this process or another, must see all of it or none: stage what no reader can see
+///   yet (records under a staging key, implied revocations, index entries), then publish
+///   in one final transaction the parts that make the change visible (the new epoch with
+///   the cut revocations, and the audit records). A crash between the two leaves staged
+///   data that the next start discards or completes; it never leaves half a change
+///   visible.
+/// - **One history.** Epochs and audit sequence numbers are assigned by the store inside
+///   the commit, each exactly once, in order. A shared backend guards the final
+///   transaction on the audit head it read, and returns [`StoreError::Conflict`] when
+///   another writer moved it: the audit hash chain never forks, and the caller decides
+///   again.
+/// - **No open iterators.** Every listing is a bounded page (`after` exclusive, `limit`)
+///   or a complete answer for one key (a task's links, a link's children); callers never
+///   hold a cursor across calls, and nothing depends on an order a method does not
+///   promise.
+/// - **Durable before answered.** [`Store::flush`] covers every commit that returned
+///   before it was called.
 pub trait Store: Send + Sync + 'static {
     /// Applies `change` atomically: every record, index, revocation, nonce and audit record,
     /// or none of them.
