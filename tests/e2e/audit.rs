@@ -2,23 +2,25 @@
 //! integrity verification that names an edited record, export that round-trips, fail
 //! closed when the audit write fails, and a 1,000-descendant cascade named in full.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 
-use mandate_core::{Call, Invocation, LinkId, LinkSpec, SigningKey, TaskId};
+use mandate_core::{Call, Invocation, LinkSpec, SigningKey};
 use mandate_proto::v1 as pb;
-use mandate_store::{Change, Committed, GcStats, SledStore, Store, StoreError};
+use mandate_store::Store;
 use tokio_stream::StreamExt as _;
 
+use crate::failing_store::on_a_failing_store;
 use crate::harness::*;
 
 const PLANNER: &str = "spiffe://mandate.local/p";
+
 const WORKER: &str = "spiffe://mandate.local/w";
+
 const TOOL: &str = "spiffe://mandate.local/tool";
 
 /// A planner with a task and one delegation; returns (planner, planner key, root chain,
 /// worker key, worker chain).
-async fn setup(
+pub async fn setup(
     h: &Harness,
 ) -> (
     mandate_sdk::Client,
@@ -339,235 +341,6 @@ async fn export_round_trips_and_holds_no_secrets() {
     ] {
         assert!(!text.contains(needle), "export contains `{needle}`");
     }
-}
-
-/// A store whose commits fail on demand: the audit write cannot happen.
-struct FailingStore {
-    inner: SledStore,
-    fail: AtomicBool,
-    fail_flush: AtomicBool,
-}
-
-impl Store for FailingStore {
-    fn commit(&self, change: Change) -> Result<Committed, StoreError> {
-        if self.fail.load(Ordering::SeqCst) {
-            return Err(StoreError::Backend(
-                "injected: the audit log cannot be written".into(),
-            ));
-        }
-        self.inner.commit(change)
-    }
-    fn flush(&self) -> Result<(), StoreError> {
-        if self.fail_flush.load(Ordering::SeqCst) {
-            return Err(StoreError::Backend("injected: the disk cannot sync".into()));
-        }
-        self.inner.flush()
-    }
-    fn agent(&self, id: &str) -> Result<Option<mandate_store::AgentRecord>, StoreError> {
-        self.inner.agent(id)
-    }
-    fn agents(
-        &self,
-        after: Option<&str>,
-        limit: usize,
-    ) -> Result<Vec<mandate_store::AgentRecord>, StoreError> {
-        self.inner.agents(after, limit)
-    }
-    fn task(&self, id: &TaskId) -> Result<Option<mandate_store::TaskRecord>, StoreError> {
-        self.inner.task(id)
-    }
-    fn tasks(
-        &self,
-        after: Option<&TaskId>,
-        limit: usize,
-    ) -> Result<Vec<mandate_store::TaskRecord>, StoreError> {
-        self.inner.tasks(after, limit)
-    }
-    fn approval(&self, task: &TaskId) -> Result<Option<mandate_store::ApprovalRecord>, StoreError> {
-        self.inner.approval(task)
-    }
-    fn approvals(
-        &self,
-        after: Option<&TaskId>,
-        limit: usize,
-    ) -> Result<Vec<mandate_store::ApprovalRecord>, StoreError> {
-        self.inner.approvals(after, limit)
-    }
-    fn link(&self, id: &LinkId) -> Result<Option<mandate_store::LinkRecord>, StoreError> {
-        self.inner.link(id)
-    }
-    fn children(&self, id: &LinkId) -> Result<Vec<LinkId>, StoreError> {
-        self.inner.children(id)
-    }
-    fn children_with_expiry(&self, id: &LinkId) -> Result<Vec<(LinkId, Option<u64>)>, StoreError> {
-        self.inner.children_with_expiry(id)
-    }
-    fn task_links(&self, task: &TaskId) -> Result<Vec<mandate_store::LinkRecord>, StoreError> {
-        self.inner.task_links(task)
-    }
-    fn task_link_count(&self, task: &TaskId) -> Result<usize, StoreError> {
-        self.inner.task_link_count(task)
-    }
-    fn task_roots(&self, task: &TaskId) -> Result<Vec<LinkId>, StoreError> {
-        self.inner.task_roots(task)
-    }
-    fn agent_links(&self, agent: &str) -> Result<Vec<LinkId>, StoreError> {
-        self.inner.agent_links(agent)
-    }
-    fn revocation(
-        &self,
-        id: &LinkId,
-    ) -> Result<Option<mandate_store::RevocationRecord>, StoreError> {
-        self.inner.revocation(id)
-    }
-    fn implied_revocations(
-        &self,
-        epoch: u64,
-        task: &TaskId,
-    ) -> Result<Vec<mandate_store::RevocationRecord>, StoreError> {
-        self.inner.implied_revocations(epoch, task)
-    }
-    fn all_implied_revocations(&self) -> Result<Vec<mandate_store::RevocationRecord>, StoreError> {
-        self.inner.all_implied_revocations()
-    }
-    fn revocations_after(
-        &self,
-        epoch: u64,
-    ) -> Result<Vec<mandate_store::RevocationRecord>, StoreError> {
-        self.inner.revocations_after(epoch)
-    }
-    fn policy_hash(&self) -> Result<Option<String>, StoreError> {
-        self.inner.policy_hash()
-    }
-    fn epoch(&self) -> Result<u64, StoreError> {
-        self.inner.epoch()
-    }
-    fn nonce(&self, nonce: &[u8; 16]) -> Result<Option<u64>, StoreError> {
-        self.inner.nonce(nonce)
-    }
-    fn audit_after(
-        &self,
-        after: u64,
-        limit: usize,
-    ) -> Result<Vec<mandate_store::AuditRecord>, StoreError> {
-        self.inner.audit_after(after, limit)
-    }
-    fn audit_head(&self) -> Result<(u64, String), StoreError> {
-        self.inner.audit_head()
-    }
-    fn gc(&self, now_ms: u64, history_before_ms: u64) -> Result<GcStats, StoreError> {
-        self.inner.gc(now_ms, history_before_ms)
-    }
-}
-
-/// A coordinator on a store whose writes or flushes can be made to fail.
-async fn on_a_failing_store() -> (Harness, Arc<FailingStore>) {
-    let dir = tempfile::tempdir().unwrap();
-    let clock = Arc::new(mandate_core::ManualClock::new(mandate_core::Clock::now_ms(
-        &mandate_core::SystemClock,
-    )));
-    let store = Arc::new(FailingStore {
-        inner: SledStore::open(&dir.path().join("data/store")).unwrap(),
-        fail: AtomicBool::new(false),
-        fail_flush: AtomicBool::new(false),
-    });
-    let server = mandate_server::start_with_store(config(dir.path(), clock.clone()), store.clone())
-        .await
-        .unwrap();
-    let channel = wait_healthy(server.local_addr).await;
-    let admin_key = mandate_core::keyfile::load_signing_key(&server.admin_key_path).unwrap();
-    let h = Harness {
-        admin: mandate_sdk::Client::with_channel(
-            channel.clone(),
-            mandate_sdk::Signer::with_clock(
-                server.admin_id.parse().unwrap(),
-                admin_key,
-                clock.clone(),
-            ),
-        ),
-        server: Some(server),
-        dir,
-        clock,
-        channel,
-    };
-    (h, store)
-}
-
-/// The next batch on a revocation feed, as (epoch, link id) pairs.
-async fn next_batch(
-    feed: &mut tonic::Streaming<pb::WatchRevocationsResponse>,
-) -> Vec<(u64, String)> {
-    loop {
-        let m = feed.next().await.unwrap().unwrap();
-        if let Some(pb::watch_revocations_response::Event::Batch(b)) = m.event {
-            return b.links.into_iter().map(|l| (l.epoch, l.link_id)).collect();
-        }
-    }
-}
-
-/// A revocation reaches followers only once durable: a follower that learnt of an epoch a
-/// crash then lost would skip the different revocation given that number after the restart.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_feed_publishes_a_revocation_only_once_it_is_durable() {
-    let (h, store) = on_a_failing_store().await;
-    let (mut planner, root, _wkey, chain) = setup(&h).await;
-    let mut admin = h.admin.clone();
-    let mut feed = admin
-        .watch_revocations(pb::WatchRevocationsRequest { after_epoch: 0 })
-        .await
-        .unwrap();
-    let first = feed.next().await.unwrap().unwrap();
-    let Some(pb::watch_revocations_response::Event::Snapshot(s)) = first.event else {
-        panic!("expected a snapshot, got {first:?}");
-    };
-    let start = s.epoch;
-
-    store.fail_flush.store(true, Ordering::SeqCst);
-    let e = planner
-        .revoke_link(pb::RevokeLinkRequest {
-            link_id: chain.leaf().id().to_string(),
-            reason: "not durable".into(),
-        })
-        .await
-        .unwrap_err();
-    assert_eq!(e.reason(), "STORE_UNAVAILABLE");
-    // Committed, so online checks refuse the link at once, but not published: no batch
-    // reaches the follower and a new follower's snapshot is at the old epoch.
-    let fresh = admin
-        .watch_revocations(pb::WatchRevocationsRequest { after_epoch: 0 })
-        .await
-        .unwrap()
-        .next()
-        .await
-        .unwrap()
-        .unwrap();
-    let Some(pb::watch_revocations_response::Event::Snapshot(s)) = fresh.event else {
-        panic!("expected a snapshot, got {fresh:?}");
-    };
-    assert_eq!(s.epoch, start);
-    let quiet =
-        tokio::time::timeout(std::time::Duration::from_millis(300), next_batch(&mut feed)).await;
-    assert!(quiet.is_err(), "published before durable: {quiet:?}");
-
-    // Once a flush succeeds, the revocation is published, with no other change needed to
-    // trigger it (the collector asks for a flush now and then).
-    store.fail_flush.store(false, Ordering::SeqCst);
-    h.server().collect_garbage().await.unwrap();
-    assert_eq!(
-        next_batch(&mut feed).await,
-        vec![(start + 1, chain.leaf().id().to_string())]
-    );
-    planner
-        .revoke_link(pb::RevokeLinkRequest {
-            link_id: root.root().id().to_string(),
-            reason: "durable".into(),
-        })
-        .await
-        .unwrap();
-    assert_eq!(
-        next_batch(&mut feed).await,
-        vec![(start + 2, root.root().id().to_string())]
-    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

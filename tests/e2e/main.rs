@@ -9,8 +9,24 @@
     reason = "tests fail loudly"
 )]
 
+// Where a test goes (one module per area of the API; shared set-up in `harness` and
+// `failing_store`):
+//
+// - `flow`: tasks and delegation end to end (start, delegate, authorize, expire, revoke,
+//   complete, restart), and disabling agents.
+// - `bad_input`: request authentication and everything a caller can get wrong (unsigned,
+//   stale, replayed, malformed, oversized, undecodable, foreign trust domain), quotas and
+//   concurrent duplicates; each proves that nothing changed.
+// - `tool`: the tool side (the SDK's verifier and tower layer against a live feed).
+// - `feed`: `WatchRevocations`: resuming, heartbeats, publishing only once durable.
+// - `policy`: Cedar decisions, obligations, approvals, break-glass, reloads and drift.
+// - `audit`: the audit log API (query, follow, verify, export) and failing closed when the
+//   audit write fails.
+// - `operations`: health and reflection, the trust bundle and renewal, bounded storage.
 mod audit;
 mod bad_input;
+mod failing_store;
+mod feed;
 mod flow;
 mod harness;
 mod operations;
