@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let proto_root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../proto");
+    let proto_root = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR")?).join("../../proto");
     let file = "mandate/token/v1/token.proto";
     println!("cargo:rerun-if-changed={}", proto_root.join(file).display());
     let descriptors = protox::compile([file], [&proto_root])?;

@@ -273,6 +273,19 @@ async fn verification_names_a_record_edited_in_the_store() {
     assert!(v.intact);
 }
 
+/// The whole log as `ExportAuditLog` streams it.
+async fn export_all(admin: &mut mandate_sdk::Client) -> String {
+    let mut stream = admin
+        .export_audit_log(pb::ExportAuditLogRequest::default())
+        .await
+        .unwrap();
+    let mut jsonl = Vec::new();
+    while let Some(chunk) = stream.next().await {
+        jsonl.extend(chunk.unwrap().jsonl);
+    }
+    String::from_utf8(jsonl).unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn export_round_trips_and_holds_no_secrets() {
     let h = Harness::start().await;
@@ -292,15 +305,7 @@ async fn export_round_trips_and_holds_no_secrets() {
         .await
         .unwrap();
     assert!(r.allowed);
-    let mut stream = admin
-        .export_audit_log(pb::ExportAuditLogRequest::default())
-        .await
-        .unwrap();
-    let mut jsonl = Vec::new();
-    while let Some(chunk) = stream.next().await {
-        jsonl.extend(chunk.unwrap().jsonl);
-    }
-    let text = String::from_utf8(jsonl).unwrap();
+    let text = export_all(&mut admin).await;
     let records: Vec<mandate_store::AuditRecord> = text
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
@@ -564,15 +569,7 @@ async fn export_escapes_unicode_line_separators_so_any_line_splitter_keeps_recor
         })
         .await
         .unwrap();
-    let mut stream = admin
-        .export_audit_log(pb::ExportAuditLogRequest::default())
-        .await
-        .unwrap();
-    let mut jsonl = Vec::new();
-    while let Some(chunk) = stream.next().await {
-        jsonl.extend(chunk.unwrap().jsonl);
-    }
-    let text = String::from_utf8(jsonl).unwrap();
+    let text = export_all(&mut admin).await;
     assert!(
         !text.contains(['\u{2028}', '\u{2029}']),
         "raw line separators in the export"

@@ -98,7 +98,7 @@ async fn world(target: &Target) -> anyhow::Result<World> {
         let admin = target.client(server).await?;
         Ok(World {
             _server: None,
-            endpoint: Target::endpoint(server),
+            endpoint: mandate_sdk::endpoint(server),
             admin,
             clock: Arc::new(SystemClock),
         })

@@ -21,7 +21,6 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 use clap::Parser;
-use mandate_core::{AgentId, keyfile};
 use mandate_sdk::{Client, Signer};
 
 /// Load tools for Mandate.
@@ -62,21 +61,11 @@ pub(crate) struct Target {
 }
 
 impl Target {
-    /// The coordinator's address as an endpoint URI.
-    pub(crate) fn endpoint(server: &str) -> String {
-        if server.contains("://") {
-            server.to_owned()
-        } else {
-            format!("http://{server}")
-        }
-    }
-
     /// A client signing as the admin, for `--server`.
     pub(crate) async fn client(&self, server: &str) -> anyhow::Result<Client> {
-        let key = keyfile::load_signing_key(&self.key)?;
-        let agent = AgentId::new(self.agent.clone())?;
-        let endpoint = Target::endpoint(server);
-        Client::connect(endpoint.clone(), Signer::new(agent, key))
+        let signer = Signer::from_key_file(&self.agent, &self.key)?;
+        let endpoint = mandate_sdk::endpoint(server);
+        Client::connect(endpoint.clone(), signer)
             .await
             .with_context(|| format!("cannot reach the coordinator at {endpoint}"))
     }

@@ -3,7 +3,6 @@
 use std::path::PathBuf;
 
 use anyhow::Context as _;
-use mandate_core::{AgentId, keyfile};
 use mandate_sdk::{Client, Signer};
 
 /// How to reach the coordinator and who to be.
@@ -40,14 +39,9 @@ pub(crate) struct Connection {
 
 impl Connection {
     pub(crate) async fn client(&self) -> anyhow::Result<Client> {
-        let key = keyfile::load_signing_key(&self.key)?;
-        let agent = AgentId::new(self.agent.clone())?;
-        let server = if self.server.contains("://") {
-            self.server.clone()
-        } else {
-            format!("http://{}", self.server)
-        };
-        Client::connect(server.clone(), Signer::new(agent, key))
+        let signer = Signer::from_key_file(&self.agent, &self.key)?;
+        let server = mandate_sdk::endpoint(&self.server);
+        Client::connect(server.clone(), signer)
             .await
             .with_context(|| format!("cannot reach the coordinator at {server}"))
     }

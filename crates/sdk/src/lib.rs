@@ -109,6 +109,13 @@ impl Signer {
         Signer::with_clock(agent, key, Arc::new(SystemClock))
     }
 
+    /// Signs as `agent` with the private key in a PKCS#8 PEM file (which must not be
+    /// readable by group or others), timestamped by the system clock.
+    pub fn from_key_file(agent: &str, path: &std::path::Path) -> Result<Signer, Error> {
+        let key = mandate_core::keyfile::load_signing_key(path)?;
+        Ok(Signer::new(AgentId::new(agent)?, key))
+    }
+
     /// Signs with timestamps from `clock`.
     pub fn with_clock(agent: AgentId, key: SigningKey, clock: Arc<dyn Clock>) -> Signer {
         Signer {
@@ -178,6 +185,16 @@ macro_rules! call {
         let req = $self.signer.request(concat!("/mandate.v1.", $path), $msg)?;
         Ok($self.$client.$method(req).await?.into_inner())
     }};
+}
+
+/// The endpoint URI of a coordinator address: `host:port` becomes `http://host:port`; a
+/// URI is kept as it is.
+pub fn endpoint(server: &str) -> String {
+    if server.contains("://") {
+        server.to_owned()
+    } else {
+        format!("http://{server}")
+    }
 }
 
 impl Client {

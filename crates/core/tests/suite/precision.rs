@@ -8,7 +8,7 @@ use mandate_core::*;
 
 use crate::fixture::*;
 use crate::protowriter::{self as pw, LinkParts, Msg};
-use crate::scenarios::hand_root;
+use crate::scenarios::{hand_root, part};
 
 fn deny(reason: Reason, link: Option<usize>) -> Expect {
     Expect::Deny(reason, link)
@@ -16,16 +16,6 @@ fn deny(reason: Reason, link: Option<usize>) -> Expect {
 
 fn leak(s: String) -> &'static str {
     Box::leak(s.into_boxed_str())
-}
-
-fn part(l: &Link) -> LinkParts<'_> {
-    LinkParts {
-        body: l.body_bytes(),
-        signature: l.signature().as_bytes(),
-        seal: l
-            .seal()
-            .map(|s| (&s.key.as_bytes()[..], &s.signature.as_bytes()[..])),
-    }
 }
 
 /// Encodes links as a chain without any check (the builder refuses what these vectors need).

@@ -289,7 +289,7 @@ pub fn links_reordered() -> Case {
     )
 }
 
-fn part(l: &Link) -> LinkParts<'_> {
+pub fn part(l: &Link) -> LinkParts<'_> {
     LinkParts {
         body: l.body_bytes(),
         signature: l.signature().as_bytes(),

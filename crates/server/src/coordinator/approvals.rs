@@ -12,8 +12,8 @@ use sha2::{Digest as _, Sha256};
 
 use super::access::{self, Ask, sees_all_approvals};
 use super::{
-    Coordinator, Issued, TaskRequest, agent_key, check_request_size, event, grant_request,
-    with_decision,
+    Coordinator, Issued, TaskRequest, agent_key, check_request_size, corrupt_link, event,
+    grant_request, stored_link, with_decision,
 };
 use crate::api::convert::capability_from_pb;
 use crate::auth::Caller;
@@ -202,22 +202,7 @@ impl Coordinator {
                     .store
                     .link(&root)?
                     .ok_or_else(|| ApiError::not_found("link", &root.to_string()))?;
-                let link =
-                    mandate_core::Link::decode(&rec.encoded, &mandate_core::Limits::default())
-                        .map_err(|d| {
-                            ApiError::new(
-                                tonic::Code::Internal,
-                                ErrorReason::CorruptLink,
-                                d.to_string(),
-                            )
-                        })?;
-                Some(Chain::from_links(vec![link]).map_err(|d| {
-                    ApiError::new(
-                        tonic::Code::Internal,
-                        ErrorReason::CorruptLink,
-                        d.to_string(),
-                    )
-                })?)
+                Some(Chain::from_links(vec![stored_link(&rec)?]).map_err(corrupt_link)?)
             }
             _ => None,
         };

@@ -2,9 +2,9 @@
 //! delegation; those it denies are revoked with their subtrees, in the same commit as the
 //! reload's audit record.
 
-use super::{Coordinator, RevokedLinks, event, read, with_decision};
+use super::{Coordinator, RevokedLinks, corrupt_link, event, read, with_decision};
 use crate::auth::Caller;
-use crate::error::{ApiError, ErrorReason};
+use crate::error::ApiError;
 use crate::policies::LoadedPolicy;
 use crate::policies::{Decision, task_info};
 use mandate_core::{LinkId, LinkKind, TaskId};
@@ -276,13 +276,7 @@ impl Coordinator {
         now: u64,
         limits: &mandate_core::Limits,
     ) -> Result<(Decision, Option<String>, bool), ApiError> {
-        let link = mandate_core::Link::decode(&rec.encoded, limits).map_err(|d| {
-            ApiError::new(
-                tonic::Code::Internal,
-                ErrorReason::CorruptLink,
-                d.to_string(),
-            )
-        })?;
+        let link = mandate_core::Link::decode(&rec.encoded, limits).map_err(corrupt_link)?;
         let b = link.body();
         let ttl = b.expires_at_ms.saturating_sub(b.not_before_ms);
         let task_hex = task.id.to_string();

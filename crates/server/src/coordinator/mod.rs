@@ -27,7 +27,9 @@ use mandate_core::{
     Verifier, VerifierConfig,
 };
 use mandate_policy::{AgentInfo, Request as PolicyRequest};
-use mandate_store::{AgentRecord, AuditEvent, Change, Committed, Severity, Store, TaskRecord};
+use mandate_store::{
+    AgentRecord, AuditEvent, Change, Committed, LinkRecord, Severity, Store, TaskRecord,
+};
 use tokio::sync::Mutex;
 
 use crate::auth::Caller;
@@ -175,6 +177,20 @@ fn with_decision(mut e: AuditEvent, d: &Decision) -> AuditEvent {
         e.severity = Severity::Notice;
     }
     e
+}
+
+/// A link as the store keeps it, decoded; a record that does not decode is the store's
+/// corruption, not the caller's error.
+fn stored_link(rec: &LinkRecord) -> Result<mandate_core::Link, ApiError> {
+    mandate_core::Link::decode(&rec.encoded, &mandate_core::Limits::default()).map_err(corrupt_link)
+}
+
+fn corrupt_link(d: mandate_core::Denial) -> ApiError {
+    ApiError::new(
+        tonic::Code::Internal,
+        ErrorReason::CorruptLink,
+        d.to_string(),
+    )
 }
 
 fn agent_key(a: &AgentRecord) -> Result<PublicKey, ApiError> {

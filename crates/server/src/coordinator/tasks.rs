@@ -2,7 +2,9 @@
 //! issuing and renewing its root link, ending it (which revokes its whole tree).
 
 use super::access::{self, Ask};
-use super::{Coordinator, Issued, RevokedLinks, Started, agent_key, event, with_decision};
+use super::{
+    Coordinator, Issued, RevokedLinks, Started, agent_key, event, stored_link, with_decision,
+};
 use crate::auth::Caller;
 use crate::error::{ApiError, ErrorReason};
 use crate::policies::{Decision, agent_info, check_signals, task_info};
@@ -388,14 +390,7 @@ impl Coordinator {
             .ok_or_else(|| {
                 ApiError::precondition(ErrorReason::TaskNotActive, "the task has no root link")
             })?;
-        let root = mandate_core::Link::decode(&current.encoded, &mandate_core::Limits::default())
-            .map_err(|d| {
-            ApiError::new(
-                tonic::Code::Internal,
-                ErrorReason::CorruptLink,
-                d.to_string(),
-            )
-        })?;
+        let root = stored_link(&current)?;
         let b = root.body();
         let principal = agent_info(&caller.agent);
         let agents = self.related(&[&caller.agent.id])?;
