@@ -104,12 +104,31 @@ async fn feed_until(
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn planner_delegates_tool_authorizes_revocation_cascades_and_state_survives_restart() {
-    let mut h = Harness::start().await;
+/// A task with three delegations: the planner's root, worker A (reports, read, one more
+/// hop), worker B (data, read and write) and A's sub-worker (one file, one minute).
+struct Delegated {
+    h: Harness,
+    planner: Client,
+    planner_key: SigningKey,
+    tool: Client,
+    tool_key: SigningKey,
+    worker_a: Client,
+    a_key: SigningKey,
+    b_key: SigningKey,
+    sub_key: SigningKey,
+    task_id: String,
+    root: Chain,
+    chain_a: Chain,
+    chain_b: Chain,
+    chain_sub: Chain,
+    now: u64,
+}
+
+async fn delegated() -> Delegated {
+    let h = Harness::start().await;
     let mut admin = h.admin.clone();
     let (planner_key, mut planner) = h.register(&mut admin, PLANNER, "planner", "").await;
-    let (_tool_key, mut tool) = h.register(&mut admin, TOOL, "tool", "").await;
+    let (tool_key, tool) = h.register(&mut admin, TOOL, "tool", "").await;
 
     // The planner starts a task and receives the root chain.
     let started = planner
@@ -187,15 +206,43 @@ async fn planner_delegates_tool_authorizes_revocation_cascades_and_state_survive
         .await
         .unwrap();
     assert_eq!(chain_sub.len(), 3);
+    Delegated {
+        h,
+        planner,
+        planner_key,
+        tool,
+        tool_key,
+        worker_a,
+        a_key,
+        b_key,
+        sub_key,
+        task_id,
+        root,
+        chain_a,
+        chain_b,
+        chain_sub,
+        now,
+    }
+}
 
-    // A follower subscribes to the revocation feed from the start.
-    let mut feed = tool
-        .watch_revocations(pb::WatchRevocationsRequest { after_epoch: 0 })
-        .await
-        .unwrap();
-    let mut revoked_seen = std::collections::HashSet::new();
-    feed_until(&mut feed, &mut revoked_seen, |_| true).await;
-
+/// Online checks across a two-level tree: each link allows its own scope; a call outside it,
+/// a proof by the wrong key, a replay and a proof for another tool are refused with their
+/// reasons.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn authorize_allows_what_each_link_allows_and_denies_the_rest_with_its_reason() {
+    let Delegated {
+        h,
+        planner_key,
+        mut tool,
+        a_key,
+        b_key,
+        sub_key,
+        root,
+        chain_a,
+        chain_b,
+        chain_sub,
+        ..
+    } = delegated().await;
     // Authorize allows what each link allows.
     let t = h.now();
     allowed(&authorize(&mut tool, &planner_key, &root, "write", "files/x", t).await);
@@ -292,7 +339,22 @@ async fn planner_delegates_tool_authorizes_revocation_cascades_and_state_survive
         .await,
         "WRONG_AUDIENCE",
     );
+}
 
+/// A delegation wider than its parent is refused by the SDK and, forced through, by the
+/// coordinator; nobody registers a delegation below a link it does not hold.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn widening_and_unheld_parents_are_refused_locally_and_by_the_coordinator() {
+    let Delegated {
+        h: _server,
+        mut planner,
+        mut worker_a,
+        a_key,
+        sub_key,
+        chain_a,
+        now,
+        ..
+    } = delegated().await;
     // Widening is refused locally by the SDK and, if forced, by the coordinator.
     let err = worker_a
         .delegate(
@@ -366,6 +428,76 @@ async fn planner_delegates_tool_authorizes_revocation_cascades_and_state_survive
         .await
         .unwrap_err();
     assert_eq!(err.code(), Some(tonic::Code::PermissionDenied));
+}
+
+/// The sub-worker's one-minute link lapses (plus the skew) while worker A's lives on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expired_link_is_refused_while_its_parent_still_works() {
+    let Delegated {
+        h,
+        mut tool,
+        a_key,
+        sub_key,
+        chain_a,
+        chain_sub,
+        ..
+    } = delegated().await;
+    // Expiry: the sub-worker's one-minute link lapses (plus skew); worker A's does not.
+    h.clock.advance(60_000 + 30_000);
+    let t = h.now();
+    denied(
+        &authorize(
+            &mut tool,
+            &sub_key,
+            &chain_sub,
+            "read",
+            "files/reports/q3.pdf",
+            t,
+        )
+        .await,
+        "LINK_EXPIRED",
+    );
+    allowed(
+        &authorize(
+            &mut tool,
+            &a_key,
+            &chain_a,
+            "read",
+            "files/reports/a.pdf",
+            t,
+        )
+        .await,
+    );
+}
+
+/// Revoking a middle link cuts its subtree off (online and on the feed) while its sibling
+/// works; completing the task cuts everything; a restart keeps every record and the audit
+/// chain.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revocation_cascades_online_and_through_the_feed_and_records_survive_a_restart() {
+    let Delegated {
+        mut h,
+        mut planner,
+        planner_key,
+        mut tool,
+        tool_key,
+        a_key,
+        b_key,
+        sub_key,
+        task_id,
+        root,
+        chain_a,
+        chain_b,
+        chain_sub,
+        ..
+    } = delegated().await;
+    // A follower subscribes to the revocation feed from the start.
+    let mut feed = tool
+        .watch_revocations(pb::WatchRevocationsRequest { after_epoch: 0 })
+        .await
+        .unwrap();
+    let mut revoked_seen = std::collections::HashSet::new();
+    feed_until(&mut feed, &mut revoked_seen, |_| true).await;
 
     // Expiry: the sub-worker's one-minute link lapses (plus skew); worker A's does not.
     h.clock.advance(60_000 + 30_000);
@@ -505,7 +637,7 @@ async fn planner_delegates_tool_authorizes_revocation_cascades_and_state_survive
     assert_eq!(b.state, pb::LinkState::Revoked as i32);
     assert!(b.revoke_reason.contains("done"), "{}", b.revoke_reason);
     assert!(b.revoke_time_ms > 0);
-    let mut tool = h.client(TOOL, &_tool_key);
+    let mut tool = h.client(TOOL, &tool_key);
     let t = h.now();
     denied(
         &authorize(&mut tool, &b_key, &chain_b, "read", "files/data/d.csv", t).await,
