@@ -54,10 +54,10 @@ fn rss(pid: u32) -> Option<u64> {
     Some(kb * 1024)
 }
 
-fn agent(id: &str, key: &SigningKey, role: &str, now: u64) -> AgentRecord {
+fn agent(id: &AgentId, key: &SigningKey, role: &str, now: u64) -> AgentRecord {
     AgentRecord {
-        id: id.to_owned(),
-        public_key: key.public_key().as_bytes().to_vec(),
+        id: id.clone(),
+        public_key: key.public_key(),
         role: role.to_owned(),
         owner: "bench".to_owned(),
         labels: Default::default(),
@@ -78,8 +78,8 @@ fn load(data: &Path, links: usize, unrecorded_policy: bool) -> anyhow::Result<()
     let planner = SigningKey::generate()?;
     let worker = SigningKey::generate()?;
     let (pid, wid) = (
-        "spiffe://mandate.local/scale/planner",
-        "spiffe://mandate.local/scale/worker",
+        AgentId::new("spiffe://mandate.local/scale/planner")?,
+        AgentId::new("spiffe://mandate.local/scale/worker")?,
     );
     let store = SledStore::open(&data.join("store"))?;
     let now = SystemClock.now_ms();
@@ -92,13 +92,13 @@ fn load(data: &Path, links: usize, unrecorded_policy: bool) -> anyhow::Result<()
     };
     store.commit(Change {
         agents: vec![
-            agent(pid, &planner, "planner", now),
-            agent(wid, &worker, "worker", now),
+            agent(&pid, &planner, "planner", now),
+            agent(&wid, &worker, "worker", now),
         ],
         audit: vec![event("bench.agents")],
         ..Change::default()
     })?;
-    let (pagent, wagent) = (AgentId::new(pid)?, AgentId::new(wid)?);
+    let (pagent, wagent) = (pid.clone(), wid.clone());
     let tasks = links.div_ceil(PER_TASK);
     let started = Instant::now();
     for t in 0..tasks {
@@ -140,14 +140,14 @@ fn load(data: &Path, links: usize, unrecorded_policy: bool) -> anyhow::Result<()
                 now,
                 until,
             )?;
-            records.push(record(&root.delegate(&planner, spec)?, pid));
+            records.push(record(&root.delegate(&planner, spec)?, &pid));
         }
         let mut e = event("bench.links_loaded");
         e.task = Some(task);
         store.commit(Change {
             tasks: vec![TaskRecord {
                 id: task,
-                requester: pid.to_owned(),
+                requester: pid.to_string(),
                 intent: "scale run".into(),
                 intent_fields: Default::default(),
                 state: TaskState::Active,

@@ -12,7 +12,7 @@ use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use http_body_util::{BodyExt as _, Full, Limited};
-use mandate_core::{Clock, PreparedKey, PublicKey, RequestAuth};
+use mandate_core::{Clock, PreparedKey, RequestAuth};
 use mandate_store::{AgentRecord, AgentStatus, Store};
 use tonic::body::Body;
 use tower::{Layer, Service};
@@ -133,25 +133,21 @@ impl NonceCache {
 impl AuthState {
     fn prepared_key(&self, agent: &AgentRecord) -> Result<PreparedKey, ApiError> {
         let mut keys = self.keys.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(k) = keys.get(&agent.id)
-            && k.public_key().as_bytes().as_slice() == agent.public_key.as_slice()
+        if let Some(k) = keys.get(agent.id.as_str())
+            && k.public_key() == agent.public_key
         {
             return Ok(*k);
         }
-        let key = <[u8; 32]>::try_from(agent.public_key.as_slice())
-            .ok()
-            .and_then(|b| PublicKey::from_bytes(&b).ok())
-            .and_then(|k| k.prepare().ok())
-            .ok_or_else(|| {
-                ApiError::unauthenticated(
-                    ErrorReason::UnknownAgent,
-                    "the agent's stored key is unusable",
-                )
-            })?;
+        let key = agent.public_key.prepare().map_err(|_| {
+            ApiError::unauthenticated(
+                ErrorReason::UnknownAgent,
+                "the agent's stored key is unusable",
+            )
+        })?;
         if keys.len() >= 100_000 {
             keys.clear();
         }
-        keys.insert(agent.id.clone(), key);
+        keys.insert(agent.id.to_string(), key);
         Ok(key)
     }
 

@@ -300,8 +300,9 @@ fn bootstrap_admin(
     detail.insert("agent".to_owned(), admin_id.to_owned());
     store.commit(Change {
         agents: vec![AgentRecord {
-            id: admin_id.to_owned(),
-            public_key: key.as_bytes().to_vec(),
+            id: AgentId::new(admin_id)
+                .map_err(|e| mandate_store::StoreError::Backend(e.to_string()))?,
+            public_key: *key,
             role: "admin".into(),
             owner: "bootstrap".into(),
             labels: Default::default(),

@@ -87,11 +87,11 @@ fn read(dir: Option<&Path>, now_ms: u64) -> Result<LoadedPolicy, LoadError> {
 /// An agent record as policy sees it.
 pub(crate) fn agent_info(a: &AgentRecord) -> AgentInfo {
     AgentInfo {
-        id: a.id.clone(),
+        id: a.id.to_string(),
         role: a.role.clone(),
         owner: a.owner.clone(),
         labels: a.labels.clone(),
-        parent: a.parent.clone(),
+        parent: a.parent.as_ref().map(ToString::to_string),
     }
 }
 

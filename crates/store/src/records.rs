@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use mandate_core::{Digest, LinkId, TaskId};
+use mandate_core::{AgentId, Digest, LinkId, PublicKey, TaskId};
 use serde::{Deserialize, Serialize};
 
 /// Serde helpers for hex-encoded ids and byte strings.
@@ -59,6 +59,27 @@ mod hex {
     id_module!(link_id, mandate_core::LinkId);
     id_module!(task_id, mandate_core::TaskId);
     id_module!(digest, mandate_core::Digest);
+    id_module!(agent_id, mandate_core::AgentId);
+
+    /// A public key as the hex of its 32 bytes (how agent keys were always stored); the
+    /// point is checked when read.
+    pub(crate) mod public_key {
+        use super::*;
+        pub(crate) fn serialize<S: Serializer>(
+            v: &mandate_core::PublicKey,
+            s: S,
+        ) -> Result<S::Ok, S::Error> {
+            s.serialize_str(&encode(v.as_bytes()))
+        }
+        pub(crate) fn deserialize<'de, D: Deserializer<'de>>(
+            d: D,
+        ) -> Result<mandate_core::PublicKey, D::Error> {
+            let bytes = decode(&String::deserialize(d)?)
+                .and_then(|b| <[u8; 32]>::try_from(b).ok())
+                .ok_or_else(|| D::Error::custom("a public key is 32 bytes of hex"))?;
+            mandate_core::PublicKey::from_bytes(&bytes).map_err(D::Error::custom)
+        }
+    }
 
     macro_rules! opt_id_module {
         ($name:ident, $ty:ty) => {
@@ -85,6 +106,7 @@ mod hex {
     }
     opt_id_module!(opt_link_id, mandate_core::LinkId);
     opt_id_module!(opt_task_id, mandate_core::TaskId);
+    opt_id_module!(opt_agent_id, mandate_core::AgentId);
 }
 
 pub(crate) use hex::encode as hex_encode;
@@ -103,10 +125,11 @@ pub enum AgentStatus {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AgentRecord {
     /// Agent id (`spiffe://…`).
-    pub id: String,
-    /// Ed25519 public key.
-    #[serde(with = "hex::bytes")]
-    pub public_key: Vec<u8>,
+    #[serde(with = "hex::agent_id")]
+    pub id: AgentId,
+    /// Ed25519 public key (checked when the record is read).
+    #[serde(with = "hex::public_key")]
+    pub public_key: PublicKey,
     /// Role for policy.
     pub role: String,
     /// Accountable owner.
@@ -114,7 +137,8 @@ pub struct AgentRecord {
     /// Attributes for policy.
     pub labels: BTreeMap<String, String>,
     /// The agent that registered this one as its worker.
-    pub parent: Option<String>,
+    #[serde(with = "hex::opt_agent_id")]
+    pub parent: Option<AgentId>,
     /// Active or disabled.
     pub status: AgentStatus,
     /// Registration time, Unix ms.
@@ -564,4 +588,38 @@ pub fn audit_hash(seq: u64, event: &AuditEvent, prev_hash: &str) -> String {
     }
     let body = serde_json::to_vec(&Hashed { seq, event }).unwrap_or_default();
     hex_encode(Digest::of(&[prev_hash.as_bytes(), b"\n", &body]).as_bytes())
+}
+
+#[cfg(test)]
+mod format_tests {
+    use super::*;
+
+    /// Agent records are stored as they always were (id as text, key as hex): typed fields
+    /// must not change what a store already holds.
+    #[test]
+    fn agent_records_keep_their_stored_form() {
+        let key = mandate_core::SigningKey::from_seed(&[7; 32]).public_key();
+        let record = AgentRecord {
+            id: "spiffe://t/w".parse().unwrap(),
+            public_key: key,
+            role: "worker".into(),
+            owner: "team".into(),
+            labels: BTreeMap::new(),
+            parent: Some("spiffe://t/p".parse().unwrap()),
+            status: AgentStatus::Active,
+            created_ms: 1,
+            disabled_ms: 0,
+            registered_by: "spiffe://t/p".into(),
+        };
+        let json = serde_json::to_value(&record).unwrap();
+        assert_eq!(json["id"], "spiffe://t/w");
+        assert_eq!(json["parent"], "spiffe://t/p");
+        assert_eq!(json["public_key"], hex_encode(key.as_bytes()));
+        let back: AgentRecord = serde_json::from_value(json.clone()).unwrap();
+        assert_eq!(back, record);
+        // A stored key that is not a usable point is a corrupt record, not an agent.
+        let mut bad = json;
+        bad["public_key"] = serde_json::Value::String("00".repeat(32));
+        assert!(serde_json::from_value::<AgentRecord>(bad).is_err());
+    }
 }

@@ -57,7 +57,7 @@ impl AgentService for Api {
         let mut agents = self.coordinator.list_agents(after, size + 1)?;
         let next = if agents.len() > size {
             agents.truncate(size);
-            agents.last().map(|a| a.id.clone()).unwrap_or_default()
+            agents.last().map(|a| a.id.to_string()).unwrap_or_default()
         } else {
             String::new()
         };

@@ -34,12 +34,12 @@ pub(crate) fn parse_link_id(s: &str) -> Result<LinkId, ApiError> {
 
 pub(crate) fn agent_to_pb(a: &AgentRecord) -> pb::Agent {
     pb::Agent {
-        agent_id: a.id.clone(),
-        public_key: a.public_key.clone(),
+        agent_id: a.id.to_string(),
+        public_key: a.public_key.as_bytes().to_vec(),
         role: a.role.clone(),
         owner: a.owner.clone(),
         labels: a.labels.clone(),
-        parent_agent_id: a.parent.clone().unwrap_or_default(),
+        parent_agent_id: a.parent.as_deref().unwrap_or_default().to_owned(),
         status: match a.status {
             AgentStatus::Active => pb::AgentStatus::Active,
             AgentStatus::Disabled => pb::AgentStatus::Disabled,

@@ -96,7 +96,7 @@ impl TaskService for Api {
         let mut r = req.into_inner();
         // Others' tasks are listed only for admins and auditors: the rest see their own.
         if r.requester_agent_id.is_empty() && !caller.role().reads_everything() {
-            r.requester_agent_id = caller.agent.id.clone();
+            r.requester_agent_id = caller.agent.id.to_string();
         }
         if !r.requester_agent_id.is_empty() {
             access::check(

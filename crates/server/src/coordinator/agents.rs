@@ -43,8 +43,12 @@ impl Coordinator {
             .as_slice()
             .try_into()
             .map_err(|_| ApiError::invalid("public_key must be 32 bytes"))?;
-        PublicKey::from_bytes(&key).map_err(|e| ApiError::invalid(e.to_string()))?;
-        let parent = (!r.parent.is_empty()).then(|| r.parent.clone());
+        let public_key =
+            PublicKey::from_bytes(&key).map_err(|e| ApiError::invalid(e.to_string()))?;
+        let parent = (!r.parent.is_empty())
+            .then(|| AgentId::new(r.parent.clone()))
+            .transpose()
+            .map_err(|e| ApiError::invalid(format!("parent_agent_id: {e}")))?;
         if id.as_str() == self.config.coordinator_id {
             return Err(ApiError::forbidden(format!(
                 "`{id}` is reserved for the coordinator"
@@ -121,7 +125,7 @@ impl Coordinator {
                 role: role.clone(),
                 owner: owner.clone(),
                 labels: r.labels.clone(),
-                parent: parent.clone(),
+                parent: parent.as_ref().map(ToString::to_string),
             };
             let principal = agent_info(&caller.agent);
             let agents = self.related(&[&caller.agent.id])?;
@@ -168,8 +172,8 @@ impl Coordinator {
         }
         let now = self.now();
         let record = AgentRecord {
-            id: id.as_str().to_owned(),
-            public_key: key.to_vec(),
+            id: id.clone(),
+            public_key,
             role: role.clone(),
             owner,
             labels: r.labels,
@@ -177,13 +181,13 @@ impl Coordinator {
             status: AgentStatus::Active,
             created_ms: now,
             disabled_ms: 0,
-            registered_by: caller.agent.id.clone(),
+            registered_by: caller.agent.id.to_string(),
         };
         let mut e = event(&caller.agent.id, AuditAction::AgentRegistered, now);
         if let Some(d) = &decision {
             e = with_decision(e, d);
         }
-        e.detail.insert("agent".into(), record.id.clone());
+        e.detail.insert("agent".into(), record.id.to_string());
         e.detail.insert("role".into(), role);
         self.commit_and_wait(
             _w,
@@ -240,19 +244,19 @@ impl Coordinator {
         self.current(caller)?;
         // The agent and every worker registered below it, transitively.
         let mut agents = vec![agent.clone()];
-        let mut children: HashMap<String, Vec<AgentRecord>> = HashMap::new();
+        let mut children: HashMap<AgentId, Vec<AgentRecord>> = HashMap::new();
         let mut after: Option<String> = None;
         loop {
             let page = self.store.agents(after.as_deref(), 1024)?;
             let Some(last) = page.last() else { break };
-            after = Some(last.id.clone());
+            after = Some(last.id.to_string());
             for a in page {
                 if let Some(p) = a.parent.clone() {
                     children.entry(p).or_default().push(a);
                 }
             }
         }
-        let mut queue = VecDeque::from([id.to_owned()]);
+        let mut queue = VecDeque::from([agent.id.clone()]);
         while let Some(next) = queue.pop_front() {
             for child in children.remove(&next).unwrap_or_default() {
                 queue.push_back(child.id.clone());
@@ -268,13 +272,13 @@ impl Coordinator {
             roots.extend(self.store.agent_links(&a.id)?);
         }
         agent = agents[0].clone();
-        let disabled: HashSet<String> = agents.iter().map(|a| a.id.clone()).collect();
+        let disabled: HashSet<AgentId> = agents.iter().map(|a| a.id.clone()).collect();
         let (revocations, tasks) =
             self.cascade(&roots, &format!("agent `{id}` disabled: {reason}"), now)?;
         let mut task_records = Vec::new();
         for t in tasks {
             if let Some(mut task) = self.store.task(&t)?
-                && disabled.contains(&task.requester)
+                && disabled.contains(task.requester.as_str())
                 && !task.state.is_final()
             {
                 task.state = TaskState::Revoked;

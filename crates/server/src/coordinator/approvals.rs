@@ -112,7 +112,7 @@ impl Coordinator {
         let expires = now.saturating_add(self.config.approval_ttl_ms);
         let task = TaskRecord {
             id: task_id,
-            requester: caller.agent.id.clone(),
+            requester: caller.agent.id.to_string(),
             intent: r.intent,
             intent_fields: r.intent_fields,
             state: TaskState::PendingApproval,
@@ -124,7 +124,7 @@ impl Coordinator {
         };
         let approval = ApprovalRecord {
             task: task_id,
-            requester: caller.agent.id.clone(),
+            requester: caller.agent.id.to_string(),
             request,
             request_hash: hash.clone(),
             created_ms: now,
@@ -355,7 +355,7 @@ impl Coordinator {
         let agents = self.related(&[&requester.id])?;
         let q = grant_request(&principal, &r, task_info(&t, &task_hex), &agents, now);
         let grant = self.decide(&q);
-        a.decided_by = caller.agent.id.clone();
+        a.decided_by = caller.agent.id.to_string();
         a.decided_ms = now;
         a.comment = comment.chars().take(1024).collect();
         if !grant.allowed {
@@ -412,7 +412,7 @@ impl Coordinator {
             .insert("intent".into(), r.intent.clone());
         issued_event
             .detail
-            .insert("approved_by".into(), caller.agent.id.clone());
+            .insert("approved_by".into(), caller.agent.id.to_string());
         let issued = self
             .issue_grant(
                 guard,
@@ -444,7 +444,7 @@ impl Coordinator {
         }
         let now = self.now();
         a.state = ApprovalState::Denied;
-        a.decided_by = caller.agent.id.clone();
+        a.decided_by = caller.agent.id.to_string();
         a.decided_ms = now;
         a.comment = comment.chars().take(1024).collect();
         let mut t = self.task(task)?;
@@ -667,7 +667,7 @@ impl Coordinator {
             .map_err(|e| ApiError::invalid(e.to_string()))?;
         let task = TaskRecord {
             id: task_id,
-            requester: caller.agent.id.clone(),
+            requester: caller.agent.id.to_string(),
             intent: reason.to_owned(),
             intent_fields: fields,
             state: TaskState::Active,

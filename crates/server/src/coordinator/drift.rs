@@ -44,7 +44,7 @@ impl Coordinator {
     /// of what it denies, the reload record and the switch happen together. `caller` is
     /// `None` for a reload by signal.
     pub async fn reload_policy(&self, caller: Option<&Caller>) -> Result<Reloaded, ApiError> {
-        let actor = caller.map_or_else(|| "signal:SIGHUP".to_owned(), |c| c.agent.id.clone());
+        let actor = caller.map_or_else(|| "signal:SIGHUP".to_owned(), |c| c.agent.id.to_string());
         let now = self.now();
         // Read under the writer lock, so two reloads (a signal and a call) install in the
         // order they read the directory.

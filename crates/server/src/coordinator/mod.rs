@@ -194,15 +194,14 @@ fn corrupt_link(d: mandate_core::Denial) -> ApiError {
 }
 
 fn agent_key(a: &AgentRecord) -> Result<PublicKey, ApiError> {
-    <[u8; 32]>::try_from(a.public_key.as_slice())
-        .ok()
-        .and_then(|b| PublicKey::from_bytes(&b).ok())
-        .ok_or_else(|| {
-            ApiError::precondition(
-                ErrorReason::AgentKeyInvalid,
-                format!("agent `{}` has an unusable key", a.id),
-            )
-        })
+    // Checked when the record was read; prepared here so an unusable key is refused before
+    // anything is issued to it.
+    a.public_key.prepare().map(|_| a.public_key).map_err(|_| {
+        ApiError::precondition(
+            ErrorReason::AgentKeyInvalid,
+            format!("agent `{}` has an unusable key", a.id),
+        )
+    })
 }
 
 impl Coordinator {

@@ -185,7 +185,7 @@ impl Coordinator {
         let root = chain.root();
         let task = TaskRecord {
             id: task_id,
-            requester: requester.id.clone(),
+            requester: requester.id.to_string(),
             intent: r.intent.clone(),
             intent_fields: r.intent_fields.clone(),
             state: TaskState::Active,
@@ -317,7 +317,7 @@ impl Coordinator {
             && a.state == mandate_store::ApprovalState::Pending
         {
             a.state = mandate_store::ApprovalState::Denied;
-            a.decided_by = caller.agent.id.clone();
+            a.decided_by = caller.agent.id.to_string();
             a.decided_ms = now;
             a.comment = format!("task {what} before a decision: {reason}");
             approvals.push(a);

@@ -14,8 +14,8 @@ fn event(action: &str) -> AuditEvent {
 
 fn agent(id: &str) -> AgentRecord {
     AgentRecord {
-        id: id.into(),
-        public_key: vec![7; 32],
+        id: id.parse().unwrap(),
+        public_key: mandate_core::SigningKey::from_seed(&[7; 32]).public_key(),
         role: "planner".into(),
         owner: "team".into(),
         labels: BTreeMap::new(),

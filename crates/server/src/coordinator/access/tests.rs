@@ -17,8 +17,8 @@ const ROLES: [&str; 7] = [
 fn caller(role: &str) -> Caller {
     Caller {
         agent: AgentRecord {
-            id: ME.into(),
-            public_key: vec![0; 32],
+            id: ME.parse().unwrap(),
+            public_key: mandate_core::SigningKey::from_seed(&[1; 32]).public_key(),
             role: role.into(),
             owner: String::new(),
             labels: BTreeMap::new(),
