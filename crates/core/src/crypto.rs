@@ -242,8 +242,9 @@ impl fmt::Debug for Signature {
 
 /// Signatures collected for one verification pass.
 ///
-/// [`SignatureBatch::verify`] checks all of them with one multiscalar multiplication and, if
-/// that fails, checks each one strictly to name the first bad one.
+/// [`SignatureBatch::verify`] checks all of them with one multiscalar multiplication; if an
+/// `R` fails the pre-check below or the batch fails, it checks each one strictly, in the
+/// order pushed, and names the first bad one.
 ///
 /// Before the batch runs, every `R` must be a canonical encoding of a point not of small
 /// order, and every key has been checked to be of large order when decompressed (see

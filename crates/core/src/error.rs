@@ -73,6 +73,7 @@ pub enum Error {
     Randomness,
     /// Something built locally would not pass verification (for example a delegation that
     /// widens its parent).
+    ///
     /// The denial is the whole error, not a cause: it is not reported as `source()`, so
     /// error chains print it once.
     #[error("would be rejected: {0}")]

@@ -90,7 +90,9 @@ impl RevocationList {
         self.links.insert(link, entry);
     }
 
-    /// Replaces every entry (a feed snapshot) and sets the epoch.
+    /// Replaces every entry and sets the epoch, even to a lower one: a feed snapshot is the
+    /// whole truth at its epoch (a follower that moved to a restored coordinator takes
+    /// its state, not a mix of both).
     pub fn replace(
         &mut self,
         links: impl IntoIterator<Item = (LinkId, RevocationEntry)>,

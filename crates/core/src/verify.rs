@@ -11,8 +11,10 @@
 //! 5. revocation: no link id in the caller's revocation set;
 //! 6. (invocations) audience, chain digest, issue time, the call matches what the tool is
 //!    executing, and every link permits it;
-//! 7. signatures: every link signature and seal not already in the verified-link cache, and
-//!    the invocation signature, in one batch;
+//! 7. signatures, in chain order: every link signature and seal not already in the
+//!    verified-link cache, the leaf holder key (a chain to a key that can sign nothing is
+//!    refused), and the invocation signature, in one batch; a holder key that is not a
+//!    usable point fails the signature it would check, after every signature before it;
 //! 8. (invocations) the nonce is recorded as used; a nonce seen before is a replay.
 
 use std::sync::{Arc, PoisonError, RwLock};
@@ -340,7 +342,11 @@ impl Verifier {
             ));
         }
         chain.check_permits(call)?;
-        if let Some(holder) = pass.usable_key(chain, leaf) {
+        // After an unusable holder key nothing later in chain order is checked: that key
+        // is the verdict unless a signature before it fails.
+        if pass.unusable_key.is_none()
+            && let Some(holder) = pass.usable_key(chain, leaf)
+        {
             pass.batch.push(
                 Sig::Invocation,
                 &holder,
@@ -491,8 +497,16 @@ impl Verifier {
             }
             if let Some(seal) = link.seal()
                 && hit != CacheHit::SignatureAndSeal
-                && let Lookup::Active(k) = trust.lookup(&seal.key, now)
             {
+                // Step 3 refused a seal by a key not active now; refuse again rather than
+                // skip it, should that ever change.
+                let Lookup::Active(k) = trust.lookup(&seal.key, now) else {
+                    return Err(Denial::at(
+                        Reason::BadSeal,
+                        i,
+                        "seal key is not trusted at this time",
+                    ));
+                };
                 pass.batch.push(
                     Sig::Seal(i),
                     k.verifying(),

@@ -559,6 +559,44 @@ fn holder_keys() -> Vec<Case> {
             part(&below),
         ],
     );
+    // Four links: link 1's holder is unusable, so link 2 cannot verify; link 3 is signed
+    // by link 2's (usable) holder, and the proof by a stranger. Link 2 is named, not the
+    // proof at the leaf: nothing after an unusable key is checked.
+    let r4 = root(Opts::default());
+    let l1 = raw_child(r4.root(), PLANNER, WORKER_A, 2, |b| b.max_depth = 2);
+    let (l1_body, l1_sig) = with_holder_bytes(&l1, &SMALL_ORDER, PLANNER);
+    let mut l2_body = raw_child(&l1, WORKER_A, WORKER_B, 3, |b| b.max_depth = 1)
+        .body()
+        .clone();
+    l2_body.position = Position::Child {
+        parent: link_digest(&l1_body, &l1_sig),
+        depth: 2,
+    };
+    let l2 = Link::sign(l2_body, &key(WORKER_A));
+    let l3 = raw_child(&l2, WORKER_B, SUB_WORKER, 4, |b| b.max_depth = 0);
+    let four = pw::chain_envelope(
+        1,
+        &[
+            part(r4.root()),
+            LinkParts {
+                body: &l1_body,
+                signature: l1_sig.as_bytes(),
+                seal: None,
+            },
+            part(&l2),
+            part(&l3),
+        ],
+    );
+    let strangers_proof = Invocation::sign_body(
+        &key(MALLORY),
+        InvocationBody {
+            chain_digest: *l3.digest(),
+            audience: AUDIENCE.into(),
+            call: read_call(),
+            issued_at_ms: NOW,
+            nonce: [47; NONCE_LEN],
+        },
+    );
     let wrong_audience = Invocation::sign_body(
         &key(WORKER_A),
         InvocationBody {
@@ -590,6 +628,15 @@ fn holder_keys() -> Vec<Case> {
             mid_chain,
             deny(Reason::BadSignature, Some(2)),
         ),
+        Case::chain(
+            "unusable_key_stops_signature_checks",
+            "link 1's holder key is the identity point, below it two more links and a proof \
+             signed by a stranger: link 2 is BAD_SIGNATURE, and nothing after it in chain \
+             order (link 3, the proof) is checked or named",
+            four,
+            deny(Reason::BadSignature, Some(2)),
+        )
+        .with_invocation(&strangers_proof, read_call()),
         Case::chain(
             "unusable_leaf_key_after_invocation_checks",
             "an unusable leaf holder key is a step 7 failure: a proof for the wrong audience is \
