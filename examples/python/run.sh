@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Runs the Python example against a fresh coordinator: installs grpcio, grpcio-tools and
-# cryptography into a virtualenv, generates stubs from proto/, starts `mandate serve` on
-# an ephemeral port with its own data directory, runs planner_tool.py, stops the server.
+# Runs the Python example against a fresh coordinator: installs the `mandate` package
+# (sdk/python) into a virtualenv, starts `mandate serve` on an ephemeral port with its own
+# data directory, runs planner_tool.py, stops the server.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 root="$(cd "$here/../.." && pwd)"
@@ -9,12 +9,8 @@ venv="${MANDATE_PY_VENV:-$root/target/python-venv}"
 if [ ! -x "$venv/bin/python" ]; then
   python3 -m venv "$venv"
 fi
-"$venv/bin/pip" install --quiet --disable-pip-version-check -r "$here/requirements.txt"
-rm -rf "$here/gen" && mkdir -p "$here/gen"
-"$venv/bin/python" -m grpc_tools.protoc -I "$root/proto" \
-  --python_out="$here/gen" --grpc_python_out="$here/gen" \
-  mandate/token/v1/token.proto mandate/v1/agents.proto mandate/v1/tasks.proto mandate/v1/authorization.proto
-for d in mandate mandate/v1 mandate/token mandate/token/v1; do touch "$here/gen/$d/__init__.py"; done
+"$venv/bin/pip" install --quiet --disable-pip-version-check "$root/sdk/python"
+rm -rf "$root/sdk/python/build" "$root"/sdk/python/src/*.egg-info
 
 bin="${MANDATE_BIN:-${CARGO_TARGET_DIR:-$root/target}/debug/mandate}"
 [ -x "$bin" ] || (cd "$root" && cargo build --locked -q -p mandate-cli)

@@ -1,0 +1,129 @@
+from mandate._proto.mandate.token.v1 import token_pb2 as _token_pb2
+from google.protobuf.internal import containers as _containers
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class AuthorizeRequest(_message.Message):
+    __slots__ = ("chain", "invocation", "action", "resource", "args", "context", "refuse_break_glass")
+    class ContextEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    CHAIN_FIELD_NUMBER: _ClassVar[int]
+    INVOCATION_FIELD_NUMBER: _ClassVar[int]
+    ACTION_FIELD_NUMBER: _ClassVar[int]
+    RESOURCE_FIELD_NUMBER: _ClassVar[int]
+    ARGS_FIELD_NUMBER: _ClassVar[int]
+    CONTEXT_FIELD_NUMBER: _ClassVar[int]
+    REFUSE_BREAK_GLASS_FIELD_NUMBER: _ClassVar[int]
+    chain: bytes
+    invocation: bytes
+    action: str
+    resource: str
+    args: _containers.RepeatedCompositeFieldContainer[_token_pb2.Argument]
+    context: _containers.ScalarMap[str, str]
+    refuse_break_glass: bool
+    def __init__(self, chain: _Optional[bytes] = ..., invocation: _Optional[bytes] = ..., action: _Optional[str] = ..., resource: _Optional[str] = ..., args: _Optional[_Iterable[_Union[_token_pb2.Argument, _Mapping]]] = ..., context: _Optional[_Mapping[str, str]] = ..., refuse_break_glass: _Optional[bool] = ...) -> None: ...
+
+class AuthorizeResponse(_message.Message):
+    __slots__ = ("allowed", "reason", "detail", "link_index", "task_id", "holder_agent_id", "link_ids", "expires_at_ms", "revocation_epoch", "policy_ids", "policy_hash")
+    ALLOWED_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    DETAIL_FIELD_NUMBER: _ClassVar[int]
+    LINK_INDEX_FIELD_NUMBER: _ClassVar[int]
+    TASK_ID_FIELD_NUMBER: _ClassVar[int]
+    HOLDER_AGENT_ID_FIELD_NUMBER: _ClassVar[int]
+    LINK_IDS_FIELD_NUMBER: _ClassVar[int]
+    EXPIRES_AT_MS_FIELD_NUMBER: _ClassVar[int]
+    REVOCATION_EPOCH_FIELD_NUMBER: _ClassVar[int]
+    POLICY_IDS_FIELD_NUMBER: _ClassVar[int]
+    POLICY_HASH_FIELD_NUMBER: _ClassVar[int]
+    allowed: bool
+    reason: str
+    detail: str
+    link_index: int
+    task_id: str
+    holder_agent_id: str
+    link_ids: _containers.RepeatedScalarFieldContainer[str]
+    expires_at_ms: int
+    revocation_epoch: int
+    policy_ids: _containers.RepeatedScalarFieldContainer[str]
+    policy_hash: str
+    def __init__(self, allowed: _Optional[bool] = ..., reason: _Optional[str] = ..., detail: _Optional[str] = ..., link_index: _Optional[int] = ..., task_id: _Optional[str] = ..., holder_agent_id: _Optional[str] = ..., link_ids: _Optional[_Iterable[str]] = ..., expires_at_ms: _Optional[int] = ..., revocation_epoch: _Optional[int] = ..., policy_ids: _Optional[_Iterable[str]] = ..., policy_hash: _Optional[str] = ...) -> None: ...
+
+class RevokedLink(_message.Message):
+    __slots__ = ("link_id", "expires_at_ms", "epoch")
+    LINK_ID_FIELD_NUMBER: _ClassVar[int]
+    EXPIRES_AT_MS_FIELD_NUMBER: _ClassVar[int]
+    EPOCH_FIELD_NUMBER: _ClassVar[int]
+    link_id: str
+    expires_at_ms: int
+    epoch: int
+    def __init__(self, link_id: _Optional[str] = ..., expires_at_ms: _Optional[int] = ..., epoch: _Optional[int] = ...) -> None: ...
+
+class RevocationSnapshot(_message.Message):
+    __slots__ = ("epoch", "links")
+    EPOCH_FIELD_NUMBER: _ClassVar[int]
+    LINKS_FIELD_NUMBER: _ClassVar[int]
+    epoch: int
+    links: _containers.RepeatedCompositeFieldContainer[RevokedLink]
+    def __init__(self, epoch: _Optional[int] = ..., links: _Optional[_Iterable[_Union[RevokedLink, _Mapping]]] = ...) -> None: ...
+
+class RevocationBatch(_message.Message):
+    __slots__ = ("epoch", "links")
+    EPOCH_FIELD_NUMBER: _ClassVar[int]
+    LINKS_FIELD_NUMBER: _ClassVar[int]
+    epoch: int
+    links: _containers.RepeatedCompositeFieldContainer[RevokedLink]
+    def __init__(self, epoch: _Optional[int] = ..., links: _Optional[_Iterable[_Union[RevokedLink, _Mapping]]] = ...) -> None: ...
+
+class Heartbeat(_message.Message):
+    __slots__ = ("epoch", "time_ms")
+    EPOCH_FIELD_NUMBER: _ClassVar[int]
+    TIME_MS_FIELD_NUMBER: _ClassVar[int]
+    epoch: int
+    time_ms: int
+    def __init__(self, epoch: _Optional[int] = ..., time_ms: _Optional[int] = ...) -> None: ...
+
+class WatchRevocationsRequest(_message.Message):
+    __slots__ = ("after_epoch",)
+    AFTER_EPOCH_FIELD_NUMBER: _ClassVar[int]
+    after_epoch: int
+    def __init__(self, after_epoch: _Optional[int] = ...) -> None: ...
+
+class WatchRevocationsResponse(_message.Message):
+    __slots__ = ("snapshot", "batch", "heartbeat")
+    SNAPSHOT_FIELD_NUMBER: _ClassVar[int]
+    BATCH_FIELD_NUMBER: _ClassVar[int]
+    HEARTBEAT_FIELD_NUMBER: _ClassVar[int]
+    snapshot: RevocationSnapshot
+    batch: RevocationBatch
+    heartbeat: Heartbeat
+    def __init__(self, snapshot: _Optional[_Union[RevocationSnapshot, _Mapping]] = ..., batch: _Optional[_Union[RevocationBatch, _Mapping]] = ..., heartbeat: _Optional[_Union[Heartbeat, _Mapping]] = ...) -> None: ...
+
+class GetTrustBundleRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class TrustedKey(_message.Message):
+    __slots__ = ("public_key", "not_before_ms", "not_after_ms")
+    PUBLIC_KEY_FIELD_NUMBER: _ClassVar[int]
+    NOT_BEFORE_MS_FIELD_NUMBER: _ClassVar[int]
+    NOT_AFTER_MS_FIELD_NUMBER: _ClassVar[int]
+    public_key: bytes
+    not_before_ms: int
+    not_after_ms: int
+    def __init__(self, public_key: _Optional[bytes] = ..., not_before_ms: _Optional[int] = ..., not_after_ms: _Optional[int] = ...) -> None: ...
+
+class GetTrustBundleResponse(_message.Message):
+    __slots__ = ("keys",)
+    KEYS_FIELD_NUMBER: _ClassVar[int]
+    keys: _containers.RepeatedCompositeFieldContainer[TrustedKey]
+    def __init__(self, keys: _Optional[_Iterable[_Union[TrustedKey, _Mapping]]] = ...) -> None: ...

@@ -1,0 +1,319 @@
+"""Calling the coordinator: a :class:`Signer` signs each request (docs/PROTOCOL.md) and a
+:class:`Client` wraps every service, raising :class:`mandate.errors.MandateError`
+subclasses with the reason code on failure.
+
+Each request is serialised once and those exact bytes are both signed and sent, so map
+fields (signals, labels) can never be signed in one order and sent in another.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import os
+import time
+from typing import Any, Callable, Iterator, Mapping, Sequence, TypeVar
+
+import grpc
+from google.protobuf.message import Message
+
+from mandate._proto.mandate.v1 import (
+    agents_pb2,
+    approvals_pb2,
+    audit_pb2,
+    authorization_pb2,
+    policy_pb2,
+    tasks_pb2,
+)
+from mandate.errors import MandateError, from_rpc_error
+from mandate.keys import SigningKey
+from mandate.token import Call, Capability, Chain, Invocation, check_agent_id
+
+R = TypeVar("R", bound=Message)
+
+REQUEST_DOMAIN = b"mandate/v1/request"
+MAX_MESSAGE_BYTES = 64 * 1024 * 1024
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+class Signer:
+    """Signs requests as one agent. Keys come from a PKCS#8 PEM file (mode 0600), the
+    environment (:meth:`from_env`), or a :class:`SigningKey` in memory."""
+
+    def __init__(
+        self,
+        agent: str,
+        key: SigningKey,
+        clock: Callable[[], int] = lambda: time.time_ns() // 1_000_000,
+    ) -> None:
+        self.agent = check_agent_id(agent)
+        self.key = key
+        self.clock = clock
+
+    @staticmethod
+    def from_key_file(agent: str, path: str | os.PathLike[str]) -> "Signer":
+        return Signer(agent, SigningKey.load(path))
+
+    @staticmethod
+    def from_env() -> "Signer":
+        """`MANDATE_AGENT`, and `MANDATE_KEY_PEM` (the PEM text) or `MANDATE_KEY` (a file)."""
+        agent = os.environ.get("MANDATE_AGENT", "")
+        if not agent:
+            raise MandateError("KEY_FILE", "MANDATE_AGENT is not set")
+        pem = os.environ.get("MANDATE_KEY_PEM")
+        if pem:
+            return Signer(agent, SigningKey.from_pem(pem))
+        path = os.environ.get("MANDATE_KEY")
+        if not path:
+            raise MandateError("KEY_FILE", "set MANDATE_KEY_PEM or MANDATE_KEY")
+        return Signer.from_key_file(agent, path)
+
+    def metadata(self, method: str, body: bytes) -> list[tuple[str, str]]:
+        """The four signature headers for `body` sent to `method` (the full gRPC path)."""
+        timestamp = str(self.clock())
+        nonce = _b64(os.urandom(16))
+        payload = "\n".join(
+            [method, self.agent, timestamp, nonce, hashlib.sha256(body).hexdigest()]
+        ).encode()
+        return [
+            ("x-mandate-agent", self.agent),
+            ("x-mandate-timestamp", timestamp),
+            ("x-mandate-nonce", nonce),
+            ("x-mandate-signature", _b64(self.key.sign(REQUEST_DOMAIN, payload))),
+        ]
+
+
+def _target(server: str) -> str:
+    for scheme in ("http://", "https://"):
+        if server.startswith(scheme):
+            return server[len(scheme):].rstrip("/")
+    return server
+
+
+class Client:
+    """A signed client of every `mandate.v1` service.
+
+    Methods take the request message or its fields as keyword arguments, and return the
+    response message (streams: an iterator of messages). Failures raise
+    :class:`mandate.errors.MandateError` subclasses (`Denied`, `InvalidArgument`, ...)
+    carrying the coordinator's reason code.
+    """
+
+    def __init__(
+        self,
+        server: str,
+        signer: Signer,
+        *,
+        channel: grpc.Channel | None = None,
+        timeout: float | None = 30.0,
+    ) -> None:
+        self.server = server
+        self.signer = signer
+        self.timeout = timeout
+        self.channel = channel or grpc.insecure_channel(
+            _target(server),
+            options=[
+                ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+                ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+            ],
+        )
+
+    def close(self) -> None:
+        self.channel.close()
+
+    def __enter__(self) -> "Client":
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+    # ---- plumbing ----
+
+    def _request(self, cls: type[R], request: R | None, fields: Mapping[str, Any]) -> R:
+        if request is not None and fields:
+            raise TypeError("pass the request message or its fields, not both")
+        return request if request is not None else cls(**fields)
+
+    def _unary(self, path: str, request: Message, response: type[R]) -> R:
+        body = request.SerializeToString()
+        call = self.channel.unary_unary(
+            path, request_serializer=lambda b: b, response_deserializer=response.FromString
+        )
+        try:
+            return call(body, metadata=self.signer.metadata(path, body), timeout=self.timeout)
+        except grpc.RpcError as e:
+            raise from_rpc_error(e) from None
+
+    def _stream(self, path: str, request: Message, response: type[R]) -> Iterator[R]:
+        body = request.SerializeToString()
+        call = self.channel.unary_stream(
+            path, request_serializer=lambda b: b, response_deserializer=response.FromString
+        )
+        stream = call(body, metadata=self.signer.metadata(path, body))
+
+        def messages() -> Iterator[R]:
+            try:
+                yield from stream
+            except grpc.RpcError as e:
+                if e.code() == grpc.StatusCode.CANCELLED:  # type: ignore[attr-defined]
+                    return
+                raise from_rpc_error(e) from None
+
+        return _Stream(messages(), stream)
+
+    # ---- AgentService ----
+
+    def register_agent(self, request: agents_pb2.RegisterAgentRequest | None = None, **fields: Any) -> agents_pb2.RegisterAgentResponse:
+        """Registers an agent (admins; or an agent its own worker, `parent_agent_id` = itself)."""
+        return self._unary("/mandate.v1.AgentService/RegisterAgent", self._request(agents_pb2.RegisterAgentRequest, request, fields), agents_pb2.RegisterAgentResponse)
+
+    def get_agent(self, request: agents_pb2.GetAgentRequest | None = None, **fields: Any) -> agents_pb2.GetAgentResponse:
+        return self._unary("/mandate.v1.AgentService/GetAgent", self._request(agents_pb2.GetAgentRequest, request, fields), agents_pb2.GetAgentResponse)
+
+    def list_agents(self, request: agents_pb2.ListAgentsRequest | None = None, **fields: Any) -> agents_pb2.ListAgentsResponse:
+        return self._unary("/mandate.v1.AgentService/ListAgents", self._request(agents_pb2.ListAgentsRequest, request, fields), agents_pb2.ListAgentsResponse)
+
+    def disable_agent(self, request: agents_pb2.DisableAgentRequest | None = None, **fields: Any) -> agents_pb2.DisableAgentResponse:
+        return self._unary("/mandate.v1.AgentService/DisableAgent", self._request(agents_pb2.DisableAgentRequest, request, fields), agents_pb2.DisableAgentResponse)
+
+    # ---- TaskService ----
+
+    def start_task(self, request: tasks_pb2.StartTaskRequest | None = None, **fields: Any) -> tasks_pb2.StartTaskResponse:
+        """Starts a task; `capabilities` may be :class:`Capability` values."""
+        if "capabilities" in fields:
+            fields["capabilities"] = [c.to_pb() if isinstance(c, Capability) else c for c in fields["capabilities"]]
+        return self._unary("/mandate.v1.TaskService/StartTask", self._request(tasks_pb2.StartTaskRequest, request, fields), tasks_pb2.StartTaskResponse)
+
+    def get_task(self, request: tasks_pb2.GetTaskRequest | None = None, **fields: Any) -> tasks_pb2.GetTaskResponse:
+        return self._unary("/mandate.v1.TaskService/GetTask", self._request(tasks_pb2.GetTaskRequest, request, fields), tasks_pb2.GetTaskResponse)
+
+    def list_tasks(self, request: tasks_pb2.ListTasksRequest | None = None, **fields: Any) -> tasks_pb2.ListTasksResponse:
+        return self._unary("/mandate.v1.TaskService/ListTasks", self._request(tasks_pb2.ListTasksRequest, request, fields), tasks_pb2.ListTasksResponse)
+
+    def complete_task(self, request: tasks_pb2.CompleteTaskRequest | None = None, **fields: Any) -> tasks_pb2.CompleteTaskResponse:
+        return self._unary("/mandate.v1.TaskService/CompleteTask", self._request(tasks_pb2.CompleteTaskRequest, request, fields), tasks_pb2.CompleteTaskResponse)
+
+    def fail_task(self, request: tasks_pb2.FailTaskRequest | None = None, **fields: Any) -> tasks_pb2.FailTaskResponse:
+        return self._unary("/mandate.v1.TaskService/FailTask", self._request(tasks_pb2.FailTaskRequest, request, fields), tasks_pb2.FailTaskResponse)
+
+    def delegate_raw(self, request: tasks_pb2.DelegateRequest | None = None, **fields: Any) -> tasks_pb2.DelegateResponse:
+        return self._unary("/mandate.v1.TaskService/Delegate", self._request(tasks_pb2.DelegateRequest, request, fields), tasks_pb2.DelegateResponse)
+
+    def delegate(self, chain: Chain, signals: Mapping[str, str] | None = None) -> Chain:
+        """Registers the leaf of `chain` (built with :func:`mandate.delegate`) and returns
+        the chain with it sealed: hand that to the new holder."""
+        r = self.delegate_raw(chain=chain.encode(), signals=dict(signals or {}))
+        return Chain.decode(r.chain)
+
+    def renew_grant(self, request: tasks_pb2.RenewGrantRequest | None = None, **fields: Any) -> tasks_pb2.RenewGrantResponse:
+        return self._unary("/mandate.v1.TaskService/RenewGrant", self._request(tasks_pb2.RenewGrantRequest, request, fields), tasks_pb2.RenewGrantResponse)
+
+    def revoke_link(self, request: tasks_pb2.RevokeLinkRequest | None = None, **fields: Any) -> tasks_pb2.RevokeLinkResponse:
+        return self._unary("/mandate.v1.TaskService/RevokeLink", self._request(tasks_pb2.RevokeLinkRequest, request, fields), tasks_pb2.RevokeLinkResponse)
+
+    def get_delegation_tree(self, request: tasks_pb2.GetDelegationTreeRequest | None = None, **fields: Any) -> tasks_pb2.GetDelegationTreeResponse:
+        return self._unary("/mandate.v1.TaskService/GetDelegationTree", self._request(tasks_pb2.GetDelegationTreeRequest, request, fields), tasks_pb2.GetDelegationTreeResponse)
+
+    def break_glass(self, request: tasks_pb2.BreakGlassRequest | None = None, **fields: Any) -> tasks_pb2.BreakGlassResponse:
+        if "capabilities" in fields:
+            fields["capabilities"] = [c.to_pb() if isinstance(c, Capability) else c for c in fields["capabilities"]]
+        return self._unary("/mandate.v1.TaskService/BreakGlass", self._request(tasks_pb2.BreakGlassRequest, request, fields), tasks_pb2.BreakGlassResponse)
+
+    # ---- AuthorizationService ----
+
+    def authorize_raw(self, request: authorization_pb2.AuthorizeRequest | None = None, **fields: Any) -> authorization_pb2.AuthorizeResponse:
+        return self._unary("/mandate.v1.AuthorizationService/Authorize", self._request(authorization_pb2.AuthorizeRequest, request, fields), authorization_pb2.AuthorizeResponse)
+
+    def authorize(
+        self,
+        chain: Chain | str | bytes,
+        proof: Invocation | str | bytes,
+        call: Call,
+        *,
+        context: Mapping[str, str] | None = None,
+        refuse_break_glass: bool = False,
+    ) -> authorization_pb2.AuthorizeResponse:
+        """Asks the coordinator, as the tool (this client's agent is the audience), whether
+        `call` may proceed. A denial is an answer (`allowed` false, `reason` set), not an
+        exception."""
+        chain_bytes = chain.encode() if isinstance(chain, Chain) else Chain.parse(chain).encode()
+        proof_bytes = proof.encode() if isinstance(proof, Invocation) else Invocation.parse(proof).encode()
+        return self.authorize_raw(
+            chain=chain_bytes,
+            invocation=proof_bytes,
+            action=call.action,
+            resource=call.resource,
+            args=call.args_to_pb(),
+            context=dict(context or {}),
+            refuse_break_glass=refuse_break_glass,
+        )
+
+    def watch_revocations(self, request: authorization_pb2.WatchRevocationsRequest | None = None, **fields: Any) -> Iterator[authorization_pb2.WatchRevocationsResponse]:
+        return self._stream("/mandate.v1.AuthorizationService/WatchRevocations", self._request(authorization_pb2.WatchRevocationsRequest, request, fields), authorization_pb2.WatchRevocationsResponse)
+
+    def get_trust_bundle(self, request: authorization_pb2.GetTrustBundleRequest | None = None, **fields: Any) -> authorization_pb2.GetTrustBundleResponse:
+        return self._unary("/mandate.v1.AuthorizationService/GetTrustBundle", self._request(authorization_pb2.GetTrustBundleRequest, request, fields), authorization_pb2.GetTrustBundleResponse)
+
+    # ---- ApprovalService ----
+
+    def list_approvals(self, request: approvals_pb2.ListApprovalsRequest | None = None, **fields: Any) -> approvals_pb2.ListApprovalsResponse:
+        return self._unary("/mandate.v1.ApprovalService/ListApprovals", self._request(approvals_pb2.ListApprovalsRequest, request, fields), approvals_pb2.ListApprovalsResponse)
+
+    def get_approval(self, request: approvals_pb2.GetApprovalRequest | None = None, **fields: Any) -> approvals_pb2.GetApprovalResponse:
+        return self._unary("/mandate.v1.ApprovalService/GetApproval", self._request(approvals_pb2.GetApprovalRequest, request, fields), approvals_pb2.GetApprovalResponse)
+
+    def approve(self, request: approvals_pb2.ApproveRequest | None = None, **fields: Any) -> approvals_pb2.ApproveResponse:
+        return self._unary("/mandate.v1.ApprovalService/Approve", self._request(approvals_pb2.ApproveRequest, request, fields), approvals_pb2.ApproveResponse)
+
+    def deny(self, request: approvals_pb2.DenyRequest | None = None, **fields: Any) -> approvals_pb2.DenyResponse:
+        return self._unary("/mandate.v1.ApprovalService/Deny", self._request(approvals_pb2.DenyRequest, request, fields), approvals_pb2.DenyResponse)
+
+    def wait_approval(self, request: approvals_pb2.WaitApprovalRequest | None = None, **fields: Any) -> Iterator[approvals_pb2.WaitApprovalResponse]:
+        return self._stream("/mandate.v1.ApprovalService/WaitApproval", self._request(approvals_pb2.WaitApprovalRequest, request, fields), approvals_pb2.WaitApprovalResponse)
+
+    # ---- AuditService ----
+
+    def query_audit_log(self, request: audit_pb2.QueryAuditLogRequest | None = None, **fields: Any) -> audit_pb2.QueryAuditLogResponse:
+        return self._unary("/mandate.v1.AuditService/QueryAuditLog", self._request(audit_pb2.QueryAuditLogRequest, request, fields), audit_pb2.QueryAuditLogResponse)
+
+    def watch_audit_log(self, request: audit_pb2.WatchAuditLogRequest | None = None, **fields: Any) -> Iterator[audit_pb2.WatchAuditLogResponse]:
+        return self._stream("/mandate.v1.AuditService/WatchAuditLog", self._request(audit_pb2.WatchAuditLogRequest, request, fields), audit_pb2.WatchAuditLogResponse)
+
+    def verify_audit_log(self, request: audit_pb2.VerifyAuditLogRequest | None = None, **fields: Any) -> audit_pb2.VerifyAuditLogResponse:
+        return self._unary("/mandate.v1.AuditService/VerifyAuditLog", self._request(audit_pb2.VerifyAuditLogRequest, request, fields), audit_pb2.VerifyAuditLogResponse)
+
+    def export_audit_log(self, request: audit_pb2.ExportAuditLogRequest | None = None, **fields: Any) -> Iterator[audit_pb2.ExportAuditLogResponse]:
+        return self._stream("/mandate.v1.AuditService/ExportAuditLog", self._request(audit_pb2.ExportAuditLogRequest, request, fields), audit_pb2.ExportAuditLogResponse)
+
+    # ---- PolicyService ----
+
+    def get_policy(self, request: policy_pb2.GetPolicyRequest | None = None, **fields: Any) -> policy_pb2.GetPolicyResponse:
+        return self._unary("/mandate.v1.PolicyService/GetPolicy", self._request(policy_pb2.GetPolicyRequest, request, fields), policy_pb2.GetPolicyResponse)
+
+    def reload_policy(self, request: policy_pb2.ReloadPolicyRequest | None = None, **fields: Any) -> policy_pb2.ReloadPolicyResponse:
+        return self._unary("/mandate.v1.PolicyService/ReloadPolicy", self._request(policy_pb2.ReloadPolicyRequest, request, fields), policy_pb2.ReloadPolicyResponse)
+
+
+class _Stream(Iterator[R]):
+    """A server stream: iterate it; `cancel()` ends it."""
+
+    def __init__(self, messages: Iterator[R], call: Any) -> None:
+        self._messages = messages
+        self._call = call
+
+    def __iter__(self) -> "_Stream[R]":
+        return self
+
+    def __next__(self) -> R:
+        return next(self._messages)
+
+    def cancel(self) -> None:
+        self._call.cancel()
+
+
+def capabilities_pb(caps: Sequence[Capability]) -> list[Any]:
+    """Capabilities in wire form."""
+    return [c.to_pb() for c in caps]

@@ -1,0 +1,223 @@
+"""The tool side: verify each call's chain and proof offline, following the coordinator's
+revocation feed, with bounded staleness (fail closed, or ask `Authorize` when the feed is
+too old), and a decorator for plain Python functions.
+"""
+
+from __future__ import annotations
+
+import functools
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any, Callable, Mapping, TypeVar
+
+from mandate.client import Client
+from mandate.errors import Denied, MandateError
+from mandate.token import Call, Chain, Denial, Invocation, Value
+from mandate.verify import TrustBundle, TrustedKey, Verifier, VerifierConfig, system_clock
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What a tool may do with one call."""
+
+    allowed: bool
+    reason: str = ""
+    detail: str = ""
+    link: int | None = None
+    holder: str = ""
+    task: str = ""
+    online: bool = False
+
+
+class _Revocations:
+    """The followed revocation set: link id → expiry, the epoch, when last heard from."""
+
+    def __init__(self) -> None:
+        self.links: dict[bytes, int] = {}
+        self.epoch = 0
+        self.heard_ms = 0
+        self.lock = threading.Lock()
+
+    def __contains__(self, link_id: object) -> bool:
+        return link_id in self.links
+
+
+class ToolVerifier:
+    """Verifies calls for one tool (the client's agent is the audience).
+
+    `max_staleness_ms`: how old the feed may be before offline answers stop; then
+    `when_stale="fail"` refuses every call and `"online"` asks the coordinator. Chains that
+    require online authorisation always go online. Call :meth:`close` (or use it as a
+    context manager) to stop following the feed.
+    """
+
+    def __init__(
+        self,
+        client: Client,
+        *,
+        max_staleness_ms: int = 10_000,
+        when_stale: str = "fail",
+        config: VerifierConfig | None = None,
+        clock: Callable[[], int] = system_clock,
+        ready_timeout_s: float = 10.0,
+    ) -> None:
+        if when_stale not in ("fail", "online"):
+            raise ValueError("when_stale is `fail` or `online`")
+        self.client = client
+        self.audience = client.signer.agent
+        self.max_staleness_ms = max_staleness_ms
+        self.when_stale = when_stale
+        self.clock = clock
+        bundle = client.get_trust_bundle()
+        trust = TrustBundle(
+            TrustedKey(bytes(k.public_key), k.not_before_ms, k.not_after_ms) for k in bundle.keys
+        )
+        self.verifier = Verifier(trust, config, clock)
+        self._skew = self.verifier.config.clock_skew_ms
+        self._revoked = _Revocations()
+        self._stop = threading.Event()
+        self._ready = threading.Event()
+        self._stream: Any = None
+        self._thread = threading.Thread(target=self._follow, name="mandate-feed", daemon=True)
+        self._thread.start()
+        if not self._ready.wait(ready_timeout_s):
+            self.close()
+            raise MandateError("FEED_UNAVAILABLE", "the revocation feed did not answer")
+
+    @property
+    def epoch(self) -> int:
+        """The revocation epoch applied so far."""
+        return self._revoked.epoch
+
+    def staleness_ms(self) -> int:
+        """How long since the feed was last heard from."""
+        return max(0, self.clock() - self._revoked.heard_ms)
+
+    def close(self) -> None:
+        self._stop.set()
+        stream = self._stream
+        if stream is not None:
+            stream.cancel()
+
+    def __enter__(self) -> "ToolVerifier":
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+    def _follow(self) -> None:
+        backoff = 0.1
+        while not self._stop.is_set():
+            try:
+                self._stream = self.client.watch_revocations(after_epoch=self._revoked.epoch)
+                for msg in self._stream:
+                    self._apply(msg)
+                    self._ready.set()
+                    backoff = 0.1
+                    if self._stop.is_set():
+                        return
+            except MandateError:
+                pass
+            if self._stop.wait(backoff):
+                return
+            backoff = min(backoff * 2, 5.0)
+
+    def _apply(self, msg: Any) -> None:
+        now = self.clock()
+        r = self._revoked
+        kind = msg.WhichOneof("event")
+        with r.lock:
+            if kind == "snapshot":
+                r.links = {bytes.fromhex(l.link_id): l.expires_at_ms for l in msg.snapshot.links}
+                r.epoch = msg.snapshot.epoch
+            elif kind == "batch":
+                for l in msg.batch.links:
+                    r.links[bytes.fromhex(l.link_id)] = l.expires_at_ms
+                r.epoch = max(r.epoch, msg.batch.epoch)
+            elif kind == "heartbeat":
+                r.epoch = max(r.epoch, msg.heartbeat.epoch)
+            r.heard_ms = now
+            # Revocations matter until their link is past expiry plus the skew.
+            r.links = {k: e for k, e in r.links.items() if e + self._skew >= now}
+
+    def check(self, chain: Chain | str | bytes, proof: Invocation | str | bytes, call: Call) -> Decision:
+        """Whether `call` may proceed under `chain` with `proof`. Never raises for a bad
+        token: a denial is a decision with its reason."""
+        try:
+            c = chain if isinstance(chain, Chain) else self.verifier.decode_chain(chain)
+            p = proof if isinstance(proof, Invocation) else self.verifier.decode_invocation(proof)
+        except Denial as d:
+            return Decision(False, d.reason.value, d.detail, d.link)
+        online_only = any(l.body.require_online for l in c.links)
+        stale = self.staleness_ms() > self.max_staleness_ms
+        if online_only or (stale and self.when_stale == "online"):
+            return self._online(c, p, call)
+        if stale:
+            return Decision(False, "FEED_STALE", f"the revocation feed is {self.staleness_ms()} ms old")
+        try:
+            with self._revoked.lock:
+                revoked = set(self._revoked.links)
+            v = self.verifier.verify_invocation(c, p, self.audience, call, revoked)
+        except Denial as d:
+            return Decision(False, d.reason.value, d.detail, d.link)
+        return Decision(True, holder=v.holder_agent, task=v.task.hex())
+
+    def _online(self, chain: Chain, proof: Invocation, call: Call) -> Decision:
+        try:
+            r = self.client.authorize(chain, proof, call)
+        except MandateError as e:
+            return Decision(False, "COORDINATOR_UNAVAILABLE", f"online authorisation failed: {e}", online=True)
+        return Decision(
+            r.allowed,
+            r.reason,
+            r.detail,
+            r.link_index if not r.allowed else None,
+            r.holder_agent_id,
+            r.task_id,
+            online=True,
+        )
+
+
+def tool(
+    verifier: ToolVerifier,
+    *,
+    action: str,
+    resource: str | Callable[..., str],
+    args: Callable[..., Mapping[str, Value]] | None = None,
+) -> Callable[[F], F]:
+    """Guards a function: each call must carry `mandate_chain` and `mandate_proof` (text
+    forms) as keyword arguments, and is checked before the function runs. The call checked
+    is `action` on `resource` (a string, or a function of the call's keyword arguments),
+    with `args` (by default, the keyword arguments that are text or integers). A refusal
+    raises :class:`mandate.errors.Denied` with the reason code; the function never runs."""
+
+    def wrap(fn: F) -> F:
+        @functools.wraps(fn)
+        def guarded(*pos: Any, mandate_chain: str | None = None, mandate_proof: str | None = None, **kwargs: Any) -> Any:
+            if not mandate_chain or not mandate_proof:
+                raise Denied("MANDATE_REQUIRED", "this tool needs a chain and a proof (mandate_chain, mandate_proof)")
+            name = resource(**kwargs) if callable(resource) else resource
+            values = dict(args(**kwargs)) if args else {
+                k: v for k, v in kwargs.items() if isinstance(v, (str, int)) and not isinstance(v, bool)
+            }
+            decision = verifier.check(mandate_chain, mandate_proof, Call(action, name, values))
+            if not decision.allowed:
+                raise Denied(decision.reason, decision.detail)
+            return fn(*pos, **kwargs)
+
+        return guarded  # type: ignore[return-value]
+
+    return wrap
+
+
+def wait_for(predicate: Callable[[], bool], timeout_s: float = 10.0) -> bool:
+    """Polls `predicate` until it holds or `timeout_s` passes (for tests and scripts)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.01)
+    return predicate()

@@ -1,0 +1,225 @@
+"""The SDK against a real coordinator: a planner delegates to a worker (the link built and
+signed in Python, sealed by the Rust coordinator), the worker proves calls, the tool
+checks them online and offline, revocation reaches the offline verifier through the feed,
+and every refusal carries its reason code."""
+
+from __future__ import annotations
+
+import itertools
+import os
+import stat
+import time
+from typing import Iterator
+
+import pytest
+
+import mandate
+from mandate import (
+    Call,
+    Capability,
+    Chain,
+    Client,
+    Denial,
+    Denied,
+    InvalidArgument,
+    KeyFileError,
+    NotFound,
+    Range,
+    Signer,
+    SigningKey,
+    ToolVerifier,
+    Unauthenticated,
+)
+
+_counter = itertools.count()
+
+
+def _name(role: str) -> str:
+    return f"spiffe://mandate.local/py/{role}-{os.getpid()}-{next(_counter)}"
+
+
+def _register(admin: Client, role: str, parent: Client | None = None) -> tuple[Client, SigningKey]:
+    key = SigningKey.generate()
+    agent = _name(role)
+    by = parent or admin
+    by.register_agent(
+        agent_id=agent,
+        public_key=key.public_key,
+        role=role,
+        parent_agent_id=parent.signer.agent if parent else "",
+    )
+    return Client(admin.server, Signer(agent, key)), key
+
+
+@pytest.fixture
+def team(coordinator) -> Iterator[dict]:  # type: ignore[no-untyped-def]
+    admin = coordinator.admin()
+    planner, planner_key = _register(admin, "planner")
+    tool_client, _ = _register(admin, "tool")
+    worker, worker_key = _register(admin, "worker", parent=planner)
+    started = planner.start_task(
+        capabilities=[Capability.of("files/*", "read", "write").where("size", Range(0, 1 << 20))],
+        ttl_ms=5 * 60_000,
+        max_depth=1,
+        intent=mandate.client.tasks_pb2.Intent(text="python flow"),
+    )
+    root = Chain.decode(started.chain)
+    yield {
+        "admin": admin,
+        "planner": planner,
+        "planner_key": planner_key,
+        "tool": tool_client,
+        "worker": worker,
+        "worker_key": worker_key,
+        "root": root,
+        "task_id": started.task.task_id,
+    }
+    for c in (admin, planner, tool_client, worker):
+        c.close()
+
+
+def _delegate(team: dict, *caps: Capability) -> Chain:
+    child = mandate.delegate(
+        team["root"],
+        team["planner_key"],
+        to_key=team["worker_key"].public_key,
+        to_agent=team["worker"].signer.agent,
+        capabilities=caps or (Capability.of("files/reports/*", "read").where("size", Range(0, 4096)),),
+        ttl_ms=60_000,
+    )
+    return team["planner"].delegate(child)
+
+
+def test_a_link_built_in_python_is_sealed_and_its_proofs_authorised(team: dict) -> None:
+    chain = _delegate(team)
+    assert len(chain) == 2 and chain.leaf.seal is not None, "the coordinator seals it"
+    call = Call("read", "files/reports/q3.pdf", {"size": 1024})
+    proof = mandate.prove(chain, team["worker_key"], team["tool"].signer.agent, call)
+    r = team["tool"].authorize(chain.to_text(), proof.to_text(), call)
+    assert r.allowed, r.reason
+    # The same proof twice: a replay.
+    again = team["tool"].authorize(chain, proof, call)
+    assert (again.allowed, again.reason) == (False, "REPLAYED")
+    # A proof for one call presented for another.
+    fresh = mandate.prove(chain, team["worker_key"], team["tool"].signer.agent, call)
+    wide = Call("read", "files/reports/q3.pdf", {"size": 8192})
+    r = team["tool"].authorize(chain, fresh, wide)
+    assert (r.allowed, r.reason) == (False, "INVOCATION_MISMATCH")
+
+
+def test_the_sdk_refuses_locally_what_a_verifier_would_reject(team: dict) -> None:
+    with pytest.raises(Denial) as widened:
+        mandate.delegate(
+            team["root"],
+            team["planner_key"],
+            to_key=team["worker_key"].public_key,
+            to_agent=team["worker"].signer.agent,
+            capabilities=[Capability.of("db/*", "read")],
+            ttl_ms=60_000,
+        )
+    assert (widened.value.reason.value, widened.value.link) == ("SCOPE_WIDENED", 1)
+    chain = _delegate(team)
+    with pytest.raises(Denial) as outside:
+        mandate.prove(chain, team["worker_key"], "spiffe://mandate.local/t", Call("write", "files/reports/a"))
+    assert (outside.value.reason.value, outside.value.link) == ("NOT_PERMITTED", 0)
+    with pytest.raises(Denial) as not_holder:
+        mandate.prove(chain, team["planner_key"], "spiffe://mandate.local/t", Call("read", "files/reports/a", {"size": 1}))
+    assert not_holder.value.reason.value == "BAD_SIGNATURE"
+
+
+def test_the_offline_verifier_follows_the_feed_and_cuts_off_a_revoked_worker(team: dict) -> None:
+    chain = _delegate(team)
+    call = Call("read", "files/reports/q3.pdf", {"size": 10})
+    audience = team["tool"].signer.agent
+    with ToolVerifier(team["tool"]) as verifier:
+        d = verifier.check(chain, mandate.prove(chain, team["worker_key"], audience, call), call)
+        assert d.allowed and not d.online, d
+        assert d.holder == team["worker"].signer.agent
+        epoch = verifier.epoch
+        team["planner"].revoke_link(link_id=chain.leaf.id_hex, reason="python test")
+        assert mandate.wait_for(lambda: verifier.epoch > epoch), "the feed never delivered"
+        d = verifier.check(chain, mandate.prove(chain, team["worker_key"], audience, call), call)
+        assert (d.allowed, d.reason, d.link) == (False, "REVOKED", 1)
+
+
+def test_a_stale_feed_fails_closed_or_goes_online(team: dict) -> None:
+    chain = _delegate(team)
+    call = Call("read", "files/reports/a", {"size": 10})
+    audience = team["tool"].signer.agent
+    for when_stale in ("fail", "online"):
+        later = [0]
+        clock = lambda: time.time_ns() // 1_000_000 + later[0]  # noqa: E731
+        verifier = ToolVerifier(team["tool"], max_staleness_ms=5_000, when_stale=when_stale, clock=clock)
+        # Stop following (no more heartbeats), then let six seconds pass on its clock: the
+        # feed is stale, the chain still valid.
+        verifier.close()
+        later[0] = 6_000
+        d = verifier.check(chain, mandate.prove(chain, team["worker_key"], audience, call), call)
+        if when_stale == "fail":
+            assert (d.allowed, d.reason) == (False, "FEED_STALE")
+        else:
+            assert d.allowed and d.online, d
+
+
+def test_the_tool_decorator_runs_the_function_only_for_a_permitted_call(team: dict) -> None:
+    chain = _delegate(team)
+    audience = team["tool"].signer.agent
+    ran = []
+    with ToolVerifier(team["tool"]) as verifier:
+
+        @mandate.tool(verifier, action="read", resource=lambda path, **_: f"files/{path}")
+        def read(path: str, size: int) -> str:
+            ran.append(path)
+            return f"{size} bytes of {path}"
+
+        proof = mandate.prove(chain, team["worker_key"], audience, Call("read", "files/reports/q3.pdf", {"path": "reports/q3.pdf", "size": 5}))
+        assert read(path="reports/q3.pdf", size=5, mandate_chain=chain.to_text(), mandate_proof=proof.to_text()) == "5 bytes of reports/q3.pdf"
+        with pytest.raises(Denied) as refused:
+            read(path="secrets/key", size=5, mandate_chain=chain.to_text(), mandate_proof=proof.to_text())
+        assert refused.value.reason == "INVOCATION_MISMATCH"
+        with pytest.raises(Denied) as missing:
+            read(path="reports/q3.pdf", size=5)
+        assert missing.value.reason == "MANDATE_REQUIRED"
+    assert ran == ["reports/q3.pdf"]
+
+
+def test_refusals_are_exceptions_with_reason_codes(team: dict) -> None:
+    planner, admin = team["planner"], team["admin"]
+    with pytest.raises(NotFound) as missing:
+        planner.get_task(task_id="00" * 16)
+    assert missing.value.reason == "NOT_FOUND"
+    with pytest.raises(InvalidArgument) as bad:
+        admin.register_agent(agent_id="not-an-id", public_key=SigningKey.generate().public_key, role="worker")
+    assert bad.value.reason == "INVALID_ARGUMENT"
+    with pytest.raises(Denied) as foreign:
+        admin.register_agent(agent_id="spiffe://evil.example/x", public_key=SigningKey.generate().public_key, role="worker")
+    assert foreign.value.reason == "FOREIGN_TRUST_DOMAIN"
+    with pytest.raises(Denied) as other_owner:
+        planner.register_agent(
+            agent_id=_name("worker"),
+            public_key=SigningKey.generate().public_key,
+            role="worker",
+            owner="someone-else",
+            parent_agent_id=planner.signer.agent,
+        )
+    assert other_owner.value.reason == "NOT_AUTHORIZED"
+    # Signed with a key that is not the agent's: nothing is allowed.
+    impostor = Client(planner.server, Signer(planner.signer.agent, SigningKey.generate()))
+    with pytest.raises(Unauthenticated) as forged:
+        impostor.list_tasks()
+    assert forged.value.reason == "BAD_REQUEST_SIGNATURE"
+    impostor.close()
+
+
+def test_key_files_are_refused_when_others_can_read_them(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    path = tmp_path / "agent.key"
+    key = SigningKey.generate()
+    key.save(path)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert SigningKey.load(path).public_key == key.public_key
+    os.chmod(path, 0o644)
+    with pytest.raises(KeyFileError):
+        SigningKey.load(path)
+    assert "private" not in repr(key).lower() and len(repr(key)) < 100
+    with pytest.raises(KeyFileError):
+        SigningKey.from_pem("not a key")
