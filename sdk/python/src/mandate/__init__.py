@@ -6,6 +6,7 @@ offline with :class:`Verifier` (or :class:`ToolVerifier`, which follows the revo
 feed) or online with :meth:`Client.authorize`.
 """
 
+from mandate.aio import AsyncClient
 from mandate.client import Client, Signer
 from mandate.errors import (
     Aborted,
@@ -48,6 +49,7 @@ from mandate.verify import TrustBundle, TrustedKey, VerifiedChain, Verifier, Ver
 
 __all__ = [
     "Aborted",
+    "AsyncClient",
     "AlreadyExists",
     "CHAIN_TEXT_PREFIX",
     "Client",

@@ -297,6 +297,41 @@ class Client:
         return self._unary("/mandate.v1.PolicyService/ReloadPolicy", self._request(policy_pb2.ReloadPolicyRequest, request, fields), policy_pb2.ReloadPolicyResponse)
 
 
+RPCS: dict[str, tuple[str, type[Message], type[Message], bool]] = {
+    "register_agent": ("/mandate.v1.AgentService/RegisterAgent", agents_pb2.RegisterAgentRequest, agents_pb2.RegisterAgentResponse, False),
+    "get_agent": ("/mandate.v1.AgentService/GetAgent", agents_pb2.GetAgentRequest, agents_pb2.GetAgentResponse, False),
+    "list_agents": ("/mandate.v1.AgentService/ListAgents", agents_pb2.ListAgentsRequest, agents_pb2.ListAgentsResponse, False),
+    "disable_agent": ("/mandate.v1.AgentService/DisableAgent", agents_pb2.DisableAgentRequest, agents_pb2.DisableAgentResponse, False),
+    "start_task": ("/mandate.v1.TaskService/StartTask", tasks_pb2.StartTaskRequest, tasks_pb2.StartTaskResponse, False),
+    "get_task": ("/mandate.v1.TaskService/GetTask", tasks_pb2.GetTaskRequest, tasks_pb2.GetTaskResponse, False),
+    "list_tasks": ("/mandate.v1.TaskService/ListTasks", tasks_pb2.ListTasksRequest, tasks_pb2.ListTasksResponse, False),
+    "complete_task": ("/mandate.v1.TaskService/CompleteTask", tasks_pb2.CompleteTaskRequest, tasks_pb2.CompleteTaskResponse, False),
+    "fail_task": ("/mandate.v1.TaskService/FailTask", tasks_pb2.FailTaskRequest, tasks_pb2.FailTaskResponse, False),
+    "delegate_raw": ("/mandate.v1.TaskService/Delegate", tasks_pb2.DelegateRequest, tasks_pb2.DelegateResponse, False),
+    "renew_grant": ("/mandate.v1.TaskService/RenewGrant", tasks_pb2.RenewGrantRequest, tasks_pb2.RenewGrantResponse, False),
+    "revoke_link": ("/mandate.v1.TaskService/RevokeLink", tasks_pb2.RevokeLinkRequest, tasks_pb2.RevokeLinkResponse, False),
+    "get_delegation_tree": ("/mandate.v1.TaskService/GetDelegationTree", tasks_pb2.GetDelegationTreeRequest, tasks_pb2.GetDelegationTreeResponse, False),
+    "break_glass": ("/mandate.v1.TaskService/BreakGlass", tasks_pb2.BreakGlassRequest, tasks_pb2.BreakGlassResponse, False),
+    "authorize_raw": ("/mandate.v1.AuthorizationService/Authorize", authorization_pb2.AuthorizeRequest, authorization_pb2.AuthorizeResponse, False),
+    "watch_revocations": ("/mandate.v1.AuthorizationService/WatchRevocations", authorization_pb2.WatchRevocationsRequest, authorization_pb2.WatchRevocationsResponse, True),
+    "get_trust_bundle": ("/mandate.v1.AuthorizationService/GetTrustBundle", authorization_pb2.GetTrustBundleRequest, authorization_pb2.GetTrustBundleResponse, False),
+    "list_approvals": ("/mandate.v1.ApprovalService/ListApprovals", approvals_pb2.ListApprovalsRequest, approvals_pb2.ListApprovalsResponse, False),
+    "get_approval": ("/mandate.v1.ApprovalService/GetApproval", approvals_pb2.GetApprovalRequest, approvals_pb2.GetApprovalResponse, False),
+    "approve": ("/mandate.v1.ApprovalService/Approve", approvals_pb2.ApproveRequest, approvals_pb2.ApproveResponse, False),
+    "deny": ("/mandate.v1.ApprovalService/Deny", approvals_pb2.DenyRequest, approvals_pb2.DenyResponse, False),
+    "wait_approval": ("/mandate.v1.ApprovalService/WaitApproval", approvals_pb2.WaitApprovalRequest, approvals_pb2.WaitApprovalResponse, True),
+    "query_audit_log": ("/mandate.v1.AuditService/QueryAuditLog", audit_pb2.QueryAuditLogRequest, audit_pb2.QueryAuditLogResponse, False),
+    "watch_audit_log": ("/mandate.v1.AuditService/WatchAuditLog", audit_pb2.WatchAuditLogRequest, audit_pb2.WatchAuditLogResponse, True),
+    "verify_audit_log": ("/mandate.v1.AuditService/VerifyAuditLog", audit_pb2.VerifyAuditLogRequest, audit_pb2.VerifyAuditLogResponse, False),
+    "export_audit_log": ("/mandate.v1.AuditService/ExportAuditLog", audit_pb2.ExportAuditLogRequest, audit_pb2.ExportAuditLogResponse, True),
+    "get_policy": ("/mandate.v1.PolicyService/GetPolicy", policy_pb2.GetPolicyRequest, policy_pb2.GetPolicyResponse, False),
+    "reload_policy": ("/mandate.v1.PolicyService/ReloadPolicy", policy_pb2.ReloadPolicyRequest, policy_pb2.ReloadPolicyResponse, False),
+}
+"""Every `mandate.v1` RPC: Python method name → (path, request type, response type, server
+streaming). Both clients have one method per entry (a test checks the table against the
+proto descriptors and the sync methods against the table)."""
+
+
 class _Stream(Iterator[R]):
     """A server stream: iterate it; `cancel()` ends it."""
 

@@ -1,0 +1,124 @@
+"""The coordinator from asyncio: :class:`AsyncClient` (on `grpc.aio`) has a coroutine for
+every method of :class:`mandate.Client`, with the same arguments and results; streams are
+async iterators."""
+
+from __future__ import annotations
+
+from typing import Any, AsyncIterator, Mapping
+
+import grpc
+from google.protobuf.message import Message
+
+from mandate._proto.mandate.v1 import authorization_pb2
+from mandate.client import MAX_MESSAGE_BYTES, RPCS, Signer, _target
+from mandate.errors import from_rpc_error
+from mandate.token import Call, Capability, Chain, Invocation
+
+
+class AsyncClient:
+    """A signed asyncio client of every `mandate.v1` service (see :class:`mandate.Client`).
+
+    ::
+
+        async with AsyncClient(address, signer) as c:
+            task = await c.start_task(capabilities=[...], ttl_ms=60_000)
+    """
+
+    def __init__(self, server: str, signer: Signer, *, timeout: float | None = 30.0) -> None:
+        self.server = server
+        self.signer = signer
+        self.timeout = timeout
+        self.channel = grpc.aio.insecure_channel(
+            _target(server),
+            options=[
+                ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+                ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+            ],
+        )
+
+    async def close(self) -> None:
+        await self.channel.close()
+
+    async def __aenter__(self) -> "AsyncClient":
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        await self.close()
+
+    async def _unary(self, path: str, request: Message, response: type[Message]) -> Any:
+        body = request.SerializeToString()
+        call = self.channel.unary_unary(
+            path, request_serializer=lambda b: b, response_deserializer=response.FromString
+        )
+        try:
+            return await call(body, metadata=self.signer.metadata(path, body), timeout=self.timeout)
+        except grpc.aio.AioRpcError as e:
+            raise from_rpc_error(e) from None
+
+    async def _stream(self, path: str, request: Message, response: type[Message]) -> AsyncIterator[Any]:
+        body = request.SerializeToString()
+        call = self.channel.unary_stream(
+            path, request_serializer=lambda b: b, response_deserializer=response.FromString
+        )
+        stream = call(body, metadata=self.signer.metadata(path, body))
+        try:
+            async for message in stream:
+                yield message
+        except grpc.aio.AioRpcError as e:
+            if e.code() == grpc.StatusCode.CANCELLED:
+                return
+            raise from_rpc_error(e) from None
+
+    async def delegate(self, chain: Chain, signals: Mapping[str, str] | None = None) -> Chain:
+        """Registers and seals the leaf of `chain` (see :meth:`mandate.Client.delegate`)."""
+        r = await self.delegate_raw(chain=chain.encode(), signals=dict(signals or {}))  # type: ignore[attr-defined]
+        return Chain.decode(r.chain)
+
+    async def authorize(
+        self,
+        chain: Chain | str | bytes,
+        proof: Invocation | str | bytes,
+        call: Call,
+        *,
+        context: Mapping[str, str] | None = None,
+        refuse_break_glass: bool = False,
+    ) -> authorization_pb2.AuthorizeResponse:
+        """Asks, as the tool, whether `call` may proceed (see :meth:`mandate.Client.authorize`)."""
+        chain_bytes = chain.encode() if isinstance(chain, Chain) else Chain.parse(chain).encode()
+        proof_bytes = proof.encode() if isinstance(proof, Invocation) else Invocation.parse(proof).encode()
+        return await self.authorize_raw(  # type: ignore[attr-defined,no-any-return]
+            chain=chain_bytes,
+            invocation=proof_bytes,
+            action=call.action,
+            resource=call.resource,
+            args=call.args_to_pb(),
+            context=dict(context or {}),
+            refuse_break_glass=refuse_break_glass,
+        )
+
+
+def _method(name: str, path: str, request_type: type[Message], response_type: type[Message], stream: bool) -> Any:
+    def build(request: Message | None, fields: dict[str, Any]) -> Message:
+        if request is not None and fields:
+            raise TypeError("pass the request message or its fields, not both")
+        if "capabilities" in fields:
+            fields["capabilities"] = [c.to_pb() if isinstance(c, Capability) else c for c in fields["capabilities"]]
+        return request if request is not None else request_type(**fields)
+
+    if stream:
+        def streaming(self: AsyncClient, request: Message | None = None, **fields: Any) -> AsyncIterator[Any]:
+            return self._stream(path, build(request, fields), response_type)
+
+        fn: Any = streaming
+    else:
+        async def unary(self: AsyncClient, request: Message | None = None, **fields: Any) -> Any:
+            return await self._unary(path, build(request, fields), response_type)
+
+        fn = unary
+    fn.__name__ = fn.__qualname__ = name
+    fn.__doc__ = f"`{path}` (see :meth:`mandate.Client.{name}`)."
+    return fn
+
+
+for _name, (_path, _req, _resp, _stream) in RPCS.items():
+    setattr(AsyncClient, _name, _method(_name, _path, _req, _resp, _stream))
