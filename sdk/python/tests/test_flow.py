@@ -5,7 +5,6 @@ and every refusal carries its reason code."""
 
 from __future__ import annotations
 
-import itertools
 import os
 import stat
 import time
@@ -31,24 +30,12 @@ from mandate import (
     Unauthenticated,
 )
 
-_counter = itertools.count()
-
-
-def _name(role: str) -> str:
-    return f"spiffe://mandate.local/py/{role}-{os.getpid()}-{next(_counter)}"
+from tests_support import name as _name
+from tests_support import register
 
 
 def _register(admin: Client, role: str, parent: Client | None = None) -> tuple[Client, SigningKey]:
-    key = SigningKey.generate()
-    agent = _name(role)
-    by = parent or admin
-    by.register_agent(
-        agent_id=agent,
-        public_key=key.public_key,
-        role=role,
-        parent_agent_id=parent.signer.agent if parent else "",
-    )
-    return Client(admin.server, Signer(agent, key)), key
+    return register(admin, admin.server, role, parent)
 
 
 @pytest.fixture

@@ -6,10 +6,11 @@ too old), and a decorator for plain Python functions.
 from __future__ import annotations
 
 import functools
+import inspect
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping, TypeVar
+from typing import Any, Callable, Mapping, Optional, TypeVar
 
 from mandate.client import Client
 from mandate.errors import Denied, MandateError
@@ -187,28 +188,67 @@ def tool(
     action: str,
     resource: str | Callable[..., str],
     args: Callable[..., Mapping[str, Value]] | None = None,
+    refusal: Callable[[str, str], Exception] | None = None,
 ) -> Callable[[F], F]:
-    """Guards a function: each call must carry `mandate_chain` and `mandate_proof` (text
-    forms) as keyword arguments, and is checked before the function runs. The call checked
-    is `action` on `resource` (a string, or a function of the call's keyword arguments),
-    with `args` (by default, the keyword arguments that are text or integers). A refusal
-    raises :class:`mandate.errors.Denied` with the reason code; the function never runs."""
+    """Guards a function (plain or `async`): each call must carry `mandate_chain` and
+    `mandate_proof` (text forms) as keyword arguments, and is checked before the function
+    runs. The call checked is `action` on `resource` (a string, or a function of the
+    call's keyword arguments), with `args` (by default, the keyword arguments that are text
+    or integers). A refusal raises :class:`mandate.errors.Denied` with the reason code (or
+    what `refusal(reason, detail)` returns: an MCP server wants its `ToolError`, whose
+    message reaches the caller); the function never runs.
+
+    The guarded function's signature gains the two keyword parameters, so frameworks that
+    build a schema from it (an MCP server's `@server.tool()`) ask callers for them::
+
+        @server.tool()
+        @mandate.tool(verifier, action="call", resource="mcp/files/read_file",
+                      refusal=lambda reason, detail: ToolError(f"{reason}: {detail}"))
+        def read_file(path: str) -> str: ...
+    """
+
+    def refuse(reason: str, detail: str) -> Exception:
+        return refusal(reason, detail) if refusal else Denied(reason, detail)
+
+    def check(kwargs: dict[str, Any], chain: str | None, proof: str | None) -> None:
+        if not chain or not proof:
+            raise refuse("MANDATE_REQUIRED", "this tool needs a chain and a proof (mandate_chain, mandate_proof)")
+        name = resource(**kwargs) if callable(resource) else resource
+        values = dict(args(**kwargs)) if args else {
+            k: v for k, v in kwargs.items() if isinstance(v, (str, int)) and not isinstance(v, bool)
+        }
+        decision = verifier.check(chain, proof, Call(action, name, values))
+        if not decision.allowed:
+            raise refuse(decision.reason, decision.detail)
 
     def wrap(fn: F) -> F:
-        @functools.wraps(fn)
-        def guarded(*pos: Any, mandate_chain: str | None = None, mandate_proof: str | None = None, **kwargs: Any) -> Any:
-            if not mandate_chain or not mandate_proof:
-                raise Denied("MANDATE_REQUIRED", "this tool needs a chain and a proof (mandate_chain, mandate_proof)")
-            name = resource(**kwargs) if callable(resource) else resource
-            values = dict(args(**kwargs)) if args else {
-                k: v for k, v in kwargs.items() if isinstance(v, (str, int)) and not isinstance(v, bool)
-            }
-            decision = verifier.check(mandate_chain, mandate_proof, Call(action, name, values))
-            if not decision.allowed:
-                raise Denied(decision.reason, decision.detail)
-            return fn(*pos, **kwargs)
+        if inspect.iscoroutinefunction(fn):
 
-        return guarded  # type: ignore[return-value]
+            @functools.wraps(fn)
+            async def guarded_async(*pos: Any, mandate_chain: str | None = None, mandate_proof: str | None = None, **kwargs: Any) -> Any:
+                check(kwargs, mandate_chain, mandate_proof)
+                return await fn(*pos, **kwargs)
+
+            guarded: Any = guarded_async
+        else:
+
+            @functools.wraps(fn)
+            def guarded_sync(*pos: Any, mandate_chain: str | None = None, mandate_proof: str | None = None, **kwargs: Any) -> Any:
+                check(kwargs, mandate_chain, mandate_proof)
+                return fn(*pos, **kwargs)
+
+            guarded = guarded_sync
+        signature = inspect.signature(fn)
+        extra = [
+            inspect.Parameter(n, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=Optional[str])
+            for n in ("mandate_chain", "mandate_proof")
+        ]
+        params = [p for p in signature.parameters.values() if p.kind != inspect.Parameter.VAR_KEYWORD]
+        keyword = [p for p in signature.parameters.values() if p.kind == inspect.Parameter.VAR_KEYWORD]
+        guarded.__signature__ = signature.replace(parameters=[*params, *extra, *keyword])
+        guarded.__annotations__ = {**getattr(fn, "__annotations__", {}), "mandate_chain": Optional[str], "mandate_proof": Optional[str]}
+        del guarded.__wrapped__  # frameworks must see the guarded signature, not the original
+        return guarded  # type: ignore[no-any-return]
 
     return wrap
 
