@@ -19,9 +19,10 @@ ADMIN = "spiffe://mandate.local/admin"
 
 
 class Coordinator:
-    def __init__(self, address: str, data: pathlib.Path) -> None:
+    def __init__(self, address: str, data: pathlib.Path, binary: pathlib.Path) -> None:
         self.address = address
         self.data = data
+        self.binary = binary
 
     def admin(self) -> Client:
         return Client(self.address, Signer.from_key_file(ADMIN, self.data / "admin.key"))
@@ -42,8 +43,9 @@ def _binary() -> pathlib.Path:
 def coordinator() -> Iterator[Coordinator]:
     with tempfile.TemporaryDirectory() as tmp:
         data = pathlib.Path(tmp) / "mandate-data"
+        binary = _binary()
         proc = subprocess.Popen(
-            [str(_binary()), "serve", "--listen", "127.0.0.1:0", "--data-dir", str(data)],
+            [str(binary), "serve", "--listen", "127.0.0.1:0", "--data-dir", str(data)],
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
             env={**os.environ, "RUST_LOG": "warn"},
@@ -54,7 +56,7 @@ def coordinator() -> Iterator[Coordinator]:
             first = proc.stdout.readline()
             assert "listening on" in first, f"the coordinator did not start: {first!r}"
             address = first.split()[-1]
-            c = Coordinator(address, data)
+            c = Coordinator(address, data, binary)
             # Poll until it answers a signed call (never sleep blindly for long).
             deadline = time.monotonic() + 30
             while True:
