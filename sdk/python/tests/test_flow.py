@@ -210,3 +210,20 @@ def test_key_files_are_refused_when_others_can_read_them(tmp_path) -> None:  # t
     assert "private" not in repr(key).lower() and len(repr(key)) < 100
     with pytest.raises(KeyFileError):
         SigningKey.from_pem("not a key")
+
+
+def test_a_signer_reads_its_identity_from_the_environment(team: dict, tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    worker_key: SigningKey = team["worker_key"]
+    path = tmp_path / "worker.key"
+    worker_key.save(path)
+    monkeypatch.setenv("MANDATE_AGENT", team["worker"].signer.agent)
+    monkeypatch.setenv("MANDATE_KEY", str(path))
+    monkeypatch.delenv("MANDATE_KEY_PEM", raising=False)
+    with Client(team["planner"].server, Signer.from_env()) as worker:
+        assert worker.get_agent(agent_id=team["worker"].signer.agent).agent.role == "worker"
+    monkeypatch.setenv("MANDATE_KEY_PEM", path.read_text())
+    monkeypatch.delenv("MANDATE_KEY")
+    assert Signer.from_env().key.public_key == worker_key.public_key
+    monkeypatch.delenv("MANDATE_AGENT")
+    with pytest.raises(mandate.MandateError):
+        Signer.from_env()
