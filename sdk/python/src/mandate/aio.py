@@ -10,7 +10,7 @@ import grpc
 from google.protobuf.message import Message
 
 from mandate._proto.mandate.v1 import authorization_pb2
-from mandate.client import MAX_MESSAGE_BYTES, RPCS, Signer, _target
+from mandate.client import MAX_MESSAGE_BYTES, RPCS, Signer, _target, authorize_request
 from mandate.errors import from_rpc_error
 from mandate.token import Call, Capability, Chain, Invocation
 
@@ -84,17 +84,8 @@ class AsyncClient:
         refuse_break_glass: bool = False,
     ) -> authorization_pb2.AuthorizeResponse:
         """Asks, as the tool, whether `call` may proceed (see :meth:`mandate.Client.authorize`)."""
-        chain_bytes = chain.encode() if isinstance(chain, Chain) else Chain.parse(chain).encode()
-        proof_bytes = proof.encode() if isinstance(proof, Invocation) else Invocation.parse(proof).encode()
-        return await self.authorize_raw(  # type: ignore[attr-defined,no-any-return]
-            chain=chain_bytes,
-            invocation=proof_bytes,
-            action=call.action,
-            resource=call.resource,
-            args=call.args_to_pb(),
-            context=dict(context or {}),
-            refuse_break_glass=refuse_break_glass,
-        )
+        request = authorize_request(chain, proof, call, context, refuse_break_glass)
+        return await self.authorize_raw(request)  # type: ignore[attr-defined,no-any-return]
 
 
 def _method(name: str, path: str, request_type: type[Message], response_type: type[Message], stream: bool) -> Any:

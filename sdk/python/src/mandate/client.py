@@ -239,17 +239,7 @@ class Client:
         """Asks the coordinator, as the tool (this client's agent is the audience), whether
         `call` may proceed. A denial is an answer (`allowed` false, `reason` set), not an
         exception."""
-        chain_bytes = chain.encode() if isinstance(chain, Chain) else Chain.parse(chain).encode()
-        proof_bytes = proof.encode() if isinstance(proof, Invocation) else Invocation.parse(proof).encode()
-        return self.authorize_raw(
-            chain=chain_bytes,
-            invocation=proof_bytes,
-            action=call.action,
-            resource=call.resource,
-            args=call.args_to_pb(),
-            context=dict(context or {}),
-            refuse_break_glass=refuse_break_glass,
-        )
+        return self.authorize_raw(authorize_request(chain, proof, call, context, refuse_break_glass))
 
     def watch_revocations(self, request: authorization_pb2.WatchRevocationsRequest | None = None, **fields: Any) -> Iterator[authorization_pb2.WatchRevocationsResponse]:
         return self._stream("/mandate.v1.AuthorizationService/WatchRevocations", self._request(authorization_pb2.WatchRevocationsRequest, request, fields), authorization_pb2.WatchRevocationsResponse)
@@ -347,6 +337,26 @@ class _Stream(Iterator[R]):
 
     def cancel(self) -> None:
         self._call.cancel()
+
+
+def authorize_request(
+    chain: Chain | str | bytes,
+    proof: Invocation | str | bytes,
+    call: Call,
+    context: Mapping[str, str] | None,
+    refuse_break_glass: bool,
+) -> authorization_pb2.AuthorizeRequest:
+    """The `Authorize` request for `call` under `chain` with `proof` (each decoded first, so
+    a malformed one fails here with its reason)."""
+    return authorization_pb2.AuthorizeRequest(
+        chain=chain.encode() if isinstance(chain, Chain) else Chain.parse(chain).encode(),
+        invocation=proof.encode() if isinstance(proof, Invocation) else Invocation.parse(proof).encode(),
+        action=call.action,
+        resource=call.resource,
+        args=call.args_to_pb(),
+        context=dict(context or {}),
+        refuse_break_glass=refuse_break_glass,
+    )
 
 
 def capabilities_pb(caps: Sequence[Capability]) -> list[Any]:
