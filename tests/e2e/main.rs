@@ -23,11 +23,13 @@
 // - `audit`: the audit log API (query, follow, verify, export) and failing closed when the
 //   audit write fails.
 // - `operations`: health and reflection, the trust bundle and renewal, bounded storage.
+// - `gateway`: `mandate-gateway` in front of a real HTTP upstream.
 mod audit;
 mod bad_input;
 mod failing_store;
 mod feed;
 mod flow;
+mod gateway;
 mod harness;
 mod operations;
 mod policy;

@@ -106,6 +106,8 @@ pub(crate) enum Outcome {
 enum Command {
     /// Run the coordinator. With no flags: data in ./mandate-data, listening on 127.0.0.1:7468.
     Serve(ServeArgs),
+    /// Put HTTP APIs behind Mandate: every call needs a chain and a proof (docs/GATEWAY.md).
+    Gateway(GatewayArgs),
     /// Read the audit log: query, tail, verify, export.
     #[command(subcommand)]
     Audit(audit::AuditCommand),
@@ -183,6 +185,23 @@ struct ServeArgs {
     policy_dir: Option<PathBuf>,
 }
 
+#[derive(clap::Args, Debug)]
+struct GatewayArgs {
+    /// The gateway's configuration (TOML).
+    #[arg(long, env = "MANDATE_GATEWAY_CONFIG")]
+    config: PathBuf,
+}
+
+async fn gateway(args: GatewayArgs) -> anyhow::Result<()> {
+    let config = mandate_gateway::Config::load(&args.config)?;
+    let gateway = mandate_gateway::start(config).await?;
+    out!("mandate gateway listening on {}", gateway.local_addr);
+    shutdown_signal().await;
+    tracing::info!("shutting down");
+    gateway.shutdown().await;
+    Ok(())
+}
+
 /// Exit code for a negative answer.
 const EXIT_DENIED: u8 = 1;
 /// Exit code when the coordinator refused the call or could not be reached.
@@ -249,6 +268,7 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async {
         match cli.command {
             Command::Serve(args) => serve(args).await.map(|()| Outcome::Ok),
+            Command::Gateway(args) => gateway(args).await.map(|()| Outcome::Ok),
             Command::Audit(cmd) => audit::run(cmd, &conn).await,
             Command::Tree(args) => tree::run(args, &conn).await,
             Command::Keygen(args) => agent::keygen(&args, &conn),
@@ -272,7 +292,10 @@ fn main() -> ExitCode {
         Ok(Outcome::Denied) => ExitCode::from(EXIT_DENIED),
         Err(e) => {
             eprintln!("error: {}", describe(&e));
-            if e.downcast_ref::<mandate_server::StartError>().is_some() {
+            if e.downcast_ref::<mandate_server::StartError>().is_some()
+                || e.downcast_ref::<mandate_gateway::StartError>().is_some()
+                || e.downcast_ref::<mandate_gateway::ConfigError>().is_some()
+            {
                 ExitCode::from(EXIT_CONFIG)
             } else {
                 ExitCode::from(EXIT_FAILED)

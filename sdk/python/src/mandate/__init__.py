@@ -44,6 +44,7 @@ from mandate.token import (
     Resource,
     Seal,
 )
+from mandate.gateway import http_call, http_headers
 from mandate.guard import Decision, ToolVerifier, tool, wait_for
 from mandate.verify import TrustBundle, TrustedKey, VerifiedChain, Verifier, VerifierConfig
 
@@ -68,6 +69,8 @@ __all__ = [
     "Unauthenticated",
     "Unavailable",
     "delegate",
+    "http_call",
+    "http_headers",
     "prove",
     "tool",
     "wait_for",

@@ -1,0 +1,439 @@
+//! `mandate-gateway`: puts existing HTTP APIs behind Mandate with no change to them.
+//!
+//! Each upstream is mounted under `/<name>/`. A call passes only when it matches a
+//! configured route and carries a chain (`x-mandate-chain`) and an invocation proof
+//! (`x-mandate-invocation`) for exactly this call, made out to the gateway's agent id; the
+//! gateway then forwards it with the upstream's credential, which agents never see. Chain
+//! and proof are never forwarded. Decisions are offline, with the SDK's `ToolVerifier`
+//! (trust bundle, revocation feed, bounded staleness, replay cache). docs/GATEWAY.md says
+//! how a proof binds a call.
+
+#![forbid(unsafe_code)]
+
+mod config;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::header::{HeaderName, HeaderValue};
+use http::{Method, Request, Response, StatusCode};
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt as _, Full, Limited};
+use hyper::body::Incoming;
+use hyper_util::client::legacy::Client as HttpClient;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use mandate_core::{Call, Chain, Invocation, Limits, Value};
+use mandate_sdk::{Client, Signer, ToolConfig, ToolVerifier, WhenStale};
+use sha2::{Digest as _, Sha256};
+use tokio::net::TcpListener;
+
+pub use config::{Config, ConfigError, Credential, GatewaySection, Route, Upstream};
+
+/// The header carrying the chain (text form).
+pub const HEADER_CHAIN: &str = "x-mandate-chain";
+/// The header carrying the invocation proof (text form).
+pub const HEADER_INVOCATION: &str = "x-mandate-invocation";
+/// The header naming the reason of a refusal.
+pub const HEADER_REASON: &str = "x-mandate-reason";
+
+/// Why the gateway could not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StartError {
+    /// The configuration is not usable.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The gateway's key could not be loaded.
+    #[error("gateway key: {0}")]
+    Key(#[from] mandate_core::Error),
+    /// A credential's secret could not be read.
+    #[error("upstream `{upstream}`: {why}")]
+    Credential {
+        /// The upstream.
+        upstream: String,
+        /// Why.
+        why: String,
+    },
+    /// The coordinator could not be reached or refused the gateway.
+    #[error("coordinator: {0}")]
+    Coordinator(#[from] mandate_sdk::Error),
+    /// The listener could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        /// The address.
+        addr: SocketAddr,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+type Body = BoxBody<Bytes, hyper::Error>;
+
+/// An upstream ready to serve: its routes and the credential header to inject.
+struct Mount {
+    upstream: Upstream,
+    credential: Option<(HeaderName, HeaderValue)>,
+}
+
+struct State {
+    mounts: Vec<Mount>,
+    verifier: ToolVerifier,
+    http: HttpClient<HttpConnector, Full<Bytes>>,
+    max_body_bytes: usize,
+}
+
+/// A running gateway.
+pub struct Gateway {
+    /// Where it listens.
+    pub local_addr: SocketAddr,
+    stop: tokio::sync::watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl std::fmt::Debug for Gateway {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Gateway")
+            .field("local_addr", &self.local_addr)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Gateway {
+    /// Stops accepting calls and waits for the accept loop to end.
+    pub async fn shutdown(self) {
+        let _ = self.stop.send(true);
+        let _ = self.task.await;
+    }
+}
+
+fn secret(upstream: &str, c: &Credential) -> Result<(HeaderName, HeaderValue), StartError> {
+    let fail = |why: String| StartError::Credential {
+        upstream: upstream.to_owned(),
+        why,
+    };
+    let raw = match (&c.env, &c.file) {
+        (Some(var), _) => std::env::var(var)
+            .map_err(|_| fail(format!("environment variable `{var}` is not set")))?,
+        (_, Some(path)) => std::fs::read_to_string(path)
+            .map_err(|e| fail(format!("cannot read `{}`: {e}", path.display())))?
+            .trim()
+            .to_owned(),
+        (None, None) => return Err(fail("no secret source".into())),
+    };
+    let value = match c.scheme.as_str() {
+        "bearer" => format!("Bearer {raw}"),
+        "basic" => format!("Basic {raw}"),
+        _ => raw,
+    };
+    let mut value = HeaderValue::from_str(&value)
+        .map_err(|_| fail("the secret is not a valid header value".into()))?;
+    value.set_sensitive(true);
+    let name = HeaderName::from_bytes(c.header.as_bytes())
+        .map_err(|_| fail("bad credential header".into()))?;
+    Ok((name, value))
+}
+
+/// Starts a gateway: loads its key and the upstream secrets, connects to the coordinator
+/// (trust bundle, revocation feed) and listens.
+pub async fn start(config: Config) -> Result<Gateway, StartError> {
+    let mut mounts = Vec::new();
+    for u in config.upstreams {
+        let credential = u
+            .credential
+            .as_ref()
+            .map(|c| secret(&u.name, c))
+            .transpose()?;
+        mounts.push(Mount {
+            upstream: u,
+            credential,
+        });
+    }
+    let signer = Signer::from_key_file(&config.gateway.agent, &config.gateway.key)?;
+    let client =
+        Client::connect(mandate_sdk::endpoint(&config.gateway.coordinator), signer).await?;
+    let mut tool = ToolConfig::new(config.gateway.agent.clone());
+    tool.max_staleness = Duration::from_millis(config.gateway.max_staleness_ms);
+    tool.when_stale = WhenStale::FailClosed;
+    let verifier = ToolVerifier::connect(client, tool).await?;
+    let listener = TcpListener::bind(config.gateway.listen)
+        .await
+        .map_err(|source| StartError::Listen {
+            addr: config.gateway.listen,
+            source,
+        })?;
+    let local_addr = listener.local_addr().map_err(|source| StartError::Listen {
+        addr: config.gateway.listen,
+        source,
+    })?;
+    let state = Arc::new(State {
+        mounts,
+        verifier,
+        http: HttpClient::builder(TokioExecutor::new()).build_http(),
+        max_body_bytes: config.gateway.max_body_bytes,
+    });
+    let (stop, mut stopped) = tokio::sync::watch::channel(false);
+    let task = tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                _ = stopped.changed() => return,
+                accepted = listener.accept() => {
+                    let Ok((stream, _)) = accepted else { continue };
+                    let state = Arc::clone(&state);
+                    tokio::spawn(async move {
+                        let service = hyper::service::service_fn(move |req| {
+                            let state = Arc::clone(&state);
+                            async move { Ok::<_, std::convert::Infallible>(handle(&state, req).await) }
+                        });
+                        let _ = hyper::server::conn::http1::Builder::new()
+                            .serve_connection(TokioIo::new(stream), service)
+                            .await;
+                    });
+                }
+            }
+        }
+    });
+    tracing::info!(%local_addr, "mandate gateway listening");
+    Ok(Gateway {
+        local_addr,
+        stop,
+        task,
+    })
+}
+
+fn full(body: impl Into<Bytes>) -> Body {
+    Full::new(body.into())
+        .map_err(|never| match never {})
+        .boxed()
+}
+
+/// A refusal: the status, the reason in a header and a small JSON body. Never the chain,
+/// the proof or anything of the upstream's.
+fn refuse(status: StatusCode, reason: &str, detail: &str) -> Response<Body> {
+    let body = serde_json::json!({ "error": { "reason": reason, "detail": detail } }).to_string();
+    let mut r = Response::new(full(body));
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    if let Ok(v) = HeaderValue::from_str(reason) {
+        r.headers_mut().insert(HEADER_REASON, v);
+    }
+    r
+}
+
+/// Matches `path` (below the mount) against a route pattern; the parameters on success.
+fn matches(pattern: &str, path: &str) -> Option<BTreeMap<String, String>> {
+    let (p, a): (Vec<&str>, Vec<&str>) = (pattern.split('/').collect(), path.split('/').collect());
+    if p.len() != a.len() {
+        return None;
+    }
+    let mut params = BTreeMap::new();
+    for (want, got) in p.iter().zip(&a) {
+        match want.strip_prefix('{').and_then(|w| w.strip_suffix('}')) {
+            Some(name) if !got.is_empty() => {
+                params.insert(name.to_owned(), (*got).to_owned());
+            }
+            Some(_) => return None,
+            None if want == got => {}
+            None => return None,
+        }
+    }
+    Some(params)
+}
+
+/// The call an HTTP request stands for (docs/GATEWAY.md), which the agent's proof must
+/// name exactly: the route's `action`, its `resource` with the path parameters filled in,
+/// and as arguments the path parameters (text) and `http.method`, `http.path` (the path as
+/// sent to the gateway), `http.query` (the raw query, or empty) and `http.body_sha256`
+/// (lowercase hex of the body's SHA-256). Agents build the same call to sign their proof.
+pub fn http_call(
+    action: &str,
+    resource_template: &str,
+    params: &BTreeMap<String, String>,
+    method: &str,
+    path: &str,
+    query: &str,
+    body: &[u8],
+) -> Call {
+    let mut resource = resource_template.to_owned();
+    for (k, v) in params {
+        resource = resource.replace(&format!("{{{k}}}"), v);
+    }
+    let mut call = Call::new(action, resource);
+    for (k, v) in params {
+        call.args.insert(k.clone(), Value::Text(v.clone()));
+    }
+    let digest: String = Sha256::digest(body)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    for (k, v) in [
+        ("http.method", method.to_owned()),
+        ("http.path", path.to_owned()),
+        ("http.query", query.to_owned()),
+        ("http.body_sha256", digest),
+    ] {
+        call.args.insert(k.to_owned(), Value::Text(v));
+    }
+    call
+}
+
+/// Headers that are the connection's, not the request's, and never forwarded.
+const HOP_BY_HOP: &[&str] = &[
+    "connection",
+    "keep-alive",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+    "host",
+];
+
+async fn handle(state: &State, req: Request<Incoming>) -> Response<Body> {
+    if req.method() == Method::GET && req.uri().path() == "/healthz" {
+        return Response::new(full("ok"));
+    }
+    let path = req.uri().path().to_owned();
+    let rest = path.trim_start_matches('/');
+    let (name, below) = rest.split_once('/').map_or((rest, ""), |(n, b)| (n, b));
+    let below = format!("/{below}");
+    let Some(mount) = state.mounts.iter().find(|m| m.upstream.name == name) else {
+        return refuse(
+            StatusCode::NOT_FOUND,
+            "NO_SUCH_UPSTREAM",
+            "no upstream is mounted here",
+        );
+    };
+    let Some((route, params)) = mount.upstream.routes.iter().find_map(|r| {
+        (r.method.eq_ignore_ascii_case(req.method().as_str()))
+            .then(|| matches(&r.path, &below).map(|p| (r, p)))
+            .flatten()
+    }) else {
+        return refuse(
+            StatusCode::NOT_FOUND,
+            "NO_SUCH_ROUTE",
+            "no route of this upstream matches the call",
+        );
+    };
+    let (parts, body) = req.into_parts();
+    let body = match Limited::new(body, state.max_body_bytes).collect().await {
+        Ok(b) => b.to_bytes(),
+        Err(_) => {
+            return refuse(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "REQUEST_TOO_LARGE",
+                "the body is over the gateway's limit",
+            );
+        }
+    };
+    let header = |name: &str| parts.headers.get(name).and_then(|v| v.to_str().ok());
+    let (Some(chain_text), Some(proof_text)) = (header(HEADER_CHAIN), header(HEADER_INVOCATION))
+    else {
+        return refuse(
+            StatusCode::UNAUTHORIZED,
+            "MANDATE_REQUIRED",
+            "send the chain in x-mandate-chain and a proof for this call in x-mandate-invocation",
+        );
+    };
+    let limits = Limits::default();
+    let tokens = Chain::from_text(chain_text, &limits).and_then(|c| {
+        Ok((
+            c.encode(),
+            Invocation::from_text(proof_text, &limits)?.encode(),
+        ))
+    });
+    let (chain, proof) = match tokens {
+        Ok(t) => t,
+        Err(d) => return refuse(StatusCode::FORBIDDEN, d.reason().code(), d.detail()),
+    };
+    let call = http_call(
+        &route.action,
+        &route.resource,
+        &params,
+        parts.method.as_str(),
+        parts.uri.path(),
+        parts.uri.query().unwrap_or_default(),
+        &body,
+    );
+    let decision = state.verifier.authorize(&chain, &proof, &call).await;
+    tracing::info!(
+        upstream = %mount.upstream.name,
+        route = %route.path,
+        allowed = decision.allowed,
+        reason = %decision.reason,
+        holder = decision.holder.as_deref().unwrap_or_default(),
+        task = decision.task.as_deref().unwrap_or_default(),
+        "gateway decision"
+    );
+    if !decision.allowed {
+        return refuse(StatusCode::FORBIDDEN, &decision.reason, &decision.detail);
+    }
+    forward(state, mount, &below, parts, body).await
+}
+
+async fn forward(
+    state: &State,
+    mount: &Mount,
+    below: &str,
+    parts: http::request::Parts,
+    body: Bytes,
+) -> Response<Body> {
+    let base = mount.upstream.url.trim_end_matches('/');
+    let uri = match parts.uri.query() {
+        Some(q) => format!("{base}{below}?{q}"),
+        None => format!("{base}{below}"),
+    };
+    let mut out = Request::builder().method(parts.method.clone()).uri(uri);
+    for (name, value) in &parts.headers {
+        let n = name.as_str();
+        let injected = mount.credential.as_ref().is_some_and(|(h, _)| h == name);
+        if HOP_BY_HOP.contains(&n) || n.starts_with("x-mandate-") || injected {
+            continue;
+        }
+        out = out.header(name, value);
+    }
+    if let Some((h, v)) = &mount.credential {
+        out = out.header(h, v);
+    }
+    let Ok(request) = out.body(Full::new(body)) else {
+        return refuse(
+            StatusCode::BAD_REQUEST,
+            "INVALID_ARGUMENT",
+            "the call cannot be forwarded",
+        );
+    };
+    match state.http.request(request).await {
+        Ok(resp) => resp.map(|b| b.boxed()),
+        Err(e) => {
+            tracing::warn!(upstream = %mount.upstream.name, error = %e, "upstream unreachable");
+            refuse(
+                StatusCode::BAD_GATEWAY,
+                "UPSTREAM_UNAVAILABLE",
+                "the upstream did not answer",
+            )
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn route_patterns_bind_whole_segments() {
+        let p = matches("/invoices/{id}", "/invoices/42").unwrap();
+        assert_eq!(p["id"], "42");
+        assert!(matches("/invoices/{id}", "/invoices/").is_none());
+        assert!(matches("/invoices/{id}", "/invoices/42/pay").is_none());
+        assert!(matches("/invoices/{id}", "/orders/42").is_none());
+        assert!(matches("/health", "/health").unwrap().is_empty());
+    }
+}

@@ -1,0 +1,377 @@
+//! The gateway in front of a real HTTP upstream: allowed calls reach it with the injected
+//! credential and without the chain or proof; everything else is refused with its reason
+//! and never reaches it; a revocation cuts a holder off through the feed.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt as _, Full};
+use hyper_util::client::legacy::Client as HttpClient;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use mandate_core::{Chain, Invocation, SigningKey, keyfile};
+use mandate_proto::v1 as pb;
+
+use crate::harness::*;
+
+const PLANNER: &str = "spiffe://mandate.local/gw/planner";
+const GATEWAY: &str = "spiffe://mandate.local/gateways/billing";
+
+/// What the upstream saw of one request: method, path and query, and its headers.
+type Seen = Arc<Mutex<Vec<(String, http::HeaderMap)>>>;
+
+/// A small HTTP API that records every request and answers with its path.
+async fn upstream() -> (SocketAddr, Seen) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let seen: Seen = Arc::default();
+    let record = Arc::clone(&seen);
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                return;
+            };
+            let record = Arc::clone(&record);
+            tokio::spawn(async move {
+                let service =
+                    hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
+                        let record = Arc::clone(&record);
+                        async move {
+                            let target = req.uri().to_string();
+                            record
+                                .lock()
+                                .unwrap()
+                                .push((target.clone(), req.headers().clone()));
+                            Ok::<_, std::convert::Infallible>(http::Response::new(Full::new(
+                                Bytes::from(format!("upstream saw {target}")),
+                            )))
+                        }
+                    });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    (addr, seen)
+}
+
+struct Call<'a> {
+    method: &'a str,
+    path: &'a str,
+    body: &'a [u8],
+    chain: Option<&'a Chain>,
+    proof: Option<&'a Invocation>,
+}
+
+/// Sends a request through the gateway; returns the status, the reason header and the body.
+async fn send(gateway: SocketAddr, c: Call<'_>) -> (u16, String, String) {
+    let client = HttpClient::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
+    let mut req = http::Request::builder()
+        .method(c.method)
+        .uri(format!("http://{gateway}{}", c.path));
+    if let Some(chain) = c.chain {
+        req = req.header(mandate_gateway::HEADER_CHAIN, chain.to_text());
+    }
+    if let Some(proof) = c.proof {
+        req = req.header(mandate_gateway::HEADER_INVOCATION, proof.to_text());
+    }
+    let resp = client
+        .request(req.body(Full::new(Bytes::copy_from_slice(c.body))).unwrap())
+        .await
+        .unwrap();
+    let status = resp.status().as_u16();
+    let reason = resp
+        .headers()
+        .get(mandate_gateway::HEADER_REASON)
+        .map(|v| v.to_str().unwrap().to_owned())
+        .unwrap_or_default();
+    let body = String::from_utf8(
+        resp.into_body()
+            .collect()
+            .await
+            .unwrap()
+            .to_bytes()
+            .to_vec(),
+    )
+    .unwrap();
+    (status, reason, body)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_gateway_forwards_only_permitted_calls_with_the_upstream_credential() {
+    let h = Harness::start().await;
+    let mut admin = h.admin.clone();
+    let dir = tempfile::tempdir().unwrap();
+    let gateway_key = SigningKey::generate().unwrap();
+    keyfile::save_signing_key(&gateway_key, &dir.path().join("gateway.key")).unwrap();
+    admin
+        .register_agent(pb::RegisterAgentRequest {
+            agent_id: GATEWAY.into(),
+            public_key: gateway_key.public_key().as_bytes().to_vec(),
+            role: "tool".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let (planner_key, mut planner) = h.register(&mut admin, PLANNER, "planner", "").await;
+    std::fs::write(dir.path().join("billing.secret"), "s3cret\n").unwrap();
+    let (upstream_addr, seen) = upstream().await;
+    let config = format!(
+        r#"
+[gateway]
+listen = "127.0.0.1:0"
+agent = "{GATEWAY}"
+key = "gateway.key"
+coordinator = "{coordinator}"
+max_body_bytes = 1024
+
+[[upstream]]
+name = "billing"
+url = "http://{upstream_addr}"
+credential = {{ file = "billing.secret" }}
+
+[[upstream.route]]
+method = "GET"
+path = "/invoices/{{id}}"
+action = "read"
+resource = "billing/invoices/{{id}}"
+
+[[upstream.route]]
+method = "POST"
+path = "/refunds/{{id}}"
+action = "write"
+resource = "billing/refunds/{{id}}"
+"#,
+        coordinator = h.server().local_addr,
+    );
+    let config =
+        mandate_gateway::Config::parse(&config, std::path::Path::new("gateway.toml"), dir.path())
+            .unwrap();
+    let gateway = mandate_gateway::start(config).await.unwrap();
+    let gw = gateway.local_addr;
+
+    // The planner may read invoices, and refund nothing.
+    let started = planner
+        .start_task(pb::StartTaskRequest {
+            capabilities: vec![cap_pb("billing/invoices/*", &["read"])],
+            ttl_ms: 5 * 60_000,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let chain = decode(&started.chain);
+    let params = |id: &str| BTreeMap::from([("id".to_owned(), id.to_owned())]);
+    let proof_for = |action: &str,
+                     resource: &str,
+                     id: &str,
+                     method: &str,
+                     path: &str,
+                     query: &str,
+                     body: &[u8],
+                     audience: &str| {
+        let call =
+            mandate_gateway::http_call(action, resource, &params(id), method, path, query, body);
+        Invocation::sign(&planner_key, &chain, audience, call, h.now()).unwrap()
+    };
+    let read = |id: &str| {
+        proof_for(
+            "read",
+            "billing/invoices/{id}",
+            id,
+            "GET",
+            &format!("/billing/invoices/{id}"),
+            "",
+            b"",
+            GATEWAY,
+        )
+    };
+
+    // Allowed: the upstream answers, having seen the credential and none of Mandate's headers.
+    let proof = read("42");
+    let (status, reason, body) = send(
+        gw,
+        Call {
+            method: "GET",
+            path: "/billing/invoices/42",
+            body: b"",
+            chain: Some(&chain),
+            proof: Some(&proof),
+        },
+    )
+    .await;
+    assert_eq!(
+        (status, reason.as_str(), body.as_str()),
+        (200, "", "upstream saw /invoices/42")
+    );
+    {
+        let seen = seen.lock().unwrap();
+        assert_eq!(seen.len(), 1);
+        let headers = &seen[0].1;
+        assert_eq!(headers["authorization"], "Bearer s3cret");
+        assert!(
+            headers
+                .keys()
+                .all(|k| !k.as_str().starts_with("x-mandate-")),
+            "{headers:?}"
+        );
+    }
+
+    // Refused, each with its reason, and none of them reaches the upstream.
+    let replay = send(
+        gw,
+        Call {
+            method: "GET",
+            path: "/billing/invoices/42",
+            body: b"",
+            chain: Some(&chain),
+            proof: Some(&proof),
+        },
+    )
+    .await;
+    assert_eq!((replay.0, replay.1.as_str()), (403, "REPLAYED"));
+    let other_invoice = read("43");
+    let swapped = send(
+        gw,
+        Call {
+            method: "GET",
+            path: "/billing/invoices/42",
+            body: b"",
+            chain: Some(&chain),
+            proof: Some(&other_invoice),
+        },
+    )
+    .await;
+    assert_eq!(
+        (swapped.0, swapped.1.as_str()),
+        (403, "INVOCATION_MISMATCH")
+    );
+    let refund = proof_for(
+        "write",
+        "billing/refunds/{id}",
+        "7",
+        "POST",
+        "/billing/refunds/7",
+        "",
+        b"{}",
+        GATEWAY,
+    );
+    let refused = send(
+        gw,
+        Call {
+            method: "POST",
+            path: "/billing/refunds/7",
+            body: b"{}",
+            chain: Some(&chain),
+            proof: Some(&refund),
+        },
+    )
+    .await;
+    assert_eq!((refused.0, refused.1.as_str()), (403, "NOT_PERMITTED"));
+    let elsewhere = proof_for(
+        "read",
+        "billing/invoices/{id}",
+        "42",
+        "GET",
+        "/billing/invoices/42",
+        "",
+        b"",
+        "spiffe://mandate.local/gateways/other",
+    );
+    let wrong = send(
+        gw,
+        Call {
+            method: "GET",
+            path: "/billing/invoices/42",
+            body: b"",
+            chain: Some(&chain),
+            proof: Some(&elsewhere),
+        },
+    )
+    .await;
+    assert_eq!((wrong.0, wrong.1.as_str()), (403, "WRONG_AUDIENCE"));
+    let bare = send(
+        gw,
+        Call {
+            method: "GET",
+            path: "/billing/invoices/42",
+            body: b"",
+            chain: None,
+            proof: None,
+        },
+    )
+    .await;
+    assert_eq!((bare.0, bare.1.as_str()), (401, "MANDATE_REQUIRED"));
+    let fresh = read("42");
+    let big = send(
+        gw,
+        Call {
+            method: "GET",
+            path: "/billing/invoices/42",
+            body: &[b'x'; 2048],
+            chain: Some(&chain),
+            proof: Some(&fresh),
+        },
+    )
+    .await;
+    assert_eq!((big.0, big.1.as_str()), (413, "REQUEST_TOO_LARGE"));
+    let nowhere = send(
+        gw,
+        Call {
+            method: "DELETE",
+            path: "/billing/invoices/42",
+            body: b"",
+            chain: Some(&chain),
+            proof: Some(&fresh),
+        },
+    )
+    .await;
+    assert_eq!((nowhere.0, nowhere.1.as_str()), (404, "NO_SUCH_ROUTE"));
+    let garbage = send(
+        gw,
+        Call {
+            method: "GET",
+            path: "/billing/invoices/42",
+            body: b"",
+            chain: Some(&chain),
+            proof: None,
+        },
+    )
+    .await;
+    assert_eq!(garbage.0, 401);
+    assert_eq!(
+        seen.lock().unwrap().len(),
+        1,
+        "a refused call reached the upstream"
+    );
+
+    // Revoking the root cuts the planner off through the feed.
+    planner
+        .revoke_link(pb::RevokeLinkRequest {
+            link_id: chain.root().id().to_string(),
+            reason: "gateway test".into(),
+        })
+        .await
+        .unwrap();
+    let mut last = (0, String::new(), String::new());
+    for _ in 0..200 {
+        last = send(
+            gw,
+            Call {
+                method: "GET",
+                path: "/billing/invoices/42",
+                body: b"",
+                chain: Some(&chain),
+                proof: Some(&read("42")),
+            },
+        )
+        .await;
+        if last.1 == "REVOKED" {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    assert_eq!((last.0, last.1.as_str()), (403, "REVOKED"));
+    gateway.shutdown().await;
+}
