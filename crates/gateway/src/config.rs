@@ -80,13 +80,18 @@ fn default_staleness() -> u64 {
     10_000
 }
 
-/// `[[upstream]]`: an HTTP API mounted under `/<name>/`.
+/// `[[upstream]]`: an HTTP API mounted under `/<name>/`, or an MCP server (streamable
+/// HTTP) whose endpoint is `/<name>`.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Upstream {
     /// Its name: the first path segment at the gateway.
     pub name: String,
-    /// Its base URL (`http://host:port[/base]`).
+    /// `http` (the default) or `mcp`.
+    #[serde(default = "default_kind")]
+    pub kind: String,
+    /// Its base URL (`http://host:port[/base]`); for MCP, its endpoint
+    /// (`http://host:port/mcp`).
     pub url: String,
     /// The credential injected on allowed calls.
     pub credential: Option<Credential>,
@@ -110,6 +115,10 @@ pub struct Credential {
     pub env: Option<String>,
     /// A file holding the secret (surrounding whitespace trimmed), relative to the config.
     pub file: Option<PathBuf>,
+}
+
+fn default_kind() -> String {
+    "http".into()
 }
 
 fn default_header() -> String {
@@ -168,6 +177,18 @@ impl Config {
                 return Err(invalid(format!(
                     "upstream `{}`: names are unique, non-empty and contain no `/`",
                     u.name
+                )));
+            }
+            if !matches!(u.kind.as_str(), "http" | "mcp") {
+                return Err(invalid(format!(
+                    "upstream `{}`: kind is http or mcp",
+                    u.name
+                )));
+            }
+            if u.kind == "mcp" && !u.routes.is_empty() {
+                return Err(invalid(format!(
+                    "upstream `{}`: an MCP upstream has no routes (its tools are `mcp/{}/<tool>`)",
+                    u.name, u.name
                 )));
             }
             if !u.url.starts_with("http://") {

@@ -11,6 +11,7 @@
 #![forbid(unsafe_code)]
 
 mod config;
+pub mod mcp;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -312,6 +313,9 @@ async fn handle(state: &State, req: Request<Incoming>) -> Response<Body> {
             "no upstream is mounted here",
         );
     };
+    if mount.upstream.kind == "mcp" {
+        return handle_mcp(state, mount, req).await;
+    }
     let Some((route, params)) = mount.upstream.routes.iter().find_map(|r| {
         (r.method.eq_ignore_ascii_case(req.method().as_str()))
             .then(|| matches(&r.path, &below).map(|p| (r, p)))
@@ -379,6 +383,114 @@ async fn handle(state: &State, req: Request<Incoming>) -> Response<Body> {
     forward(state, mount, &below, parts, body).await
 }
 
+fn rpc_answer(v: &serde_json::Value) -> Response<Body> {
+    let mut r = Response::new(full(v.to_string()));
+    r.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    r
+}
+
+/// Largest `tools/list` answer the gateway rewrites.
+const MAX_LIST_BYTES: usize = 16 << 20;
+
+async fn handle_mcp(state: &State, mount: &Mount, req: Request<Incoming>) -> Response<Body> {
+    let (parts, body) = req.into_parts();
+    let body = match Limited::new(body, state.max_body_bytes).collect().await {
+        Ok(b) => b.to_bytes(),
+        Err(_) => {
+            return refuse(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "REQUEST_TOO_LARGE",
+                "the body is over the gateway's limit",
+            );
+        }
+    };
+    if parts.method != Method::POST {
+        // The server's event stream (GET) and the end of a session (DELETE) carry no call.
+        if parts.method == Method::GET || parts.method == Method::DELETE {
+            return forward(state, mount, "", parts, body).await;
+        }
+        return refuse(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "METHOD_NOT_ALLOWED",
+            "MCP takes POST, GET and DELETE",
+        );
+    }
+    let header = |name: &str| parts.headers.get(name).and_then(|v| v.to_str().ok());
+    let name = &mount.upstream.name;
+    let planned = mcp::plan(
+        name,
+        &body,
+        header(HEADER_CHAIN),
+        header(HEADER_INVOCATION),
+        header("mcp-method"),
+        header("mcp-name"),
+    );
+    match planned {
+        mcp::Plan::Answer(v) => rpc_answer(&v),
+        mcp::Plan::Forward(b) => forward(state, mount, "", parts, Bytes::from(b)).await,
+        mcp::Plan::ForwardAndFilter(b, chain) => {
+            if let Err(d) = state.verifier.verify_chain(&chain.encode()) {
+                return rpc_answer(&mcp::rpc_error(
+                    &request_id(&b),
+                    mcp::REFUSED,
+                    &d.reason,
+                    &d.detail,
+                ));
+            }
+            let resp = forward(state, mount, "", parts, Bytes::from(b)).await;
+            let (mut head, body) = resp.into_parts();
+            let Ok(collected) = Limited::new(body, MAX_LIST_BYTES).collect().await else {
+                return refuse(
+                    StatusCode::BAD_GATEWAY,
+                    "UPSTREAM_UNAVAILABLE",
+                    "the tool list could not be read",
+                );
+            };
+            head.headers.remove(http::header::CONTENT_LENGTH);
+            Response::from_parts(
+                head,
+                full(mcp::filter_tools(&collected.to_bytes(), &chain, name)),
+            )
+        }
+        mcp::Plan::Check {
+            body: b,
+            chain,
+            proof,
+            call,
+        } => {
+            let decision = state.verifier.authorize(&chain, &proof, &call).await;
+            tracing::info!(
+                upstream = %name,
+                tool = %call.resource,
+                allowed = decision.allowed,
+                reason = %decision.reason,
+                holder = decision.holder.as_deref().unwrap_or_default(),
+                task = decision.task.as_deref().unwrap_or_default(),
+                "gateway decision"
+            );
+            if !decision.allowed {
+                return rpc_answer(&mcp::rpc_error(
+                    &request_id(&b),
+                    mcp::REFUSED,
+                    &decision.reason,
+                    &decision.detail,
+                ));
+            }
+            forward(state, mount, "", parts, Bytes::from(b)).await
+        }
+    }
+}
+
+fn request_id(body: &[u8]) -> serde_json::Value {
+    serde_json::from_slice::<serde_json::Value>(body)
+        .ok()
+        .and_then(|v| v.get("id").cloned())
+        .unwrap_or(serde_json::Value::Null)
+}
+
 async fn forward(
     state: &State,
     mount: &Mount,
@@ -395,7 +507,12 @@ async fn forward(
     for (name, value) in &parts.headers {
         let n = name.as_str();
         let injected = mount.credential.as_ref().is_some_and(|(h, _)| h == name);
-        if HOP_BY_HOP.contains(&n) || n.starts_with("x-mandate-") || injected {
+        // The body may have been rewritten: hyper sets its length.
+        if HOP_BY_HOP.contains(&n)
+            || n.starts_with("x-mandate-")
+            || injected
+            || n == "content-length"
+        {
             continue;
         }
         out = out.header(name, value);

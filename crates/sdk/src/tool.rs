@@ -232,6 +232,31 @@ impl ToolVerifier {
         )
     }
 
+    /// Verifies a chain on its own, offline, against the followed revocation set (no call,
+    /// no proof): for listing what a holder may do. A stale feed refuses (`FEED_STALE`).
+    pub fn verify_chain(&self, chain: &[u8]) -> Result<Chain, Decision> {
+        let inner = &self.inner;
+        let decoded = inner
+            .verifier
+            .decode_chain(chain)
+            .map_err(|d| Decision::deny(d.reason().code(), d.to_string()))?;
+        let limit = u64::try_from(inner.config.max_staleness.as_millis()).unwrap_or(u64::MAX);
+        if self.staleness_ms() > limit {
+            return Err(Decision::deny(
+                "FEED_STALE",
+                format!(
+                    "no word from the revocation feed for {} ms",
+                    self.staleness_ms()
+                ),
+            ));
+        }
+        inner
+            .verifier
+            .verify_chain(&decoded, &*read(&inner.revoked))
+            .map_err(|d| Decision::deny(d.reason().code(), d.to_string()))?;
+        Ok(decoded)
+    }
+
     async fn online(&self, chain: &[u8], invocation: &[u8], call: &Call) -> Decision {
         let req = pb::AuthorizeRequest {
             chain: chain.to_vec(),

@@ -1,19 +1,26 @@
 """`mandate gateway` (the Rust binary, as an operator runs it) in front of a Python HTTP
-API, called by a Python agent with mandate.http_headers: the allowed call reaches the API
-with the gateway's credential and without Mandate's headers; a call outside the chain
-never does."""
+API and a Python MCP server (the `mcp` package, over streamable HTTP), called by Python
+agents: the allowed call reaches the upstream with the gateway's credential and without
+Mandate's tokens; a call outside the chain never does."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import http.server
 import json
+import pathlib
 import subprocess
 import threading
+import time
 import urllib.error
 import urllib.request
+from typing import Any, Iterator
+
+import pytest
 
 import mandate
-from mandate import Capability, Chain
+from mandate import Capability, Chain, Prefix
 from tests_support import register
 
 
@@ -47,15 +54,16 @@ def _request(url: str, method: str, headers: dict[str, str], body: bytes = b"") 
         return e.code, e.headers.get("x-mandate-reason", ""), e.read()
 
 
-def test_an_http_api_behind_the_gateway(coordinator, tmp_path) -> None:  # type: ignore[no-untyped-def]
-    api = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Api)
-    threading.Thread(target=api.serve_forever, daemon=True).start()
+@contextlib.contextmanager
+def _gateway(coordinator: Any, tmp_path: pathlib.Path, upstreams: str) -> Iterator[tuple[str, str]]:
+    """Runs `mandate gateway` with these `[[upstream]]` tables; yields its base URL and its
+    agent id."""
     admin = coordinator.admin()
     gateway_key = mandate.SigningKey.generate()
     gateway_key.save(tmp_path / "gateway.key")
     gateway_id = f"spiffe://mandate.local/gateways/py-{id(gateway_key)}"
     admin.register_agent(agent_id=gateway_id, public_key=gateway_key.public_key, role="tool")
-    (tmp_path / "billing.secret").write_text("s3cret\n")
+    admin.close()
     (tmp_path / "gateway.toml").write_text(
         f"""
 [gateway]
@@ -63,7 +71,31 @@ listen = "127.0.0.1:0"
 agent = "{gateway_id}"
 key = "gateway.key"
 coordinator = "{coordinator.address}"
+{upstreams}
+"""
+    )
+    proc = subprocess.Popen(
+        [str(coordinator.binary), "gateway", "--config", str(tmp_path / "gateway.toml")],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        first = proc.stdout.readline()
+        assert "listening on" in first, first
+        yield f"http://{first.split()[-1]}", gateway_id
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
 
+
+def test_an_http_api_behind_the_gateway(coordinator, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    api = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Api)
+    threading.Thread(target=api.serve_forever, daemon=True).start()
+    admin = coordinator.admin()
+    (tmp_path / "billing.secret").write_text("s3cret\n")
+    upstream = f"""
 [[upstream]]
 name = "billing"
 url = "http://127.0.0.1:{api.server_address[1]}"
@@ -81,18 +113,7 @@ path = "/refunds/{{id}}"
 action = "write"
 resource = "billing/refunds/{{id}}"
 """
-    )
-    proc = subprocess.Popen(
-        [str(coordinator.binary), "gateway", "--config", str(tmp_path / "gateway.toml")],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    )
-    try:
-        assert proc.stdout is not None
-        first = proc.stdout.readline()
-        assert "listening on" in first, first
-        base = f"http://{first.split()[-1]}"
+    with _gateway(coordinator, tmp_path, upstream) as (base, gateway_id):
         planner, planner_key = register(admin, coordinator.address, "planner")
         chain = Chain.decode(
             planner.start_task(capabilities=[Capability.of("billing/invoices/*", "read")], ttl_ms=60_000).chain
@@ -111,8 +132,146 @@ resource = "billing/refunds/{{id}}"
         status, reason, _ = _request(f"{base}/billing/refunds/7", "POST", headers, b"{}")
         assert (status, reason) == (403, "NOT_PERMITTED")
         assert len(_Api.seen) == before, "a refused call reached the API"
+        planner.close()
+    api.shutdown()
+    admin.close()
+
+
+def test_canonical_json_is_rfc_8785() -> None:
+    """The same bytes the gateway hashes (crates/gateway/src/mcp.rs pins these too)."""
+    value = {"\ue000": 1, "\U0001f600": 2, "b": [1, 2.5, None, True, 1e21, 1.5e-7, 100.0], "a": 'x\n"\x7f'}
+    assert mandate.gateway.canonical_json(value) == (
+        '{"a":"x\\n\\"\x7f","b":[1,2.5,null,true,1e+21,1.5e-7,100],"\U0001f600":2,"\ue000":1}'
+    )
+    rust = {
+        "b": [1, 2.5, "x\n", True, None],
+        "a": {"\u20ac": 1, "z": 0.000001, "\x01": 1e21},
+        "c": -0.0,
+        "d": 1e-7,
+        "e": 100,
+        "f": 123456789012345680000,
+    }
+    assert mandate.gateway.canonical_json(rust) == (
+        '{"a":{"\\u0001":1e+21,"z":0.000001,"\u20ac":1},"b":[1,2.5,"x\\n",true,null],"c":0,"d":1e-7,"e":100,"f":123456789012345680000}'
+    )
+
+
+@contextlib.contextmanager
+def _mcp_server(server: Any) -> Iterator[str]:
+    """Serves an MCPServer over streamable HTTP on loopback; yields its endpoint URL."""
+    import uvicorn
+
+    config = uvicorn.Config(server.streamable_http_app(), host="127.0.0.1", port=0, log_level="warning")
+    web = uvicorn.Server(config)
+    thread = threading.Thread(target=web.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not web.started:
+        assert time.monotonic() < deadline, "the MCP server did not start"
+        time.sleep(0.01)
+    port = web.servers[0].sockets[0].getsockname()[1]
+    try:
+        yield f"http://127.0.0.1:{port}/mcp"
     finally:
-        proc.terminate()
-        proc.wait(timeout=10)
-        api.shutdown()
-        admin.close()
+        web.should_exit = True
+        thread.join(timeout=10)
+
+
+def test_an_mcp_server_behind_the_gateway(coordinator, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """The `mcp` package's own client, through the gateway, sees only the tools its chain
+    permits and runs only the permitted calls; the server never sees Mandate's tokens."""
+    server_mod = pytest.importorskip("mcp.server.mcpserver")
+    from mcp.client.session import ClientSession
+    from mcp.client.streamable_http import streamable_http_client
+    import httpx2
+
+    server = server_mod.MCPServer("files")
+    ran: list[tuple[str, Any]] = []
+
+    @server.tool()
+    def read_file(path: str) -> str:
+        ran.append(("read_file", path))
+        return f"contents of {path}"
+
+    @server.tool()
+    def resize(path: str, factor: float, options: dict[str, Any]) -> str:
+        ran.append(("resize", (path, factor, options)))
+        return f"resized {path}"
+
+    @server.tool()
+    def delete_file(path: str) -> str:
+        ran.append(("delete_file", path))
+        return "deleted"
+
+    admin = coordinator.admin()
+    planner, planner_key = register(admin, coordinator.address, "planner")
+    chain = Chain.decode(
+        planner.start_task(
+            capabilities=[
+                Capability.of("mcp/files/read_file", "call").where("path", Prefix("reports/")),
+                Capability.of("mcp/files/resize", "call"),
+            ],
+            ttl_ms=60_000,
+        ).chain
+    )
+
+    with _mcp_server(server) as endpoint:
+        upstream = f"""
+[[upstream]]
+name = "files"
+kind = "mcp"
+url = "{endpoint}"
+"""
+        with _gateway(coordinator, tmp_path, upstream) as (base, gateway_id):
+
+            async def session_run() -> tuple[list[str], list[Any]]:
+                http = httpx2.AsyncClient(headers={mandate.gateway.HEADER_CHAIN: chain.to_text()}, timeout=10)
+                async with streamable_http_client(f"{base}/files", http_client=http) as (read, write):
+                    async with ClientSession(read, write) as session:
+                        await session.initialize()
+                        listed = [t.name for t in (await session.list_tools()).tools]
+
+                        async def call(name: str, arguments: dict[str, Any], proof_arguments: dict[str, Any] | None = None) -> Any:
+                            proof_call = mandate.gateway.mcp_call("files", name, proof_arguments or arguments)
+                            meta = mandate.gateway.mcp_meta(chain, planner_key, gateway_id, proof_call, force=True)
+                            try:
+                                return await session.call_tool(name, arguments, meta=meta)
+                            except Exception as refused:  # the gateway's JSON-RPC error
+                                return refused
+
+                        options = {"\U0001f600": [1.5e-7, 1e21], "keep": True, "\ue000": None}
+                        results = [
+                            await call("read_file", {"path": "reports/q3.pdf"}),
+                            await call("resize", {"path": "img/a.png", "factor": 0.25, "options": options}),
+                            await call("read_file", {"path": "secrets/key"}),
+                            await call("read_file", {"path": "secrets/key"}, {"path": "reports/q3.pdf"}),
+                            await call("resize", {"path": "img/a.png", "factor": 0.5, "options": options}, {"path": "img/a.png", "factor": 0.25, "options": options}),
+                            await call("delete_file", {"path": "reports/q3.pdf"}),
+                        ]
+                        for unproven in (
+                            session.call_tool("read_file", {"path": "reports/q3.pdf"}),
+                            session.list_resources(),
+                        ):
+                            try:
+                                results.append(await unproven)
+                            except Exception as refused:
+                                results.append(refused)
+                        return listed, results
+
+            listed, results = asyncio.run(session_run())
+
+    assert sorted(listed) == ["read_file", "resize"]
+    assert "contents of reports/q3.pdf" in str(results[0]), results[0]
+    assert "resized img/a.png" in str(results[1]), results[1]
+    for refused, reason in zip(results[2:], [
+        "NOT_PERMITTED",
+        "INVOCATION_MISMATCH",
+        "INVOCATION_MISMATCH",
+        "NOT_PERMITTED",
+        "MANDATE_REQUIRED",
+        "METHOD_NOT_GOVERNED",
+    ], strict=True):
+        assert reason in str(refused), refused
+    assert [name for name, _ in ran] == ["read_file", "resize"]
+    for c in (admin, planner):
+        c.close()

@@ -44,7 +44,7 @@ from mandate.token import (
     Resource,
     Seal,
 )
-from mandate.gateway import http_call, http_headers
+from mandate.gateway import http_call, http_headers, mcp_call, mcp_meta
 from mandate.guard import Decision, ToolVerifier, tool, wait_for
 from mandate.verify import TrustBundle, TrustedKey, VerifiedChain, Verifier, VerifierConfig
 
@@ -71,6 +71,8 @@ __all__ = [
     "delegate",
     "http_call",
     "http_headers",
+    "mcp_call",
+    "mcp_meta",
     "prove",
     "tool",
     "wait_for",
