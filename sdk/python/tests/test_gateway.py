@@ -179,7 +179,10 @@ def _mcp_server(server: Any) -> Iterator[str]:
 
 def test_an_mcp_server_behind_the_gateway(coordinator, tmp_path) -> None:  # type: ignore[no-untyped-def]
     """The `mcp` package's own client, through the gateway, sees only the tools its chain
-    permits and runs only the permitted calls; the server never sees Mandate's tokens."""
+    permits and runs only the permitted calls: not a tool outside the chain, an argument
+    outside its constraint, arguments other than the proof's, a call without a proof, an
+    ungoverned method, a replayed proof, a proof for another gateway, or any call once the
+    link is revoked mid-session."""
     server_mod = pytest.importorskip("mcp.server.mcpserver")
     from mcp.client.session import ClientSession
     from mcp.client.streamable_http import streamable_http_client
@@ -256,6 +259,31 @@ url = "{endpoint}"
                                 results.append(await unproven)
                             except Exception as refused:
                                 results.append(refused)
+
+                        async def send(meta: dict[str, str]) -> Any:
+                            try:
+                                return await session.call_tool("read_file", {"path": "reports/q3.pdf"}, meta=meta)
+                            except Exception as refused:
+                                return refused
+
+                        q3 = mandate.mcp_call("files", "read_file", {"path": "reports/q3.pdf"})
+                        once = mandate.mcp_meta(chain, planner_key, gateway_id, q3)
+                        results.append(await send(once))
+                        results.append(await send(once))  # the same proof again
+                        elsewhere = mandate.mcp_meta(chain, planner_key, "spiffe://mandate.local/gateways/other", q3)
+                        results.append(await send(elsewhere))
+                        # Revoked mid-session: refused as soon as the feed delivers it.
+                        planner.revoke_link(link_id=chain.leaf.id_hex, reason="gateway test")
+                        deadline = time.monotonic() + 10
+                        while True:
+                            answer = await send(mandate.mcp_meta(chain, planner_key, gateway_id, q3, force=True))
+                            if "REVOKED" in str(answer) or time.monotonic() > deadline:
+                                break
+                            await asyncio.sleep(0.01)
+                        results.append(answer)
+                        after = len(ran)
+                        results.append(await send(mandate.mcp_meta(chain, planner_key, gateway_id, q3, force=True)))
+                        assert len(ran) == after, "a call after the revocation reached the server"
                         return listed, results
 
             listed, results = asyncio.run(session_run())
@@ -263,7 +291,7 @@ url = "{endpoint}"
     assert sorted(listed) == ["read_file", "resize"]
     assert "contents of reports/q3.pdf" in str(results[0]), results[0]
     assert "resized img/a.png" in str(results[1]), results[1]
-    for refused, reason in zip(results[2:], [
+    for refused, reason in zip(results[2:8], [
         "NOT_PERMITTED",
         "INVOCATION_MISMATCH",
         "INVOCATION_MISMATCH",
@@ -272,6 +300,9 @@ url = "{endpoint}"
         "METHOD_NOT_GOVERNED",
     ], strict=True):
         assert reason in str(refused), refused
-    assert [name for name, _ in ran] == ["read_file", "resize"]
+    assert "contents of reports/q3.pdf" in str(results[8]), results[8]
+    for refused, reason in zip(results[9:], ["REPLAYED", "WRONG_AUDIENCE", "REVOKED", "REVOKED"], strict=True):
+        assert reason in str(refused), refused
+    assert [name for name, _ in ran][:3] == ["read_file", "resize", "read_file"]
     for c in (admin, planner):
         c.close()
