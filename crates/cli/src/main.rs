@@ -100,13 +100,16 @@ pub(crate) enum Outcome {
     Ok,
     /// The answer was negative (exit code 1).
     Denied,
+    /// Exit with this code (a child's, for `mandate gateway stdio`).
+    Code(u8),
 }
 
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Run the coordinator. With no flags: data in ./mandate-data, listening on 127.0.0.1:7468.
     Serve(ServeArgs),
-    /// Put HTTP APIs behind Mandate: every call needs a chain and a proof (docs/GATEWAY.md).
+    /// Put HTTP APIs and MCP servers behind Mandate: every call needs a chain and a proof
+    /// (docs/GATEWAY.md).
     Gateway(GatewayArgs),
     /// Read the audit log: query, tail, verify, export.
     #[command(subcommand)]
@@ -188,18 +191,42 @@ struct ServeArgs {
 #[derive(clap::Args, Debug)]
 struct GatewayArgs {
     /// The gateway's configuration (TOML).
-    #[arg(long, env = "MANDATE_GATEWAY_CONFIG")]
-    config: PathBuf,
+    #[arg(long, env = "MANDATE_GATEWAY_CONFIG", global = true)]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    mode: Option<GatewayMode>,
 }
 
-async fn gateway(args: GatewayArgs) -> anyhow::Result<()> {
-    let config = mandate_gateway::Config::load(&args.config)?;
+#[derive(clap::Subcommand, Debug)]
+enum GatewayMode {
+    /// Gate a local MCP server over stdio: run it as a child and relay MCP between this
+    /// process's stdin/stdout and it (the agent's MCP client starts this command instead of
+    /// the server). Uses the configuration's `[gateway]` section.
+    Stdio {
+        /// The server's name: its tools are the resources `mcp/<name>/<tool>`.
+        #[arg(long)]
+        name: String,
+        /// The server's command and arguments, after `--`.
+        #[arg(last = true, required = true, value_name = "COMMAND")]
+        command: Vec<String>,
+    },
+}
+
+async fn gateway(args: GatewayArgs) -> anyhow::Result<Outcome> {
+    let Some(path) = args.config else {
+        return Err(mandate_gateway::ConfigError::Missing.into());
+    };
+    let config = mandate_gateway::Config::load(&path)?;
+    if let Some(GatewayMode::Stdio { name, command }) = args.mode {
+        let code = mandate_gateway::run_stdio(config, &name, &command).await?;
+        return Ok(Outcome::Code(u8::try_from(code).unwrap_or(1)));
+    }
     let gateway = mandate_gateway::start(config).await?;
     out!("mandate gateway listening on {}", gateway.local_addr);
     shutdown_signal().await;
     tracing::info!("shutting down");
     gateway.shutdown().await;
-    Ok(())
+    Ok(Outcome::Ok)
 }
 
 /// Exit code for a negative answer.
@@ -268,7 +295,7 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async {
         match cli.command {
             Command::Serve(args) => serve(args).await.map(|()| Outcome::Ok),
-            Command::Gateway(args) => gateway(args).await.map(|()| Outcome::Ok),
+            Command::Gateway(args) => gateway(args).await,
             Command::Audit(cmd) => audit::run(cmd, &conn).await,
             Command::Tree(args) => tree::run(args, &conn).await,
             Command::Keygen(args) => agent::keygen(&args, &conn),
@@ -290,6 +317,7 @@ fn main() -> ExitCode {
     match result {
         Ok(Outcome::Ok) => ExitCode::SUCCESS,
         Ok(Outcome::Denied) => ExitCode::from(EXIT_DENIED),
+        Ok(Outcome::Code(code)) => ExitCode::from(code),
         Err(e) => {
             eprintln!("error: {}", describe(&e));
             if e.downcast_ref::<mandate_server::StartError>().is_some()

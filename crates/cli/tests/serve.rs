@@ -167,3 +167,40 @@ fn logs_are_plain_on_a_pipe_and_json_on_request() {
         }
     }
 }
+
+/// `mandate gateway` without a configuration, with a bad one, or in stdio mode without a
+/// server command: exit 64 (or clap's usage error) with a message naming the problem,
+/// before anything starts.
+#[test]
+fn the_gateway_refuses_a_missing_or_bad_configuration() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_mandate"))
+            .args(args)
+            .current_dir(dir.path())
+            .env_remove("MANDATE_GATEWAY_CONFIG")
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, err) = run(&["gateway"]);
+    assert_eq!(code, Some(64), "{err}");
+    assert!(err.contains("MANDATE_GATEWAY_CONFIG"), "{err}");
+    std::fs::write(dir.path().join("g.toml"), "[gateway]\nagent = 7\n").unwrap();
+    for args in [
+        &["gateway", "--config", "g.toml"][..],
+        &[
+            "gateway", "stdio", "--config", "g.toml", "--name", "files", "--", "true",
+        ],
+    ] {
+        let (code, err) = run(args);
+        assert_eq!(code, Some(64), "{err}");
+        assert!(err.contains("g.toml") && err.contains("line 2"), "{err}");
+    }
+    let (code, err) = run(&["gateway", "stdio", "--config", "g.toml", "--name", "files"]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("<COMMAND>"), "{err}");
+}

@@ -26,6 +26,9 @@ pub enum ConfigError {
         /// What is wrong, with its line and column.
         message: String,
     },
+    /// No file was named.
+    #[error("no configuration: pass --config <file> or set MANDATE_GATEWAY_CONFIG")]
+    Missing,
     /// A value is not acceptable.
     #[error("`{path}`: {message}")]
     Invalid {

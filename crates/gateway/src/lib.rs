@@ -12,6 +12,7 @@
 
 mod config;
 pub mod mcp;
+mod stdio;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -33,6 +34,7 @@ use sha2::{Digest as _, Sha256};
 use tokio::net::TcpListener;
 
 pub use config::{Config, ConfigError, Credential, GatewaySection, Route, Upstream};
+pub use stdio::run_stdio;
 
 /// The header carrying the chain (text form).
 pub const HEADER_CHAIN: &str = "x-mandate-chain";
@@ -62,6 +64,15 @@ pub enum StartError {
     /// The coordinator could not be reached or refused the gateway.
     #[error("coordinator: {0}")]
     Coordinator(#[from] mandate_sdk::Error),
+    /// The server command could not be started (`mandate gateway stdio`).
+    #[error("cannot start `{command}`: {source}")]
+    Spawn {
+        /// The program.
+        command: String,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
     /// The listener could not be bound.
     #[error("cannot listen on {addr}: {source}")]
     Listen {
@@ -154,13 +165,7 @@ pub async fn start(config: Config) -> Result<Gateway, StartError> {
             credential,
         });
     }
-    let signer = Signer::from_key_file(&config.gateway.agent, &config.gateway.key)?;
-    let client =
-        Client::connect(mandate_sdk::endpoint(&config.gateway.coordinator), signer).await?;
-    let mut tool = ToolConfig::new(config.gateway.agent.clone());
-    tool.max_staleness = Duration::from_millis(config.gateway.max_staleness_ms);
-    tool.when_stale = WhenStale::FailClosed;
-    let verifier = ToolVerifier::connect(client, tool).await?;
+    let verifier = verifier(&config.gateway).await?;
     let listener = TcpListener::bind(config.gateway.listen)
         .await
         .map_err(|source| StartError::Listen {
@@ -204,6 +209,31 @@ pub async fn start(config: Config) -> Result<Gateway, StartError> {
         stop,
         task,
     })
+}
+
+/// The gateway's offline verifier: its identity, the coordinator's trust bundle and
+/// revocation feed, staleness that fails closed.
+async fn verifier(gateway: &GatewaySection) -> Result<ToolVerifier, StartError> {
+    let signer = Signer::from_key_file(&gateway.agent, &gateway.key)?;
+    let client = Client::connect(mandate_sdk::endpoint(&gateway.coordinator), signer).await?;
+    let mut tool = ToolConfig::new(gateway.agent.clone());
+    tool.max_staleness = Duration::from_millis(gateway.max_staleness_ms);
+    tool.when_stale = WhenStale::FailClosed;
+    Ok(ToolVerifier::connect(client, tool).await?)
+}
+
+/// One log line per decision (the credential and the tokens never appear).
+fn log_decision(upstream: &str, call: &Call, decision: &mandate_sdk::Decision) {
+    tracing::info!(
+        upstream = %upstream,
+        action = %call.action,
+        resource = %call.resource,
+        allowed = decision.allowed,
+        reason = %decision.reason,
+        holder = decision.holder.as_deref().unwrap_or_default(),
+        task = decision.task.as_deref().unwrap_or_default(),
+        "gateway decision"
+    );
 }
 
 fn full(body: impl Into<Bytes>) -> Body {
@@ -368,15 +398,7 @@ async fn handle(state: &State, req: Request<Incoming>) -> Response<Body> {
         &body,
     );
     let decision = state.verifier.authorize(&chain, &proof, &call).await;
-    tracing::info!(
-        upstream = %mount.upstream.name,
-        route = %route.path,
-        allowed = decision.allowed,
-        reason = %decision.reason,
-        holder = decision.holder.as_deref().unwrap_or_default(),
-        task = decision.task.as_deref().unwrap_or_default(),
-        "gateway decision"
-    );
+    log_decision(&mount.upstream.name, &call, &decision);
     if !decision.allowed {
         return refuse(StatusCode::FORBIDDEN, &decision.reason, &decision.detail);
     }
@@ -462,15 +484,7 @@ async fn handle_mcp(state: &State, mount: &Mount, req: Request<Incoming>) -> Res
             call,
         } => {
             let decision = state.verifier.authorize(&chain, &proof, &call).await;
-            tracing::info!(
-                upstream = %name,
-                tool = %call.resource,
-                allowed = decision.allowed,
-                reason = %decision.reason,
-                holder = decision.holder.as_deref().unwrap_or_default(),
-                task = decision.task.as_deref().unwrap_or_default(),
-                "gateway decision"
-            );
+            log_decision(name, &call, &decision);
             if !decision.allowed {
                 return rpc_answer(&mcp::rpc_error(
                     &request_id(&b),

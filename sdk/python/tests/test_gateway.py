@@ -306,3 +306,105 @@ url = "{endpoint}"
     assert [name for name, _ in ran][:3] == ["read_file", "resize", "read_file"]
     for c in (admin, planner):
         c.close()
+
+
+_STDIO_SERVER = '''
+import sys
+
+from mcp.server.mcpserver import MCPServer
+
+server = MCPServer("files")
+
+
+def ran(line: str) -> None:
+    with open(sys.argv[1], "a") as f:
+        f.write(line + "\\n")
+
+
+@server.tool()
+def read_file(path: str) -> str:
+    ran(f"read_file {path}")
+    return f"contents of {path}"
+
+
+@server.tool()
+def delete_file(path: str) -> str:
+    ran(f"delete_file {path}")
+    return "deleted"
+
+
+server.run("stdio")
+'''
+
+
+def test_a_stdio_mcp_server_behind_the_gateway(coordinator, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """`mandate gateway stdio -- <server>` started by the `mcp` package's stdio client in
+    place of the server: the list is filtered, the allowed call runs, the others are
+    refused by the gateway, and the server's stdout stays a clean MCP channel."""
+    pytest.importorskip("mcp.server.mcpserver")
+    import sys
+
+    from mcp import types
+    from mcp.client.session import ClientSession
+    from mcp.client.stdio import StdioServerParameters, stdio_client
+
+    (tmp_path / "server.py").write_text(_STDIO_SERVER)
+    admin = coordinator.admin()
+    planner, planner_key = register(admin, coordinator.address, "planner")
+    chain = Chain.decode(
+        planner.start_task(
+            capabilities=[Capability.of("mcp/files/read_file", "call").where("path", Prefix("reports/"))],
+            ttl_ms=60_000,
+        ).chain
+    )
+    with _gateway(coordinator, tmp_path, "") as (_, gateway_id):
+        params = StdioServerParameters(
+            command=str(coordinator.binary),
+            args=[
+                "gateway",
+                "stdio",
+                "--config",
+                str(tmp_path / "gateway.toml"),
+                "--name",
+                "files",
+                "--",
+                sys.executable,
+                str(tmp_path / "server.py"),
+                str(tmp_path / "ran.txt"),
+            ],
+            env={"RUST_LOG": "warn"},
+        )
+
+        async def run() -> tuple[list[str], list[Any]]:
+            async with stdio_client(params) as (read, write):
+                async with ClientSession(read, write) as session:
+                    await session.initialize()
+                    listing = await session.list_tools(
+                        params=types.PaginatedRequestParams(_meta={mandate.gateway.META_CHAIN: chain.to_text()})
+                    )
+                    results: list[Any] = []
+                    for tool, args in [
+                        ("read_file", {"path": "reports/q3.pdf"}),
+                        ("read_file", {"path": "secrets/key"}),
+                        ("delete_file", {"path": "reports/q3.pdf"}),
+                    ]:
+                        call = mandate.mcp_call("files", tool, args)
+                        meta = mandate.mcp_meta(chain, planner_key, gateway_id, call, force=True)
+                        try:
+                            results.append(await session.call_tool(tool, args, meta=meta))
+                        except Exception as refused:
+                            results.append(refused)
+                    try:
+                        results.append(await session.call_tool("read_file", {"path": "reports/q3.pdf"}))
+                    except Exception as refused:
+                        results.append(refused)
+                    return [t.name for t in listing.tools], results
+
+        listed, results = asyncio.run(run())
+    assert listed == ["read_file"]
+    assert "contents of reports/q3.pdf" in str(results[0]), results[0]
+    for refused, reason in zip(results[1:], ["NOT_PERMITTED", "NOT_PERMITTED", "MANDATE_REQUIRED"], strict=True):
+        assert reason in str(refused), refused
+    assert (tmp_path / "ran.txt").read_text() == "read_file reports/q3.pdf\n"
+    for c in (admin, planner):
+        c.close()
