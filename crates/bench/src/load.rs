@@ -41,6 +41,8 @@ enum Scenario {
     RevokeCascade,
     /// A store of `--links` live links, then a real `mandate serve` on it.
     Scale,
+    /// GETs straight to a Rust HTTP upstream, then the same through `mandate gateway`.
+    Gateway,
 }
 
 /// The scenario and its settings.
@@ -86,11 +88,11 @@ fn signed<M: prost::Message>(
     Ok(signer.request(&format!("/mandate.v1.{method}"), msg)?)
 }
 
-struct World {
+pub(crate) struct World {
     _server: Option<(mandate_server::Server, tempfile::TempDir)>,
-    endpoint: String,
+    pub(crate) endpoint: String,
     admin: Client,
-    clock: Arc<dyn Clock>,
+    pub(crate) clock: Arc<dyn Clock>,
 }
 
 async fn world(target: &Target) -> anyhow::Result<World> {
@@ -131,7 +133,7 @@ async fn world(target: &Target) -> anyhow::Result<World> {
     }
 }
 
-async fn register(
+pub(crate) async fn register(
     w: &mut World,
     name: &str,
     role: &str,
@@ -161,6 +163,28 @@ async fn start_task(client: &mut Client, max_depth: u32) -> anyhow::Result<Chain
             }],
             ttl_ms: 10 * 60_000,
             max_depth,
+            ..Default::default()
+        })
+        .await?;
+    Ok(Chain::decode(&r.chain, &Limits::default())?)
+}
+
+/// A task started by `signer` with one capability; returns its root chain.
+pub(crate) async fn start_task_on(
+    w: &World,
+    signer: Signer,
+    resource: &str,
+    actions: &[&str],
+) -> anyhow::Result<Chain> {
+    let mut client = Client::connect(w.endpoint.clone(), signer).await?;
+    let r = client
+        .start_task(pb::StartTaskRequest {
+            capabilities: vec![tpb::Capability {
+                resource: resource.into(),
+                actions: actions.iter().map(|a| (*a).to_owned()).collect(),
+                constraints: vec![],
+            }],
+            ttl_ms: 10 * 60_000,
             ..Default::default()
         })
         .await?;
@@ -248,7 +272,7 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[i.min(sorted.len() - 1)]
 }
 
-fn report(
+pub(crate) fn report(
     target: &Target,
     scenario: &str,
     elapsed: Duration,
@@ -362,6 +386,9 @@ pub(crate) async fn run(a: BenchArgs, target: &Target) -> anyhow::Result<()> {
             );
         }
         Scenario::RevokeCascade => revoke_cascade(&mut w, &a, target, &channels).await?,
+        Scenario::Gateway => {
+            crate::gateway::run(&mut w, a.requests, a.concurrency, target).await?;
+        }
         Scenario::Scale => {}
     }
     if let Some((server, _dir)) = w._server.take() {

@@ -3,7 +3,8 @@
 //! `echo`, `authorize`, `delegate`, `mixed` and `revoke-cascade` drive a coordinator over
 //! loopback (its own, in this process, unless `--server` is given) and report throughput
 //! and latency percentiles; `scale` writes a store of a million live links and measures
-//! a real `mandate serve` on it. BENCHMARKS.md has the figures and the commands.
+//! a real `mandate serve` on it; `gateway` compares calls to an HTTP API straight and
+//! through `mandate gateway`. BENCHMARKS.md has the figures and the commands.
 
 /// Prints a line to stdout, ignoring a closed pipe.
 macro_rules! out {
@@ -13,6 +14,7 @@ macro_rules! out {
     }};
 }
 
+mod gateway;
 mod load;
 mod scale;
 
