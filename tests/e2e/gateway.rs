@@ -10,7 +10,7 @@ use bytes::Bytes;
 use http_body_util::{BodyExt as _, Full};
 use hyper_util::client::legacy::Client as HttpClient;
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use mandate_core::{Chain, Invocation, SigningKey, keyfile};
+use mandate_core::{Chain, Clock as _, Invocation, ManualClock, SigningKey, SystemClock, keyfile};
 use mandate_proto::v1 as pb;
 
 use crate::harness::*;
@@ -373,5 +373,155 @@ resource = "billing/refunds/{{id}}"
         tokio::time::sleep(std::time::Duration::from_millis(25)).await;
     }
     assert_eq!((last.0, last.1.as_str()), (403, "REVOKED"));
+    gateway.shutdown().await;
+}
+
+/// A route marked `online = true` is decided by `Authorize`: the coordinator's Cedar
+/// `Invoke` policy sees the path parameter as the signal `arg.id` and forbids one invoice,
+/// which no offline check could; the allowed call is in the coordinator's audit log.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_online_route_is_decided_by_the_coordinators_policy() {
+    let dir = tempfile::tempdir().unwrap();
+    let policy_dir = dir.path().join("policies");
+    crate::policy::copy_set("team", &policy_dir);
+    std::fs::write(
+        policy_dir.join("sealed.cedar"),
+        r#"@id("billing.sealed-invoice")
+@reason("invoice 13 is sealed")
+forbid (principal, action == Mandate::Action::"Invoke", resource)
+when { context.signals.hasTag("arg.id") && context.signals.getTag("arg.id") == "13" };
+"#,
+    )
+    .unwrap();
+    let clock = Arc::new(ManualClock::new(SystemClock.now_ms()));
+    let pd = policy_dir.clone();
+    let h = Harness::start_configured(dir, clock, move |c| c.policy_dir = Some(pd)).await;
+    let mut admin = h.admin.clone();
+    let work = tempfile::tempdir().unwrap();
+    let gateway_key = SigningKey::generate().unwrap();
+    keyfile::save_signing_key(&gateway_key, &work.path().join("gateway.key")).unwrap();
+    admin
+        .register_agent(pb::RegisterAgentRequest {
+            agent_id: GATEWAY.into(),
+            public_key: gateway_key.public_key().as_bytes().to_vec(),
+            role: "tool".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let (planner_key, mut planner) = h.register(&mut admin, PLANNER, "planner", "").await;
+    let (upstream_addr, seen) = upstream().await;
+    let config = format!(
+        r#"
+[gateway]
+listen = "127.0.0.1:0"
+agent = "{GATEWAY}"
+key = "gateway.key"
+coordinator = "{coordinator}"
+
+[[upstream]]
+name = "billing"
+url = "http://{upstream_addr}"
+
+[[upstream.route]]
+method = "GET"
+path = "/invoices/{{id}}"
+action = "read"
+resource = "reports/invoices/{{id}}"
+online = true
+"#,
+        coordinator = h.server().local_addr,
+    );
+    let config =
+        mandate_gateway::Config::parse(&config, std::path::Path::new("gateway.toml"), work.path())
+            .unwrap();
+    let gateway = mandate_gateway::start(config).await.unwrap();
+    let started = planner
+        .start_task(pb::StartTaskRequest {
+            intent: Some(pb::Intent {
+                text: "reconcile invoices".into(),
+                ..Default::default()
+            }),
+            capabilities: vec![cap_pb("reports/invoices/*", &["read"])],
+            ttl_ms: 5 * 60_000,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let chain = decode(&started.chain);
+    let get = |id: &str| {
+        let path = format!("/billing/invoices/{id}");
+        let call = mandate_gateway::http_call(
+            "read",
+            "reports/invoices/{id}",
+            &BTreeMap::from([("id".to_owned(), id.to_owned())]),
+            "GET",
+            &path,
+            "",
+            b"",
+        );
+        (
+            path,
+            Invocation::sign(&planner_key, &chain, GATEWAY, call, h.now()).unwrap(),
+        )
+    };
+    let (path, proof) = get("42");
+    let (status, reason, _) = send(
+        gateway.local_addr,
+        Call {
+            method: "GET",
+            path: &path,
+            body: b"",
+            chain: Some(&chain),
+            proof: Some(&proof),
+        },
+    )
+    .await;
+    assert_eq!((status, reason.as_str()), (200, ""));
+    let (path, proof) = get("13");
+    let (status, reason, body) = send(
+        gateway.local_addr,
+        Call {
+            method: "GET",
+            path: &path,
+            body: b"",
+            chain: Some(&chain),
+            proof: Some(&proof),
+        },
+    )
+    .await;
+    assert_eq!((status, reason.as_str()), (403, "POLICY_DENIED"), "{body}");
+    assert!(body.contains("invoice 13 is sealed"), "{body}");
+    assert_eq!(
+        seen.lock().unwrap().len(),
+        1,
+        "the refused call reached the API"
+    );
+    // Both decisions are in the coordinator's audit log, made by the gateway (Authorize
+    // records are committed in batches: poll).
+    let mut actions = Vec::new();
+    for _ in 0..500 {
+        let log = admin
+            .query_audit_log(pb::QueryAuditLogRequest {
+                filter: Some(pb::AuditFilter {
+                    agent_id: GATEWAY.into(),
+                    action_prefix: "invocation.".into(),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        actions = log.records.iter().map(|r| r.action.clone()).collect();
+        if actions.len() >= 2 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert_eq!(
+        actions,
+        ["invocation.authorized", "invocation.denied"],
+        "the gateway's online decisions"
+    );
     gateway.shutdown().await;
 }

@@ -20,7 +20,7 @@ fn examples() -> PathBuf {
 }
 
 /// Copies every file of `examples/policies/<set>` into `dir`.
-fn copy_set(set: &str, dir: &Path) {
+pub(crate) fn copy_set(set: &str, dir: &Path) {
     std::fs::create_dir_all(dir).unwrap();
     for entry in std::fs::read_dir(examples().join(set)).unwrap() {
         let path = entry.unwrap().path();

@@ -206,6 +206,10 @@ enum GatewayMode {
         /// The server's name: its tools are the resources `mcp/<name>/<tool>`.
         #[arg(long)]
         name: String,
+        /// A tool decided online (`Authorize`, with its arguments as policy signals): a
+        /// name, or a prefix ending in `*` (`*` for all). Repeatable.
+        #[arg(long = "online", value_name = "TOOL")]
+        online: Vec<String>,
         /// The server's command and arguments, after `--`.
         #[arg(last = true, required = true, value_name = "COMMAND")]
         command: Vec<String>,
@@ -217,8 +221,13 @@ async fn gateway(args: GatewayArgs) -> anyhow::Result<Outcome> {
         return Err(mandate_gateway::ConfigError::Missing.into());
     };
     let config = mandate_gateway::Config::load(&path)?;
-    if let Some(GatewayMode::Stdio { name, command }) = args.mode {
-        let code = mandate_gateway::run_stdio(config, &name, &command).await?;
+    if let Some(GatewayMode::Stdio {
+        name,
+        online,
+        command,
+    }) = args.mode
+    {
+        let code = mandate_gateway::run_stdio(config, &name, &online, &command).await?;
         return Ok(Outcome::Code(u8::try_from(code).unwrap_or(1)));
     }
     let gateway = mandate_gateway::start(config).await?;

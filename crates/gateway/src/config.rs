@@ -101,6 +101,29 @@ pub struct Upstream {
     /// The calls it accepts; anything else is refused.
     #[serde(default, rename = "route")]
     pub routes: Vec<Route>,
+    /// Decide every call to this upstream online (`Authorize`), not only the marked ones.
+    #[serde(default)]
+    pub online: bool,
+    /// MCP: the tools decided online, by name or by a prefix ending in `*`
+    /// (`["delete_*", "transfer"]`).
+    #[serde(default)]
+    pub online_tools: Vec<String>,
+}
+
+impl Upstream {
+    /// Whether a call of this MCP tool is decided online.
+    pub fn tool_online(&self, tool: &str) -> bool {
+        self.online || tool_matches(&self.online_tools, tool)
+    }
+}
+
+/// Whether `tool` is one of `patterns`: a name, or a prefix ending in `*` (`*` alone
+/// matches every tool).
+pub(crate) fn tool_matches(patterns: &[String], tool: &str) -> bool {
+    patterns.iter().any(|p| match p.strip_suffix('*') {
+        Some(prefix) => tool.starts_with(prefix),
+        None => p == tool,
+    })
 }
 
 /// `[upstream.credential]`: where the secret comes from and how it is sent.
@@ -145,6 +168,10 @@ pub struct Route {
     pub action: String,
     /// The resource, where `{param}` takes the path parameter: `billing/invoices/{id}`.
     pub resource: String,
+    /// Decide this route online (`Authorize`: live revocation, the Cedar `Invoke` policy
+    /// with the call as signals, the coordinator's audit log) rather than offline.
+    #[serde(default)]
+    pub online: bool,
 }
 
 impl Config {
@@ -185,6 +212,12 @@ impl Config {
             if !matches!(u.kind.as_str(), "http" | "mcp") {
                 return Err(invalid(format!(
                     "upstream `{}`: kind is http or mcp",
+                    u.name
+                )));
+            }
+            if u.kind != "mcp" && !u.online_tools.is_empty() {
+                return Err(invalid(format!(
+                    "upstream `{}`: online_tools is for MCP upstreams (mark HTTP routes with online = true)",
                     u.name
                 )));
             }

@@ -222,6 +222,59 @@ async fn verifier(gateway: &GatewaySection) -> Result<ToolVerifier, StartError> 
     Ok(ToolVerifier::connect(client, tool).await?)
 }
 
+/// Decides a call: offline against the followed revocation feed, or, when `online`, with
+/// `Authorize` at the coordinator (which audits it) and the call as policy signals.
+async fn decide(
+    verifier: &ToolVerifier,
+    online: bool,
+    upstream: &str,
+    call: &Call,
+    chain: &[u8],
+    proof: &[u8],
+) -> mandate_sdk::Decision {
+    let decision = if online {
+        verifier
+            .authorize_online(chain, proof, call, signals(upstream, call))
+            .await
+    } else {
+        verifier.authorize(chain, proof, call).await
+    };
+    log_decision(upstream, call, &decision);
+    decision
+}
+
+/// The signals an online decision carries for the `Invoke` policy
+/// (`context.signals.getTag("arg.id")`): `gateway.upstream`, and `arg.<name>` for each
+/// argument whose name and value fit the coordinator's limits (names of `[A-Za-z0-9_.-]`
+/// up to 64 characters with the prefix, values up to 256 bytes, integers in decimal; 32
+/// signals in all). An argument that does not fit is left out, so a policy that needs it
+/// should forbid when the tag is absent.
+pub fn signals(upstream: &str, call: &Call) -> BTreeMap<String, String> {
+    let mut signals = BTreeMap::new();
+    if upstream.len() <= 256 {
+        signals.insert("gateway.upstream".to_owned(), upstream.to_owned());
+    }
+    for (name, value) in &call.args {
+        if signals.len() >= 32 {
+            break;
+        }
+        let key = format!("arg.{name}");
+        let value = match value {
+            Value::Text(t) => t.clone(),
+            Value::Int(i) => i.to_string(),
+        };
+        let fits = key.len() <= 64
+            && key
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+            && value.len() <= 256;
+        if fits {
+            signals.insert(key, value);
+        }
+    }
+    signals
+}
+
 /// One log line per decision (the credential and the tokens never appear).
 fn log_decision(upstream: &str, call: &Call, decision: &mandate_sdk::Decision) {
     tracing::info!(
@@ -397,8 +450,16 @@ async fn handle(state: &State, req: Request<Incoming>) -> Response<Body> {
         parts.uri.query().unwrap_or_default(),
         &body,
     );
-    let decision = state.verifier.authorize(&chain, &proof, &call).await;
-    log_decision(&mount.upstream.name, &call, &decision);
+    let online = mount.upstream.online || route.online;
+    let decision = decide(
+        &state.verifier,
+        online,
+        &mount.upstream.name,
+        &call,
+        &chain,
+        &proof,
+    )
+    .await;
     if !decision.allowed {
         return refuse(StatusCode::FORBIDDEN, &decision.reason, &decision.detail);
     }
@@ -483,8 +544,13 @@ async fn handle_mcp(state: &State, mount: &Mount, req: Request<Incoming>) -> Res
             proof,
             call,
         } => {
-            let decision = state.verifier.authorize(&chain, &proof, &call).await;
-            log_decision(name, &call, &decision);
+            let tool = call
+                .resource
+                .rsplit_once('/')
+                .map_or("", |(_, t)| t)
+                .to_owned();
+            let online = mount.upstream.tool_online(&tool);
+            let decision = decide(&state.verifier, online, name, &call, &chain, &proof).await;
             if !decision.allowed {
                 return rpc_answer(&mcp::rpc_error(
                     &request_id(&b),

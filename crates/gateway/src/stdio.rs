@@ -26,8 +26,14 @@ use crate::{Config, StartError};
 const MAX_LINE_BYTES: usize = 16 << 20;
 
 /// Runs `command` as the MCP server named `name` (tools are `mcp/<name>/<tool>`) between
-/// this process's stdin and stdout until either side ends. Returns the child's exit code.
-pub async fn run_stdio(config: Config, name: &str, command: &[String]) -> Result<i32, StartError> {
+/// this process's stdin and stdout until either side ends; the tools matching `online`
+/// (names, or prefixes ending in `*`) are decided online. Returns the child's exit code.
+pub async fn run_stdio(
+    config: Config,
+    name: &str,
+    online: &[String],
+    command: &[String],
+) -> Result<i32, StartError> {
     let verifier = crate::verifier(&config.gateway).await?;
     let Some((program, args)) = command.split_first() else {
         return Err(StartError::Spawn {
@@ -56,6 +62,7 @@ pub async fn run_stdio(config: Config, name: &str, command: &[String]) -> Result
     relay(
         verifier,
         name.to_owned(),
+        online.to_vec(),
         tokio::io::stdin(),
         tokio::io::stdout(),
         to_child,
@@ -72,6 +79,7 @@ pub async fn run_stdio(config: Config, name: &str, command: &[String]) -> Result
 async fn relay(
     verifier: ToolVerifier,
     name: String,
+    online: Vec<String>,
     agent_in: impl AsyncRead + Unpin + Send + 'static,
     mut agent_out: impl AsyncWrite + Unpin + Send + 'static,
     mut child_in: impl AsyncWrite + Unpin + Send + 'static,
@@ -146,8 +154,16 @@ async fn relay(
                     proof,
                     call,
                 } => {
-                    let decision = verifier.authorize(&chain, &proof, &call).await;
-                    crate::log_decision(&name, &call, &decision);
+                    let tool = call.resource.rsplit_once('/').map_or("", |(_, t)| t);
+                    let decision = crate::decide(
+                        &verifier,
+                        crate::config::tool_matches(&online, tool),
+                        &name,
+                        &call,
+                        &chain,
+                        &proof,
+                    )
+                    .await;
                     if decision.allowed {
                         Some(body)
                     } else {

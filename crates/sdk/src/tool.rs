@@ -1,6 +1,7 @@
 //! The tool side: verify chains and invocation proofs offline, following the revocation
 //! feed, with bounded staleness; fall back to online `Authorize` where configured.
 
+use std::collections::BTreeMap;
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 
@@ -258,13 +259,27 @@ impl ToolVerifier {
     }
 
     async fn online(&self, chain: &[u8], invocation: &[u8], call: &Call) -> Decision {
+        self.authorize_online(chain, invocation, call, BTreeMap::new())
+            .await
+    }
+
+    /// Decides a call online, always: `Authorize` at the coordinator (live revocation
+    /// state, the Cedar `Invoke` policy with `context` as its signals, the coordinator's
+    /// audit log). An unreachable coordinator denies (`COORDINATOR_UNAVAILABLE`).
+    pub async fn authorize_online(
+        &self,
+        chain: &[u8],
+        invocation: &[u8],
+        call: &Call,
+        context: BTreeMap<String, String>,
+    ) -> Decision {
         let req = pb::AuthorizeRequest {
             chain: chain.to_vec(),
             invocation: invocation.to_vec(),
             action: call.action.clone(),
             resource: call.resource.clone(),
             args: call_args_to_pb(call),
-            context: Default::default(),
+            context,
             // Online checks refuse break-glass exactly when offline ones do.
             refuse_break_glass: !self.inner.config.verifier.accept_break_glass,
         };
