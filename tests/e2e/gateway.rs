@@ -373,7 +373,47 @@ resource = "billing/refunds/{{id}}"
         tokio::time::sleep(std::time::Duration::from_millis(25)).await;
     }
     assert_eq!((last.0, last.1.as_str()), (403, "REVOKED"));
+    // Shutting down delivers the offline decisions still waiting: every one the verifier
+    // made is in the coordinator's audit log, with the gateway as actor.
     gateway.shutdown().await;
+    let log = admin
+        .query_audit_log(pb::QueryAuditLogRequest {
+            filter: Some(pb::AuditFilter {
+                agent_id: GATEWAY.into(),
+                action_prefix: "invocation.offline_".into(),
+                ..Default::default()
+            }),
+            page_size: 1000,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let reasons: std::collections::BTreeSet<(String, String)> = log
+        .records
+        .iter()
+        .map(|r| (r.action.clone(), r.reason.clone()))
+        .collect();
+    for expected in [
+        ("invocation.offline_allowed", "OK"),
+        ("invocation.offline_denied", "REPLAYED"),
+        ("invocation.offline_denied", "INVOCATION_MISMATCH"),
+        ("invocation.offline_denied", "NOT_PERMITTED"),
+        ("invocation.offline_denied", "WRONG_AUDIENCE"),
+        ("invocation.offline_denied", "REVOKED"),
+    ] {
+        assert!(
+            reasons.contains(&(expected.0.to_owned(), expected.1.to_owned())),
+            "{expected:?} missing from {reasons:?}"
+        );
+    }
+    let allowed = log
+        .records
+        .iter()
+        .find(|r| r.action == "invocation.offline_allowed")
+        .unwrap();
+    assert_eq!(allowed.detail["holder"], PLANNER);
+    assert_eq!(allowed.detail["resource"], "billing/invoices/42");
+    assert_eq!(allowed.task_id, chain.task().to_string());
 }
 
 /// A route marked `online = true` is decided by `Authorize`: the coordinator's Cedar

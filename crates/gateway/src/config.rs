@@ -69,6 +69,14 @@ pub struct GatewaySection {
     /// How old the revocation feed may be before calls are refused (`FEED_STALE`), ms.
     #[serde(default = "default_staleness")]
     pub max_staleness_ms: u64,
+    /// Most offline decisions kept for the coordinator's audit log while it is away; when
+    /// full, calls are refused (`AUDIT_BACKLOG`).
+    #[serde(default = "default_spool")]
+    pub max_spooled_decisions: usize,
+}
+
+fn default_spool() -> usize {
+    100_000
 }
 
 fn default_listen() -> SocketAddr {

@@ -10,6 +10,7 @@
 
 #![forbid(unsafe_code)]
 
+mod audit;
 mod config;
 pub mod mcp;
 mod stdio;
@@ -28,7 +29,7 @@ use hyper::body::Incoming;
 use hyper_util::client::legacy::Client as HttpClient;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use mandate_core::{Call, Chain, Invocation, Limits, Value};
+use mandate_core::{Call, Chain, Clock as _, Invocation, Limits, Value};
 use mandate_sdk::{Client, Signer, ToolConfig, ToolVerifier, WhenStale};
 use sha2::{Digest as _, Sha256};
 use tokio::net::TcpListener;
@@ -95,6 +96,7 @@ struct Mount {
 struct State {
     mounts: Vec<Mount>,
     verifier: ToolVerifier,
+    spool: Arc<audit::Spool>,
     http: HttpClient<HttpConnector, Full<Bytes>>,
     max_body_bytes: usize,
 }
@@ -105,6 +107,48 @@ pub struct Gateway {
     pub local_addr: SocketAddr,
     stop: tokio::sync::watch::Sender<bool>,
     task: tokio::task::JoinHandle<()>,
+    reports: Reports,
+}
+
+/// The delivery of offline decisions to the coordinator's audit log.
+struct Reports {
+    spool: Arc<audit::Spool>,
+    verifier: ToolVerifier,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Reports {
+    fn start(verifier: &ToolVerifier, gateway: &GatewaySection) -> Reports {
+        let started = mandate_core::SystemClock.now_ms();
+        let spool = Arc::new(audit::Spool::new(
+            gateway.max_spooled_decisions,
+            format!("{started:x}"),
+        ));
+        let task = tokio::spawn({
+            let spool = Arc::clone(&spool);
+            let verifier = verifier.clone();
+            async move { spool.deliver(verifier, Duration::from_secs(1)).await }
+        });
+        Reports {
+            spool,
+            verifier: verifier.clone(),
+            task,
+        }
+    }
+
+    /// Stops the delivery task and delivers what waits (for up to 5 s); what cannot be
+    /// delivered is counted in the log.
+    async fn finish(self) {
+        self.task.abort();
+        let flushed =
+            tokio::time::timeout(Duration::from_secs(5), self.spool.flush(&self.verifier)).await;
+        if !matches!(flushed, Ok(Ok(()))) {
+            tracing::error!(
+                undelivered = self.spool.len(),
+                "offline decisions could not be delivered to the coordinator's audit log"
+            );
+        }
+    }
 }
 
 impl std::fmt::Debug for Gateway {
@@ -116,10 +160,12 @@ impl std::fmt::Debug for Gateway {
 }
 
 impl Gateway {
-    /// Stops accepting calls and waits for the accept loop to end.
+    /// Stops accepting calls, waits for the accept loop to end, and delivers the offline
+    /// decisions still waiting to the coordinator's audit log.
     pub async fn shutdown(self) {
         let _ = self.stop.send(true);
         let _ = self.task.await;
+        self.reports.finish().await;
     }
 }
 
@@ -166,6 +212,7 @@ pub async fn start(config: Config) -> Result<Gateway, StartError> {
         });
     }
     let verifier = verifier(&config.gateway).await?;
+    let reports = Reports::start(&verifier, &config.gateway);
     let listener = TcpListener::bind(config.gateway.listen)
         .await
         .map_err(|source| StartError::Listen {
@@ -179,6 +226,7 @@ pub async fn start(config: Config) -> Result<Gateway, StartError> {
     let state = Arc::new(State {
         mounts,
         verifier,
+        spool: Arc::clone(&reports.spool),
         http: HttpClient::builder(TokioExecutor::new()).build_http(),
         max_body_bytes: config.gateway.max_body_bytes,
     });
@@ -208,6 +256,7 @@ pub async fn start(config: Config) -> Result<Gateway, StartError> {
         local_addr,
         stop,
         task,
+        reports,
     })
 }
 
@@ -226,19 +275,41 @@ async fn verifier(gateway: &GatewaySection) -> Result<ToolVerifier, StartError> 
 /// `Authorize` at the coordinator (which audits it) and the call as policy signals.
 async fn decide(
     verifier: &ToolVerifier,
+    spool: &audit::Spool,
     online: bool,
     upstream: &str,
     call: &Call,
     chain: &[u8],
     proof: &[u8],
 ) -> mandate_sdk::Decision {
-    let decision = if online {
+    let mut decision = if online {
         verifier
             .authorize_online(chain, proof, call, signals(upstream, call))
             .await
     } else {
         verifier.authorize(chain, proof, call).await
     };
+    // An offline decision is reported to the coordinator's audit log; one that cannot be
+    // recorded is not given.
+    if !decision.online
+        && !spool.push(
+            upstream,
+            call,
+            &decision,
+            mandate_core::SystemClock.now_ms(),
+        )
+    {
+        tracing::error!(
+            upstream,
+            resource = %call.resource,
+            allowed = decision.allowed,
+            "the decision spool is full: refusing, and this decision is not in the coordinator's audit log"
+        );
+        decision.allowed = false;
+        decision.reason = "AUDIT_BACKLOG".into();
+        decision.detail =
+            "the gateway cannot record more decisions until the coordinator takes them".into();
+    }
     log_decision(upstream, call, &decision);
     decision
 }
@@ -453,6 +524,7 @@ async fn handle(state: &State, req: Request<Incoming>) -> Response<Body> {
     let online = mount.upstream.online || route.online;
     let decision = decide(
         &state.verifier,
+        &state.spool,
         online,
         &mount.upstream.name,
         &call,
@@ -550,7 +622,16 @@ async fn handle_mcp(state: &State, mount: &Mount, req: Request<Incoming>) -> Res
                 .map_or("", |(_, t)| t)
                 .to_owned();
             let online = mount.upstream.tool_online(&tool);
-            let decision = decide(&state.verifier, online, name, &call, &chain, &proof).await;
+            let decision = decide(
+                &state.verifier,
+                &state.spool,
+                online,
+                name,
+                &call,
+                &chain,
+                &proof,
+            )
+            .await;
             if !decision.allowed {
                 return rpc_answer(&mcp::rpc_error(
                     &request_id(&b),

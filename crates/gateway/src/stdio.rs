@@ -59,10 +59,15 @@ pub async fn run_stdio(
         });
     };
     tracing::info!(server = %name, command = %program, "mandate gateway stdio started");
-    relay(
+    let reports = crate::Reports::start(&verifier, &config.gateway);
+    let gate = Gate {
         verifier,
-        name.to_owned(),
-        online.to_vec(),
+        spool: Arc::clone(&reports.spool),
+        name: name.to_owned(),
+        online: online.to_vec(),
+    };
+    relay(
+        gate,
         tokio::io::stdin(),
         tokio::io::stdout(),
         to_child,
@@ -72,19 +77,32 @@ pub async fn run_stdio(
     // The agent hung up (the server's stdin is closed, which asks it to exit) or the
     // server ended.
     let status = child.wait().await;
+    reports.finish().await;
     Ok(status.ok().and_then(|s| s.code()).unwrap_or(1))
+}
+
+/// What decides the calls of one stdio server.
+struct Gate {
+    verifier: ToolVerifier,
+    spool: Arc<crate::audit::Spool>,
+    name: String,
+    online: Vec<String>,
 }
 
 /// Relays until the agent's input or the server's output ends.
 async fn relay(
-    verifier: ToolVerifier,
-    name: String,
-    online: Vec<String>,
+    gate: Gate,
     agent_in: impl AsyncRead + Unpin + Send + 'static,
     mut agent_out: impl AsyncWrite + Unpin + Send + 'static,
     mut child_in: impl AsyncWrite + Unpin + Send + 'static,
     child_out: impl AsyncRead + Unpin + Send + 'static,
 ) {
+    let Gate {
+        verifier,
+        spool,
+        name,
+        online,
+    } = gate;
     // Lists in flight: request id (as JSON text) -> the chain that asked.
     let lists: Arc<Mutex<HashMap<String, Chain>>> = Arc::default();
     let (to_agent, mut outbox) = mpsc::channel::<Vec<u8>>(64);
@@ -157,6 +175,7 @@ async fn relay(
                     let tool = call.resource.rsplit_once('/').map_or("", |(_, t)| t);
                     let decision = crate::decide(
                         &verifier,
+                        &spool,
                         crate::config::tool_matches(&online, tool),
                         &name,
                         &call,

@@ -392,6 +392,20 @@ impl Client {
             r
         )
     }
+    /// `AuthorizationService/ReportDecisions` (tools: decisions made offline, for the
+    /// audit log).
+    pub async fn report_decisions(
+        &mut self,
+        r: pb::ReportDecisionsRequest,
+    ) -> Result<pb::ReportDecisionsResponse, Error> {
+        call!(
+            self,
+            authz,
+            report_decisions,
+            "AuthorizationService/ReportDecisions",
+            r
+        )
+    }
     /// `TaskService/BreakGlass`.
     pub async fn break_glass(
         &mut self,

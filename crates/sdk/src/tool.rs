@@ -258,6 +258,17 @@ impl ToolVerifier {
         Ok(decoded)
     }
 
+    /// Reports decisions made offline to the coordinator's audit log; returns once they
+    /// are durable there.
+    pub async fn report(&self, decisions: Vec<pb::OfflineDecision>) -> Result<(), Error> {
+        self.inner
+            .client
+            .clone()
+            .report_decisions(pb::ReportDecisionsRequest { decisions })
+            .await
+            .map(|_| ())
+    }
+
     async fn online(&self, chain: &[u8], invocation: &[u8], call: &Call) -> Decision {
         self.authorize_online(chain, invocation, call, BTreeMap::new())
             .await

@@ -363,6 +363,10 @@ pub enum AuditAction {
     InvocationAuthorized,
     /// `Authorize` denied a call.
     InvocationDenied,
+    /// A tool reported a call it allowed offline.
+    InvocationOfflineAllowed,
+    /// A tool reported a call it refused offline.
+    InvocationOfflineDenied,
     /// Policy required approval for a grant.
     ApprovalRequested,
     /// An approver approved a grant request.
@@ -404,6 +408,8 @@ impl AuditAction {
         AuditAction::TaskFailed,
         AuditAction::InvocationAuthorized,
         AuditAction::InvocationDenied,
+        AuditAction::InvocationOfflineAllowed,
+        AuditAction::InvocationOfflineDenied,
         AuditAction::ApprovalRequested,
         AuditAction::ApprovalApproved,
         AuditAction::ApprovalDenied,
@@ -434,6 +440,8 @@ impl AuditAction {
             AuditAction::TaskFailed => "task.failed",
             AuditAction::InvocationAuthorized => "invocation.authorized",
             AuditAction::InvocationDenied => "invocation.denied",
+            AuditAction::InvocationOfflineAllowed => "invocation.offline_allowed",
+            AuditAction::InvocationOfflineDenied => "invocation.offline_denied",
             AuditAction::ApprovalRequested => "approval.requested",
             AuditAction::ApprovalApproved => "approval.approved",
             AuditAction::ApprovalDenied => "approval.denied",

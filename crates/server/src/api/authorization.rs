@@ -190,6 +190,39 @@ impl AuthorizationService for Api {
             .collect();
         Ok(Response::new(pb::GetTrustBundleResponse { keys }))
     }
+
+    async fn report_decisions(
+        &self,
+        req: Request<pb::ReportDecisionsRequest>,
+    ) -> Result<Response<pb::ReportDecisionsResponse>, Status> {
+        let caller = caller(&req)?;
+        let mut decisions = Vec::new();
+        for d in req.into_inner().decisions {
+            let task = if d.task_id.is_empty() {
+                None
+            } else {
+                Some(parse_task_id(&d.task_id)?)
+            };
+            decisions.push(crate::coordinator::OfflineDecision {
+                id: d.id,
+                time_ms: d.time_ms,
+                allowed: d.allowed,
+                reason: d.reason,
+                action: d.action,
+                resource: d.resource,
+                task,
+                holder: d.holder_agent_id,
+                place: d.place,
+            });
+        }
+        let recorded = self
+            .coordinator
+            .report_decisions(&caller, decisions)
+            .await?;
+        Ok(Response::new(pb::ReportDecisionsResponse {
+            recorded: u32::try_from(recorded).unwrap_or(u32::MAX),
+        }))
+    }
 }
 
 /// A stream fed by a task through a bounded channel; the task stops when the client goes.

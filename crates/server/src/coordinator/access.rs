@@ -114,6 +114,8 @@ pub(crate) enum Ask<'a> {
     AssignRole { role: &'a str },
     /// Ask for break-glass access.
     BreakGlass,
+    /// Report decisions made offline, for the audit log.
+    ReportDecisions,
 }
 
 /// Whether the caller may do what it asks; the refusal says who may.
@@ -180,6 +182,9 @@ pub(crate) fn check(caller: &Caller, ask: Ask<'_>) -> Result<(), ApiError> {
             "break-glass is for people only (agents registered with role `human`)",
         )
         .with_reason(ErrorReason::HumansOnly)),
+        Ask::ReportDecisions if !(admin || role == Role::Tool) => {
+            refuse("only tools report offline decisions")
+        }
         _ => Ok(()),
     }
 }

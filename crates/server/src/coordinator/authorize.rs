@@ -194,3 +194,91 @@ impl Coordinator {
         Ok(self.decide(&q))
     }
 }
+
+/// A decision a tool made offline, as it reports it (`ReportDecisions`).
+#[derive(Clone, Debug, Default)]
+pub struct OfflineDecision {
+    /// The tool's id for it.
+    pub id: String,
+    /// When the tool decided, Unix milliseconds.
+    pub time_ms: u64,
+    /// Whether the call was allowed.
+    pub allowed: bool,
+    /// The stable reason code.
+    pub reason: String,
+    /// The call's action.
+    pub action: String,
+    /// The call's resource.
+    pub resource: String,
+    /// The chain's task, if it decoded.
+    pub task: Option<TaskId>,
+    /// The leaf holder, if the chain decoded.
+    pub holder: String,
+    /// Where at the tool (the gateway's upstream).
+    pub place: String,
+}
+
+/// Most decisions in one report.
+const MAX_REPORTED: usize = 1000;
+
+impl Coordinator {
+    /// Records decisions a tool made offline, once they are durable: one audit record
+    /// each, with the tool as actor. Caller-supplied strings are bounded.
+    pub async fn report_decisions(
+        &self,
+        caller: &Caller,
+        decisions: Vec<OfflineDecision>,
+    ) -> Result<usize, ApiError> {
+        super::access::check(caller, super::access::Ask::ReportDecisions)?;
+        if decisions.len() > MAX_REPORTED {
+            return Err(ApiError::invalid(format!(
+                "at most {MAX_REPORTED} decisions per report, got {}",
+                decisions.len()
+            )));
+        }
+        if decisions.is_empty() {
+            return Ok(0);
+        }
+        let now = self.now();
+        let bounded = |s: &str, n: usize| s.chars().take(n).collect::<String>();
+        let events: Vec<_> = decisions
+            .iter()
+            .map(|d| {
+                let action = if d.allowed {
+                    AuditAction::InvocationOfflineAllowed
+                } else {
+                    AuditAction::InvocationOfflineDenied
+                };
+                let mut e = event(&caller.agent.id, action, now);
+                e.task = d.task;
+                e.set_verdict(Verdict::of(d.allowed));
+                e.reason = bounded(&d.reason, 128);
+                if !d.allowed {
+                    e.severity = Severity::Notice;
+                }
+                for (k, v, n) in [
+                    ("decision_id", d.id.as_str(), 64),
+                    ("action", d.action.as_str(), 128),
+                    ("resource", d.resource.as_str(), 512),
+                    ("holder", d.holder.as_str(), 256),
+                    ("place", d.place.as_str(), 128),
+                ] {
+                    if !v.is_empty() {
+                        e.detail.insert(k.into(), bounded(v, n));
+                    }
+                }
+                e.detail
+                    .insert("decided_at_ms".into(), d.time_ms.to_string());
+                e
+            })
+            .collect();
+        let n = events.len();
+        let guard = self.writer.lock().await;
+        let change = mandate_store::Change {
+            audit: events,
+            ..mandate_store::Change::default()
+        };
+        self.commit_and_wait(guard, change, Some(caller)).await?;
+        Ok(n)
+    }
+}

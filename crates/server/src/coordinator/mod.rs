@@ -57,6 +57,7 @@ pub use access::Role;
 pub use agents::Registration;
 pub use approvals::Started;
 pub use authorize::AuthorizeOutcome;
+pub(crate) use authorize::OfflineDecision;
 pub use drift::Reloaded;
 pub use revocation::TreeLink;
 pub use tasks::TaskRequest;

@@ -247,6 +247,9 @@ class Client:
     def get_trust_bundle(self, request: authorization_pb2.GetTrustBundleRequest | None = None, **fields: Any) -> authorization_pb2.GetTrustBundleResponse:
         return self._unary("/mandate.v1.AuthorizationService/GetTrustBundle", self._request(authorization_pb2.GetTrustBundleRequest, request, fields), authorization_pb2.GetTrustBundleResponse)
 
+    def report_decisions(self, request: authorization_pb2.ReportDecisionsRequest | None = None, **fields: Any) -> authorization_pb2.ReportDecisionsResponse:
+        return self._unary("/mandate.v1.AuthorizationService/ReportDecisions", self._request(authorization_pb2.ReportDecisionsRequest, request, fields), authorization_pb2.ReportDecisionsResponse)
+
     # ---- ApprovalService ----
 
     def list_approvals(self, request: approvals_pb2.ListApprovalsRequest | None = None, **fields: Any) -> approvals_pb2.ListApprovalsResponse:
@@ -305,6 +308,7 @@ RPCS: dict[str, tuple[str, type[Message], type[Message], bool]] = {
     "authorize_raw": ("/mandate.v1.AuthorizationService/Authorize", authorization_pb2.AuthorizeRequest, authorization_pb2.AuthorizeResponse, False),
     "watch_revocations": ("/mandate.v1.AuthorizationService/WatchRevocations", authorization_pb2.WatchRevocationsRequest, authorization_pb2.WatchRevocationsResponse, True),
     "get_trust_bundle": ("/mandate.v1.AuthorizationService/GetTrustBundle", authorization_pb2.GetTrustBundleRequest, authorization_pb2.GetTrustBundleResponse, False),
+    "report_decisions": ("/mandate.v1.AuthorizationService/ReportDecisions", authorization_pb2.ReportDecisionsRequest, authorization_pb2.ReportDecisionsResponse, False),
     "list_approvals": ("/mandate.v1.ApprovalService/ListApprovals", approvals_pb2.ListApprovalsRequest, approvals_pb2.ListApprovalsResponse, False),
     "get_approval": ("/mandate.v1.ApprovalService/GetApproval", approvals_pb2.GetApprovalRequest, approvals_pb2.GetApprovalResponse, False),
     "approve": ("/mandate.v1.ApprovalService/Approve", approvals_pb2.ApproveRequest, approvals_pb2.ApproveResponse, False),

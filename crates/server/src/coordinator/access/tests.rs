@@ -264,6 +264,11 @@ fn rows() -> Vec<Row> {
             ask: |_| Ask::BreakGlass,
             allowed: &["human"],
         },
+        Row {
+            what: "report offline decisions",
+            ask: |_| Ask::ReportDecisions,
+            allowed: &["admin", "tool"],
+        },
     ]
 }
 

@@ -127,3 +127,37 @@ class GetTrustBundleResponse(_message.Message):
     KEYS_FIELD_NUMBER: _ClassVar[int]
     keys: _containers.RepeatedCompositeFieldContainer[TrustedKey]
     def __init__(self, keys: _Optional[_Iterable[_Union[TrustedKey, _Mapping]]] = ...) -> None: ...
+
+class OfflineDecision(_message.Message):
+    __slots__ = ("id", "time_ms", "allowed", "reason", "action", "resource", "task_id", "holder_agent_id", "place")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    TIME_MS_FIELD_NUMBER: _ClassVar[int]
+    ALLOWED_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    ACTION_FIELD_NUMBER: _ClassVar[int]
+    RESOURCE_FIELD_NUMBER: _ClassVar[int]
+    TASK_ID_FIELD_NUMBER: _ClassVar[int]
+    HOLDER_AGENT_ID_FIELD_NUMBER: _ClassVar[int]
+    PLACE_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    time_ms: int
+    allowed: bool
+    reason: str
+    action: str
+    resource: str
+    task_id: str
+    holder_agent_id: str
+    place: str
+    def __init__(self, id: _Optional[str] = ..., time_ms: _Optional[int] = ..., allowed: _Optional[bool] = ..., reason: _Optional[str] = ..., action: _Optional[str] = ..., resource: _Optional[str] = ..., task_id: _Optional[str] = ..., holder_agent_id: _Optional[str] = ..., place: _Optional[str] = ...) -> None: ...
+
+class ReportDecisionsRequest(_message.Message):
+    __slots__ = ("decisions",)
+    DECISIONS_FIELD_NUMBER: _ClassVar[int]
+    decisions: _containers.RepeatedCompositeFieldContainer[OfflineDecision]
+    def __init__(self, decisions: _Optional[_Iterable[_Union[OfflineDecision, _Mapping]]] = ...) -> None: ...
+
+class ReportDecisionsResponse(_message.Message):
+    __slots__ = ("recorded",)
+    RECORDED_FIELD_NUMBER: _ClassVar[int]
+    recorded: int
+    def __init__(self, recorded: _Optional[int] = ...) -> None: ...

@@ -50,6 +50,11 @@ class AuthorizationServiceStub:
                 request_serializer=mandate_dot_v1_dot_authorization__pb2.GetTrustBundleRequest.SerializeToString,
                 response_deserializer=mandate_dot_v1_dot_authorization__pb2.GetTrustBundleResponse.FromString,
                 _registered_method=True)
+        self.ReportDecisions = channel.unary_unary(
+                '/mandate.v1.AuthorizationService/ReportDecisions',
+                request_serializer=mandate_dot_v1_dot_authorization__pb2.ReportDecisionsRequest.SerializeToString,
+                response_deserializer=mandate_dot_v1_dot_authorization__pb2.ReportDecisionsResponse.FromString,
+                _registered_method=True)
 
 
 class AuthorizationServiceServicer:
@@ -81,6 +86,15 @@ class AuthorizationServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ReportDecisions(self, request, context):
+        """Decisions a tool made offline, for the audit log (`invocation.offline_allowed`,
+        `invocation.offline_denied`, with the calling tool as actor). Answered once they are
+        durable. Tools only.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AuthorizationServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -98,6 +112,11 @@ def add_AuthorizationServiceServicer_to_server(servicer, server):
                     servicer.GetTrustBundle,
                     request_deserializer=mandate_dot_v1_dot_authorization__pb2.GetTrustBundleRequest.FromString,
                     response_serializer=mandate_dot_v1_dot_authorization__pb2.GetTrustBundleResponse.SerializeToString,
+            ),
+            'ReportDecisions': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReportDecisions,
+                    request_deserializer=mandate_dot_v1_dot_authorization__pb2.ReportDecisionsRequest.FromString,
+                    response_serializer=mandate_dot_v1_dot_authorization__pb2.ReportDecisionsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -182,6 +201,33 @@ class AuthorizationService:
             '/mandate.v1.AuthorizationService/GetTrustBundle',
             mandate_dot_v1_dot_authorization__pb2.GetTrustBundleRequest.SerializeToString,
             mandate_dot_v1_dot_authorization__pb2.GetTrustBundleResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReportDecisions(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mandate.v1.AuthorizationService/ReportDecisions',
+            mandate_dot_v1_dot_authorization__pb2.ReportDecisionsRequest.SerializeToString,
+            mandate_dot_v1_dot_authorization__pb2.ReportDecisionsResponse.FromString,
             options,
             channel_credentials,
             insecure,
