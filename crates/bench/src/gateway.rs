@@ -123,6 +123,8 @@ listen = "127.0.0.1:0"
 agent = "{gateway_id}"
 key = "gateway.key"
 coordinator = "{coordinator}"
+max_requests_per_minute = 0
+max_calls_per_holder_per_minute = 0
 
 [[upstream]]
 name = "items"

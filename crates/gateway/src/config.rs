@@ -73,6 +73,21 @@ pub struct GatewaySection {
     /// full, calls are refused (`AUDIT_BACKLOG`).
     #[serde(default = "default_spool")]
     pub max_spooled_decisions: usize,
+    /// Requests the gateway takes per minute in all (a minute's worth may come at once);
+    /// over it, `429 RATE_LIMITED`. 0: no limit.
+    #[serde(default = "default_total_rate")]
+    pub max_requests_per_minute: u32,
+    /// Allowed calls per holder per minute; over it, `429 RATE_LIMITED`. 0: no limit.
+    #[serde(default = "default_holder_rate")]
+    pub max_calls_per_holder_per_minute: u32,
+}
+
+fn default_total_rate() -> u32 {
+    1_200_000
+}
+
+fn default_holder_rate() -> u32 {
+    6_000
 }
 
 fn default_spool() -> usize {

@@ -12,6 +12,7 @@
 
 mod audit;
 mod config;
+mod limits;
 pub mod mcp;
 mod stdio;
 
@@ -95,8 +96,7 @@ struct Mount {
 
 struct State {
     mounts: Vec<Mount>,
-    verifier: ToolVerifier,
-    spool: Arc<audit::Spool>,
+    decider: Decider,
     http: HttpClient<HttpConnector, Full<Bytes>>,
     max_body_bytes: usize,
 }
@@ -225,8 +225,14 @@ pub async fn start(config: Config) -> Result<Gateway, StartError> {
     })?;
     let state = Arc::new(State {
         mounts,
-        verifier,
-        spool: Arc::clone(&reports.spool),
+        decider: Decider {
+            verifier,
+            spool: Arc::clone(&reports.spool),
+            limits: limits::Limits::new(
+                config.gateway.max_requests_per_minute,
+                config.gateway.max_calls_per_holder_per_minute,
+            ),
+        },
         http: HttpClient::builder(TokioExecutor::new()).build_http(),
         max_body_bytes: config.gateway.max_body_bytes,
     });
@@ -273,15 +279,35 @@ async fn verifier(gateway: &GatewaySection) -> Result<ToolVerifier, StartError> 
 
 /// Decides a call: offline against the followed revocation feed, or, when `online`, with
 /// `Authorize` at the coordinator (which audits it) and the call as policy signals.
+/// Everything a decision needs: the verifier, the spool of offline decisions, the budgets.
+struct Decider {
+    verifier: ToolVerifier,
+    spool: Arc<audit::Spool>,
+    limits: limits::Limits,
+}
+
+impl Decider {
+    async fn decide(
+        &self,
+        online: bool,
+        upstream: &str,
+        call: &Call,
+        chain: &[u8],
+        proof: &[u8],
+    ) -> mandate_sdk::Decision {
+        decide(self, online, upstream, call, chain, proof).await
+    }
+}
+
 async fn decide(
-    verifier: &ToolVerifier,
-    spool: &audit::Spool,
+    d: &Decider,
     online: bool,
     upstream: &str,
     call: &Call,
     chain: &[u8],
     proof: &[u8],
 ) -> mandate_sdk::Decision {
+    let (verifier, spool, limits) = (&d.verifier, &*d.spool, &d.limits);
     let mut decision = if online {
         verifier
             .authorize_online(chain, proof, call, signals(upstream, call))
@@ -289,6 +315,11 @@ async fn decide(
     } else {
         verifier.authorize(chain, proof, call).await
     };
+    if decision.allowed && !limits.call(decision.holder.as_deref().unwrap_or_default()) {
+        decision.allowed = false;
+        decision.reason = "RATE_LIMITED".into();
+        decision.detail = "this holder is over its call budget; retry later".into();
+    }
     // An offline decision is reported to the coordinator's audit log; one that cannot be
     // recorded is not given.
     if !decision.online
@@ -456,6 +487,13 @@ async fn handle(state: &State, req: Request<Incoming>) -> Response<Body> {
     if req.method() == Method::GET && req.uri().path() == "/healthz" {
         return Response::new(full("ok"));
     }
+    if !state.decider.limits.request() {
+        return refuse(
+            StatusCode::TOO_MANY_REQUESTS,
+            "RATE_LIMITED",
+            "the gateway is over its request budget; retry later",
+        );
+    }
     let path = req.uri().path().to_owned();
     let rest = path.trim_start_matches('/');
     let (name, below) = rest.split_once('/').map_or((rest, ""), |(n, b)| (n, b));
@@ -522,18 +560,17 @@ async fn handle(state: &State, req: Request<Incoming>) -> Response<Body> {
         &body,
     );
     let online = mount.upstream.online || route.online;
-    let decision = decide(
-        &state.verifier,
-        &state.spool,
-        online,
-        &mount.upstream.name,
-        &call,
-        &chain,
-        &proof,
-    )
-    .await;
+    let decision = state
+        .decider
+        .decide(online, &mount.upstream.name, &call, &chain, &proof)
+        .await;
     if !decision.allowed {
-        return refuse(StatusCode::FORBIDDEN, &decision.reason, &decision.detail);
+        let status = if decision.reason == "RATE_LIMITED" {
+            StatusCode::TOO_MANY_REQUESTS
+        } else {
+            StatusCode::FORBIDDEN
+        };
+        return refuse(status, &decision.reason, &decision.detail);
     }
     forward(state, mount, &below, parts, body).await
 }
@@ -587,7 +624,7 @@ async fn handle_mcp(state: &State, mount: &Mount, req: Request<Incoming>) -> Res
         mcp::Plan::Answer(v) => rpc_answer(&v),
         mcp::Plan::Forward(b) => forward(state, mount, "", parts, Bytes::from(b)).await,
         mcp::Plan::ForwardAndFilter(b, chain) => {
-            if let Err(d) = state.verifier.verify_chain(&chain.encode()) {
+            if let Err(d) = state.decider.verifier.verify_chain(&chain.encode()) {
                 return rpc_answer(&mcp::rpc_error(
                     &request_id(&b),
                     mcp::REFUSED,
@@ -622,16 +659,10 @@ async fn handle_mcp(state: &State, mount: &Mount, req: Request<Incoming>) -> Res
                 .map_or("", |(_, t)| t)
                 .to_owned();
             let online = mount.upstream.tool_online(&tool);
-            let decision = decide(
-                &state.verifier,
-                &state.spool,
-                online,
-                name,
-                &call,
-                &chain,
-                &proof,
-            )
-            .await;
+            let decision = state
+                .decider
+                .decide(online, name, &call, &chain, &proof)
+                .await;
             if !decision.allowed {
                 return rpc_answer(&mcp::rpc_error(
                     &request_id(&b),

@@ -11,7 +11,6 @@ use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 
 use mandate_core::Chain;
-use mandate_sdk::ToolVerifier;
 use serde_json::Value as Json;
 use tokio::io::{
     AsyncBufRead, AsyncBufReadExt as _, AsyncRead, AsyncWrite, AsyncWriteExt as _, BufReader,
@@ -61,8 +60,14 @@ pub async fn run_stdio(
     tracing::info!(server = %name, command = %program, "mandate gateway stdio started");
     let reports = crate::Reports::start(&verifier, &config.gateway);
     let gate = Gate {
-        verifier,
-        spool: Arc::clone(&reports.spool),
+        decider: crate::Decider {
+            verifier,
+            spool: Arc::clone(&reports.spool),
+            limits: crate::limits::Limits::new(
+                config.gateway.max_requests_per_minute,
+                config.gateway.max_calls_per_holder_per_minute,
+            ),
+        },
         name: name.to_owned(),
         online: online.to_vec(),
     };
@@ -83,8 +88,7 @@ pub async fn run_stdio(
 
 /// What decides the calls of one stdio server.
 struct Gate {
-    verifier: ToolVerifier,
-    spool: Arc<crate::audit::Spool>,
+    decider: crate::Decider,
     name: String,
     online: Vec<String>,
 }
@@ -98,8 +102,7 @@ async fn relay(
     child_out: impl AsyncRead + Unpin + Send + 'static,
 ) {
     let Gate {
-        verifier,
-        spool,
+        decider,
         name,
         online,
     } = gate;
@@ -148,24 +151,26 @@ async fn relay(
                     None
                 }
                 Plan::Forward(b) => Some(b),
-                Plan::ForwardAndFilter(b, chain) => match verifier.verify_chain(&chain.encode()) {
-                    Ok(_) => {
-                        if let Ok(mut l) = lists.lock() {
-                            l.insert(crate::request_id(&b).to_string(), chain);
+                Plan::ForwardAndFilter(b, chain) => {
+                    match decider.verifier.verify_chain(&chain.encode()) {
+                        Ok(_) => {
+                            if let Ok(mut l) = lists.lock() {
+                                l.insert(crate::request_id(&b).to_string(), chain);
+                            }
+                            Some(b)
                         }
-                        Some(b)
+                        Err(d) => {
+                            let answer = mcp::rpc_error(
+                                &crate::request_id(&b),
+                                mcp::REFUSED,
+                                &d.reason,
+                                &d.detail,
+                            );
+                            let _ = to_agent.send(answer.to_string().into_bytes()).await;
+                            None
+                        }
                     }
-                    Err(d) => {
-                        let answer = mcp::rpc_error(
-                            &crate::request_id(&b),
-                            mcp::REFUSED,
-                            &d.reason,
-                            &d.detail,
-                        );
-                        let _ = to_agent.send(answer.to_string().into_bytes()).await;
-                        None
-                    }
-                },
+                }
                 Plan::Check {
                     body,
                     chain,
@@ -173,16 +178,15 @@ async fn relay(
                     call,
                 } => {
                     let tool = call.resource.rsplit_once('/').map_or("", |(_, t)| t);
-                    let decision = crate::decide(
-                        &verifier,
-                        &spool,
-                        crate::config::tool_matches(&online, tool),
-                        &name,
-                        &call,
-                        &chain,
-                        &proof,
-                    )
-                    .await;
+                    let decision = decider
+                        .decide(
+                            crate::config::tool_matches(&online, tool),
+                            &name,
+                            &call,
+                            &chain,
+                            &proof,
+                        )
+                        .await;
                     if decision.allowed {
                         Some(body)
                     } else {

@@ -55,9 +55,9 @@ def _request(url: str, method: str, headers: dict[str, str], body: bytes = b"") 
 
 
 @contextlib.contextmanager
-def _gateway(coordinator: Any, tmp_path: pathlib.Path, upstreams: str) -> Iterator[tuple[str, str]]:
-    """Runs `mandate gateway` with these `[[upstream]]` tables; yields its base URL and its
-    agent id."""
+def _gateway(coordinator: Any, tmp_path: pathlib.Path, upstreams: str, settings: str = "") -> Iterator[tuple[str, str]]:
+    """Runs `mandate gateway` with these `[[upstream]]` tables (and extra `[gateway]`
+    settings); yields its base URL and its agent id."""
     admin = coordinator.admin()
     gateway_key = mandate.SigningKey.generate()
     gateway_key.save(tmp_path / "gateway.key")
@@ -71,6 +71,7 @@ listen = "127.0.0.1:0"
 agent = "{gateway_id}"
 key = "gateway.key"
 coordinator = "{coordinator.address}"
+{settings}
 {upstreams}
 """
     )
@@ -132,6 +133,39 @@ resource = "billing/refunds/{{id}}"
         status, reason, _ = _request(f"{base}/billing/refunds/7", "POST", headers, b"{}")
         assert (status, reason) == (403, "NOT_PERMITTED")
         assert len(_Api.seen) == before, "a refused call reached the API"
+        planner.close()
+    api.shutdown()
+    admin.close()
+
+
+def test_a_holder_over_its_call_budget_is_refused_with_429(coordinator, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    api = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Api)
+    threading.Thread(target=api.serve_forever, daemon=True).start()
+    admin = coordinator.admin()
+    upstream = f"""
+[[upstream]]
+name = "billing"
+url = "http://127.0.0.1:{api.server_address[1]}"
+
+[[upstream.route]]
+method = "GET"
+path = "/invoices/{{id}}"
+action = "read"
+resource = "billing/invoices/{{id}}"
+"""
+    with _gateway(coordinator, tmp_path, upstream, "max_calls_per_holder_per_minute = 2") as (base, gateway_id):
+        planner, planner_key = register(admin, coordinator.address, "planner")
+        chain = Chain.decode(
+            planner.start_task(capabilities=[Capability.of("billing/invoices/*", "read")], ttl_ms=60_000).chain
+        )
+        before = len(_Api.seen)
+        answers = []
+        for _ in range(3):
+            call = mandate.http_call("read", "billing/invoices/{id}", {"id": "42"}, "GET", "/billing/invoices/42")
+            status, reason, _ = _request(f"{base}/billing/invoices/42", "GET", mandate.http_headers(chain, planner_key, gateway_id, call))
+            answers.append((status, reason))
+        assert answers == [(200, ""), (200, ""), (429, "RATE_LIMITED")]
+        assert len(_Api.seen) == before + 2
         planner.close()
     api.shutdown()
     admin.close()
