@@ -57,6 +57,21 @@ async fn upstream() -> (SocketAddr, Seen) {
     (addr, seen)
 }
 
+/// Registers the gateway's identity (role `tool`) and writes its key to `dir/gateway.key`.
+async fn register_gateway(admin: &mut mandate_sdk::Client, dir: &std::path::Path) {
+    let gateway_key = SigningKey::generate().unwrap();
+    keyfile::save_signing_key(&gateway_key, &dir.join("gateway.key")).unwrap();
+    admin
+        .register_agent(pb::RegisterAgentRequest {
+            agent_id: GATEWAY.into(),
+            public_key: gateway_key.public_key().as_bytes().to_vec(),
+            role: "tool".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+}
+
 struct Call<'a> {
     method: &'a str,
     path: &'a str,
@@ -104,17 +119,7 @@ async fn the_gateway_forwards_only_permitted_calls_with_the_upstream_credential(
     let h = Harness::start().await;
     let mut admin = h.admin.clone();
     let dir = tempfile::tempdir().unwrap();
-    let gateway_key = SigningKey::generate().unwrap();
-    keyfile::save_signing_key(&gateway_key, &dir.path().join("gateway.key")).unwrap();
-    admin
-        .register_agent(pb::RegisterAgentRequest {
-            agent_id: GATEWAY.into(),
-            public_key: gateway_key.public_key().as_bytes().to_vec(),
-            role: "tool".into(),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+    register_gateway(&mut admin, dir.path()).await;
     let (planner_key, mut planner) = h.register(&mut admin, PLANNER, "planner", "").await;
     std::fs::write(dir.path().join("billing.secret"), "s3cret\n").unwrap();
     let (upstream_addr, seen) = upstream().await;
@@ -438,17 +443,7 @@ when { context.signals.hasTag("arg.id") && context.signals.getTag("arg.id") == "
     let h = Harness::start_configured(dir, clock, move |c| c.policy_dir = Some(pd)).await;
     let mut admin = h.admin.clone();
     let work = tempfile::tempdir().unwrap();
-    let gateway_key = SigningKey::generate().unwrap();
-    keyfile::save_signing_key(&gateway_key, &work.path().join("gateway.key")).unwrap();
-    admin
-        .register_agent(pb::RegisterAgentRequest {
-            agent_id: GATEWAY.into(),
-            public_key: gateway_key.public_key().as_bytes().to_vec(),
-            role: "tool".into(),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+    register_gateway(&mut admin, work.path()).await;
     let (planner_key, mut planner) = h.register(&mut admin, PLANNER, "planner", "").await;
     let (upstream_addr, seen) = upstream().await;
     let config = format!(

@@ -277,8 +277,6 @@ async fn verifier(gateway: &GatewaySection) -> Result<ToolVerifier, StartError> 
     Ok(ToolVerifier::connect(client, tool).await?)
 }
 
-/// Decides a call: offline against the followed revocation feed, or, when `online`, with
-/// `Authorize` at the coordinator (which audits it) and the call as policy signals.
 /// Everything a decision needs: the verifier, the spool of offline decisions, the budgets.
 struct Decider {
     verifier: ToolVerifier,
@@ -287,6 +285,9 @@ struct Decider {
 }
 
 impl Decider {
+    /// Decides a call: offline against the followed revocation feed, or, when `online`,
+    /// with `Authorize` at the coordinator (which audits it) and the call as policy
+    /// signals; then the holder's budget, and the offline decision's record.
     async fn decide(
         &self,
         online: bool,
@@ -295,54 +296,43 @@ impl Decider {
         chain: &[u8],
         proof: &[u8],
     ) -> mandate_sdk::Decision {
-        decide(self, online, upstream, call, chain, proof).await
+        let (verifier, spool, limits) = (&self.verifier, &*self.spool, &self.limits);
+        let mut decision = if online {
+            verifier
+                .authorize_online(chain, proof, call, signals(upstream, call))
+                .await
+        } else {
+            verifier.authorize(chain, proof, call).await
+        };
+        if decision.allowed && !limits.call(decision.holder.as_deref().unwrap_or_default()) {
+            decision.allowed = false;
+            decision.reason = "RATE_LIMITED".into();
+            decision.detail = "this holder is over its call budget; retry later".into();
+        }
+        // An offline decision is reported to the coordinator's audit log; one that cannot be
+        // recorded is not given.
+        if !decision.online
+            && !spool.push(
+                upstream,
+                call,
+                &decision,
+                mandate_core::SystemClock.now_ms(),
+            )
+        {
+            tracing::error!(
+                upstream,
+                resource = %call.resource,
+                allowed = decision.allowed,
+                "the decision spool is full: refusing, and this decision is not in the coordinator's audit log"
+            );
+            decision.allowed = false;
+            decision.reason = "AUDIT_BACKLOG".into();
+            decision.detail =
+                "the gateway cannot record more decisions until the coordinator takes them".into();
+        }
+        log_decision(upstream, call, &decision);
+        decision
     }
-}
-
-async fn decide(
-    d: &Decider,
-    online: bool,
-    upstream: &str,
-    call: &Call,
-    chain: &[u8],
-    proof: &[u8],
-) -> mandate_sdk::Decision {
-    let (verifier, spool, limits) = (&d.verifier, &*d.spool, &d.limits);
-    let mut decision = if online {
-        verifier
-            .authorize_online(chain, proof, call, signals(upstream, call))
-            .await
-    } else {
-        verifier.authorize(chain, proof, call).await
-    };
-    if decision.allowed && !limits.call(decision.holder.as_deref().unwrap_or_default()) {
-        decision.allowed = false;
-        decision.reason = "RATE_LIMITED".into();
-        decision.detail = "this holder is over its call budget; retry later".into();
-    }
-    // An offline decision is reported to the coordinator's audit log; one that cannot be
-    // recorded is not given.
-    if !decision.online
-        && !spool.push(
-            upstream,
-            call,
-            &decision,
-            mandate_core::SystemClock.now_ms(),
-        )
-    {
-        tracing::error!(
-            upstream,
-            resource = %call.resource,
-            allowed = decision.allowed,
-            "the decision spool is full: refusing, and this decision is not in the coordinator's audit log"
-        );
-        decision.allowed = false;
-        decision.reason = "AUDIT_BACKLOG".into();
-        decision.detail =
-            "the gateway cannot record more decisions until the coordinator takes them".into();
-    }
-    log_decision(upstream, call, &decision);
-    decision
 }
 
 /// The signals an online decision carries for the `Invoke` policy
@@ -519,16 +509,9 @@ async fn handle(state: &State, req: Request<Incoming>) -> Response<Body> {
             "no route of this upstream matches the call",
         );
     };
-    let (parts, body) = req.into_parts();
-    let body = match Limited::new(body, state.max_body_bytes).collect().await {
-        Ok(b) => b.to_bytes(),
-        Err(_) => {
-            return refuse(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "REQUEST_TOO_LARGE",
-                "the body is over the gateway's limit",
-            );
-        }
+    let (parts, body) = match read_body(state, req).await {
+        Ok(read) => read,
+        Err(refused) => return refused,
     };
     let header = |name: &str| parts.headers.get(name).and_then(|v| v.to_str().ok());
     let (Some(chain_text), Some(proof_text)) = (header(HEADER_CHAIN), header(HEADER_INVOCATION))
@@ -584,20 +567,29 @@ fn rpc_answer(v: &serde_json::Value) -> Response<Body> {
     r
 }
 
+/// The request's head and its whole body, or the refusal of a body over the limit.
+async fn read_body(
+    state: &State,
+    req: Request<Incoming>,
+) -> Result<(http::request::Parts, Bytes), Response<Body>> {
+    let (parts, body) = req.into_parts();
+    match Limited::new(body, state.max_body_bytes).collect().await {
+        Ok(b) => Ok((parts, b.to_bytes())),
+        Err(_) => Err(refuse(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "REQUEST_TOO_LARGE",
+            "the body is over the gateway's limit",
+        )),
+    }
+}
+
 /// Largest `tools/list` answer the gateway rewrites.
 const MAX_LIST_BYTES: usize = 16 << 20;
 
 async fn handle_mcp(state: &State, mount: &Mount, req: Request<Incoming>) -> Response<Body> {
-    let (parts, body) = req.into_parts();
-    let body = match Limited::new(body, state.max_body_bytes).collect().await {
-        Ok(b) => b.to_bytes(),
-        Err(_) => {
-            return refuse(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "REQUEST_TOO_LARGE",
-                "the body is over the gateway's limit",
-            );
-        }
+    let (parts, body) = match read_body(state, req).await {
+        Ok(read) => read,
+        Err(refused) => return refused,
     };
     if parts.method != Method::POST {
         // The server's event stream (GET) and the end of a session (DELETE) carry no call.

@@ -185,6 +185,23 @@ fn tokens(
     )
 }
 
+/// The message's params (a copy) without Mandate's `_meta` keys, and the tokens found.
+fn take_tokens(
+    msg: &serde_json::Map<String, Json>,
+    headers: (Option<&str>, Option<&str>),
+) -> (
+    serde_json::Map<String, Json>,
+    (Option<String>, Option<String>),
+) {
+    let mut params = msg
+        .get("params")
+        .and_then(Json::as_object)
+        .cloned()
+        .unwrap_or_default();
+    let found = tokens(&mut params, headers);
+    (params, found)
+}
+
 /// Plans one POSTed JSON-RPC message. `headers`: the chain and proof headers, and the
 /// stateless revision's `Mcp-Method` and `Mcp-Name` when present.
 pub fn plan(
@@ -259,12 +276,7 @@ pub fn plan(
         | "notifications/cancelled"
         | "notifications/progress" => Plan::Forward(msg.to_string().into_bytes()),
         "tools/list" => {
-            let mut params = obj
-                .get("params")
-                .and_then(Json::as_object)
-                .cloned()
-                .unwrap_or_default();
-            let found = tokens(&mut params, (chain_header, proof_header));
+            let (params, found) = take_tokens(obj, (chain_header, proof_header));
             match decode(found.0, None, false) {
                 Ok((chain, _)) => {
                     if params.is_empty() {
@@ -278,12 +290,7 @@ pub fn plan(
             }
         }
         "tools/call" => {
-            let mut params = obj
-                .get("params")
-                .and_then(Json::as_object)
-                .cloned()
-                .unwrap_or_default();
-            let found = tokens(&mut params, (chain_header, proof_header));
+            let (params, found) = take_tokens(obj, (chain_header, proof_header));
             let tool = params
                 .get("name")
                 .and_then(Json::as_str)
