@@ -85,3 +85,17 @@ def test_golden_vector(case: dict) -> None:
 
 def test_every_vector_is_here() -> None:
     assert len(DOC["cases"]) >= 120
+
+
+def test_parse_takes_either_form_and_text_read_as_bytes() -> None:
+    """A chain file read in binary mode holds the text form: `parse` takes it."""
+    from mandate import Chain, Invocation
+
+    case = next(c for c in DOC["cases"] if c["expect"]["result"] == "VALID" and c["invocation"])
+    chain = Chain.parse(case["chain"])
+    text = chain.to_text().encode()
+    for form in (chain.encode(), text, b"\n " + text + b"\r\n"):
+        assert Chain.parse(form).encode() == chain.encode()
+    proof = Invocation.parse(case["invocation"])
+    for form in (proof.encode(), proof.to_text().encode()):
+        assert Invocation.parse(form).encode() == proof.encode()

@@ -718,7 +718,10 @@ class Chain:
 
     @staticmethod
     def parse(token: str | bytes, limits: Limits = Limits()) -> "Chain":
-        """The text form (`str`) or the binary form (`bytes`)."""
+        """The text form (`str`, or `bytes` that start with `mandate1.`, as a chain file
+        holds it) or the binary form (other `bytes`)."""
+        if isinstance(token, bytes) and _is_text(token, CHAIN_TEXT_PREFIX):
+            token = token.decode("latin-1")
         return Chain.from_text(token, limits) if isinstance(token, str) else Chain.decode(token, limits)
 
     def encode(self) -> bytes:
@@ -823,6 +826,10 @@ class Invocation:
 
     @staticmethod
     def parse(proof: str | bytes, limits: Limits = Limits()) -> "Invocation":
+        """The text form (`str`, or `bytes` that start with `mandate-inv1.`) or the binary
+        form (other `bytes`)."""
+        if isinstance(proof, bytes) and _is_text(proof, INVOCATION_TEXT_PREFIX):
+            proof = proof.decode("latin-1")
         return Invocation.from_text(proof, limits) if isinstance(proof, str) else Invocation.decode(proof, limits)
 
     def encode(self) -> bytes:
@@ -830,6 +837,12 @@ class Invocation:
 
     def to_text(self) -> str:
         return INVOCATION_TEXT_PREFIX + _b64(self.encode())
+
+
+def _is_text(data: bytes, prefix: str) -> bool:
+    """Whether `data` is a text form (the binary forms start with a protobuf tag, never
+    with a letter of the prefix)."""
+    return data.lstrip(b" \t\r\n").startswith(prefix.encode())
 
 
 def random_id() -> bytes:
