@@ -9,7 +9,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use mandate_core::Call;
+use mandate_core::{Call, Clock as _};
 use mandate_proto::v1 as pb;
 use mandate_sdk::{Decision, ToolVerifier};
 use tokio::sync::Notify;
@@ -25,6 +25,7 @@ pub(crate) struct Spool {
     wake: Notify,
     prefix: String,
     next: AtomicU64,
+    shed: AtomicU64,
 }
 
 impl Spool {
@@ -36,6 +37,7 @@ impl Spool {
             wake: Notify::new(),
             prefix,
             next: AtomicU64::new(0),
+            shed: AtomicU64::new(0),
         }
     }
 
@@ -46,9 +48,15 @@ impl Spool {
     }
 
     /// Queues the record of a decision; false when the spool is full (the record is not
-    /// queued).
+    /// queued, and the decision must not be given). Denials may fill only half the spool:
+    /// beyond it they are counted, and the count is reported as one record, so a flood of
+    /// refused calls cannot crowd out the records of allowed ones.
     pub(crate) fn push(&self, place: &str, call: &Call, d: &Decision, now_ms: u64) -> bool {
         let mut q = self.queue();
+        if !d.allowed && q.len() >= self.capacity / 2 {
+            self.shed.fetch_add(1, Ordering::Relaxed);
+            return true;
+        }
         if q.len() >= self.capacity {
             return false;
         }
@@ -82,9 +90,22 @@ impl Spool {
         self.queue().len()
     }
 
-    /// The oldest decisions, up to a batch, still queued.
+    /// The oldest decisions, up to a batch, still queued; first, a record of the denials
+    /// counted but not queued since the last one.
     fn peek(&self) -> Vec<pb::OfflineDecision> {
-        self.queue().iter().take(BATCH).cloned().collect()
+        let shed = self.shed.swap(0, Ordering::Relaxed);
+        let mut q = self.queue();
+        if shed > 0 {
+            q.push_front(pb::OfflineDecision {
+                id: format!("{}-shed-{}", self.prefix, self.next.fetch_add(1, Ordering::Relaxed)),
+                time_ms: mandate_core::SystemClock.now_ms(),
+                allowed: false,
+                reason: "DENIALS_COUNTED".into(),
+                place: format!("{shed} refused calls over the spool's half for denials, counted, not recorded one by one"),
+                ..Default::default()
+            });
+        }
+        q.iter().take(BATCH).cloned().collect()
     }
 
     /// Drops the `n` oldest decisions (delivered).
@@ -151,8 +172,8 @@ mod tests {
     fn a_full_spool_refuses_and_delivery_drops_only_what_was_sent() {
         let spool = Spool::new(3, "g".into());
         let call = Call::new("read", "r/1");
-        assert!(spool.push("u", &call, &decision(true), 1));
-        assert!(spool.push("u", &call, &decision(false), 2));
+        assert!(spool.push("u", &call, &decision(false), 1));
+        assert!(spool.push("u", &call, &decision(true), 2));
         assert!(spool.push("u", &call, &decision(true), 3));
         assert!(!spool.push("u", &call, &decision(true), 4), "over capacity");
         let batch = spool.peek();
@@ -162,7 +183,7 @@ mod tests {
         );
         assert_eq!(
             (batch[0].reason.as_str(), batch[1].reason.as_str()),
-            ("OK", "REVOKED")
+            ("REVOKED", "OK")
         );
         spool.delivered(2);
         assert_eq!(spool.len(), 1);
@@ -175,5 +196,32 @@ mod tests {
                 .collect::<Vec<_>>(),
             ["g-2", "g-3"]
         );
+    }
+
+    #[test]
+    fn denials_over_half_the_spool_are_counted_and_reported_once() {
+        let spool = Spool::new(4, "g".into());
+        let call = Call::new("read", "r/1");
+        for _ in 0..5 {
+            assert!(
+                spool.push("u", &call, &decision(false), 1),
+                "a denial is always given"
+            );
+        }
+        assert_eq!(spool.len(), 2, "denials fill half");
+        assert!(spool.push("u", &call, &decision(true), 2));
+        assert!(spool.push("u", &call, &decision(true), 3));
+        assert!(
+            !spool.push("u", &call, &decision(true), 4),
+            "allowed calls get the rest"
+        );
+        let batch = spool.peek();
+        assert_eq!(batch[0].reason, "DENIALS_COUNTED");
+        assert!(
+            batch[0].place.starts_with("3 refused calls"),
+            "{}",
+            batch[0].place
+        );
+        assert_eq!(batch.len(), 5);
     }
 }

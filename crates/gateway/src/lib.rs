@@ -304,10 +304,12 @@ impl Decider {
         } else {
             verifier.authorize(chain, proof, call).await
         };
-        if decision.allowed && !limits.call(decision.holder.as_deref().unwrap_or_default()) {
+        // The budget is the task's: a holder cannot multiply it by delegating to fresh keys.
+        let budget = decision.task.as_deref().or(decision.holder.as_deref());
+        if decision.allowed && !limits.call(budget.unwrap_or_default()) {
             decision.allowed = false;
             decision.reason = "RATE_LIMITED".into();
-            decision.detail = "this holder is over its call budget; retry later".into();
+            decision.detail = "this task is over its call budget; retry later".into();
         }
         // An offline decision is reported to the coordinator's audit log; one that cannot be
         // recorded is not given.
@@ -412,15 +414,44 @@ fn matches(pattern: &str, path: &str) -> Option<BTreeMap<String, String>> {
     let mut params = BTreeMap::new();
     for (want, got) in p.iter().zip(&a) {
         match want.strip_prefix('{').and_then(|w| w.strip_suffix('}')) {
-            Some(name) if !got.is_empty() => {
-                params.insert(name.to_owned(), (*got).to_owned());
+            Some(name) => {
+                params.insert(name.to_owned(), param_value(got)?);
             }
-            Some(_) => return None,
             None if want == got => {}
             None => return None,
         }
     }
     Some(params)
+}
+
+/// A path parameter as the upstream will read it: percent-decoded, and refused (no route
+/// matches) when empty, a dot segment, not UTF-8, or holding anything an upstream might
+/// read as structure (`/`, `\`, `;`, `%` after decoding, `{`, `}`, `*`, control
+/// characters). So `%31%33` is the parameter `13`, and `42%2Fpay` matches nothing.
+fn param_value(raw: &str) -> Option<String> {
+    let bytes = raw.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = bytes.get(i + 1..i + 3)?;
+            if !hex.iter().all(u8::is_ascii_hexdigit) {
+                return None;
+            }
+            out.push(u8::from_str_radix(std::str::from_utf8(hex).ok()?, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    let v = String::from_utf8(out).ok()?;
+    let unsafe_value = v.is_empty()
+        || v == "."
+        || v == ".."
+        || v.chars()
+            .any(|c| c.is_control() || matches!(c, '/' | '\\' | ';' | '%' | '{' | '}' | '*'));
+    (!unsafe_value).then_some(v)
 }
 
 /// The call an HTTP request stands for (docs/GATEWAY.md), which the agent's proof must
@@ -471,6 +502,20 @@ const HOP_BY_HOP: &[&str] = &[
     "transfer-encoding",
     "upgrade",
     "host",
+];
+
+/// Headers some servers read as a different method, path or client than the request's
+/// own: never forwarded, since the proof does not bind them.
+const REWRITING: &[&str] = &[
+    "x-http-method-override",
+    "x-http-method",
+    "x-method-override",
+    "x-original-url",
+    "x-rewrite-url",
+    "x-original-method",
+    "forwarded",
+    "x-real-ip",
+    "x-client-ip",
 ];
 
 async fn handle(state: &State, req: Request<Incoming>) -> Response<Body> {
@@ -591,10 +636,43 @@ async fn handle_mcp(state: &State, mount: &Mount, req: Request<Incoming>) -> Res
         Ok(read) => read,
         Err(refused) => return refused,
     };
+    let mut parts = parts;
+    // Answers are rewritten (tool lists), so they come uncompressed.
+    parts.headers.remove(http::header::ACCEPT_ENCODING);
     if parts.method != Method::POST {
-        // The server's event stream (GET) and the end of a session (DELETE) carry no call.
+        // The server's event stream (GET) and the end of a session (DELETE) carry no call,
+        // but only a live chain opens or ends one; replaying past events (`Last-Event-ID`)
+        // could bring back unfiltered tool lists, so it is not passed on.
         if parts.method == Method::GET || parts.method == Method::DELETE {
-            return forward(state, mount, "", parts, body).await;
+            let live = parts
+                .headers
+                .get(HEADER_CHAIN)
+                .and_then(|v| v.to_str().ok())
+                .map(|t| Chain::from_text(t, &Limits::default()))
+                .map(|c| c.map_err(|d| d.reason().code().to_owned()))
+                .map(|c| {
+                    c.and_then(|c| {
+                        state
+                            .decider
+                            .verifier
+                            .verify_chain(&c.encode())
+                            .map_err(|d| d.reason)
+                    })
+                });
+            return match live {
+                None => refuse(
+                    StatusCode::UNAUTHORIZED,
+                    "MANDATE_REQUIRED",
+                    "send the chain (x-mandate-chain) to open or end an MCP stream",
+                ),
+                Some(Err(reason)) => {
+                    refuse(StatusCode::FORBIDDEN, &reason, "the chain is not live")
+                }
+                Some(Ok(_)) => {
+                    parts.headers.remove("last-event-id");
+                    forward(state, mount, "", parts, Bytes::new()).await
+                }
+            };
         }
         return refuse(
             StatusCode::METHOD_NOT_ALLOWED,
@@ -634,10 +712,14 @@ async fn handle_mcp(state: &State, mount: &Mount, req: Request<Incoming>) -> Res
                 );
             };
             head.headers.remove(http::header::CONTENT_LENGTH);
-            Response::from_parts(
-                head,
-                full(mcp::filter_tools(&collected.to_bytes(), &chain, name)),
-            )
+            let Some(filtered) = mcp::filter_tools(&collected.to_bytes(), &chain, name) else {
+                return refuse(
+                    StatusCode::BAD_GATEWAY,
+                    "UPSTREAM_UNREADABLE",
+                    "the tool list could not be read whole, so it is not passed on",
+                );
+            };
+            Response::from_parts(head, full(filtered))
         }
         mcp::Plan::Check {
             body: b,
@@ -693,6 +775,8 @@ async fn forward(
         let injected = mount.credential.as_ref().is_some_and(|(h, _)| h == name);
         // The body may have been rewritten: hyper sets its length.
         if HOP_BY_HOP.contains(&n)
+            || REWRITING.contains(&n)
+            || n.starts_with("x-forwarded-")
             || n.starts_with("x-mandate-")
             || injected
             || n == "content-length"
@@ -736,5 +820,30 @@ mod tests {
         assert!(matches("/invoices/{id}", "/invoices/42/pay").is_none());
         assert!(matches("/invoices/{id}", "/orders/42").is_none());
         assert!(matches("/health", "/health").unwrap().is_empty());
+    }
+
+    #[test]
+    fn path_parameters_are_checked_as_the_upstream_reads_them() {
+        let id = |path: &str| matches("/invoices/{id}", path).map(|p| p["id"].clone());
+        assert_eq!(id("/invoices/%31%33").as_deref(), Some("13"));
+        assert_eq!(id("/invoices/a%20b").as_deref(), Some("a b"));
+        for refused in [
+            "/invoices/42%2Fpay",
+            "/invoices/42%2fpay",
+            "/invoices/..",
+            "/invoices/.",
+            "/invoices/%2E%2E",
+            "/invoices/a%5Cb",
+            "/invoices/a;jsessionid=1",
+            "/invoices/%2531",
+            "/invoices/%zz",
+            "/invoices/%3",
+            "/invoices/%FF",
+            "/invoices/{b}",
+            "/invoices/a%00",
+            "/invoices/*",
+        ] {
+            assert_eq!(id(refused), None, "{refused}");
+        }
     }
 }

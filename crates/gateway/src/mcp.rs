@@ -274,7 +274,14 @@ pub fn plan(
         | "ping"
         | "notifications/initialized"
         | "notifications/cancelled"
-        | "notifications/progress" => Plan::Forward(msg.to_string().into_bytes()),
+        | "notifications/progress" => {
+            // Mandate's tokens never reach the server, whatever message carries them.
+            let (params, _) = take_tokens(obj, (None, None));
+            if obj.contains_key("params") {
+                obj.insert("params".into(), Json::Object(params));
+            }
+            Plan::Forward(msg.to_string().into_bytes())
+        }
         "tools/list" => {
             let (params, found) = take_tokens(obj, (chain_header, proof_header));
             match decode(found.0, None, false) {
@@ -367,8 +374,9 @@ pub fn lists(chain: &Chain, upstream: &str, tool: &str) -> bool {
 }
 
 /// Keeps, in a `tools/list` answer (a JSON body, or the `data:` lines of an event stream),
-/// only the tools the chain permits.
-pub fn filter_tools(body: &[u8], chain: &Chain, upstream: &str) -> Vec<u8> {
+/// only the tools the chain permits. `None` (fail closed) when a `data:` line is not a
+/// JSON message of its own.
+pub fn filter_tools(body: &[u8], chain: &Chain, upstream: &str) -> Option<Vec<u8>> {
     let filter = |mut v: Json| -> Json {
         if let Some(tools) = v.pointer_mut("/result/tools").and_then(Json::as_array_mut) {
             tools.retain(|t| {
@@ -380,7 +388,7 @@ pub fn filter_tools(body: &[u8], chain: &Chain, upstream: &str) -> Vec<u8> {
         v
     };
     if let Ok(v) = serde_json::from_slice::<Json>(body) {
-        return filter(v).to_string().into_bytes();
+        return Some(filter(v).to_string().into_bytes());
     }
     // An event stream: rewrite each JSON `data:` line.
     let text = String::from_utf8_lossy(body);
@@ -391,12 +399,9 @@ pub fn filter_tools(body: &[u8], chain: &Chain, upstream: &str) -> Vec<u8> {
             .map(|c| (c, "\r\n"))
             .or_else(|| line.strip_suffix('\n').map(|c| (c, "\n")))
             .unwrap_or((line, ""));
-        match content
-            .strip_prefix("data:")
-            .map(str::trim_start)
-            .and_then(|d| serde_json::from_str::<Json>(d).ok())
-        {
-            Some(v) => {
+        match content.strip_prefix("data:").map(str::trim_start) {
+            Some(data) => {
+                let v = serde_json::from_str::<Json>(data).ok()?;
                 out.push_str("data: ");
                 out.push_str(&filter(v).to_string());
                 out.push_str(end);
@@ -404,7 +409,7 @@ pub fn filter_tools(body: &[u8], chain: &Chain, upstream: &str) -> Vec<u8> {
             None => out.push_str(line),
         }
     }
-    out.into_bytes()
+    Some(out.into_bytes())
 }
 
 #[cfg(test)]
@@ -456,6 +461,38 @@ mod tests {
             call.args[ARGUMENTS_DIGEST],
             mcp_call("files", "read_file", &other).args[ARGUMENTS_DIGEST]
         );
+    }
+
+    /// A root granting `call` on `mcp/f/a` only.
+    fn test_chain() -> Chain {
+        let coordinator = mandate_core::SigningKey::generate().unwrap();
+        let holder = mandate_core::SigningKey::generate().unwrap();
+        let spec = mandate_core::LinkSpec::new(
+            holder.public_key(),
+            mandate_core::AgentId::new("spiffe://t/h").unwrap(),
+            vec![mandate_core::Capability::new("mcp/f/a", ["call"]).unwrap()],
+            0,
+            u64::MAX / 2,
+        )
+        .unwrap();
+        Chain::issue_root(
+            &coordinator,
+            mandate_core::TaskId::random().unwrap(),
+            mandate_core::LinkKind::Grant,
+            spec,
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn a_tool_list_that_cannot_be_read_whole_is_not_passed_on() {
+        let split = b"event: message\ndata: {\"jsonrpc\":\"2.0\",\ndata: \"id\":1}\n\n";
+        let root = test_chain();
+        assert!(filter_tools(split, &root, "f").is_none());
+        let whole = b"event: message\ndata: {\"jsonrpc\":\"2.0\",\"id\":1,\"result\":{\"tools\":[{\"name\":\"a\"},{\"name\":\"b\"}]}}\n\n";
+        let out = String::from_utf8(filter_tools(whole, &root, "f").unwrap()).unwrap();
+        assert!(out.contains(r#""tools":[{"name":"a"}]"#), "{out}");
+        assert!(out.starts_with("event: message\ndata: "), "{out}");
     }
 
     #[test]
@@ -529,6 +566,15 @@ mod tests {
                 json!({"jsonrpc": "2.0", "id": 7, "method": "ping"})
             ),
             _ => panic!("a ping is forwarded"),
+        }
+        // Mandate's `_meta` keys are taken out of every forwarded message.
+        let init = br#"{"jsonrpc":"2.0","id":9,"method":"initialize","params":{"_meta":{"mandate.dev/chain":"mandate1.x","other":1}}}"#;
+        match plan("f", init, None, None, None, None) {
+            Plan::Forward(b) => assert_eq!(
+                serde_json::from_slice::<Json>(&b).unwrap()["params"],
+                json!({"_meta": {"other": 1}})
+            ),
+            _ => panic!("initialize is forwarded"),
         }
         let response = br#"{"jsonrpc":"2.0","id":8,"result":{}}"#;
         assert_eq!(

@@ -21,6 +21,9 @@ use tokio::sync::mpsc;
 use crate::mcp::{self, Plan};
 use crate::{Config, StartError};
 
+/// Most tool lists waiting for the server's answer at once.
+const MAX_PENDING_LISTS: usize = 1024;
+
 /// Largest message the gateway reads from either side (bytes, without the newline).
 const MAX_LINE_BYTES: usize = 16 << 20;
 
@@ -124,14 +127,26 @@ async fn relay(
         tokio::spawn(async move {
             let mut lines = BufReader::new(child_out);
             while let Some(line) = read_line(&mut lines).await {
-                let chain = serde_json::from_slice::<Json>(&line)
-                    .ok()
-                    .filter(|v| v.get("method").is_none())
-                    .and_then(|v| v.get("id").map(Json::to_string))
-                    .and_then(|id| lists.lock().ok()?.remove(&id));
-                let out = match chain {
-                    Some(chain) => mcp::filter_tools(&line, &chain, &name),
-                    None => line,
+                let out = match serde_json::from_slice::<Json>(&line) {
+                    Ok(v) if v.get("method").is_none() => {
+                        let chain = id_key(&v).and_then(|id| lists.lock().ok()?.remove(&id));
+                        match chain {
+                            Some(chain) => {
+                                mcp::filter_tools(&line, &chain, &name).unwrap_or_default()
+                            }
+                            // A tool list nobody asked for with a chain: no tools (fail closed).
+                            None if v.pointer("/result/tools").is_some() => {
+                                tracing::warn!("an unrequested tool list from the server: emptied");
+                                let mut v = v;
+                                if let Some(t) = v.pointer_mut("/result/tools") {
+                                    *t = Json::Array(Vec::new());
+                                }
+                                v.to_string().into_bytes()
+                            }
+                            None => line,
+                        }
+                    }
+                    _ => line,
                 };
                 if to_agent.send(out).await.is_err() {
                     return;
@@ -145,6 +160,34 @@ async fn relay(
             if line.iter().all(u8::is_ascii_whitespace) {
                 continue;
             }
+            // A request may not reuse the id of a tool list still waiting for its answer (the
+            // answer is matched by id to the chain that filters it).
+            let pending = serde_json::from_slice::<Json>(&line)
+                .ok()
+                .filter(|v| v.get("method").is_some())
+                .and_then(|v| Some((id_key(&v)?, v.get("id").cloned()?)))
+                .filter(|(key, _)| lists.lock().is_ok_and(|l| l.contains_key(key)));
+            if let Some((_, id)) = pending {
+                let answer = mcp::rpc_error(
+                    &id,
+                    -32600,
+                    "INVALID_REQUEST",
+                    "this id is in use by a tools/list still waiting for its answer",
+                );
+                let _ = to_agent.send(answer.to_string().into_bytes()).await;
+                continue;
+            }
+            if !decider.limits.request() {
+                let id = crate::request_id(&line);
+                let answer = mcp::rpc_error(
+                    &id,
+                    mcp::REFUSED,
+                    "RATE_LIMITED",
+                    "over the gateway's request budget",
+                );
+                let _ = to_agent.send(answer.to_string().into_bytes()).await;
+                continue;
+            }
             let forward = match mcp::plan(&name, &line, None, None, None, None) {
                 Plan::Answer(v) => {
                     let _ = to_agent.send(v.to_string().into_bytes()).await;
@@ -153,9 +196,19 @@ async fn relay(
                 Plan::Forward(b) => Some(b),
                 Plan::ForwardAndFilter(b, chain) => {
                     match decider.verifier.verify_chain(&chain.encode()) {
+                        Ok(_) if lists.lock().is_ok_and(|l| l.len() >= MAX_PENDING_LISTS) => {
+                            let answer = mcp::rpc_error(
+                                &crate::request_id(&b),
+                                mcp::REFUSED,
+                                "RATE_LIMITED",
+                                "too many tool lists waiting for the server",
+                            );
+                            let _ = to_agent.send(answer.to_string().into_bytes()).await;
+                            None
+                        }
                         Ok(_) => {
                             if let Ok(mut l) = lists.lock() {
-                                l.insert(crate::request_id(&b).to_string(), chain);
+                                l.insert(mcp::canonical_json(&crate::request_id(&b)), chain);
                             }
                             Some(b)
                         }
@@ -218,6 +271,12 @@ async fn relay(
     }
     drop(to_agent);
     let _ = writer.await;
+}
+
+/// The key a message's id is matched by: its canonical JSON, so `1e22` and `1e+22`, or
+/// `"<"` and `"\u003c"`, are the same id.
+fn id_key(msg: &Json) -> Option<String> {
+    msg.get("id").map(mcp::canonical_json)
 }
 
 /// One line without its newline; `None` at the end of input. A line over

@@ -120,10 +120,13 @@ resource = "billing/refunds/{{id}}"
             planner.start_task(capabilities=[Capability.of("billing/invoices/*", "read")], ttl_ms=60_000).chain
         )
         call = mandate.http_call("read", "billing/invoices/{id}", {"id": "42"}, "GET", "/billing/invoices/42")
-        status, _, body = _request(f"{base}/billing/invoices/42", "GET", mandate.http_headers(chain, planner_key, gateway_id, call))
+        # Headers some servers read as another method, path or client are not passed on.
+        rewriting = {"x-http-method-override": "DELETE", "x-original-url": "/admin", "x-forwarded-for": "127.0.0.1"}
+        headers = mandate.http_headers(chain, planner_key, gateway_id, call) | rewriting
+        status, _, body = _request(f"{base}/billing/invoices/42", "GET", headers)
         assert (status, json.loads(body)) == (200, {"path": "/invoices/42"})
         assert _Api.seen[-1]["authorization"] == "Bearer s3cret"
-        assert not any(k.startswith("x-mandate-") for k in _Api.seen[-1])
+        assert not any(k.startswith("x-mandate-") or k in rewriting for k in _Api.seen[-1])
         before = len(_Api.seen)
         refund = mandate.http_call("write", "billing/refunds/{id}", {"id": "7"}, "POST", "/billing/refunds/7", body=b"{}")
         headers = {
@@ -321,6 +324,10 @@ url = "{endpoint}"
                         return listed, results
 
             listed, results = asyncio.run(session_run())
+
+            # The server's event stream opens only with a live chain.
+            status, reason, _ = _request(f"{base}/files", "GET", {"accept": "text/event-stream"})
+            assert (status, reason) == (401, "MANDATE_REQUIRED")
 
     assert sorted(listed) == ["read_file", "resize"]
     assert "contents of reports/q3.pdf" in str(results[0]), results[0]
