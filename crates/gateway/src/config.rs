@@ -73,6 +73,9 @@ pub struct GatewaySection {
     /// full, calls are refused (`AUDIT_BACKLOG`).
     #[serde(default = "default_spool")]
     pub max_spooled_decisions: usize,
+    /// Most client connections open at once; more are closed as they arrive.
+    #[serde(default = "default_connections")]
+    pub max_connections: usize,
     /// Requests the gateway takes per minute in all (a minute's worth may come at once);
     /// over it, `429 RATE_LIMITED`. 0: no limit.
     #[serde(default = "default_total_rate")]
@@ -88,6 +91,10 @@ fn default_total_rate() -> u32 {
 
 fn default_holder_rate() -> u32 {
     6_000
+}
+
+fn default_connections() -> usize {
+    4096
 }
 
 fn default_spool() -> usize {

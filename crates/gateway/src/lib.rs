@@ -237,21 +237,31 @@ pub async fn start(config: Config) -> Result<Gateway, StartError> {
         max_body_bytes: config.gateway.max_body_bytes,
     });
     let (stop, mut stopped) = tokio::sync::watch::channel(false);
+    let connections = Arc::new(tokio::sync::Semaphore::new(config.gateway.max_connections));
     let task = tokio::spawn(async move {
         loop {
             tokio::select! {
                 _ = stopped.changed() => return,
                 accepted = listener.accept() => {
                     let Ok((stream, _)) = accepted else { continue };
+                    // Over the connection cap, a new connection is closed at once.
+                    let Ok(permit) = Arc::clone(&connections).try_acquire_owned() else {
+                        tracing::warn!("connection cap reached: closing a new connection");
+                        continue;
+                    };
                     let state = Arc::clone(&state);
                     tokio::spawn(async move {
                         let service = hyper::service::service_fn(move |req| {
                             let state = Arc::clone(&state);
                             async move { Ok::<_, std::convert::Infallible>(handle(&state, req).await) }
                         });
+                        // A client that never finishes its headers is dropped.
                         let _ = hyper::server::conn::http1::Builder::new()
+                            .timer(hyper_util::rt::TokioTimer::new())
+                            .header_read_timeout(Duration::from_secs(10))
                             .serve_connection(TokioIo::new(stream), service)
                             .await;
+                        drop(permit);
                     });
                 }
             }
@@ -544,7 +554,7 @@ async fn handle(state: &State, req: Request<Incoming>) -> Response<Body> {
         return handle_mcp(state, mount, req).await;
     }
     let Some((route, params)) = mount.upstream.routes.iter().find_map(|r| {
-        (r.method.eq_ignore_ascii_case(req.method().as_str()))
+        (r.method.to_ascii_uppercase() == req.method().as_str())
             .then(|| matches(&r.path, &below).map(|p| (r, p)))
             .flatten()
     }) else {
