@@ -131,6 +131,7 @@ agent = "{GATEWAY}"
 key = "gateway.key"
 coordinator = "{coordinator}"
 max_body_bytes = 1024
+spool_file = "decisions.spool"
 
 [[upstream]]
 name = "billing"
@@ -381,6 +382,13 @@ resource = "billing/refunds/{{id}}"
     // Shutting down delivers the offline decisions still waiting: every one the verifier
     // made is in the coordinator's audit log, with the gateway as actor.
     gateway.shutdown().await;
+    assert_eq!(
+        std::fs::metadata(dir.path().join("decisions.spool"))
+            .unwrap()
+            .len(),
+        0,
+        "every spooled decision was delivered"
+    );
     let log = admin
         .query_audit_log(pb::QueryAuditLogRequest {
             filter: Some(pb::AuditFilter {

@@ -73,6 +73,10 @@ pub struct GatewaySection {
     /// full, calls are refused (`AUDIT_BACKLOG`).
     #[serde(default = "default_spool")]
     pub max_spooled_decisions: usize,
+    /// A file that keeps the offline decisions not yet delivered across a crash (default:
+    /// memory only).
+    #[serde(default)]
+    pub spool_file: Option<PathBuf>,
     /// Most client connections open at once; more are closed as they arrive.
     #[serde(default = "default_connections")]
     pub max_connections: usize,
@@ -228,6 +232,11 @@ impl Config {
         };
         mandate_core::AgentId::new(config.gateway.agent.clone())
             .map_err(|e| invalid(format!("gateway.agent: {e}")))?;
+        if let Some(spool) = config.gateway.spool_file.as_mut()
+            && spool.is_relative()
+        {
+            *spool = base.join(&*spool);
+        }
         if config.gateway.key.is_relative() {
             config.gateway.key = base.join(&config.gateway.key);
         }

@@ -75,6 +75,15 @@ pub enum StartError {
         #[source]
         source: std::io::Error,
     },
+    /// The decision spool file could not be opened or read.
+    #[error("decision spool `{}`: {source}", path.display())]
+    Spool {
+        /// The file.
+        path: std::path::PathBuf,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
     /// The listener could not be bound.
     #[error("cannot listen on {addr}: {source}")]
     Listen {
@@ -118,22 +127,28 @@ struct Reports {
 }
 
 impl Reports {
-    fn start(verifier: &ToolVerifier, gateway: &GatewaySection) -> Reports {
+    fn start(verifier: &ToolVerifier, gateway: &GatewaySection) -> Result<Reports, StartError> {
         let started = mandate_core::SystemClock.now_ms();
-        let spool = Arc::new(audit::Spool::new(
-            gateway.max_spooled_decisions,
-            format!("{started:x}"),
-        ));
+        let (capacity, prefix) = (gateway.max_spooled_decisions, format!("{started:x}"));
+        let spool = Arc::new(match &gateway.spool_file {
+            None => audit::Spool::new(capacity, prefix),
+            Some(path) => {
+                audit::Spool::open(capacity, prefix, path).map_err(|source| StartError::Spool {
+                    path: path.clone(),
+                    source,
+                })?
+            }
+        });
         let task = tokio::spawn({
             let spool = Arc::clone(&spool);
             let verifier = verifier.clone();
             async move { spool.deliver(verifier, Duration::from_secs(1)).await }
         });
-        Reports {
+        Ok(Reports {
             spool,
             verifier: verifier.clone(),
             task,
-        }
+        })
     }
 
     /// Stops the delivery task and delivers what waits (for up to 5 s); what cannot be
@@ -212,7 +227,7 @@ pub async fn start(config: Config) -> Result<Gateway, StartError> {
         });
     }
     let verifier = verifier(&config.gateway).await?;
-    let reports = Reports::start(&verifier, &config.gateway);
+    let reports = Reports::start(&verifier, &config.gateway)?;
     let listener = TcpListener::bind(config.gateway.listen)
         .await
         .map_err(|source| StartError::Listen {

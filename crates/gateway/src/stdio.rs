@@ -61,7 +61,7 @@ pub async fn run_stdio(
         });
     };
     tracing::info!(server = %name, command = %program, "mandate gateway stdio started");
-    let reports = crate::Reports::start(&verifier, &config.gateway);
+    let reports = crate::Reports::start(&verifier, &config.gateway)?;
     let gate = Gate {
         decider: crate::Decider {
             verifier,
