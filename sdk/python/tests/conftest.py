@@ -39,35 +39,43 @@ def _binary() -> pathlib.Path:
     return binary
 
 
+def start_coordinator(binary: pathlib.Path, data: pathlib.Path, listen: str = "127.0.0.1:0") -> tuple[subprocess.Popen[str], Coordinator]:
+    """Starts `mandate serve` on `data`; returns the process and a handle once it answers
+    a signed call. The caller stops the process."""
+    proc = subprocess.Popen(
+        [str(binary), "serve", "--listen", listen, "--data-dir", str(data)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        env={**os.environ, "RUST_LOG": "warn"},
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        first = proc.stdout.readline()
+        assert "listening on" in first, f"the coordinator did not start: {first!r}"
+        c = Coordinator(first.split()[-1], data, binary)
+        # Poll until it answers a signed call (never sleep blindly for long).
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                with c.admin() as admin:
+                    admin.get_trust_bundle()
+                return proc, c
+            except MandateError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.02)
+    except BaseException:
+        proc.terminate()
+        proc.wait(timeout=10)
+        raise
+
+
 @pytest.fixture(scope="session")
 def coordinator() -> Iterator[Coordinator]:
     with tempfile.TemporaryDirectory() as tmp:
-        data = pathlib.Path(tmp) / "mandate-data"
-        binary = _binary()
-        proc = subprocess.Popen(
-            [str(binary), "serve", "--listen", "127.0.0.1:0", "--data-dir", str(data)],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
-            env={**os.environ, "RUST_LOG": "warn"},
-            text=True,
-        )
+        proc, c = start_coordinator(_binary(), pathlib.Path(tmp) / "mandate-data")
         try:
-            assert proc.stdout is not None
-            first = proc.stdout.readline()
-            assert "listening on" in first, f"the coordinator did not start: {first!r}"
-            address = first.split()[-1]
-            c = Coordinator(address, data, binary)
-            # Poll until it answers a signed call (never sleep blindly for long).
-            deadline = time.monotonic() + 30
-            while True:
-                try:
-                    with c.admin() as admin:
-                        admin.get_trust_bundle()
-                    break
-                except MandateError:
-                    if time.monotonic() > deadline:
-                        raise
-                    time.sleep(0.02)
             yield c
         finally:
             proc.terminate()

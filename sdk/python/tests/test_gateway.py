@@ -174,6 +174,101 @@ resource = "billing/invoices/{{id}}"
     admin.close()
 
 
+def test_offline_decisions_survive_a_killed_gateway(coordinator, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """With `spool_file`, decisions made while the coordinator is down are not lost when
+    the gateway is killed with SIGKILL: the restarted gateway delivers them."""
+    import signal
+    import socket
+
+    from conftest import start_coordinator
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        listen = f"127.0.0.1:{s.getsockname()[1]}"
+    data = tmp_path / "data"
+    coord, c = start_coordinator(coordinator.binary, data, listen)
+    api = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Api)
+    threading.Thread(target=api.serve_forever, daemon=True).start()
+    procs = [coord]
+    try:
+        admin = c.admin()
+        key = mandate.SigningKey.generate()
+        key.save(tmp_path / "gateway.key")
+        gateway_id = "spiffe://mandate.local/gateways/spooled"
+        admin.register_agent(agent_id=gateway_id, public_key=key.public_key, role="tool")
+        planner, planner_key = register(admin, c.address, "planner")
+        chain = Chain.decode(
+            planner.start_task(capabilities=[Capability.of("billing/invoices/*", "read")], ttl_ms=60_000).chain
+        )
+        planner.close()
+        admin.close()
+        (tmp_path / "gateway.toml").write_text(
+            f"""
+[gateway]
+listen = "127.0.0.1:0"
+agent = "{gateway_id}"
+key = "gateway.key"
+coordinator = "{listen}"
+max_staleness_ms = 600000
+spool_file = "decisions.spool"
+
+[[upstream]]
+name = "billing"
+url = "http://127.0.0.1:{api.server_address[1]}"
+
+[[upstream.route]]
+method = "GET"
+path = "/invoices/{{id}}"
+action = "read"
+resource = "billing/invoices/{{id}}"
+"""
+        )
+
+        def gateway() -> tuple[subprocess.Popen[str], str]:
+            proc = subprocess.Popen(
+                [str(c.binary), "gateway", "--config", str(tmp_path / "gateway.toml")],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.DEVNULL,
+                text=True,
+            )
+            procs.append(proc)
+            assert proc.stdout is not None
+            first = proc.stdout.readline()
+            assert "listening on" in first, first
+            return proc, f"http://{first.split()[-1]}"
+
+        first_gateway, base = gateway()
+        coord.terminate()
+        coord.wait(timeout=10)
+        # The coordinator is down: the gateway decides offline and keeps the records.
+        for i in range(3):
+            path = f"/billing/invoices/{i}"
+            call = mandate.http_call("read", "billing/invoices/{id}", {"id": str(i)}, "GET", path)
+            status, _, _ = _request(base + path, "GET", mandate.http_headers(chain, planner_key, gateway_id, call))
+            assert status == 200
+        first_gateway.send_signal(signal.SIGKILL)
+        first_gateway.wait(timeout=10)
+        coord, c = start_coordinator(c.binary, data, listen)
+        procs.append(coord)
+        gateway()
+        resources: set[str] = set()
+        deadline = time.monotonic() + 20
+        with c.admin() as admin:
+            while len(resources) < 3 and time.monotonic() < deadline:
+                log = admin.query_audit_log(
+                    filter={"agent_id": gateway_id, "action_prefix": "invocation.offline_allowed"}, page_size=100
+                )
+                resources = {r.detail["resource"] for r in log.records}
+                time.sleep(0.05)
+        assert resources == {f"billing/invoices/{i}" for i in range(3)}
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.terminate()
+                proc.wait(timeout=10)
+        api.shutdown()
+
+
 def test_canonical_json_is_rfc_8785() -> None:
     """The same bytes the gateway hashes (crates/gateway/src/mcp.rs pins these too)."""
     value = {"\ue000": 1, "\U0001f600": 2, "b": [1, 2.5, None, True, 1e21, 1.5e-7, 100.0], "a": 'x\n"\x7f'}
