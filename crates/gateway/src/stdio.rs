@@ -109,7 +109,7 @@ async fn relay(
         name,
         online,
     } = gate;
-    // Lists in flight: request id (as JSON text) -> the chain that asked.
+    // Lists in flight: request id (canonical JSON, `id_key`) -> the chain that asked.
     let lists: Arc<Mutex<HashMap<String, Chain>>> = Arc::default();
     let (to_agent, mut outbox) = mpsc::channel::<Vec<u8>>(64);
     let writer = tokio::spawn(async move {
