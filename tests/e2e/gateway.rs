@@ -568,3 +568,191 @@ online = true
     );
     gateway.shutdown().await;
 }
+
+/// A small MCP server over streamable HTTP (JSON answers): `tools/list` offers
+/// `read_file` and `delete_file`; `tools/call` records the call it ran. It records every
+/// body it receives.
+async fn mcp_upstream() -> (SocketAddr, Arc<Mutex<Vec<serde_json::Value>>>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let seen: Arc<Mutex<Vec<serde_json::Value>>> = Arc::default();
+    let record = Arc::clone(&seen);
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                return;
+            };
+            let record = Arc::clone(&record);
+            tokio::spawn(async move {
+                let service = hyper::service::service_fn(
+                    move |req: http::Request<hyper::body::Incoming>| {
+                        let record = Arc::clone(&record);
+                        async move {
+                            let body = req.into_body().collect().await.unwrap().to_bytes();
+                            let msg: serde_json::Value =
+                                serde_json::from_slice(&body).unwrap_or_default();
+                            record.lock().unwrap().push(msg.clone());
+                            let result = match msg["method"].as_str() {
+                                Some("initialize") => serde_json::json!({
+                                    "protocolVersion": "2025-06-18",
+                                    "capabilities": {"tools": {}},
+                                    "serverInfo": {"name": "files", "version": "1"}
+                                }),
+                                Some("tools/list") => serde_json::json!({"tools": [
+                                    {"name": "read_file", "inputSchema": {"type": "object"}},
+                                    {"name": "delete_file", "inputSchema": {"type": "object"}}
+                                ]}),
+                                Some("tools/call") => serde_json::json!({"content": [
+                                    {"type": "text", "text": format!("ran {}", msg["params"]["name"])}
+                                ]}),
+                                _ => serde_json::json!({}),
+                            };
+                            let answer = serde_json::json!({"jsonrpc": "2.0", "id": msg["id"], "result": result});
+                            let mut resp =
+                                http::Response::new(Full::new(Bytes::from(answer.to_string())));
+                            resp.headers_mut().insert(
+                                http::header::CONTENT_TYPE,
+                                http::HeaderValue::from_static("application/json"),
+                            );
+                            Ok::<_, std::convert::Infallible>(resp)
+                        }
+                    },
+                );
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    (addr, seen)
+}
+
+/// A Rust agent calls an MCP server through the gateway: the list shows only the granted
+/// tool, the granted call runs with Mandate's tokens removed, a call outside the chain and
+/// a call whose `Mcp-Name` header disagrees with its body never reach the server, and the
+/// server's event stream needs a live chain.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rust_agent_calls_an_mcp_server_through_the_gateway() {
+    let h = Harness::start().await;
+    let mut admin = h.admin.clone();
+    let dir = tempfile::tempdir().unwrap();
+    register_gateway(&mut admin, dir.path()).await;
+    let (planner_key, mut planner) = h.register(&mut admin, PLANNER, "planner", "").await;
+    let (server, seen) = mcp_upstream().await;
+    let config = format!(
+        r#"
+[gateway]
+listen = "127.0.0.1:0"
+agent = "{GATEWAY}"
+key = "gateway.key"
+coordinator = "{coordinator}"
+
+[[upstream]]
+name = "files"
+kind = "mcp"
+url = "http://{server}/mcp"
+"#,
+        coordinator = h.server().local_addr,
+    );
+    let config =
+        mandate_gateway::Config::parse(&config, std::path::Path::new("gateway.toml"), dir.path())
+            .unwrap();
+    let gateway = mandate_gateway::start(config).await.unwrap();
+    let started = planner
+        .start_task(pb::StartTaskRequest {
+            capabilities: vec![cap_pb("mcp/files/read_file", &["call"])],
+            ttl_ms: 5 * 60_000,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let chain = decode(&started.chain);
+    let client = HttpClient::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
+    let post = |msg: serde_json::Value, headers: Vec<(&'static str, String)>| {
+        let mut req = http::Request::post(format!("http://{}/files", gateway.local_addr))
+            .header("content-type", "application/json")
+            .header("accept", "application/json, text/event-stream");
+        for (k, v) in headers {
+            req = req.header(k, v);
+        }
+        let req = req.body(Full::new(Bytes::from(msg.to_string()))).unwrap();
+        let client = client.clone();
+        async move {
+            let resp = client.request(req).await.unwrap();
+            let body = resp.into_body().collect().await.unwrap().to_bytes();
+            serde_json::from_slice::<serde_json::Value>(&body).unwrap()
+        }
+    };
+    let call = |tool: &str, args: serde_json::Value| {
+        let args = args.as_object().unwrap().clone();
+        let call = mandate_gateway::mcp::mcp_call("files", tool, &args);
+        let proof = Invocation::sign(&planner_key, &chain, GATEWAY, call, h.now()).unwrap();
+        serde_json::json!({
+            "jsonrpc": "2.0", "id": 3, "method": "tools/call",
+            "params": {"name": tool, "arguments": args, "_meta": {
+                mandate_gateway::mcp::META_CHAIN: chain.to_text(),
+                mandate_gateway::mcp::META_INVOCATION: proof.to_text(),
+            }}
+        })
+    };
+
+    let init = post(
+        serde_json::json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {}}),
+        vec![],
+    )
+    .await;
+    assert_eq!(init["result"]["serverInfo"]["name"], "files");
+    let list = post(
+        serde_json::json!({"jsonrpc": "2.0", "id": 2, "method": "tools/list"}),
+        vec![(mandate_gateway::HEADER_CHAIN, chain.to_text())],
+    )
+    .await;
+    assert_eq!(
+        list["result"]["tools"],
+        serde_json::json!([{"name": "read_file", "inputSchema": {"type": "object"}}])
+    );
+    let ran = post(
+        call("read_file", serde_json::json!({"path": "reports/q3.pdf"})),
+        vec![],
+    )
+    .await;
+    assert_eq!(ran["result"]["content"][0]["text"], "ran \"read_file\"");
+    let forwarded = seen.lock().unwrap().last().cloned().unwrap();
+    assert_eq!(forwarded["params"]["arguments"]["path"], "reports/q3.pdf");
+    assert!(
+        forwarded["params"].get("_meta").is_none(),
+        "Mandate's tokens reached the server: {forwarded}"
+    );
+    let before = seen.lock().unwrap().len();
+    let refused = post(
+        call("delete_file", serde_json::json!({"path": "x"})),
+        vec![],
+    )
+    .await;
+    assert_eq!(refused["error"]["data"]["reason"], "NOT_PERMITTED");
+    assert_eq!(refused["error"]["code"], -32001);
+    let mismatch = post(
+        call("read_file", serde_json::json!({"path": "reports/q3.pdf"})),
+        vec![("mcp-name", "delete_file".to_owned())],
+    )
+    .await;
+    assert_eq!(mismatch["error"]["data"]["reason"], "HEADER_MISMATCH");
+    assert_eq!(
+        seen.lock().unwrap().len(),
+        before,
+        "a refused call reached the server"
+    );
+    let (status, reason, _) = send(
+        gateway.local_addr,
+        Call {
+            method: "GET",
+            path: "/files",
+            body: b"",
+            chain: None,
+            proof: None,
+        },
+    )
+    .await;
+    assert_eq!((status, reason.as_str()), (401, "MANDATE_REQUIRED"));
+    gateway.shutdown().await;
+}
