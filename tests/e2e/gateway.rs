@@ -72,6 +72,23 @@ async fn register_gateway(admin: &mut mandate_sdk::Client, dir: &std::path::Path
         .unwrap();
 }
 
+/// Starts a gateway for `h`'s coordinator with its identity from `register_gateway` in
+/// `dir`; `rest` is the rest of the file after the `[gateway]` keys it sets.
+async fn start_gateway(h: &Harness, dir: &std::path::Path, rest: &str) -> mandate_gateway::Gateway {
+    let config = format!(
+        r#"[gateway]
+listen = "127.0.0.1:0"
+agent = "{GATEWAY}"
+key = "gateway.key"
+coordinator = "{coordinator}"
+{rest}"#,
+        coordinator = h.server().local_addr
+    );
+    let config =
+        mandate_gateway::Config::parse(&config, std::path::Path::new("gateway.toml"), dir).unwrap();
+    mandate_gateway::start(config).await.unwrap()
+}
+
 struct Call<'a> {
     method: &'a str,
     path: &'a str,
@@ -123,14 +140,11 @@ async fn the_gateway_forwards_only_permitted_calls_with_the_upstream_credential(
     let (planner_key, mut planner) = h.register(&mut admin, PLANNER, "planner", "").await;
     std::fs::write(dir.path().join("billing.secret"), "s3cret\n").unwrap();
     let (upstream_addr, seen) = upstream().await;
-    let config = format!(
-        r#"
-[gateway]
-listen = "127.0.0.1:0"
-agent = "{GATEWAY}"
-key = "gateway.key"
-coordinator = "{coordinator}"
-max_body_bytes = 1024
+    let gateway = start_gateway(
+        &h,
+        dir.path(),
+        &format!(
+            r#"max_body_bytes = 1024
 spool_file = "decisions.spool"
 
 [[upstream]]
@@ -149,13 +163,10 @@ method = "POST"
 path = "/refunds/{{id}}"
 action = "write"
 resource = "billing/refunds/{{id}}"
-"#,
-        coordinator = h.server().local_addr,
-    );
-    let config =
-        mandate_gateway::Config::parse(&config, std::path::Path::new("gateway.toml"), dir.path())
-            .unwrap();
-    let gateway = mandate_gateway::start(config).await.unwrap();
+"#
+        ),
+    )
+    .await;
     let gw = gateway.local_addr;
 
     // The planner may read invoices, and refund nothing.
@@ -454,14 +465,11 @@ when { context.signals.hasTag("arg.id") && context.signals.getTag("arg.id") == "
     register_gateway(&mut admin, work.path()).await;
     let (planner_key, mut planner) = h.register(&mut admin, PLANNER, "planner", "").await;
     let (upstream_addr, seen) = upstream().await;
-    let config = format!(
-        r#"
-[gateway]
-listen = "127.0.0.1:0"
-agent = "{GATEWAY}"
-key = "gateway.key"
-coordinator = "{coordinator}"
-
+    let gateway = start_gateway(
+        &h,
+        work.path(),
+        &format!(
+            r#"
 [[upstream]]
 name = "billing"
 url = "http://{upstream_addr}"
@@ -472,13 +480,10 @@ path = "/invoices/{{id}}"
 action = "read"
 resource = "reports/invoices/{{id}}"
 online = true
-"#,
-        coordinator = h.server().local_addr,
-    );
-    let config =
-        mandate_gateway::Config::parse(&config, std::path::Path::new("gateway.toml"), work.path())
-            .unwrap();
-    let gateway = mandate_gateway::start(config).await.unwrap();
+"#
+        ),
+    )
+    .await;
     let started = planner
         .start_task(pb::StartTaskRequest {
             intent: Some(pb::Intent {
@@ -639,25 +644,19 @@ async fn a_rust_agent_calls_an_mcp_server_through_the_gateway() {
     register_gateway(&mut admin, dir.path()).await;
     let (planner_key, mut planner) = h.register(&mut admin, PLANNER, "planner", "").await;
     let (server, seen) = mcp_upstream().await;
-    let config = format!(
-        r#"
-[gateway]
-listen = "127.0.0.1:0"
-agent = "{GATEWAY}"
-key = "gateway.key"
-coordinator = "{coordinator}"
-
+    let gateway = start_gateway(
+        &h,
+        dir.path(),
+        &format!(
+            r#"
 [[upstream]]
 name = "files"
 kind = "mcp"
 url = "http://{server}/mcp"
-"#,
-        coordinator = h.server().local_addr,
-    );
-    let config =
-        mandate_gateway::Config::parse(&config, std::path::Path::new("gateway.toml"), dir.path())
-            .unwrap();
-    let gateway = mandate_gateway::start(config).await.unwrap();
+"#
+        ),
+    )
+    .await;
     let started = planner
         .start_task(pb::StartTaskRequest {
             capabilities: vec![cap_pb("mcp/files/read_file", &["call"])],
