@@ -232,6 +232,20 @@ impl Config {
         };
         mandate_core::AgentId::new(config.gateway.agent.clone())
             .map_err(|e| invalid(format!("gateway.agent: {e}")))?;
+        for (key, value) in [
+            ("max_body_bytes", config.gateway.max_body_bytes),
+            ("max_connections", config.gateway.max_connections),
+            (
+                "max_spooled_decisions",
+                config.gateway.max_spooled_decisions,
+            ),
+        ] {
+            if value == 0 {
+                return Err(invalid(format!(
+                    "gateway.{key} is at least 1 (0 would refuse every call)"
+                )));
+            }
+        }
         if let Some(spool) = config.gateway.spool_file.as_mut()
             && spool.is_relative()
         {
@@ -379,6 +393,21 @@ resource = "billing/invoices/{id}"
                 "path = \"/invoices/{id}\"",
                 "path = \"invoices\"",
                 "starting with `/`",
+            ),
+            (
+                "key = \"g.key\"",
+                "key = \"g.key\"\nmax_connections = 0",
+                "gateway.max_connections is at least 1",
+            ),
+            (
+                "key = \"g.key\"",
+                "key = \"g.key\"\nmax_spooled_decisions = 0",
+                "gateway.max_spooled_decisions is at least 1",
+            ),
+            (
+                "url = \"http://127.0.0.1:9000\"",
+                "url = \"http://127.0.0.1:9000\"\nonline_tools = [\"x\"]",
+                "online_tools is for MCP upstreams",
             ),
         ] {
             let err = parse(&GOOD.replace(from, to)).unwrap_err().to_string();
