@@ -107,7 +107,17 @@ async fn unauthenticated_requests_are_refused_and_change_nothing() {
         ))
         .await
         .unwrap_err();
-    assert_eq!(reason(&s), "UNKNOWN_AGENT");
+    // Indistinguishable from a registered agent with a wrong signature: ids cannot be
+    // enumerated.
+    assert_eq!(reason(&s), "BAD_REQUEST_SIGNATURE");
+    let forged = raw
+        .register_agent(signed(&stranger, &admin_id, &msg, h.now()))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (s.code(), reason(&s), s.message()),
+        (forged.code(), reason(&forged), forged.message())
+    );
     assert_eq!(state(&h), before, "refused requests changed state");
 
     // A replayed request: the same signed bytes twice; only the first counts.

@@ -58,6 +58,17 @@ pub(crate) struct AuthState {
     /// Agents' keys, decompressed once (keyed by agent id, checked against the stored key
     /// bytes on every use).
     pub(crate) keys: Mutex<HashMap<String, PreparedKey>>,
+    /// A key nobody holds: a request from an unregistered agent is checked against it, so
+    /// the answer and its timing are those of a bad signature (no enumeration of ids).
+    pub(crate) decoy: PreparedKey,
+}
+
+/// The one answer for "no such agent" and "wrong signature".
+fn bad_signature() -> ApiError {
+    ApiError::unauthenticated(
+        ErrorReason::BadRequestSignature,
+        "the request signature does not verify for this agent, method and message",
+    )
 }
 
 /// Recently seen request nonces, bounded; refuses rather than forgets when full.
@@ -139,10 +150,8 @@ impl AuthState {
             return Ok(*k);
         }
         let key = agent.public_key.prepare().map_err(|_| {
-            ApiError::unauthenticated(
-                ErrorReason::UnknownAgent,
-                "the agent's stored key is unusable",
-            )
+            tracing::warn!(agent = %agent.id, "an agent's stored key is unusable");
+            bad_signature()
         })?;
         if keys.len() >= 100_000 {
             keys.clear();
@@ -182,18 +191,16 @@ impl AuthState {
         let auth = self.precheck(&parts.headers)?;
         let message = grpc_message(body)?;
         let now = self.clock.now_ms();
-        let agent = self.store.agent(&auth.agent)?.ok_or_else(|| {
-            ApiError::unauthenticated(
-                ErrorReason::UnknownAgent,
-                format!("agent `{}` is not registered", auth.agent),
-            )
-        })?;
+        let Some(agent) = self.store.agent(&auth.agent)? else {
+            // Same work and same answer as a bad signature: callers cannot tell which
+            // agent ids exist. The log keeps the detail.
+            let _ = auth.verify_prepared(&self.decoy, parts.uri.path(), message);
+            tracing::info!(agent = %auth.agent, "request from an unregistered agent");
+            return Err(bad_signature());
+        };
         let key = self.prepared_key(&agent)?;
         if !auth.verify_prepared(&key, parts.uri.path(), message) {
-            return Err(ApiError::unauthenticated(
-                ErrorReason::BadRequestSignature,
-                "the request signature does not verify for this agent, method and message",
-            ));
+            return Err(bad_signature());
         }
         if agent.status != AgentStatus::Active {
             return Err(ApiError::new(

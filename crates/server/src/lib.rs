@@ -388,6 +388,9 @@ pub async fn start_with_store(config: Config, store: Arc<dyn Store>) -> Result<S
                 config.max_requests_per_agent,
             )),
             keys: Mutex::new(std::collections::HashMap::new()),
+            decoy: mandate_core::SigningKey::generate()?
+                .public_key()
+                .prepare()?,
         }),
     };
     let (stop_tasks, mut stop_rx) = tokio::sync::watch::channel(false);
