@@ -470,6 +470,47 @@ async fn an_expired_link_is_refused_while_its_parent_still_works() {
     );
 }
 
+/// A proof that passed before a restart is not accepted again after it: the replay cache
+/// was in memory, so proofs made before the coordinator started are refused as replays.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_does_not_reopen_a_used_proof() {
+    let Delegated {
+        h,
+        mut tool,
+        tool_key,
+        a_key,
+        chain_a,
+        ..
+    } = delegated().await;
+    let t = h.now();
+    let call = Call::new("read", "files/reports/a.pdf");
+    let proof = Invocation::sign(&a_key, &chain_a, TOOL, call, t).unwrap();
+    allowed(&authorize_with(&mut tool, &chain_a, &proof, "read", "files/reports/a.pdf").await);
+    denied(
+        &authorize_with(&mut tool, &chain_a, &proof, "read", "files/reports/a.pdf").await,
+        "REPLAYED",
+    );
+    h.clock.advance(1);
+    let h = h.restart().await;
+    let mut tool = h.client(TOOL, &tool_key);
+    denied(
+        &authorize_with(&mut tool, &chain_a, &proof, "read", "files/reports/a.pdf").await,
+        "REPLAYED",
+    );
+    // A fresh proof works.
+    allowed(
+        &authorize(
+            &mut tool,
+            &a_key,
+            &chain_a,
+            "read",
+            "files/reports/a.pdf",
+            h.now(),
+        )
+        .await,
+    );
+}
+
 /// Revoking a middle link cuts its subtree off (online and on the feed) while its sibling
 /// works; completing the task cuts everything; a restart keeps every record and the audit
 /// chain.

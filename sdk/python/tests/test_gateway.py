@@ -21,7 +21,7 @@ import pytest
 
 import mandate
 from mandate import Capability, Chain, Prefix
-from tests_support import register
+from tests_support import name, register
 
 
 class _Api(http.server.BaseHTTPRequestHandler):
@@ -61,7 +61,7 @@ def _gateway(coordinator: Any, tmp_path: pathlib.Path, upstreams: str, settings:
     admin = coordinator.admin()
     gateway_key = mandate.SigningKey.generate()
     gateway_key.save(tmp_path / "gateway.key")
-    gateway_id = f"spiffe://mandate.local/gateways/py-{id(gateway_key)}"
+    gateway_id = name("gateway")
     admin.register_agent(agent_id=gateway_id, public_key=gateway_key.public_key, role="tool")
     admin.close()
     (tmp_path / "gateway.toml").write_text(

@@ -68,6 +68,14 @@ impl Coordinator {
             outcome.holder = Some(chain.leaf().body().holder_agent.as_str().to_owned());
             outcome.links = chain.links().iter().map(|l| l.id()).collect();
             let invocation = self.verifier.decode_invocation(invocation)?;
+            if invocation.body().issued_at_ms < self.started_ms {
+                // Its nonce may have been used before the restart, when the replay cache
+                // that would know it was in memory.
+                return Err(Denial::new(
+                    Reason::Replayed,
+                    "the proof was made before the coordinator started; make a new one",
+                ));
+            }
             let revoked = read(&self.revoked);
             outcome.epoch = revoked.epoch();
             let verified = self.verifier.verify_invocation(

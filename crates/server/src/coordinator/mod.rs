@@ -143,6 +143,9 @@ pub struct Coordinator {
     quota: QuotaLedger,
     // Bumped on every change of an approval request; waiters re-read the store.
     approvals_changed: tokio::sync::watch::Sender<u64>,
+    // When this process started: the replay cache holds nothing older, so online checks
+    // refuse proofs issued before it (a restart must not reopen their window).
+    started_ms: u64,
 }
 
 impl std::fmt::Debug for Coordinator {
@@ -248,6 +251,7 @@ impl Coordinator {
         // Everything in the store at start is durable.
         let feed = Arc::new(Feed::new(revoked.epoch()));
         Ok(Coordinator {
+            started_ms: clock.now_ms(),
             quota: QuotaLedger::new(config.quotas),
             audit: AuditWriter::start(Arc::clone(&store), store.audit_head()?.0),
             flusher: Flusher::start(Arc::clone(&store), Arc::clone(&feed) as Arc<dyn AfterFlush>),
