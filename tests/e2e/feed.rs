@@ -159,3 +159,58 @@ async fn the_feed_resumes_from_an_epoch_and_sends_heartbeats() {
     assert_eq!(got, want);
     assert_eq!(b.epoch, epochs[2]);
 }
+
+/// One agent may hold at most 16 server streams open: the 17th feed is refused with
+/// `QUOTA_EXCEEDED`, and closing one frees its slot.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_holds_a_bounded_number_of_open_streams() {
+    let h = Harness::start().await;
+    let mut admin = h.admin.clone();
+    let mut open = Vec::new();
+    for _ in 0..16 {
+        let mut feed = admin
+            .watch_revocations(pb::WatchRevocationsRequest { after_epoch: 0 })
+            .await
+            .unwrap();
+        feed.next().await.unwrap().unwrap();
+        open.push(feed);
+    }
+    let refused = admin
+        .watch_revocations(pb::WatchRevocationsRequest { after_epoch: 0 })
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (refused.code(), refused.reason()),
+        (Some(tonic::Code::ResourceExhausted), "QUOTA_EXCEEDED"),
+        "{refused:?}"
+    );
+    // Another agent is not affected.
+    let (_, mut planner) = h
+        .register(
+            &mut admin,
+            "spiffe://mandate.local/streams/planner",
+            "planner",
+            "",
+        )
+        .await;
+    planner
+        .watch_revocations(pb::WatchRevocationsRequest { after_epoch: 0 })
+        .await
+        .unwrap();
+    // Closing a feed frees its slot (the server notices the client went).
+    drop(open.pop());
+    let mut reopened = None;
+    for _ in 0..500 {
+        match admin
+            .watch_revocations(pb::WatchRevocationsRequest { after_epoch: 0 })
+            .await
+        {
+            Ok(feed) => {
+                reopened = Some(feed);
+                break;
+            }
+            Err(_) => tokio::time::sleep(std::time::Duration::from_millis(10)).await,
+        }
+    }
+    assert!(reopened.is_some(), "the closed feed's slot was never freed");
+}

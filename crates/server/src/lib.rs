@@ -399,6 +399,7 @@ pub async fn start_with_store(config: Config, store: Arc<dyn Store>) -> Result<S
         coordinator: Arc::clone(&coordinator),
         heartbeat: config.heartbeat,
         stop: stop_rx.clone(),
+        streams: Arc::default(),
     };
     let (health, health_service) = tonic_health::server::health_reporter();
     health.set_serving::<AgentServiceServer<Api>>().await;

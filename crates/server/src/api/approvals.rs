@@ -174,10 +174,12 @@ impl ApprovalService for Api {
                 requester: &a.requester,
             },
         )?;
+        let slot = self.streams.take(&caller.agent.id)?;
         let coordinator = Arc::clone(&self.coordinator);
         let mut stop = self.stop.clone();
         let (tx, rx) = tokio::sync::mpsc::channel(8);
         tokio::spawn(async move {
+            let _slot = slot;
             // Subscribe first, then read: a change in between wakes us.
             let mut changed = coordinator.watch_approvals();
             let mut last: Option<pb::WaitApprovalResponse> = None;

@@ -125,12 +125,14 @@ impl AuditService for Api {
         req: Request<pb::WatchAuditLogRequest>,
     ) -> Result<Response<RecordStream>, Status> {
         let watcher = auditor(&req)?.agent.id;
+        let slot = self.streams.take(&watcher)?;
         let r = req.into_inner();
         let filter = filter_from_pb(r.filter)?;
         let coordinator = std::sync::Arc::clone(&self.coordinator);
         let mut stop = self.stop.clone();
         let (tx, rx) = tokio::sync::mpsc::channel(256);
         tokio::spawn(async move {
+            let _slot = slot;
             // Subscribe first, then read: a record written in between wakes us.
             let mut head = coordinator.watch_audit();
             let mut cursor = r.after_seq;

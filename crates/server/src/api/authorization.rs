@@ -109,7 +109,7 @@ impl AuthorizationService for Api {
         &self,
         req: Request<pb::WatchRevocationsRequest>,
     ) -> Result<Response<FeedStream>, Status> {
-        caller(&req)?;
+        let slot = self.streams.take(&caller(&req)?.agent.id)?;
         let after = req.get_ref().after_epoch;
         let coordinator = Arc::clone(&self.coordinator);
         // Subscribe before reading the state, so nothing falls between the two.
@@ -133,6 +133,7 @@ impl AuthorizationService for Api {
         let heartbeat = self.heartbeat;
         let mut stop = self.stop.clone();
         let stream = async_stream(move |tx| async move {
+            let _slot = slot;
             let mut epoch = snapshot.epoch;
             if tx.send(Ok(first)).await.is_err() {
                 return;

@@ -29,6 +29,68 @@ pub struct Api {
     pub(crate) heartbeat: Duration,
     /// Becomes true at shutdown: open feeds end so graceful shutdown can finish.
     pub(crate) stop: tokio::sync::watch::Receiver<bool>,
+    /// Open server streams per agent.
+    pub(crate) streams: Arc<StreamSlots>,
+}
+
+/// Most server streams (revocation feeds, audit watches, approval waits) one agent may
+/// hold open at once.
+pub(crate) const MAX_STREAMS_PER_AGENT: usize = 16;
+
+/// Counts each agent's open server streams, so no agent can tie up the coordinator with
+/// them.
+#[derive(Debug, Default)]
+pub(crate) struct StreamSlots {
+    open: std::sync::Mutex<std::collections::HashMap<String, usize>>,
+}
+
+/// One open stream; dropping it (when the stream ends) frees the slot.
+#[derive(Debug)]
+pub(crate) struct StreamSlot {
+    slots: Arc<StreamSlots>,
+    agent: String,
+}
+
+impl StreamSlots {
+    fn open(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, usize>> {
+        self.open
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// A slot for `agent`, or `RESOURCE_EXHAUSTED` / `QUOTA_EXCEEDED` when it holds the
+    /// most it may.
+    pub(crate) fn take(self: &Arc<Self>, agent: &str) -> Result<StreamSlot, Status> {
+        let mut open = self.open();
+        let n = open.entry(agent.to_owned()).or_insert(0);
+        if *n >= MAX_STREAMS_PER_AGENT {
+            return Err(ApiError::new(
+                tonic::Code::ResourceExhausted,
+                ErrorReason::QuotaExceeded,
+                format!(
+                    "an agent may hold at most {MAX_STREAMS_PER_AGENT} open streams; close one first"
+                ),
+            )
+            .into());
+        }
+        *n += 1;
+        Ok(StreamSlot {
+            slots: Arc::clone(self),
+            agent: agent.to_owned(),
+        })
+    }
+}
+
+impl Drop for StreamSlot {
+    fn drop(&mut self) {
+        let mut open = self.slots.open();
+        if let Some(n) = open.get_mut(&self.agent) {
+            *n -= 1;
+            if *n == 0 {
+                open.remove(&self.agent);
+            }
+        }
+    }
 }
 
 pub(crate) fn caller<T>(req: &Request<T>) -> Result<Caller, Status> {
