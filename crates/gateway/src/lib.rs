@@ -12,11 +12,12 @@
 
 mod audit;
 mod config;
+mod decide;
 mod limits;
 pub mod mcp;
+mod routes;
 mod stdio;
 
-use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -30,13 +31,16 @@ use hyper::body::Incoming;
 use hyper_util::client::legacy::Client as HttpClient;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use mandate_core::{Call, Chain, Clock as _, Invocation, Limits, Value};
-use mandate_sdk::{Client, Signer, ToolConfig, ToolVerifier, WhenStale};
-use sha2::{Digest as _, Sha256};
+use mandate_core::{Chain, Invocation, Limits};
 use tokio::net::TcpListener;
 
 pub use config::{Config, ConfigError, Credential, GatewaySection, Route, Upstream};
+pub use decide::signals;
+pub use routes::http_call;
 pub use stdio::run_stdio;
+
+use decide::{Decider, Reports, verifier};
+use routes::matches;
 
 /// The header carrying the chain (text form).
 pub const HEADER_CHAIN: &str = "x-mandate-chain";
@@ -117,53 +121,6 @@ pub struct Gateway {
     stop: tokio::sync::watch::Sender<bool>,
     task: tokio::task::JoinHandle<()>,
     reports: Reports,
-}
-
-/// The delivery of offline decisions to the coordinator's audit log.
-struct Reports {
-    spool: Arc<audit::Spool>,
-    verifier: ToolVerifier,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Reports {
-    fn start(verifier: &ToolVerifier, gateway: &GatewaySection) -> Result<Reports, StartError> {
-        let started = mandate_core::SystemClock.now_ms();
-        let (capacity, prefix) = (gateway.max_spooled_decisions, format!("{started:x}"));
-        let spool = Arc::new(match &gateway.spool_file {
-            None => audit::Spool::new(capacity, prefix),
-            Some(path) => {
-                audit::Spool::open(capacity, prefix, path).map_err(|source| StartError::Spool {
-                    path: path.clone(),
-                    source,
-                })?
-            }
-        });
-        let task = tokio::spawn({
-            let spool = Arc::clone(&spool);
-            let verifier = verifier.clone();
-            async move { spool.deliver(verifier, Duration::from_secs(1)).await }
-        });
-        Ok(Reports {
-            spool,
-            verifier: verifier.clone(),
-            task,
-        })
-    }
-
-    /// Stops the delivery task and delivers what waits (for up to 5 s); what cannot be
-    /// delivered is counted in the log.
-    async fn finish(self) {
-        self.task.abort();
-        let flushed =
-            tokio::time::timeout(Duration::from_secs(5), self.spool.flush(&self.verifier)).await;
-        if !matches!(flushed, Ok(Ok(()))) {
-            tracing::error!(
-                undelivered = self.spool.len(),
-                "offline decisions could not be delivered to the coordinator's audit log"
-            );
-        }
-    }
 }
 
 impl std::fmt::Debug for Gateway {
@@ -291,123 +248,6 @@ pub async fn start(config: Config) -> Result<Gateway, StartError> {
     })
 }
 
-/// The gateway's offline verifier: its identity, the coordinator's trust bundle and
-/// revocation feed, staleness that fails closed.
-async fn verifier(gateway: &GatewaySection) -> Result<ToolVerifier, StartError> {
-    let signer = Signer::from_key_file(&gateway.agent, &gateway.key)?;
-    let client = Client::connect(mandate_sdk::endpoint(&gateway.coordinator), signer).await?;
-    let mut tool = ToolConfig::new(gateway.agent.clone());
-    tool.max_staleness = Duration::from_millis(gateway.max_staleness_ms);
-    tool.when_stale = WhenStale::FailClosed;
-    Ok(ToolVerifier::connect(client, tool).await?)
-}
-
-/// Everything a decision needs: the verifier, the spool of offline decisions, the budgets.
-struct Decider {
-    verifier: ToolVerifier,
-    spool: Arc<audit::Spool>,
-    limits: limits::Limits,
-}
-
-impl Decider {
-    /// Decides a call: offline against the followed revocation feed, or, when `online`,
-    /// with `Authorize` at the coordinator (which audits it) and the call as policy
-    /// signals; then the holder's budget, and the offline decision's record.
-    async fn decide(
-        &self,
-        online: bool,
-        upstream: &str,
-        call: &Call,
-        chain: &[u8],
-        proof: &[u8],
-    ) -> mandate_sdk::Decision {
-        let (verifier, spool, limits) = (&self.verifier, &*self.spool, &self.limits);
-        let mut decision = if online {
-            verifier
-                .authorize_online(chain, proof, call, signals(upstream, call))
-                .await
-        } else {
-            verifier.authorize(chain, proof, call).await
-        };
-        // The budget is the task's: a holder cannot multiply it by delegating to fresh keys.
-        let budget = decision.task.as_deref().or(decision.holder.as_deref());
-        if decision.allowed && !limits.call(budget.unwrap_or_default()) {
-            decision.allowed = false;
-            decision.reason = "RATE_LIMITED".into();
-            decision.detail = "this task is over its call budget; retry later".into();
-        }
-        // An offline decision is reported to the coordinator's audit log; one that cannot be
-        // recorded is not given.
-        if !decision.online
-            && !spool.push(
-                upstream,
-                call,
-                &decision,
-                mandate_core::SystemClock.now_ms(),
-            )
-        {
-            tracing::error!(
-                upstream,
-                resource = %call.resource,
-                allowed = decision.allowed,
-                "the decision spool is full: refusing, and this decision is not in the coordinator's audit log"
-            );
-            decision.allowed = false;
-            decision.reason = "AUDIT_BACKLOG".into();
-            decision.detail =
-                "the gateway cannot record more decisions until the coordinator takes them".into();
-        }
-        log_decision(upstream, call, &decision);
-        decision
-    }
-}
-
-/// The signals an online decision carries for the `Invoke` policy
-/// (`context.signals.getTag("arg.id")`): `gateway.upstream`, and `arg.<name>` for each
-/// argument whose name and value fit the coordinator's limits (names of `[A-Za-z0-9_.-]`
-/// up to 64 characters with the prefix, values up to 256 bytes, integers in decimal; 32
-/// signals in all). An argument that does not fit is left out, so a policy that needs it
-/// should forbid when the tag is absent.
-pub fn signals(upstream: &str, call: &Call) -> BTreeMap<String, String> {
-    let mut signals = BTreeMap::new();
-    if upstream.len() <= 256 {
-        signals.insert("gateway.upstream".to_owned(), upstream.to_owned());
-    }
-    for (name, value) in &call.args {
-        if signals.len() >= 32 {
-            break;
-        }
-        let key = format!("arg.{name}");
-        let value = match value {
-            Value::Text(t) => t.clone(),
-            Value::Int(i) => i.to_string(),
-        };
-        let fits = key.len() <= 64
-            && key
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
-            && value.len() <= 256;
-        if fits {
-            signals.insert(key, value);
-        }
-    }
-    signals
-}
-
-/// One log line per decision (the credential and the tokens never appear).
-fn log_decision(upstream: &str, call: &Call, decision: &mandate_sdk::Decision) {
-    tracing::info!(
-        upstream = %upstream,
-        action = %call.action,
-        resource = %call.resource,
-        allowed = decision.allowed,
-        reason = %decision.reason,
-        holder = decision.holder.as_deref().unwrap_or_default(),
-        task = decision.task.as_deref().unwrap_or_default(),
-        "gateway decision"
-    );
-}
-
 fn full(body: impl Into<Bytes>) -> Body {
     Full::new(body.into())
         .map_err(|never| match never {})
@@ -428,92 +268,6 @@ fn refuse(status: StatusCode, reason: &str, detail: &str) -> Response<Body> {
         r.headers_mut().insert(HEADER_REASON, v);
     }
     r
-}
-
-/// Matches `path` (below the mount) against a route pattern; the parameters on success.
-fn matches(pattern: &str, path: &str) -> Option<BTreeMap<String, String>> {
-    let (p, a): (Vec<&str>, Vec<&str>) = (pattern.split('/').collect(), path.split('/').collect());
-    if p.len() != a.len() {
-        return None;
-    }
-    let mut params = BTreeMap::new();
-    for (want, got) in p.iter().zip(&a) {
-        match want.strip_prefix('{').and_then(|w| w.strip_suffix('}')) {
-            Some(name) => {
-                params.insert(name.to_owned(), param_value(got)?);
-            }
-            None if want == got => {}
-            None => return None,
-        }
-    }
-    Some(params)
-}
-
-/// A path parameter as the upstream will read it: percent-decoded, and refused (no route
-/// matches) when empty, a dot segment, not UTF-8, or holding anything an upstream might
-/// read as structure (`/`, `\`, `;`, `%` after decoding, `{`, `}`, `*`, control
-/// characters). So `%31%33` is the parameter `13`, and `42%2Fpay` matches nothing.
-fn param_value(raw: &str) -> Option<String> {
-    let bytes = raw.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' {
-            let hex = bytes.get(i + 1..i + 3)?;
-            if !hex.iter().all(u8::is_ascii_hexdigit) {
-                return None;
-            }
-            out.push(u8::from_str_radix(std::str::from_utf8(hex).ok()?, 16).ok()?);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    let v = String::from_utf8(out).ok()?;
-    let unsafe_value = v.is_empty()
-        || v == "."
-        || v == ".."
-        || v.chars()
-            .any(|c| c.is_control() || matches!(c, '/' | '\\' | ';' | '%' | '{' | '}' | '*'));
-    (!unsafe_value).then_some(v)
-}
-
-/// The call an HTTP request stands for (docs/GATEWAY.md), which the agent's proof must
-/// name exactly: the route's `action`, its `resource` with the path parameters filled in,
-/// and as arguments the path parameters (text) and `http.method`, `http.path` (the path as
-/// sent to the gateway), `http.query` (the raw query, or empty) and `http.body_sha256`
-/// (lowercase hex of the body's SHA-256). Agents build the same call to sign their proof.
-pub fn http_call(
-    action: &str,
-    resource_template: &str,
-    params: &BTreeMap<String, String>,
-    method: &str,
-    path: &str,
-    query: &str,
-    body: &[u8],
-) -> Call {
-    let mut resource = resource_template.to_owned();
-    for (k, v) in params {
-        resource = resource.replace(&format!("{{{k}}}"), v);
-    }
-    let mut call = Call::new(action, resource);
-    for (k, v) in params {
-        call.args.insert(k.clone(), Value::Text(v.clone()));
-    }
-    let digest: String = Sha256::digest(body)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
-    for (k, v) in [
-        ("http.method", method.to_owned()),
-        ("http.path", path.to_owned()),
-        ("http.query", query.to_owned()),
-        ("http.body_sha256", digest),
-    ] {
-        call.args.insert(k.to_owned(), Value::Text(v));
-    }
-    call
 }
 
 /// Headers that are the connection's, not the request's, and never forwarded.
@@ -829,46 +583,6 @@ async fn forward(
                 "UPSTREAM_UNAVAILABLE",
                 "the upstream did not answer",
             )
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn route_patterns_bind_whole_segments() {
-        let p = matches("/invoices/{id}", "/invoices/42").unwrap();
-        assert_eq!(p["id"], "42");
-        assert!(matches("/invoices/{id}", "/invoices/").is_none());
-        assert!(matches("/invoices/{id}", "/invoices/42/pay").is_none());
-        assert!(matches("/invoices/{id}", "/orders/42").is_none());
-        assert!(matches("/health", "/health").unwrap().is_empty());
-    }
-
-    #[test]
-    fn path_parameters_are_checked_as_the_upstream_reads_them() {
-        let id = |path: &str| matches("/invoices/{id}", path).map(|p| p["id"].clone());
-        assert_eq!(id("/invoices/%31%33").as_deref(), Some("13"));
-        assert_eq!(id("/invoices/a%20b").as_deref(), Some("a b"));
-        for refused in [
-            "/invoices/42%2Fpay",
-            "/invoices/42%2fpay",
-            "/invoices/..",
-            "/invoices/.",
-            "/invoices/%2E%2E",
-            "/invoices/a%5Cb",
-            "/invoices/a;jsessionid=1",
-            "/invoices/%2531",
-            "/invoices/%zz",
-            "/invoices/%3",
-            "/invoices/%FF",
-            "/invoices/{b}",
-            "/invoices/a%00",
-            "/invoices/*",
-        ] {
-            assert_eq!(id(refused), None, "{refused}");
         }
     }
 }
