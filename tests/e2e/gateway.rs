@@ -97,6 +97,19 @@ struct Call<'a> {
     proof: Option<&'a Invocation>,
 }
 
+impl<'a> Call<'a> {
+    /// A GET without a body.
+    fn get(path: &'a str, chain: Option<&'a Chain>, proof: Option<&'a Invocation>) -> Self {
+        Call {
+            method: "GET",
+            path,
+            body: b"",
+            chain,
+            proof,
+        }
+    }
+}
+
 /// Sends a request through the gateway; returns the status, the reason header and the body.
 async fn send(gateway: SocketAddr, c: Call<'_>) -> (u16, String, String) {
     let client = HttpClient::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
@@ -209,13 +222,7 @@ resource = "billing/refunds/{{id}}"
     let proof = read("42");
     let (status, reason, body) = send(
         gw,
-        Call {
-            method: "GET",
-            path: "/billing/invoices/42",
-            body: b"",
-            chain: Some(&chain),
-            proof: Some(&proof),
-        },
+        Call::get("/billing/invoices/42", Some(&chain), Some(&proof)),
     )
     .await;
     assert_eq!(
@@ -238,26 +245,14 @@ resource = "billing/refunds/{{id}}"
     // Refused, each with its reason, and none of them reaches the upstream.
     let replay = send(
         gw,
-        Call {
-            method: "GET",
-            path: "/billing/invoices/42",
-            body: b"",
-            chain: Some(&chain),
-            proof: Some(&proof),
-        },
+        Call::get("/billing/invoices/42", Some(&chain), Some(&proof)),
     )
     .await;
     assert_eq!((replay.0, replay.1.as_str()), (403, "REPLAYED"));
     let other_invoice = read("43");
     let swapped = send(
         gw,
-        Call {
-            method: "GET",
-            path: "/billing/invoices/42",
-            body: b"",
-            chain: Some(&chain),
-            proof: Some(&other_invoice),
-        },
+        Call::get("/billing/invoices/42", Some(&chain), Some(&other_invoice)),
     )
     .await;
     assert_eq!(
@@ -298,27 +293,11 @@ resource = "billing/refunds/{{id}}"
     );
     let wrong = send(
         gw,
-        Call {
-            method: "GET",
-            path: "/billing/invoices/42",
-            body: b"",
-            chain: Some(&chain),
-            proof: Some(&elsewhere),
-        },
+        Call::get("/billing/invoices/42", Some(&chain), Some(&elsewhere)),
     )
     .await;
     assert_eq!((wrong.0, wrong.1.as_str()), (403, "WRONG_AUDIENCE"));
-    let bare = send(
-        gw,
-        Call {
-            method: "GET",
-            path: "/billing/invoices/42",
-            body: b"",
-            chain: None,
-            proof: None,
-        },
-    )
-    .await;
+    let bare = send(gw, Call::get("/billing/invoices/42", None, None)).await;
     assert_eq!((bare.0, bare.1.as_str()), (401, "MANDATE_REQUIRED"));
     let fresh = read("42");
     let big = send(
@@ -345,17 +324,7 @@ resource = "billing/refunds/{{id}}"
     )
     .await;
     assert_eq!((nowhere.0, nowhere.1.as_str()), (404, "NO_SUCH_ROUTE"));
-    let garbage = send(
-        gw,
-        Call {
-            method: "GET",
-            path: "/billing/invoices/42",
-            body: b"",
-            chain: Some(&chain),
-            proof: None,
-        },
-    )
-    .await;
+    let garbage = send(gw, Call::get("/billing/invoices/42", Some(&chain), None)).await;
     assert_eq!(garbage.0, 401);
     assert_eq!(
         seen.lock().unwrap().len(),
@@ -375,13 +344,7 @@ resource = "billing/refunds/{{id}}"
     for _ in 0..200 {
         last = send(
             gw,
-            Call {
-                method: "GET",
-                path: "/billing/invoices/42",
-                body: b"",
-                chain: Some(&chain),
-                proof: Some(&read("42")),
-            },
+            Call::get("/billing/invoices/42", Some(&chain), Some(&read("42"))),
         )
         .await;
         if last.1 == "REVOKED" {
@@ -516,26 +479,14 @@ online = true
     let (path, proof) = get("42");
     let (status, reason, _) = send(
         gateway.local_addr,
-        Call {
-            method: "GET",
-            path: &path,
-            body: b"",
-            chain: Some(&chain),
-            proof: Some(&proof),
-        },
+        Call::get(&path, Some(&chain), Some(&proof)),
     )
     .await;
     assert_eq!((status, reason.as_str()), (200, ""));
     let (path, proof) = get("13");
     let (status, reason, body) = send(
         gateway.local_addr,
-        Call {
-            method: "GET",
-            path: &path,
-            body: b"",
-            chain: Some(&chain),
-            proof: Some(&proof),
-        },
+        Call::get(&path, Some(&chain), Some(&proof)),
     )
     .await;
     assert_eq!((status, reason.as_str()), (403, "POLICY_DENIED"), "{body}");
@@ -741,17 +692,7 @@ url = "http://{server}/mcp"
         before,
         "a refused call reached the server"
     );
-    let (status, reason, _) = send(
-        gateway.local_addr,
-        Call {
-            method: "GET",
-            path: "/files",
-            body: b"",
-            chain: None,
-            proof: None,
-        },
-    )
-    .await;
+    let (status, reason, _) = send(gateway.local_addr, Call::get("/files", None, None)).await;
     assert_eq!((status, reason.as_str()), (401, "MANDATE_REQUIRED"));
     gateway.shutdown().await;
 }
