@@ -434,7 +434,7 @@ async fn handle_mcp(state: &State, mount: &Mount, req: Request<Incoming>) -> Res
                         state
                             .decider
                             .verifier
-                            .verify_chain(&c.encode())
+                            .verify_chain(&c)
                             .map_err(|d| d.reason)
                     })
                 });
@@ -473,7 +473,7 @@ async fn handle_mcp(state: &State, mount: &Mount, req: Request<Incoming>) -> Res
         mcp::Plan::Answer(v) => rpc_answer(&v),
         mcp::Plan::Forward(b) => forward(state, mount, "", parts, Bytes::from(b)).await,
         mcp::Plan::ForwardAndFilter(b, chain) => {
-            if let Err(d) = state.decider.verifier.verify_chain(&chain.encode()) {
+            if let Err(d) = state.decider.verifier.verify_chain(&chain) {
                 return rpc_answer(&mcp::rpc_error(
                     &request_id(&b),
                     mcp::REFUSED,

@@ -194,36 +194,34 @@ async fn relay(
                     None
                 }
                 Plan::Forward(b) => Some(b),
-                Plan::ForwardAndFilter(b, chain) => {
-                    match decider.verifier.verify_chain(&chain.encode()) {
-                        Ok(_) if lists.lock().is_ok_and(|l| l.len() >= MAX_PENDING_LISTS) => {
-                            let answer = mcp::rpc_error(
-                                &crate::request_id(&b),
-                                mcp::REFUSED,
-                                "RATE_LIMITED",
-                                "too many tool lists waiting for the server",
-                            );
-                            let _ = to_agent.send(answer.to_string().into_bytes()).await;
-                            None
-                        }
-                        Ok(_) => {
-                            if let Ok(mut l) = lists.lock() {
-                                l.insert(mcp::canonical_json(&crate::request_id(&b)), chain);
-                            }
-                            Some(b)
-                        }
-                        Err(d) => {
-                            let answer = mcp::rpc_error(
-                                &crate::request_id(&b),
-                                mcp::REFUSED,
-                                &d.reason,
-                                &d.detail,
-                            );
-                            let _ = to_agent.send(answer.to_string().into_bytes()).await;
-                            None
-                        }
+                Plan::ForwardAndFilter(b, chain) => match decider.verifier.verify_chain(&chain) {
+                    Ok(_) if lists.lock().is_ok_and(|l| l.len() >= MAX_PENDING_LISTS) => {
+                        let answer = mcp::rpc_error(
+                            &crate::request_id(&b),
+                            mcp::REFUSED,
+                            "RATE_LIMITED",
+                            "too many tool lists waiting for the server",
+                        );
+                        let _ = to_agent.send(answer.to_string().into_bytes()).await;
+                        None
                     }
-                }
+                    Ok(_) => {
+                        if let Ok(mut l) = lists.lock() {
+                            l.insert(mcp::canonical_json(&crate::request_id(&b)), chain);
+                        }
+                        Some(b)
+                    }
+                    Err(d) => {
+                        let answer = mcp::rpc_error(
+                            &crate::request_id(&b),
+                            mcp::REFUSED,
+                            &d.reason,
+                            &d.detail,
+                        );
+                        let _ = to_agent.send(answer.to_string().into_bytes()).await;
+                        None
+                    }
+                },
                 Plan::Check {
                     body,
                     chain,

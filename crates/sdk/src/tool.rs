@@ -204,18 +204,14 @@ impl ToolVerifier {
             Ok(c) => c,
             Err(d) => return Decision::deny(d.reason().code(), d.to_string()),
         };
-        let stale = self.staleness_ms()
-            > u64::try_from(inner.config.max_staleness.as_millis()).unwrap_or(u64::MAX);
+        let stale = self.stale();
         let online_only = decoded.links().iter().any(|l| l.body().require_online);
-        if online_only || stale {
-            if stale && !online_only && inner.config.when_stale == WhenStale::FailClosed {
-                return Decision::deny(
-                    "FEED_STALE",
-                    format!(
-                        "no word from the revocation feed for {} ms",
-                        self.staleness_ms()
-                    ),
-                );
+        if online_only || stale.is_some() {
+            if let Some(refusal) = stale
+                && !online_only
+                && inner.config.when_stale == WhenStale::FailClosed
+            {
+                return refusal;
             }
             return self.online(chain, invocation, call).await;
         }
@@ -233,29 +229,30 @@ impl ToolVerifier {
         )
     }
 
-    /// Verifies a chain on its own, offline, against the followed revocation set (no call,
-    /// no proof): for listing what a holder may do. A stale feed refuses (`FEED_STALE`).
-    pub fn verify_chain(&self, chain: &[u8]) -> Result<Chain, Decision> {
-        let inner = &self.inner;
-        let decoded = inner
-            .verifier
-            .decode_chain(chain)
-            .map_err(|d| Decision::deny(d.reason().code(), d.to_string()))?;
-        let limit = u64::try_from(inner.config.max_staleness.as_millis()).unwrap_or(u64::MAX);
-        if self.staleness_ms() > limit {
-            return Err(Decision::deny(
-                "FEED_STALE",
-                format!(
-                    "no word from the revocation feed for {} ms",
-                    self.staleness_ms()
-                ),
-            ));
+    /// Verifies a decoded chain on its own, offline, against the followed revocation set
+    /// (no call, no proof): for listing what a holder may do. A stale feed refuses
+    /// (`FEED_STALE`).
+    pub fn verify_chain(&self, chain: &Chain) -> Result<(), Decision> {
+        if let Some(refusal) = self.stale() {
+            return Err(refusal);
         }
-        inner
+        self.inner
             .verifier
-            .verify_chain(&decoded, &*read(&inner.revoked))
-            .map_err(|d| Decision::deny(d.reason().code(), d.to_string()))?;
-        Ok(decoded)
+            .verify_chain(chain, &*read(&self.inner.revoked))
+            .map(|_| ())
+            .map_err(|d| Decision::deny(d.reason().code(), d.to_string()))
+    }
+
+    /// The `FEED_STALE` refusal, when the feed is older than the configured bound.
+    fn stale(&self) -> Option<Decision> {
+        let limit = u64::try_from(self.inner.config.max_staleness.as_millis()).unwrap_or(u64::MAX);
+        let age = self.staleness_ms();
+        (age > limit).then(|| {
+            Decision::deny(
+                "FEED_STALE",
+                format!("no word from the revocation feed for {age} ms"),
+            )
+        })
     }
 
     /// Reports decisions made offline to the coordinator's audit log; returns once they
