@@ -24,6 +24,7 @@
 //   audit write fails.
 // - `operations`: health and reflection, the trust bundle and renewal, bounded storage.
 // - `gateway`: `mandate-gateway` in front of a real HTTP upstream.
+// - `tls`: TLS and mutual TLS on the listeners, certificate reload.
 mod audit;
 mod bad_input;
 mod failing_store;
@@ -33,4 +34,5 @@ mod gateway;
 mod harness;
 mod operations;
 mod policy;
+mod tls;
 mod tool;

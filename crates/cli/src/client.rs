@@ -13,7 +13,7 @@ pub(crate) struct Connection {
         long,
         global = true,
         env = "MANDATE_SERVER",
-        default_value = "http://127.0.0.1:7468"
+        default_value = "127.0.0.1:7468"
     )]
     pub(crate) server: String,
     /// The agent's private key (PKCS#8 PEM, mode 0600).
@@ -32,6 +32,16 @@ pub(crate) struct Connection {
         default_value = "spiffe://mandate.local/admin"
     )]
     pub(crate) agent: String,
+    /// CA certificate (PEM) that signed the coordinator's TLS certificate; with it,
+    /// `host:port` means TLS.
+    #[arg(long, global = true, env = "MANDATE_CA_FILE")]
+    pub(crate) ca_file: Option<PathBuf>,
+    /// Client certificate (PEM) for a coordinator that requires mutual TLS.
+    #[arg(long, global = true, env = "MANDATE_CLIENT_CERT")]
+    pub(crate) client_cert: Option<PathBuf>,
+    /// The client certificate's private key (PEM).
+    #[arg(long, global = true, env = "MANDATE_CLIENT_KEY")]
+    pub(crate) client_key: Option<PathBuf>,
     /// Machine-readable output: JSON (one object per line for record streams).
     #[arg(long, global = true)]
     pub(crate) json: bool,
@@ -40,10 +50,18 @@ pub(crate) struct Connection {
 impl Connection {
     pub(crate) async fn client(&self) -> anyhow::Result<Client> {
         let signer = Signer::from_key_file(&self.agent, &self.key)?;
-        let server = mandate_sdk::endpoint(&self.server);
-        Client::connect(server.clone(), signer)
+        Client::connect_tls(&self.server, signer, &self.tls())
             .await
-            .with_context(|| format!("cannot reach the coordinator at {server}"))
+            .with_context(|| format!("cannot reach the coordinator at {}", self.server))
+    }
+
+    /// The TLS files given.
+    pub(crate) fn tls(&self) -> mandate_sdk::ClientTls {
+        mandate_sdk::ClientTls {
+            ca: self.ca_file.clone(),
+            cert: self.client_cert.clone(),
+            key: self.client_key.clone(),
+        }
     }
 }
 

@@ -30,14 +30,14 @@ mod inspect;
 mod invoke;
 mod output;
 mod policy;
+mod serve;
 mod task;
 mod tree;
 
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory as _, FromArgMatches as _, Parser, Subcommand};
 
 /// Just-in-time, task-scoped authority for AI agents.
 #[derive(Parser, Debug)]
@@ -46,15 +46,16 @@ struct Cli {
     #[command(flatten)]
     connection: client::Connection,
     /// Log format on stderr: `text` (coloured only on a terminal) or `json` (one object
-    /// per line, for log shippers).
-    #[arg(long, global = true, env = "MANDATE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
-    log_format: LogFormat,
+    /// per line, for log shippers) [default: text].
+    #[arg(long, global = true, env = "MANDATE_LOG_FORMAT", value_enum)]
+    log_format: Option<LogFormat>,
     #[command(subcommand)]
     command: Command,
 }
 
 /// How logs are written.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 enum LogFormat {
     /// Human-readable lines.
     Text,
@@ -107,7 +108,10 @@ pub(crate) enum Outcome {
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Run the coordinator. With no flags: data in ./mandate-data, listening on 127.0.0.1:7468.
-    Serve(ServeArgs),
+    Serve(serve::ServeArgs),
+    /// The coordinator's configuration.
+    #[command(subcommand)]
+    Config(ConfigCommand),
     /// Put HTTP APIs and MCP servers behind Mandate: every call needs a chain and a proof
     /// (docs/GATEWAY.md).
     Gateway(GatewayArgs),
@@ -163,29 +167,12 @@ enum Command {
     BreakGlass(approvals::BreakGlassArgs),
 }
 
-#[derive(clap::Args, Debug)]
-struct ServeArgs {
-    /// Address to listen on (port 0 picks a free one).
-    #[arg(long, env = "MANDATE_LISTEN", default_value_t = SocketAddr::from(([127, 0, 0, 1], mandate_server::DEFAULT_PORT)))]
-    listen: SocketAddr,
-    /// Data directory (store, coordinator key, admin key); created on first start.
-    #[arg(long, env = "MANDATE_DATA_DIR", default_value = "mandate-data")]
-    data_dir: PathBuf,
-    /// Trust domain of the built-in admin and coordinator identities.
-    #[arg(long, env = "MANDATE_TRUST_DOMAIN", default_value = "mandate.local")]
-    trust_domain: String,
-    /// Another trust domain whose agents an admin may register (repeat for several;
-    /// comma-separated in the environment). Agents of any other domain are refused.
-    #[arg(
-        long = "federated-trust-domain",
-        env = "MANDATE_FEDERATED_TRUST_DOMAINS",
-        value_delimiter = ','
-    )]
-    federated_trust_domains: Vec<String>,
-    /// Directory of `*.cedar` policy files (default: the built-in policy set). Reloaded on
-    /// SIGHUP and by `mandate policy reload`.
-    #[arg(long, env = "MANDATE_POLICY_DIR")]
-    policy_dir: Option<PathBuf>,
+/// `mandate config ...`.
+#[derive(Subcommand, Debug)]
+enum ConfigCommand {
+    /// Print the configuration `mandate serve` would run with these flags, environment and
+    /// file, each key with where its value came from.
+    Print(serve::ServeArgs),
 }
 
 #[derive(clap::Args, Debug)]
@@ -232,7 +219,28 @@ async fn gateway(args: GatewayArgs) -> anyhow::Result<Outcome> {
     }
     let gateway = mandate_gateway::start(config).await?;
     out!("mandate gateway listening on {}", gateway.local_addr);
-    shutdown_signal().await;
+    let stop = shutdown_signal();
+    tokio::pin!(stop);
+    let mut stopped = false;
+    #[cfg(unix)]
+    if let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+        loop {
+            tokio::select! {
+                () = &mut stop => {
+                    stopped = true;
+                    break;
+                }
+                _ = hup.recv() => match gateway.reload_tls() {
+                    Ok(true) => tracing::info!("TLS certificate reloaded on SIGHUP"),
+                    Ok(false) => tracing::info!("SIGHUP: no TLS files to reload"),
+                    Err(e) => tracing::error!(error = %e, "TLS reload refused; the previous certificate stays in use"),
+                },
+            }
+        }
+    }
+    if !stopped {
+        stop.await;
+    }
     tracing::info!("shutting down");
     gateway.shutdown().await;
     Ok(Outcome::Ok)
@@ -245,30 +253,7 @@ const EXIT_FAILED: u8 = 3;
 /// Exit code for bad configuration (EX_USAGE / EX_CONFIG family).
 const EXIT_CONFIG: u8 = 64;
 
-async fn serve(args: ServeArgs) -> anyhow::Result<()> {
-    let mut config = mandate_server::Config::new(args.listen, args.data_dir);
-    config.trust_domain = args.trust_domain;
-    config.federated_trust_domains = args.federated_trust_domains;
-    config.policy_dir = args.policy_dir;
-    config.reload_on_sighup = true;
-    let server = mandate_server::start(config).await?;
-    out!("mandate coordinator listening on {}", server.local_addr);
-    out!("  data directory:   {}", server.data_dir.display());
-    out!("  admin agent:      {}", server.admin_id);
-    out!("  admin key:        {}", server.admin_key_path.display());
-    out!("  coordinator key:  {}", server.coordinator_key);
-    out!("  policy set:       {}", server.policy_summary());
-    out!(
-        "  health/reflection: grpcurl -plaintext {} list",
-        server.local_addr
-    );
-    shutdown_signal().await;
-    tracing::info!("shutting down");
-    server.shutdown().await?;
-    Ok(())
-}
-
-async fn shutdown_signal() {
+pub(crate) async fn shutdown_signal() {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};
@@ -291,8 +276,50 @@ async fn shutdown_signal() {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    init_logs(cli.log_format);
+    let matches = Cli::command().get_matches();
+    let cli = match Cli::from_arg_matches(&matches) {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
+    let log_given = cli.log_format.map(|f| {
+        let source = match matches.value_source("log_format") {
+            Some(clap::parser::ValueSource::EnvVariable) => serve::Source::Env,
+            _ => serve::Source::Flag,
+        };
+        (f, source)
+    });
+    // `serve` and `config print` read their file before logging starts (it may set the
+    // log format).
+    let mut serve_config = None;
+    let mut log_format = cli.log_format.unwrap_or(LogFormat::Text);
+    if let Command::Serve(args) | Command::Config(ConfigCommand::Print(args)) = &cli.command {
+        let sub = if matches!(cli.command, Command::Serve(_)) {
+            matches.subcommand_matches("serve")
+        } else {
+            matches
+                .subcommand_matches("config")
+                .and_then(|m| m.subcommand_matches("print"))
+        };
+        match serve::resolve(args.clone(), log_given, &|id| {
+            sub.and_then(|m| m.value_source(id))
+        }) {
+            Ok(resolved) => {
+                log_format = resolved.log_format;
+                serve_config = Some(resolved);
+            }
+            Err(e) => {
+                eprintln!("error: {}", describe(&e));
+                return ExitCode::from(EXIT_CONFIG);
+            }
+        }
+    }
+    if let (Command::Config(ConfigCommand::Print(_)), Some(resolved)) =
+        (&cli.command, &serve_config)
+    {
+        resolved.print();
+        return ExitCode::SUCCESS;
+    }
+    init_logs(log_format);
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(r) => r,
         Err(e) => {
@@ -303,7 +330,10 @@ fn main() -> ExitCode {
     let conn = cli.connection;
     let result = runtime.block_on(async {
         match cli.command {
-            Command::Serve(args) => serve(args).await.map(|()| Outcome::Ok),
+            Command::Serve(_) | Command::Config(_) => match serve_config {
+                Some(resolved) => serve::serve(resolved.server).await.map(|()| Outcome::Ok),
+                None => Ok(Outcome::Ok),
+            },
             Command::Gateway(args) => gateway(args).await,
             Command::Audit(cmd) => audit::run(cmd, &conn).await,
             Command::Tree(args) => tree::run(args, &conn).await,

@@ -121,7 +121,7 @@ fn an_unusable_listen_address_exits_with_64() {
     let dir = tempfile::tempdir().unwrap();
     // Port 1 needs privileges (or is taken): the server cannot start.
     let out = Command::new(env!("CARGO_BIN_EXE_mandate"))
-        .args(["serve", "--listen", "192.0.2.1:1"])
+        .args(["serve", "--listen", "192.0.2.1:1", "--insecure-plaintext"])
         .current_dir(dir.path())
         .output()
         .unwrap();
@@ -203,4 +203,178 @@ fn the_gateway_refuses_a_missing_or_bad_configuration() {
     let (code, err) = run(&["gateway", "stdio", "--config", "g.toml", "--name", "files"]);
     assert_eq!(code, Some(2), "{err}");
     assert!(err.contains("<COMMAND>"), "{err}");
+}
+
+/// `mandate config print`: flag > environment > file > default, each key with its source;
+/// relative paths in the file are the file's; an unknown key is refused with its line.
+#[test]
+fn config_print_shows_precedence_and_unknown_keys_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let etc = dir.path().join("etc");
+    std::fs::create_dir(&etc).unwrap();
+    std::fs::write(
+        etc.join("mandate.toml"),
+        "listen = \"127.0.0.1:9001\"\ndata_dir = \"state\"\ntrust_domain = \"file.example\"\n\
+         policy_dir = \"/srv/policies\"\nlog_format = \"json\"\n",
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_mandate"))
+        .args(["config", "print", "--config", "etc/mandate.toml"])
+        .args(["--policy-dir", "/flag/policies"])
+        .current_dir(dir.path())
+        .env("MANDATE_TRUST_DOMAIN", "env.example")
+        .env_remove("MANDATE_LISTEN")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let line = |key: &str| {
+        text.lines()
+            .find(|l| l.starts_with(&format!("{key} = ")))
+            .unwrap_or_else(|| panic!("no {key} in {text}"))
+            .to_owned()
+    };
+    assert_eq!(line("listen"), "listen = \"127.0.0.1:9001\"  # file");
+    assert_eq!(
+        line("data_dir"),
+        "data_dir = \"etc/state\"  # file",
+        "relative to the file"
+    );
+    assert_eq!(
+        line("trust_domain"),
+        "trust_domain = \"env.example\"  # environment"
+    );
+    assert_eq!(
+        line("policy_dir"),
+        "policy_dir = \"/flag/policies\"  # flag"
+    );
+    assert_eq!(line("log_format"), "log_format = \"json\"  # file");
+    assert_eq!(
+        line("insecure_plaintext"),
+        "insecure_plaintext = false  # default"
+    );
+    assert!(text.contains("# tls_cert is not set"), "{text}");
+
+    // What it prints is a file `--config` accepts (comments and all).
+    let printed = dir.path().join("printed.toml");
+    std::fs::write(&printed, text.as_bytes()).unwrap();
+    let again = Command::new(env!("CARGO_BIN_EXE_mandate"))
+        .args(["config", "print", "--config", "printed.toml"])
+        .current_dir(dir.path())
+        .env_remove("MANDATE_TRUST_DOMAIN")
+        .output()
+        .unwrap();
+    assert!(
+        again.status.success(),
+        "{}",
+        String::from_utf8_lossy(&again.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&again.stdout).contains("trust_domain = \"env.example\"  # file")
+    );
+
+    std::fs::write(
+        etc.join("bad.toml"),
+        "listen = \"127.0.0.1:9001\"\n\nlisten_adress = \"0.0.0.0:1\"\n",
+    )
+    .unwrap();
+    for command in [&["config", "print"][..], &["serve"][..]] {
+        let out = Command::new(env!("CARGO_BIN_EXE_mandate"))
+            .args(command)
+            .args(["--config", "etc/bad.toml"])
+            .current_dir(dir.path())
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(64), "{err}");
+        assert!(err.contains("etc/bad.toml"), "{err}");
+        assert!(err.contains("line 3"), "{err}");
+        assert!(err.contains("listen_adress"), "{err}");
+    }
+    assert!(!dir.path().join("mandate-data").exists());
+}
+
+/// Plaintext on an address other machines reach is refused before anything is created.
+#[test]
+fn serve_refuses_plaintext_off_loopback() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_mandate"))
+        .args(["serve", "--listen", "0.0.0.0:0"])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(64), "{err}");
+    assert!(err.contains("--insecure-plaintext"), "{err}");
+    assert!(!dir.path().join("mandate-data").exists());
+}
+
+/// `mandate serve --config` with TLS, the CLI with `--ca-file`, and a certificate from a
+/// new CA picked up on SIGHUP.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_with_tls_from_a_config_file_and_reload_on_sighup() {
+    use mandate_tls::test_pki::TestPki;
+    let dir = tempfile::tempdir().unwrap();
+    let old = TestPki::new(dir.path(), "old").unwrap();
+    let new = TestPki::new(dir.path(), "new").unwrap();
+    let issued = old.issue("server", None).unwrap();
+    std::fs::write(
+        dir.path().join("mandate.toml"),
+        "listen = \"127.0.0.1:0\"\ntls_cert = \"server.pem\"\ntls_key = \"server.key\"\n",
+    )
+    .unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_mandate"))
+        .args(["serve", "--config", "mandate.toml"])
+        .current_dir(dir.path())
+        .env_remove("MANDATE_LISTEN")
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let first = lines.next().unwrap().unwrap();
+    let addr = first.rsplit(' ').next().unwrap().to_owned();
+    let list = |ca: &std::path::Path| {
+        Command::new(env!("CARGO_BIN_EXE_mandate"))
+            .args(["--server", &addr, "--ca-file"])
+            .arg(ca)
+            .args(["--json", "agent", "list"])
+            .current_dir(dir.path())
+            .output()
+            .unwrap()
+    };
+    let out = list(&old.ca_path());
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("spiffe://mandate.local/admin"));
+    assert_eq!(list(&new.ca_path()).status.code(), Some(3));
+
+    let next = new.issue("next", None).unwrap();
+    std::fs::copy(&next.cert, &issued.cert).unwrap();
+    std::fs::copy(&next.key, &issued.key).unwrap();
+    let hup = Command::new("kill")
+        .arg("-HUP")
+        .arg(child.id().to_string())
+        .status()
+        .unwrap();
+    assert!(hup.success());
+    let mut reloaded = false;
+    for _ in 0..200 {
+        if list(&new.ca_path()).status.success() {
+            reloaded = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    assert!(reloaded, "SIGHUP did not reload the certificate");
+    child.kill().unwrap();
+    child.wait().unwrap();
 }

@@ -87,6 +87,49 @@ pub struct GatewaySection {
     /// Allowed calls per holder per minute; over it, `429 RATE_LIMITED`. 0: no limit.
     #[serde(default = "default_holder_rate")]
     pub max_calls_per_holder_per_minute: u32,
+    /// TLS certificate chain (PEM) of the listener; with `tls_key`, the gateway serves
+    /// HTTPS. Reloaded on SIGHUP.
+    #[serde(default)]
+    pub tls_cert: Option<PathBuf>,
+    /// TLS private key (PEM) of the listener.
+    #[serde(default)]
+    pub tls_key: Option<PathBuf>,
+    /// CA (PEM) for client certificates: every client must present one.
+    #[serde(default)]
+    pub tls_client_ca: Option<PathBuf>,
+    /// Serve plaintext on a non-loopback address (only behind a TLS-terminating proxy).
+    #[serde(default)]
+    pub insecure_plaintext: bool,
+    /// CA (PEM) of the coordinator's TLS certificate; with it the coordinator is reached
+    /// over TLS.
+    #[serde(default)]
+    pub coordinator_ca: Option<PathBuf>,
+    /// Client certificate (PEM) for a coordinator that requires mutual TLS.
+    #[serde(default)]
+    pub coordinator_client_cert: Option<PathBuf>,
+    /// Its private key (PEM).
+    #[serde(default)]
+    pub coordinator_client_key: Option<PathBuf>,
+}
+
+impl GatewaySection {
+    /// The listener's TLS files, if it serves TLS.
+    pub fn tls(&self) -> Option<mandate_tls::ServerTlsFiles> {
+        Some(mandate_tls::ServerTlsFiles {
+            cert: self.tls_cert.clone()?,
+            key: self.tls_key.clone()?,
+            client_ca: self.tls_client_ca.clone(),
+        })
+    }
+
+    /// How the gateway reaches the coordinator.
+    pub fn coordinator_tls(&self) -> mandate_tls::ClientTls {
+        mandate_tls::ClientTls {
+            ca: self.coordinator_ca.clone(),
+            cert: self.coordinator_client_cert.clone(),
+            key: self.coordinator_client_key.clone(),
+        }
+    }
 }
 
 fn default_total_rate() -> u32 {
@@ -253,6 +296,38 @@ impl Config {
         }
         if config.gateway.key.is_relative() {
             config.gateway.key = base.join(&config.gateway.key);
+        }
+        let g = &mut config.gateway;
+        for p in [
+            &mut g.tls_cert,
+            &mut g.tls_key,
+            &mut g.tls_client_ca,
+            &mut g.coordinator_ca,
+            &mut g.coordinator_client_cert,
+            &mut g.coordinator_client_key,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        }
+        if g.tls_cert.is_some() != g.tls_key.is_some()
+            || (g.tls_client_ca.is_some() && g.tls_cert.is_none())
+        {
+            return Err(invalid(
+                "gateway.tls_cert and gateway.tls_key go together (and tls_client_ca needs both)"
+                    .into(),
+            ));
+        }
+        if g.tls_cert.is_none() && !g.listen.ip().is_loopback() && !g.insecure_plaintext {
+            return Err(invalid(format!(
+                "refusing to serve plaintext on {}, which is not a loopback address: set \
+                 gateway.tls_cert and gateway.tls_key, or insecure_plaintext = true behind a \
+                 TLS-terminating proxy",
+                g.listen
+            )));
         }
         let mut names = std::collections::HashSet::new();
         for u in &mut config.upstreams {

@@ -64,7 +64,8 @@ impl Reports {
 /// revocation feed, staleness that fails closed.
 pub(crate) async fn verifier(gateway: &GatewaySection) -> Result<ToolVerifier, StartError> {
     let signer = Signer::from_key_file(&gateway.agent, &gateway.key)?;
-    let client = Client::connect(mandate_sdk::endpoint(&gateway.coordinator), signer).await?;
+    let client =
+        Client::connect_tls(&gateway.coordinator, signer, &gateway.coordinator_tls()).await?;
     let mut tool = ToolConfig::new(gateway.agent.clone());
     tool.max_staleness = Duration::from_millis(gateway.max_staleness_ms);
     tool.when_stale = WhenStale::FailClosed;

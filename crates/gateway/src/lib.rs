@@ -88,6 +88,9 @@ pub enum StartError {
         #[source]
         source: std::io::Error,
     },
+    /// The listener's TLS files could not be used.
+    #[error("TLS: {0}")]
+    Tls(#[from] mandate_tls::TlsError),
     /// The listener could not be bound.
     #[error("cannot listen on {addr}: {source}")]
     Listen {
@@ -121,6 +124,7 @@ pub struct Gateway {
     stop: tokio::sync::watch::Sender<bool>,
     task: tokio::task::JoinHandle<()>,
     reports: Reports,
+    tls: Option<Arc<mandate_tls::ServerTls>>,
 }
 
 impl std::fmt::Debug for Gateway {
@@ -132,6 +136,15 @@ impl std::fmt::Debug for Gateway {
 }
 
 impl Gateway {
+    /// Reads the listener's TLS files again (`mandate gateway` does on SIGHUP); new
+    /// connections get them, and on error the old ones stay. `Ok(false)`: no TLS.
+    pub fn reload_tls(&self) -> Result<bool, mandate_tls::TlsError> {
+        match &self.tls {
+            Some(tls) => tls.reload().map(|()| true),
+            None => Ok(false),
+        }
+    }
+
     /// Stops accepting calls, waits for the accept loop to end, and delivers the offline
     /// decisions still waiting to the coordinator's audit log.
     pub async fn shutdown(self) {
@@ -183,6 +196,13 @@ pub async fn start(config: Config) -> Result<Gateway, StartError> {
             credential,
         });
     }
+    let tls = match config.gateway.tls() {
+        Some(files) => Some(Arc::new(mandate_tls::ServerTls::load(
+            files,
+            mandate_tls::Alpn::Http1,
+        )?)),
+        None => None,
+    };
     let verifier = verifier(&config.gateway).await?;
     let reports = Reports::start(&verifier, &config.gateway)?;
     let listener = TcpListener::bind(config.gateway.listen)
@@ -208,6 +228,8 @@ pub async fn start(config: Config) -> Result<Gateway, StartError> {
         http: HttpClient::builder(TokioExecutor::new()).build_http(),
         max_body_bytes: config.gateway.max_body_bytes,
     });
+    let tls_on = tls.is_some();
+    let reload = tls.clone();
     let (stop, mut stopped) = tokio::sync::watch::channel(false);
     let connections = Arc::new(tokio::sync::Semaphore::new(config.gateway.max_connections));
     let task = tokio::spawn(async move {
@@ -222,30 +244,53 @@ pub async fn start(config: Config) -> Result<Gateway, StartError> {
                         continue;
                     };
                     let state = Arc::clone(&state);
+                    let acceptor = tls.as_ref().map(|t| t.acceptor());
                     tokio::spawn(async move {
-                        let service = hyper::service::service_fn(move |req| {
-                            let state = Arc::clone(&state);
-                            async move { Ok::<_, std::convert::Infallible>(handle(&state, req).await) }
-                        });
-                        // A client that never finishes its headers is dropped.
-                        let _ = hyper::server::conn::http1::Builder::new()
-                            .timer(hyper_util::rt::TokioTimer::new())
-                            .header_read_timeout(Duration::from_secs(10))
-                            .serve_connection(TokioIo::new(stream), service)
-                            .await;
+                        match acceptor {
+                            None => serve_connection(state, stream).await,
+                            Some(acceptor) => {
+                                let handshake = tokio::time::timeout(
+                                    mandate_tls::HANDSHAKE_TIMEOUT,
+                                    acceptor.accept(stream),
+                                );
+                                match handshake.await {
+                                    Ok(Ok(stream)) => serve_connection(state, stream).await,
+                                    Ok(Err(e)) => tracing::debug!(error = %e, "TLS handshake failed"),
+                                    Err(_) => tracing::debug!("TLS handshake timed out"),
+                                }
+                            }
+                        }
                         drop(permit);
                     });
                 }
             }
         }
     });
-    tracing::info!(%local_addr, "mandate gateway listening");
+    tracing::info!(%local_addr, tls = tls_on, "mandate gateway listening");
     Ok(Gateway {
         local_addr,
         stop,
         task,
         reports,
+        tls: reload,
     })
+}
+
+/// Serves HTTP/1.1 on one accepted connection (plaintext or after the TLS handshake).
+async fn serve_connection<S>(state: Arc<State>, stream: S)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let service = hyper::service::service_fn(move |req| {
+        let state = Arc::clone(&state);
+        async move { Ok::<_, std::convert::Infallible>(handle(&state, req).await) }
+    });
+    // A client that never finishes its headers is dropped.
+    let _ = hyper::server::conn::http1::Builder::new()
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(Duration::from_secs(10))
+        .serve_connection(TokioIo::new(stream), service)
+        .await;
 }
 
 fn full(body: impl Into<Bytes>) -> Body {

@@ -51,6 +51,9 @@ pub enum Error {
     /// A token the server returned does not decode.
     #[error("the server returned an unreadable token: {0}")]
     Token(#[from] mandate_core::Denial),
+    /// The TLS files could not be used, or do not fit the address.
+    #[error("TLS: {0}")]
+    Tls(String),
 }
 
 impl Error {
@@ -197,18 +200,60 @@ pub fn endpoint(server: &str) -> String {
     }
 }
 
+pub use mandate_tls::ClientTls;
+
+/// A channel to `server` (`host:port` or a URI). With TLS files, `host:port` means
+/// `https://host:port`; `https://` needs at least the CA file; `http://` with TLS files is
+/// refused rather than silently sent in plaintext.
+pub async fn channel(server: &str, tls: &ClientTls) -> Result<Channel, Error> {
+    let uri = if server.contains("://") {
+        server.to_owned()
+    } else if tls.is_set() {
+        format!("https://{server}")
+    } else {
+        format!("http://{server}")
+    };
+    let https = uri.starts_with("https://");
+    if tls.is_set() && !https {
+        return Err(Error::Tls(format!(
+            "`{uri}` is plaintext but TLS files were given: use https://"
+        )));
+    }
+    if https && tls.ca.is_none() {
+        return Err(Error::Tls(format!(
+            "`{uri}` needs the CA that signed the coordinator's certificate (a CA file)"
+        )));
+    }
+    let endpoint = Channel::from_shared(uri).map_err(|e| Error::Status {
+        code: tonic::Code::InvalidArgument,
+        reason: "INVALID_ARGUMENT".into(),
+        message: e.to_string(),
+    })?;
+    let endpoint = if https {
+        let config = tls.tonic_config().map_err(|e| Error::Tls(e.to_string()))?;
+        endpoint
+            .tls_config(config)
+            .map_err(|e| Error::Tls(e.to_string()))?
+    } else {
+        endpoint
+    };
+    Ok(endpoint.connect().await?)
+}
+
 impl Client {
-    /// Connects to `endpoint` (e.g. `http://127.0.0.1:7468`).
+    /// Connects to `endpoint` (e.g. `http://127.0.0.1:7468`) in plaintext.
     pub async fn connect(endpoint: String, signer: Signer) -> Result<Client, Error> {
-        let channel = Channel::from_shared(endpoint)
-            .map_err(|e| Error::Status {
-                code: tonic::Code::InvalidArgument,
-                reason: "INVALID_ARGUMENT".into(),
-                message: e.to_string(),
-            })?
-            .connect()
-            .await?;
-        Ok(Client::with_channel(channel, signer))
+        Client::connect_tls(&endpoint, signer, &ClientTls::default()).await
+    }
+
+    /// Connects to `server` (see [`channel`] for how TLS follows from the address and the
+    /// files).
+    pub async fn connect_tls(
+        server: &str,
+        signer: Signer,
+        tls: &ClientTls,
+    ) -> Result<Client, Error> {
+        Ok(Client::with_channel(channel(server, tls).await?, signer))
     }
 
     /// A client over an existing channel.

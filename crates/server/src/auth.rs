@@ -160,6 +160,25 @@ impl AuthState {
         Ok(key)
     }
 
+    /// Over mutual TLS, a client certificate that names SPIFFE ids must name the agent the
+    /// request is signed as (a certificate without one is not an identity claim).
+    fn check_peer(extensions: &http::Extensions, agent: &str) -> Result<(), ApiError> {
+        let Some(ids) = extensions
+            .get::<mandate_tls::TlsConnectInfo<tonic::transport::server::TcpConnectInfo>>()
+            .and_then(mandate_tls::peer_spiffe_ids)
+        else {
+            return Ok(());
+        };
+        if ids.is_empty() || ids.iter().any(|id| id == agent) {
+            return Ok(());
+        }
+        tracing::info!(agent, certificate = ?ids, "request signed as another agent than the client certificate names");
+        Err(ApiError::unauthenticated(
+            ErrorReason::PeerIdentityMismatch,
+            "the request is signed as another agent than the client certificate names",
+        ))
+    }
+
     /// The checks that need only the headers: present, well formed, timely.
     fn precheck(&self, headers: &http::HeaderMap) -> Result<RequestAuth, ApiError> {
         let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
@@ -299,7 +318,10 @@ where
         Box::pin(async move {
             // Cheap checks before buffering any body: an unsigned or stale request costs
             // nothing but its headers.
-            if let Err(e) = state.precheck(req.headers()) {
+            let checked = state
+                .precheck(req.headers())
+                .and_then(|auth| AuthState::check_peer(req.extensions(), &auth.agent));
+            if let Err(e) = checked {
                 tracing::info!(method = %req.uri().path(), reason = %e.reason, "request refused");
                 return Ok(e.into_status().into_http());
             }

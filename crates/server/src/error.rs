@@ -23,6 +23,9 @@ pub enum ErrorReason {
     UnknownAgent,
     /// The request signature does not verify with the agent's key.
     BadRequestSignature,
+    /// The request is signed as one agent over an mTLS connection whose client
+    /// certificate names another SPIFFE id.
+    PeerIdentityMismatch,
     /// The agent is disabled.
     AgentDisabled,
     /// The request's nonce was seen before.
@@ -95,6 +98,7 @@ impl ErrorReason {
             ErrorReason::StaleRequest => "STALE_REQUEST",
             ErrorReason::UnknownAgent => "UNKNOWN_AGENT",
             ErrorReason::BadRequestSignature => "BAD_REQUEST_SIGNATURE",
+            ErrorReason::PeerIdentityMismatch => "PEER_IDENTITY_MISMATCH",
             ErrorReason::AgentDisabled => "AGENT_DISABLED",
             ErrorReason::RequestReplayed => "REQUEST_REPLAYED",
             ErrorReason::RequestTooLarge => "REQUEST_TOO_LARGE",

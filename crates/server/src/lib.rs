@@ -86,6 +86,12 @@ pub struct Config {
     /// How long links and tasks are kept after they expire (tree views, `GetTask`), ms; the
     /// audit log keeps their history for good.
     pub retain_history_ms: u64,
+    /// TLS for the listener (certificate, key, and a client CA for mutual TLS); `None`
+    /// serves plaintext, which [`start`] allows only on a loopback address unless
+    /// `insecure_plaintext` is set.
+    pub tls: Option<mandate_tls::ServerTlsFiles>,
+    /// Serve plaintext on a non-loopback address (a TLS-terminating proxy in front).
+    pub insecure_plaintext: bool,
 }
 
 impl std::fmt::Debug for Config {
@@ -94,6 +100,7 @@ impl std::fmt::Debug for Config {
             .field("listen", &self.listen)
             .field("data_dir", &self.data_dir)
             .field("trust_domain", &self.trust_domain)
+            .field("tls", &self.tls)
             .finish_non_exhaustive()
     }
 }
@@ -120,6 +127,8 @@ impl Config {
             max_break_glass_ms: 3_600_000,
             approval_ttl_ms: 3_600_000,
             retain_history_ms: 24 * 3_600_000,
+            tls: None,
+            insecure_plaintext: false,
         }
     }
 }
@@ -164,6 +173,15 @@ pub enum StartError {
     /// The policy set could not be loaded.
     #[error("policy: {0}")]
     Policy(#[from] mandate_policy::LoadError),
+    /// The TLS files could not be used.
+    #[error("TLS: {0}")]
+    Tls(#[from] mandate_tls::TlsError),
+    /// Plaintext on an address other machines can reach.
+    #[error(
+        "refusing to serve plaintext on {0}, which is not a loopback address: give a certificate \
+         (--tls-cert, --tls-key) or, behind a TLS-terminating proxy, --insecure-plaintext"
+    )]
+    PlaintextOnNetwork(SocketAddr),
 }
 
 /// A running server.
@@ -180,6 +198,7 @@ pub struct Server {
     pub coordinator_key: PublicKey,
     coordinator: Arc<Coordinator>,
     store: Arc<dyn Store>,
+    tls: Option<Arc<mandate_tls::ServerTls>>,
     stop: Option<oneshot::Sender<()>>,
     stop_tasks: tokio::sync::watch::Sender<bool>,
     join: tokio::task::JoinHandle<Result<(), tonic::transport::Error>>,
@@ -209,6 +228,21 @@ impl Server {
     pub fn policy_summary(&self) -> String {
         let p = self.coordinator.policies().current();
         format!("{} ({})", p.set.hash(), p.source)
+    }
+
+    /// Reads the TLS certificate, key and client CA files again (also done on SIGHUP by
+    /// `mandate serve`). New connections get the new files; on error the old ones stay.
+    /// `Ok(false)`: the server runs without TLS.
+    pub fn reload_tls(&self) -> Result<bool, mandate_tls::TlsError> {
+        match &self.tls {
+            Some(tls) => tls.reload().map(|()| true),
+            None => Ok(false),
+        }
+    }
+
+    /// Whether the listener serves TLS.
+    pub fn tls(&self) -> bool {
+        self.tls.is_some()
     }
 
     /// The coordinator (for in-process callers and tests).
@@ -323,8 +357,17 @@ fn bootstrap_admin(
     store.flush()
 }
 
+/// Plaintext only where no other machine can listen in.
+fn check_transport(config: &Config) -> Result<(), StartError> {
+    if config.tls.is_none() && !config.listen.ip().is_loopback() && !config.insecure_plaintext {
+        return Err(StartError::PlaintextOnNetwork(config.listen));
+    }
+    Ok(())
+}
+
 /// Opens the data directory and starts serving.
 pub async fn start(config: Config) -> Result<Server, StartError> {
+    check_transport(&config)?;
     create_dir(&config.data_dir)?;
     let store: Arc<dyn Store> = Arc::new(SledStore::open(&config.data_dir.join("store"))?);
     start_with_store(config, store).await
@@ -333,6 +376,14 @@ pub async fn start(config: Config) -> Result<Server, StartError> {
 /// Starts serving over an already opened store (keys still live in the data directory).
 /// For tests that wrap the store, and for other [`Store`] implementations.
 pub async fn start_with_store(config: Config, store: Arc<dyn Store>) -> Result<Server, StartError> {
+    check_transport(&config)?;
+    let tls = match &config.tls {
+        Some(files) => Some(Arc::new(mandate_tls::ServerTls::load(
+            files.clone(),
+            mandate_tls::Alpn::Grpc,
+        )?)),
+        None => None,
+    };
     let admin_id = AgentId::new(format!("spiffe://{}/admin", config.trust_domain))
         .map_err(|_| StartError::TrustDomain(config.trust_domain.clone()))?;
     let coordinator_id = format!("spiffe://{}/coordinator", config.trust_domain);
@@ -443,12 +494,23 @@ pub async fn start_with_store(config: Config, store: Arc<dyn Store>) -> Result<S
         .add_service(PolicyServiceServer::new(api.clone()).max_decoding_message_size(max))
         .add_service(AuditServiceServer::new(api).max_decoding_message_size(max));
     let (stop, stopped) = oneshot::channel::<()>();
-    // TCP_NODELAY: a response goes out in more than one write (headers, data, trailers);
-    // with Nagle's algorithm the later writes wait for the peer's delayed ACK, about 40 ms.
-    let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
-    let join = tokio::spawn(router.serve_with_incoming_shutdown(incoming, async move {
+    let stopped = async move {
         let _ = stopped.await;
-    }));
+    };
+    let join = match &tls {
+        Some(tls) => tokio::spawn(router.serve_with_incoming_shutdown(
+            mandate_tls::incoming(listener, Arc::clone(tls)),
+            stopped,
+        )),
+        None => {
+            // TCP_NODELAY: a response goes out in more than one write (headers, data,
+            // trailers); with Nagle's algorithm the later writes wait for the peer's
+            // delayed ACK, about 40 ms.
+            let incoming =
+                tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
+            tokio::spawn(router.serve_with_incoming_shutdown(incoming, stopped))
+        }
+    };
 
     // Background garbage collection: expired revocations, nonces and approval requests,
     // and links and tasks past the history retention.
@@ -469,9 +531,13 @@ pub async fn start_with_store(config: Config, store: Arc<dyn Store>) -> Result<S
         }
     });
     if config.reload_on_sighup {
-        reload_on_sighup(Arc::downgrade(&coordinator), stop_rx_sighup);
+        reload_on_sighup(
+            Arc::downgrade(&coordinator),
+            tls.as_ref().map(Arc::downgrade),
+            stop_rx_sighup,
+        );
     }
-    tracing::info!(%local_addr, data_dir = %config.data_dir.display(), "mandate coordinator listening");
+    tracing::info!(%local_addr, tls = tls.is_some(), mutual_tls = tls.as_ref().is_some_and(|t| t.mutual()), data_dir = %config.data_dir.display(), "mandate coordinator listening");
     Ok(Server {
         local_addr,
         data_dir: config.data_dir,
@@ -480,16 +546,18 @@ pub async fn start_with_store(config: Config, store: Arc<dyn Store>) -> Result<S
         coordinator_key,
         coordinator,
         store,
+        tls,
         stop: Some(stop),
         stop_tasks,
         join,
     })
 }
 
-/// Reloads the policy directory whenever the process receives SIGHUP.
+/// Reloads the policy directory (and the TLS files) whenever the process receives SIGHUP.
 #[cfg(unix)]
 fn reload_on_sighup(
     coordinator: std::sync::Weak<Coordinator>,
+    tls: Option<std::sync::Weak<mandate_tls::ServerTls>>,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
     use tokio::signal::unix::{SignalKind, signal};
@@ -506,6 +574,12 @@ fn reload_on_sighup(
                 got = hup.recv() => {
                     if got.is_none() {
                         return;
+                    }
+                    if let Some(tls) = tls.as_ref().and_then(std::sync::Weak::upgrade) {
+                        match tls.reload() {
+                            Ok(()) => tracing::info!("TLS certificate reloaded on SIGHUP"),
+                            Err(e) => tracing::error!(error = %e, "TLS reload refused; the previous certificate stays in use"),
+                        }
                     }
                     let Some(c) = coordinator.upgrade() else { return };
                     match c.reload_policy(None).await {
@@ -532,6 +606,7 @@ fn reload_on_sighup(
 #[cfg(not(unix))]
 fn reload_on_sighup(
     _coordinator: std::sync::Weak<Coordinator>,
+    _tls: Option<std::sync::Weak<mandate_tls::ServerTls>>,
     _stop: tokio::sync::watch::Receiver<bool>,
 ) {
 }

@@ -4,13 +4,14 @@ async iterators."""
 
 from __future__ import annotations
 
+import os
 from typing import Any, AsyncIterator, Mapping
 
 import grpc
 from google.protobuf.message import Message
 
 from mandate._proto.mandate.v1 import authorization_pb2
-from mandate.client import MAX_MESSAGE_BYTES, RPCS, Signer, _target, authorize_request
+from mandate.client import _CHANNEL_OPTIONS, RPCS, Signer, _target, authorize_request, tls_credentials
 from mandate.errors import from_rpc_error
 from mandate.token import Call, Capability, Chain, Invocation
 
@@ -24,17 +25,24 @@ class AsyncClient:
             task = await c.start_task(capabilities=[...], ttl_ms=60_000)
     """
 
-    def __init__(self, server: str, signer: Signer, *, timeout: float | None = 30.0) -> None:
+    def __init__(
+        self,
+        server: str,
+        signer: Signer,
+        *,
+        timeout: float | None = 30.0,
+        ca_file: str | os.PathLike[str] | None = None,
+        cert_file: str | os.PathLike[str] | None = None,
+        key_file: str | os.PathLike[str] | None = None,
+    ) -> None:
         self.server = server
         self.signer = signer
         self.timeout = timeout
-        self.channel = grpc.aio.insecure_channel(
-            _target(server),
-            options=[
-                ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
-                ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
-            ],
-        )
+        creds = tls_credentials(server, ca_file, cert_file, key_file)
+        if creds is None:
+            self.channel = grpc.aio.insecure_channel(_target(server), options=_CHANNEL_OPTIONS)
+        else:
+            self.channel = grpc.aio.secure_channel(_target(server), creds, options=_CHANNEL_OPTIONS)
 
     async def close(self) -> None:
         await self.channel.close()

@@ -93,6 +93,46 @@ def _target(server: str) -> str:
     return server
 
 
+_CHANNEL_OPTIONS = [
+    ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+    ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+]
+
+
+def _read(path: str | os.PathLike[str], what: str) -> bytes:
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except OSError as e:
+        raise MandateError("TLS", f"cannot read the {what} `{os.fspath(path)}`: {e.strerror}") from None
+
+
+def tls_credentials(
+    server: str,
+    ca_file: str | os.PathLike[str] | None = None,
+    cert_file: str | os.PathLike[str] | None = None,
+    key_file: str | os.PathLike[str] | None = None,
+) -> grpc.ChannelCredentials | None:
+    """The channel credentials for `server`, or None for plaintext. With any file, a bare
+    `host:port` means TLS; `https://` needs the CA file; `http://` with TLS files is refused
+    rather than sent in plaintext (the same rules as the Rust SDK and the CLI)."""
+    given = ca_file is not None or cert_file is not None or key_file is not None
+    https = server.startswith("https://")
+    if given and server.startswith("http://"):
+        raise MandateError("TLS", f"`{server}` is plaintext but TLS files were given: use https://")
+    if not given and not https:
+        return None
+    if ca_file is None:
+        raise MandateError("TLS", f"`{server}` needs the CA that signed the coordinator's certificate (ca_file)")
+    if (cert_file is None) != (key_file is None):
+        raise MandateError("TLS", "a client certificate needs its key, and a key its certificate")
+    return grpc.ssl_channel_credentials(
+        root_certificates=_read(ca_file, "CA file"),
+        private_key=_read(key_file, "client key") if key_file is not None else None,
+        certificate_chain=_read(cert_file, "client certificate") if cert_file is not None else None,
+    )
+
+
 class Client:
     """A signed client of every `mandate.v1` service.
 
@@ -109,17 +149,22 @@ class Client:
         *,
         channel: grpc.Channel | None = None,
         timeout: float | None = 30.0,
+        ca_file: str | os.PathLike[str] | None = None,
+        cert_file: str | os.PathLike[str] | None = None,
+        key_file: str | os.PathLike[str] | None = None,
     ) -> None:
+        """`server` is `host:port` or a URI. For TLS give `ca_file` (the CA that signed the
+        coordinator's certificate); for mutual TLS also `cert_file` and `key_file`."""
         self.server = server
         self.signer = signer
         self.timeout = timeout
-        self.channel = channel or grpc.insecure_channel(
-            _target(server),
-            options=[
-                ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
-                ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
-            ],
-        )
+        if channel is None:
+            creds = tls_credentials(server, ca_file, cert_file, key_file)
+            if creds is None:
+                channel = grpc.insecure_channel(_target(server), options=_CHANNEL_OPTIONS)
+            else:
+                channel = grpc.secure_channel(_target(server), creds, options=_CHANNEL_OPTIONS)
+        self.channel = channel
 
     def close(self) -> None:
         self.channel.close()

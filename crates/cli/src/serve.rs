@@ -1,0 +1,342 @@
+//! `mandate serve` and `mandate config print`: the coordinator's settings from flags, the
+//! environment, a TOML file and defaults, in that order of precedence.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context as _;
+use clap::parser::ValueSource;
+use serde::Deserialize;
+
+use crate::LogFormat;
+
+/// The coordinator's settings as flags (each also an environment variable and a key of the
+/// `--config` file; a flag wins over the environment, which wins over the file).
+#[derive(clap::Args, Debug, Clone, Default)]
+pub(crate) struct ServeArgs {
+    /// Configuration file (TOML): keys are the flag names with `_` (`data_dir = "..."`);
+    /// relative paths in it are relative to the file. Unknown keys are refused.
+    #[arg(long, env = "MANDATE_CONFIG")]
+    pub(crate) config: Option<PathBuf>,
+    /// Address to listen on; port 0 picks a free one [default: 127.0.0.1:7468].
+    #[arg(long, env = "MANDATE_LISTEN")]
+    listen: Option<SocketAddr>,
+    /// Data directory (store, coordinator key, admin key); created on first start
+    /// [default: mandate-data].
+    #[arg(long, env = "MANDATE_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// Trust domain of the built-in admin and coordinator identities [default:
+    /// mandate.local].
+    #[arg(long, env = "MANDATE_TRUST_DOMAIN")]
+    trust_domain: Option<String>,
+    /// Another trust domain whose agents an admin may register (repeat for several;
+    /// comma-separated in the environment). Agents of any other domain are refused.
+    #[arg(
+        long = "federated-trust-domain",
+        env = "MANDATE_FEDERATED_TRUST_DOMAINS",
+        value_delimiter = ','
+    )]
+    federated_trust_domains: Option<Vec<String>>,
+    /// Directory of `*.cedar` policy files (default: the built-in policy set). Reloaded on
+    /// SIGHUP and by `mandate policy reload`.
+    #[arg(long, env = "MANDATE_POLICY_DIR")]
+    policy_dir: Option<PathBuf>,
+    /// TLS certificate chain (PEM) of the listener; reloaded on SIGHUP.
+    #[arg(long, env = "MANDATE_TLS_CERT")]
+    tls_cert: Option<PathBuf>,
+    /// TLS private key (PEM) of the listener; reloaded on SIGHUP.
+    #[arg(long, env = "MANDATE_TLS_KEY")]
+    tls_key: Option<PathBuf>,
+    /// CA (PEM) for client certificates: every client must present one (mutual TLS), and
+    /// a certificate's SPIFFE id must be the agent the request is signed as.
+    #[arg(long, env = "MANDATE_TLS_CLIENT_CA")]
+    tls_client_ca: Option<PathBuf>,
+    /// Serve plaintext on a non-loopback address (only behind a TLS-terminating proxy).
+    #[arg(long, env = "MANDATE_INSECURE_PLAINTEXT", num_args = 0..=1, default_missing_value = "true")]
+    insecure_plaintext: Option<bool>,
+}
+
+/// The `--config` file.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    listen: Option<SocketAddr>,
+    data_dir: Option<PathBuf>,
+    trust_domain: Option<String>,
+    federated_trust_domains: Option<Vec<String>>,
+    policy_dir: Option<PathBuf>,
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
+    tls_client_ca: Option<PathBuf>,
+    insecure_plaintext: Option<bool>,
+    log_format: Option<LogFormat>,
+}
+
+/// Where a setting's value came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Source {
+    Flag,
+    Env,
+    File,
+    Default,
+}
+
+impl Source {
+    fn as_str(self) -> &'static str {
+        match self {
+            Source::Flag => "flag",
+            Source::Env => "environment",
+            Source::File => "file",
+            Source::Default => "default",
+        }
+    }
+}
+
+/// One effective setting, for `mandate config print`.
+#[derive(Debug)]
+struct Shown {
+    key: &'static str,
+    /// The TOML value, or `None` when unset.
+    value: Option<String>,
+    source: Source,
+}
+
+/// The effective settings.
+pub(crate) struct Resolved {
+    pub(crate) server: mandate_server::Config,
+    pub(crate) log_format: LogFormat,
+    shown: Vec<Shown>,
+}
+
+fn toml_string(s: &str) -> String {
+    toml::Value::String(s.to_owned()).to_string()
+}
+
+fn toml_path(p: &Path) -> String {
+    toml_string(&p.display().to_string())
+}
+
+/// Reads the file named by `args.config`, if any.
+fn read_file(path: &Path) -> anyhow::Result<FileConfig> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read the configuration `{}`", path.display()))?;
+    let mut file: FileConfig = toml::from_str(&text).map_err(|e| {
+        anyhow::anyhow!(
+            "`{}`: {}",
+            path.display(),
+            e.to_string().trim_end().replace('\n', " ")
+        )
+    })?;
+    // Paths in the file are relative to it, wherever the command runs.
+    let base = path.parent().unwrap_or(Path::new("."));
+    for p in [
+        &mut file.data_dir,
+        &mut file.policy_dir,
+        &mut file.tls_cert,
+        &mut file.tls_key,
+        &mut file.tls_client_ca,
+    ]
+    .into_iter()
+    .flatten()
+    {
+        if p.is_relative() {
+            *p = base.join(&*p);
+        }
+    }
+    Ok(file)
+}
+
+struct Picker<'a> {
+    sources: &'a dyn Fn(&str) -> Option<ValueSource>,
+    shown: Vec<Shown>,
+}
+
+impl Picker<'_> {
+    /// flag > environment > file > default.
+    fn pick<T>(
+        &mut self,
+        key: &'static str,
+        arg: Option<T>,
+        file: Option<T>,
+        default: Option<T>,
+        render: impl Fn(&T) -> String,
+    ) -> Option<T> {
+        let (value, source) = match (arg, file) {
+            (Some(v), _) => {
+                let source = match (self.sources)(key) {
+                    Some(ValueSource::EnvVariable) => Source::Env,
+                    _ => Source::Flag,
+                };
+                (Some(v), source)
+            }
+            (None, Some(v)) => (Some(v), Source::File),
+            (None, None) => (default, Source::Default),
+        };
+        self.shown.push(Shown {
+            key,
+            value: value.as_ref().map(render),
+            source,
+        });
+        value
+    }
+}
+
+/// Resolves the settings. `sources` tells, for an argument id, whether clap took it from
+/// the command line or the environment; `log_format` is the global flag's value (`None`
+/// when it was left at its default).
+pub(crate) fn resolve(
+    args: ServeArgs,
+    log_format: Option<(LogFormat, Source)>,
+    sources: &dyn Fn(&str) -> Option<ValueSource>,
+) -> anyhow::Result<Resolved> {
+    let file = match &args.config {
+        Some(path) => read_file(path)?,
+        None => FileConfig::default(),
+    };
+    let mut p = Picker {
+        sources,
+        shown: Vec::new(),
+    };
+    let listen = p
+        .pick(
+            "listen",
+            args.listen,
+            file.listen,
+            Some(SocketAddr::from((
+                [127, 0, 0, 1],
+                mandate_server::DEFAULT_PORT,
+            ))),
+            |a| toml_string(&a.to_string()),
+        )
+        .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], mandate_server::DEFAULT_PORT)));
+    let data_dir = p
+        .pick(
+            "data_dir",
+            args.data_dir,
+            file.data_dir,
+            Some(PathBuf::from("mandate-data")),
+            |d| toml_path(d),
+        )
+        .unwrap_or_else(|| PathBuf::from("mandate-data"));
+    let mut config = mandate_server::Config::new(listen, data_dir);
+    if let Some(domain) = p.pick(
+        "trust_domain",
+        args.trust_domain,
+        file.trust_domain,
+        Some(config.trust_domain.clone()),
+        |d| toml_string(d),
+    ) {
+        config.trust_domain = domain;
+    }
+    config.federated_trust_domains = p
+        .pick(
+            "federated_trust_domains",
+            args.federated_trust_domains,
+            file.federated_trust_domains,
+            Some(Vec::new()),
+            |v| {
+                let items: Vec<String> = v.iter().map(|d| toml_string(d)).collect();
+                format!("[{}]", items.join(", "))
+            },
+        )
+        .unwrap_or_default();
+    config.policy_dir = p.pick("policy_dir", args.policy_dir, file.policy_dir, None, |d| {
+        toml_path(d)
+    });
+    let cert = p.pick("tls_cert", args.tls_cert, file.tls_cert, None, |d| {
+        toml_path(d)
+    });
+    let key = p.pick("tls_key", args.tls_key, file.tls_key, None, |d| {
+        toml_path(d)
+    });
+    let client_ca = p.pick(
+        "tls_client_ca",
+        args.tls_client_ca,
+        file.tls_client_ca,
+        None,
+        |d| toml_path(d),
+    );
+    config.tls = match (cert, key, client_ca) {
+        (Some(cert), Some(key), client_ca) => Some(mandate_tls::ServerTlsFiles {
+            cert,
+            key,
+            client_ca,
+        }),
+        (None, None, None) => None,
+        (None, None, Some(_)) => {
+            anyhow::bail!("tls_client_ca needs tls_cert and tls_key (mutual TLS is TLS first)")
+        }
+        _ => anyhow::bail!("tls_cert and tls_key go together: give both or neither"),
+    };
+    config.insecure_plaintext = p
+        .pick(
+            "insecure_plaintext",
+            args.insecure_plaintext,
+            file.insecure_plaintext,
+            Some(false),
+            bool::to_string,
+        )
+        .unwrap_or(false);
+    let (log_format, source) = match (log_format, file.log_format) {
+        (Some(given), _) => given,
+        (None, Some(f)) => (f, Source::File),
+        (None, None) => (LogFormat::Text, Source::Default),
+    };
+    p.shown.push(Shown {
+        key: "log_format",
+        value: Some(toml_string(match log_format {
+            LogFormat::Text => "text",
+            LogFormat::Json => "json",
+        })),
+        source,
+    });
+    config.reload_on_sighup = true;
+    Ok(Resolved {
+        server: config,
+        log_format,
+        shown: p.shown,
+    })
+}
+
+impl Resolved {
+    /// The effective configuration as a TOML file that `--config` accepts, each key
+    /// annotated with where its value came from.
+    pub(crate) fn print(&self) {
+        out!(
+            "# The effective configuration of `mandate serve` (flag > environment > file > default)."
+        );
+        for s in &self.shown {
+            match &s.value {
+                Some(v) => out!("{} = {v}  # {}", s.key, s.source.as_str()),
+                None => out!("# {} is not set", s.key),
+            }
+        }
+    }
+}
+
+/// Runs the coordinator until SIGTERM or Ctrl-C.
+pub(crate) async fn serve(config: mandate_server::Config) -> anyhow::Result<()> {
+    let tls = config.tls.is_some();
+    let server = mandate_server::start(config).await?;
+    out!("mandate coordinator listening on {}", server.local_addr);
+    out!("  data directory:   {}", server.data_dir.display());
+    out!("  admin agent:      {}", server.admin_id);
+    out!("  admin key:        {}", server.admin_key_path.display());
+    out!("  coordinator key:  {}", server.coordinator_key);
+    out!("  policy set:       {}", server.policy_summary());
+    if tls {
+        out!(
+            "  health/reflection: grpcurl -cacert CA.pem {} list",
+            server.local_addr
+        );
+    } else {
+        out!(
+            "  health/reflection: grpcurl -plaintext {} list",
+            server.local_addr
+        );
+    }
+    crate::shutdown_signal().await;
+    tracing::info!("shutting down");
+    server.shutdown().await?;
+    Ok(())
+}

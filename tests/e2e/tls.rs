@@ -1,0 +1,213 @@
+//! TLS and mutual TLS on the coordinator's listener (and the gateway's): a test CA made
+//! here, clients that trust it or another, client certificates whose SPIFFE id matches the
+//! signing agent or not, and certificate reload without a restart.
+
+use std::net::SocketAddr;
+use std::path::Path;
+
+use mandate_core::{AgentId, keyfile};
+use mandate_proto::v1 as pb;
+use mandate_sdk::{Client, ClientTls, Signer};
+use mandate_server::{Config, Server, StartError};
+use mandate_tls::ServerTlsFiles;
+use mandate_tls::test_pki::{Issued, TestPki};
+
+fn tls_config(dir: &Path, files: ServerTlsFiles) -> Config {
+    let mut c = Config::new(SocketAddr::from(([127, 0, 0, 1], 0)), dir.join("data"));
+    c.tls = Some(files);
+    c
+}
+
+fn server_files(pki: &TestPki, client_ca: Option<&Path>) -> ServerTlsFiles {
+    let issued = pki.issue("server", None).unwrap();
+    ServerTlsFiles {
+        cert: issued.cert,
+        key: issued.key,
+        client_ca: client_ca.map(Path::to_owned),
+    }
+}
+
+fn admin_signer(server: &Server) -> Signer {
+    Signer::new(
+        AgentId::new(server.admin_id.clone()).unwrap(),
+        keyfile::load_signing_key(&server.admin_key_path).unwrap(),
+    )
+}
+
+fn trusting(ca: &Path, identity: Option<&Issued>) -> ClientTls {
+    ClientTls {
+        ca: Some(ca.to_owned()),
+        cert: identity.map(|i| i.cert.clone()),
+        key: identity.map(|i| i.key.clone()),
+    }
+}
+
+/// A signed call that needs the admin: listing agents.
+async fn list_agents(
+    server: &Server,
+    tls: &ClientTls,
+) -> Result<pb::ListAgentsResponse, mandate_sdk::Error> {
+    let addr = server.local_addr.to_string();
+    let mut client = Client::connect_tls(&addr, admin_signer(server), tls).await?;
+    client.list_agents(pb::ListAgentsRequest::default()).await
+}
+
+#[tokio::test]
+async fn tls_serves_clients_that_trust_its_ca_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = TestPki::new(dir.path(), "right").unwrap();
+    let other = TestPki::new(dir.path(), "other").unwrap();
+    let server = mandate_server::start(tls_config(dir.path(), server_files(&pki, None)))
+        .await
+        .unwrap();
+    assert!(server.tls());
+
+    let listed = list_agents(&server, &trusting(&pki.ca_path(), None))
+        .await
+        .unwrap();
+    assert!(listed.agents.iter().any(|a| a.agent_id == server.admin_id));
+
+    // Another CA: the handshake fails, no call is made.
+    let err = list_agents(&server, &trusting(&other.ca_path(), None))
+        .await
+        .unwrap_err();
+    assert!(
+        err.code().is_none_or(|c| c == tonic::Code::Unavailable),
+        "{err}"
+    );
+
+    // Plaintext to a TLS listener: refused as well.
+    let plain = Client::connect(
+        format!("http://{}", server.local_addr),
+        admin_signer(&server),
+    )
+    .await;
+    let refused = match plain {
+        Err(_) => true,
+        Ok(mut c) => c
+            .list_agents(pb::ListAgentsRequest::default())
+            .await
+            .is_err(),
+    };
+    assert!(refused);
+
+    // TLS files with an http:// address, or https:// without a CA: refused locally.
+    let err = Client::connect_tls(
+        &format!("http://{}", server.local_addr),
+        admin_signer(&server),
+        &trusting(&pki.ca_path(), None),
+    )
+    .await
+    .unwrap_err();
+    assert!(matches!(err, mandate_sdk::Error::Tls(_)), "{err}");
+    let err = Client::connect_tls(
+        &format!("https://{}", server.local_addr),
+        admin_signer(&server),
+        &ClientTls::default(),
+    )
+    .await
+    .unwrap_err();
+    assert!(matches!(err, mandate_sdk::Error::Tls(_)), "{err}");
+    server.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn mutual_tls_checks_the_certificate_spiffe_id_against_the_signing_agent() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = TestPki::new(dir.path(), "ca").unwrap();
+    let server = mandate_server::start(tls_config(
+        dir.path(),
+        server_files(&pki, Some(&pki.ca_path())),
+    ))
+    .await
+    .unwrap();
+    let admin = server.admin_id.clone();
+
+    // The certificate names the admin, the request is signed by the admin: served.
+    let as_admin = pki.issue("admin-client", Some(&admin)).unwrap();
+    list_agents(&server, &trusting(&pki.ca_path(), Some(&as_admin)))
+        .await
+        .unwrap();
+
+    // A certificate without a SPIFFE id is not an identity claim: the signature decides.
+    let anonymous = pki.issue("anonymous-client", None).unwrap();
+    list_agents(&server, &trusting(&pki.ca_path(), Some(&anonymous)))
+        .await
+        .unwrap();
+
+    // The certificate names another agent: the admin's signature is not enough.
+    let worker = pki
+        .issue("worker-client", Some("spiffe://mandate.local/worker"))
+        .unwrap();
+    let err = list_agents(&server, &trusting(&pki.ca_path(), Some(&worker)))
+        .await
+        .unwrap_err();
+    assert_eq!(err.reason(), "PEER_IDENTITY_MISMATCH", "{err}");
+    assert_eq!(err.code(), Some(tonic::Code::Unauthenticated));
+
+    // No client certificate: the handshake does not complete.
+    assert!(
+        list_agents(&server, &trusting(&pki.ca_path(), None))
+            .await
+            .is_err()
+    );
+    server.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_reload_picks_up_a_new_certificate_and_keeps_the_old_on_a_bad_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let old_ca = TestPki::new(dir.path(), "old").unwrap();
+    let new_ca = TestPki::new(dir.path(), "new").unwrap();
+    let files = server_files(&old_ca, None);
+    let server = mandate_server::start(tls_config(dir.path(), files.clone()))
+        .await
+        .unwrap();
+    list_agents(&server, &trusting(&old_ca.ca_path(), None))
+        .await
+        .unwrap();
+
+    std::fs::write(&files.cert, "-----BEGIN CERTIFICATE-----\ntruncated").unwrap();
+    assert!(server.reload_tls().is_err());
+    list_agents(&server, &trusting(&old_ca.ca_path(), None))
+        .await
+        .unwrap();
+
+    let next = new_ca.issue("next", None).unwrap();
+    std::fs::copy(&next.cert, &files.cert).unwrap();
+    std::fs::copy(&next.key, &files.key).unwrap();
+    assert!(server.reload_tls().unwrap());
+    list_agents(&server, &trusting(&new_ca.ca_path(), None))
+        .await
+        .unwrap();
+    assert!(
+        list_agents(&server, &trusting(&old_ca.ca_path(), None))
+            .await
+            .is_err()
+    );
+    server.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn plaintext_on_a_non_loopback_address_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = Config::new(SocketAddr::from(([0, 0, 0, 0], 0)), dir.path().join("data"));
+    let err = mandate_server::start(config).await.unwrap_err();
+    assert!(matches!(err, StartError::PlaintextOnNetwork(_)), "{err}");
+    assert!(err.to_string().contains("--insecure-plaintext"), "{err}");
+    // Nothing was created: the refusal comes before the data directory.
+    assert!(!dir.path().join("data").exists());
+}
+
+#[tokio::test]
+async fn unusable_tls_files_stop_the_start_with_the_file_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = TestPki::new(dir.path(), "ca").unwrap();
+    let mut files = server_files(&pki, None);
+    files.key = dir.path().join("missing.key");
+    let err = mandate_server::start(tls_config(dir.path(), files))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StartError::Tls(_)), "{err}");
+    assert!(err.to_string().contains("missing.key"), "{err}");
+}
