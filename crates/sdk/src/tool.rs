@@ -341,8 +341,84 @@ fn offline_decision(
     }
 }
 
-/// Follows the feed until the verifier is dropped: applies snapshots and batches, notes
-/// heartbeats, reconnects with backoff, resuming after the last epoch applied.
+/// A feed message checked and ready to apply.
+#[derive(Debug, PartialEq, Eq)]
+enum FeedUpdate {
+    /// Replace the set.
+    Replace(Vec<(LinkId, RevocationEntry)>, u64),
+    /// Add to the set and move to the epoch.
+    Add(Vec<(LinkId, RevocationEntry)>, u64),
+    /// Nothing changed.
+    Current,
+}
+
+/// Why a feed message was not applied. Either way the follower treats it as silence,
+/// drops the stream and resumes from its own epoch.
+#[derive(Debug, PartialEq, Eq)]
+enum FeedRefusal {
+    /// The signature is missing or is not a trusted coordinator key's over the message
+    /// (or a link id does not parse, which the signature then cannot cover).
+    Untrusted,
+    /// A batch or heartbeat for another epoch than the follower's (something in between
+    /// was lost), or a snapshot older than what the follower has (a replay).
+    Gap,
+}
+
+/// Checks one feed message against the trust bundle and the follower's epoch.
+fn check_feed_message(
+    msg: &pb::WatchRevocationsResponse,
+    trust: &TrustBundle,
+    epoch: u64,
+) -> Result<FeedUpdate, FeedRefusal> {
+    use mandate_core::{FeedKind, FeedLinks};
+    let (kind, to_epoch, links) = match &msg.event {
+        Some(pb::watch_revocations_response::Event::Snapshot(s)) => {
+            (FeedKind::Snapshot, s.epoch, &s.links[..])
+        }
+        Some(pb::watch_revocations_response::Event::Batch(b)) => {
+            (FeedKind::Batch, b.epoch, &b.links[..])
+        }
+        Some(pb::watch_revocations_response::Event::Heartbeat(h)) => {
+            (FeedKind::Heartbeat, h.epoch, &[][..])
+        }
+        None => return Err(FeedRefusal::Untrusted),
+    };
+    let mut parsed = Vec::with_capacity(links.len());
+    let mut digest = FeedLinks::new();
+    for l in links {
+        let id = l
+            .link_id
+            .parse::<LinkId>()
+            .map_err(|_| FeedRefusal::Untrusted)?;
+        digest.push(&id, l.expires_at_ms, l.epoch);
+        parsed.push((
+            id,
+            RevocationEntry {
+                expires_at_ms: l.expires_at_ms,
+                implied: false,
+            },
+        ));
+    }
+    let statement = digest.statement(kind, msg.previous_epoch, to_epoch, msg.time_ms);
+    if !statement.verify(trust, &msg.signature) {
+        return Err(FeedRefusal::Untrusted);
+    }
+    match kind {
+        // An older snapshot is a replay (epochs only grow): applying it would forget
+        // revocations made since.
+        FeedKind::Snapshot if to_epoch >= epoch => Ok(FeedUpdate::Replace(parsed, to_epoch)),
+        FeedKind::Batch if msg.previous_epoch == epoch => Ok(FeedUpdate::Add(parsed, to_epoch)),
+        FeedKind::Heartbeat if to_epoch == epoch && msg.previous_epoch == epoch => {
+            Ok(FeedUpdate::Current)
+        }
+        FeedKind::Snapshot | FeedKind::Batch | FeedKind::Heartbeat => Err(FeedRefusal::Gap),
+    }
+}
+
+/// Follows the feed until the verifier is dropped: checks each message's signature and
+/// epoch, applies snapshots and batches, notes heartbeats, reconnects with backoff,
+/// resuming after the last epoch applied. Staleness is measured from the coordinator's
+/// signed time, so a replayed old message never makes the set look fresh.
 async fn follow(
     inner: std::sync::Weak<Inner>,
     ready: tokio::sync::oneshot::Sender<Result<(), Error>>,
@@ -357,6 +433,7 @@ async fn follow(
         let mut client = strong.client.clone();
         let clock = Arc::clone(&strong.clock);
         let skew = strong.config.verifier.clock_skew_ms;
+        let trust = strong.verifier.trust_bundle();
         drop(strong);
         match client
             .watch_revocations(pb::WatchRevocationsRequest { after_epoch: after })
@@ -371,22 +448,37 @@ async fn follow(
                     let now = clock.now_ms();
                     {
                         let mut r = write(&strong.revoked);
-                        match msg.event {
-                            Some(pb::watch_revocations_response::Event::Snapshot(s)) => {
-                                r.list.replace(parse(s.links), s.epoch);
+                        match check_feed_message(&msg, &trust, r.list.epoch()) {
+                            Ok(FeedUpdate::Replace(links, epoch)) => {
+                                r.list.replace(links, epoch);
                             }
-                            Some(pb::watch_revocations_response::Event::Batch(b)) => {
-                                for (link, entry) in parse(b.links) {
+                            Ok(FeedUpdate::Add(links, epoch)) => {
+                                for (link, entry) in links {
                                     r.list.insert(link, entry);
                                 }
-                                r.list.advance_epoch(b.epoch);
+                                r.list.advance_epoch(epoch);
                             }
-                            Some(pb::watch_revocations_response::Event::Heartbeat(h)) => {
-                                r.list.advance_epoch(h.epoch);
+                            Ok(FeedUpdate::Current) => {}
+                            Err(refusal) => {
+                                tracing::warn!(
+                                    ?refusal,
+                                    "revocation feed message refused; resuming from epoch {}",
+                                    r.list.epoch()
+                                );
+                                if refusal == FeedRefusal::Untrusted
+                                    && let Some(tx) = ready.take()
+                                {
+                                    let _ = tx.send(Err(Error::Status {
+                                        code: tonic::Code::Unauthenticated,
+                                        reason: "FEED_UNTRUSTED".into(),
+                                        message: "the revocation feed is not signed by a trusted coordinator key".into(),
+                                    }));
+                                    return;
+                                }
+                                break;
                             }
-                            None => {}
                         }
-                        r.heard_ms = now;
+                        r.heard_ms = r.heard_ms.max(msg.time_ms.min(now));
                         r.list.prune(now, skew);
                     }
                     backoff = Duration::from_millis(100);
@@ -407,17 +499,173 @@ async fn follow(
     }
 }
 
-/// The feed names cut links only: none is implied.
-fn parse(links: Vec<pb::RevokedLink>) -> impl Iterator<Item = (LinkId, RevocationEntry)> {
-    links.into_iter().filter_map(|l| {
-        l.link_id.parse::<LinkId>().ok().map(|id| {
-            (
-                id,
-                RevocationEntry {
-                    expires_at_ms: l.expires_at_ms,
-                    implied: false,
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mandate_core::{FeedKind, FeedLinks, SigningKey};
+
+    type TestResult = Result<(), Box<dyn std::error::Error>>;
+
+    fn link(n: u8) -> LinkId {
+        LinkId::from_bytes([n; 16])
+    }
+
+    /// A message as the coordinator makes it, signed with `key`.
+    fn message(
+        key: &SigningKey,
+        kind: FeedKind,
+        previous_epoch: u64,
+        epoch: u64,
+        time_ms: u64,
+        links: &[(LinkId, u64)],
+    ) -> pb::WatchRevocationsResponse {
+        let mut digest = FeedLinks::new();
+        for (l, e) in links {
+            digest.push(l, *e, epoch);
+        }
+        let signature = digest
+            .statement(kind, previous_epoch, epoch, time_ms)
+            .sign(key)
+            .as_bytes()
+            .to_vec();
+        let pb_links = links
+            .iter()
+            .map(|(l, e)| pb::RevokedLink {
+                link_id: l.to_string(),
+                expires_at_ms: *e,
+                epoch,
+            })
+            .collect();
+        use pb::watch_revocations_response::Event;
+        let event = match kind {
+            FeedKind::Snapshot => Event::Snapshot(pb::RevocationSnapshot {
+                epoch,
+                links: pb_links,
+            }),
+            FeedKind::Batch => Event::Batch(pb::RevocationBatch {
+                epoch,
+                links: pb_links,
+            }),
+            FeedKind::Heartbeat => Event::Heartbeat(pb::Heartbeat { epoch, time_ms }),
+        };
+        pb::WatchRevocationsResponse {
+            event: Some(event),
+            time_ms,
+            previous_epoch,
+            signature,
+        }
+    }
+
+    #[test]
+    fn feed_messages_apply_only_when_signed_and_in_sequence() -> TestResult {
+        let key = SigningKey::generate()?;
+        let trust = TrustBundle::new().with_key(key.public_key(), 0, 1_000_000)?;
+        let batch = message(&key, FeedKind::Batch, 7, 8, 500, &[(link(1), 900)]);
+        assert!(matches!(
+            check_feed_message(&batch, &trust, 7),
+            Ok(FeedUpdate::Add(ref l, 8)) if l.len() == 1 && l[0].0 == link(1)
+        ));
+        // Applied on top of another epoch: something was lost in between.
+        assert_eq!(check_feed_message(&batch, &trust, 6), Err(FeedRefusal::Gap));
+        let beat = message(&key, FeedKind::Heartbeat, 8, 8, 600, &[]);
+        assert_eq!(
+            check_feed_message(&beat, &trust, 8),
+            Ok(FeedUpdate::Current)
+        );
+        // A heartbeat for a later epoch than the follower's: it missed a batch.
+        assert_eq!(check_feed_message(&beat, &trust, 7), Err(FeedRefusal::Gap));
+        let snap = message(&key, FeedKind::Snapshot, 0, 9, 700, &[(link(2), 900)]);
+        assert!(matches!(
+            check_feed_message(&snap, &trust, 3),
+            Ok(FeedUpdate::Replace(_, 9))
+        ));
+        // Replayed to a follower that is further on: it would forget revocations.
+        assert_eq!(check_feed_message(&snap, &trust, 10), Err(FeedRefusal::Gap));
+        Ok(())
+    }
+
+    #[test]
+    fn tampered_unsigned_or_foreign_feed_messages_are_refused() -> TestResult {
+        let key = SigningKey::generate()?;
+        let other = SigningKey::generate()?;
+        let trust = TrustBundle::new().with_key(key.public_key(), 0, 1_000_000)?;
+        let good = message(&key, FeedKind::Batch, 7, 8, 500, &[(link(1), 900)]);
+        let mut tampered = Vec::new();
+        // A link dropped, its id or expiry changed, the epochs or the time moved, the
+        // kind changed, the signature removed or made by another key.
+        let mut m = good.clone();
+        if let Some(pb::watch_revocations_response::Event::Batch(b)) = &mut m.event {
+            b.links.clear();
+        }
+        tampered.push(m);
+        let mut m = good.clone();
+        if let Some(pb::watch_revocations_response::Event::Batch(b)) = &mut m.event {
+            b.links[0].link_id = link(3).to_string();
+        }
+        tampered.push(m);
+        let mut m = good.clone();
+        if let Some(pb::watch_revocations_response::Event::Batch(b)) = &mut m.event {
+            b.links[0].expires_at_ms = 1;
+        }
+        tampered.push(m);
+        let mut m = good.clone();
+        if let Some(pb::watch_revocations_response::Event::Batch(b)) = &mut m.event {
+            b.links[0].link_id = "not hex".into();
+        }
+        tampered.push(m);
+        tampered.push(pb::WatchRevocationsResponse {
+            time_ms: 99_999,
+            ..good.clone()
+        });
+        tampered.push(pb::WatchRevocationsResponse {
+            previous_epoch: 6,
+            ..good.clone()
+        });
+        let mut m = good.clone();
+        if let Some(pb::watch_revocations_response::Event::Batch(b)) = &mut m.event {
+            b.epoch = 9;
+        }
+        tampered.push(m);
+        let mut m = good.clone();
+        m.event = Some(pb::watch_revocations_response::Event::Snapshot(
+            pb::RevocationSnapshot {
+                epoch: 8,
+                links: match &good.event {
+                    Some(pb::watch_revocations_response::Event::Batch(b)) => b.links.clone(),
+                    _ => Vec::new(),
                 },
-            )
-        })
-    })
+            },
+        ));
+        tampered.push(m);
+        tampered.push(pb::WatchRevocationsResponse {
+            signature: Vec::new(),
+            ..good.clone()
+        });
+        tampered.push(message(
+            &other,
+            FeedKind::Batch,
+            7,
+            8,
+            500,
+            &[(link(1), 900)],
+        ));
+        tampered.push(pb::WatchRevocationsResponse {
+            event: None,
+            ..good.clone()
+        });
+        for (i, m) in tampered.iter().enumerate() {
+            assert_eq!(
+                check_feed_message(m, &trust, 7),
+                Err(FeedRefusal::Untrusted),
+                "case {i}"
+            );
+        }
+        // Signed at a time the key is not trusted.
+        let late = message(&key, FeedKind::Heartbeat, 7, 7, 1_000_000, &[]);
+        assert_eq!(
+            check_feed_message(&late, &trust, 7),
+            Err(FeedRefusal::Untrusted)
+        );
+        Ok(())
+    }
 }

@@ -227,3 +227,60 @@ def test_a_signer_reads_its_identity_from_the_environment(team: dict, tmp_path, 
     monkeypatch.delenv("MANDATE_AGENT")
     with pytest.raises(mandate.MandateError):
         Signer.from_env()
+
+
+def test_feed_messages_are_signed_and_tampered_or_replayed_ones_are_refused(team: dict) -> None:
+    """The statement and signature rules agree with the Rust coordinator's (docs/PROTOCOL.md)."""
+    from mandate.verify import TrustBundle, TrustedKey, feed_statement, verify_feed_statement
+
+    bundle = team["tool"].get_trust_bundle()
+    trust = TrustBundle(TrustedKey(bytes(k.public_key), k.not_before_ms, k.not_after_ms) for k in bundle.keys)
+
+    def statement(msg, kind: str | None = None, **change: int) -> bytes:  # type: ignore[no-untyped-def]
+        kind = kind or msg.WhichOneof("event")
+        body = getattr(msg, msg.WhichOneof("event"))
+        links = [(bytes.fromhex(l.link_id), l.expires_at_ms, l.epoch) for l in getattr(body, "links", [])]
+        return feed_statement(
+            kind,
+            change.get("previous_epoch", msg.previous_epoch),
+            change.get("epoch", body.epoch),
+            change.get("time_ms", msg.time_ms),
+            links[: change.get("keep", len(links))],
+        )
+
+    chain = _delegate(team)
+    feed = team["tool"].watch_revocations(after_epoch=0)
+    snapshot = next(feed)
+    assert snapshot.WhichOneof("event") == "snapshot"
+    team["planner"].revoke_link(link_id=chain.leaf.id_hex, reason="feed signature test")
+    batch = next(m for m in feed if m.WhichOneof("event") == "batch")
+    feed.cancel()
+    assert batch.previous_epoch == snapshot.snapshot.epoch
+    assert [l.link_id for l in batch.batch.links] == [chain.leaf.id_hex]
+    for msg in (snapshot, batch):
+        sig = bytes(msg.signature)
+        assert verify_feed_statement(trust, statement(msg), msg.time_ms, sig)
+        for tampered in (
+            statement(msg, epoch=msg.previous_epoch + 7),
+            statement(msg, previous_epoch=msg.previous_epoch + 1),
+            statement(msg, time_ms=msg.time_ms + 1),
+            statement(msg, kind="heartbeat"),
+            statement(msg, keep=0),
+        ):
+            assert not verify_feed_statement(trust, tampered, msg.time_ms, sig)
+        assert not verify_feed_statement(trust, statement(msg), msg.time_ms, b"")
+
+    with ToolVerifier(team["tool"]) as verifier:
+        assert verifier.epoch >= batch.batch.epoch
+        heard = verifier._revoked.heard_ms
+        # A replayed (genuine, older) snapshot: refused, the revocation stays, and the
+        # staleness clock does not move.
+        assert verifier._apply(snapshot) == "gap"
+        assert bytes.fromhex(chain.leaf.id_hex) in verifier._revoked
+        # A tampered batch: refused as untrusted.
+        forged = type(batch)()
+        forged.CopyFrom(batch)
+        forged.batch.links[0].expires_at_ms += 1
+        forged.previous_epoch = verifier.epoch
+        assert verifier._apply(forged) == "untrusted"
+        assert verifier._revoked.heard_ms == heard

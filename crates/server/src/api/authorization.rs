@@ -12,7 +12,9 @@ use tonic::{Request, Response, Status};
 
 use super::convert::*;
 use super::{Api, caller, ids};
-use crate::coordinator::RevocationEvent;
+use crate::coordinator::{Coordinator, RevocationEvent, SignedBatch};
+use crate::state::revocations;
+use mandate_core::FeedKind;
 
 type FeedStream = Pin<Box<dyn Stream<Item = Result<pb::WatchRevocationsResponse, Status>> + Send>>;
 
@@ -27,22 +29,74 @@ fn revoked_pb(links: &[(mandate_core::LinkId, u64)], epoch: u64) -> Vec<pb::Revo
         .collect()
 }
 
-fn snapshot_msg(s: &RevocationEvent) -> pb::WatchRevocationsResponse {
+/// A feed message made and signed now, for one follower (snapshots, catch-up batches and
+/// heartbeats; published changes are signed once, see [`published_msg`]).
+fn signed_msg(
+    coordinator: &Coordinator,
+    kind: FeedKind,
+    previous_epoch: u64,
+    epoch: u64,
+    links: &[(mandate_core::LinkId, u64, u64)],
+) -> pb::WatchRevocationsResponse {
+    let time_ms = coordinator.now();
+    let statement = revocations::statement(
+        kind,
+        previous_epoch,
+        epoch,
+        time_ms,
+        links.iter().map(|(l, e, le)| (l, *e, *le)),
+    );
+    let signature = coordinator.sign_feed(&statement).as_bytes().to_vec();
+    let pb_links = || {
+        links
+            .iter()
+            .map(|(l, e, le)| pb::RevokedLink {
+                link_id: l.to_string(),
+                expires_at_ms: *e,
+                epoch: *le,
+            })
+            .collect()
+    };
+    let event = match kind {
+        FeedKind::Snapshot => {
+            pb::watch_revocations_response::Event::Snapshot(pb::RevocationSnapshot {
+                epoch,
+                links: pb_links(),
+            })
+        }
+        FeedKind::Batch => pb::watch_revocations_response::Event::Batch(pb::RevocationBatch {
+            epoch,
+            links: pb_links(),
+        }),
+        FeedKind::Heartbeat => {
+            pb::watch_revocations_response::Event::Heartbeat(pb::Heartbeat { epoch, time_ms })
+        }
+    };
     pb::WatchRevocationsResponse {
-        event: Some(pb::watch_revocations_response::Event::Snapshot(
-            pb::RevocationSnapshot {
-                epoch: s.epoch,
-                links: revoked_pb(&s.links, s.epoch),
-            },
-        )),
+        event: Some(event),
+        time_ms,
+        previous_epoch,
+        signature,
     }
 }
 
-fn batch_msg(epoch: u64, links: Vec<pb::RevokedLink>) -> pb::WatchRevocationsResponse {
+fn snapshot_msg(coordinator: &Coordinator, s: &RevocationEvent) -> pb::WatchRevocationsResponse {
+    let links: Vec<_> = s.links.iter().map(|(l, e)| (*l, *e, s.epoch)).collect();
+    signed_msg(coordinator, FeedKind::Snapshot, 0, s.epoch, &links)
+}
+
+/// A published change, with the signature made once when it was published.
+fn published_msg(b: &SignedBatch) -> pb::WatchRevocationsResponse {
     pb::WatchRevocationsResponse {
         event: Some(pb::watch_revocations_response::Event::Batch(
-            pb::RevocationBatch { epoch, links },
+            pb::RevocationBatch {
+                epoch: b.event.epoch,
+                links: revoked_pb(&b.event.links, b.event.epoch),
+            },
         )),
+        time_ms: b.time_ms,
+        previous_epoch: b.previous_epoch,
+        signature: b.signature.as_bytes().to_vec(),
     }
 }
 
@@ -116,19 +170,15 @@ impl AuthorizationService for Api {
         let mut rx = coordinator.subscribe();
         let snapshot = coordinator.revocation_snapshot();
         let first = if after == 0 || after > snapshot.epoch {
-            snapshot_msg(&snapshot)
+            snapshot_msg(&coordinator, &snapshot)
         } else {
-            let links = coordinator
+            let links: Vec<_> = coordinator
                 .revocations_after(after)?
                 .into_iter()
                 .filter(|r| r.epoch <= snapshot.epoch)
-                .map(|r| pb::RevokedLink {
-                    link_id: r.link.to_string(),
-                    expires_at_ms: r.expires_at_ms,
-                    epoch: r.epoch,
-                })
+                .map(|r| (r.link, r.expires_at_ms, r.epoch))
                 .collect();
-            batch_msg(snapshot.epoch, links)
+            signed_msg(&coordinator, FeedKind::Batch, after, snapshot.epoch, &links)
         };
         let heartbeat = self.heartbeat;
         let mut stop = self.stop.clone();
@@ -143,25 +193,28 @@ impl AuthorizationService for Api {
             loop {
                 let msg = tokio::select! {
                     ev = rx.recv() => match ev {
-                        Ok(ev) if ev.epoch <= epoch => continue,
-                        Ok(ev) => {
-                            epoch = ev.epoch;
-                            batch_msg(ev.epoch, revoked_pb(&ev.links, ev.epoch))
+                        Ok(b) if b.event.epoch <= epoch => continue,
+                        // A gap (cannot happen while epochs are published in order, but a
+                        // follower must never be told a batch fits when it does not):
+                        // start over from a fresh snapshot.
+                        Ok(b) if b.previous_epoch != epoch => {
+                            let s = coordinator.revocation_snapshot();
+                            epoch = s.epoch;
+                            snapshot_msg(&coordinator, &s)
+                        }
+                        Ok(b) => {
+                            epoch = b.event.epoch;
+                            published_msg(&b)
                         }
                         // Too slow to follow: start over from a fresh snapshot.
                         Err(RecvError::Lagged(_)) => {
                             let s = coordinator.revocation_snapshot();
                             epoch = s.epoch;
-                            snapshot_msg(&s)
+                            snapshot_msg(&coordinator, &s)
                         }
                         Err(RecvError::Closed) => return,
                     },
-                    _ = tick.tick() => pb::WatchRevocationsResponse {
-                        event: Some(pb::watch_revocations_response::Event::Heartbeat(pb::Heartbeat {
-                            epoch,
-                            time_ms: coordinator.now(),
-                        })),
-                    },
+                    _ = tick.tick() => signed_msg(&coordinator, FeedKind::Heartbeat, epoch, epoch, &[]),
                     _ = tx.closed() => return,
                     _ = stop.changed() => return,
                 };

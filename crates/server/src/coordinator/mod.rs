@@ -38,7 +38,7 @@ use crate::policies::{Decision, Policies, agent_info};
 use crate::state::audit::AuditWriter;
 use crate::state::durability::{AfterFlush, Flusher};
 use crate::state::quota::QuotaLedger;
-use crate::state::revocations::Feed;
+use crate::state::revocations::{Feed, FeedSigner};
 
 pub(crate) mod access;
 mod admission;
@@ -53,6 +53,7 @@ mod tasks;
 
 pub use crate::state::quota::Quotas;
 pub use crate::state::revocations::RevocationEvent;
+pub(crate) use crate::state::revocations::SignedBatch;
 pub use access::Role;
 pub use agents::Registration;
 pub use approvals::Started;
@@ -133,6 +134,7 @@ pub struct Coordinator {
     verifier: Verifier,
     revoked: RwLock<RevocationList>,
     feed: Arc<Feed>,
+    feed_signer: Arc<FeedSigner>,
     writer: Mutex<()>,
     // Delegations waiting to be admitted by the next holder of the writer lock.
     delegations: std::sync::Mutex<Vec<admission::Pending>>,
@@ -249,7 +251,8 @@ impl Coordinator {
             }
         }
         // Everything in the store at start is durable.
-        let feed = Arc::new(Feed::new(revoked.epoch()));
+        let feed_signer = Arc::new(FeedSigner::new(key.clone(), Arc::clone(&clock)));
+        let feed = Arc::new(Feed::new(revoked.epoch(), Arc::clone(&feed_signer)));
         Ok(Coordinator {
             started_ms: clock.now_ms(),
             quota: QuotaLedger::new(config.quotas),
@@ -263,6 +266,7 @@ impl Coordinator {
             verifier,
             revoked: RwLock::new(revoked),
             feed,
+            feed_signer,
             writer: Mutex::new(()),
             delegations: std::sync::Mutex::new(Vec::new()),
             config,

@@ -5,7 +5,7 @@ use super::access::{self, Ask};
 use super::{Coordinator, RevokedLinks, event, read, write};
 use crate::auth::Caller;
 use crate::error::{ApiError, ErrorReason};
-use crate::state::revocations::RevocationEvent;
+use crate::state::revocations::{RevocationEvent, SignedBatch};
 use mandate_core::{LinkId, RevocationEntry, RevocationList, TaskId};
 use mandate_store::AuditAction;
 use mandate_store::RevocationRecord;
@@ -255,8 +255,13 @@ impl Coordinator {
     }
 
     /// Subscribes to revocation changes.
-    pub fn subscribe(&self) -> broadcast::Receiver<RevocationEvent> {
+    pub(crate) fn subscribe(&self) -> broadcast::Receiver<SignedBatch> {
         self.feed.subscribe()
+    }
+
+    /// Signs a feed message's statement with the coordinator's key.
+    pub fn sign_feed(&self, statement: &mandate_core::FeedStatement) -> mandate_core::Signature {
+        self.feed_signer.sign(statement)
     }
 
     /// Live revocations and the epoch they are current at. Revocations covered by a revoked

@@ -15,7 +15,15 @@ from typing import Any, Callable, Mapping, Optional, TypeVar
 from mandate.client import Client
 from mandate.errors import Denied, MandateError
 from mandate.token import Call, Chain, Denial, Invocation, Value
-from mandate.verify import TrustBundle, TrustedKey, Verifier, VerifierConfig, system_clock
+from mandate.verify import (
+    TrustBundle,
+    TrustedKey,
+    Verifier,
+    VerifierConfig,
+    feed_statement,
+    system_clock,
+    verify_feed_statement,
+)
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -76,6 +84,8 @@ class ToolVerifier:
         trust = TrustBundle(
             TrustedKey(bytes(k.public_key), k.not_before_ms, k.not_after_ms) for k in bundle.keys
         )
+        self._trust = trust
+        self._untrusted = False
         self.verifier = Verifier(trust, config, clock)
         self._skew = self.verifier.config.clock_skew_ms
         self._revoked = _Revocations()
@@ -87,6 +97,11 @@ class ToolVerifier:
         if not self._ready.wait(ready_timeout_s):
             self.close()
             raise MandateError("FEED_UNAVAILABLE", "the revocation feed did not answer")
+        if self._untrusted:
+            self.close()
+            raise MandateError(
+                "FEED_UNTRUSTED", "the revocation feed is not signed by a trusted coordinator key"
+            )
 
     @property
     def epoch(self) -> int:
@@ -115,7 +130,14 @@ class ToolVerifier:
             try:
                 self._stream = self.client.watch_revocations(after_epoch=self._revoked.epoch)
                 for msg in self._stream:
-                    self._apply(msg)
+                    refused = self._apply(msg)
+                    if refused is not None:
+                        if refused == "untrusted" and not self._ready.is_set():
+                            self._untrusted = True
+                            self._ready.set()
+                            return
+                        # Treated as silence: drop the stream, resume from our epoch.
+                        break
                     self._ready.set()
                     backoff = 0.1
                     if self._stop.is_set():
@@ -126,23 +148,44 @@ class ToolVerifier:
                 return
             backoff = min(backoff * 2, 5.0)
 
-    def _apply(self, msg: Any) -> None:
+    def _apply(self, msg: Any) -> str | None:
+        """Applies one feed message if its signature verifies and it follows on from our
+        epoch; otherwise returns `untrusted` or `gap` and changes nothing. Staleness counts
+        from the coordinator's signed time, so a replayed old message never looks fresh."""
         now = self.clock()
         r = self._revoked
         kind = msg.WhichOneof("event")
+        if kind is None:
+            return "untrusted"
+        body = getattr(msg, kind)
+        wire_links = list(body.links) if kind != "heartbeat" else []
+        try:
+            links = [(bytes.fromhex(l.link_id), l.expires_at_ms, l.epoch) for l in wire_links]
+        except ValueError:
+            return "untrusted"
+        if any(len(l[0]) != 16 for l in links):
+            return "untrusted"
+        statement = feed_statement(kind, msg.previous_epoch, body.epoch, msg.time_ms, links)
+        if not verify_feed_statement(self._trust, statement, msg.time_ms, bytes(msg.signature)):
+            return "untrusted"
         with r.lock:
             if kind == "snapshot":
-                r.links = {bytes.fromhex(l.link_id): l.expires_at_ms for l in msg.snapshot.links}
-                r.epoch = msg.snapshot.epoch
+                if body.epoch < r.epoch:
+                    return "gap"  # a replayed older snapshot would forget revocations
+                r.links = {l[0]: l[1] for l in links}
+                r.epoch = body.epoch
             elif kind == "batch":
-                for l in msg.batch.links:
-                    r.links[bytes.fromhex(l.link_id)] = l.expires_at_ms
-                r.epoch = max(r.epoch, msg.batch.epoch)
-            elif kind == "heartbeat":
-                r.epoch = max(r.epoch, msg.heartbeat.epoch)
-            r.heard_ms = now
+                if msg.previous_epoch != r.epoch:
+                    return "gap"
+                for l in links:
+                    r.links[l[0]] = l[1]
+                r.epoch = body.epoch
+            elif body.epoch != r.epoch or msg.previous_epoch != r.epoch:
+                return "gap"
+            r.heard_ms = max(r.heard_ms, min(msg.time_ms, now))
             # Revocations matter until their link is past expiry plus the skew.
             r.links = {k: e for k, e in r.links.items() if e + self._skew >= now}
+        return None
 
     def check(self, chain: Chain | str | bytes, proof: Invocation | str | bytes, call: Call) -> Decision:
         """Whether `call` may proceed under `chain` with `proof`. Never raises for a bad

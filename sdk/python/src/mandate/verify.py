@@ -7,6 +7,7 @@ bounded replay cache of proof nonces; it is safe to share between threads.
 
 from __future__ import annotations
 
+import hashlib
 import threading
 import time
 from collections import OrderedDict
@@ -107,6 +108,39 @@ def _verify(key: bytes, message: bytes, signature: bytes) -> bool:
     except (InvalidSignature, ValueError):
         return False
     return True
+
+
+FEED_DOMAIN = b"mandate/v1/revocations"
+_FEED_KINDS = {"snapshot": 1, "batch": 2, "heartbeat": 3}
+
+
+def feed_statement(
+    kind: str, previous_epoch: int, epoch: int, time_ms: int, links: Iterable[tuple[bytes, int, int]]
+) -> bytes:
+    """The statement a revocation feed message's signature covers (docs/PROTOCOL.md):
+    kind, previous epoch, epoch, time, link count and the SHA-256 of the links (each
+    16-byte id, expiry and epoch), fixed-width big-endian."""
+    h = hashlib.sha256()
+    count = 0
+    for link_id, expires_at_ms, link_epoch in links:
+        h.update(link_id + expires_at_ms.to_bytes(8, "big") + link_epoch.to_bytes(8, "big"))
+        count += 1
+    return (
+        bytes([_FEED_KINDS[kind]])
+        + previous_epoch.to_bytes(8, "big")
+        + epoch.to_bytes(8, "big")
+        + time_ms.to_bytes(8, "big")
+        + count.to_bytes(4, "big")
+        + h.digest()
+    )
+
+
+def verify_feed_statement(trust: TrustBundle, statement: bytes, time_ms: int, signature: bytes) -> bool:
+    """Whether `signature` is by a coordinator key trusted at `time_ms` over `statement`."""
+    message = FEED_DOMAIN + b"\x00" + statement
+    return len(signature) == 64 and any(
+        k.active(time_ms) and _verify(k.key, message, signature) for k in trust.keys
+    )
 
 
 class _Lru:

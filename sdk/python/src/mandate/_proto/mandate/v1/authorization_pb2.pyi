@@ -99,14 +99,20 @@ class WatchRevocationsRequest(_message.Message):
     def __init__(self, after_epoch: _Optional[int] = ...) -> None: ...
 
 class WatchRevocationsResponse(_message.Message):
-    __slots__ = ("snapshot", "batch", "heartbeat")
+    __slots__ = ("snapshot", "batch", "heartbeat", "time_ms", "previous_epoch", "signature")
     SNAPSHOT_FIELD_NUMBER: _ClassVar[int]
     BATCH_FIELD_NUMBER: _ClassVar[int]
     HEARTBEAT_FIELD_NUMBER: _ClassVar[int]
+    TIME_MS_FIELD_NUMBER: _ClassVar[int]
+    PREVIOUS_EPOCH_FIELD_NUMBER: _ClassVar[int]
+    SIGNATURE_FIELD_NUMBER: _ClassVar[int]
     snapshot: RevocationSnapshot
     batch: RevocationBatch
     heartbeat: Heartbeat
-    def __init__(self, snapshot: _Optional[_Union[RevocationSnapshot, _Mapping]] = ..., batch: _Optional[_Union[RevocationBatch, _Mapping]] = ..., heartbeat: _Optional[_Union[Heartbeat, _Mapping]] = ...) -> None: ...
+    time_ms: int
+    previous_epoch: int
+    signature: bytes
+    def __init__(self, snapshot: _Optional[_Union[RevocationSnapshot, _Mapping]] = ..., batch: _Optional[_Union[RevocationBatch, _Mapping]] = ..., heartbeat: _Optional[_Union[Heartbeat, _Mapping]] = ..., time_ms: _Optional[int] = ..., previous_epoch: _Optional[int] = ..., signature: _Optional[bytes] = ...) -> None: ...
 
 class GetTrustBundleRequest(_message.Message):
     __slots__ = ()
