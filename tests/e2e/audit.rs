@@ -599,3 +599,114 @@ async fn export_escapes_unicode_line_separators_so_any_line_splitter_keeps_recor
         );
     }
 }
+
+/// Rewrites record `at` and every record after it so that the chain and the head marker
+/// are consistent again, as an attacker with write access to the whole store would.
+fn rewrite_log_from(store_dir: &std::path::Path, at: u64) {
+    let db = sled::open(store_dir).unwrap();
+    let key = |seq: u64| {
+        let mut k = vec![b'q'];
+        k.extend_from_slice(&seq.to_be_bytes());
+        k
+    };
+    let head: serde_json::Value =
+        serde_json::from_slice(&db.get(b"maudit").unwrap().unwrap()).unwrap();
+    let head_seq = head["seq"].as_u64().unwrap();
+    let mut prev: mandate_store::AuditRecord =
+        serde_json::from_slice(&db.get(key(at - 1)).unwrap().unwrap()).unwrap();
+    for seq in at..=head_seq {
+        let mut rec: mandate_store::AuditRecord =
+            serde_json::from_slice(&db.get(key(seq)).unwrap().unwrap()).unwrap();
+        if seq == at {
+            rec.event.actor = "spiffe://mandate.local/someone-else".into();
+        }
+        rec.prev_hash = prev.hash.clone();
+        rec.hash = mandate_store::audit_hash(rec.seq, &rec.event, &rec.prev_hash);
+        db.insert(key(seq), serde_json::to_vec(&rec).unwrap())
+            .unwrap();
+        prev = rec;
+    }
+    db.insert(
+        b"maudit",
+        serde_json::to_vec(&serde_json::json!({ "seq": head_seq, "hash": prev.hash })).unwrap(),
+    )
+    .unwrap();
+    db.flush().unwrap();
+}
+
+/// A consistent rewrite of the log and its head passes the chain check; a signed checkpoint
+/// kept elsewhere catches it, and an interval checkpoint lands in the log as a record.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_checkpoint_catches_a_log_rewritten_together_with_its_head() {
+    let h = Harness::start().await;
+    setup(&h).await;
+    let mut admin = h.admin.clone();
+    let r = admin
+        .checkpoint_audit_log(pb::CheckpointAuditLogRequest {})
+        .await
+        .unwrap();
+    let cp = mandate_store::AuditCheckpoint::from_parts(
+        r.seq,
+        r.hash.clone(),
+        r.time_ms,
+        &r.coordinator_key,
+        &r.signature,
+    );
+    assert_eq!(cp.verify().unwrap(), h.server().coordinator_key);
+    let v = admin
+        .verify_audit_log(pb::VerifyAuditLogRequest::default())
+        .await
+        .unwrap();
+    assert!(cp.seq >= 4 && cp.seq <= v.head_seq);
+
+    // The periodic form: an `audit.checkpoint` record signing the record before it; a
+    // second one with nothing new in between is skipped.
+    let recorded = h
+        .server()
+        .coordinator()
+        .record_checkpoint()
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        h.server()
+            .coordinator()
+            .record_checkpoint()
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let audit = h.audit();
+    let last = audit.last().unwrap();
+    assert_eq!(last.event.action, "audit.checkpoint");
+    assert_eq!(last.seq, recorded.seq + 1);
+    assert_eq!(last.event.detail["hash"], audit[audit.len() - 2].hash);
+    assert_eq!(last.event.detail["signature"], recorded.signature);
+
+    let dir = h.dir;
+    let clock = h.clock;
+    let mut server = h.server;
+    server.take().unwrap().shutdown().await.unwrap();
+    rewrite_log_from(&dir.path().join("data/store"), 3);
+    let h = Harness::start_in(dir, clock).await;
+    let mut admin = h.admin.clone();
+    // The chain alone no longer tells.
+    let v = admin
+        .verify_audit_log(pb::VerifyAuditLogRequest::default())
+        .await
+        .unwrap();
+    assert!(v.intact, "{}", v.problem);
+    let page = admin
+        .query_audit_log(pb::QueryAuditLogRequest {
+            page_size: 1,
+            page_token: (cp.seq - 1).to_string(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(page.records[0].seq, cp.seq);
+    assert_ne!(
+        page.records[0].hash, cp.hash,
+        "the checkpoint no longer matches"
+    );
+}

@@ -8,6 +8,8 @@ use mandate_proto::v1 as pb;
 use serde_json::{Value, json};
 use tokio_stream::StreamExt as _;
 
+use mandate_store::AuditCheckpoint;
+
 use crate::Outcome;
 use crate::client::{Connection, time};
 
@@ -17,8 +19,12 @@ pub(crate) enum AuditCommand {
     Query(QueryArgs),
     /// Print the newest records and, with --follow, every new one as it is written.
     Tail(TailArgs),
-    /// Recompute the hash chain and report the first broken record.
+    /// Recompute the hash chain and report the first broken record; with --checkpoint,
+    /// also check the log (or an --export file) against a signed checkpoint kept elsewhere.
     Verify(VerifyArgs),
+    /// Get a checkpoint of the log signed by the coordinator, to keep somewhere the
+    /// coordinator cannot write.
+    Checkpoint(CheckpointArgs),
     /// Write records as JSON lines to a file.
     Export(ExportArgs),
 }
@@ -101,6 +107,24 @@ pub(crate) struct VerifyArgs {
     /// Last sequence number to check (0: the head).
     #[arg(long, default_value_t = 0)]
     to: u64,
+    /// A checkpoint file (`mandate audit checkpoint --out`): the record it names must be
+    /// in the log with the hash it signed.
+    #[arg(long)]
+    checkpoint: Option<PathBuf>,
+    /// Check this exported file (`mandate audit export`) offline instead of the live log.
+    #[arg(long, requires = "checkpoint")]
+    export: Option<PathBuf>,
+    /// A coordinator key (hex) the checkpoint must be signed by (repeatable). Live checks
+    /// use the coordinator's trust bundle; offline checks without it only report the key.
+    #[arg(long = "trust-key")]
+    trust_keys: Vec<String>,
+}
+
+#[derive(clap::Args, Debug)]
+pub(crate) struct CheckpointArgs {
+    /// Write the checkpoint to this file (refuses to overwrite) instead of stdout.
+    #[arg(long)]
+    out: Option<PathBuf>,
 }
 
 #[derive(clap::Args, Debug)]
@@ -182,6 +206,11 @@ fn print_record(r: &pb::AuditRecord, as_json: bool) {
 }
 
 pub(crate) async fn run(cmd: AuditCommand, conn: &Connection) -> anyhow::Result<Outcome> {
+    if let AuditCommand::Verify(a) = &cmd
+        && let Some(export) = &a.export
+    {
+        return verify_export(a, export, conn);
+    }
     let mut client = conn.client().await?;
     match cmd {
         AuditCommand::Query(a) => {
@@ -247,7 +276,86 @@ pub(crate) async fn run(cmd: AuditCommand, conn: &Connection) -> anyhow::Result<
             }
             Ok(Outcome::Ok)
         }
+        AuditCommand::Checkpoint(a) => {
+            let r = client
+                .checkpoint_audit_log(pb::CheckpointAuditLogRequest {})
+                .await?;
+            let cp = AuditCheckpoint::from_parts(
+                r.seq,
+                r.hash,
+                r.time_ms,
+                &r.coordinator_key,
+                &r.signature,
+            );
+            let text = serde_json::to_string_pretty(&cp)?;
+            match a.out {
+                Some(path) => {
+                    let mut file = std::fs::OpenOptions::new()
+                        .write(true)
+                        .create_new(true)
+                        .open(&path)
+                        .with_context(|| format!("cannot create `{}`", path.display()))?;
+                    writeln!(file, "{text}")?;
+                    file.sync_all()?;
+                    out!(
+                        "checkpoint of record #{} written to {}",
+                        cp.seq,
+                        path.display()
+                    );
+                }
+                None => out!("{text}"),
+            }
+            Ok(Outcome::Ok)
+        }
         AuditCommand::Verify(a) => {
+            let mut matched = None;
+            if let Some(path) = &a.checkpoint {
+                let cp = read_checkpoint(path)?;
+                let bundle = client
+                    .get_trust_bundle(pb::GetTrustBundleRequest {})
+                    .await?;
+                let trusted = bundle.keys.iter().any(|k| {
+                    hex(&k.public_key) == cp.coordinator_key
+                        && k.not_before_ms <= cp.time_ms
+                        && cp.time_ms < k.not_after_ms
+                }) || a.trust_keys.contains(&cp.coordinator_key);
+                if !trusted {
+                    return checkpoint_result(
+                        conn,
+                        &cp,
+                        Err(format!(
+                            "signed by {}, which is not a coordinator key trusted at its time",
+                            cp.coordinator_key
+                        )),
+                    );
+                }
+                let found = client
+                    .query_audit_log(pb::QueryAuditLogRequest {
+                        filter: None,
+                        page_size: 1,
+                        page_token: cp.seq.saturating_sub(1).to_string(),
+                    })
+                    .await?;
+                let at = found.records.into_iter().next().filter(|r| r.seq == cp.seq);
+                let verdict = match at {
+                    _ if cp.seq == 0 => Ok(()),
+                    None => Err(format!(
+                        "record #{} is not in the log (head #{}): the log was truncated",
+                        cp.seq, found.head_seq
+                    )),
+                    Some(r) if r.hash != cp.hash => Err(format!(
+                        "record #{} has hash {}, the checkpoint signed {}: the log was rewritten",
+                        cp.seq, r.hash, cp.hash
+                    )),
+                    Some(_) => Ok(()),
+                };
+                if verdict.is_err() {
+                    return checkpoint_result(conn, &cp, verdict);
+                }
+                // The record matches; the chain check below ties every record up to the
+                // head to it.
+                matched = Some(cp);
+            }
             let v = client
                 .verify_audit_log(pb::VerifyAuditLogRequest {
                     from_seq: a.from,
@@ -264,6 +372,7 @@ pub(crate) async fn run(cmd: AuditCommand, conn: &Connection) -> anyhow::Result<
                         "problem": v.problem,
                         "head_seq": v.head_seq,
                         "head_hash": v.head_hash,
+                        "checkpoint_seq": matched.as_ref().map(|c| c.seq),
                     })
                 );
             } else if v.intact {
@@ -273,6 +382,13 @@ pub(crate) async fn run(cmd: AuditCommand, conn: &Connection) -> anyhow::Result<
                     v.head_seq,
                     v.head_hash
                 );
+                if let Some(cp) = &matched {
+                    out!(
+                        "checkpoint #{} matches (signed by {})",
+                        cp.seq,
+                        cp.coordinator_key
+                    );
+                }
             } else {
                 out!(
                     "BROKEN at record #{}: {} ({} records before it verified)",
@@ -317,4 +433,143 @@ pub(crate) async fn run(cmd: AuditCommand, conn: &Connection) -> anyhow::Result<
             Ok(Outcome::Ok)
         }
     }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Reads a checkpoint file and checks its signature against the key it names.
+fn read_checkpoint(path: &std::path::Path) -> anyhow::Result<AuditCheckpoint> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read the checkpoint `{}`", path.display()))?;
+    let cp: AuditCheckpoint = serde_json::from_str(&text)
+        .with_context(|| format!("`{}` is not a checkpoint", path.display()))?;
+    cp.verify()
+        .with_context(|| format!("checkpoint `{}`", path.display()))?;
+    Ok(cp)
+}
+
+/// Prints the outcome of a checkpoint check (exit 1 when the log does not match).
+fn checkpoint_result(
+    conn: &Connection,
+    cp: &AuditCheckpoint,
+    verdict: Result<(), String>,
+) -> anyhow::Result<Outcome> {
+    if conn.json {
+        out!(
+            "{}",
+            json!({
+                "intact": verdict.is_ok(),
+                "checkpoint_seq": cp.seq,
+                "checkpoint_key": cp.coordinator_key,
+                "problem": verdict.as_ref().err(),
+            })
+        );
+    } else {
+        match &verdict {
+            Ok(()) => out!(
+                "checkpoint #{} matches (signed by {})",
+                cp.seq,
+                cp.coordinator_key
+            ),
+            Err(problem) => out!("BROKEN against checkpoint #{}: {problem}", cp.seq),
+        }
+    }
+    Ok(if verdict.is_ok() {
+        Outcome::Ok
+    } else {
+        Outcome::Denied
+    })
+}
+
+/// `mandate audit verify --checkpoint CP --export FILE`: recomputes the chain of an exported
+/// file offline (it must start at record 1, or the checkpoint's record must be in it) and
+/// checks the checkpoint's record.
+fn verify_export(
+    a: &VerifyArgs,
+    export: &std::path::Path,
+    conn: &Connection,
+) -> anyhow::Result<Outcome> {
+    use std::io::BufRead as _;
+    let Some(path) = &a.checkpoint else {
+        anyhow::bail!("--export needs --checkpoint");
+    };
+    let cp = read_checkpoint(path)?;
+    if !a.trust_keys.is_empty() && !a.trust_keys.contains(&cp.coordinator_key) {
+        return checkpoint_result(
+            conn,
+            &cp,
+            Err(format!(
+                "signed by {}, which is not one of the --trust-key keys",
+                cp.coordinator_key
+            )),
+        );
+    }
+    let file = std::fs::File::open(export)
+        .with_context(|| format!("cannot read `{}`", export.display()))?;
+    let mut check: Option<mandate_store::ChainCheck> = None;
+    let mut matched = cp.seq == 0;
+    let mut count = 0u64;
+    for (n, line) in std::io::BufReader::new(file).lines().enumerate() {
+        let line = line?;
+        if line.is_empty() {
+            continue;
+        }
+        let record: mandate_store::AuditRecord =
+            serde_json::from_str(&line).with_context(|| {
+                format!("`{}` line {}: not an audit record", export.display(), n + 1)
+            })?;
+        let check = check.get_or_insert_with(|| {
+            mandate_store::ChainCheck::new(record.seq, record.prev_hash.clone())
+        });
+        if let Err((seq, problem)) = check.push(&record) {
+            return checkpoint_result(conn, &cp, Err(format!("record #{seq}: {problem}")));
+        }
+        count += 1;
+        if record.seq == cp.seq {
+            if record.hash != cp.hash {
+                return checkpoint_result(
+                    conn,
+                    &cp,
+                    Err(format!(
+                        "record #{} has hash {}, the checkpoint signed {}: the log was rewritten",
+                        cp.seq, record.hash, cp.hash
+                    )),
+                );
+            }
+            matched = true;
+        }
+    }
+    let first = check.as_ref().map(|c| c.next_seq() - count);
+    if !matched {
+        let problem = match (
+            first,
+            check.as_ref().map(|c| c.next_seq().saturating_sub(1)),
+        ) {
+            (Some(_), Some(last)) if cp.seq > last => format!(
+                "the export ends at record #{last}, before the checkpoint's #{}: truncated",
+                cp.seq
+            ),
+            (Some(first), _) => format!(
+                "the export starts at record #{first}, after the checkpoint's #{}",
+                cp.seq
+            ),
+            _ => "the export is empty".to_owned(),
+        };
+        return checkpoint_result(conn, &cp, Err(problem));
+    }
+    if first.is_some_and(|f| f > 1) && !conn.json {
+        out!(
+            "note: the export starts at record #{}; records before it are vouched for only by its first prev_hash",
+            first.unwrap_or_default()
+        );
+    }
+    if a.trust_keys.is_empty() && !conn.json {
+        out!(
+            "note: no --trust-key given; check that {} is your coordinator's key",
+            cp.coordinator_key
+        );
+    }
+    checkpoint_result(conn, &cp, Ok(()))
 }

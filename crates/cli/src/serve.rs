@@ -54,6 +54,10 @@ pub(crate) struct ServeArgs {
     /// Serve plaintext on a non-loopback address (only behind a TLS-terminating proxy).
     #[arg(long, env = "MANDATE_INSECURE_PLAINTEXT", num_args = 0..=1, default_missing_value = "true")]
     insecure_plaintext: Option<bool>,
+    /// How often the coordinator signs an `audit.checkpoint` record of the log's head
+    /// (`90s`, `15m`, `1h`; `0` turns it off) [default: 1h].
+    #[arg(long, env = "MANDATE_AUDIT_CHECKPOINT_INTERVAL")]
+    audit_checkpoint_interval: Option<String>,
 }
 
 /// The `--config` file.
@@ -69,6 +73,7 @@ struct FileConfig {
     tls_key: Option<PathBuf>,
     tls_client_ca: Option<PathBuf>,
     insecure_plaintext: Option<bool>,
+    audit_checkpoint_interval: Option<String>,
     log_format: Option<LogFormat>,
 }
 
@@ -277,6 +282,18 @@ pub(crate) fn resolve(
             bool::to_string,
         )
         .unwrap_or(false);
+    let interval = p
+        .pick(
+            "audit_checkpoint_interval",
+            args.audit_checkpoint_interval,
+            file.audit_checkpoint_interval,
+            Some("1h".to_owned()),
+            |s| toml_string(s),
+        )
+        .unwrap_or_default();
+    config.audit_checkpoint_interval = std::time::Duration::from_millis(
+        crate::input::parse_ttl(&interval).context("audit_checkpoint_interval")?,
+    );
     let (log_format, source) = match (log_format, file.log_format) {
         (Some(given), _) => given,
         (None, Some(f)) => (f, Source::File),

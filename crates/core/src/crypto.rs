@@ -26,8 +26,10 @@ pub enum SigningDomain {
     Invocation,
     /// A coordinator API request, signed by the calling agent.
     Request,
-    /// A revocation list, signed by the coordinator.
+    /// A revocation feed message, signed by the coordinator.
     RevocationList,
+    /// An audit log checkpoint (sequence, head hash, time), signed by the coordinator.
+    AuditCheckpoint,
 }
 
 impl SigningDomain {
@@ -39,6 +41,7 @@ impl SigningDomain {
             SigningDomain::Invocation => b"mandate/v1/invocation",
             SigningDomain::Request => b"mandate/v1/request",
             SigningDomain::RevocationList => b"mandate/v1/revocations",
+            SigningDomain::AuditCheckpoint => b"mandate/v1/audit-checkpoint",
         }
     }
 
@@ -395,6 +398,7 @@ mod tests {
             SigningDomain::Invocation,
             SigningDomain::Request,
             SigningDomain::RevocationList,
+            SigningDomain::AuditCheckpoint,
         ];
         for a in all {
             for b in all {

@@ -558,6 +558,19 @@ impl Client {
             r
         )
     }
+    /// `AuditService/CheckpointAuditLog`.
+    pub async fn checkpoint_audit_log(
+        &mut self,
+        r: pb::CheckpointAuditLogRequest,
+    ) -> Result<pb::CheckpointAuditLogResponse, Error> {
+        call!(
+            self,
+            audit,
+            checkpoint_audit_log,
+            "AuditService/CheckpointAuditLog",
+            r
+        )
+    }
     /// `AuditService/ExportAuditLog`.
     pub async fn export_audit_log(
         &mut self,

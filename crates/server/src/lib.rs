@@ -92,6 +92,9 @@ pub struct Config {
     pub tls: Option<mandate_tls::ServerTlsFiles>,
     /// Serve plaintext on a non-loopback address (a TLS-terminating proxy in front).
     pub insecure_plaintext: bool,
+    /// How often an `audit.checkpoint` record signs the log's head (skipped when nothing
+    /// was written since the last); zero turns it off.
+    pub audit_checkpoint_interval: Duration,
 }
 
 impl std::fmt::Debug for Config {
@@ -129,6 +132,7 @@ impl Config {
             retain_history_ms: 24 * 3_600_000,
             tls: None,
             insecure_plaintext: false,
+            audit_checkpoint_interval: Duration::from_secs(3600),
         }
     }
 }
@@ -530,6 +534,27 @@ pub async fn start_with_store(config: Config, store: Arc<dyn Store>) -> Result<S
             }
         }
     });
+    if !config.audit_checkpoint_interval.is_zero() {
+        let coordinator = Arc::downgrade(&coordinator);
+        let mut stop = stop_tasks.subscribe();
+        let every = config.audit_checkpoint_interval;
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => {
+                        let Some(c) = coordinator.upgrade() else { return };
+                        match c.record_checkpoint().await {
+                            Ok(Some(cp)) => tracing::info!(seq = cp.seq, hash = %cp.hash, "audit checkpoint recorded"),
+                            Ok(None) => {}
+                            Err(e) => tracing::warn!(reason = %e.reason, error = %e.message, "audit checkpoint failed"),
+                        }
+                    }
+                    _ = stop.changed() => return,
+                }
+            }
+        });
+    }
     if config.reload_on_sighup {
         reload_on_sighup(
             Arc::downgrade(&coordinator),

@@ -96,6 +96,53 @@ impl AuditVerification {
     }
 }
 
+/// Checks records one at a time, in order: sequence continuity, each record's link to the
+/// one before and its hash. The live log ([`verify_audit`]) and exported files
+/// (`mandate audit verify --export`) are checked by the same rules.
+#[derive(Clone, Debug)]
+pub struct ChainCheck {
+    expected: u64,
+    prev: String,
+}
+
+impl ChainCheck {
+    /// Starts at record `from`, whose `prev_hash` must be `prev_hash` (the genesis hash for
+    /// record 1).
+    pub fn new(from: u64, prev_hash: String) -> ChainCheck {
+        ChainCheck {
+            expected: from.max(1),
+            prev: prev_hash,
+        }
+    }
+
+    /// The sequence number the next record must have.
+    pub fn next_seq(&self) -> u64 {
+        self.expected
+    }
+
+    /// The hash of the last record accepted (or the starting `prev_hash`).
+    pub fn last_hash(&self) -> &str {
+        &self.prev
+    }
+
+    /// Accepts the next record, or says which record is broken and why.
+    pub fn push(&mut self, r: &AuditRecord) -> std::result::Result<(), (u64, String)> {
+        // Continuity first: a gap must be reported, not skipped.
+        if r.seq != self.expected {
+            return Err((self.expected, "record is missing".into()));
+        }
+        if r.prev_hash != self.prev {
+            return Err((r.seq, "does not link to the previous record".into()));
+        }
+        if audit_hash(r.seq, &r.event, &r.prev_hash) != r.hash {
+            return Err((r.seq, "content does not match its hash (edited)".into()));
+        }
+        self.prev.clone_from(&r.hash);
+        self.expected += 1;
+        Ok(())
+    }
+}
+
 /// Recomputes the hash chain from `from` to `to` (inclusive; 0 means the head) and checks
 /// sequence continuity, each record's hash and its link to the previous one. When the
 /// range reaches the head, also checks the store's head marker (a truncated log fails).
@@ -109,7 +156,7 @@ pub fn verify_audit(store: &dyn Store, from: u64, to: u64) -> Result<AuditVerifi
         head_seq,
         head_hash: head_hash.clone(),
     };
-    let mut prev = if from == 1 {
+    let prev = if from == 1 {
         GENESIS_HASH.to_owned()
     } else {
         match store.audit_after(from - 2, 1)?.into_iter().next() {
@@ -120,35 +167,25 @@ pub fn verify_audit(store: &dyn Store, from: u64, to: u64) -> Result<AuditVerifi
             }
         }
     };
-    let mut expected = from;
-    while expected <= to {
-        let batch = store.audit_after(expected - 1, 1024)?;
+    let mut check = ChainCheck::new(from, prev);
+    while check.next_seq() <= to {
+        let batch = store.audit_after(check.next_seq() - 1, 1024)?;
         if batch.is_empty() {
-            v.broken = Some((expected, "record is missing (log truncated)".into()));
+            v.broken = Some((check.next_seq(), "record is missing (log truncated)".into()));
             return Ok(v);
         }
         for r in batch {
-            // Continuity first: a gap inside the range must be reported, not skipped.
-            if r.seq != expected {
-                v.broken = Some((expected, "record is missing".into()));
-                return Ok(v);
-            }
-            if r.seq > to {
+            if r.seq > to && r.seq == check.next_seq() {
                 break;
             }
-            if r.prev_hash != prev {
-                v.broken = Some((r.seq, "does not link to the previous record".into()));
-                return Ok(v);
-            }
-            if audit_hash(r.seq, &r.event, &r.prev_hash) != r.hash {
-                v.broken = Some((r.seq, "content does not match its hash (edited)".into()));
+            if let Err(broken) = check.push(&r) {
+                v.broken = Some(broken);
                 return Ok(v);
             }
             v.checked += 1;
-            prev = r.hash;
-            expected += 1;
         }
     }
+    let prev = check.last_hash().to_owned();
     if to == head_seq && head_seq > 0 && prev != head_hash {
         v.broken = Some((
             head_seq,

@@ -12,12 +12,16 @@
 #![forbid(unsafe_code)]
 
 mod audit;
+mod checkpoint;
 mod records;
 mod sled_store;
 
 use mandate_core::{LinkId, TaskId};
 
-pub use audit::{AuditFilter, AuditVerification, GENESIS_HASH, query_audit, verify_audit};
+pub use audit::{
+    AuditFilter, AuditVerification, ChainCheck, GENESIS_HASH, query_audit, verify_audit,
+};
+pub use checkpoint::{AuditCheckpoint, CHECKPOINT_FORMAT, CheckpointError};
 pub use records::{
     AgentRecord, AgentStatus, ApprovalRecord, ApprovalState, AuditAction, AuditEvent, AuditRecord,
     LinkRecord, NewRevocation, RevocationRecord, Severity, TaskRecord, TaskState, Verdict,

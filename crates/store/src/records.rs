@@ -389,6 +389,8 @@ pub enum AuditAction {
     PolicyReloadRefused,
     /// A live link the new policy set denies was revoked.
     PolicyDriftRevoked,
+    /// The coordinator signed a checkpoint of the log (the record before this one).
+    AuditCheckpoint,
 }
 
 impl AuditAction {
@@ -421,6 +423,7 @@ impl AuditAction {
         AuditAction::PolicyReloaded,
         AuditAction::PolicyReloadRefused,
         AuditAction::PolicyDriftRevoked,
+        AuditAction::AuditCheckpoint,
     ];
 
     /// The stored name.
@@ -453,6 +456,7 @@ impl AuditAction {
             AuditAction::PolicyReloaded => "policy.reloaded",
             AuditAction::PolicyReloadRefused => "policy.reload_refused",
             AuditAction::PolicyDriftRevoked => "policy.drift_revoked",
+            AuditAction::AuditCheckpoint => "audit.checkpoint",
         }
     }
 }

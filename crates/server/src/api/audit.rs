@@ -180,6 +180,24 @@ impl AuditService for Api {
         )))
     }
 
+    async fn checkpoint_audit_log(
+        &self,
+        req: Request<pb::CheckpointAuditLogRequest>,
+    ) -> Result<Response<pb::CheckpointAuditLogResponse>, Status> {
+        auditor(&req)?;
+        let cp = self.coordinator.checkpoint_audit().await?;
+        let (key, signature) = cp.key_and_signature().map_err(|e| {
+            ApiError::new(tonic::Code::Internal, ErrorReason::Internal, e.to_string()).into_status()
+        })?;
+        Ok(Response::new(pb::CheckpointAuditLogResponse {
+            seq: cp.seq,
+            coordinator_key: key.to_vec(),
+            signature: signature.to_vec(),
+            hash: cp.hash,
+            time_ms: cp.time_ms,
+        }))
+    }
+
     async fn verify_audit_log(
         &self,
         req: Request<pb::VerifyAuditLogRequest>,

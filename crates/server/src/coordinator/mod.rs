@@ -45,6 +45,7 @@ mod admission;
 mod agents;
 pub(crate) mod approvals;
 mod authorize;
+mod checkpoint;
 mod delegation;
 mod drift;
 mod reads;

@@ -326,6 +326,9 @@ class Client:
     def export_audit_log(self, request: audit_pb2.ExportAuditLogRequest | None = None, **fields: Any) -> Iterator[audit_pb2.ExportAuditLogResponse]:
         return self._stream("/mandate.v1.AuditService/ExportAuditLog", self._request(audit_pb2.ExportAuditLogRequest, request, fields), audit_pb2.ExportAuditLogResponse)
 
+    def checkpoint_audit_log(self, request: audit_pb2.CheckpointAuditLogRequest | None = None, **fields: Any) -> audit_pb2.CheckpointAuditLogResponse:
+        return self._unary("/mandate.v1.AuditService/CheckpointAuditLog", self._request(audit_pb2.CheckpointAuditLogRequest, request, fields), audit_pb2.CheckpointAuditLogResponse)
+
     # ---- PolicyService ----
 
     def get_policy(self, request: policy_pb2.GetPolicyRequest | None = None, **fields: Any) -> policy_pb2.GetPolicyResponse:
@@ -363,6 +366,7 @@ RPCS: dict[str, tuple[str, type[Message], type[Message], bool]] = {
     "watch_audit_log": ("/mandate.v1.AuditService/WatchAuditLog", audit_pb2.WatchAuditLogRequest, audit_pb2.WatchAuditLogResponse, True),
     "verify_audit_log": ("/mandate.v1.AuditService/VerifyAuditLog", audit_pb2.VerifyAuditLogRequest, audit_pb2.VerifyAuditLogResponse, False),
     "export_audit_log": ("/mandate.v1.AuditService/ExportAuditLog", audit_pb2.ExportAuditLogRequest, audit_pb2.ExportAuditLogResponse, True),
+    "checkpoint_audit_log": ("/mandate.v1.AuditService/CheckpointAuditLog", audit_pb2.CheckpointAuditLogRequest, audit_pb2.CheckpointAuditLogResponse, False),
     "get_policy": ("/mandate.v1.PolicyService/GetPolicy", policy_pb2.GetPolicyRequest, policy_pb2.GetPolicyResponse, False),
     "reload_policy": ("/mandate.v1.PolicyService/ReloadPolicy", policy_pb2.ReloadPolicyRequest, policy_pb2.ReloadPolicyResponse, False),
 }

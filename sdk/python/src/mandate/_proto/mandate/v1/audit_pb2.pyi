@@ -146,3 +146,21 @@ class ExportAuditLogResponse(_message.Message):
     JSONL_FIELD_NUMBER: _ClassVar[int]
     jsonl: bytes
     def __init__(self, jsonl: _Optional[bytes] = ...) -> None: ...
+
+class CheckpointAuditLogRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class CheckpointAuditLogResponse(_message.Message):
+    __slots__ = ("seq", "hash", "time_ms", "coordinator_key", "signature")
+    SEQ_FIELD_NUMBER: _ClassVar[int]
+    HASH_FIELD_NUMBER: _ClassVar[int]
+    TIME_MS_FIELD_NUMBER: _ClassVar[int]
+    COORDINATOR_KEY_FIELD_NUMBER: _ClassVar[int]
+    SIGNATURE_FIELD_NUMBER: _ClassVar[int]
+    seq: int
+    hash: str
+    time_ms: int
+    coordinator_key: bytes
+    signature: bytes
+    def __init__(self, seq: _Optional[int] = ..., hash: _Optional[str] = ..., time_ms: _Optional[int] = ..., coordinator_key: _Optional[bytes] = ..., signature: _Optional[bytes] = ...) -> None: ...

@@ -55,6 +55,11 @@ class AuditServiceStub:
                 request_serializer=mandate_dot_v1_dot_audit__pb2.ExportAuditLogRequest.SerializeToString,
                 response_deserializer=mandate_dot_v1_dot_audit__pb2.ExportAuditLogResponse.FromString,
                 _registered_method=True)
+        self.CheckpointAuditLog = channel.unary_unary(
+                '/mandate.v1.AuditService/CheckpointAuditLog',
+                request_serializer=mandate_dot_v1_dot_audit__pb2.CheckpointAuditLogRequest.SerializeToString,
+                response_deserializer=mandate_dot_v1_dot_audit__pb2.CheckpointAuditLogResponse.FromString,
+                _registered_method=True)
 
 
 class AuditServiceServicer:
@@ -90,6 +95,15 @@ class AuditServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CheckpointAuditLog(self, request, context):
+        """Signs a checkpoint of the log's durable head. Keep it where the coordinator cannot
+        write; `mandate audit verify --checkpoint` later checks a log or an export against it
+        (docs/AUDIT.md, "Checkpoints").
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AuditServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -112,6 +126,11 @@ def add_AuditServiceServicer_to_server(servicer, server):
                     servicer.ExportAuditLog,
                     request_deserializer=mandate_dot_v1_dot_audit__pb2.ExportAuditLogRequest.FromString,
                     response_serializer=mandate_dot_v1_dot_audit__pb2.ExportAuditLogResponse.SerializeToString,
+            ),
+            'CheckpointAuditLog': grpc.unary_unary_rpc_method_handler(
+                    servicer.CheckpointAuditLog,
+                    request_deserializer=mandate_dot_v1_dot_audit__pb2.CheckpointAuditLogRequest.FromString,
+                    response_serializer=mandate_dot_v1_dot_audit__pb2.CheckpointAuditLogResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -223,6 +242,33 @@ class AuditService:
             '/mandate.v1.AuditService/ExportAuditLog',
             mandate_dot_v1_dot_audit__pb2.ExportAuditLogRequest.SerializeToString,
             mandate_dot_v1_dot_audit__pb2.ExportAuditLogResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CheckpointAuditLog(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mandate.v1.AuditService/CheckpointAuditLog',
+            mandate_dot_v1_dot_audit__pb2.CheckpointAuditLogRequest.SerializeToString,
+            mandate_dot_v1_dot_audit__pb2.CheckpointAuditLogResponse.FromString,
             options,
             channel_credentials,
             insecure,
