@@ -25,6 +25,7 @@
 // - `operations`: health and reflection, the trust bundle and renewal, bounded storage.
 // - `gateway`: `mandate-gateway` in front of a real HTTP upstream.
 // - `tls`: TLS and mutual TLS on the listeners, certificate reload.
+// - `metrics`: the Prometheus exposition, scraped by a real Prometheus.
 mod audit;
 mod bad_input;
 mod failing_store;
@@ -32,6 +33,7 @@ mod feed;
 mod flow;
 mod gateway;
 mod harness;
+mod metrics;
 mod operations;
 mod policy;
 mod tls;

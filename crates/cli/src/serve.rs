@@ -54,6 +54,9 @@ pub(crate) struct ServeArgs {
     /// Serve plaintext on a non-loopback address (only behind a TLS-terminating proxy).
     #[arg(long, env = "MANDATE_INSECURE_PLAINTEXT", num_args = 0..=1, default_missing_value = "true")]
     insecure_plaintext: Option<bool>,
+    /// Serve Prometheus metrics at `http://ADDR/metrics` (plain HTTP; off by default).
+    #[arg(long, env = "MANDATE_METRICS_LISTEN")]
+    metrics_listen: Option<SocketAddr>,
     /// How often the coordinator signs an `audit.checkpoint` record of the log's head
     /// (`90s`, `15m`, `1h`; `0` turns it off) [default: 1h].
     #[arg(long, env = "MANDATE_AUDIT_CHECKPOINT_INTERVAL")]
@@ -74,6 +77,7 @@ struct FileConfig {
     tls_client_ca: Option<PathBuf>,
     insecure_plaintext: Option<bool>,
     audit_checkpoint_interval: Option<String>,
+    metrics_listen: Option<SocketAddr>,
     log_format: Option<LogFormat>,
 }
 
@@ -282,6 +286,13 @@ pub(crate) fn resolve(
             bool::to_string,
         )
         .unwrap_or(false);
+    config.metrics_listen = p.pick(
+        "metrics_listen",
+        args.metrics_listen,
+        file.metrics_listen,
+        None,
+        |a| toml_string(&a.to_string()),
+    );
     let interval = p
         .pick(
             "audit_checkpoint_interval",
@@ -341,6 +352,9 @@ pub(crate) async fn serve(config: mandate_server::Config) -> anyhow::Result<()> 
     out!("  admin key:        {}", server.admin_key_path.display());
     out!("  coordinator key:  {}", server.coordinator_key);
     out!("  policy set:       {}", server.policy_summary());
+    if let Some(addr) = server.metrics_addr {
+        out!("  metrics:          http://{addr}/metrics");
+    }
     if tls {
         out!(
             "  health/reflection: grpcurl -cacert CA.pem {} list",

@@ -11,6 +11,7 @@ mod api;
 mod auth;
 mod coordinator;
 mod error;
+mod metrics;
 mod policies;
 mod state;
 
@@ -37,6 +38,7 @@ pub use coordinator::{
     RevocationEvent, RevokedLinks, Role, Started, TaskRequest, TreeLink,
 };
 pub use error::{ApiError, ERROR_DOMAIN, ErrorReason};
+pub use metrics::Metrics;
 pub use policies::{Decision, LoadedPolicy, Obligations, Policies};
 
 /// How long shutdown waits for calls and connections to finish.
@@ -95,6 +97,8 @@ pub struct Config {
     /// How often an `audit.checkpoint` record signs the log's head (skipped when nothing
     /// was written since the last); zero turns it off.
     pub audit_checkpoint_interval: Duration,
+    /// Where to serve Prometheus metrics (`GET /metrics`, plain HTTP); `None`: nowhere.
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 impl std::fmt::Debug for Config {
@@ -133,6 +137,7 @@ impl Config {
             tls: None,
             insecure_plaintext: false,
             audit_checkpoint_interval: Duration::from_secs(3600),
+            metrics_listen: None,
         }
     }
 }
@@ -192,6 +197,8 @@ pub enum StartError {
 pub struct Server {
     /// Where it listens.
     pub local_addr: SocketAddr,
+    /// Where the metrics listener is, when there is one.
+    pub metrics_addr: Option<SocketAddr>,
     /// The data directory.
     pub data_dir: PathBuf,
     /// Path of the admin key file.
@@ -487,6 +494,9 @@ pub async fn start_with_store(config: Config, store: Arc<dyn Store>) -> Result<S
     })?;
     let max = config.max_message_bytes;
     let router = tonic::transport::Server::builder()
+        .layer(metrics::MetricsLayer {
+            metrics: Arc::clone(coordinator.metrics()),
+        })
         .layer(auth)
         .add_service(health_service)
         .add_service(reflection_v1)
@@ -534,6 +544,10 @@ pub async fn start_with_store(config: Config, store: Arc<dyn Store>) -> Result<S
             }
         }
     });
+    let metrics_addr = match config.metrics_listen {
+        Some(addr) => Some(serve_metrics(addr, &coordinator, stop_tasks.subscribe()).await?),
+        None => None,
+    };
     if !config.audit_checkpoint_interval.is_zero() {
         let coordinator = Arc::downgrade(&coordinator);
         let mut stop = stop_tasks.subscribe();
@@ -565,6 +579,7 @@ pub async fn start_with_store(config: Config, store: Arc<dyn Store>) -> Result<S
     tracing::info!(%local_addr, tls = tls.is_some(), mutual_tls = tls.as_ref().is_some_and(|t| t.mutual()), data_dir = %config.data_dir.display(), "mandate coordinator listening");
     Ok(Server {
         local_addr,
+        metrics_addr,
         data_dir: config.data_dir,
         admin_key_path,
         admin_id: admin_id.as_str().to_owned(),
@@ -576,6 +591,39 @@ pub async fn start_with_store(config: Config, store: Arc<dyn Store>) -> Result<S
         stop_tasks,
         join,
     })
+}
+
+/// Binds the metrics listener and serves it until the server stops.
+async fn serve_metrics(
+    addr: SocketAddr,
+    coordinator: &Arc<Coordinator>,
+    stop: tokio::sync::watch::Receiver<bool>,
+) -> Result<SocketAddr, StartError> {
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|source| StartError::Listen { addr, source })?;
+    let bound = listener
+        .local_addr()
+        .map_err(|source| StartError::Listen { addr, source })?;
+    let weak = Arc::downgrade(coordinator);
+    let sample: Arc<dyn Fn() -> metrics::BoxFuture<()> + Send + Sync> = Arc::new(move || {
+        let weak = weak.clone();
+        Box::pin(async move {
+            let Some(c) = weak.upgrade() else { return };
+            let now = c.now();
+            let scan = Arc::clone(&c);
+            match tokio::task::spawn_blocking(move || scan.sample_live()).await {
+                Ok(Ok(s)) => c.metrics().set_live(&s, now),
+                Ok(Err(e)) => {
+                    tracing::warn!(reason = %e.reason, error = %e.message, "sampling live state for metrics failed")
+                }
+                Err(e) => tracing::warn!(error = %e, "sampling live state for metrics failed"),
+            }
+        })
+    });
+    metrics::serve(listener, Arc::clone(coordinator.metrics()), sample, stop);
+    tracing::info!(%bound, "metrics listening (GET /metrics)");
+    Ok(bound)
 }
 
 /// Reloads the policy directory (and the TLS files) whenever the process receives SIGHUP.

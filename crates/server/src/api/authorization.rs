@@ -100,6 +100,15 @@ fn published_msg(b: &SignedBatch) -> pb::WatchRevocationsResponse {
     }
 }
 
+/// Counts an open feed stream until it ends.
+struct Counted(Arc<crate::Metrics>);
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        self.0.follower(-1);
+    }
+}
+
 #[tonic::async_trait]
 impl AuthorizationService for Api {
     async fn authorize(
@@ -182,8 +191,11 @@ impl AuthorizationService for Api {
         };
         let heartbeat = self.heartbeat;
         let mut stop = self.stop.clone();
+        let metrics = Arc::clone(coordinator.metrics());
         let stream = async_stream(move |tx| async move {
             let _slot = slot;
+            metrics.follower(1);
+            let _counted = Counted(Arc::clone(&metrics));
             let mut epoch = snapshot.epoch;
             if tx.send(Ok(first)).await.is_err() {
                 return;
@@ -203,11 +215,13 @@ impl AuthorizationService for Api {
                             snapshot_msg(&coordinator, &s)
                         }
                         Ok(b) => {
+                            metrics.follower_lag(rx.len());
                             epoch = b.event.epoch;
                             published_msg(&b)
                         }
                         // Too slow to follow: start over from a fresh snapshot.
                         Err(RecvError::Lagged(_)) => {
+                            metrics.resnapshot();
                             let s = coordinator.revocation_snapshot();
                             epoch = s.epoch;
                             snapshot_msg(&coordinator, &s)

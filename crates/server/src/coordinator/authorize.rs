@@ -124,6 +124,12 @@ impl Coordinator {
             e.policies = d.policies.clone();
             e.policy_hash = d.policy_hash.clone();
         }
+        let reason = match (&outcome.denial, &outcome.policy) {
+            (Some(d), _) => d.reason().code(),
+            (None, Some(d)) if d.allowed => "",
+            (None, _) => "POLICY_DENIED",
+        };
+        self.metrics.decision(reason.is_empty(), reason);
         match (&outcome.denial, &outcome.policy) {
             (None, Some(d)) if d.allowed => e.set_verdict(Verdict::Allow),
             (Some(d), _) => {

@@ -34,6 +34,7 @@ use tokio::sync::Mutex;
 
 use crate::auth::Caller;
 use crate::error::{ApiError, ErrorReason};
+use crate::metrics::Metrics;
 use crate::policies::{Decision, Policies, agent_info};
 use crate::state::audit::AuditWriter;
 use crate::state::durability::{AfterFlush, Flusher};
@@ -136,6 +137,7 @@ pub struct Coordinator {
     revoked: RwLock<RevocationList>,
     feed: Arc<Feed>,
     feed_signer: Arc<FeedSigner>,
+    metrics: Arc<Metrics>,
     writer: Mutex<()>,
     // Delegations waiting to be admitted by the next holder of the writer lock.
     delegations: std::sync::Mutex<Vec<admission::Pending>>,
@@ -254,11 +256,21 @@ impl Coordinator {
         // Everything in the store at start is durable.
         let feed_signer = Arc::new(FeedSigner::new(key.clone(), Arc::clone(&clock)));
         let feed = Arc::new(Feed::new(revoked.epoch(), Arc::clone(&feed_signer)));
+        let metrics = Arc::new(Metrics::new());
         Ok(Coordinator {
             started_ms: clock.now_ms(),
             quota: QuotaLedger::new(config.quotas),
-            audit: AuditWriter::start(Arc::clone(&store), store.audit_head()?.0),
-            flusher: Flusher::start(Arc::clone(&store), Arc::clone(&feed) as Arc<dyn AfterFlush>),
+            audit: AuditWriter::start(
+                Arc::clone(&store),
+                store.audit_head()?.0,
+                Arc::clone(&metrics),
+            ),
+            flusher: Flusher::start(
+                Arc::clone(&store),
+                Arc::clone(&feed) as Arc<dyn AfterFlush>,
+                Arc::clone(&metrics),
+            ),
+            metrics,
             store,
             policies,
             approvals_changed: tokio::sync::watch::channel(0).0,
@@ -283,6 +295,11 @@ impl Coordinator {
     /// The policy set in force and its source.
     pub fn policies(&self) -> &Arc<Policies> {
         &self.policies
+    }
+
+    /// The metrics registry.
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
     }
 
     /// The trust bundle verifiers should use.
@@ -397,7 +414,11 @@ impl Coordinator {
 
     /// Commits a change and tells audit followers about its records.
     fn commit(&self, change: Change) -> Result<Committed, ApiError> {
+        let actions: Vec<String> = change.audit.iter().map(|e| e.action.clone()).collect();
+        let started = std::time::Instant::now();
         let committed = self.store.commit(change)?;
+        self.metrics
+            .committed(actions.iter().map(String::as_str), started.elapsed());
         if let Some(&last) = committed.audit_seqs.last() {
             self.audit.committed(last);
         }

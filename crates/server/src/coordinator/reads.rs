@@ -74,3 +74,62 @@ impl Coordinator {
         })
     }
 }
+
+impl Coordinator {
+    /// Counts what is live now, for the sampled metrics: agents by status, active tasks,
+    /// their live links and the longest remaining lifetime, pending approvals. A pass over
+    /// the store (pages of 1,000), run off the async threads.
+    pub(crate) fn sample_live(&self) -> Result<crate::metrics::LiveSample, ApiError> {
+        use mandate_core::RevocationSet as _;
+        use mandate_store::{ApprovalState, TaskState};
+        let now = self.now();
+        let mut s = crate::metrics::LiveSample::default();
+        let mut after: Option<String> = None;
+        loop {
+            let page = self.store.agents(after.as_deref(), 1000)?;
+            for a in &page {
+                match a.status {
+                    AgentStatus::Active => s.agents_active += 1,
+                    AgentStatus::Disabled => s.agents_disabled += 1,
+                }
+            }
+            match page.last() {
+                Some(a) if page.len() == 1000 => after = Some(a.id.to_string()),
+                _ => break,
+            }
+        }
+        let mut after: Option<TaskId> = None;
+        loop {
+            let page = self.store.tasks(after.as_ref(), 1000)?;
+            for t in page.iter().filter(|t| t.state == TaskState::Active) {
+                s.tasks_active += 1;
+                let revoked = super::read(&self.revoked);
+                for l in self.store.task_links(&t.id)? {
+                    if l.expires_at_ms > now && !revoked.is_revoked(&l.id) {
+                        s.links_live += 1;
+                        s.longest_remaining_ms = s.longest_remaining_ms.max(l.expires_at_ms - now);
+                    }
+                }
+            }
+            match page.last() {
+                Some(t) if page.len() == 1000 => after = Some(t.id),
+                _ => break,
+            }
+        }
+        let mut after: Option<TaskId> = None;
+        loop {
+            let page = self.store.approvals(after.as_ref(), 1000)?;
+            s.approvals_pending += page
+                .iter()
+                .filter(|a| a.state == ApprovalState::Pending)
+                .count() as i64;
+            match page.last() {
+                Some(a) if page.len() == 1000 => after = Some(a.task),
+                _ => break,
+            }
+        }
+        s.revocations_live = i64::try_from(super::read(&self.revoked).len()).unwrap_or(i64::MAX);
+        s.epoch = self.feed.published();
+        Ok(s)
+    }
+}

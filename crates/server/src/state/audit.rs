@@ -28,7 +28,11 @@ pub(crate) struct AuditWriter {
 
 impl AuditWriter {
     /// Starts the batch writer for `store`, whose newest record is `head`.
-    pub(crate) fn start(store: Arc<dyn Store>, head: u64) -> AuditWriter {
+    pub(crate) fn start(
+        store: Arc<dyn Store>,
+        head: u64,
+        metrics: Arc<crate::metrics::Metrics>,
+    ) -> AuditWriter {
         let (head, _) = watch::channel(head);
         let (tx, mut rx) = mpsc::channel::<Pending>(8192);
         let announce = head.clone();
@@ -58,9 +62,11 @@ impl AuditWriter {
                     ..Change::default()
                 };
                 let size = change.audit.len();
+                let actions: Vec<String> = change.audit.iter().map(|e| e.action.clone()).collect();
                 let started = std::time::Instant::now();
                 let result = match tokio::task::spawn_blocking(move || store.commit(change)).await {
                     Ok(Ok(c)) => {
+                        metrics.committed(actions.iter().map(String::as_str), started.elapsed());
                         if let Some(&last) = c.audit_seqs.last() {
                             advance(&announce, last);
                         }

@@ -31,7 +31,11 @@ pub(crate) struct Flusher {
 
 impl Flusher {
     /// Starts the flush loop for `store`.
-    pub(crate) fn start(store: Arc<dyn Store>, after: Arc<dyn AfterFlush>) -> Flusher {
+    pub(crate) fn start(
+        store: Arc<dyn Store>,
+        after: Arc<dyn AfterFlush>,
+        metrics: Arc<crate::metrics::Metrics>,
+    ) -> Flusher {
         let (tx, mut rx) = mpsc::unbounded_channel::<Waiter>();
         tokio::spawn(async move {
             while let Some(first) = rx.recv().await {
@@ -61,6 +65,7 @@ impl Flusher {
                     Ok(()) => after.durable(mark),
                     Err(e) => tracing::error!(error = %e, "flush failed"),
                 }
+                metrics.flushed(result.is_ok(), waiters.len(), started.elapsed());
                 tracing::debug!(
                     batch = waiters.len(),
                     micros = started.elapsed().as_micros() as u64,
