@@ -900,3 +900,117 @@ async fn a_policy_change_by_restart_is_checked_like_a_reload() {
     assert_eq!(audit(&h, "policy.reloaded").await.len(), 1);
     assert_eq!(audit(&h, "policy.loaded").await.len(), 1);
 }
+
+/// A reload decides again the registrations policy admitted: a worker the new set would not
+/// let its parent register is disabled, with the workers below it and its links; agents an
+/// admin registered, and the other workers, are untouched.
+#[tokio::test]
+async fn a_reload_disables_agents_whose_registration_the_new_set_refuses() {
+    let mut t = team().await;
+    let planner_id = format!("{DOMAIN}/planner");
+    let b_id = format!("{DOMAIN}/planner/b");
+    let c_id = format!("{DOMAIN}/planner/b/c");
+    let (_, mut a) =
+        t.h.register(
+            &mut t.planner,
+            &format!("{DOMAIN}/planner/a"),
+            "worker",
+            &planner_id,
+        )
+        .await;
+    let (b_key, mut b) =
+        t.h.register(&mut t.planner, &b_id, "worker", &planner_id)
+            .await;
+    let (_, mut c) = t.h.register(&mut b, &c_id, "worker", &b_id).await;
+    let r = t
+        .planner
+        .start_task(start(vec![cap_pb("docs/*", &["read"])], 600_000))
+        .await
+        .unwrap();
+    let root = decode(&r.chain);
+    let now = t.h.now();
+    let chain_b = t
+        .planner
+        .delegate(
+            &root,
+            LinkSpec::new(
+                b_key.public_key(),
+                b_id.parse().unwrap(),
+                vec![cap("docs/*", &["read"])],
+                now,
+                now + 300_000,
+            )
+            .unwrap()
+            .require_seal(true),
+        )
+        .await
+        .unwrap();
+
+    std::fs::write(
+        t.policy_dir.join("no-b.cedar"),
+        format!(
+            "@id(\"test.no-b\")\nforbid (principal, action == Mandate::Action::\"RegisterAgent\", resource == Mandate::Agent::\"{b_id}\");\n"
+        ),
+    )
+    .unwrap();
+    let mut admin = t.h.admin.clone();
+    let reloaded = admin
+        .reload_policy(pb::ReloadPolicyRequest {})
+        .await
+        .unwrap();
+    assert_eq!(
+        reloaded.revoked_link_ids,
+        vec![chain_b.leaf().id().to_string()],
+        "B's link, nothing else"
+    );
+
+    let status = |id: &str| {
+        let mut admin = t.h.admin.clone();
+        let id = id.to_owned();
+        async move {
+            admin
+                .get_agent(pb::GetAgentRequest { agent_id: id })
+                .await
+                .unwrap()
+                .agent
+                .unwrap()
+                .status
+        }
+    };
+    assert_eq!(status(&b_id).await, pb::AgentStatus::Disabled as i32);
+    assert_eq!(
+        status(&c_id).await,
+        pb::AgentStatus::Disabled as i32,
+        "the worker below B"
+    );
+    assert_eq!(
+        status(&format!("{DOMAIN}/planner/a")).await,
+        pb::AgentStatus::Active as i32
+    );
+    assert_eq!(status(&planner_id).await, pb::AgentStatus::Active as i32);
+    for client in [&mut b, &mut c] {
+        let err = client
+            .list_agents(pb::ListAgentsRequest::default())
+            .await
+            .unwrap_err();
+        assert_eq!(err.reason(), "AGENT_DISABLED");
+    }
+    a.list_agents(pb::ListAgentsRequest::default())
+        .await
+        .unwrap();
+
+    let disabled = audit(&t.h, "agent.disabled").await;
+    assert_eq!(disabled.len(), 1, "one record for the refused registration");
+    assert_eq!(disabled[0].detail["agent"], b_id);
+    assert_eq!(disabled[0].policy_ids, vec!["test.no-b".to_owned()]);
+    assert!(
+        disabled[0].reason.contains("no longer allowed"),
+        "{}",
+        disabled[0].reason
+    );
+    let reload = audit(&t.h, "policy.reloaded").await;
+    assert_eq!(
+        reload[0].detail["disabled_agents"],
+        format!("{b_id},{c_id}")
+    );
+}

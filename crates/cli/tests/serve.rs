@@ -378,3 +378,53 @@ async fn serve_with_tls_from_a_config_file_and_reload_on_sighup() {
     child.kill().unwrap();
     child.wait().unwrap();
 }
+
+/// Each request runs in a span naming the method, the signing agent and the task or link it
+/// names, visible in `--log-format json`; no token or signature is logged.
+#[test]
+fn request_spans_name_the_agent_and_task() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_mandate"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--log-format", "json"])
+        .current_dir(dir.path())
+        .env("RUST_LOG", "mandate_server=debug")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap()).lines();
+    let first = stdout.next().unwrap().unwrap();
+    let addr = first.rsplit(' ').next().unwrap().to_owned();
+    let task = "0123456789abcdef0123456789abcdef";
+    let mut shown = None;
+    for _ in 0..200 {
+        let out = Command::new(env!("CARGO_BIN_EXE_mandate"))
+            .args(["--server", &addr, "task", "show", task])
+            .current_dir(dir.path())
+            .output()
+            .unwrap();
+        if String::from_utf8_lossy(&out.stderr).contains("NOT_FOUND") {
+            shown = Some(out);
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(25));
+    }
+    assert!(shown.is_some(), "the task lookup never reached the server");
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let logs: Vec<serde_json::Value> = BufReader::new(child.stderr.take().unwrap())
+        .lines()
+        .map_while(Result::ok)
+        .filter_map(|l| serde_json::from_str(&l).ok())
+        .collect();
+    let handled = logs
+        .iter()
+        .find(|l| l["fields"]["message"] == "handled" && l["span"]["task"] == task)
+        .unwrap_or_else(|| panic!("no span with the task: {logs:#?}"));
+    assert_eq!(handled["span"]["name"], "rpc");
+    assert_eq!(handled["span"]["agent"], "spiffe://mandate.local/admin");
+    assert_eq!(handled["span"]["method"], "/mandate.v1.TaskService/GetTask");
+    assert_eq!(handled["fields"]["grpc_status"], "5");
+    let all = logs.iter().map(ToString::to_string).collect::<String>();
+    assert!(!all.contains("x-mandate-signature"));
+}

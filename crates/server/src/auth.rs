@@ -315,46 +315,70 @@ where
             return Box::pin(inner.call(req));
         }
         let state = Arc::clone(&self.state);
-        Box::pin(async move {
-            // Cheap checks before buffering any body: an unsigned or stale request costs
-            // nothing but its headers.
-            let checked = state
-                .precheck(req.headers())
-                .and_then(|auth| AuthState::check_peer(req.extensions(), &auth.agent));
-            if let Err(e) = checked {
-                tracing::info!(method = %req.uri().path(), reason = %e.reason, "request refused");
-                return Ok(e.into_status().into_http());
-            }
-            let (mut parts, body) = req.into_parts();
-            let limit = state.max_message_bytes + 5;
-            let bytes: Bytes = match Limited::new(body, limit).collect().await {
-                Ok(collected) => collected.to_bytes(),
-                Err(_) => {
-                    let e = ApiError::new(
-                        tonic::Code::ResourceExhausted,
-                        ErrorReason::RequestTooLarge,
-                        format!("request larger than {} bytes", state.max_message_bytes),
-                    );
+        // One span per request: the method, the signing agent once authenticated, and the
+        // task and link the request names (recorded where they are parsed). Never a token,
+        // a key or a signature.
+        let span = tracing::info_span!(
+            "rpc",
+            method = %req.uri().path(),
+            agent = tracing::field::Empty,
+            task = tracing::field::Empty,
+            link = tracing::field::Empty,
+        );
+        let in_span = span.clone();
+        Box::pin(tracing::Instrument::instrument(
+            async move {
+                // Cheap checks before buffering any body: an unsigned or stale request costs
+                // nothing but its headers.
+                let checked = state
+                    .precheck(req.headers())
+                    .and_then(|auth| AuthState::check_peer(req.extensions(), &auth.agent));
+                if let Err(e) = checked {
+                    tracing::info!(method = %req.uri().path(), reason = %e.reason, "request refused");
                     return Ok(e.into_status().into_http());
                 }
-            };
-            match state.authenticate(&parts, &bytes) {
-                Ok(caller) => {
-                    tracing::debug!(agent = %caller.agent.id, method = %parts.uri.path(), "authenticated");
-                    parts.extensions.insert(caller);
-                    inner
-                        .call(http::Request::from_parts(
-                            parts,
-                            Body::new(Full::new(bytes)),
-                        ))
-                        .await
+                let (mut parts, body) = req.into_parts();
+                let limit = state.max_message_bytes + 5;
+                let bytes: Bytes = match Limited::new(body, limit).collect().await {
+                    Ok(collected) => collected.to_bytes(),
+                    Err(_) => {
+                        let e = ApiError::new(
+                            tonic::Code::ResourceExhausted,
+                            ErrorReason::RequestTooLarge,
+                            format!("request larger than {} bytes", state.max_message_bytes),
+                        );
+                        return Ok(e.into_status().into_http());
+                    }
+                };
+                match state.authenticate(&parts, &bytes) {
+                    Ok(caller) => {
+                        in_span.record("agent", tracing::field::display(&caller.agent.id));
+                        tracing::debug!("authenticated");
+                        parts.extensions.insert(caller);
+                        let response = inner
+                            .call(http::Request::from_parts(
+                                parts,
+                                Body::new(Full::new(bytes)),
+                            ))
+                            .await;
+                        if let Ok(r) = &response {
+                            let status = r
+                                .headers()
+                                .get("grpc-status")
+                                .and_then(|v| v.to_str().ok())
+                                .unwrap_or("0");
+                            tracing::debug!(grpc_status = status, "handled");
+                        }
+                        response
+                    }
+                    Err(e) => {
+                        tracing::info!(reason = %e.reason, "request refused");
+                        Ok(e.into_status().into_http())
+                    }
                 }
-                Err(e) => {
-                    tracing::info!(method = %parts.uri.path(), reason = %e.reason, "request refused");
-                    Ok(e.into_status().into_http())
-                }
-            }
-        })
+            },
+            span,
+        ))
     }
 }
 

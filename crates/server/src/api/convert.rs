@@ -22,14 +22,22 @@ pub(crate) fn call_from_pb(
         .map_err(|d| ApiError::invalid(d.detail()))
 }
 
+/// Parses a task id and names it on the request's span.
 pub(crate) fn parse_task_id(s: &str) -> Result<TaskId, ApiError> {
-    s.parse()
-        .map_err(|_| ApiError::invalid(format!("`{s}` is not a task id (32 hex characters)")))
+    let id: TaskId = s
+        .parse()
+        .map_err(|_| ApiError::invalid(format!("`{s}` is not a task id (32 hex characters)")))?;
+    tracing::Span::current().record("task", tracing::field::display(&id));
+    Ok(id)
 }
 
+/// Parses a link id and names it on the request's span.
 pub(crate) fn parse_link_id(s: &str) -> Result<LinkId, ApiError> {
-    s.parse()
-        .map_err(|_| ApiError::invalid(format!("`{s}` is not a link id (32 hex characters)")))
+    let id: LinkId = s
+        .parse()
+        .map_err(|_| ApiError::invalid(format!("`{s}` is not a link id (32 hex characters)")))?;
+    tracing::Span::current().record("link", tracing::field::display(&id));
+    Ok(id)
 }
 
 pub(crate) fn agent_to_pb(a: &AgentRecord) -> pb::Agent {

@@ -31,6 +31,97 @@ pub struct Registration {
 }
 
 impl Coordinator {
+    /// `first`, and every active worker registered below them transitively, marked
+    /// disabled at `now` (`first` in front, in order), with every link they hold or issued
+    /// (the roots of the cascade that goes with disabling them).
+    pub(super) fn disable_closure(
+        &self,
+        first: Vec<AgentRecord>,
+        now: u64,
+    ) -> Result<(Vec<AgentRecord>, Vec<mandate_core::LinkId>), ApiError> {
+        let mut children: HashMap<AgentId, Vec<AgentRecord>> = HashMap::new();
+        let mut after: Option<String> = None;
+        loop {
+            let page = self.store.agents(after.as_deref(), 1024)?;
+            let Some(last) = page.last() else { break };
+            after = Some(last.id.to_string());
+            for a in page {
+                if let Some(p) = a.parent.clone() {
+                    children.entry(p).or_default().push(a);
+                }
+            }
+        }
+        let mut seen: HashSet<AgentId> = first.iter().map(|a| a.id.clone()).collect();
+        let mut queue: VecDeque<AgentId> = first.iter().map(|a| a.id.clone()).collect();
+        let mut agents = first;
+        while let Some(next) = queue.pop_front() {
+            for child in children.remove(&next).unwrap_or_default() {
+                queue.push_back(child.id.clone());
+                if child.status == AgentStatus::Active && seen.insert(child.id.clone()) {
+                    agents.push(child);
+                }
+            }
+        }
+        let mut roots = Vec::new();
+        for a in &mut agents {
+            a.status = AgentStatus::Disabled;
+            a.disabled_ms = now;
+            roots.extend(self.store.agent_links(&a.id)?);
+        }
+        Ok((agents, roots))
+    }
+
+    /// Decides again, under `set`, the registration of every active agent that policy
+    /// admitted (one registered by a non-admin: its parent). Returns those the set now
+    /// refuses, with the decision. Agents an admin registered were never policy's to
+    /// decide and are not decided now.
+    pub(super) fn registration_drift(
+        &self,
+        set: &mandate_policy::PolicySet,
+        now: u64,
+    ) -> Result<Vec<(AgentRecord, crate::policies::Decision)>, ApiError> {
+        let mut out = Vec::new();
+        let mut registrars: HashMap<String, Option<AgentRecord>> = HashMap::new();
+        let mut after: Option<String> = None;
+        loop {
+            let page = self.store.agents(after.as_deref(), 1024)?;
+            let Some(last) = page.last() else { break };
+            after = Some(last.id.to_string());
+            for a in page {
+                if a.status != AgentStatus::Active {
+                    continue;
+                }
+                let registrar = match registrars.get(&a.registered_by) {
+                    Some(r) => r.clone(),
+                    None => {
+                        let r = self.store.agent(&a.registered_by)?;
+                        registrars.insert(a.registered_by.clone(), r.clone());
+                        r
+                    }
+                };
+                // Registered by an admin (or at bootstrap): not a policy decision.
+                let Some(registrar) = registrar.filter(|r| Role::of(&r.role) != Role::Admin) else {
+                    continue;
+                };
+                let principal = agent_info(&registrar);
+                let agents = self.related(&[&registrar.id])?;
+                let target = agent_info(&a);
+                let mut q = PolicyRequest::new(
+                    Action::RegisterAgent,
+                    &principal,
+                    Target::Agent(&target),
+                    now,
+                );
+                q.agents = &agents;
+                let d = set.decide(&q);
+                if !d.allowed {
+                    out.push((a, d));
+                }
+            }
+        }
+        Ok(out)
+    }
+
     /// Registers an agent (admin, or an active agent registering its own worker).
     pub async fn register_agent(
         &self,
@@ -242,35 +333,7 @@ impl Coordinator {
         }
         let now = self.now();
         self.current(caller)?;
-        // The agent and every worker registered below it, transitively.
-        let mut agents = vec![agent.clone()];
-        let mut children: HashMap<AgentId, Vec<AgentRecord>> = HashMap::new();
-        let mut after: Option<String> = None;
-        loop {
-            let page = self.store.agents(after.as_deref(), 1024)?;
-            let Some(last) = page.last() else { break };
-            after = Some(last.id.to_string());
-            for a in page {
-                if let Some(p) = a.parent.clone() {
-                    children.entry(p).or_default().push(a);
-                }
-            }
-        }
-        let mut queue = VecDeque::from([agent.id.clone()]);
-        while let Some(next) = queue.pop_front() {
-            for child in children.remove(&next).unwrap_or_default() {
-                queue.push_back(child.id.clone());
-                if child.status == AgentStatus::Active {
-                    agents.push(child);
-                }
-            }
-        }
-        let mut roots = Vec::new();
-        for a in &mut agents {
-            a.status = AgentStatus::Disabled;
-            a.disabled_ms = now;
-            roots.extend(self.store.agent_links(&a.id)?);
-        }
+        let (agents, roots) = self.disable_closure(vec![agent], now)?;
         agent = agents[0].clone();
         let disabled: HashSet<AgentId> = agents.iter().map(|a| a.id.clone()).collect();
         let (revocations, tasks) =

@@ -572,6 +572,7 @@ impl Coordinator {
         let task_id = TaskId::random().map_err(|e| {
             ApiError::new(tonic::Code::Internal, ErrorReason::Internal, e.to_string())
         })?;
+        tracing::Span::current().record("task", tracing::field::display(&task_id));
         let mut e = event(&caller.agent.id, AuditAction::BreakGlassDenied, now);
         e.task = Some(task_id);
         e.severity = Severity::High;

@@ -29,6 +29,8 @@ pub struct Reloaded {
     pub reevaluated: usize,
     /// Links revoked by drift (with their subtrees).
     pub revoked: RevokedLinks,
+    /// Agents whose registration the new set refuses (disabled, with their workers).
+    pub refused_agents: usize,
 }
 
 /// A live link the new set denies, with why.
@@ -185,6 +187,68 @@ impl Coordinator {
             change.audit.push(r);
             change.revocations.extend(revocations);
         }
+        // Registrations policy admitted are decided again: an agent the new set would not
+        // let its parent register is disabled, with the workers below it and every link
+        // they hold or issued, in the same commit.
+        let refused = self.registration_drift(&new.set, now)?;
+        let refused_agents = refused.len();
+        if !refused.is_empty() {
+            let decisions: Vec<_> = refused
+                .iter()
+                .map(|(a, d)| (a.id.to_string(), d.clone()))
+                .collect();
+            let (agents, roots) =
+                self.disable_closure(refused.into_iter().map(|(a, _)| a).collect(), now)?;
+            let reason = format!(
+                "policy drift: the registration is no longer allowed (policy set {} replaced {})",
+                new.set.hash(),
+                previous
+            );
+            let (revocations, tasks) = self.cascade(&roots, &reason, now)?;
+            let disabled: HashSet<&str> = agents.iter().map(|a| a.id.as_str()).collect();
+            for t in tasks {
+                if ended.contains_key(&t) {
+                    continue;
+                }
+                if let Some(mut task) = self.store.task(&t)?
+                    && disabled.contains(task.requester.as_str())
+                    && !task.state.is_final()
+                {
+                    task.state = TaskState::Revoked;
+                    task.ended_ms = now;
+                    task.end_reason.clone_from(&reason);
+                    ended.insert(task.id, task);
+                }
+            }
+            let revocations: Vec<_> = revocations
+                .into_iter()
+                .filter(|r| taken.insert(r.link))
+                .collect();
+            for (id, d) in decisions {
+                let mut e = with_decision(event(actor, AuditAction::AgentDisabled, now), &d);
+                e.set_verdict(Verdict::Deny);
+                e.severity = Severity::High;
+                e.reason = format!("{reason}: {}", d.reason);
+                e.detail.insert("agent".into(), id.clone());
+                e.detail
+                    .insert("previous_policy_hash".into(), previous.clone());
+                change.audit.push(e);
+            }
+            // The reload record names every agent disabled, the workers below the refused
+            // ones included.
+            if let Some(first) = change.audit.first_mut() {
+                first.detail.insert(
+                    "disabled_agents".into(),
+                    agents
+                        .iter()
+                        .map(|a| a.id.as_str())
+                        .collect::<Vec<_>>()
+                        .join(","),
+                );
+            }
+            change.revocations.extend(revocations);
+            change.agents = agents;
+        }
         change.tasks = ended.into_values().collect();
         let committed = self.apply(change, caller)?;
         // Installed under the lock, after the drift commit: issuance decided under the old
@@ -198,6 +262,7 @@ impl Coordinator {
             policy: self.policies.current(),
             previous_hash: previous,
             reevaluated,
+            refused_agents,
             revoked: RevokedLinks {
                 links: committed.revoked,
                 epoch: committed.epoch.unwrap_or(0),

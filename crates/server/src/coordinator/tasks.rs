@@ -110,6 +110,7 @@ impl Coordinator {
             ApiError::new(tonic::Code::Internal, ErrorReason::Internal, e.to_string())
         })?;
         let task_hex = task_id.to_string();
+        tracing::Span::current().record("task", task_hex.as_str());
         let principal = agent_info(&caller.agent);
         let agents = self.related(&[&caller.agent.id])?;
         let task = TaskInfo {
