@@ -464,6 +464,7 @@ async fn a_runaway_planner_is_throttled_without_starving_others() {
             links_per_task: 100,
             delegations_per_agent_per_second: 5,
             live_links_per_agent: 100,
+            pending_approvals_per_agent: 100,
         };
     })
     .await;

@@ -62,6 +62,17 @@ impl Store for FailingStore {
     ) -> Result<Vec<mandate_store::ApprovalRecord>, StoreError> {
         self.inner.approvals(after, limit)
     }
+    fn approvals_due(&self, now_ms: u64, limit: usize) -> Result<Vec<TaskId>, StoreError> {
+        self.inner.approvals_due(now_ms, limit)
+    }
+    fn pending_approvals_of(
+        &self,
+        requester: &str,
+        now_ms: u64,
+        cap: usize,
+    ) -> Result<usize, StoreError> {
+        self.inner.pending_approvals_of(requester, now_ms, cap)
+    }
     fn link(&self, id: &LinkId) -> Result<Option<mandate_store::LinkRecord>, StoreError> {
         self.inner.link(id)
     }

@@ -40,12 +40,21 @@ struct Team {
 
 /// A coordinator running `examples/policies/team`, with a planner, a person and a tool.
 async fn team() -> Team {
+    team_configured(|_| {}).await
+}
+
+/// [`team`] with `edit` applied to the configuration.
+async fn team_configured(edit: impl FnOnce(&mut mandate_server::Config)) -> Team {
     let dir = tempfile::tempdir().unwrap();
     let policy_dir = dir.path().join("policies");
     copy_set("team", &policy_dir);
     let clock = Arc::new(ManualClock::new(SystemClock.now_ms()));
     let pd = policy_dir.clone();
-    let h = Harness::start_configured(dir, clock, move |c| c.policy_dir = Some(pd)).await;
+    let h = Harness::start_configured(dir, clock, move |c| {
+        c.policy_dir = Some(pd);
+        edit(c);
+    })
+    .await;
     let mut admin = h.admin.clone();
     let (planner_key, planner) = h
         .register(&mut admin, &format!("{DOMAIN}/planner"), "planner", "")
@@ -438,6 +447,63 @@ async fn pending_approvals_expire() {
     );
     assert_eq!(got.task.unwrap().state, pb::TaskState::Expired as i32);
     assert!(got.chain.is_empty());
+}
+
+/// At most `pending_approvals_per_agent` requests wait per requester; a decision or an
+/// expiry (found through the expiry index by the collection pass) frees a place.
+#[tokio::test]
+async fn pending_approvals_have_a_quota_per_requester_and_expire_by_index() {
+    let mut t = team_configured(|c| c.quotas.pending_approvals_per_agent = 2).await;
+    let ask = async |t: &mut Team| {
+        t.planner
+            .start_task(start(vec![cap_pb("prod/db", &["read"])], 60_000))
+            .await
+    };
+    let first = ask(&mut t).await.unwrap();
+    let second = ask(&mut t).await.unwrap();
+    let err = ask(&mut t).await.unwrap_err();
+    assert_eq!(err.reason(), "QUOTA_EXCEEDED");
+    assert_eq!(err.code(), Some(tonic::Code::ResourceExhausted));
+    // Another requester is not affected.
+    t.human
+        .start_task(start(vec![cap_pb("prod/db", &["read"])], 60_000))
+        .await
+        .map(|_| ())
+        .or_else(|e| {
+            if e.reason() == "QUOTA_EXCEEDED" {
+                Err(e)
+            } else {
+                Ok(())
+            }
+        })
+        .unwrap();
+    // A denial frees a place.
+    t.human
+        .deny(pb::DenyRequest {
+            task_id: first.task.unwrap().task_id,
+            request_hash: first.approval_request_hash,
+            comment: "no".into(),
+        })
+        .await
+        .unwrap();
+    let third = ask(&mut t).await.unwrap();
+    assert_eq!(ask(&mut t).await.unwrap_err().reason(), "QUOTA_EXCEEDED");
+    // Past their expiry they no longer count, and collection expires them.
+    t.h.clock.advance(3_600_000 + 1);
+    ask(&mut t).await.unwrap();
+    t.h.server().collect_garbage().await.unwrap();
+    for r in [&second, &third] {
+        let got = t
+            .planner
+            .get_approval(pb::GetApprovalRequest {
+                task_id: r.task.clone().unwrap().task_id,
+            })
+            .await
+            .unwrap();
+        assert_eq!(got.task.unwrap().state, pb::TaskState::Expired as i32);
+    }
+    let expired = audit(&t.h, "approval.expired").await;
+    assert_eq!(expired.len(), 2);
 }
 
 #[tokio::test]

@@ -115,6 +115,7 @@ async fn world(target: &Target) -> anyhow::Result<World> {
             links_per_task: usize::MAX,
             delegations_per_agent_per_second: u32::MAX,
             live_links_per_agent: usize::MAX,
+            pending_approvals_per_agent: usize::MAX,
         };
         let server = mandate_server::start(config).await?;
         let endpoint = format!("http://{}", server.local_addr);

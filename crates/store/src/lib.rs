@@ -155,6 +155,12 @@ pub trait Store: Send + Sync + 'static {
     fn approval(&self, task: &TaskId) -> Result<Option<ApprovalRecord>>;
     /// Approval requests in task id order, after `after` (exclusive).
     fn approvals(&self, after: Option<&TaskId>, limit: usize) -> Result<Vec<ApprovalRecord>>;
+    /// Pending approval requests whose expiry is at or before `now_ms`, oldest expiry first,
+    /// at most `limit`: from an expiry index, never a pass over every request.
+    fn approvals_due(&self, now_ms: u64, limit: usize) -> Result<Vec<TaskId>>;
+    /// How many approval requests of `requester` are pending and not past their expiry at
+    /// `now_ms`, from an index (at most `cap` are counted).
+    fn pending_approvals_of(&self, requester: &str, now_ms: u64, cap: usize) -> Result<usize>;
     /// One link.
     fn link(&self, id: &LinkId) -> Result<Option<LinkRecord>>;
     /// Direct children of a link in the delegation tree.

@@ -12,12 +12,14 @@
 //! | `x` | expiry (8, big endian), link id (16) | empty: links by expiry, for GC |
 //! | `y` | deadline (8, big endian), task id (16) | empty: tasks by deadline, for GC |
 //! | `p` | task id (16) | [`ApprovalRecord`] |
+//! | `w` | expiry (8, big endian), task id (16) | empty: pending approval requests by expiry |
+//! | `u` | requester, 0, expiry (8, big endian), task id (16) | empty: pending approval requests by requester |
 //! | `r` | link id (16) | [`RevocationRecord`] |
 //! | `e` | epoch (8, big endian), link id (16) | empty: revocations by epoch |
 //! | `v` | epoch (8, big endian), task id (16) | every implied revocation of that change in that task, as one value (`implied.rs`) |
 //! | `n` | nonce (16) | expiry (8, big endian) |
 //! | `q` | sequence (8, big endian) | [`AuditRecord`] |
-//! | `m` | name | `epoch`, `audit` (sequence and hash of the last record), `policy` (hash of the policy set in force) |
+//! | `m` | name | `epoch`, `audit` (sequence and hash of the last record), `policy` (hash of the policy set in force), `approval_index` (present once `w` and `u` were built for a store written before them) |
 
 use std::path::Path;
 use std::sync::{Mutex, PoisonError};
@@ -26,7 +28,8 @@ use mandate_core::{LinkId, TaskId};
 use serde::{Serialize, de::DeserializeOwned};
 
 use crate::records::{
-    AgentRecord, ApprovalRecord, AuditRecord, LinkRecord, RevocationRecord, TaskRecord, audit_hash,
+    AgentRecord, ApprovalRecord, ApprovalState, AuditRecord, LinkRecord, RevocationRecord,
+    TaskRecord, audit_hash,
 };
 use crate::{Change, Committed, GcStats, Result, Store, StoreError};
 
@@ -77,6 +80,29 @@ fn read_be(v: &[u8]) -> u64 {
     v.try_into().map(u64::from_be_bytes).unwrap_or(0)
 }
 
+/// The index entries of a pending approval request.
+fn approval_keys(a: &ApprovalRecord) -> [Vec<u8>; 2] {
+    let (expiry, task) = (be(a.expires_ms), a.task.as_bytes());
+    [
+        key(b'w', &[&expiry, task]),
+        key(b'u', &[a.requester.as_bytes(), &[0], &expiry, task]),
+    ]
+}
+
+fn index_approval(batch: &mut sled::Batch, a: &ApprovalRecord) {
+    if a.state == ApprovalState::Pending {
+        for k in approval_keys(a) {
+            batch.insert(k, &[]);
+        }
+    }
+}
+
+fn unindex_approval(batch: &mut sled::Batch, a: &ApprovalRecord) {
+    for k in approval_keys(a) {
+        batch.remove(k);
+    }
+}
+
 fn link_id_at(k: &[u8], at: usize) -> Option<LinkId> {
     k.get(at..at + 16).and_then(LinkId::from_slice)
 }
@@ -108,10 +134,31 @@ impl SledStore {
             .cache_capacity(cache_bytes)
             .open()
             .map_err(backend)?;
-        Ok(SledStore {
+        let store = SledStore {
             db,
             commit_lock: Mutex::new(()),
-        })
+        };
+        store.index_approvals()?;
+        Ok(store)
+    }
+
+    /// Builds the approval indexes of a store written before them (once).
+    fn index_approvals(&self) -> Result<()> {
+        if self.db.contains_key(b"mapproval_index").map_err(backend)? {
+            return Ok(());
+        }
+        let mut batch = sled::Batch::default();
+        for item in self.db.scan_prefix(b"p") {
+            let (k, v) = item.map_err(backend)?;
+            match decode::<ApprovalRecord>(&k, &v) {
+                Ok(a) => index_approval(&mut batch, &a),
+                Err(e) => tracing::warn!(error = %e, "skipping an unreadable approval request"),
+            }
+        }
+        batch.insert(b"mapproval_index".to_vec(), &[]);
+        self.db.apply_batch(batch).map_err(backend)?;
+        self.db.flush().map_err(backend)?;
+        Ok(())
     }
 
     /// Size of the store on disk, in bytes.
@@ -188,6 +235,11 @@ impl Store for SledStore {
             batch.insert(key(b't', &[t.id.as_bytes()]), encode(t)?);
         }
         for a in &change.approvals {
+            let old: Option<ApprovalRecord> = self.get(&key(b'p', &[a.task.as_bytes()]))?;
+            if let Some(old) = old {
+                unindex_approval(&mut batch, &old);
+            }
+            index_approval(&mut batch, a);
             batch.insert(key(b'p', &[a.task.as_bytes()]), encode(a)?);
         }
         for l in &change.links {
@@ -321,6 +373,36 @@ impl Store for SledStore {
 
     fn approvals(&self, after: Option<&TaskId>, limit: usize) -> Result<Vec<ApprovalRecord>> {
         self.scan(b"p", after.map(|t| &t.as_bytes()[..]), limit)
+    }
+
+    fn approvals_due(&self, now_ms: u64, limit: usize) -> Result<Vec<TaskId>> {
+        let end = key(b'w', &[&be(now_ms.saturating_add(1))]);
+        let mut out = Vec::new();
+        for item in self.db.range(b"w".to_vec()..end).keys().take(limit) {
+            let k = item.map_err(backend)?;
+            if let Some(t) = k.get(9..25).and_then(TaskId::from_slice) {
+                out.push(t);
+            }
+        }
+        Ok(out)
+    }
+
+    fn pending_approvals_of(&self, requester: &str, now_ms: u64, cap: usize) -> Result<usize> {
+        // Entries sort by expiry after the requester: count those after `now_ms`.
+        let prefix = key(b'u', &[requester.as_bytes(), &[0]]);
+        let start = key(
+            b'u',
+            &[requester.as_bytes(), &[0], &be(now_ms.saturating_add(1))],
+        );
+        let mut n = 0;
+        for item in self.db.range(start..).keys() {
+            let k = item.map_err(backend)?;
+            if !k.starts_with(&prefix) || n >= cap {
+                break;
+            }
+            n += 1;
+        }
+        Ok(n)
     }
 
     fn link(&self, id: &LinkId) -> Result<Option<LinkRecord>> {
@@ -510,6 +592,9 @@ impl Store for SledStore {
             batch.remove(k.clone());
             let Some(raw) = k.get(9..25) else { continue };
             batch.remove(key(b't', &[raw]));
+            if let Some(a) = self.get::<ApprovalRecord>(&key(b'p', &[raw]))? {
+                unindex_approval(&mut batch, &a);
+            }
             batch.remove(key(b'p', &[raw]));
             stats.tasks += 1;
         }

@@ -94,6 +94,9 @@ fn request_hash(task: &TaskId, requester: &str, request: &[u8]) -> String {
     h.finalize().iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// Most approval requests one garbage collection pass expires.
+const MAX_EXPIRED_PER_PASS: usize = 10_000;
+
 impl Coordinator {
     /// Records a pending grant request; the caller holds the writer lock.
     #[expect(clippy::too_many_arguments, reason = "the parts of one request")]
@@ -107,6 +110,21 @@ impl Coordinator {
         mut e: AuditEvent,
         now: u64,
     ) -> Result<Started, ApiError> {
+        let limit = self.config.quotas.pending_approvals_per_agent;
+        if self
+            .store
+            .pending_approvals_of(&caller.agent.id, now, limit)?
+            >= limit
+        {
+            return Err(ApiError::new(
+                tonic::Code::ResourceExhausted,
+                ErrorReason::QuotaExceeded,
+                format!(
+                    "`{}` already has {limit} approval requests pending: wait for decisions or for them to expire",
+                    caller.agent.id
+                ),
+            ));
+        }
         let request = encode_request(&r);
         let hash = request_hash(&task_id, &caller.agent.id, &request);
         let expires = now.saturating_add(self.config.approval_ttl_ms);
@@ -498,19 +516,9 @@ impl Coordinator {
     /// audit record each. Called by the garbage collector; returns how many expired.
     pub async fn expire_approvals(&self) -> Result<usize, ApiError> {
         let now = self.now();
-        let mut due = Vec::new();
-        let mut after = None;
-        loop {
-            let batch = self.store.approvals(after.as_ref(), 1024)?;
-            let Some(last) = batch.last() else { break };
-            after = Some(last.task);
-            due.extend(
-                batch
-                    .into_iter()
-                    .filter(|a| a.state == ApprovalState::Pending && now >= a.expires_ms)
-                    .map(|a| a.task),
-            );
-        }
+        // From the expiry index: the pass costs what is due, not every request ever made.
+        // A pass takes at most MAX_EXPIRED_PER_PASS; the rest wait for the next one.
+        let due = self.store.approvals_due(now, MAX_EXPIRED_PER_PASS)?;
         if due.is_empty() {
             return Ok(0);
         }

@@ -24,6 +24,8 @@ pub struct Quotas {
     /// was granted (tasks, renewals, break-glass) and the delegations it issued. Counted
     /// against the creator, so nobody can use up another agent's quota by delegating to it.
     pub live_links_per_agent: usize,
+    /// Most approval requests one agent may have pending at once.
+    pub pending_approvals_per_agent: usize,
 }
 
 impl Default for Quotas {
@@ -33,6 +35,7 @@ impl Default for Quotas {
             links_per_task: 100_000,
             delegations_per_agent_per_second: 1_000,
             live_links_per_agent: 10_000,
+            pending_approvals_per_agent: 100,
         }
     }
 }

@@ -692,3 +692,66 @@ fn a_damaged_implied_revocation_value_is_reported_not_misread_and_gc_goes_on() {
     s.db.insert(&k, &[9u8][..]).unwrap();
     s.gc(u64::MAX, 0).unwrap();
 }
+
+#[test]
+fn pending_approvals_are_indexed_by_expiry_and_requester() {
+    let (dir, s) = open();
+    let ids: Vec<TaskId> = (1..=3u8).map(|i| TaskId::from_bytes([i; 16])).collect();
+    let mut approvals: Vec<_> = ids.iter().map(|t| approval(*t)).collect();
+    approvals[1].expires_ms = 30;
+    approvals[2].requester = "spiffe://t/b".into();
+    s.commit(Change {
+        approvals: approvals.clone(),
+        audit: vec![event("approval.requested")],
+        ..Change::default()
+    })
+    .unwrap();
+    assert_eq!(s.approvals_due(19, 10).unwrap(), Vec::<TaskId>::new());
+    let mut due = s.approvals_due(20, 10).unwrap();
+    due.sort();
+    assert_eq!(due, vec![ids[0], ids[2]]);
+    assert_eq!(s.approvals_due(30, 1).unwrap().len(), 1, "the limit holds");
+    assert_eq!(s.pending_approvals_of("spiffe://t/a", 0, 100).unwrap(), 2);
+    assert_eq!(
+        s.pending_approvals_of("spiffe://t/a", 20, 100).unwrap(),
+        1,
+        "past expiry"
+    );
+    assert_eq!(
+        s.pending_approvals_of("spiffe://t/a", 0, 1).unwrap(),
+        1,
+        "capped"
+    );
+    assert_eq!(s.pending_approvals_of("spiffe://t/b", 0, 100).unwrap(), 1);
+    assert_eq!(s.pending_approvals_of("spiffe://t/", 0, 100).unwrap(), 0);
+
+    // Decided: out of both indexes.
+    approvals[0].state = crate::ApprovalState::Approved;
+    s.commit(Change {
+        approvals: vec![approvals[0].clone()],
+        audit: vec![event("approval.approved")],
+        ..Change::default()
+    })
+    .unwrap();
+    assert_eq!(s.approvals_due(100, 10).unwrap(), vec![ids[2], ids[1]]);
+    assert_eq!(s.pending_approvals_of("spiffe://t/a", 0, 100).unwrap(), 1);
+
+    // A store written before the indexes: they are built when it opens.
+    {
+        let db = &s.db;
+        for k in db
+            .scan_prefix(b"w")
+            .keys()
+            .chain(db.scan_prefix(b"u").keys())
+        {
+            db.remove(k.unwrap()).unwrap();
+        }
+        db.remove(b"mapproval_index").unwrap();
+        db.flush().unwrap();
+    }
+    assert!(s.approvals_due(100, 10).unwrap().is_empty());
+    drop(s);
+    let s = SledStore::open(dir.path()).unwrap();
+    assert_eq!(s.approvals_due(100, 10).unwrap(), vec![ids[2], ids[1]]);
+    assert_eq!(s.pending_approvals_of("spiffe://t/a", 0, 100).unwrap(), 1);
+}
