@@ -112,6 +112,17 @@ enum Command {
     /// The coordinator's configuration.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Replace the coordinator's signing key (with the coordinator stopped). The old key
+    /// stays in the trust bundle until every link it sealed has expired.
+    RotateKey {
+        /// The coordinator's data directory.
+        #[arg(long, env = "MANDATE_DATA_DIR", default_value = "mandate-data")]
+        data_dir: PathBuf,
+        /// How long verifiers keep trusting the old key: at least the longest link
+        /// lifetime (24 h by default) plus the clock skew.
+        #[arg(long, default_value = "25h")]
+        trust_old_for: String,
+    },
     /// Put HTTP APIs and MCP servers behind Mandate: every call needs a chain and a proof
     /// (docs/GATEWAY.md).
     Gateway(GatewayArgs),
@@ -246,6 +257,35 @@ async fn gateway(args: GatewayArgs) -> anyhow::Result<Outcome> {
     Ok(Outcome::Ok)
 }
 
+fn rotate_key(
+    data_dir: &std::path::Path,
+    trust_old_for: &str,
+    conn: &client::Connection,
+) -> anyhow::Result<Outcome> {
+    let ms = input::parse_ttl(trust_old_for)?;
+    let now = mandate_core::Clock::now_ms(&mandate_core::SystemClock);
+    let r = mandate_server::keys::rotate_coordinator_key(data_dir, ms, now)?;
+    if conn.json {
+        out!(
+            "{}",
+            serde_json::json!({
+                "coordinator_key": r.new_key.to_string(),
+                "retired_key": r.retired.public_key,
+                "retired_trusted_until_ms": r.retired.trusted_until_ms,
+            })
+        );
+    } else {
+        out!("new coordinator key: {}", r.new_key);
+        out!(
+            "retired key:         {} (trusted until {})",
+            r.retired.public_key,
+            client::time(r.retired.trusted_until_ms)
+        );
+        out!("start the coordinator again; tools pick the new key up from the trust bundle");
+    }
+    Ok(Outcome::Ok)
+}
+
 /// Exit code for a negative answer.
 const EXIT_DENIED: u8 = 1;
 /// Exit code when the coordinator refused the call or could not be reached.
@@ -337,6 +377,10 @@ fn main() -> ExitCode {
             Command::Gateway(args) => gateway(args).await,
             Command::Audit(cmd) => audit::run(cmd, &conn).await,
             Command::Tree(args) => tree::run(args, &conn).await,
+            Command::RotateKey {
+                data_dir,
+                trust_old_for,
+            } => rotate_key(&data_dir, &trust_old_for, &conn),
             Command::Keygen(args) => agent::keygen(&args, &conn),
             Command::Agent(cmd) => agent::agent(cmd, &conn).await,
             Command::Task(cmd) => task::task(cmd, &conn).await,

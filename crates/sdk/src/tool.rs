@@ -139,27 +139,7 @@ impl ToolVerifier {
     /// revocation feed (reconnecting and resuming by epoch), and waits for its first
     /// message so that the set is current before the first call.
     pub async fn connect(client: Client, config: ToolConfig) -> Result<ToolVerifier, Error> {
-        let bundle = client
-            .clone()
-            .get_trust_bundle(pb::GetTrustBundleRequest {})
-            .await?;
-        let mut trust = TrustBundle::new();
-        for k in bundle.keys {
-            let bytes: [u8; 32] =
-                k.public_key
-                    .as_slice()
-                    .try_into()
-                    .map_err(|_| Error::Status {
-                        code: tonic::Code::Internal,
-                        reason: "BAD_TRUST_BUNDLE".into(),
-                        message: "a trusted key is not 32 bytes".into(),
-                    })?;
-            trust.add(
-                PublicKey::from_bytes(&bytes)?,
-                k.not_before_ms,
-                k.not_after_ms,
-            )?;
-        }
+        let trust = fetch_trust(&mut client.clone()).await?;
         let clock = Arc::clone(client.signer().clock());
         let inner = Arc::new(Inner {
             verifier: Verifier::new(trust, config.verifier.clone(), Arc::clone(&clock)),
@@ -341,6 +321,32 @@ fn offline_decision(
     }
 }
 
+/// The coordinator's trust bundle, fetched over the client's channel (as trusted as that
+/// channel: use TLS).
+async fn fetch_trust(client: &mut Client) -> Result<TrustBundle, Error> {
+    let bundle = client
+        .get_trust_bundle(pb::GetTrustBundleRequest {})
+        .await?;
+    let mut trust = TrustBundle::new();
+    for k in bundle.keys {
+        let bytes: [u8; 32] = k
+            .public_key
+            .as_slice()
+            .try_into()
+            .map_err(|_| Error::Status {
+                code: tonic::Code::Internal,
+                reason: "BAD_TRUST_BUNDLE".into(),
+                message: "a trusted key is not 32 bytes".into(),
+            })?;
+        trust.add(
+            PublicKey::from_bytes(&bytes)?,
+            k.not_before_ms,
+            k.not_after_ms,
+        )?;
+    }
+    Ok(trust)
+}
+
 /// A feed message checked and ready to apply.
 #[derive(Debug, PartialEq, Eq)]
 enum FeedUpdate {
@@ -425,10 +431,20 @@ async fn follow(
 ) {
     let mut ready = Some(ready);
     let mut backoff = Duration::from_millis(100);
+    let mut refresh_trust = false;
     loop {
         let Some(strong) = inner.upgrade() else {
             return;
         };
+        // A message signed by a key we do not know: the coordinator may have rotated its
+        // key. Fetch the bundle again before resuming (a stale bundle keeps failing, and
+        // the staleness bound fails closed meanwhile).
+        if std::mem::take(&mut refresh_trust) {
+            match fetch_trust(&mut strong.client.clone()).await {
+                Ok(trust) => strong.verifier.set_trust_bundle(trust),
+                Err(e) => tracing::warn!(error = %e, "cannot fetch the trust bundle again"),
+            }
+        }
         let after = read(&strong.revoked).list.epoch();
         let mut client = strong.client.clone();
         let clock = Arc::clone(&strong.clock);
@@ -465,6 +481,7 @@ async fn follow(
                                     "revocation feed message refused; resuming from epoch {}",
                                     r.list.epoch()
                                 );
+                                refresh_trust = refusal == FeedRefusal::Untrusted;
                                 if refusal == FeedRefusal::Untrusted
                                     && let Some(tx) = ready.take()
                                 {

@@ -11,6 +11,7 @@ mod api;
 mod auth;
 mod coordinator;
 mod error;
+pub mod keys;
 mod metrics;
 mod policies;
 mod state;
@@ -185,6 +186,9 @@ pub enum StartError {
     /// The TLS files could not be used.
     #[error("TLS: {0}")]
     Tls(#[from] mandate_tls::TlsError),
+    /// The retired coordinator keys cannot be read or used.
+    #[error("retired coordinator keys: {0}")]
+    RetiredKeys(String),
     /// Plaintext on an address other machines can reach.
     #[error(
         "refusing to serve plaintext on {0}, which is not a loopback address: give a certificate \
@@ -409,6 +413,12 @@ pub async fn start_with_store(config: Config, store: Arc<dyn Store>) -> Result<S
         config.clock.now_ms(),
     )?;
     let coordinator_key = key.public_key();
+    let mut retired = Vec::new();
+    for r in keys::retired_keys(&config.data_dir)? {
+        if r.trusted_until_ms > config.clock.now_ms() {
+            retired.push((r.key()?, r.trusted_until_ms));
+        }
+    }
     let policies = Arc::new(Policies::load(
         config.policy_dir.as_deref(),
         config.clock.now_ms(),
@@ -431,6 +441,7 @@ pub async fn start_with_store(config: Config, store: Arc<dyn Store>) -> Result<S
             approval_ttl_ms: config.approval_ttl_ms,
             retain_history_ms: config.retain_history_ms,
             federated_trust_domains: config.federated_trust_domains.clone(),
+            retired_keys: retired,
             ..CoordinatorConfig::new(coordinator_id)
         },
     )?);

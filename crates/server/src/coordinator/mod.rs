@@ -86,6 +86,9 @@ pub struct CoordinatorConfig {
     pub retain_history_ms: u64,
     /// Trust domains besides the coordinator's own whose agents may be registered.
     pub federated_trust_domains: Vec<String>,
+    /// Keys the coordinator signed with before its current one, each trusted until the
+    /// time given (Unix ms): published in the trust bundle beside the current key.
+    pub retired_keys: Vec<(PublicKey, u64)>,
 }
 
 impl CoordinatorConfig {
@@ -100,6 +103,7 @@ impl CoordinatorConfig {
             approval_ttl_ms: 3_600_000,
             retain_history_ms: 24 * 3_600_000,
             federated_trust_domains: Vec::new(),
+            retired_keys: Vec::new(),
         }
     }
 }
@@ -222,11 +226,15 @@ impl Coordinator {
         clock: Arc<dyn Clock>,
         config: CoordinatorConfig,
     ) -> Result<Coordinator, ApiError> {
-        let trust = TrustBundle::new()
+        let bad_key = |e: mandate_core::Error| {
+            ApiError::new(tonic::Code::Internal, ErrorReason::BadKey, e.to_string())
+        };
+        let mut trust = TrustBundle::new()
             .with_key(key.public_key(), 0, u64::MAX)
-            .map_err(|e| {
-                ApiError::new(tonic::Code::Internal, ErrorReason::BadKey, e.to_string())
-            })?;
+            .map_err(bad_key)?;
+        for (retired, until) in &config.retired_keys {
+            trust.add(*retired, 0, *until).map_err(bad_key)?;
+        }
         let verifier = Verifier::new(
             trust.clone(),
             VerifierConfig {

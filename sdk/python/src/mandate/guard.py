@@ -80,10 +80,7 @@ class ToolVerifier:
         self.max_staleness_ms = max_staleness_ms
         self.when_stale = when_stale
         self.clock = clock
-        bundle = client.get_trust_bundle()
-        trust = TrustBundle(
-            TrustedKey(bytes(k.public_key), k.not_before_ms, k.not_after_ms) for k in bundle.keys
-        )
+        trust = self._fetch_trust()
         self._trust = trust
         self._untrusted = False
         self.verifier = Verifier(trust, config, clock)
@@ -124,10 +121,23 @@ class ToolVerifier:
     def __exit__(self, *_: object) -> None:
         self.close()
 
+    def _fetch_trust(self) -> TrustBundle:
+        bundle = self.client.get_trust_bundle()
+        return TrustBundle(
+            TrustedKey(bytes(k.public_key), k.not_before_ms, k.not_after_ms) for k in bundle.keys
+        )
+
     def _follow(self) -> None:
         backoff = 0.1
+        refresh = False
         while not self._stop.is_set():
             try:
+                if refresh:
+                    # Signed by a key we do not know: the coordinator may have rotated
+                    # its key. Fetch the bundle again before resuming.
+                    refresh = False
+                    self._trust = self._fetch_trust()
+                    self.verifier.trust = self._trust
                 self._stream = self.client.watch_revocations(after_epoch=self._revoked.epoch)
                 for msg in self._stream:
                     refused = self._apply(msg)
@@ -137,6 +147,7 @@ class ToolVerifier:
                             self._ready.set()
                             return
                         # Treated as silence: drop the stream, resume from our epoch.
+                        refresh = refused == "untrusted"
                         break
                     self._ready.set()
                     backoff = 0.1
