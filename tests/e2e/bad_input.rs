@@ -253,6 +253,7 @@ async fn malformed_fields_and_oversized_chains_are_refused_and_change_nothing() 
         .delegate_raw(pb::DelegateRequest {
             signals: Default::default(),
             chain: vec![0xff; 40],
+            max_uses: 0,
         })
         .await
         .unwrap_err();
@@ -264,6 +265,7 @@ async fn malformed_fields_and_oversized_chains_are_refused_and_change_nothing() 
         .delegate_raw(pb::DelegateRequest {
             signals: Default::default(),
             chain: vec![0; 70_000],
+            max_uses: 0,
         })
         .await
         .unwrap_err();
@@ -273,6 +275,7 @@ async fn malformed_fields_and_oversized_chains_are_refused_and_change_nothing() 
         .delegate_raw(pb::DelegateRequest {
             signals: Default::default(),
             chain: vec![0; 300_000],
+            max_uses: 0,
         })
         .await
         .unwrap_err();
@@ -412,6 +415,7 @@ async fn concurrent_delegations_and_duplicates_are_each_admitted_exactly_once() 
                 c.delegate_raw(pb::DelegateRequest {
                     chain,
                     signals: Default::default(),
+                    max_uses: 0,
                 })
                 .await
             });

@@ -62,6 +62,9 @@ impl Store for FailingStore {
     ) -> Result<Vec<mandate_store::ApprovalRecord>, StoreError> {
         self.inner.approvals(after, limit)
     }
+    fn uses(&self, counter: &mandate_store::UseCounter) -> Result<u32, StoreError> {
+        self.inner.uses(counter)
+    }
     fn approvals_due(&self, now_ms: u64, limit: usize) -> Result<Vec<TaskId>, StoreError> {
         self.inner.approvals_due(now_ms, limit)
     }

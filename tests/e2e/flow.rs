@@ -142,6 +142,7 @@ async fn delegated() -> Delegated {
             ttl_ms: 10 * 60_000,
             max_depth: 2,
             require_online: false,
+            max_uses: 0,
         })
         .await
         .unwrap();
@@ -397,6 +398,7 @@ async fn widening_and_unheld_parents_are_refused_locally_and_by_the_coordinator(
         .delegate_raw(pb::DelegateRequest {
             signals: Default::default(),
             chain: Chain::from_links(links).unwrap().encode(),
+            max_uses: 0,
         })
         .await
         .unwrap_err();
@@ -424,6 +426,7 @@ async fn widening_and_unheld_parents_are_refused_locally_and_by_the_coordinator(
                 )
                 .unwrap()
                 .encode(),
+            max_uses: 0,
         })
         .await
         .unwrap_err();
@@ -691,6 +694,7 @@ async fn disabling_an_agent_revokes_what_it_holds_and_issued() {
             ttl_ms: 60_000,
             max_depth: 1,
             require_online: false,
+            max_uses: 0,
         })
         .await
         .unwrap();
@@ -745,4 +749,126 @@ async fn disabling_an_agent_revokes_what_it_holds_and_issued() {
         .unwrap_err();
     assert_eq!(err.reason(), "AGENT_DISABLED");
     let _ = planner_key;
+}
+
+/// Use-limited links: a task's roots share one count (a renewal gives no fresh uses), a
+/// delegation has its own; the counts are durable across a restart; a use-limited link must
+/// require online checks.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn use_limited_links_are_counted_online_and_the_counts_survive_a_restart() {
+    let h = Harness::start().await;
+    let mut admin = h.admin.clone();
+    let (planner_key, mut planner) = h.register(&mut admin, PLANNER, "planner", "").await;
+    let (a_key, _) = h.register(&mut admin, WORKER_A, "worker", "").await;
+    let (tool_key, mut tool) = h.register(&mut admin, TOOL, "tool", "").await;
+    let start = |max_uses: u32, require_online: bool| pb::StartTaskRequest {
+        capabilities: vec![cap_pb("files/*", &["read"])],
+        ttl_ms: 600_000,
+        max_depth: 1,
+        require_online,
+        max_uses,
+        ..Default::default()
+    };
+    let r = planner.start_task(start(2, false)).await.unwrap();
+    let root = decode(&r.chain);
+    assert!(
+        root.root().body().require_online,
+        "a use limit implies online checks"
+    );
+    let t = h.now();
+    for _ in 0..2 {
+        allowed(&authorize(&mut tool, &planner_key, &root, "read", "files/a", t).await);
+    }
+    let r = authorize(&mut tool, &planner_key, &root, "read", "files/a", t).await;
+    denied(&r, "USES_EXHAUSTED");
+    assert_eq!(r.link_index, 0);
+    // A renewal is the same grant: no fresh uses.
+    let renewed = planner
+        .renew_grant(pb::RenewGrantRequest {
+            task_id: root.task().to_string(),
+            ttl_ms: 600_000,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let renewed = decode(&renewed.chain);
+    denied(
+        &authorize(&mut tool, &planner_key, &renewed, "read", "files/a", t).await,
+        "USES_EXHAUSTED",
+    );
+
+    // A delegation with its own limit, below an unlimited online root.
+    let r = planner.start_task(start(0, true)).await.unwrap();
+    let root = decode(&r.chain);
+    let child = root
+        .delegate(
+            &planner_key,
+            spec(
+                &a_key,
+                WORKER_A,
+                vec![cap("files/*", &["read"])],
+                t,
+                300_000,
+                0,
+            )
+            .require_online(true),
+        )
+        .unwrap();
+    let sealed = planner
+        .delegate_raw(pb::DelegateRequest {
+            chain: child.encode(),
+            max_uses: 1,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let chain_a = decode(&sealed.chain);
+    allowed(&authorize(&mut tool, &a_key, &chain_a, "read", "files/a", t).await);
+    let r = authorize(&mut tool, &a_key, &chain_a, "read", "files/a", t).await;
+    denied(&r, "USES_EXHAUSTED");
+    assert_eq!(r.link_index, 1);
+    // The root above it is not limited.
+    allowed(&authorize(&mut tool, &planner_key, &root, "read", "files/a", t).await);
+
+    // Without online checks anywhere in the chain, a limit cannot be kept: refused.
+    let r = planner.start_task(start(0, false)).await.unwrap();
+    let offline_root = decode(&r.chain);
+    let child = offline_root
+        .delegate(
+            &planner_key,
+            spec(
+                &a_key,
+                WORKER_A,
+                vec![cap("files/*", &["read"])],
+                t,
+                300_000,
+                0,
+            ),
+        )
+        .unwrap();
+    let err = planner
+        .delegate_raw(pb::DelegateRequest {
+            chain: child.encode(),
+            max_uses: 1,
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.reason(), "INVALID_ARGUMENT");
+
+    // The counts are durable: still used up after a restart.
+    h.clock.advance(1);
+    let h = h.restart().await;
+    let mut tool = h.client(TOOL, &tool_key);
+    let t = h.now();
+    denied(
+        &authorize(&mut tool, &a_key, &chain_a, "read", "files/a", t).await,
+        "USES_EXHAUSTED",
+    );
+    let audit = h.audit();
+    let exhausted = audit
+        .iter()
+        .filter(|r| r.event.action == "invocation.denied" && r.event.reason == "USES_EXHAUSTED")
+        .count();
+    assert_eq!(exhausted, 4);
 }

@@ -456,8 +456,8 @@ async fn prepare_delegate(w: &mut World, n: usize, tasks: usize) -> anyhow::Resu
             &psigner,
             "TaskService/Delegate",
             pb::DelegateRequest {
-                signals: Default::default(),
                 chain: child.encode(),
+                ..Default::default()
             },
         )?));
     }
@@ -515,8 +515,8 @@ async fn revoke_cascade(
                 &psigner,
                 "TaskService/Delegate",
                 pb::DelegateRequest {
-                    signals: Default::default(),
                     chain: child.encode(),
+                    ..Default::default()
                 },
             )?));
         }

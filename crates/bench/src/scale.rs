@@ -128,6 +128,7 @@ fn load(data: &Path, links: usize, unrecorded_policy: bool) -> anyhow::Result<()
                 encoded: l.encode(),
                 expires_at_ms: l.body().expires_at_ms,
                 created_ms: now,
+                max_uses: 0,
             }
         };
         let n = PER_TASK.min(links - t * PER_TASK);

@@ -30,6 +30,9 @@ pub(crate) enum TaskCommand {
         /// Require online authorisation of every call.
         #[arg(long)]
         online: bool,
+        /// Most allowed calls under the task, renewals included (implies --online).
+        #[arg(long, default_value_t = 0)]
+        max_uses: u32,
         /// Intent field `name=value` for policy and audit, e.g. `ticket=CHG-12` (repeatable).
         #[arg(long = "field")]
         fields: Vec<String>,
@@ -86,6 +89,7 @@ pub(crate) async fn task(cmd: TaskCommand, conn: &Connection) -> anyhow::Result<
             signals,
             wait,
             out,
+            max_uses,
         } => {
             let capabilities = caps
                 .iter()
@@ -102,6 +106,7 @@ pub(crate) async fn task(cmd: TaskCommand, conn: &Connection) -> anyhow::Result<
                     ttl_ms: parse_ttl(&ttl)?,
                     max_depth,
                     require_online: online,
+                    max_uses,
                 })
                 .await?;
             let t = r.task.unwrap_or_default();

@@ -369,7 +369,7 @@ impl Client {
         let resp = self
             .delegate_raw(pb::DelegateRequest {
                 chain: child.encode(),
-                signals: Default::default(),
+                ..Default::default()
             })
             .await?;
         Ok(Chain::decode(

@@ -36,7 +36,7 @@ pub use api::Api;
 pub use auth::Caller;
 pub use coordinator::{
     AuthorizeOutcome, Coordinator, CoordinatorConfig, Issued, Quotas, Registration, Reloaded,
-    RevocationEvent, RevokedLinks, Role, Started, TaskRequest, TreeLink,
+    RevocationEvent, RevokedLinks, Role, Started, TaskRequest, TreeLink, USES_EXHAUSTED,
 };
 pub use error::{ApiError, ERROR_DOMAIN, ErrorReason};
 pub use metrics::Metrics;

@@ -31,6 +31,7 @@ fn change() -> Change {
             encoded: vec![0x5a; 340],
             expires_at_ms: 1_900_000_000_000,
             created_ms: 1_800_000_000_000,
+            max_uses: 0,
         }],
         nonces: vec![(id, 1_900_000_000_000)],
         audit: vec![AuditEvent {

@@ -62,6 +62,16 @@ pub enum StoreError {
 /// Result of store operations.
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
+/// What the uses of a use-limited link are counted against: a task's roots share one
+/// counter (a renewal is the same grant, not fresh uses), a delegation has its own.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum UseCounter {
+    /// Every root link of a task.
+    Task(TaskId),
+    /// One delegated link.
+    Link(LinkId),
+}
+
 /// One atomic state change: records to write, links to revoke, nonces to remember, and the
 /// audit events that describe it. Applied entirely or not at all.
 #[derive(Clone, Debug, Default)]
@@ -82,6 +92,8 @@ pub struct Change {
     pub policy_hash: Option<String>,
     /// What happened, for the audit log. A change with no audit event is refused.
     pub audit: Vec<AuditEvent>,
+    /// Use counters of use-limited links to set: (counter, uses so far).
+    pub uses: Vec<(UseCounter, u32)>,
 }
 
 /// What a commit assigned.
@@ -187,6 +199,8 @@ pub trait Store: Send + Sync + 'static {
     fn all_implied_revocations(&self) -> Result<Vec<RevocationRecord>>;
     /// Revocations of cut links (not implied) with an epoch above `epoch`, in epoch order.
     fn revocations_after(&self, epoch: u64) -> Result<Vec<RevocationRecord>>;
+    /// How many allowed uses a use-limited link (or task root) has had.
+    fn uses(&self, counter: &UseCounter) -> Result<u32>;
     /// The hash of the policy set last recorded by a commit, if any.
     fn policy_hash(&self) -> Result<Option<String>>;
     /// The current revocation epoch (0 before the first revocation).

@@ -275,6 +275,14 @@ pub struct LinkRecord {
     pub expires_at_ms: u64,
     /// Registration time, Unix ms.
     pub created_ms: u64,
+    /// Most allowed `Authorize` uses (0: no limit). A use-limited link requires online
+    /// checks, so the coordinator sees every use.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub max_uses: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 /// A link to revoke, as part of a [`Change`](crate::Change).

@@ -18,6 +18,7 @@
 //! | `e` | epoch (8, big endian), link id (16) | empty: revocations by epoch |
 //! | `v` | epoch (8, big endian), task id (16) | every implied revocation of that change in that task, as one value (`implied.rs`) |
 //! | `n` | nonce (16) | expiry (8, big endian) |
+//! | `g` | `t` task id (16) or `l` link id (16) | uses so far (4, big endian): use-limited roots (per task) and delegations |
 //! | `q` | sequence (8, big endian) | [`AuditRecord`] |
 //! | `m` | name | `epoch`, `audit` (sequence and hash of the last record), `policy` (hash of the policy set in force), `approval_index` (present once `w` and `u` were built for a store written before them) |
 
@@ -31,7 +32,7 @@ use crate::records::{
     AgentRecord, ApprovalRecord, ApprovalState, AuditRecord, LinkRecord, RevocationRecord,
     TaskRecord, audit_hash,
 };
-use crate::{Change, Committed, GcStats, Result, Store, StoreError};
+use crate::{Change, Committed, GcStats, Result, Store, StoreError, UseCounter};
 
 use crate::audit::GENESIS_HASH as ZERO_HASH;
 
@@ -78,6 +79,13 @@ fn be(n: u64) -> [u8; 8] {
 
 fn read_be(v: &[u8]) -> u64 {
     v.try_into().map(u64::from_be_bytes).unwrap_or(0)
+}
+
+fn use_key(counter: &UseCounter) -> Vec<u8> {
+    match counter {
+        UseCounter::Task(t) => key(b'g', &[b"t", t.as_bytes()]),
+        UseCounter::Link(l) => key(b'g', &[b"l", l.as_bytes()]),
+    }
 }
 
 /// The index entries of a pending approval request.
@@ -242,6 +250,9 @@ impl Store for SledStore {
             index_approval(&mut batch, a);
             batch.insert(key(b'p', &[a.task.as_bytes()]), encode(a)?);
         }
+        for (counter, n) in &change.uses {
+            batch.insert(use_key(counter), &n.to_be_bytes());
+        }
         for l in &change.links {
             let id = l.id.as_bytes();
             if self.db.contains_key(key(b'l', &[id])).map_err(backend)? {
@@ -373,6 +384,15 @@ impl Store for SledStore {
 
     fn approvals(&self, after: Option<&TaskId>, limit: usize) -> Result<Vec<ApprovalRecord>> {
         self.scan(b"p", after.map(|t| &t.as_bytes()[..]), limit)
+    }
+
+    fn uses(&self, counter: &UseCounter) -> Result<u32> {
+        Ok(self
+            .db
+            .get(use_key(counter))
+            .map_err(backend)?
+            .and_then(|v| <[u8; 4]>::try_from(v.as_ref()).ok())
+            .map_or(0, u32::from_be_bytes))
     }
 
     fn approvals_due(&self, now_ms: u64, limit: usize) -> Result<Vec<TaskId>> {
@@ -576,6 +596,7 @@ impl Store for SledStore {
             };
             let raw = id.as_bytes();
             batch.remove(key(b'l', &[raw]));
+            batch.remove(key(b'g', &[b"l", raw]));
             if let Some(parent) = &l.parent {
                 batch.remove(key(b'c', &[parent.as_bytes(), raw]));
                 batch.remove(key(b'h', &[l.issuer.as_bytes(), &[0], raw]));
@@ -592,6 +613,7 @@ impl Store for SledStore {
             batch.remove(k.clone());
             let Some(raw) = k.get(9..25) else { continue };
             batch.remove(key(b't', &[raw]));
+            batch.remove(key(b'g', &[b"t", raw]));
             if let Some(a) = self.get::<ApprovalRecord>(&key(b'p', &[raw]))? {
                 unindex_approval(&mut batch, &a);
             }

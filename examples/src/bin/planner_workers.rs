@@ -274,6 +274,7 @@ async fn run(
             ttl_ms: 5 * 60_000,
             max_depth: 1,
             require_online: false,
+            max_uses: 0,
         })
         .await?;
     let task = started

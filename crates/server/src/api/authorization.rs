@@ -132,6 +132,10 @@ impl AuthorizationService for Api {
         let allowed = o.allowed();
         let (reason, detail) = match (&o.denial, &o.policy) {
             (Some(d), _) => (d.reason().code().to_owned(), d.detail().to_owned()),
+            (None, _) if o.exhausted.is_some() => (
+                crate::coordinator::USES_EXHAUSTED.to_owned(),
+                "a link of the chain has no uses left".to_owned(),
+            ),
             (None, Some(p)) if !p.allowed => (
                 ErrorReason::PolicyDenied.as_str().to_owned(),
                 p.reason.clone(),
@@ -146,6 +150,7 @@ impl AuthorizationService for Api {
                 .denial
                 .as_ref()
                 .and_then(|d| d.link_index())
+                .or(o.exhausted)
                 .and_then(|i| i32::try_from(i).ok())
                 .unwrap_or(-1),
             task_id: o.task.map(|t| t.to_string()).unwrap_or_default(),

@@ -37,6 +37,7 @@ impl TaskService for Api {
                     max_depth: r.max_depth,
                     require_online: r.require_online,
                     signals: r.signals,
+                    max_uses: r.max_uses,
                 },
             )
             .await?;
@@ -188,7 +189,7 @@ impl TaskService for Api {
         let r = req.get_ref();
         let issued = self
             .coordinator
-            .delegate(&caller, &r.chain, &r.signals)
+            .delegate(&caller, &r.chain, &r.signals, r.max_uses)
             .await?;
         let (chain, chain_text) = chain_out(&issued);
         Ok(Response::new(pb::DelegateResponse {

@@ -38,6 +38,7 @@ pub(super) struct Delegation {
     pub(super) ttl: u64,
     pub(super) depth: u32,
     pub(super) now: u64,
+    pub(super) max_uses: u32,
 }
 
 /// The delegations one holder of the writer lock admits. If the holder's call is
@@ -265,7 +266,7 @@ impl Coordinator {
             now,
         )?;
         chain.set_leaf_seal(p.seal);
-        let record = self.link_record(&chain, n - 1, &p.caller.agent.id, now);
+        let record = self.link_record(&chain, n - 1, &p.caller.agent.id, now, p.max_uses);
         Ok(Some(Outcome::Accepted(
             Box::new(Issued {
                 task,

@@ -57,6 +57,7 @@ fn encode_request(r: &TaskRequest) -> Vec<u8> {
         max_depth: r.max_depth,
         require_online: r.require_online,
         signals: r.signals.clone(),
+        max_uses: r.max_uses,
     }
     .encode_to_vec()
 }
@@ -79,6 +80,7 @@ pub(crate) fn decode_request(bytes: &[u8]) -> Result<TaskRequest, ApiError> {
         max_depth: p.max_depth,
         require_online: p.require_online,
         signals: p.signals,
+        max_uses: p.max_uses,
     })
 }
 
@@ -691,7 +693,7 @@ impl Coordinator {
         e.set_action(AuditAction::BreakGlassGranted);
         e.links = vec![chain.root().id().to_string()];
         e.detail.insert("ttl_ms".into(), ttl.to_string());
-        self.commit_root(guard, task, chain, e, decision, caller, now)
+        self.commit_root(guard, task, chain, e, decision, caller, now, 0)
             .await
     }
 }

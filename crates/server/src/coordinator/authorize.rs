@@ -29,14 +29,22 @@ pub struct AuthorizeOutcome {
     pub expires_at_ms: u64,
     /// Revocation epoch at decision time.
     pub epoch: u64,
+    /// The index of a use-limited link whose uses are used up (`USES_EXHAUSTED`).
+    pub exhausted: Option<usize>,
 }
 
 impl AuthorizeOutcome {
-    /// Whether the call may proceed: the chain verified and policy permits it.
+    /// Whether the call may proceed: the chain verified, policy permits it and no link's
+    /// uses are used up.
     pub fn allowed(&self) -> bool {
-        self.denial.is_none() && self.policy.as_ref().is_some_and(|d| d.allowed)
+        self.denial.is_none()
+            && self.exhausted.is_none()
+            && self.policy.as_ref().is_some_and(|d| d.allowed)
     }
 }
+
+/// The stable reason of an `Authorize` refused because a link's uses are used up.
+pub const USES_EXHAUSTED: &str = "USES_EXHAUSTED";
 
 impl Coordinator {
     /// Online authorisation for the calling tool: everything an offline verifier checks,
@@ -61,8 +69,9 @@ impl Coordinator {
             links: Vec::new(),
             expires_at_ms: 0,
             epoch: 0,
+            exhausted: None,
         };
-        let result = (|| -> Result<(u32, bool), Denial> {
+        let result = (|| -> Result<(u32, bool, bool), Denial> {
             let chain = self.verifier.decode_chain(chain)?;
             outcome.task = Some(chain.task());
             outcome.holder = Some(chain.leaf().body().holder_agent.as_str().to_owned());
@@ -94,13 +103,16 @@ impl Coordinator {
                     "this tool refuses break-glass access",
                 ));
             }
-            Ok((chain.leaf().body().depth(), break_glass))
+            let online = chain.links().iter().any(|l| l.body().require_online);
+            Ok((chain.leaf().body().depth(), break_glass, online))
         })();
+        let mut online = false;
         match result {
-            Ok((depth, break_glass)) => {
+            Ok((depth, break_glass, needs_online)) => {
                 let decision =
                     self.decide_invoke(caller, &outcome, call, context, depth, break_glass, now)?;
                 outcome.policy = Some(decision);
+                online = needs_online;
             }
             Err(d) => {
                 if d.reason() == Reason::Malformed || outcome.task.is_none() {
@@ -108,6 +120,27 @@ impl Coordinator {
                 }
                 outcome.denial = Some(d);
             }
+        }
+        // Use-limited links (which require online checks, so only such chains pay for the
+        // lookup): counted under the writer lock, committed with the audit record.
+        let limited = if outcome.allowed() && online {
+            self.use_limits(&outcome.links)?
+        } else {
+            Vec::new()
+        };
+        let guard = if limited.is_empty() {
+            None
+        } else {
+            Some(self.writer.lock().await)
+        };
+        let mut uses = Vec::new();
+        for (index, counter, max) in &limited {
+            let used = self.store.uses(counter)?;
+            if used >= *max {
+                outcome.exhausted = Some(*index);
+                break;
+            }
+            uses.push((*counter, used + 1));
         }
         let mut e = event(&caller.agent.id, AuditAction::InvocationAuthorized, now);
         e.task = outcome.task;
@@ -126,12 +159,30 @@ impl Coordinator {
         }
         let reason = match (&outcome.denial, &outcome.policy) {
             (Some(d), _) => d.reason().code(),
+            (None, Some(_)) if outcome.exhausted.is_some() => USES_EXHAUSTED,
             (None, Some(d)) if d.allowed => "",
             (None, _) => "POLICY_DENIED",
         };
         self.metrics.decision(reason.is_empty(), reason);
         match (&outcome.denial, &outcome.policy) {
-            (None, Some(d)) if d.allowed => e.set_verdict(Verdict::Allow),
+            (None, Some(_)) if outcome.exhausted.is_some() => {
+                e.set_action(AuditAction::InvocationDenied);
+                e.set_verdict(Verdict::Deny);
+                e.reason = USES_EXHAUSTED.into();
+                e.severity = Severity::Notice;
+            }
+            (None, Some(d)) if d.allowed => {
+                e.set_verdict(Verdict::Allow);
+                if !uses.is_empty() {
+                    e.detail.insert(
+                        "uses".into(),
+                        uses.iter()
+                            .map(|(_, n)| n.to_string())
+                            .collect::<Vec<_>>()
+                            .join(","),
+                    );
+                }
+            }
             (Some(d), _) => {
                 e.set_action(AuditAction::InvocationDenied);
                 e.set_verdict(Verdict::Deny);
@@ -151,10 +202,49 @@ impl Coordinator {
                 e.severity = Severity::Notice;
             }
         }
-        // Authorize changes no durable state: its audit record is committed with others in
-        // a batch (and made durable with the next flush), not one commit per call.
-        self.audit.record(e).await?;
+        match guard {
+            // A counted use is durable before the call may proceed, with its record.
+            Some(guard) if outcome.allowed() => {
+                self.commit_and_wait(
+                    guard,
+                    mandate_store::Change {
+                        uses,
+                        audit: vec![e],
+                        ..mandate_store::Change::default()
+                    },
+                    None,
+                )
+                .await?;
+            }
+            guard => {
+                drop(guard);
+                // Otherwise Authorize changes no durable state: its audit record is
+                // committed with others in a batch (and made durable with the next flush),
+                // not one commit per call.
+                self.audit.record(e).await?;
+            }
+        }
         Ok(outcome)
+    }
+
+    /// The use-limited links of a chain: (index in the chain, its counter, its limit).
+    fn use_limits(
+        &self,
+        links: &[LinkId],
+    ) -> Result<Vec<(usize, mandate_store::UseCounter, u32)>, ApiError> {
+        let mut out = Vec::new();
+        for (i, id) in links.iter().enumerate() {
+            if let Some(rec) = self.store.link(id)?
+                && rec.max_uses > 0
+            {
+                let counter = match rec.parent {
+                    None => mandate_store::UseCounter::Task(rec.task),
+                    Some(_) => mandate_store::UseCounter::Link(rec.id),
+                };
+                out.push((i, counter, rec.max_uses));
+            }
+        }
+        Ok(out)
     }
 
     /// The Cedar `Invoke` decision for a verified chain.

@@ -20,9 +20,13 @@ impl Coordinator {
         caller: &Caller,
         chain_bytes: &[u8],
         signals: &BTreeMap<String, String>,
+        max_uses: u32,
     ) -> Result<Issued, ApiError> {
         check_signals(signals)?;
-        match self.delegate_checked(caller, chain_bytes, signals).await {
+        match self
+            .delegate_checked(caller, chain_bytes, signals, max_uses)
+            .await
+        {
             Ok(issued) => Ok(issued),
             // Policy refusals are audited where they are decided; a failing store cannot
             // take another record.
@@ -62,11 +66,15 @@ impl Coordinator {
         caller: &Caller,
         chain_bytes: &[u8],
         signals: &BTreeMap<String, String>,
+        max_uses: u32,
     ) -> Result<Issued, ApiError> {
         // A reload between the decision and admission means deciding again under the new
         // set; reloads are rare, so this loops at most a few times.
         loop {
-            if let Some(issued) = self.delegate_once(caller, chain_bytes, signals).await? {
+            if let Some(issued) = self
+                .delegate_once(caller, chain_bytes, signals, max_uses)
+                .await?
+            {
                 return Ok(issued);
             }
         }
@@ -78,6 +86,7 @@ impl Coordinator {
         caller: &Caller,
         chain_bytes: &[u8],
         signals: &BTreeMap<String, String>,
+        max_uses: u32,
     ) -> Result<Option<Issued>, ApiError> {
         let chain = self
             .verifier
@@ -86,6 +95,12 @@ impl Coordinator {
         if chain.len() < 2 {
             return Err(ApiError::invalid(
                 "the chain must end with the new delegation link",
+            ));
+        }
+        // Uses are counted online: offline verifiers must not accept the link.
+        if max_uses > 0 && !chain.links().iter().any(|l| l.body().require_online) {
+            return Err(ApiError::invalid(
+                "a use-limited link must require online authorisation (it, or a link above it, sets require_online)",
             ));
         }
         let n = chain.len();
@@ -173,6 +188,7 @@ impl Coordinator {
                 ttl,
                 depth,
                 now,
+                max_uses,
             },
             reply,
         });

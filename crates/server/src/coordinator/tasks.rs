@@ -32,6 +32,8 @@ pub struct TaskRequest {
     pub require_online: bool,
     /// Caller-supplied signals for policy.
     pub signals: BTreeMap<String, String>,
+    /// Most allowed `Authorize` uses of the task's roots together (0: no limit).
+    pub max_uses: u32,
 }
 
 /// Refuses requests larger than any link may carry before policy is asked: the decision
@@ -180,7 +182,9 @@ impl Coordinator {
             })?
             .max_depth(r.max_depth.min(Self::depth_cap(&decision)))
             .require_seal(true)
-            .require_online(r.require_online || decision.obligations.require_online);
+            .require_online(
+                r.require_online || decision.obligations.require_online || r.max_uses > 0,
+            );
         let chain = Chain::issue_root(&self.key, task_id, LinkKind::Grant, spec)
             .map_err(|e| ApiError::invalid(e.to_string()))?;
         let root = chain.root();
@@ -201,7 +205,7 @@ impl Coordinator {
         e.detail.insert("ttl_ms".into(), ttl.to_string());
         let mut change = Change {
             tasks: vec![task.clone()],
-            links: vec![self.link_record(&chain, 0, &self.config.coordinator_id, now)],
+            links: vec![self.link_record(&chain, 0, &self.config.coordinator_id, now, r.max_uses)],
             audit: Vec::new(),
             ..Change::default()
         };
@@ -236,10 +240,11 @@ impl Coordinator {
         decision: Decision,
         caller: &Caller,
         now: u64,
+        max_uses: u32,
     ) -> Result<Issued, ApiError> {
         let change = Change {
             tasks: vec![task.clone()],
-            links: vec![self.link_record(&chain, 0, &self.config.coordinator_id, now)],
+            links: vec![self.link_record(&chain, 0, &self.config.coordinator_id, now, max_uses)],
             audit: vec![audit],
             ..Change::default()
         };
@@ -257,6 +262,7 @@ impl Coordinator {
         index: usize,
         issuer: &str,
         now: u64,
+        max_uses: u32,
     ) -> LinkRecord {
         let link = &chain.links()[index];
         LinkRecord {
@@ -269,6 +275,7 @@ impl Coordinator {
             encoded: link.encode(),
             expires_at_ms: link.body().expires_at_ms,
             created_ms: now,
+            max_uses,
         }
     }
 
@@ -464,7 +471,8 @@ impl Coordinator {
             .take_live_link(&*self.store, &self.revoked, &caller.agent.id, now)?;
         task.root_link = Some(chain.root().id());
         e.links = vec![chain.root().id().to_string(), current.id.to_string()];
-        self.commit_root(_w, task, chain, e, decision, caller, now)
+        // A renewal is the same grant: its root counts uses against the task's limit.
+        self.commit_root(_w, task, chain, e, decision, caller, now, current.max_uses)
             .await
     }
 

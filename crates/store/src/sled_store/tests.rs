@@ -38,6 +38,7 @@ fn link(id: u8, parent: Option<u8>, task: TaskId) -> LinkRecord {
         encoded: vec![1, 2, 3],
         expires_at_ms: 1000 + u64::from(id),
         created_ms: 1,
+        max_uses: 0,
     }
 }
 
@@ -294,6 +295,7 @@ fn state_survives_reopening() {
             approvals: vec![approval(t.id)],
             policy_hash: Some("sha256:ab".into()),
             audit: vec![event("x")],
+            uses: vec![(crate::UseCounter::Task(t.id), 3)],
         })
         .unwrap();
         s.flush().unwrap();
@@ -309,6 +311,15 @@ fn state_survives_reopening() {
     assert_eq!(s.approvals(None, 10).unwrap(), vec![approval(t.id)]);
     assert!(s.approvals(Some(&t.id), 10).unwrap().is_empty());
     assert_eq!(s.audit_after(0, 10).unwrap().len(), 1);
+    assert_eq!(s.uses(&crate::UseCounter::Task(t.id)).unwrap(), 3);
+    assert_eq!(
+        s.uses(&crate::UseCounter::Link(LinkId::from_bytes(
+            *t.id.as_bytes()
+        )))
+        .unwrap(),
+        0,
+        "task and link counters are apart"
+    );
     // The chain continues from the stored head.
     s.commit(Change {
         audit: vec![event("y")],

@@ -124,7 +124,7 @@ class LinkNode(_message.Message):
     def __init__(self, link_id: _Optional[str] = ..., parent_link_id: _Optional[str] = ..., holder_agent_id: _Optional[str] = ..., holder_key: _Optional[bytes] = ..., issuer_agent_id: _Optional[str] = ..., capabilities: _Optional[_Iterable[_Union[_token_pb2.Capability, _Mapping]]] = ..., not_before_ms: _Optional[int] = ..., expires_at_ms: _Optional[int] = ..., depth: _Optional[int] = ..., max_depth: _Optional[int] = ..., kind: _Optional[_Union[_token_pb2.LinkKind, str]] = ..., state: _Optional[_Union[LinkState, str]] = ..., sealed: _Optional[bool] = ..., revoke_reason: _Optional[str] = ..., revoke_time_ms: _Optional[int] = ..., digest: _Optional[str] = ...) -> None: ...
 
 class StartTaskRequest(_message.Message):
-    __slots__ = ("intent", "capabilities", "ttl_ms", "max_depth", "require_online", "signals")
+    __slots__ = ("intent", "capabilities", "ttl_ms", "max_depth", "require_online", "signals", "max_uses")
     class SignalsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -138,13 +138,15 @@ class StartTaskRequest(_message.Message):
     MAX_DEPTH_FIELD_NUMBER: _ClassVar[int]
     REQUIRE_ONLINE_FIELD_NUMBER: _ClassVar[int]
     SIGNALS_FIELD_NUMBER: _ClassVar[int]
+    MAX_USES_FIELD_NUMBER: _ClassVar[int]
     intent: Intent
     capabilities: _containers.RepeatedCompositeFieldContainer[_token_pb2.Capability]
     ttl_ms: int
     max_depth: int
     require_online: bool
     signals: _containers.ScalarMap[str, str]
-    def __init__(self, intent: _Optional[_Union[Intent, _Mapping]] = ..., capabilities: _Optional[_Iterable[_Union[_token_pb2.Capability, _Mapping]]] = ..., ttl_ms: _Optional[int] = ..., max_depth: _Optional[int] = ..., require_online: _Optional[bool] = ..., signals: _Optional[_Mapping[str, str]] = ...) -> None: ...
+    max_uses: int
+    def __init__(self, intent: _Optional[_Union[Intent, _Mapping]] = ..., capabilities: _Optional[_Iterable[_Union[_token_pb2.Capability, _Mapping]]] = ..., ttl_ms: _Optional[int] = ..., max_depth: _Optional[int] = ..., require_online: _Optional[bool] = ..., signals: _Optional[_Mapping[str, str]] = ..., max_uses: _Optional[int] = ...) -> None: ...
 
 class StartTaskResponse(_message.Message):
     __slots__ = ("task", "chain", "chain_text", "decision", "approval_request_hash")
@@ -229,7 +231,7 @@ class FailTaskResponse(_message.Message):
     def __init__(self, task: _Optional[_Union[Task, _Mapping]] = ..., revoked_link_ids: _Optional[_Iterable[str]] = ..., revocation_epoch: _Optional[int] = ...) -> None: ...
 
 class DelegateRequest(_message.Message):
-    __slots__ = ("chain", "signals")
+    __slots__ = ("chain", "signals", "max_uses")
     class SignalsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -239,9 +241,11 @@ class DelegateRequest(_message.Message):
         def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
     CHAIN_FIELD_NUMBER: _ClassVar[int]
     SIGNALS_FIELD_NUMBER: _ClassVar[int]
+    MAX_USES_FIELD_NUMBER: _ClassVar[int]
     chain: bytes
     signals: _containers.ScalarMap[str, str]
-    def __init__(self, chain: _Optional[bytes] = ..., signals: _Optional[_Mapping[str, str]] = ...) -> None: ...
+    max_uses: int
+    def __init__(self, chain: _Optional[bytes] = ..., signals: _Optional[_Mapping[str, str]] = ..., max_uses: _Optional[int] = ...) -> None: ...
 
 class DelegateResponse(_message.Message):
     __slots__ = ("chain", "chain_text", "link_id", "decision")
