@@ -211,3 +211,72 @@ async fn unusable_tls_files_stop_the_start_with_the_file_named() {
     assert!(matches!(err, StartError::Tls(_)), "{err}");
     assert!(err.to_string().contains("missing.key"), "{err}");
 }
+
+/// The gateway with its own certificate serves HTTPS, and reaches a TLS coordinator
+/// through `coordinator_ca`; without it, it does not start.
+#[tokio::test]
+async fn the_gateway_serves_https_and_reaches_a_tls_coordinator() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = TestPki::new(dir.path(), "ca").unwrap();
+    let other = TestPki::new(dir.path(), "other").unwrap();
+    let server = mandate_server::start(tls_config(dir.path(), server_files(&pki, None)))
+        .await
+        .unwrap();
+    let mut admin = Client::connect_tls(
+        &server.local_addr.to_string(),
+        admin_signer(&server),
+        &trusting(&pki.ca_path(), None),
+    )
+    .await
+    .unwrap();
+    let key = mandate_core::SigningKey::generate().unwrap();
+    keyfile::save_signing_key(&key, &dir.path().join("gateway.key")).unwrap();
+    admin
+        .register_agent(pb::RegisterAgentRequest {
+            agent_id: "spiffe://mandate.local/gateways/tls".into(),
+            public_key: key.public_key().as_bytes().to_vec(),
+            role: "tool".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let cert = pki.issue("gateway-tls", None).unwrap();
+    let config = |with_ca: bool| {
+        let text = format!(
+            "[gateway]\nlisten = \"127.0.0.1:0\"\nagent = \"spiffe://mandate.local/gateways/tls\"\n\
+             key = \"gateway.key\"\ncoordinator = \"{}\"\ntls_cert = \"{}\"\ntls_key = \"{}\"\n{}",
+            server.local_addr,
+            cert.cert.display(),
+            cert.key.display(),
+            if with_ca {
+                format!("coordinator_ca = \"{}\"\n", pki.ca_path().display())
+            } else {
+                String::new()
+            }
+        );
+        mandate_gateway::Config::parse(&text, Path::new("gateway.toml"), dir.path()).unwrap()
+    };
+    assert!(mandate_gateway::start(config(false)).await.is_err());
+    let gateway = mandate_gateway::start(config(true)).await.unwrap();
+    let answer = mandate_tls::test_pki::https_get(gateway.local_addr, &pki.ca_path(), "/healthz")
+        .await
+        .unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(answer.ends_with("ok"), "{answer}");
+    assert!(
+        mandate_tls::test_pki::https_get(gateway.local_addr, &other.ca_path(), "/healthz")
+            .await
+            .is_err()
+    );
+    // A gateway config naming a non-loopback listener without TLS is refused.
+    let text = format!(
+        "[gateway]\nlisten = \"0.0.0.0:0\"\nagent = \"spiffe://mandate.local/gateways/tls\"\nkey = \"gateway.key\"\ncoordinator = \"{}\"\n",
+        server.local_addr
+    );
+    let err = mandate_gateway::Config::parse(&text, Path::new("gateway.toml"), dir.path())
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("insecure_plaintext"), "{err}");
+    gateway.shutdown().await;
+    server.shutdown().await.unwrap();
+}

@@ -82,3 +82,37 @@ impl TestPki {
         Ok(issued)
     }
 }
+
+/// Sends `GET path` over HTTPS/1.1 to `addr`, trusting only the CA in `ca`, and returns
+/// the whole response as text (for tests of HTTPS listeners).
+pub async fn https_get(
+    addr: std::net::SocketAddr,
+    ca: &Path,
+    path: &str,
+) -> std::io::Result<String> {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let other = |e: String| std::io::Error::other(e);
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in crate::certificates(ca).map_err(|e| other(e.to_string()))? {
+        roots.add(cert).map_err(|e| other(e.to_string()))?;
+    }
+    let config = rustls::ClientConfig::builder_with_provider(crate::provider())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| other(e.to_string()))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config));
+    let tcp = tokio::net::TcpStream::connect(addr).await?;
+    let name =
+        rustls::pki_types::ServerName::try_from("localhost").map_err(|e| other(e.to_string()))?;
+    let mut stream = connector.connect(name, tcp).await?;
+    stream
+        .write_all(
+            format!("GET {path} HTTP/1.1\r\nhost: localhost\r\nconnection: close\r\n\r\n")
+                .as_bytes(),
+        )
+        .await?;
+    let mut out = String::new();
+    stream.read_to_string(&mut out).await?;
+    Ok(out)
+}
