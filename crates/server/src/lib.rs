@@ -100,6 +100,9 @@ pub struct Config {
     pub audit_checkpoint_interval: Duration,
     /// Where to serve Prometheus metrics (`GET /metrics`, plain HTTP); `None`: nowhere.
     pub metrics_listen: Option<SocketAddr>,
+    /// When audit records move from the store into sealed segment files (by the
+    /// collection pass).
+    pub audit_sealing: mandate_store::AuditSealing,
 }
 
 impl std::fmt::Debug for Config {
@@ -139,6 +142,7 @@ impl Config {
             insecure_plaintext: false,
             audit_checkpoint_interval: Duration::from_secs(3600),
             metrics_listen: None,
+            audit_sealing: mandate_store::AuditSealing::default(),
         }
     }
 }
@@ -384,7 +388,11 @@ fn check_transport(config: &Config) -> Result<(), StartError> {
 pub async fn start(config: Config) -> Result<Server, StartError> {
     check_transport(&config)?;
     create_dir(&config.data_dir)?;
-    let store: Arc<dyn Store> = Arc::new(SledStore::open(&config.data_dir.join("store"))?);
+    let store: Arc<dyn Store> = Arc::new(SledStore::open_with(
+        &config.data_dir.join("store"),
+        mandate_store::DEFAULT_CACHE_BYTES,
+        config.audit_sealing,
+    )?);
     start_with_store(config, store).await
 }
 

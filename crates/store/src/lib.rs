@@ -14,6 +14,7 @@
 mod audit;
 mod checkpoint;
 mod records;
+mod segments;
 mod sled_store;
 
 use mandate_core::{LinkId, TaskId};
@@ -27,7 +28,7 @@ pub use records::{
     LinkRecord, NewRevocation, RevocationRecord, Severity, TaskRecord, TaskState, Verdict,
     audit_hash, json_line,
 };
-pub use sled_store::{DEFAULT_CACHE_BYTES, SledStore};
+pub use sled_store::{AuditSealing, DEFAULT_CACHE_BYTES, SledStore};
 
 /// A failed store operation. The change it belonged to did not happen.
 #[derive(Debug, thiserror::Error)]
@@ -118,6 +119,8 @@ pub struct GcStats {
     pub links: usize,
     /// Tasks removed (deadline before the history cutoff), with their approval requests.
     pub tasks: usize,
+    /// Audit records moved out of the store into sealed segments.
+    pub audit_sealed: usize,
 }
 
 /// Mandate's state. Implementations must make [`Store::commit`] atomic and

@@ -41,6 +41,31 @@ pub struct SledStore {
     db: sled::Db,
     // Commits read counters (epoch, audit head) and write them back: one at a time.
     commit_lock: Mutex<()>,
+    /// Sealed audit segments (`segments.rs`), in order, and where they live.
+    segments: std::sync::RwLock<Vec<crate::segments::Segment>>,
+    segments_dir: std::path::PathBuf,
+    /// The segment most recently read, decoded (exports and queries page through one
+    /// segment at a time).
+    last_read: Mutex<Option<(u64, std::sync::Arc<Vec<AuditRecord>>)>>,
+    sealing: AuditSealing,
+}
+
+/// When audit records leave the store for sealed segments.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AuditSealing {
+    /// Records per segment.
+    pub records_per_segment: usize,
+    /// Newest records always kept in the store (the live tail).
+    pub keep_in_store: usize,
+}
+
+impl Default for AuditSealing {
+    fn default() -> AuditSealing {
+        AuditSealing {
+            records_per_segment: 65_536,
+            keep_in_store: 16_384,
+        }
+    }
 }
 
 impl std::fmt::Debug for SledStore {
@@ -136,18 +161,178 @@ impl SledStore {
     /// Opens the store with a page cache of `cache_bytes` (sled's own default is 1 GiB,
     /// which it fills on a large store whatever the working set).
     pub fn open_with_cache(path: &Path, cache_bytes: u64) -> Result<SledStore> {
+        SledStore::open_with(path, cache_bytes, AuditSealing::default())
+    }
+
+    /// Opens the store with a page cache of `cache_bytes` and audit records sealed into
+    /// segments as `sealing` says.
+    pub fn open_with(path: &Path, cache_bytes: u64, sealing: AuditSealing) -> Result<SledStore> {
         let db = sled::Config::new()
             .path(path)
             .mode(sled::Mode::HighThroughput)
             .cache_capacity(cache_bytes)
             .open()
             .map_err(backend)?;
+        let segments_dir = path.join("audit-segments");
+        let segments = crate::segments::list(&segments_dir)?;
         let store = SledStore {
             db,
             commit_lock: Mutex::new(()),
+            segments: std::sync::RwLock::new(segments),
+            segments_dir,
+            last_read: Mutex::new(None),
+            sealing: AuditSealing {
+                records_per_segment: sealing.records_per_segment.max(1),
+                keep_in_store: sealing.keep_in_store,
+            },
         };
         store.index_approvals()?;
+        store.drop_sealed_tail()?;
         Ok(store)
+    }
+
+    /// The last sequence number in a sealed segment (0: none).
+    fn sealed(&self) -> u64 {
+        self.segments
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .last()
+            .map_or(0, |s| s.last)
+    }
+
+    /// Records still in the store that a segment already holds (a crash between writing
+    /// the segment and removing them): removed now.
+    fn drop_sealed_tail(&self) -> Result<()> {
+        let sealed = self.sealed();
+        if sealed == 0 {
+            return Ok(());
+        }
+        let mut batch = sled::Batch::default();
+        let mut any = false;
+        for k in self
+            .db
+            .range(key(b'q', &[&be(0)])..key(b'q', &[&be(sealed.saturating_add(1))]))
+            .keys()
+        {
+            batch.remove(k.map_err(backend)?);
+            any = true;
+        }
+        if any {
+            self.db.apply_batch(batch).map_err(backend)?;
+            self.db.flush().map_err(backend)?;
+        }
+        Ok(())
+    }
+
+    /// Moves the oldest audit records of the store into sealed segments while more than
+    /// `keep_in_store + records_per_segment` are there. Called under the commit lock.
+    /// Returns how many records were sealed.
+    fn seal_audit(&self) -> Result<usize> {
+        let mut moved = 0;
+        loop {
+            let sealed = self.sealed();
+            let head = self.get::<AuditHead>(b"maudit")?.map_or(0, |h| h.seq);
+            let s = self.sealing;
+            if head.saturating_sub(sealed) < (s.keep_in_store + s.records_per_segment) as u64 {
+                return Ok(moved);
+            }
+            let records = self.audit_tail_after(sealed, s.records_per_segment)?;
+            if records.len() < s.records_per_segment
+                || records.first().map(|r| r.seq) != Some(sealed + 1)
+            {
+                return Err(StoreError::Backend(format!(
+                    "the audit log in the store does not continue after record {sealed}: not sealing"
+                )));
+            }
+            // The segment is durable before its records leave the store; readers see it
+            // in the list before they are gone.
+            let segment = crate::segments::write(&self.segments_dir, &records)?;
+            let last = segment.last;
+            self.segments
+                .write()
+                .unwrap_or_else(PoisonError::into_inner)
+                .push(segment);
+            let mut batch = sled::Batch::default();
+            for r in &records {
+                batch.remove(key(b'q', &[&be(r.seq)]));
+            }
+            self.db.apply_batch(batch).map_err(backend)?;
+            tracing::info!(
+                first = sealed + 1,
+                last,
+                "audit records sealed into a segment"
+            );
+            moved += records.len();
+        }
+    }
+
+    /// One read of [`Store::audit_after`]; `None` when a seal got in the way.
+    fn audit_after_once(&self, after: u64, limit: usize) -> Result<Option<Vec<AuditRecord>>> {
+        let mut out = Vec::new();
+        // Sealed segments first, then the store's tail: one sequence, no gap.
+        let segments = self
+            .segments
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        let mut next = after.saturating_add(1);
+        for segment in &segments {
+            if segment.last < next {
+                continue;
+            }
+            if out.len() >= limit {
+                return Ok(Some(out));
+            }
+            let records = self.segment_records(segment)?;
+            let skip = usize::try_from(next.saturating_sub(segment.first)).unwrap_or(usize::MAX);
+            for r in records.iter().skip(skip) {
+                if out.len() >= limit {
+                    return Ok(Some(out));
+                }
+                out.push(r.clone());
+            }
+            next = segment.last + 1;
+        }
+        let rest = limit - out.len();
+        let tail = self.audit_tail_after(next - 1, rest)?;
+        if tail.first().is_some_and(|r| r.seq != next) {
+            return Ok(None);
+        }
+        out.extend(tail);
+        Ok(Some(out))
+    }
+
+    /// Audit records in the store (not in segments) after `after`.
+    fn audit_tail_after(&self, after: u64, limit: usize) -> Result<Vec<AuditRecord>> {
+        let start = key(b'q', &[&be(after.saturating_add(1))]);
+        let mut out = Vec::new();
+        for item in self.db.range(start..) {
+            let (k, v) = item.map_err(backend)?;
+            if k.first() != Some(&b'q') || out.len() >= limit {
+                break;
+            }
+            out.push(decode(&k, &v)?);
+        }
+        Ok(out)
+    }
+
+    /// The records of the segment holding `seq`, decoded (the last one read is kept).
+    fn segment_records(
+        &self,
+        segment: &crate::segments::Segment,
+    ) -> Result<std::sync::Arc<Vec<AuditRecord>>> {
+        let mut cached = self
+            .last_read
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some((first, records)) = cached.as_ref()
+            && *first == segment.first
+        {
+            return Ok(std::sync::Arc::clone(records));
+        }
+        let records = std::sync::Arc::new(crate::segments::read(segment)?);
+        *cached = Some((segment.first, std::sync::Arc::clone(&records)));
+        Ok(records)
     }
 
     /// Builds the approval indexes of a store written before them (once).
@@ -169,9 +354,17 @@ impl SledStore {
         Ok(())
     }
 
-    /// Size of the store on disk, in bytes.
+    /// Size of the store on disk, in bytes: sled's files and the sealed audit segments.
     pub fn size_on_disk(&self) -> Result<u64> {
-        self.db.size_on_disk().map_err(backend)
+        let segments: u64 = self
+            .segments
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .filter_map(|s| std::fs::metadata(&s.path).ok())
+            .map(|m| m.len())
+            .sum();
+        Ok(self.db.size_on_disk().map_err(backend)? + segments)
     }
 
     fn get<T: DeserializeOwned>(&self, k: &[u8]) -> Result<Option<T>> {
@@ -559,16 +752,16 @@ impl Store for SledStore {
     }
 
     fn audit_after(&self, after: u64, limit: usize) -> Result<Vec<AuditRecord>> {
-        let start = key(b'q', &[&be(after.saturating_add(1))]);
-        let mut out = Vec::new();
-        for item in self.db.range(start..) {
-            let (k, v) = item.map_err(backend)?;
-            if k.first() != Some(&b'q') || out.len() >= limit {
-                break;
+        // A seal moving records out of the store between reading the segment list and
+        // reading the tail would leave a gap: then read again.
+        for _ in 0..8 {
+            if let Some(records) = self.audit_after_once(after, limit)? {
+                return Ok(records);
             }
-            out.push(decode(&k, &v)?);
         }
-        Ok(out)
+        Err(StoreError::Backend(
+            "the audit log kept moving while it was read".into(),
+        ))
     }
 
     fn audit_head(&self) -> Result<(u64, String)> {
@@ -656,6 +849,7 @@ impl Store for SledStore {
             }
         }
         self.db.apply_batch(batch).map_err(backend)?;
+        stats.audit_sealed = self.seal_audit()?;
         Ok(stats)
     }
 }
