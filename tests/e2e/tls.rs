@@ -145,6 +145,15 @@ async fn mutual_tls_checks_the_certificate_spiffe_id_against_the_signing_agent()
     assert_eq!(err.reason(), "PEER_IDENTITY_MISMATCH", "{err}");
     assert_eq!(err.code(), Some(tonic::Code::Unauthenticated));
 
+    // Two SPIFFE ids, one of them the signer's: not a valid SVID, refused.
+    let both = pki
+        .issue_ids("both-client", &[&admin, "spiffe://mandate.local/worker"])
+        .unwrap();
+    let err = list_agents(&server, &trusting(&pki.ca_path(), Some(&both)))
+        .await
+        .unwrap_err();
+    assert_eq!(err.reason(), "PEER_IDENTITY_MISMATCH", "{err}");
+
     // No client certificate: the handshake does not complete.
     assert!(
         list_agents(&server, &trusting(&pki.ca_path(), None))
@@ -278,5 +287,93 @@ async fn the_gateway_serves_https_and_reaches_a_tls_coordinator() {
         .to_string();
     assert!(err.contains("insecure_plaintext"), "{err}");
     gateway.shutdown().await;
+    server.shutdown().await.unwrap();
+}
+
+/// Over TLS, a running tool verifier follows a coordinator key rotation: the feed is then
+/// signed by a key it does not know, so it fetches the trust bundle again; chains the old
+/// key sealed keep verifying in its window.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tool_verifier_follows_a_key_rotation_over_tls() {
+    use mandate_sdk::{ToolConfig, ToolVerifier};
+    const TOOL: &str = "spiffe://mandate.local/tool";
+    const PLANNER: &str = "spiffe://mandate.local/planner";
+    let dir = tempfile::tempdir().unwrap();
+    let pki = TestPki::new(dir.path(), "ca").unwrap();
+    let mut config = tls_config(dir.path(), server_files(&pki, None));
+    let server = mandate_server::start(config.clone()).await.unwrap();
+    let addr = server.local_addr.to_string();
+    let tls = trusting(&pki.ca_path(), None);
+    let mut admin = Client::connect_tls(&addr, admin_signer(&server), &tls)
+        .await
+        .unwrap();
+    let mut keys = Vec::new();
+    for (id, role) in [(PLANNER, "planner"), (TOOL, "tool")] {
+        let key = mandate_core::SigningKey::generate().unwrap();
+        admin
+            .register_agent(pb::RegisterAgentRequest {
+                agent_id: id.into(),
+                public_key: key.public_key().as_bytes().to_vec(),
+                role: role.into(),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        keys.push(key);
+    }
+    let as_agent = |id: &str, key: &mandate_core::SigningKey| {
+        Signer::new(AgentId::new(id).unwrap(), key.clone())
+    };
+    let task = pb::StartTaskRequest {
+        capabilities: vec![mandate_proto::token::Capability {
+            resource: "files/*".into(),
+            actions: vec!["read".into()],
+            constraints: vec![],
+        }],
+        ttl_ms: 600_000,
+        ..Default::default()
+    };
+    let mut planner = Client::connect_tls(&addr, as_agent(PLANNER, &keys[0]), &tls)
+        .await
+        .unwrap();
+    let limits = mandate_core::Limits::default();
+    let old_chain = mandate_core::Chain::decode(
+        &planner.start_task(task.clone()).await.unwrap().chain,
+        &limits,
+    )
+    .unwrap();
+    let tool = Client::connect_tls(&addr, as_agent(TOOL, &keys[1]), &tls)
+        .await
+        .unwrap();
+    assert!(tool.is_tls());
+    let mut tool_config = ToolConfig::new(TOOL);
+    tool_config.max_staleness = std::time::Duration::from_secs(60);
+    let verifier = ToolVerifier::connect(tool, tool_config).await.unwrap();
+    verifier.verify_chain(&old_chain).unwrap();
+
+    server.shutdown().await.unwrap();
+    let now = mandate_core::Clock::now_ms(&mandate_core::SystemClock);
+    let r =
+        mandate_server::keys::rotate_coordinator_key(&config.data_dir, 90_000_000, now).unwrap();
+    config.listen = addr.parse().unwrap();
+    let server = mandate_server::start(config).await.unwrap();
+    assert_eq!(server.coordinator_key, r.new_key);
+    let mut planner = Client::connect_tls(&addr, as_agent(PLANNER, &keys[0]), &tls)
+        .await
+        .unwrap();
+    let new_chain =
+        mandate_core::Chain::decode(&planner.start_task(task).await.unwrap().chain, &limits)
+            .unwrap();
+    let mut verified = false;
+    for _ in 0..400 {
+        if verifier.verify_chain(&new_chain).is_ok() {
+            verified = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    assert!(verified, "{:?}", verifier.verify_chain(&new_chain));
+    verifier.verify_chain(&old_chain).unwrap();
+    drop(verifier);
     server.shutdown().await.unwrap();
 }

@@ -111,11 +111,12 @@ pub(crate) struct VerifyArgs {
     /// in the log with the hash it signed.
     #[arg(long)]
     checkpoint: Option<PathBuf>,
-    /// Check this exported file (`mandate audit export`) offline instead of the live log.
-    #[arg(long, requires = "checkpoint")]
+    /// Check this exported file (`mandate audit export`) offline instead of the live log
+    /// (with --checkpoint and --trust-key: offline, nothing else vouches for the key).
+    #[arg(long, requires_all = ["checkpoint", "trust_keys"])]
     export: Option<PathBuf>,
-    /// A coordinator key (hex) the checkpoint must be signed by (repeatable). Live checks
-    /// use the coordinator's trust bundle; offline checks without it only report the key.
+    /// A coordinator key (hex) the checkpoint must be signed by (repeatable; required with
+    /// --export). Live checks also accept a key of the coordinator's trust bundle.
     #[arg(long = "trust-key")]
     trust_keys: Vec<String>,
 }
@@ -496,7 +497,7 @@ fn verify_export(
         anyhow::bail!("--export needs --checkpoint");
     };
     let cp = read_checkpoint(path)?;
-    if !a.trust_keys.is_empty() && !a.trust_keys.contains(&cp.coordinator_key) {
+    if !a.trust_keys.contains(&cp.coordinator_key) {
         return checkpoint_result(
             conn,
             &cp,
@@ -563,12 +564,6 @@ fn verify_export(
         out!(
             "note: the export starts at record #{}; records before it are vouched for only by its first prev_hash",
             first.unwrap_or_default()
-        );
-    }
-    if a.trust_keys.is_empty() && !conn.json {
-        out!(
-            "note: no --trust-key given; check that {} is your coordinator's key",
-            cp.coordinator_key
         );
     }
     checkpoint_result(conn, &cp, Ok(()))

@@ -117,8 +117,9 @@ impl FeedStatement {
     }
 
     /// Whether `signature` is a trusted coordinator key's over this statement, with the key
-    /// trusted at the statement's time.
-    pub fn verify(&self, trust: &TrustBundle, signature: &[u8]) -> bool {
+    /// trusted both at the statement's time and now (a key past its window cannot sign
+    /// back-dated statements).
+    pub fn verify(&self, trust: &TrustBundle, signature: &[u8], now_ms: u64) -> bool {
         let Ok(bytes) = <[u8; 64]>::try_from(signature) else {
             return false;
         };
@@ -127,7 +128,7 @@ impl FeedStatement {
         trust
             .keys()
             .iter()
-            .filter(|k| k.is_active(self.time_ms))
+            .filter(|k| k.is_active(self.time_ms) && k.is_active(now_ms))
             .any(|k| k.verifying().verify_strict(&message, &sig).is_ok())
     }
 }
@@ -153,7 +154,7 @@ mod tests {
         let b = LinkId::from_bytes([2; 16]);
         let s = statement(FeedKind::Batch, &[(a, 100, 5), (b, 200, 5)], 1_000);
         let sig = s.sign(&key);
-        assert!(s.verify(&trust, sig.as_bytes()));
+        assert!(s.verify(&trust, sig.as_bytes(), 1_000));
         // Any change to what was signed, another key, or a key not trusted at that time.
         for changed in [
             statement(FeedKind::Snapshot, &[(a, 100, 5), (b, 200, 5)], 1_000),
@@ -170,12 +171,17 @@ mod tests {
                 ..s.clone()
             },
         ] {
-            assert!(!changed.verify(&trust, sig.as_bytes()), "{changed:?}");
+            assert!(
+                !changed.verify(&trust, sig.as_bytes(), 1_000),
+                "{changed:?}"
+            );
         }
-        assert!(!s.verify(&trust, s.sign(&other).as_bytes()));
-        assert!(!s.verify(&trust, &[]));
+        assert!(!s.verify(&trust, s.sign(&other).as_bytes(), 1_000));
+        // Signed in the key's window, presented after it.
+        assert!(!s.verify(&trust, sig.as_bytes(), 10_000));
+        assert!(!s.verify(&trust, &[], 1_000));
         let late = statement(FeedKind::Batch, &[(a, 100, 5), (b, 200, 5)], 10_000);
-        assert!(!late.verify(&trust, late.sign(&key).as_bytes()));
+        assert!(!late.verify(&trust, late.sign(&key).as_bytes(), 1_000));
         Ok(())
     }
 }

@@ -175,6 +175,8 @@ impl Signer {
 #[derive(Clone, Debug)]
 pub struct Client {
     signer: Signer,
+    /// Whether the channel is TLS (the coordinator authenticated by its certificate).
+    tls: bool,
     agents: AgentServiceClient<Channel>,
     tasks: TaskServiceClient<Channel>,
     authz: AuthorizationServiceClient<Channel>,
@@ -253,7 +255,10 @@ impl Client {
         signer: Signer,
         tls: &ClientTls,
     ) -> Result<Client, Error> {
-        Ok(Client::with_channel(channel(server, tls).await?, signer))
+        let https = server.starts_with("https://") || (!server.contains("://") && tls.is_set());
+        let mut client = Client::with_channel(channel(server, tls).await?, signer);
+        client.tls = https;
+        Ok(client)
     }
 
     /// A client over an existing channel.
@@ -263,6 +268,7 @@ impl Client {
         const MAX: usize = 64 << 20;
         Client {
             signer,
+            tls: false,
             agents: AgentServiceClient::new(channel.clone()).max_decoding_message_size(MAX),
             tasks: TaskServiceClient::new(channel.clone()).max_decoding_message_size(MAX),
             authz: AuthorizationServiceClient::new(channel.clone()).max_decoding_message_size(MAX),
@@ -278,6 +284,12 @@ impl Client {
             signer,
             ..self.clone()
         }
+    }
+
+    /// Whether the client reached the coordinator over TLS (so what it says, the trust
+    /// bundle included, comes from the server its certificate names).
+    pub fn is_tls(&self) -> bool {
+        self.tls
     }
 
     /// The signer.

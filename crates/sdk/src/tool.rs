@@ -375,6 +375,7 @@ fn check_feed_message(
     msg: &pb::WatchRevocationsResponse,
     trust: &TrustBundle,
     epoch: u64,
+    now_ms: u64,
 ) -> Result<FeedUpdate, FeedRefusal> {
     use mandate_core::{FeedKind, FeedLinks};
     let (kind, to_epoch, links) = match &msg.event {
@@ -406,7 +407,7 @@ fn check_feed_message(
         ));
     }
     let statement = digest.statement(kind, msg.previous_epoch, to_epoch, msg.time_ms);
-    if !statement.verify(trust, &msg.signature) {
+    if !statement.verify(trust, &msg.signature, now_ms) {
         return Err(FeedRefusal::Untrusted);
     }
     match kind {
@@ -439,10 +440,18 @@ async fn follow(
         // A message signed by a key we do not know: the coordinator may have rotated its
         // key. Fetch the bundle again before resuming (a stale bundle keeps failing, and
         // the staleness bound fails closed meanwhile).
+        // Only over TLS: on a plaintext channel whoever can alter the feed could also
+        // answer the fetch with a key of their own.
         if std::mem::take(&mut refresh_trust) {
-            match fetch_trust(&mut strong.client.clone()).await {
-                Ok(trust) => strong.verifier.set_trust_bundle(trust),
-                Err(e) => tracing::warn!(error = %e, "cannot fetch the trust bundle again"),
+            if strong.client.is_tls() {
+                match fetch_trust(&mut strong.client.clone()).await {
+                    Ok(trust) => strong.verifier.set_trust_bundle(trust),
+                    Err(e) => tracing::warn!(error = %e, "cannot fetch the trust bundle again"),
+                }
+            } else {
+                tracing::warn!(
+                    "the feed is signed by a key this verifier does not trust; over plaintext the trust bundle is not fetched again (restart the tool after a key rotation, or connect over TLS)"
+                );
             }
         }
         let after = read(&strong.revoked).list.epoch();
@@ -464,7 +473,7 @@ async fn follow(
                     let now = clock.now_ms();
                     {
                         let mut r = write(&strong.revoked);
-                        match check_feed_message(&msg, &trust, r.list.epoch()) {
+                        match check_feed_message(&msg, &trust, r.list.epoch(), now) {
                             Ok(FeedUpdate::Replace(links, epoch)) => {
                                 r.list.replace(links, epoch);
                             }
@@ -579,25 +588,34 @@ mod tests {
         let trust = TrustBundle::new().with_key(key.public_key(), 0, 1_000_000)?;
         let batch = message(&key, FeedKind::Batch, 7, 8, 500, &[(link(1), 900)]);
         assert!(matches!(
-            check_feed_message(&batch, &trust, 7),
+            check_feed_message(&batch, &trust, 7, 600),
             Ok(FeedUpdate::Add(ref l, 8)) if l.len() == 1 && l[0].0 == link(1)
         ));
         // Applied on top of another epoch: something was lost in between.
-        assert_eq!(check_feed_message(&batch, &trust, 6), Err(FeedRefusal::Gap));
+        assert_eq!(
+            check_feed_message(&batch, &trust, 6, 600),
+            Err(FeedRefusal::Gap)
+        );
         let beat = message(&key, FeedKind::Heartbeat, 8, 8, 600, &[]);
         assert_eq!(
-            check_feed_message(&beat, &trust, 8),
+            check_feed_message(&beat, &trust, 8, 600),
             Ok(FeedUpdate::Current)
         );
         // A heartbeat for a later epoch than the follower's: it missed a batch.
-        assert_eq!(check_feed_message(&beat, &trust, 7), Err(FeedRefusal::Gap));
+        assert_eq!(
+            check_feed_message(&beat, &trust, 7, 600),
+            Err(FeedRefusal::Gap)
+        );
         let snap = message(&key, FeedKind::Snapshot, 0, 9, 700, &[(link(2), 900)]);
         assert!(matches!(
-            check_feed_message(&snap, &trust, 3),
+            check_feed_message(&snap, &trust, 3, 600),
             Ok(FeedUpdate::Replace(_, 9))
         ));
         // Replayed to a follower that is further on: it would forget revocations.
-        assert_eq!(check_feed_message(&snap, &trust, 10), Err(FeedRefusal::Gap));
+        assert_eq!(
+            check_feed_message(&snap, &trust, 10, 600),
+            Err(FeedRefusal::Gap)
+        );
         Ok(())
     }
 
@@ -672,7 +690,7 @@ mod tests {
         });
         for (i, m) in tampered.iter().enumerate() {
             assert_eq!(
-                check_feed_message(m, &trust, 7),
+                check_feed_message(m, &trust, 7, 600),
                 Err(FeedRefusal::Untrusted),
                 "case {i}"
             );
@@ -680,7 +698,7 @@ mod tests {
         // Signed at a time the key is not trusted.
         let late = message(&key, FeedKind::Heartbeat, 7, 7, 1_000_000, &[]);
         assert_eq!(
-            check_feed_message(&late, &trust, 7),
+            check_feed_message(&late, &trust, 7, 600),
             Err(FeedRefusal::Untrusted)
         );
         Ok(())

@@ -163,20 +163,29 @@ impl AuthState {
     /// Over mutual TLS, a client certificate that names SPIFFE ids must name the agent the
     /// request is signed as (a certificate without one is not an identity claim).
     fn check_peer(extensions: &http::Extensions, agent: &str) -> Result<(), ApiError> {
-        let Some(ids) = extensions
+        let Some(info) = extensions
             .get::<mandate_tls::TlsConnectInfo<tonic::transport::server::TcpConnectInfo>>()
-            .and_then(mandate_tls::peer_spiffe_ids)
         else {
             return Ok(());
         };
-        if ids.is_empty() || ids.iter().any(|id| id == agent) {
-            return Ok(());
+        match mandate_tls::peer_identity(info) {
+            mandate_tls::PeerIdentity::None => Ok(()),
+            mandate_tls::PeerIdentity::Spiffe(id) if id == agent => Ok(()),
+            mandate_tls::PeerIdentity::Spiffe(id) => {
+                tracing::info!(agent, certificate = %id, "request signed as another agent than the client certificate names");
+                Err(ApiError::unauthenticated(
+                    ErrorReason::PeerIdentityMismatch,
+                    "the request is signed as another agent than the client certificate names",
+                ))
+            }
+            mandate_tls::PeerIdentity::Invalid(why) => {
+                tracing::info!(agent, why, "client certificate refused as an identity");
+                Err(ApiError::unauthenticated(
+                    ErrorReason::PeerIdentityMismatch,
+                    why,
+                ))
+            }
         }
-        tracing::info!(agent, certificate = ?ids, "request signed as another agent than the client certificate names");
-        Err(ApiError::unauthenticated(
-            ErrorReason::PeerIdentityMismatch,
-            "the request is signed as another agent than the client certificate names",
-        ))
     }
 
     /// The checks that need only the headers: present, well formed, timely.

@@ -436,9 +436,15 @@ impl Store for SledStore {
             batch.insert(key(b't', &[t.id.as_bytes()]), encode(t)?);
         }
         for a in &change.approvals {
-            let old: Option<ApprovalRecord> = self.get(&key(b'p', &[a.task.as_bytes()]))?;
-            if let Some(old) = old {
-                unindex_approval(&mut batch, &old);
+            // An unreadable old record cannot stop its replacement (its index entries, if
+            // any, are dropped when the expiry pass meets them).
+            match self.get::<ApprovalRecord>(&key(b'p', &[a.task.as_bytes()])) {
+                Ok(Some(old)) => unindex_approval(&mut batch, &old),
+                Ok(None) => {}
+                Err(StoreError::Corrupt { key, why }) => {
+                    tracing::warn!(key, why, "replacing an unreadable approval request");
+                }
+                Err(e) => return Err(e),
             }
             index_approval(&mut batch, a);
             batch.insert(key(b'p', &[a.task.as_bytes()]), encode(a)?);
@@ -591,11 +597,34 @@ impl Store for SledStore {
     fn approvals_due(&self, now_ms: u64, limit: usize) -> Result<Vec<TaskId>> {
         let end = key(b'w', &[&be(now_ms.saturating_add(1))]);
         let mut out = Vec::new();
+        // Entries whose request is gone, unreadable or no longer pending (a store written
+        // by another version, a corrupt record) are dropped as they are met, so they
+        // cannot fill every pass.
+        let mut stale = sled::Batch::default();
+        let mut any_stale = false;
         for item in self.db.range(b"w".to_vec()..end).keys().take(limit) {
             let k = item.map_err(backend)?;
-            if let Some(t) = k.get(9..25).and_then(TaskId::from_slice) {
-                out.push(t);
+            let Some(t) = k.get(9..25).and_then(TaskId::from_slice) else {
+                stale.remove(k);
+                any_stale = true;
+                continue;
+            };
+            match self.get::<ApprovalRecord>(&key(b'p', &[t.as_bytes()])) {
+                Ok(Some(a)) if a.state == ApprovalState::Pending => out.push(t),
+                Ok(Some(a)) => {
+                    unindex_approval(&mut stale, &a);
+                    stale.remove(k);
+                    any_stale = true;
+                }
+                Ok(None) | Err(StoreError::Corrupt { .. }) => {
+                    stale.remove(k);
+                    any_stale = true;
+                }
+                Err(e) => return Err(e),
             }
+        }
+        if any_stale {
+            self.db.apply_batch(stale).map_err(backend)?;
         }
         Ok(out)
     }
@@ -807,8 +836,13 @@ impl Store for SledStore {
             let Some(raw) = k.get(9..25) else { continue };
             batch.remove(key(b't', &[raw]));
             batch.remove(key(b'g', &[b"t", raw]));
-            if let Some(a) = self.get::<ApprovalRecord>(&key(b'p', &[raw]))? {
-                unindex_approval(&mut batch, &a);
+            match self.get::<ApprovalRecord>(&key(b'p', &[raw])) {
+                Ok(Some(a)) => unindex_approval(&mut batch, &a),
+                Ok(None) => {}
+                Err(StoreError::Corrupt { key, why }) => {
+                    tracing::warn!(key, why, "collecting an unreadable approval request");
+                }
+                Err(e) => return Err(e),
             }
             batch.remove(key(b'p', &[raw]));
             stats.tasks += 1;

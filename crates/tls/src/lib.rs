@@ -308,11 +308,51 @@ pub fn spiffe_ids(cert: &[u8]) -> Vec<String> {
         .collect()
 }
 
-/// The SPIFFE ids of the client certificate a connection presented, if any.
-pub fn peer_spiffe_ids<T>(info: &TlsConnectInfo<T>) -> Option<Vec<String>> {
-    let certs = info.peer_certs()?;
-    let leaf = certs.first()?;
-    Some(spiffe_ids(leaf))
+/// What a connection's client certificate says about who the client is.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PeerIdentity {
+    /// No client certificate, or one without a SPIFFE id: no identity claim.
+    None,
+    /// Exactly one SPIFFE id.
+    Spiffe(String),
+    /// A certificate that cannot be read, or names several SPIFFE ids (an SVID has
+    /// exactly one): refused rather than ignored.
+    Invalid(&'static str),
+}
+
+/// The identity the client certificate of a connection claims.
+pub fn peer_identity<T>(info: &TlsConnectInfo<T>) -> PeerIdentity {
+    let Some(certs) = info.peer_certs() else {
+        return PeerIdentity::None;
+    };
+    let Some(leaf) = certs.first() else {
+        return PeerIdentity::None;
+    };
+    let Ok((_, cert)) = x509_parser::parse_x509_certificate(leaf) else {
+        return PeerIdentity::Invalid("the client certificate does not parse");
+    };
+    let san = match cert.subject_alternative_name() {
+        Ok(Some(san)) => san,
+        Ok(None) => return PeerIdentity::None,
+        Err(_) => return PeerIdentity::Invalid("the client certificate's SAN does not parse"),
+    };
+    let mut ids = san
+        .value
+        .general_names
+        .iter()
+        .filter_map(|name| match name {
+            x509_parser::extensions::GeneralName::URI(uri) if uri.starts_with("spiffe://") => {
+                Some((*uri).to_owned())
+            }
+            _ => None,
+        });
+    match (ids.next(), ids.next()) {
+        (None, _) => PeerIdentity::None,
+        (Some(id), None) => PeerIdentity::Spiffe(id),
+        (Some(_), Some(_)) => {
+            PeerIdentity::Invalid("the client certificate names several SPIFFE ids")
+        }
+    }
 }
 
 /// What a client trusts and, for mTLS, presents.

@@ -62,14 +62,19 @@ impl TestPki {
     /// A leaf certificate for `localhost` and `127.0.0.1` (and `spiffe`, a URI SAN, when
     /// given), written to `<dir>/<file>.pem` and `<dir>/<file>.key`.
     pub fn issue(&self, file: &str, spiffe: Option<&str>) -> Result<Issued, rcgen::Error> {
+        self.issue_ids(file, spiffe.as_slice())
+    }
+
+    /// [`TestPki::issue`] with any number of SPIFFE ids (URI SANs).
+    pub fn issue_ids(&self, file: &str, spiffe: &[&str]) -> Result<Issued, rcgen::Error> {
         let mut params = CertificateParams::new(vec!["localhost".to_owned()])?;
         params
             .subject_alt_names
             .push(SanType::IpAddress([127, 0, 0, 1].into()));
-        if let Some(id) = spiffe {
+        for id in spiffe {
             params
                 .subject_alt_names
-                .push(SanType::URI(id.to_owned().try_into()?));
+                .push(SanType::URI((*id).to_owned().try_into()?));
         }
         let key = KeyPair::generate()?;
         let cert = params.signed_by(&key, &self.ca)?;

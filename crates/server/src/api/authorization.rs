@@ -209,6 +209,9 @@ impl AuthorizationService for Api {
             tick.tick().await;
             loop {
                 let msg = tokio::select! {
+                    // Published changes before heartbeats: a heartbeat must never vouch for
+                    // an epoch with a newer change already published.
+                    biased;
                     ev = rx.recv() => match ev {
                         Ok(b) if b.event.epoch <= epoch => continue,
                         // A gap (cannot happen while epochs are published in order, but a
@@ -233,7 +236,13 @@ impl AuthorizationService for Api {
                         }
                         Err(RecvError::Closed) => return,
                     },
-                    _ = tick.tick() => signed_msg(&coordinator, FeedKind::Heartbeat, epoch, epoch, &[]),
+                    _ = tick.tick() => {
+                        if coordinator.published_epoch() > epoch {
+                            // A change is on its way through `rx`: it goes first.
+                            continue;
+                        }
+                        signed_msg(&coordinator, FeedKind::Heartbeat, epoch, epoch, &[])
+                    }
                     _ = tx.closed() => return,
                     _ = stop.changed() => return,
                 };

@@ -208,47 +208,76 @@ impl Coordinator {
             r.role
         };
         // Admins register anyone; others also need a policy permit.
-        let decision = if caller.is_admin() {
-            None
-        } else {
-            let new_agent = AgentInfo {
-                id: id.as_str().to_owned(),
-                role: role.clone(),
-                owner: owner.clone(),
-                labels: r.labels.clone(),
-                parent: parent.as_ref().map(ToString::to_string),
-            };
-            let principal = agent_info(&caller.agent);
-            let agents = self.related(&[&caller.agent.id])?;
-            let mut q = PolicyRequest::new(
-                Action::RegisterAgent,
-                &principal,
-                Target::Agent(&new_agent),
-                self.now(),
-            );
-            q.agents = &agents;
-            let d = self.decide(&q);
-            if !d.allowed {
-                let mut e = with_decision(
-                    event(
-                        &caller.agent.id,
-                        AuditAction::AgentRegistrationDenied,
-                        self.now(),
-                    ),
-                    &d,
+        let asked = (!caller.is_admin()).then(|| {
+            (
+                AgentInfo {
+                    id: id.as_str().to_owned(),
+                    role: role.clone(),
+                    owner: owner.clone(),
+                    labels: r.labels.clone(),
+                    parent: parent.as_ref().map(ToString::to_string),
+                },
+                agent_info(&caller.agent),
+            )
+        });
+        let agents = match &asked {
+            Some(_) => self.related(&[&caller.agent.id])?,
+            None => Vec::new(),
+        };
+        let query = |now| {
+            asked.as_ref().map(|(new_agent, principal)| {
+                let mut q = PolicyRequest::new(
+                    Action::RegisterAgent,
+                    principal,
+                    Target::Agent(new_agent),
+                    now,
                 );
-                e.detail.insert("agent".into(), id.as_str().to_owned());
-                self.audit_refusal(e, Some(caller)).await?;
-                return Err(ApiError::new(
-                    tonic::Code::PermissionDenied,
-                    ErrorReason::PolicyDenied,
-                    format!("policy denied the registration: {}", d.reason),
-                ));
+                q.agents = &agents;
+                q
+            })
+        };
+        let decision = match query(self.now()) {
+            None => None,
+            Some(q) => {
+                let d = self.decide(&q);
+                if !d.allowed {
+                    let mut e = with_decision(
+                        event(
+                            &caller.agent.id,
+                            AuditAction::AgentRegistrationDenied,
+                            self.now(),
+                        ),
+                        &d,
+                    );
+                    e.detail.insert("agent".into(), id.as_str().to_owned());
+                    self.audit_refusal(e, Some(caller)).await?;
+                    return Err(ApiError::new(
+                        tonic::Code::PermissionDenied,
+                        ErrorReason::PolicyDenied,
+                        format!("policy denied the registration: {}", d.reason),
+                    ));
+                }
+                Some(d)
             }
-            Some(d)
         };
         let _w = self.writer.lock().await;
         self.current(caller)?;
+        // A reload between the decision and the lock: decide again under the set in force
+        // (the reload's drift pass could not see this agent yet).
+        let decision = match (decision, query(self.now())) {
+            (Some(d), Some(q)) => {
+                let again = self.decide_again_if_reloaded(&q, d);
+                if !again.allowed {
+                    return Err(ApiError::new(
+                        tonic::Code::PermissionDenied,
+                        ErrorReason::PolicyDenied,
+                        format!("policy denied the registration: {}", again.reason),
+                    ));
+                }
+                Some(again)
+            }
+            (d, _) => d,
+        };
         if self.store.agent(id.as_str())?.is_some() {
             return Err(ApiError::new(
                 tonic::Code::AlreadyExists,

@@ -527,9 +527,16 @@ impl Coordinator {
         let guard = self.writer.lock().await;
         let mut change = Change::default();
         for id in due {
-            // Re-read under the lock: it may have been decided meanwhile.
-            let Some(mut a) = self.store.approval(&id)? else {
-                continue;
+            // Re-read under the lock: it may have been decided meanwhile. An unreadable
+            // request must not stop the others from expiring.
+            let mut a = match self.store.approval(&id) {
+                Ok(Some(a)) => a,
+                Ok(None) => continue,
+                Err(mandate_store::StoreError::Corrupt { key, why }) => {
+                    tracing::warn!(key, why, "skipping an unreadable approval request");
+                    continue;
+                }
+                Err(e) => return Err(e.into()),
             };
             if a.state != ApprovalState::Pending {
                 continue;

@@ -259,6 +259,11 @@ impl Coordinator {
         self.feed.subscribe()
     }
 
+    /// The newest revocation epoch published to followers.
+    pub(crate) fn published_epoch(&self) -> u64 {
+        self.feed.published()
+    }
+
     /// Signs a feed message's statement with the coordinator's key.
     pub fn sign_feed(&self, statement: &mandate_core::FeedStatement) -> mandate_core::Signature {
         self.feed_signer.sign(statement)

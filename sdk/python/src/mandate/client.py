@@ -158,8 +158,12 @@ class Client:
         self.server = server
         self.signer = signer
         self.timeout = timeout
+        # Whether the coordinator is authenticated by its certificate (a channel passed in
+        # is not known to be).
+        self.tls = False
         if channel is None:
             creds = tls_credentials(server, ca_file, cert_file, key_file)
+            self.tls = creds is not None
             if creds is None:
                 channel = grpc.insecure_channel(_target(server), options=_CHANNEL_OPTIONS)
             else:

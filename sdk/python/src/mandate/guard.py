@@ -134,10 +134,12 @@ class ToolVerifier:
             try:
                 if refresh:
                     # Signed by a key we do not know: the coordinator may have rotated
-                    # its key. Fetch the bundle again before resuming.
+                    # its key. Fetch the bundle again before resuming, but only over TLS:
+                    # on plaintext, whoever alters the feed could answer the fetch too.
                     refresh = False
-                    self._trust = self._fetch_trust()
-                    self.verifier.trust = self._trust
+                    if getattr(self.client, "tls", False):
+                        self._trust = self._fetch_trust()
+                        self.verifier.trust = self._trust
                 self._stream = self.client.watch_revocations(after_epoch=self._revoked.epoch)
                 for msg in self._stream:
                     refused = self._apply(msg)
@@ -177,7 +179,7 @@ class ToolVerifier:
         if any(len(l[0]) != 16 for l in links):
             return "untrusted"
         statement = feed_statement(kind, msg.previous_epoch, body.epoch, msg.time_ms, links)
-        if not verify_feed_statement(self._trust, statement, msg.time_ms, bytes(msg.signature)):
+        if not verify_feed_statement(self._trust, statement, msg.time_ms, bytes(msg.signature), now):
             return "untrusted"
         with r.lock:
             if kind == "snapshot":

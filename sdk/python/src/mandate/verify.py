@@ -135,11 +135,15 @@ def feed_statement(
     )
 
 
-def verify_feed_statement(trust: TrustBundle, statement: bytes, time_ms: int, signature: bytes) -> bool:
-    """Whether `signature` is by a coordinator key trusted at `time_ms` over `statement`."""
+def verify_feed_statement(
+    trust: TrustBundle, statement: bytes, time_ms: int, signature: bytes, now_ms: int | None = None
+) -> bool:
+    """Whether `signature` is by a coordinator key trusted at `time_ms` (and at `now_ms`,
+    when given: a key past its window cannot sign back-dated statements) over `statement`."""
     message = FEED_DOMAIN + b"\x00" + statement
+    now = time_ms if now_ms is None else now_ms
     return len(signature) == 64 and any(
-        k.active(time_ms) and _verify(k.key, message, signature) for k in trust.keys
+        k.active(time_ms) and k.active(now) and _verify(k.key, message, signature) for k in trust.keys
     )
 
 
