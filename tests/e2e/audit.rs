@@ -740,8 +740,12 @@ async fn the_audit_api_reads_across_sealed_segments() {
         .await
         .unwrap();
     let before = export_all(&mut admin).await;
-    let stats = h.server().collect_garbage().await.unwrap();
-    assert!(stats.audit_sealed >= 24, "{stats:?}");
+    // Sealed as the log grew (every 8 records here), and by the collection pass.
+    h.server().collect_garbage().await.unwrap();
+    let segments = std::fs::read_dir(h.server().data_dir.join("store/audit-segments"))
+        .unwrap()
+        .count();
+    assert!(segments >= 3, "{segments} segments");
     assert_eq!(
         export_all(&mut admin).await,
         before,

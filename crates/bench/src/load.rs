@@ -43,6 +43,9 @@ enum Scenario {
     Scale,
     /// GETs straight to a Rust HTTP upstream, then the same through `mandate gateway`.
     Gateway,
+    /// Rounds of `--requests` mixed requests against a `mandate serve` child process,
+    /// sampling its RSS and data directory after each round.
+    Soak,
 }
 
 /// The scenario and its settings.
@@ -53,13 +56,13 @@ pub(crate) struct BenchArgs {
     scenario: Scenario,
     /// Requests to send (prepared in advance).
     #[arg(long, default_value_t = 20_000)]
-    requests: usize,
+    pub(crate) requests: usize,
     /// Concurrent requests in flight.
     #[arg(long, default_value_t = 64)]
-    concurrency: usize,
+    pub(crate) concurrency: usize,
     /// Connections (HTTP/2 channels) to spread them over.
     #[arg(long, default_value_t = 4)]
-    connections: usize,
+    pub(crate) connections: usize,
     /// Descendants for revoke-cascade.
     #[arg(long, default_value_t = 100_000)]
     descendants: usize,
@@ -70,10 +73,24 @@ pub(crate) struct BenchArgs {
     /// (the default set caps grants at 15 minutes, so it revokes every 24-hour link).
     #[arg(long)]
     unrecorded_policy: bool,
+    /// Soak: rounds of `--requests` each.
+    #[arg(long, default_value_t = 20)]
+    pub(crate) rounds: usize,
+    /// Soak: the `mandate` binary to run (default: next to this one).
+    #[arg(long)]
+    pub(crate) mandate_bin: Option<std::path::PathBuf>,
+    /// Soak: fail when the server's RSS grows by more than this many MiB per million
+    /// requests after the first third of the rounds, or the data directory by more than
+    /// `--max-disk-bytes-per-request`.
+    #[arg(long)]
+    pub(crate) max_rss_mib_per_million: Option<f64>,
+    /// Soak: see `--max-rss-mib-per-million`.
+    #[arg(long)]
+    pub(crate) max_disk_bytes_per_request: Option<f64>,
 }
 
 /// One prepared request.
-enum Op {
+pub(crate) enum Op {
     Echo,
     Authorize(tonic::Request<pb::AuthorizeRequest>),
     Delegate(tonic::Request<pb::DelegateRequest>),
@@ -95,7 +112,7 @@ pub(crate) struct World {
     pub(crate) clock: Arc<dyn Clock>,
 }
 
-async fn world(target: &Target) -> anyhow::Result<World> {
+pub(crate) async fn world(target: &Target) -> anyhow::Result<World> {
     if let Some(server) = &target.server {
         let admin = target.client(server).await?;
         Ok(World {
@@ -211,7 +228,7 @@ fn spec(
 }
 
 /// Runs prepared ops with `concurrency` in flight over `channels`; returns latencies.
-async fn drive(
+pub(crate) async fn drive(
     ops: Vec<Op>,
     channels: &[Channel],
     concurrency: usize,
@@ -318,6 +335,9 @@ pub(crate) async fn run(a: BenchArgs, target: &Target) -> anyhow::Result<()> {
     if a.scenario == Scenario::Scale {
         return crate::scale::run(a.links, a.unrecorded_policy, target).await;
     }
+    if a.scenario == Scenario::Soak {
+        return crate::soak::run(&a, target).await;
+    }
     let mut w = world(target).await?;
     let mut channels = Vec::new();
     for _ in 0..a.connections.max(1) {
@@ -354,28 +374,7 @@ pub(crate) async fn run(a: BenchArgs, target: &Target) -> anyhow::Result<()> {
             );
         }
         Scenario::Mixed => {
-            let (mut auth, _) = prepare_authorize(&mut w, a.requests * 90 / 100).await?;
-            let deleg = prepare_delegate(&mut w, a.requests * 8 / 100, 50).await?;
-            let revokes = prepare_revokes(&mut w, a.requests * 2 / 100).await?;
-            auth.extend(deleg);
-            auth.extend(revokes);
-            // Interleave deterministically.
-            let n = auth.len();
-            let mut mixed: Vec<Op> = Vec::with_capacity(n);
-            let mut idx: Vec<usize> = (0..n).collect();
-            let mut state = 0x9e37_79b9_7f4a_7c15u64;
-            for i in (1..n).rev() {
-                state ^= state << 13;
-                state ^= state >> 7;
-                state ^= state << 17;
-                idx.swap(i, (state % (i as u64 + 1)) as usize);
-            }
-            let mut slots: Vec<Option<Op>> = auth.into_iter().map(Some).collect();
-            for i in idx {
-                if let Some(op) = slots[i].take() {
-                    mixed.push(op);
-                }
-            }
+            let mixed = prepare_mixed(&mut w, a.requests).await?;
             let (t, lat, e) = drive(mixed, &channels, a.concurrency).await?;
             report(
                 target,
@@ -390,12 +389,39 @@ pub(crate) async fn run(a: BenchArgs, target: &Target) -> anyhow::Result<()> {
         Scenario::Gateway => {
             crate::gateway::run(&mut w, a.requests, a.concurrency, target).await?;
         }
-        Scenario::Scale => {}
+        Scenario::Scale | Scenario::Soak => {}
     }
     if let Some((server, _dir)) = w._server.take() {
         server.shutdown().await?;
     }
     Ok(())
+}
+
+/// `n` requests, 90 % authorize, 8 % delegate and 2 % revoke, interleaved
+/// deterministically.
+pub(crate) async fn prepare_mixed(w: &mut World, n: usize) -> anyhow::Result<Vec<Op>> {
+    let (mut auth, _) = prepare_authorize(w, n * 90 / 100).await?;
+    let deleg = prepare_delegate(w, n * 8 / 100, 50).await?;
+    let revokes = prepare_revokes(w, n * 2 / 100).await?;
+    auth.extend(deleg);
+    auth.extend(revokes);
+    let n = auth.len();
+    let mut mixed: Vec<Op> = Vec::with_capacity(n);
+    let mut idx: Vec<usize> = (0..n).collect();
+    let mut state = 0x9e37_79b9_7f4a_7c15u64;
+    for i in (1..n).rev() {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        idx.swap(i, (state % (i as u64 + 1)) as usize);
+    }
+    let mut slots: Vec<Option<Op>> = auth.into_iter().map(Some).collect();
+    for i in idx {
+        if let Some(op) = slots[i].take() {
+            mixed.push(op);
+        }
+    }
+    Ok(mixed)
 }
 
 /// A depth-3 chain (coordinator → planner → worker → sub-worker) and `n` signed Authorize

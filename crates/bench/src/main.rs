@@ -17,6 +17,7 @@ macro_rules! out {
 mod gateway;
 mod load;
 mod scale;
+mod soak;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

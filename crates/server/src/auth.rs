@@ -63,6 +63,9 @@ pub(crate) struct AuthState {
     pub(crate) decoy: PreparedKey,
 }
 
+/// Most agents' decompressed keys kept (about 200 bytes each).
+const MAX_PREPARED_KEYS: usize = 16_384;
+
 /// The one answer for "no such agent" and "wrong signature".
 fn bad_signature() -> ApiError {
     ApiError::unauthenticated(
@@ -113,6 +116,13 @@ impl NonceCache {
             }
             self.order.pop_front();
         }
+        // After a burst the tables keep their peak allocation: give it back once they
+        // are mostly empty (rarely, so the cost is amortised).
+        if self.expiry.capacity() > 4 * self.expiry.len() + 4096 {
+            self.expiry.shrink_to(2 * self.expiry.len());
+            self.order.shrink_to(2 * self.order.len());
+            self.per_agent.shrink_to(2 * self.per_agent.len());
+        }
         if self.expiry.get(&nonce).is_some_and(|&e| e > now) {
             return Err(ApiError::unauthenticated(
                 ErrorReason::RequestReplayed,
@@ -142,6 +152,22 @@ impl NonceCache {
 }
 
 impl AuthState {
+    /// Entries held: request nonces in the replay window, decompressed agent keys.
+    pub(crate) fn sizes(&self) -> [usize; 2] {
+        let nonces = self
+            .nonces
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .expiry
+            .len();
+        let keys = self
+            .keys
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .len();
+        [nonces, keys]
+    }
+
     fn prepared_key(&self, agent: &AgentRecord) -> Result<PreparedKey, ApiError> {
         let mut keys = self.keys.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some(k) = keys.get(agent.id.as_str())
@@ -153,8 +179,10 @@ impl AuthState {
             tracing::warn!(agent = %agent.id, "an agent's stored key is unusable");
             bad_signature()
         })?;
-        if keys.len() >= 100_000 {
+        // Bounded: active agents come back at once, inactive ones are forgotten.
+        if keys.len() >= MAX_PREPARED_KEYS {
             keys.clear();
+            keys.shrink_to_fit();
         }
         keys.insert(agent.id.to_string(), key);
         Ok(key)

@@ -457,22 +457,23 @@ pub async fn start_with_store(config: Config, store: Arc<dyn Store>) -> Result<S
     // A policy change while the coordinator was down is checked like a reload.
     coordinator.check_policy_at_start().await?;
 
+    let auth_state = Arc::new(auth::AuthState {
+        store: Arc::clone(&store),
+        clock: Arc::clone(&config.clock),
+        window_ms: config.request_window_ms,
+        skew_ms: config.request_skew_ms,
+        max_message_bytes: config.max_message_bytes,
+        nonces: Mutex::new(auth::NonceCache::new(
+            1 << 20,
+            config.max_requests_per_agent,
+        )),
+        keys: Mutex::new(std::collections::HashMap::new()),
+        decoy: mandate_core::SigningKey::generate()?
+            .public_key()
+            .prepare()?,
+    });
     let auth = auth::AuthLayer {
-        state: Arc::new(auth::AuthState {
-            store: Arc::clone(&store),
-            clock: Arc::clone(&config.clock),
-            window_ms: config.request_window_ms,
-            skew_ms: config.request_skew_ms,
-            max_message_bytes: config.max_message_bytes,
-            nonces: Mutex::new(auth::NonceCache::new(
-                1 << 20,
-                config.max_requests_per_agent,
-            )),
-            keys: Mutex::new(std::collections::HashMap::new()),
-            decoy: mandate_core::SigningKey::generate()?
-                .public_key()
-                .prepare()?,
-        }),
+        state: Arc::clone(&auth_state),
     };
     let (stop_tasks, mut stop_rx) = tokio::sync::watch::channel(false);
     let stop_rx_sighup = stop_rx.clone();
@@ -564,9 +565,52 @@ pub async fn start_with_store(config: Config, store: Arc<dyn Store>) -> Result<S
         }
     });
     let metrics_addr = match config.metrics_listen {
-        Some(addr) => Some(serve_metrics(addr, &coordinator, stop_tasks.subscribe()).await?),
+        Some(addr) => Some(
+            serve_metrics(
+                addr,
+                &coordinator,
+                Arc::clone(&auth_state),
+                stop_tasks.subscribe(),
+            )
+            .await?,
+        ),
         None => None,
     };
+    // As the log grows, its oldest records move into sealed segments (the collection pass
+    // does it too, but a busy coordinator writes far more than a segment a minute).
+    let every = store.audit_seal_every();
+    if every != usize::MAX {
+        let weak = Arc::downgrade(&coordinator);
+        let mut head = coordinator.watch_audit();
+        let mut stop = stop_tasks.subscribe();
+        tokio::spawn(async move {
+            let mut last = *head.borrow();
+            loop {
+                tokio::select! {
+                    changed = head.changed() => {
+                        if changed.is_err() {
+                            return;
+                        }
+                        let now = *head.borrow();
+                        if now.saturating_sub(last) < every as u64 {
+                            continue;
+                        }
+                        last = now;
+                        let Some(c) = weak.upgrade() else { return };
+                        let store = Arc::clone(c.store());
+                        drop(c);
+                        match tokio::task::spawn_blocking(move || store.seal_audit()).await {
+                            Ok(Ok(0)) => {}
+                            Ok(Ok(n)) => tracing::debug!(sealed = n, "audit records sealed"),
+                            Ok(Err(e)) => tracing::warn!(error = %e, "sealing audit records failed"),
+                            Err(e) => tracing::warn!(error = %e, "sealing audit records failed"),
+                        }
+                    }
+                    _ = stop.changed() => return,
+                }
+            }
+        });
+    }
     if !config.audit_checkpoint_interval.is_zero() {
         let coordinator = Arc::downgrade(&coordinator);
         let mut stop = stop_tasks.subscribe();
@@ -616,6 +660,7 @@ pub async fn start_with_store(config: Config, store: Arc<dyn Store>) -> Result<S
 async fn serve_metrics(
     addr: SocketAddr,
     coordinator: &Arc<Coordinator>,
+    auth: Arc<auth::AuthState>,
     stop: tokio::sync::watch::Receiver<bool>,
 ) -> Result<SocketAddr, StartError> {
     let listener = tokio::net::TcpListener::bind(addr)
@@ -627,8 +672,13 @@ async fn serve_metrics(
     let weak = Arc::downgrade(coordinator);
     let sample: Arc<dyn Fn() -> metrics::BoxFuture<()> + Send + Sync> = Arc::new(move || {
         let weak = weak.clone();
+        let auth = Arc::clone(&auth);
         Box::pin(async move {
             let Some(c) = weak.upgrade() else { return };
+            let [nonces, keys] = auth.sizes();
+            let mut sizes = vec![("request_nonces", nonces), ("prepared_keys", keys)];
+            sizes.extend(c.memory_sizes());
+            c.metrics().set_memory(&sizes);
             let now = c.now();
             let scan = Arc::clone(&c);
             match tokio::task::spawn_blocking(move || scan.sample_live()).await {

@@ -81,6 +81,12 @@ pub(crate) struct StatusLabel {
     status: &'static str,
 }
 
+/// `structure`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(crate) struct StructureLabel {
+    structure: &'static str,
+}
+
 /// What the live-state sampler found.
 #[derive(Clone, Copy, Debug, Default)]
 pub(crate) struct LiveSample {
@@ -116,6 +122,7 @@ pub struct Metrics {
     approvals_pending: Gauge,
     revocations_live: Gauge,
     sampled_at: Gauge<f64, AtomicU64>,
+    memory: Family<StructureLabel, Gauge>,
     last_sample: Mutex<Option<Instant>>,
 }
 
@@ -155,6 +162,7 @@ impl Metrics {
             approvals_pending: Gauge::default(),
             revocations_live: Gauge::default(),
             sampled_at: Gauge::default(),
+            memory: Family::default(),
             last_sample: Mutex::new(None),
         };
         let r = &mut m.registry;
@@ -251,6 +259,11 @@ impl Metrics {
             "mandate_revocations_live",
             "Revocations verifiers still need (the coordinator's set, with implied ones)",
             m.revocations_live.clone(),
+        );
+        r.register(
+            "mandate_memory_entries",
+            "Entries held by each bounded in-memory structure (docs/DEPLOYMENT.md lists the bounds)",
+            m.memory.clone(),
         );
         r.register(
             "mandate_live_sampled_timestamp_seconds",
@@ -368,6 +381,15 @@ impl Metrics {
             .last_sample
             .lock()
             .unwrap_or_else(PoisonError::into_inner) = Some(Instant::now());
+    }
+
+    /// Sets the entry counts of the in-memory structures.
+    pub(crate) fn set_memory(&self, sizes: &[(&'static str, usize)]) {
+        for (structure, n) in sizes {
+            self.memory
+                .get_or_create(&StructureLabel { structure })
+                .set(i64::try_from(*n).unwrap_or(i64::MAX));
+        }
     }
 
     /// The exposition (OpenMetrics text).

@@ -219,4 +219,15 @@ pub trait Store: Send + Sync + 'static {
     /// expiry; and links that expired, and tasks whose deadline passed, before
     /// `history_before_ms` (the audit log keeps their history).
     fn gc(&self, now_ms: u64, history_before_ms: u64) -> Result<GcStats>;
+    /// Moves audit records out of the hot store into sealed segments when enough have
+    /// accumulated (the sled store; others keep their log as it is). Returns how many
+    /// moved. [`Store::gc`] does it too; a busy coordinator also calls it as the log grows.
+    fn seal_audit(&self) -> Result<usize> {
+        Ok(0)
+    }
+    /// How many audit records are written between seals, at least (`usize::MAX`: this
+    /// store does not seal).
+    fn audit_seal_every(&self) -> usize {
+        usize::MAX
+    }
 }

@@ -48,6 +48,9 @@ pub struct SledStore {
     /// segment at a time).
     last_read: Mutex<Option<(u64, std::sync::Arc<Vec<AuditRecord>>)>>,
     sealing: AuditSealing,
+    /// One seal at a time. Sealing does not hold the commit lock: it reads records already
+    /// committed, writes its file and removes them, while commits append after the head.
+    seal_lock: Mutex<()>,
 }
 
 /// When audit records leave the store for sealed segments.
@@ -62,8 +65,8 @@ pub struct AuditSealing {
 impl Default for AuditSealing {
     fn default() -> AuditSealing {
         AuditSealing {
-            records_per_segment: 65_536,
-            keep_in_store: 16_384,
+            records_per_segment: 8_192,
+            keep_in_store: 4_096,
         }
     }
 }
@@ -181,6 +184,7 @@ impl SledStore {
             segments: std::sync::RwLock::new(segments),
             segments_dir,
             last_read: Mutex::new(None),
+            seal_lock: Mutex::new(()),
             sealing: AuditSealing {
                 records_per_segment: sealing.records_per_segment.max(1),
                 keep_in_store: sealing.keep_in_store,
@@ -225,9 +229,9 @@ impl SledStore {
     }
 
     /// Moves the oldest audit records of the store into sealed segments while more than
-    /// `keep_in_store + records_per_segment` are there. Called under the commit lock.
+    /// `keep_in_store + records_per_segment` are there. Called under the seal lock.
     /// Returns how many records were sealed.
-    fn seal_audit(&self) -> Result<usize> {
+    fn seal_audit_locked(&self) -> Result<usize> {
         let mut moved = 0;
         loop {
             let sealed = self.sealed();
@@ -594,6 +598,18 @@ impl Store for SledStore {
             .map_or(0, u32::from_be_bytes))
     }
 
+    fn seal_audit(&self) -> Result<usize> {
+        let _guard = self
+            .seal_lock
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        self.seal_audit_locked()
+    }
+
+    fn audit_seal_every(&self) -> usize {
+        self.sealing.records_per_segment
+    }
+
     fn approvals_due(&self, now_ms: u64, limit: usize) -> Result<Vec<TaskId>> {
         let end = key(b'w', &[&be(now_ms.saturating_add(1))]);
         let mut out = Vec::new();
@@ -799,7 +815,7 @@ impl Store for SledStore {
     }
 
     fn gc(&self, now_ms: u64, history_before_ms: u64) -> Result<GcStats> {
-        let _guard = self
+        let guard = self
             .commit_lock
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
@@ -883,6 +899,7 @@ impl Store for SledStore {
             }
         }
         self.db.apply_batch(batch).map_err(backend)?;
+        drop(guard);
         stats.audit_sealed = self.seal_audit()?;
         Ok(stats)
     }

@@ -133,3 +133,18 @@ impl Coordinator {
         Ok(s)
     }
 }
+
+impl Coordinator {
+    /// Entry counts of the coordinator's bounded in-memory structures, for the metrics.
+    pub(crate) fn memory_sizes(&self) -> Vec<(&'static str, usize)> {
+        let [buckets, children, task_links, held] = self.quota.sizes();
+        vec![
+            ("quota_rate_buckets", buckets),
+            ("quota_child_counts", children),
+            ("quota_task_link_counts", task_links),
+            ("quota_live_link_counts", held),
+            ("revocations", super::read(&self.revoked).len()),
+            ("pending_delegations", super::lock(&self.delegations).len()),
+        ]
+    }
+}

@@ -336,7 +336,7 @@ impl Coordinator {
         // group of delegations is being admitted (its staged links are not in the store
         // yet, and a recount in the middle would miss them).
         let _w = self.writer.lock().await;
-        self.quota.reset(stats.links > 0 || stats.tasks > 0);
+        self.quota.reset(self.now());
         Ok(stats)
     }
 }

@@ -160,15 +160,31 @@ impl QuotaLedger {
         Ok(())
     }
 
-    /// Forgets counts a collection pass may have changed: live links always (some were
-    /// revoked or expired), children and task links when links were collected.
-    pub(crate) fn reset(&self, links_collected: bool) {
+    /// Forgets counts a collection pass may have changed, and what is cheap to read
+    /// again, so the ledger holds what the last minute touched rather than everything
+    /// since start: live links always (some were revoked or expired), children and task
+    /// links (recounted from the store's indexes on next use), and rate buckets that have
+    /// refilled (a full bucket is the same as none).
+    pub(crate) fn reset(&self, now: u64) {
         let mut counts = self.counts();
-        counts.held.clear();
-        if links_collected {
-            counts.children.clear();
-            counts.task_links.clear();
-        }
+        counts.held = HashMap::new();
+        counts.children = HashMap::new();
+        counts.task_links = HashMap::new();
+        counts
+            .buckets
+            .retain(|_, b| now.saturating_sub(b.at_ms) < 1_000);
+        counts.buckets.shrink_to_fit();
+    }
+
+    /// Entries held: rate buckets, child counts, task link counts, live-link counts.
+    pub(crate) fn sizes(&self) -> [usize; 4] {
+        let c = self.counts();
+        [
+            c.buckets.len(),
+            c.children.len(),
+            c.task_links.len(),
+            c.held.len(),
+        ]
     }
 
     /// Live links `agent` created (roots granted to it, delegations it issued), refused
