@@ -287,16 +287,19 @@ fn transient(e: &io::Error) -> bool {
         .is_some_and(|code| code == 24 || code == 23) // EMFILE, ENFILE
 }
 
-/// The SPIFFE ids (`spiffe://` URI subject alternative names) of a DER certificate. A
-/// certificate that does not parse has none.
-pub fn spiffe_ids(cert: &[u8]) -> Vec<String> {
+/// The SPIFFE ids (`spiffe://` URI subject alternative names) of a DER certificate, or
+/// why they cannot be read.
+fn read_spiffe_ids(cert: &[u8]) -> Result<Vec<String>, &'static str> {
     let Ok((_, cert)) = x509_parser::parse_x509_certificate(cert) else {
-        return Vec::new();
+        return Err("the client certificate does not parse");
     };
-    let Ok(Some(san)) = cert.subject_alternative_name() else {
-        return Vec::new();
+    let san = match cert.subject_alternative_name() {
+        Ok(Some(san)) => san,
+        Ok(None) => return Ok(Vec::new()),
+        Err(_) => return Err("the client certificate's SAN does not parse"),
     };
-    san.value
+    Ok(san
+        .value
         .general_names
         .iter()
         .filter_map(|name| match name {
@@ -305,7 +308,13 @@ pub fn spiffe_ids(cert: &[u8]) -> Vec<String> {
             }
             _ => None,
         })
-        .collect()
+        .collect())
+}
+
+/// The SPIFFE ids (`spiffe://` URI subject alternative names) of a DER certificate. A
+/// certificate that does not parse has none.
+pub fn spiffe_ids(cert: &[u8]) -> Vec<String> {
+    read_spiffe_ids(cert).unwrap_or_default()
 }
 
 /// What a connection's client certificate says about who the client is.
@@ -328,24 +337,11 @@ pub fn peer_identity<T>(info: &TlsConnectInfo<T>) -> PeerIdentity {
     let Some(leaf) = certs.first() else {
         return PeerIdentity::None;
     };
-    let Ok((_, cert)) = x509_parser::parse_x509_certificate(leaf) else {
-        return PeerIdentity::Invalid("the client certificate does not parse");
+    let ids = match read_spiffe_ids(leaf) {
+        Ok(ids) => ids,
+        Err(why) => return PeerIdentity::Invalid(why),
     };
-    let san = match cert.subject_alternative_name() {
-        Ok(Some(san)) => san,
-        Ok(None) => return PeerIdentity::None,
-        Err(_) => return PeerIdentity::Invalid("the client certificate's SAN does not parse"),
-    };
-    let mut ids = san
-        .value
-        .general_names
-        .iter()
-        .filter_map(|name| match name {
-            x509_parser::extensions::GeneralName::URI(uri) if uri.starts_with("spiffe://") => {
-                Some((*uri).to_owned())
-            }
-            _ => None,
-        });
+    let mut ids = ids.into_iter();
     match (ids.next(), ids.next()) {
         (None, _) => PeerIdentity::None,
         (Some(id), None) => PeerIdentity::Spiffe(id),

@@ -40,17 +40,12 @@ impl Coordinator {
         now: u64,
     ) -> Result<(Vec<AgentRecord>, Vec<mandate_core::LinkId>), ApiError> {
         let mut children: HashMap<AgentId, Vec<AgentRecord>> = HashMap::new();
-        let mut after: Option<String> = None;
-        loop {
-            let page = self.store.agents(after.as_deref(), 1024)?;
-            let Some(last) = page.last() else { break };
-            after = Some(last.id.to_string());
-            for a in page {
-                if let Some(p) = a.parent.clone() {
-                    children.entry(p).or_default().push(a);
-                }
+        self.each_agent(|a| {
+            if let Some(p) = a.parent.clone() {
+                children.entry(p).or_default().push(a);
             }
-        }
+            Ok(())
+        })?;
         let mut seen: HashSet<AgentId> = first.iter().map(|a| a.id.clone()).collect();
         let mut queue: VecDeque<AgentId> = first.iter().map(|a| a.id.clone()).collect();
         let mut agents = first;
@@ -82,44 +77,57 @@ impl Coordinator {
     ) -> Result<Vec<(AgentRecord, crate::policies::Decision)>, ApiError> {
         let mut out = Vec::new();
         let mut registrars: HashMap<String, Option<AgentRecord>> = HashMap::new();
+        self.each_agent(|a| {
+            if a.status != AgentStatus::Active {
+                return Ok(());
+            }
+            let registrar = match registrars.get(&a.registered_by) {
+                Some(r) => r.clone(),
+                None => {
+                    let r = self.store.agent(&a.registered_by)?;
+                    registrars.insert(a.registered_by.clone(), r.clone());
+                    r
+                }
+            };
+            // Registered by an admin (or at bootstrap): not a policy decision.
+            let Some(registrar) = registrar.filter(|r| Role::of(&r.role) != Role::Admin) else {
+                return Ok(());
+            };
+            let principal = agent_info(&registrar);
+            let agents = self.related(&[&registrar.id])?;
+            let target = agent_info(&a);
+            let mut q = PolicyRequest::new(
+                Action::RegisterAgent,
+                &principal,
+                Target::Agent(&target),
+                now,
+            );
+            q.agents = &agents;
+            let d = set.decide(&q);
+            if !d.allowed {
+                out.push((a, d));
+            }
+            Ok(())
+        })?;
+        Ok(out)
+    }
+
+    /// Calls `f` on every agent, in id order, a page at a time.
+    pub(super) fn each_agent(
+        &self,
+        mut f: impl FnMut(AgentRecord) -> Result<(), ApiError>,
+    ) -> Result<(), ApiError> {
         let mut after: Option<String> = None;
         loop {
             let page = self.store.agents(after.as_deref(), 1024)?;
-            let Some(last) = page.last() else { break };
+            let Some(last) = page.last() else {
+                return Ok(());
+            };
             after = Some(last.id.to_string());
             for a in page {
-                if a.status != AgentStatus::Active {
-                    continue;
-                }
-                let registrar = match registrars.get(&a.registered_by) {
-                    Some(r) => r.clone(),
-                    None => {
-                        let r = self.store.agent(&a.registered_by)?;
-                        registrars.insert(a.registered_by.clone(), r.clone());
-                        r
-                    }
-                };
-                // Registered by an admin (or at bootstrap): not a policy decision.
-                let Some(registrar) = registrar.filter(|r| Role::of(&r.role) != Role::Admin) else {
-                    continue;
-                };
-                let principal = agent_info(&registrar);
-                let agents = self.related(&[&registrar.id])?;
-                let target = agent_info(&a);
-                let mut q = PolicyRequest::new(
-                    Action::RegisterAgent,
-                    &principal,
-                    Target::Agent(&target),
-                    now,
-                );
-                q.agents = &agents;
-                let d = set.decide(&q);
-                if !d.allowed {
-                    out.push((a, d));
-                }
+                f(a)?;
             }
         }
-        Ok(out)
     }
 
     /// Registers an agent (admin, or an active agent registering its own worker).

@@ -84,20 +84,13 @@ impl Coordinator {
         use mandate_store::{ApprovalState, TaskState};
         let now = self.now();
         let mut s = crate::metrics::LiveSample::default();
-        let mut after: Option<String> = None;
-        loop {
-            let page = self.store.agents(after.as_deref(), 1000)?;
-            for a in &page {
-                match a.status {
-                    AgentStatus::Active => s.agents_active += 1,
-                    AgentStatus::Disabled => s.agents_disabled += 1,
-                }
+        self.each_agent(|a| {
+            match a.status {
+                AgentStatus::Active => s.agents_active += 1,
+                AgentStatus::Disabled => s.agents_disabled += 1,
             }
-            match page.last() {
-                Some(a) if page.len() == 1000 => after = Some(a.id.to_string()),
-                _ => break,
-            }
-        }
+            Ok(())
+        })?;
         let mut after: Option<TaskId> = None;
         loop {
             let page = self.store.tasks(after.as_ref(), 1000)?;
