@@ -1,8 +1,9 @@
 //! Crash consistency: the real `mandate serve`, driven by several clients (tasks,
 //! delegations, revocations), killed with SIGKILL at a random moment, restarted on the same
 //! data directory; everything acknowledged must be there, nothing half-written may show
-//! (a link without its audit record or the reverse), the audit chain must verify and
-//! revoked links must stay revoked.
+//! (a link without its audit record or the reverse), the audit chain must verify (across
+//! sealed segments: the server seals every 16 records here, so kills land during sealing)
+//! and revoked links must stay revoked.
 //!
 //! `MANDATE_CRASH_CYCLES` sets the number of kill cycles (CI runs a few; use hundreds for
 //! a long run).
@@ -26,6 +27,9 @@ fn spawn(data: &Path) -> (Child, String) {
         .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
         .arg(data)
         .env("RUST_LOG", "error")
+        // Small segments, so that kills land during sealing too.
+        .env("MANDATE_AUDIT_SEGMENT_RECORDS", "16")
+        .env("MANDATE_AUDIT_KEEP_RECORDS", "8")
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -193,6 +197,11 @@ async fn acknowledged_writes_survive_kill_dash_nine() {
         "nothing was acknowledged: the test did not exercise anything"
     );
     check(&mut admin, &acked).await;
+    // The kills landed while audit records were being sealed into segments, too.
+    let segments = std::fs::read_dir(data.join("store/audit-segments"))
+        .map(|d| d.count())
+        .unwrap_or(0);
+    assert!(segments > 0, "no audit segment was sealed during the run");
     eprintln!(
         "{cycles} kill cycles survived; {total} acknowledged links and {} revocations checked",
         acked.revoked.len()
