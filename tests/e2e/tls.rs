@@ -377,3 +377,31 @@ async fn a_tool_verifier_follows_a_key_rotation_over_tls() {
     drop(verifier);
     server.shutdown().await.unwrap();
 }
+
+/// With TLS, the metrics listener serves HTTPS with the same certificate (no client
+/// certificate needed, even when the gRPC listener requires one).
+#[tokio::test]
+async fn metrics_are_served_over_https_when_the_coordinator_has_a_certificate() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = TestPki::new(dir.path(), "ca").unwrap();
+    let mut config = tls_config(dir.path(), server_files(&pki, Some(&pki.ca_path())));
+    config.metrics_listen = Some(SocketAddr::from(([127, 0, 0, 1], 0)));
+    let server = mandate_server::start(config).await.unwrap();
+    let addr = server.metrics_addr.unwrap();
+    let answer = mandate_tls::test_pki::https_get(addr, &pki.ca_path(), "/metrics")
+        .await
+        .unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(answer.contains("mandate_links_live"), "{answer}");
+    // Plain HTTP to it gets nothing.
+    let mut plain = tokio::net::TcpStream::connect(addr).await.unwrap();
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    plain
+        .write_all(b"GET /metrics HTTP/1.1\r\nhost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut buf = Vec::new();
+    let _ = plain.read_to_end(&mut buf).await;
+    assert!(!String::from_utf8_lossy(&buf).contains("200 OK"));
+    server.shutdown().await.unwrap();
+}

@@ -218,6 +218,7 @@ pub struct Server {
     coordinator: Arc<Coordinator>,
     store: Arc<dyn Store>,
     tls: Option<Arc<mandate_tls::ServerTls>>,
+    metrics_tls: Option<Arc<mandate_tls::ServerTls>>,
     stop: Option<oneshot::Sender<()>>,
     stop_tasks: tokio::sync::watch::Sender<bool>,
     join: tokio::task::JoinHandle<Result<(), tonic::transport::Error>>,
@@ -253,6 +254,9 @@ impl Server {
     /// `mandate serve`). New connections get the new files; on error the old ones stay.
     /// `Ok(false)`: the server runs without TLS.
     pub fn reload_tls(&self) -> Result<bool, mandate_tls::TlsError> {
+        if let Some(m) = &self.metrics_tls {
+            m.reload()?;
+        }
         match &self.tls {
             Some(tls) => tls.reload().map(|()| true),
             None => Ok(false),
@@ -564,12 +568,25 @@ pub async fn start_with_store(config: Config, store: Arc<dyn Store>) -> Result<S
             }
         }
     });
+    // The metrics listener serves HTTPS with the coordinator's certificate when it has one
+    // (scrapers need no client certificate).
+    let metrics_tls = match (&config.tls, config.metrics_listen) {
+        (Some(files), Some(_)) => Some(Arc::new(mandate_tls::ServerTls::load(
+            mandate_tls::ServerTlsFiles {
+                client_ca: None,
+                ..files.clone()
+            },
+            mandate_tls::Alpn::Http1,
+        )?)),
+        _ => None,
+    };
     let metrics_addr = match config.metrics_listen {
         Some(addr) => Some(
             serve_metrics(
                 addr,
                 &coordinator,
                 Arc::clone(&auth_state),
+                metrics_tls.clone(),
                 stop_tasks.subscribe(),
             )
             .await?,
@@ -635,7 +652,10 @@ pub async fn start_with_store(config: Config, store: Arc<dyn Store>) -> Result<S
     if config.reload_on_sighup {
         reload_on_sighup(
             Arc::downgrade(&coordinator),
-            tls.as_ref().map(Arc::downgrade),
+            tls.iter()
+                .chain(metrics_tls.iter())
+                .map(Arc::downgrade)
+                .collect(),
             stop_rx_sighup,
         );
     }
@@ -650,6 +670,7 @@ pub async fn start_with_store(config: Config, store: Arc<dyn Store>) -> Result<S
         coordinator,
         store,
         tls,
+        metrics_tls,
         stop: Some(stop),
         stop_tasks,
         join,
@@ -661,6 +682,7 @@ async fn serve_metrics(
     addr: SocketAddr,
     coordinator: &Arc<Coordinator>,
     auth: Arc<auth::AuthState>,
+    tls: Option<Arc<mandate_tls::ServerTls>>,
     stop: tokio::sync::watch::Receiver<bool>,
 ) -> Result<SocketAddr, StartError> {
     let listener = tokio::net::TcpListener::bind(addr)
@@ -690,7 +712,13 @@ async fn serve_metrics(
             }
         })
     });
-    metrics::serve(listener, Arc::clone(coordinator.metrics()), sample, stop);
+    metrics::serve(
+        listener,
+        Arc::clone(coordinator.metrics()),
+        sample,
+        tls,
+        stop,
+    );
     tracing::info!(%bound, "metrics listening (GET /metrics)");
     Ok(bound)
 }
@@ -699,7 +727,7 @@ async fn serve_metrics(
 #[cfg(unix)]
 fn reload_on_sighup(
     coordinator: std::sync::Weak<Coordinator>,
-    tls: Option<std::sync::Weak<mandate_tls::ServerTls>>,
+    tls: Vec<std::sync::Weak<mandate_tls::ServerTls>>,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
     use tokio::signal::unix::{SignalKind, signal};
@@ -717,7 +745,7 @@ fn reload_on_sighup(
                     if got.is_none() {
                         return;
                     }
-                    if let Some(tls) = tls.as_ref().and_then(std::sync::Weak::upgrade) {
+                    for tls in tls.iter().filter_map(std::sync::Weak::upgrade) {
                         match tls.reload() {
                             Ok(()) => tracing::info!("TLS certificate reloaded on SIGHUP"),
                             Err(e) => tracing::error!(error = %e, "TLS reload refused; the previous certificate stays in use"),
@@ -748,7 +776,7 @@ fn reload_on_sighup(
 #[cfg(not(unix))]
 fn reload_on_sighup(
     _coordinator: std::sync::Weak<Coordinator>,
-    _tls: Option<std::sync::Weak<mandate_tls::ServerTls>>,
+    _tls: Vec<std::sync::Weak<mandate_tls::ServerTls>>,
     _stop: tokio::sync::watch::Receiver<bool>,
 ) {
 }

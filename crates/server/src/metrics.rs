@@ -493,6 +493,7 @@ pub(crate) fn serve(
     listener: tokio::net::TcpListener,
     metrics: Arc<Metrics>,
     sample: Arc<dyn Fn() -> BoxFuture<()> + Send + Sync>,
+    tls: Option<Arc<mandate_tls::ServerTls>>,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
     tokio::spawn(async move {
@@ -504,39 +505,61 @@ pub(crate) fn serve(
             let Ok((stream, _)) = accepted else { continue };
             let metrics = Arc::clone(&metrics);
             let sample = Arc::clone(&sample);
+            let acceptor = tls.as_ref().map(|t| t.acceptor());
             tokio::spawn(async move {
-                let service = hyper::service::service_fn(move |req: http::Request<_>| {
-                    let metrics = Arc::clone(&metrics);
-                    let sample = Arc::clone(&sample);
-                    async move {
-                        let mut response = http::Response::new(String::new());
-                        if req.method() != http::Method::GET || req.uri().path() != "/metrics" {
-                            *response.status_mut() = http::StatusCode::NOT_FOUND;
-                            *response.body_mut() =
-                                "not found: the metrics are at /metrics\n".into();
-                        } else {
-                            if metrics.sample_due() {
-                                sample().await;
-                            }
-                            *response.body_mut() = metrics.encode();
-                            response.headers_mut().insert(
-                                http::header::CONTENT_TYPE,
-                                http::HeaderValue::from_static(
-                                    "application/openmetrics-text; version=1.0.0; charset=utf-8",
-                                ),
-                            );
+                match acceptor {
+                    None => scrape_connection(stream, metrics, sample).await,
+                    Some(acceptor) => {
+                        let handshake = tokio::time::timeout(
+                            mandate_tls::HANDSHAKE_TIMEOUT,
+                            acceptor.accept(stream),
+                        );
+                        if let Ok(Ok(stream)) = handshake.await {
+                            scrape_connection(stream, metrics, sample).await;
                         }
-                        Ok::<_, std::convert::Infallible>(
-                            response.map(|b| http_body_util::Full::new(bytes::Bytes::from(b))),
-                        )
                     }
-                });
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .timer(hyper_util::rt::TokioTimer::new())
-                    .header_read_timeout(Duration::from_secs(10))
-                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
-                    .await;
+                }
             });
         }
     });
+}
+
+/// Serves `GET /metrics` on one connection (plaintext or after the TLS handshake).
+async fn scrape_connection<S>(
+    stream: S,
+    metrics: Arc<Metrics>,
+    sample: Arc<dyn Fn() -> BoxFuture<()> + Send + Sync>,
+) where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let service = hyper::service::service_fn(move |req: http::Request<_>| {
+        let metrics = Arc::clone(&metrics);
+        let sample = Arc::clone(&sample);
+        async move {
+            let mut response = http::Response::new(String::new());
+            if req.method() != http::Method::GET || req.uri().path() != "/metrics" {
+                *response.status_mut() = http::StatusCode::NOT_FOUND;
+                *response.body_mut() = "not found: the metrics are at /metrics\n".into();
+            } else {
+                if metrics.sample_due() {
+                    sample().await;
+                }
+                *response.body_mut() = metrics.encode();
+                response.headers_mut().insert(
+                    http::header::CONTENT_TYPE,
+                    http::HeaderValue::from_static(
+                        "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                    ),
+                );
+            }
+            Ok::<_, std::convert::Infallible>(
+                response.map(|b| http_body_util::Full::new(bytes::Bytes::from(b))),
+            )
+        }
+    });
+    let _ = hyper::server::conn::http1::Builder::new()
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(Duration::from_secs(10))
+        .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+        .await;
 }
