@@ -87,6 +87,10 @@ pub(crate) struct BenchArgs {
     /// Soak: see `--max-rss-mib-per-million`.
     #[arg(long)]
     pub(crate) max_disk_bytes_per_request: Option<f64>,
+    /// Soak: keep the server's data directory here (it must not exist) instead of a
+    /// temporary one, for looking into it afterwards (`SledStore::key_stats`).
+    #[arg(long)]
+    pub(crate) keep_data: Option<std::path::PathBuf>,
 }
 
 /// One prepared request.

@@ -83,7 +83,17 @@ pub(crate) async fn run(a: &BenchArgs, target: &Target) -> anyhow::Result<()> {
         "soak starts its own `mandate serve` (it samples that process): drop --server"
     );
     let dir = tempfile::tempdir()?;
-    let data = dir.path().join("data");
+    let data = match &a.keep_data {
+        Some(d) => {
+            anyhow::ensure!(
+                !d.exists(),
+                "`{}` exists: give a new directory",
+                d.display()
+            );
+            d.clone()
+        }
+        None => dir.path().join("data"),
+    };
     let mut child = Command::new(mandate_bin(a)?)
         .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
         .arg(&data)

@@ -358,6 +358,21 @@ impl SledStore {
         Ok(())
     }
 
+    /// Keys and value bytes per key prefix (the record kinds of the module table), for
+    /// sizing and for finding what a store spends its space on.
+    pub fn key_stats(&self) -> Result<std::collections::BTreeMap<char, (u64, u64)>> {
+        let mut out = std::collections::BTreeMap::new();
+        for item in self.db.iter() {
+            let (k, v) = item.map_err(backend)?;
+            let e = out
+                .entry(k.first().map_or('?', |b| *b as char))
+                .or_insert((0u64, 0u64));
+            e.0 += 1;
+            e.1 += (k.len() + v.len()) as u64;
+        }
+        Ok(out)
+    }
+
     /// Size of the store on disk, in bytes: sled's files and the sealed audit segments.
     pub fn size_on_disk(&self) -> Result<u64> {
         let segments: u64 = self

@@ -1018,3 +1018,18 @@ fn stale_approval_index_entries_are_dropped_when_met() {
     .unwrap();
     assert_eq!(s.approvals_due(100, 10).unwrap(), vec![ids[1]]);
 }
+
+/// `MANDATE_STORE_STATS=<data>/store cargo test -p mandate-store -- --ignored key_stats
+/// --nocapture`: what a store holds, per record kind (for the soak, BENCHMARKS.md).
+#[test]
+#[ignore = "reads the store named by MANDATE_STORE_STATS"]
+fn key_stats() {
+    let Ok(path) = std::env::var("MANDATE_STORE_STATS") else {
+        return;
+    };
+    let s = SledStore::open(std::path::Path::new(&path)).unwrap();
+    for (prefix, (keys, bytes)) in s.key_stats().unwrap() {
+        eprintln!("{prefix}: {keys} keys, {bytes} bytes");
+    }
+    eprintln!("on disk: {} bytes", s.size_on_disk().unwrap());
+}
