@@ -21,8 +21,8 @@ pub(crate) struct InspectArgs {
     /// A chain or invocation proof (text form, or a file).
     token: String,
     /// Trusted coordinator public keys (base64url). Without any, the trust bundle is
-    /// fetched from the coordinator if it can be reached.
-    #[arg(long = "trust")]
+    /// fetched from the coordinator if it can be reached. (A key may start with `-`.)
+    #[arg(long = "trust", allow_hyphen_values = true)]
     trust: Vec<String>,
 }
 
