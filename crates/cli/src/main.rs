@@ -112,6 +112,13 @@ enum Command {
     /// The coordinator's configuration.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Rewrite the store into a fresh directory, keeping everything and giving back the
+    /// space of old versions sled still holds (with the coordinator stopped).
+    CompactStore {
+        /// The coordinator's data directory.
+        #[arg(long, env = "MANDATE_DATA_DIR", default_value = "mandate-data")]
+        data_dir: PathBuf,
+    },
     /// Replace the coordinator's signing key (with the coordinator stopped). The old key
     /// stays in the trust bundle until every link it sealed has expired.
     RotateKey {
@@ -381,6 +388,32 @@ fn main() -> ExitCode {
                 data_dir,
                 trust_old_for,
             } => rotate_key(&data_dir, &trust_old_for, &conn),
+            Command::CompactStore { data_dir } => {
+                let store = data_dir.join("store");
+                anyhow::ensure!(
+                    store.exists(),
+                    "no store in `{}`: is this a data directory?",
+                    data_dir.display()
+                );
+                let (before, after) = mandate_store::SledStore::compact(&store).map_err(|e| {
+                    anyhow::anyhow!(
+                        "{e} (the coordinator must be stopped: it holds the store's lock)"
+                    )
+                })?;
+                if conn.json {
+                    out!(
+                        "{}",
+                        serde_json::json!({"bytes_before": before, "bytes_after": after})
+                    );
+                } else {
+                    out!(
+                        "store compacted: {:.1} MiB -> {:.1} MiB",
+                        before as f64 / 1048576.0,
+                        after as f64 / 1048576.0
+                    );
+                }
+                Ok(Outcome::Ok)
+            }
             Command::Keygen(args) => agent::keygen(&args, &conn),
             Command::Agent(cmd) => agent::agent(cmd, &conn).await,
             Command::Task(cmd) => task::task(cmd, &conn).await,

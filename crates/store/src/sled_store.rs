@@ -116,6 +116,24 @@ fn use_key(counter: &UseCounter) -> Vec<u8> {
     }
 }
 
+/// Finishes or undoes a compaction a crash interrupted: the old store moved aside and the
+/// new one not yet in place is put back; a half-built new one is removed.
+fn recover_compaction(path: &Path) -> Result<()> {
+    let io = |e: std::io::Error| StoreError::Backend(format!("`{}`: {e}", path.display()));
+    let staged = path.with_extension("compact");
+    let previous = path.with_extension("pre-compact");
+    if !path.exists() && previous.exists() {
+        std::fs::rename(&previous, path).map_err(io)?;
+    }
+    if path.exists() && previous.exists() {
+        std::fs::remove_dir_all(&previous).map_err(io)?;
+    }
+    if staged.exists() && path.exists() {
+        std::fs::remove_dir_all(&staged).map_err(io)?;
+    }
+    Ok(())
+}
+
 /// The index entries of a pending approval request.
 fn approval_keys(a: &ApprovalRecord) -> [Vec<u8>; 2] {
     let (expiry, task) = (be(a.expires_ms), a.task.as_bytes());
@@ -167,9 +185,75 @@ impl SledStore {
         SledStore::open_with(path, cache_bytes, AuditSealing::default())
     }
 
+    /// Rewrites the store at `path` (not open anywhere: a running coordinator holds its
+    /// lock, and this refuses) into a fresh sled directory, keeping every key and value
+    /// and the sealed segments, and returns its size on disk before and after. sled keeps
+    /// old page versions in its log and cleans them up late; the rewrite holds only the
+    /// live data. Crash-safe: the new store is complete before it replaces the old one
+    /// (two renames; [`SledStore::open_with`] finishes an interrupted swap).
+    pub fn compact(path: &Path) -> Result<(u64, u64)> {
+        recover_compaction(path)?;
+        let io = |e: std::io::Error| {
+            StoreError::Backend(format!("compacting `{}`: {e}", path.display()))
+        };
+        let staged = path.with_extension("compact");
+        let previous = path.with_extension("pre-compact");
+        if staged.exists() {
+            std::fs::remove_dir_all(&staged).map_err(io)?;
+        }
+        let before;
+        {
+            let old = SledStore::open(path)?;
+            before = old.size_on_disk()?;
+            let new = sled::Config::new()
+                .path(&staged)
+                .mode(sled::Mode::HighThroughput)
+                .open()
+                .map_err(backend)?;
+            let mut batch = sled::Batch::default();
+            let mut n = 0;
+            for item in old.db.iter() {
+                let (k, v) = item.map_err(backend)?;
+                batch.insert(k, v);
+                n += 1;
+                if n % 10_000 == 0 {
+                    new.apply_batch(std::mem::take(&mut batch))
+                        .map_err(backend)?;
+                }
+            }
+            new.apply_batch(batch).map_err(backend)?;
+            new.flush().map_err(backend)?;
+            if new.len() != old.db.len() {
+                return Err(StoreError::Backend(
+                    "the rewritten store does not hold every key: the old one is kept".into(),
+                ));
+            }
+            // Sealed segments never change: hard links (or copies) into the new store.
+            let segments = path.join("audit-segments");
+            if segments.exists() {
+                let to = staged.join("audit-segments");
+                std::fs::create_dir_all(&to).map_err(io)?;
+                for entry in std::fs::read_dir(&segments).map_err(io)? {
+                    let p = entry.map_err(io)?.path();
+                    if let Some(name) = p.file_name()
+                        && std::fs::hard_link(&p, to.join(name)).is_err()
+                    {
+                        std::fs::copy(&p, to.join(name)).map_err(io)?;
+                    }
+                }
+            }
+        }
+        std::fs::rename(path, &previous).map_err(io)?;
+        std::fs::rename(&staged, path).map_err(io)?;
+        std::fs::remove_dir_all(&previous).map_err(io)?;
+        let after = SledStore::open(path)?.size_on_disk()?;
+        Ok((before, after))
+    }
+
     /// Opens the store with a page cache of `cache_bytes` and audit records sealed into
     /// segments as `sealing` says.
     pub fn open_with(path: &Path, cache_bytes: u64, sealing: AuditSealing) -> Result<SledStore> {
+        recover_compaction(path)?;
         let db = sled::Config::new()
             .path(path)
             .mode(sled::Mode::HighThroughput)
