@@ -55,13 +55,6 @@ pub(crate) struct Rpc {
     grpc_code: &'static str,
 }
 
-/// `grpc_service`, `grpc_method`.
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub(crate) struct RpcMethod {
-    grpc_service: String,
-    grpc_method: String,
-}
-
 /// `decision`, `reason`.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub(crate) struct DecisionLabels {
@@ -104,7 +97,7 @@ pub(crate) struct LiveSample {
 pub struct Metrics {
     registry: Registry,
     rpc_handled: Family<Rpc, Counter>,
-    rpc_seconds: Family<RpcMethod, Histogram, fn() -> Histogram>,
+    rpc_seconds: Family<Rpc, Histogram, fn() -> Histogram>,
     decisions: Family<DecisionLabels, Counter>,
     audit_records: Family<ActionLabel, Counter>,
     store_commit: Histogram,
@@ -173,7 +166,7 @@ impl Metrics {
         );
         r.register_with_unit(
             "grpc_server_handling",
-            "Time from request to response headers (unary: the whole call), by method",
+            "Time from request to response headers (unary: the whole call), by method and gRPC status code",
             Unit::Seconds,
             m.rpc_seconds.clone(),
         );
@@ -285,18 +278,14 @@ impl Metrics {
         } else {
             (service, method)
         };
-        self.rpc_handled
-            .get_or_create(&Rpc {
-                grpc_service: service.to_owned(),
-                grpc_method: method.to_owned(),
-                grpc_code: code,
-            })
-            .inc();
+        let labels = Rpc {
+            grpc_service: service.to_owned(),
+            grpc_method: method.to_owned(),
+            grpc_code: code,
+        };
+        self.rpc_handled.get_or_create(&labels).inc();
         self.rpc_seconds
-            .get_or_create(&RpcMethod {
-                grpc_service: service.to_owned(),
-                grpc_method: method.to_owned(),
-            })
+            .get_or_create(&labels)
             .observe(elapsed.as_secs_f64());
     }
 
