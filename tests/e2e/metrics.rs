@@ -155,6 +155,24 @@ async fn a_real_prometheus_scrapes_the_coordinator() {
     assert!(text.ends_with("# EOF\n"), "OpenMetrics ends with # EOF");
     assert!(text.contains("grpc_server_handled_total{grpc_service=\"mandate.v1.TaskService\",grpc_method=\"StartTask\",grpc_code=\"OK\"} 1"), "{text}");
     assert_eq!(get(&format!("http://{target}/other")).await.unwrap().0, 404);
+    // Every bounded in-memory structure reports its size.
+    for structure in [
+        "request_nonces",
+        "prepared_keys",
+        "quota_rate_buckets",
+        "revocations",
+        "verified_links",
+        "invocation_nonces",
+    ] {
+        assert!(
+            text.contains(&format!(
+                "mandate_memory_entries{{structure=\"{structure}\"}}"
+            )),
+            "{structure}: {text}"
+        );
+    }
+    // The signed requests above are in the replay window.
+    assert!(!text.contains("mandate_memory_entries{structure=\"request_nonces\"} 0\n"));
 
     let prom_dir = tempfile::tempdir().unwrap();
     let (_prometheus, port) = start_prometheus(prom_dir.path(), target);

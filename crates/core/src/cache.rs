@@ -122,7 +122,6 @@ impl LinkCache {
         }
     }
 
-    #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
         lock(&self.inner).map.len()
     }
@@ -210,7 +209,6 @@ impl ReplayCache {
         NonceCheck::Fresh
     }
 
-    #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
         lock(&self.inner).expiry.len()
     }

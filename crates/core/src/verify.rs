@@ -247,6 +247,12 @@ impl Verifier {
         &self.config
     }
 
+    /// Entries held by the verified-link cache and the replay cache (each bounded by its
+    /// capacity in [`VerifierConfig`]).
+    pub fn cache_sizes(&self) -> (usize, usize) {
+        (self.links.len(), self.nonces.len())
+    }
+
     /// The trust bundle in force.
     pub fn trust_bundle(&self) -> Arc<TrustBundle> {
         Arc::clone(&self.trust.read().unwrap_or_else(PoisonError::into_inner))

@@ -138,6 +138,8 @@ impl Coordinator {
             ("quota_live_link_counts", held),
             ("revocations", super::read(&self.revoked).len()),
             ("pending_delegations", super::lock(&self.delegations).len()),
+            ("verified_links", self.verifier.cache_sizes().0),
+            ("invocation_nonces", self.verifier.cache_sizes().1),
         ]
     }
 }
