@@ -315,8 +315,9 @@ pub(crate) async fn run(cmd: AuditCommand, conn: &Connection) -> anyhow::Result<
                 let bundle = client
                     .get_trust_bundle(pb::GetTrustBundleRequest {})
                     .await?;
+                let (cp_key, _) = cp.key_and_signature()?;
                 let trusted = bundle.keys.iter().any(|k| {
-                    hex(&k.public_key) == cp.coordinator_key
+                    k.public_key == cp_key
                         && k.not_before_ms <= cp.time_ms
                         && cp.time_ms < k.not_after_ms
                 }) || a.trust_keys.contains(&cp.coordinator_key);
@@ -434,10 +435,6 @@ pub(crate) async fn run(cmd: AuditCommand, conn: &Connection) -> anyhow::Result<
             Ok(Outcome::Ok)
         }
     }
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Reads a checkpoint file and checks its signature against the key it names.

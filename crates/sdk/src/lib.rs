@@ -208,6 +208,11 @@ pub use mandate_tls::ClientTls;
 /// `https://host:port`; `https://` needs at least the CA file; `http://` with TLS files is
 /// refused rather than silently sent in plaintext.
 pub async fn channel(server: &str, tls: &ClientTls) -> Result<Channel, Error> {
+    Ok(channel_and_tls(server, tls).await?.0)
+}
+
+/// [`channel`], and whether it is TLS.
+async fn channel_and_tls(server: &str, tls: &ClientTls) -> Result<(Channel, bool), Error> {
     let uri = if server.contains("://") {
         server.to_owned()
     } else if tls.is_set() {
@@ -239,7 +244,7 @@ pub async fn channel(server: &str, tls: &ClientTls) -> Result<Channel, Error> {
     } else {
         endpoint
     };
-    Ok(endpoint.connect().await?)
+    Ok((endpoint.connect().await?, https))
 }
 
 impl Client {
@@ -255,8 +260,8 @@ impl Client {
         signer: Signer,
         tls: &ClientTls,
     ) -> Result<Client, Error> {
-        let https = server.starts_with("https://") || (!server.contains("://") && tls.is_set());
-        let mut client = Client::with_channel(channel(server, tls).await?, signer);
+        let (channel, https) = channel_and_tls(server, tls).await?;
+        let mut client = Client::with_channel(channel, signer);
         client.tls = https;
         Ok(client)
     }

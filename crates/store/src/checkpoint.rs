@@ -41,21 +41,10 @@ pub enum CheckpointError {
     BadSignature,
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
+use crate::records::hex::encode as hex;
 
 fn unhex<const N: usize>(s: &str, what: &'static str) -> Result<[u8; N], CheckpointError> {
-    let bytes = s.as_bytes();
-    if bytes.len() != 2 * N {
-        return Err(CheckpointError::Malformed(what));
-    }
-    let mut out = [0u8; N];
-    for (i, pair) in bytes.chunks_exact(2).enumerate() {
-        let text = std::str::from_utf8(pair).map_err(|_| CheckpointError::Malformed(what))?;
-        out[i] = u8::from_str_radix(text, 16).map_err(|_| CheckpointError::Malformed(what))?;
-    }
-    Ok(out)
+    crate::records::hex::decode_array(s).ok_or(CheckpointError::Malformed(what))
 }
 
 fn statement(seq: u64, hash: &[u8; 32], time_ms: u64) -> [u8; 48] {

@@ -7,7 +7,7 @@ use mandate_core::{AgentId, Digest, LinkId, PublicKey, TaskId};
 use serde::{Deserialize, Serialize};
 
 /// Serde helpers for hex-encoded ids and byte strings.
-mod hex {
+pub(crate) mod hex {
     use serde::{Deserialize, Deserializer, Serializer, de::Error as _};
 
     pub(crate) fn encode(bytes: &[u8]) -> String {
@@ -18,6 +18,24 @@ mod hex {
             s.push(char::from(DIGITS[usize::from(b & 15)]));
         }
         s
+    }
+
+    /// Exactly `N` bytes from hex (either case; no signs or other characters).
+    pub(crate) fn decode_array<const N: usize>(s: &str) -> Option<[u8; N]> {
+        let b = s.as_bytes();
+        if b.len() != 2 * N {
+            return None;
+        }
+        let digit = |c: u8| {
+            char::from(c)
+                .to_digit(16)
+                .and_then(|d| u8::try_from(d).ok())
+        };
+        let mut out = [0u8; N];
+        for (i, pair) in b.chunks_exact(2).enumerate() {
+            out[i] = digit(pair[0])? << 4 | digit(pair[1])?;
+        }
+        Some(out)
     }
 
     pub(crate) fn decode(s: &str) -> Option<Vec<u8>> {

@@ -99,29 +99,19 @@ impl Strings {
     }
 }
 
+use crate::records::hex::encode as to_hex;
+
 fn hex32(s: &str) -> Option<[u8; 32]> {
     hex_bytes::<32>(s)
 }
 
+/// `N` bytes from lower-case hex only: decoding writes lower case, so only that form
+/// round-trips to the same string (and the same record hash).
 fn hex_bytes<const N: usize>(s: &str) -> Option<[u8; N]> {
-    let b = s.as_bytes();
-    if b.len() != 2 * N {
+    if s.bytes().any(|c| c.is_ascii_uppercase()) {
         return None;
     }
-    let mut out = [0u8; N];
-    for (i, pair) in b.chunks_exact(2).enumerate() {
-        let digit = |c: u8| match c {
-            b'0'..=b'9' => Some(c - b'0'),
-            b'a'..=b'f' => Some(c - b'a' + 10),
-            _ => None,
-        };
-        out[i] = digit(pair[0])? << 4 | digit(pair[1])?;
-    }
-    Some(out)
-}
-
-fn to_hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    crate::records::hex::decode_array(s)
 }
 
 fn severity_byte(s: Severity) -> u8 {

@@ -131,6 +131,7 @@ impl Coordinator {
     /// Entry counts of the coordinator's bounded in-memory structures, for the metrics.
     pub(crate) fn memory_sizes(&self) -> Vec<(&'static str, usize)> {
         let [buckets, children, task_links, held] = self.quota.sizes();
+        let (verified_links, invocation_nonces) = self.verifier.cache_sizes();
         vec![
             ("quota_rate_buckets", buckets),
             ("quota_child_counts", children),
@@ -138,8 +139,8 @@ impl Coordinator {
             ("quota_live_link_counts", held),
             ("revocations", super::read(&self.revoked).len()),
             ("pending_delegations", super::lock(&self.delegations).len()),
-            ("verified_links", self.verifier.cache_sizes().0),
-            ("invocation_nonces", self.verifier.cache_sizes().1),
+            ("verified_links", verified_links),
+            ("invocation_nonces", invocation_nonces),
         ]
     }
 }
