@@ -149,10 +149,17 @@ impl SledStore {
     /// Returns how many records were sealed.
     pub(super) fn seal_audit_locked(&self) -> Result<usize> {
         let mut moved = 0;
+        // Only durable records are sealed: the head first, then a flush that covers it. A
+        // segment holding a record a crash could still take back would outlive it, and the
+        // log would fork at restart.
+        let head = self.get::<AuditHead>(b"maudit")?.map_or(0, |h| h.seq);
+        let s = self.sealing;
+        if head.saturating_sub(self.sealed()) < (s.keep_in_store + s.records_per_segment) as u64 {
+            return Ok(0);
+        }
+        self.db.flush().map_err(backend)?;
         loop {
             let sealed = self.sealed();
-            let head = self.get::<AuditHead>(b"maudit")?.map_or(0, |h| h.seq);
-            let s = self.sealing;
             if head.saturating_sub(sealed) < (s.keep_in_store + s.records_per_segment) as u64 {
                 return Ok(moved);
             }
