@@ -91,6 +91,15 @@ pub(crate) struct BenchArgs {
     /// temporary one, for looking into it afterwards (`SledStore::key_stats`).
     #[arg(long)]
     pub(crate) keep_data: Option<std::path::PathBuf>,
+    /// Lifetime of the tasks the scenarios start, in seconds [default: 600; soak: 60]. In a
+    /// soak the server keeps no history past expiry and collects every
+    /// `--gc-interval-secs`, so live state reaches a steady size (links live ≈ delegations
+    /// per second × lifetime) after one lifetime.
+    #[arg(long)]
+    pub(crate) task_ttl_secs: Option<u64>,
+    /// Soak: the server's collection interval, in seconds.
+    #[arg(long, default_value_t = 5)]
+    pub(crate) gc_interval_secs: u64,
 }
 
 /// One prepared request.
@@ -114,6 +123,8 @@ pub(crate) struct World {
     pub(crate) endpoint: String,
     admin: Client,
     pub(crate) clock: Arc<dyn Clock>,
+    /// Lifetime of the tasks the scenarios start (their delegations end a tenth earlier).
+    pub(crate) ttl_ms: u64,
 }
 
 pub(crate) async fn world(target: &Target) -> anyhow::Result<World> {
@@ -124,6 +135,7 @@ pub(crate) async fn world(target: &Target) -> anyhow::Result<World> {
             endpoint: mandate_sdk::endpoint(server),
             admin,
             clock: Arc::new(SystemClock),
+            ttl_ms: 10 * 60_000,
         })
     } else {
         let dir = tempfile::tempdir()?;
@@ -151,6 +163,7 @@ pub(crate) async fn world(target: &Target) -> anyhow::Result<World> {
             endpoint,
             admin,
             clock: Arc::new(SystemClock),
+            ttl_ms: 10 * 60_000,
         })
     }
 }
@@ -174,7 +187,7 @@ pub(crate) async fn register(
     Ok((id, key, signer))
 }
 
-async fn start_task(client: &mut Client, max_depth: u32) -> anyhow::Result<Chain> {
+async fn start_task(client: &mut Client, max_depth: u32, ttl_ms: u64) -> anyhow::Result<Chain> {
     let r = client
         .start_task(pb::StartTaskRequest {
             signals: Default::default(),
@@ -183,7 +196,7 @@ async fn start_task(client: &mut Client, max_depth: u32) -> anyhow::Result<Chain
                 actions: vec!["read".into(), "write".into()],
                 constraints: vec![],
             }],
-            ttl_ms: 10 * 60_000,
+            ttl_ms,
             max_depth,
             ..Default::default()
         })
@@ -217,7 +230,7 @@ fn spec(
     key: &SigningKey,
     id: &str,
     resource: &str,
-    now: u64,
+    (now, ttl_ms): (u64, u64),
     max_depth: u32,
 ) -> anyhow::Result<LinkSpec> {
     Ok(LinkSpec::new(
@@ -225,7 +238,7 @@ fn spec(
         id.parse()?,
         vec![Capability::new(resource, ["read"])?],
         now,
-        now + 9 * 60_000,
+        now + ttl_ms * 9 / 10,
     )?
     .max_depth(max_depth)
     .require_seal(true))
@@ -343,6 +356,9 @@ pub(crate) async fn run(a: BenchArgs, target: &Target) -> anyhow::Result<()> {
         return crate::soak::run(&a, target).await;
     }
     let mut w = world(target).await?;
+    if let Some(secs) = a.task_ttl_secs {
+        w.ttl_ms = secs.max(5) * 1000;
+    }
     let mut channels = Vec::new();
     for _ in 0..a.connections.max(1) {
         channels.push(Channel::from_shared(w.endpoint.clone())?.connect().await?);
@@ -436,14 +452,17 @@ async fn prepare_authorize(w: &mut World, n: usize) -> anyhow::Result<(Vec<Op>, 
     let (sid, skey, _) = register(w, "sub", "worker").await?;
     let (tid, _, tsigner) = register(w, "tool", "tool").await?;
     let mut planner = w.admin.as_agent(psigner);
-    let root = start_task(&mut planner, 2).await?;
+    let root = start_task(&mut planner, 2, w.ttl_ms).await?;
     let now = w.clock.now_ms();
     let c2 = planner
-        .delegate(&root, spec(&wkey, &wid, "files/data/*", now, 1)?)
+        .delegate(
+            &root,
+            spec(&wkey, &wid, "files/data/*", (now, w.ttl_ms), 1)?,
+        )
         .await?;
     let mut worker = w.admin.as_agent(Signer::new(wid.parse()?, wkey));
     let c3 = worker
-        .delegate(&c2, spec(&skey, &sid, "files/data/*", now, 0)?)
+        .delegate(&c2, spec(&skey, &sid, "files/data/*", (now, w.ttl_ms), 0)?)
         .await?;
     let _ = pkey;
     let chain_bytes = c3.encode();
@@ -475,13 +494,16 @@ async fn prepare_delegate(w: &mut World, n: usize, tasks: usize) -> anyhow::Resu
     let mut planner = w.admin.as_agent(psigner.clone());
     let mut roots = Vec::new();
     for _ in 0..tasks.max(1) {
-        roots.push(start_task(&mut planner, 1).await?);
+        roots.push(start_task(&mut planner, 1, w.ttl_ms).await?);
     }
     let now = w.clock.now_ms();
     let mut ops = Vec::with_capacity(n);
     for i in 0..n {
         let root = &roots[i % roots.len()];
-        let child = root.delegate(&pkey, spec(&wkey, &wid, &format!("files/{i}"), now, 0)?)?;
+        let child = root.delegate(
+            &pkey,
+            spec(&wkey, &wid, &format!("files/{i}"), (now, w.ttl_ms), 0)?,
+        )?;
         ops.push(Op::Delegate(signed(
             &psigner,
             "TaskService/Delegate",
@@ -499,12 +521,15 @@ async fn prepare_revokes(w: &mut World, n: usize) -> anyhow::Result<Vec<Op>> {
     let (_, _, psigner) = register(w, "rplanner", "planner").await?;
     let (wid, wkey, _) = register(w, "rworker", "worker").await?;
     let mut planner = w.admin.as_agent(psigner.clone());
-    let root = start_task(&mut planner, 1).await?;
+    let root = start_task(&mut planner, 1, w.ttl_ms).await?;
     let now = w.clock.now_ms();
     let mut ops = Vec::with_capacity(n);
     for i in 0..n {
         let c = planner
-            .delegate(&root, spec(&wkey, &wid, &format!("files/r{i}"), now, 0)?)
+            .delegate(
+                &root,
+                spec(&wkey, &wid, &format!("files/r{i}"), (now, w.ttl_ms), 0)?,
+            )
             .await?;
         let msg = pb::RevokeLinkRequest {
             link_id: c.leaf().id().to_string(),
@@ -527,12 +552,12 @@ async fn revoke_cascade(
     let (wid, wkey, _) = register(w, "cworker", "worker").await?;
     let (tid, _, tsigner) = register(w, "ctool", "tool").await?;
     let mut planner = w.admin.as_agent(psigner.clone());
-    let root = start_task(&mut planner, 1).await?;
+    let root = start_task(&mut planner, 1, w.ttl_ms).await?;
     let now = w.clock.now_ms();
     let build = Instant::now();
     // One leaf registered through the SDK (so we hold its sealed chain), the rest in bulk.
     let leaf = planner
-        .delegate(&root, spec(&wkey, &wid, "files/leaf", now, 0)?)
+        .delegate(&root, spec(&wkey, &wid, "files/leaf", (now, w.ttl_ms), 0)?)
         .await?;
     // In chunks, so that no prepared request outlives the 60 s request window.
     let mut next = 1;
@@ -540,7 +565,10 @@ async fn revoke_cascade(
         let end = (next + 10_000).min(a.descendants);
         let mut ops = Vec::with_capacity(end - next);
         for i in next..end {
-            let child = root.delegate(&pkey, spec(&wkey, &wid, &format!("files/{i}"), now, 0)?)?;
+            let child = root.delegate(
+                &pkey,
+                spec(&wkey, &wid, &format!("files/{i}"), (now, w.ttl_ms), 0)?,
+            )?;
             ops.push(Op::Delegate(signed(
                 &psigner,
                 "TaskService/Delegate",

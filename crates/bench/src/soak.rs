@@ -97,6 +97,8 @@ pub(crate) async fn run(a: &BenchArgs, target: &Target) -> anyhow::Result<()> {
     let mut child = Command::new(mandate_bin(a)?)
         .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
         .arg(&data)
+        .args(["--retain-history", "0s", "--gc-interval"])
+        .arg(format!("{}s", a.gc_interval_secs.max(1)))
         .env("RUST_LOG", "warn")
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
@@ -121,6 +123,7 @@ pub(crate) async fn run(a: &BenchArgs, target: &Target) -> anyhow::Result<()> {
         json: target.json,
     };
     let mut w = world(&target).await?;
+    w.ttl_ms = a.task_ttl_secs.unwrap_or(60).max(5) * 1000;
     let mut channels = Vec::new();
     for _ in 0..a.connections.max(1) {
         channels.push(

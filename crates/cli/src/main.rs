@@ -4,6 +4,12 @@
 //! 2 usage error; 3 the coordinator refused the call or could not be reached; 64 the
 //! server could not start with this configuration.
 
+/// jemalloc: a long-running server frees memory on many threads (tokio workers, sled's
+/// flushers, the blocking pool); glibc's per-thread arenas keep much of it, so the
+/// process grew with traffic while the live heap stayed flat (BENCHMARKS.md, soak).
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 /// Prints a line to stdout, ignoring a closed pipe (`mandate … | head` must not panic).
 macro_rules! out {
     ($($arg:tt)*) => {{

@@ -67,6 +67,13 @@ pub(crate) struct ServeArgs {
     /// (`90s`, `15m`, `1h`; `0` turns it off) [default: 1h].
     #[arg(long, env = "MANDATE_AUDIT_CHECKPOINT_INTERVAL")]
     audit_checkpoint_interval: Option<String>,
+    /// How long expired links and tasks stay readable (`GetTask`, tree views) before the
+    /// collection pass removes them; the audit log keeps their history [default: 24h].
+    #[arg(long, env = "MANDATE_RETAIN_HISTORY")]
+    retain_history: Option<String>,
+    /// How often the collection pass runs (expired state, nonces, approvals) [default: 60s].
+    #[arg(long, env = "MANDATE_GC_INTERVAL")]
+    gc_interval: Option<String>,
 }
 
 /// The `--config` file.
@@ -83,6 +90,8 @@ struct FileConfig {
     tls_client_ca: Option<PathBuf>,
     insecure_plaintext: Option<bool>,
     audit_checkpoint_interval: Option<String>,
+    retain_history: Option<String>,
+    gc_interval: Option<String>,
     audit_segment_records: Option<usize>,
     audit_keep_records: Option<usize>,
     metrics_listen: Option<SocketAddr>,
@@ -336,6 +345,31 @@ pub(crate) fn resolve(
         .unwrap_or_default();
     config.audit_checkpoint_interval = std::time::Duration::from_millis(
         crate::input::parse_ttl(&interval).context("audit_checkpoint_interval")?,
+    );
+    let retain = p
+        .pick(
+            "retain_history",
+            args.retain_history,
+            file.retain_history,
+            Some("24h".to_owned()),
+            |s| toml_string(s),
+        )
+        .unwrap_or_default();
+    config.retain_history_ms = crate::input::parse_ttl(&retain).context("retain_history")?;
+    let gc = p
+        .pick(
+            "gc_interval",
+            args.gc_interval,
+            file.gc_interval,
+            Some("60s".to_owned()),
+            |s| toml_string(s),
+        )
+        .unwrap_or_default();
+    config.gc_interval =
+        std::time::Duration::from_millis(crate::input::parse_ttl(&gc).context("gc_interval")?);
+    anyhow::ensure!(
+        config.gc_interval >= std::time::Duration::from_secs(1),
+        "gc_interval is at least 1s"
     );
     let (log_format, source) = match (log_format, file.log_format) {
         (Some(given), _) => given,

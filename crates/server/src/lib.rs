@@ -89,6 +89,8 @@ pub struct Config {
     /// How long links and tasks are kept after they expire (tree views, `GetTask`), ms; the
     /// audit log keeps their history for good.
     pub retain_history_ms: u64,
+    /// How often the collection pass runs.
+    pub gc_interval: Duration,
     /// TLS for the listener (certificate, key, and a client CA for mutual TLS); `None`
     /// serves plaintext, which [`start`] allows only on a loopback address unless
     /// `insecure_plaintext` is set.
@@ -138,6 +140,7 @@ impl Config {
             max_break_glass_ms: 3_600_000,
             approval_ttl_ms: 3_600_000,
             retain_history_ms: 24 * 3_600_000,
+            gc_interval: Duration::from_secs(60),
             tls: None,
             insecure_plaintext: false,
             audit_checkpoint_interval: Duration::from_secs(3600),
@@ -553,8 +556,9 @@ pub async fn start_with_store(config: Config, store: Arc<dyn Store>) -> Result<S
     // Background garbage collection: expired revocations, nonces and approval requests,
     // and links and tasks past the history retention.
     let gc_coordinator = Arc::downgrade(&coordinator);
+    let gc_every = config.gc_interval;
     tokio::spawn(async move {
-        let mut tick = tokio::time::interval(Duration::from_secs(60));
+        let mut tick = tokio::time::interval(gc_every);
         loop {
             tokio::select! {
                 _ = tick.tick() => {
