@@ -240,16 +240,10 @@ async fn verification_names_a_record_edited_in_the_store() {
     let clock = h.clock;
     let mut server = h.server;
     server.take().unwrap().shutdown().await.unwrap();
-    {
-        let db = sled::open(dir.path().join("data/store")).unwrap();
-        let mut key = vec![b'q'];
-        key.extend_from_slice(&3u64.to_be_bytes());
-        let raw = db.get(&key).unwrap().unwrap();
-        let mut rec: serde_json::Value = serde_json::from_slice(&raw).unwrap();
-        rec["actor"] = "spiffe://mandate.local/someone-else".into();
-        db.insert(&key, serde_json::to_vec(&rec).unwrap()).unwrap();
-        db.flush().unwrap();
-    }
+    mandate_store::tamper::edit_record(&dir.path().join("data/store"), 3, false, |r| {
+        r.event.actor = "spiffe://mandate.local/someone-else".into();
+    })
+    .unwrap();
     let h = Harness::start_in(dir, clock).await;
     let v = h
         .admin
@@ -603,35 +597,10 @@ async fn export_escapes_unicode_line_separators_so_any_line_splitter_keeps_recor
 /// Rewrites record `at` and every record after it so that the chain and the head marker
 /// are consistent again, as an attacker with write access to the whole store would.
 fn rewrite_log_from(store_dir: &std::path::Path, at: u64) {
-    let db = sled::open(store_dir).unwrap();
-    let key = |seq: u64| {
-        let mut k = vec![b'q'];
-        k.extend_from_slice(&seq.to_be_bytes());
-        k
-    };
-    let head: serde_json::Value =
-        serde_json::from_slice(&db.get(b"maudit").unwrap().unwrap()).unwrap();
-    let head_seq = head["seq"].as_u64().unwrap();
-    let mut prev: mandate_store::AuditRecord =
-        serde_json::from_slice(&db.get(key(at - 1)).unwrap().unwrap()).unwrap();
-    for seq in at..=head_seq {
-        let mut rec: mandate_store::AuditRecord =
-            serde_json::from_slice(&db.get(key(seq)).unwrap().unwrap()).unwrap();
-        if seq == at {
-            rec.event.actor = "spiffe://mandate.local/someone-else".into();
-        }
-        rec.prev_hash = prev.hash.clone();
-        rec.hash = mandate_store::audit_hash(rec.seq, &rec.event, &rec.prev_hash);
-        db.insert(key(seq), serde_json::to_vec(&rec).unwrap())
-            .unwrap();
-        prev = rec;
-    }
-    db.insert(
-        b"maudit",
-        serde_json::to_vec(&serde_json::json!({ "seq": head_seq, "hash": prev.hash })).unwrap(),
-    )
+    mandate_store::tamper::edit_record(store_dir, at, true, |r| {
+        r.event.actor = "spiffe://mandate.local/someone-else".into();
+    })
     .unwrap();
-    db.flush().unwrap();
 }
 
 /// A consistent rewrite of the log and its head passes the chain check; a signed checkpoint
@@ -711,8 +680,8 @@ async fn a_checkpoint_catches_a_log_rewritten_together_with_its_head() {
     );
 }
 
-/// With audit records sealed into segments by the collection pass, the audit API reads
-/// one log across segments and the store's tail: query, export, verify and checkpoints,
+/// With audit records sealed into segments as the journal fills, the audit API reads one
+/// log across the segments and the journal: query, export, verify and checkpoints,
 /// also after a restart.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_audit_api_reads_across_sealed_segments() {
@@ -722,7 +691,6 @@ async fn the_audit_api_reads_across_sealed_segments() {
     )));
     let sealing = mandate_store::AuditSealing {
         records_per_segment: 8,
-        keep_in_store: 3,
     };
     let h = Harness::start_configured(dir, clock, move |c| c.audit_sealing = sealing).await;
     let mut admin = h.admin.clone();
@@ -740,8 +708,7 @@ async fn the_audit_api_reads_across_sealed_segments() {
         .await
         .unwrap();
     let before = export_all(&mut admin).await;
-    // Sealed as the log grew (every 8 records here), and by the collection pass.
-    h.server().collect_garbage().await.unwrap();
+    // Sealed as the log grew (every 8 records here).
     let segments = std::fs::read_dir(h.server().data_dir.join("store/audit-segments"))
         .unwrap()
         .count();

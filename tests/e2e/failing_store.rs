@@ -135,12 +135,6 @@ impl Store for FailingStore {
     ) -> Result<Vec<mandate_store::AuditRecord>, StoreError> {
         self.inner.audit_after(after, limit)
     }
-    fn seal_audit(&self) -> Result<usize, StoreError> {
-        self.inner.seal_audit()
-    }
-    fn audit_seal_every(&self) -> usize {
-        self.inner.audit_seal_every()
-    }
     fn audit_head(&self) -> Result<(u64, String), StoreError> {
         self.inner.audit_head()
     }

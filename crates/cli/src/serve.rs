@@ -60,9 +60,6 @@ pub(crate) struct ServeArgs {
     /// Audit records per sealed segment file [default: 8192].
     #[arg(long, env = "MANDATE_AUDIT_SEGMENT_RECORDS")]
     audit_segment_records: Option<usize>,
-    /// Newest audit records always kept in the store, out of segments [default: 4096].
-    #[arg(long, env = "MANDATE_AUDIT_KEEP_RECORDS")]
-    audit_keep_records: Option<usize>,
     /// How often the coordinator signs an `audit.checkpoint` record of the log's head
     /// (`90s`, `15m`, `1h`; `0` turns it off) [default: 1h].
     #[arg(long, env = "MANDATE_AUDIT_CHECKPOINT_INTERVAL")]
@@ -93,7 +90,6 @@ struct FileConfig {
     retain_history: Option<String>,
     gc_interval: Option<String>,
     audit_segment_records: Option<usize>,
-    audit_keep_records: Option<usize>,
     metrics_listen: Option<SocketAddr>,
     log_format: Option<LogFormat>,
 }
@@ -321,18 +317,8 @@ pub(crate) fn resolve(
         )
         .unwrap_or(sealing.records_per_segment);
     anyhow::ensure!(per_segment > 0, "audit_segment_records is at least 1");
-    let keep = p
-        .pick(
-            "audit_keep_records",
-            args.audit_keep_records,
-            file.audit_keep_records,
-            Some(sealing.keep_in_store),
-            usize::to_string,
-        )
-        .unwrap_or(sealing.keep_in_store);
     config.audit_sealing = mandate_store::AuditSealing {
         records_per_segment: per_segment,
-        keep_in_store: keep,
     };
     let interval = p
         .pick(

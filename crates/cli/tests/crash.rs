@@ -29,7 +29,6 @@ fn spawn(data: &Path) -> (Child, String) {
         .env("RUST_LOG", "error")
         // Small segments, so that kills land during sealing too.
         .env("MANDATE_AUDIT_SEGMENT_RECORDS", "16")
-        .env("MANDATE_AUDIT_KEEP_RECORDS", "8")
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()

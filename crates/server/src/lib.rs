@@ -597,41 +597,6 @@ pub async fn start_with_store(config: Config, store: Arc<dyn Store>) -> Result<S
         ),
         None => None,
     };
-    // As the log grows, its oldest records move into sealed segments (the collection pass
-    // does it too, but a busy coordinator writes far more than a segment a minute).
-    let every = store.audit_seal_every();
-    if every != usize::MAX {
-        let weak = Arc::downgrade(&coordinator);
-        let mut head = coordinator.watch_audit();
-        let mut stop = stop_tasks.subscribe();
-        tokio::spawn(async move {
-            let mut last = *head.borrow();
-            loop {
-                tokio::select! {
-                    changed = head.changed() => {
-                        if changed.is_err() {
-                            return;
-                        }
-                        let now = *head.borrow();
-                        if now.saturating_sub(last) < every as u64 {
-                            continue;
-                        }
-                        last = now;
-                        let Some(c) = weak.upgrade() else { return };
-                        let store = Arc::clone(c.store());
-                        drop(c);
-                        match tokio::task::spawn_blocking(move || store.seal_audit()).await {
-                            Ok(Ok(0)) => {}
-                            Ok(Ok(n)) => tracing::debug!(sealed = n, "audit records sealed"),
-                            Ok(Err(e)) => tracing::warn!(error = %e, "sealing audit records failed"),
-                            Err(e) => tracing::warn!(error = %e, "sealing audit records failed"),
-                        }
-                    }
-                    _ = stop.changed() => return,
-                }
-            }
-        });
-    }
     if !config.audit_checkpoint_interval.is_zero() {
         let coordinator = Arc::downgrade(&coordinator);
         let mut stop = stop_tasks.subscribe();

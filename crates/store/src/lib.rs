@@ -13,9 +13,12 @@
 
 mod audit;
 mod checkpoint;
+mod journal;
 mod records;
 mod segments;
 mod sled_store;
+#[cfg(feature = "tamper")]
+pub mod tamper;
 
 use mandate_core::{LinkId, TaskId};
 
@@ -119,8 +122,6 @@ pub struct GcStats {
     pub links: usize,
     /// Tasks removed (deadline before the history cutoff), with their approval requests.
     pub tasks: usize,
-    /// Audit records moved out of the store into sealed segments.
-    pub audit_sealed: usize,
 }
 
 /// Mandate's state. Implementations must make [`Store::commit`] atomic and
@@ -219,15 +220,4 @@ pub trait Store: Send + Sync + 'static {
     /// expiry; and links that expired, and tasks whose deadline passed, before
     /// `history_before_ms` (the audit log keeps their history).
     fn gc(&self, now_ms: u64, history_before_ms: u64) -> Result<GcStats>;
-    /// Moves audit records out of the hot store into sealed segments when enough have
-    /// accumulated (the sled store; others keep their log as it is). Returns how many
-    /// moved. [`Store::gc`] does it too; a busy coordinator also calls it as the log grows.
-    fn seal_audit(&self) -> Result<usize> {
-        Ok(0)
-    }
-    /// How many audit records are written between seals, at least (`usize::MAX`: this
-    /// store does not seal).
-    fn audit_seal_every(&self) -> usize {
-        usize::MAX
-    }
 }

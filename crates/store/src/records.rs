@@ -417,6 +417,10 @@ pub enum AuditAction {
     PolicyDriftRevoked,
     /// The coordinator signed a checkpoint of the log (the record before this one).
     AuditCheckpoint,
+    /// At open, the audit journal ended before the head the store recorded: records lost
+    /// to a power failure before they were synced (detail: `lost_from`, `lost_to`,
+    /// `lost_head_hash`).
+    AuditRecordsLost,
 }
 
 impl AuditAction {
@@ -450,6 +454,7 @@ impl AuditAction {
         AuditAction::PolicyReloadRefused,
         AuditAction::PolicyDriftRevoked,
         AuditAction::AuditCheckpoint,
+        AuditAction::AuditRecordsLost,
     ];
 
     /// The stored name.
@@ -483,6 +488,7 @@ impl AuditAction {
             AuditAction::PolicyReloadRefused => "policy.reload_refused",
             AuditAction::PolicyDriftRevoked => "policy.drift_revoked",
             AuditAction::AuditCheckpoint => "audit.checkpoint",
+            AuditAction::AuditRecordsLost => "audit.records_lost",
         }
     }
 }

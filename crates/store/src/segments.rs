@@ -23,7 +23,7 @@
 //! leaves every record in one place or both (the store's copy is then dropped at open).
 
 use std::collections::HashMap;
-use std::io::Write as _;
+
 use std::path::{Path, PathBuf};
 
 use mandate_core::TaskId;
@@ -33,11 +33,11 @@ use crate::{Result, StoreError};
 
 const MAGIC: &[u8; 8] = b"MANDSEG1";
 
-fn corrupt(path: &Path, why: &str) -> StoreError {
+pub(crate) fn corrupt(path: &Path, why: &str) -> StoreError {
     StoreError::Backend(format!("audit segment `{}`: {why}", path.display()))
 }
 
-fn put_varint(out: &mut Vec<u8>, mut n: u64) {
+pub(crate) fn put_varint(out: &mut Vec<u8>, mut n: u64) {
     while n >= 0x80 {
         out.push((n as u8) | 0x80);
         n >>= 7;
@@ -46,20 +46,20 @@ fn put_varint(out: &mut Vec<u8>, mut n: u64) {
 }
 
 /// Reads what [`put_varint`] wrote.
-struct Reader<'a> {
-    bytes: &'a [u8],
-    at: usize,
+pub(crate) struct Reader<'a> {
+    pub(crate) bytes: &'a [u8],
+    pub(crate) at: usize,
 }
 
 impl<'a> Reader<'a> {
-    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
+    pub(crate) fn take(&mut self, n: usize) -> Option<&'a [u8]> {
         let end = self.at.checked_add(n)?;
         let s = self.bytes.get(self.at..end)?;
         self.at = end;
         Some(s)
     }
 
-    fn varint(&mut self) -> Option<u64> {
+    pub(crate) fn varint(&mut self) -> Option<u64> {
         let mut n = 0u64;
         for shift in (0..64).step_by(7) {
             let b = *self.take(1)?.first()?;
@@ -71,24 +71,24 @@ impl<'a> Reader<'a> {
         None
     }
 
-    fn u8(&mut self) -> Option<u8> {
+    pub(crate) fn u8(&mut self) -> Option<u8> {
         self.take(1)?.first().copied()
     }
 
-    fn array<const N: usize>(&mut self) -> Option<[u8; N]> {
+    pub(crate) fn array<const N: usize>(&mut self) -> Option<[u8; N]> {
         self.take(N)?.try_into().ok()
     }
 }
 
 /// Interns the strings of the records being encoded.
 #[derive(Default)]
-struct Strings {
-    index: HashMap<String, u64>,
-    list: Vec<String>,
+pub(crate) struct Strings {
+    pub(crate) index: HashMap<String, u64>,
+    pub(crate) list: Vec<String>,
 }
 
 impl Strings {
-    fn id(&mut self, s: &str) -> u64 {
+    pub(crate) fn id(&mut self, s: &str) -> u64 {
         if let Some(&i) = self.index.get(s) {
             return i;
         }
@@ -99,9 +99,9 @@ impl Strings {
     }
 }
 
-use crate::records::hex::encode as to_hex;
+pub(crate) use crate::records::hex::encode as to_hex;
 
-fn hex32(s: &str) -> Option<[u8; 32]> {
+pub(crate) fn hex32(s: &str) -> Option<[u8; 32]> {
     hex_bytes::<32>(s)
 }
 
@@ -122,7 +122,108 @@ fn severity_byte(s: Severity) -> u8 {
     }
 }
 
-/// Encodes consecutive records (at least one) as a segment.
+/// Writes an event's fields (everything but its hash), strings as the indexes `id` gives.
+pub(crate) fn put_event(body: &mut Vec<u8>, e: &AuditEvent, id: &mut dyn FnMut(&str) -> u64) {
+    put_varint(body, e.time_ms);
+    for s in [&e.actor, &e.action, &e.decision, &e.reason, &e.policy_hash] {
+        put_varint(body, id(s));
+    }
+    match &e.task {
+        None => body.push(0),
+        Some(t) => {
+            body.push(1);
+            body.extend_from_slice(t.as_bytes());
+        }
+    }
+    put_varint(body, e.links.len() as u64);
+    for l in &e.links {
+        match hex_bytes::<16>(l) {
+            Some(raw) => {
+                body.push(0);
+                body.extend_from_slice(&raw);
+            }
+            None => {
+                body.push(1);
+                put_varint(body, id(l));
+            }
+        }
+    }
+    put_varint(body, e.policies.len() as u64);
+    for p in &e.policies {
+        put_varint(body, id(p));
+    }
+    body.push(severity_byte(e.severity));
+    put_varint(body, e.detail.len() as u64);
+    for (k, v) in &e.detail {
+        put_varint(body, id(k));
+        put_varint(body, id(v));
+    }
+}
+
+/// Reads what [`put_event`] wrote; `string` resolves a string index.
+pub(crate) fn read_event(
+    r: &mut Reader<'_>,
+    string: &dyn Fn(&mut Reader<'_>) -> Result<String>,
+    bad: &dyn Fn(&str) -> StoreError,
+) -> Result<AuditEvent> {
+    let truncated = || bad("truncated record");
+    let time_ms = r.varint().ok_or_else(truncated)?;
+    let actor = string(r)?;
+    let action = string(r)?;
+    let decision = string(r)?;
+    let reason = string(r)?;
+    let policy_hash = string(r)?;
+    let task = match r.u8().ok_or_else(truncated)? {
+        0 => None,
+        1 => Some(TaskId::from_bytes(r.array().ok_or_else(truncated)?)),
+        _ => return Err(bad("bad task tag")),
+    };
+    let n_links = r.varint().ok_or_else(truncated)?;
+    let mut links = Vec::new();
+    for _ in 0..n_links {
+        links.push(match r.u8().ok_or_else(truncated)? {
+            0 => to_hex(&r.array::<16>().ok_or_else(truncated)?),
+            1 => string(r)?,
+            _ => return Err(bad("bad link tag")),
+        });
+    }
+    let n_policies = r.varint().ok_or_else(truncated)?;
+    let mut policies = Vec::new();
+    for _ in 0..n_policies {
+        policies.push(string(r)?);
+    }
+    let severity = match r.u8().ok_or_else(truncated)? {
+        0 => Severity::Info,
+        1 => Severity::Notice,
+        2 => Severity::High,
+        _ => return Err(bad("bad severity")),
+    };
+    let n_detail = r.varint().ok_or_else(truncated)?;
+    let mut detail = std::collections::BTreeMap::new();
+    for _ in 0..n_detail {
+        let k = string(r)?;
+        let v = string(r)?;
+        detail.insert(k, v);
+    }
+    Ok(AuditEvent {
+        time_ms,
+        actor,
+        action,
+        task,
+        links,
+        decision,
+        reason,
+        policies,
+        policy_hash,
+        severity,
+        detail,
+    })
+}
+
+/// Encodes consecutive records (at least one) as a segment in the first format (sealed
+/// segments are now journals renamed, `journal.rs`; this stays for tests of reading old
+/// stores).
+#[cfg(test)]
 pub(crate) fn encode(records: &[AuditRecord]) -> Result<Vec<u8>> {
     let first = records
         .first()
@@ -132,46 +233,8 @@ pub(crate) fn encode(records: &[AuditRecord]) -> Result<Vec<u8>> {
     let first_prev = hex32(&first.prev_hash)
         .ok_or_else(|| StoreError::Backend(format!("record {} has a malformed hash", first.seq)))?;
     let mut prev = first.prev_hash.as_str();
-    let str_id = |strings: &mut Strings, body: &mut Vec<u8>, s: &str| {
-        let i = strings.id(s);
-        put_varint(body, i);
-    };
     for r in records {
-        let e = &r.event;
-        put_varint(&mut body, e.time_ms);
-        for s in [&e.actor, &e.action, &e.decision, &e.reason, &e.policy_hash] {
-            str_id(&mut strings, &mut body, s);
-        }
-        match &e.task {
-            None => body.push(0),
-            Some(t) => {
-                body.push(1);
-                body.extend_from_slice(t.as_bytes());
-            }
-        }
-        put_varint(&mut body, e.links.len() as u64);
-        for l in &e.links {
-            match hex_bytes::<16>(l) {
-                Some(raw) => {
-                    body.push(0);
-                    body.extend_from_slice(&raw);
-                }
-                None => {
-                    body.push(1);
-                    str_id(&mut strings, &mut body, l);
-                }
-            }
-        }
-        put_varint(&mut body, e.policies.len() as u64);
-        for p in &e.policies {
-            str_id(&mut strings, &mut body, p);
-        }
-        body.push(severity_byte(e.severity));
-        put_varint(&mut body, e.detail.len() as u64);
-        for (k, v) in &e.detail {
-            str_id(&mut strings, &mut body, k);
-            str_id(&mut strings, &mut body, v);
-        }
+        put_event(&mut body, &r.event, &mut |s| strings.id(s));
         // Only a chain that links is sealed: the file keeps each record's own hash and
         // derives its prev_hash from the record before.
         if r.prev_hash != prev {
@@ -244,61 +307,12 @@ pub(crate) fn decode(bytes: &[u8], path: &Path) -> Result<Vec<AuditRecord>> {
     let mut out = Vec::with_capacity(count as usize);
     for i in 0..u64::from(count) {
         let truncated = || bad("truncated record");
-        let time_ms = r.varint().ok_or_else(truncated)?;
-        let actor = string(&mut r)?;
-        let action = string(&mut r)?;
-        let decision = string(&mut r)?;
-        let reason = string(&mut r)?;
-        let policy_hash = string(&mut r)?;
-        let task = match r.u8().ok_or_else(truncated)? {
-            0 => None,
-            1 => Some(TaskId::from_bytes(r.array().ok_or_else(truncated)?)),
-            _ => return Err(bad("bad task tag")),
-        };
-        let n_links = r.varint().ok_or_else(truncated)?;
-        let mut links = Vec::new();
-        for _ in 0..n_links {
-            links.push(match r.u8().ok_or_else(truncated)? {
-                0 => to_hex(&r.array::<16>().ok_or_else(truncated)?),
-                1 => string(&mut r)?,
-                _ => return Err(bad("bad link tag")),
-            });
-        }
-        let n_policies = r.varint().ok_or_else(truncated)?;
-        let mut policies = Vec::new();
-        for _ in 0..n_policies {
-            policies.push(string(&mut r)?);
-        }
-        let severity = match r.u8().ok_or_else(truncated)? {
-            0 => Severity::Info,
-            1 => Severity::Notice,
-            2 => Severity::High,
-            _ => return Err(bad("bad severity")),
-        };
-        let n_detail = r.varint().ok_or_else(truncated)?;
-        let mut detail = std::collections::BTreeMap::new();
-        for _ in 0..n_detail {
-            let k = string(&mut r)?;
-            let v = string(&mut r)?;
-            detail.insert(k, v);
-        }
+        let event = read_event(&mut r, &string, &bad)?;
         let hash = to_hex(&r.array::<32>().ok_or_else(truncated)?);
         let prev_hash = std::mem::replace(&mut prev, hash.clone());
         out.push(AuditRecord {
             seq: first + i,
-            event: AuditEvent {
-                time_ms,
-                actor,
-                action,
-                task,
-                links,
-                decision,
-                reason,
-                policies,
-                policy_hash,
-                severity,
-                detail,
-            },
+            event,
             prev_hash,
             hash,
         });
@@ -317,7 +331,7 @@ pub(crate) struct Segment {
     pub(crate) path: PathBuf,
 }
 
-fn file_name(first: u64, last: u64) -> String {
+pub(crate) fn file_name(first: u64, last: u64) -> String {
     format!("{first:020}-{last:020}.seg")
 }
 
@@ -375,6 +389,7 @@ pub(crate) fn list(dir: &Path) -> Result<Vec<Segment>> {
 
 /// Writes a segment of `records` into `dir` durably (temporary file, fsync, rename, fsync
 /// of the directory) and returns it.
+#[cfg(test)]
 pub(crate) fn write(dir: &Path, records: &[AuditRecord]) -> Result<Segment> {
     let io =
         |e: std::io::Error| StoreError::Backend(format!("audit segments `{}`: {e}", dir.display()));
@@ -386,7 +401,7 @@ pub(crate) fn write(dir: &Path, records: &[AuditRecord]) -> Result<Segment> {
     let path = dir.join(file_name(first.seq, last.seq));
     let tmp = dir.join(format!("{}.tmp", file_name(first.seq, last.seq)));
     let mut f = std::fs::File::create(&tmp).map_err(io)?;
-    f.write_all(&bytes).map_err(io)?;
+    std::io::Write::write_all(&mut f, &bytes).map_err(io)?;
     f.sync_all().map_err(io)?;
     drop(f);
     std::fs::rename(&tmp, &path).map_err(io)?;
@@ -403,7 +418,11 @@ pub(crate) fn write(dir: &Path, records: &[AuditRecord]) -> Result<Segment> {
 /// Reads one segment.
 pub(crate) fn read(segment: &Segment) -> Result<Vec<AuditRecord>> {
     let bytes = std::fs::read(&segment.path).map_err(|e| corrupt(&segment.path, &e.to_string()))?;
-    let records = decode(&bytes, &segment.path)?;
+    let records = if bytes.starts_with(crate::journal::MAGIC) {
+        crate::journal::parse(&bytes, &segment.path, false)?.records
+    } else {
+        decode(&bytes, &segment.path)?
+    };
     if records.first().map(|r| r.seq) != Some(segment.first)
         || records.last().map(|r| r.seq) != Some(segment.last)
     {

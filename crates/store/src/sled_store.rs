@@ -1,5 +1,7 @@
 //! The embedded store on sled: one tree, keys prefixed by record kind, every change one
-//! atomic batch.
+//! atomic batch. Audit records are not in sled: they go to the audit journal and sealed
+//! segments beside it (`journal.rs`, `segments.rs`), written before the batch they
+//! belong to (`sealing.rs` has the recovery that keeps the two together).
 //!
 //! | prefix | key | value |
 //! |---|---|---|
@@ -19,22 +21,20 @@
 //! | `v` | epoch (8, big endian), task id (16) | every implied revocation of that change in that task, as one value (`implied.rs`) |
 //! | `n` | nonce (16) | expiry (8, big endian) |
 //! | `g` | `t` task id (16) or `l` link id (16) | uses so far (4, big endian): use-limited roots (per task) and delegations |
-//! | `q` | sequence (8, big endian) | [`AuditRecord`] |
-//! | `m` | name | `epoch`, `audit` (sequence and hash of the last record), `policy` (hash of the policy set in force), `approval_index` (present once `w` and `u` were built for a store written before them) |
+//! | `q` | sequence (8, big endian) | [`AuditRecord`]: only in stores written before the audit journal; moved into it at open |
+//! | `m` | name | `epoch`, `audit` (sequence and hash of the last audit record of a change that wrote state), `policy` (hash of the policy set in force), `approval_index` (present once `w` and `u` were built for a store written before them) |
 
 use std::path::Path;
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use mandate_core::{LinkId, TaskId};
 use serde::{Serialize, de::DeserializeOwned};
 
 use crate::records::{
     AgentRecord, ApprovalRecord, ApprovalState, AuditRecord, LinkRecord, RevocationRecord,
-    TaskRecord, audit_hash,
+    TaskRecord,
 };
 use crate::{Change, Committed, GcStats, Result, Store, StoreError, UseCounter};
-
-use crate::audit::GENESIS_HASH as ZERO_HASH;
 
 pub use sealing::AuditSealing;
 use sealing::recover_compaction;
@@ -46,14 +46,44 @@ pub struct SledStore {
     commit_lock: Mutex<()>,
     /// Sealed audit segments (`segments.rs`), in order, and where they live.
     segments: std::sync::RwLock<Vec<crate::segments::Segment>>,
-    segments_dir: std::path::PathBuf,
     /// The segment most recently read, decoded (exports and queries page through one
     /// segment at a time).
     last_read: Mutex<Option<(u64, std::sync::Arc<Vec<AuditRecord>>)>>,
     sealing: AuditSealing,
-    /// One seal at a time. Sealing does not hold the commit lock: it reads records already
-    /// committed, writes its file and removes them, while commits append after the head.
-    seal_lock: Mutex<()>,
+    /// The open segment of the audit log. Lock order: the commit lock, then this.
+    journal: Arc<Mutex<crate::journal::Journal>>,
+    /// When sealing last failed (it is retried a while later, not on every commit).
+    seal_failed: Mutex<Option<std::time::Instant>>,
+    /// The background flusher, and dropping the sender stops it.
+    flusher: Option<(std::sync::mpsc::Sender<()>, std::thread::JoinHandle<()>)>,
+}
+
+impl Drop for SledStore {
+    fn drop(&mut self) {
+        // The flusher holds a handle on sled: it is gone before the store is, so the
+        // directory can be opened again as soon as this returns.
+        if let Some((stop, thread)) = self.flusher.take() {
+            drop(stop);
+            let _ = thread.join();
+        }
+    }
+}
+
+/// How often the background flusher makes committed changes durable (sled's own periodic
+/// flush is off: it could make a change durable before its audit record).
+const FLUSH_EVERY: std::time::Duration = std::time::Duration::from_millis(500);
+
+/// Syncs the audit journal, then flushes sled: a change is never durable before its
+/// record.
+fn flush_in_order(db: &sled::Db, journal: &Mutex<crate::journal::Journal>) -> Result<()> {
+    let file = journal
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .sync_handle()?;
+    file.sync_data()
+        .map_err(|e| StoreError::Backend(format!("syncing the audit journal: {e}")))?;
+    db.flush().map_err(backend)?;
+    Ok(())
 }
 
 impl std::fmt::Debug for SledStore {
@@ -160,24 +190,42 @@ impl SledStore {
             .path(path)
             .mode(sled::Mode::HighThroughput)
             .cache_capacity(cache_bytes)
+            .flush_every_ms(None)
             .open()
             .map_err(backend)?;
         let segments_dir = path.join("audit-segments");
         let segments = crate::segments::list(&segments_dir)?;
+        let journal = sealing::open_journal(&db, &segments_dir, &segments)?;
+        let journal = Arc::new(Mutex::new(journal));
+        let (stop, stopped) = std::sync::mpsc::channel::<()>();
+        let thread = {
+            let (db, journal) = (db.clone(), Arc::clone(&journal));
+            std::thread::Builder::new()
+                .name("mandate-store-flush".into())
+                .spawn(move || {
+                    while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
+                        stopped.recv_timeout(FLUSH_EVERY)
+                    {
+                        if let Err(e) = flush_in_order(&db, &journal) {
+                            tracing::warn!(error = %e, "background flush failed");
+                        }
+                    }
+                })
+                .map_err(|e| StoreError::Backend(format!("cannot start the flusher: {e}")))?
+        };
         let store = SledStore {
             db,
             commit_lock: Mutex::new(()),
             segments: std::sync::RwLock::new(segments),
-            segments_dir,
             last_read: Mutex::new(None),
-            seal_lock: Mutex::new(()),
             sealing: AuditSealing {
                 records_per_segment: sealing.records_per_segment.max(1),
-                keep_in_store: sealing.keep_in_store,
             },
+            journal,
+            seal_failed: Mutex::new(None),
+            flusher: Some((stop, thread)),
         };
         store.index_approvals()?;
-        store.drop_sealed_tail()?;
         Ok(store)
     }
 
@@ -225,7 +273,12 @@ impl SledStore {
             .filter_map(|s| std::fs::metadata(&s.path).ok())
             .map(|m| m.len())
             .sum();
-        Ok(self.db.size_on_disk().map_err(backend)? + segments)
+        let journal = self
+            .journal
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .bytes();
+        Ok(self.db.size_on_disk().map_err(backend)? + segments + journal)
     }
 
     fn get<T: DeserializeOwned>(&self, k: &[u8]) -> Result<Option<T>> {
@@ -281,6 +334,14 @@ impl Store for SledStore {
             .commit_lock
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
+        let stateful = !(change.agents.is_empty()
+            && change.tasks.is_empty()
+            && change.links.is_empty()
+            && change.revocations.is_empty()
+            && change.nonces.is_empty()
+            && change.approvals.is_empty()
+            && change.policy_hash.is_none()
+            && change.uses.is_empty());
         let mut batch = sled::Batch::default();
         let mut committed = Committed::default();
 
@@ -394,32 +455,34 @@ impl Store for SledStore {
             batch.insert(key(b'n', &[nonce]), &be(*expiry));
         }
 
-        let head: AuditHead = self.get(b"maudit")?.unwrap_or(AuditHead {
-            seq: 0,
-            hash: ZERO_HASH.into(),
-        });
-        let (mut seq, mut prev) = (head.seq, head.hash);
-        for event in change.audit {
-            seq += 1;
-            let hash = audit_hash(seq, &event, &prev);
-            let record = AuditRecord {
-                seq,
-                event,
-                prev_hash: prev,
-                hash: hash.clone(),
-            };
-            batch.insert(key(b'q', &[&be(seq)]), encode(&record)?);
-            committed.audit_seqs.push(seq);
-            prev = hash;
+        // The records go to the journal first, with one write; the state (and the head
+        // of the log it moves to) to sled after. A change that writes no state (an
+        // `Authorize` decision) touches sled not at all.
+        let mut journal = self.journal.lock().unwrap_or_else(PoisonError::into_inner);
+        let (records, mark) = journal.append(change.audit, stateful)?;
+        committed.audit_seqs = records.iter().map(|r| r.seq).collect();
+        if stateful {
+            let (seq, hash) = journal.head();
+            batch.insert(
+                b"maudit".to_vec(),
+                encode(&AuditHead {
+                    seq,
+                    hash: hash.to_owned(),
+                })?,
+            );
+            if let Err(e) = self.db.apply_batch(batch) {
+                journal.rollback(mark)?;
+                return Err(backend(e));
+            }
         }
-        batch.insert(b"maudit".to_vec(), encode(&AuditHead { seq, hash: prev })?);
-
-        self.db.apply_batch(batch).map_err(backend)?;
+        if journal.len() >= self.sealing.records_per_segment {
+            self.seal_locked(&mut journal);
+        }
         Ok(committed)
     }
 
     fn flush(&self) -> Result<()> {
-        self.db.flush().map(|_| ()).map_err(backend)
+        flush_in_order(&self.db, &self.journal)
     }
 
     fn agent(&self, id: &str) -> Result<Option<AgentRecord>> {
@@ -453,18 +516,6 @@ impl Store for SledStore {
             .map_err(backend)?
             .and_then(|v| <[u8; 4]>::try_from(v.as_ref()).ok())
             .map_or(0, u32::from_be_bytes))
-    }
-
-    fn seal_audit(&self) -> Result<usize> {
-        let _guard = self
-            .seal_lock
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        self.seal_audit_locked()
-    }
-
-    fn audit_seal_every(&self) -> usize {
-        self.sealing.records_per_segment
     }
 
     fn approvals_due(&self, now_ms: u64, limit: usize) -> Result<Vec<TaskId>> {
@@ -667,8 +718,9 @@ impl Store for SledStore {
     }
 
     fn audit_head(&self) -> Result<(u64, String)> {
-        let head: Option<AuditHead> = self.get(b"maudit")?;
-        Ok(head.map_or((0, ZERO_HASH.to_owned()), |h| (h.seq, h.hash)))
+        let journal = self.journal.lock().unwrap_or_else(PoisonError::into_inner);
+        let (seq, hash) = journal.head();
+        Ok((seq, hash.to_owned()))
     }
 
     fn gc(&self, now_ms: u64, history_before_ms: u64) -> Result<GcStats> {
@@ -757,11 +809,12 @@ impl Store for SledStore {
         }
         self.db.apply_batch(batch).map_err(backend)?;
         drop(guard);
-        stats.audit_sealed = self.seal_audit()?;
         Ok(stats)
     }
 }
 
+#[cfg(test)]
+mod audit_tests;
 mod implied;
 mod sealing;
 #[cfg(test)]

@@ -1,30 +1,174 @@
-//! The audit log's way out of sled: sealing committed records into segment files
-//! (`crate::segments`), reading one log across the segments and the tail, and rewriting a
-//! store with only its live data (`SledStore::compact`).
+//! The audit log beside sled: opening the journal (and recovering it against the head sled
+//! holds), sealing it into segment files (`crate::segments`), reading one log across the
+//! segments and the journal, and rewriting a store with only its live data
+//! (`SledStore::compact`).
 
 use std::path::Path;
 use std::sync::PoisonError;
 
-use super::{AuditHead, SledStore, backend, be, decode, key};
-use crate::records::AuditRecord;
+use super::{AuditHead, SledStore, backend, be, decode, encode, key};
+use crate::journal::Journal;
+use crate::records::{AuditEvent, AuditRecord, Severity};
+use crate::segments::Segment;
 use crate::{Result, StoreError};
 
 /// When audit records leave the store for sealed segments.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct AuditSealing {
-    /// Records per segment.
+    /// Records per segment: the journal is sealed when it holds this many.
     pub records_per_segment: usize,
-    /// Newest records always kept in the store (the live tail).
-    pub keep_in_store: usize,
 }
 
 impl Default for AuditSealing {
     fn default() -> AuditSealing {
         AuditSealing {
             records_per_segment: 8_192,
-            keep_in_store: 4_096,
         }
     }
+}
+
+/// The hash of the last record in `segments` (the genesis hash when there is none).
+fn last_sealed_hash(segments: &[Segment]) -> Result<String> {
+    match segments.last() {
+        Some(s) => crate::segments::read(s)?
+            .last()
+            .map(|r| r.hash.clone())
+            .ok_or_else(|| {
+                StoreError::Backend(format!("audit segment `{}` is empty", s.path.display()))
+            }),
+        None => Ok(crate::audit::GENESIS_HASH.to_owned()),
+    }
+}
+
+/// The hash of record `seq`, wherever it is.
+fn hash_of(segments: &[Segment], journal: &Journal, seq: u64) -> Result<Option<String>> {
+    if seq >= journal.first() {
+        return Ok(journal.read(seq, 1)?.pop().map(|r| r.hash));
+    }
+    match segments.iter().find(|s| s.first <= seq && seq <= s.last) {
+        Some(s) => Ok(crate::segments::read(s)?
+            .into_iter()
+            .find(|r| r.seq == seq)
+            .map(|r| r.hash)),
+        None => Ok(None),
+    }
+}
+
+/// Opens the audit journal and brings it into agreement with sled, which stores the log's
+/// head with every change that writes state:
+///
+/// - records of a store written before the journal (kept in sled under `q`) move into it;
+/// - records after sled's head whose change wrote state are cut, with everything after
+///   them: the process died after writing them and before sled took the change (records
+///   of decisions that wrote no state stay);
+/// - a journal that ends before sled's head (a power failure lost its unsynced tail while
+///   sled kept a later change: never a process crash, which keeps both) gets an
+///   `audit.records_lost` record saying which sequence numbers were lost, and the log
+///   continues from what survived.
+pub(super) fn open_journal(db: &sled::Db, dir: &Path, segments: &[Segment]) -> Result<Journal> {
+    let sealed = segments.last().map_or(0, |s| s.last);
+    let get_head = || -> Result<Option<AuditHead>> {
+        match db.get(b"maudit").map_err(backend)? {
+            Some(v) => decode(b"maudit", &v).map(Some),
+            None => Ok(None),
+        }
+    };
+    let legacy: Vec<AuditRecord> = db
+        .range(key(b'q', &[&be(0)])..key(b'q', &[&be(u64::MAX)]))
+        .map(|item| {
+            let (k, v) = item.map_err(backend)?;
+            decode(&k, &v)
+        })
+        .collect::<Result<_>>()?;
+    let (mut journal, stateful) = Journal::open(dir, sealed + 1, &last_sealed_hash(segments)?)?;
+    if !legacy.is_empty() {
+        // Records a segment already holds (a seal of the old layout was interrupted) and
+        // records the journal already took (this move was interrupted) are only removed.
+        let fresh: Vec<AuditRecord> = legacy
+            .iter()
+            .filter(|r| r.seq > journal.head().0)
+            .cloned()
+            .collect();
+        journal.append_records(&fresh)?;
+        journal
+            .sync_handle()?
+            .sync_all()
+            .map_err(|e| StoreError::Backend(format!("audit journal: {e}")))?;
+        let mut batch = sled::Batch::default();
+        for r in &legacy {
+            batch.remove(key(b'q', &[&be(r.seq)]));
+        }
+        db.apply_batch(batch).map_err(backend)?;
+        db.flush().map_err(backend)?;
+        tracing::info!(
+            records = fresh.len(),
+            "audit records moved from the store into the journal"
+        );
+    }
+    let Some(head) = get_head()? else {
+        return Ok(journal);
+    };
+    let last = journal.head().0;
+    if last >= head.seq {
+        if head.seq > 0 && hash_of(segments, &journal, head.seq)?.as_deref() != Some(&head.hash) {
+            return Err(StoreError::Backend(format!(
+                "the audit log and the store disagree at record {}: not opening",
+                head.seq
+            )));
+        }
+        // The first record after sled's head whose change wrote state never had its
+        // change applied: cut there.
+        let first = journal.first();
+        let cut = stateful
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (first + i as u64, *s))
+            .find(|(seq, s)| *s && *seq > head.seq)
+            .map(|(seq, _)| seq);
+        if let Some(cut) = cut {
+            let dropped = journal.truncate_after(cut - 1)?;
+            tracing::warn!(
+                from = cut,
+                dropped,
+                "audit records of changes that never reached the store were dropped"
+            );
+        }
+        return Ok(journal);
+    }
+    // The journal lost records that sled's changes have.
+    let mut e = AuditEvent::new(
+        "coordinator",
+        crate::records::AuditAction::AuditRecordsLost,
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64),
+    );
+    e.severity = Severity::High;
+    e.detail.insert("lost_from".into(), (last + 1).to_string());
+    e.detail.insert("lost_to".into(), head.seq.to_string());
+    e.detail.insert("lost_head_hash".into(), head.hash.clone());
+    let (records, _) = journal.append(vec![e], true)?;
+    journal
+        .sync_handle()?
+        .sync_all()
+        .map_err(|e| StoreError::Backend(format!("audit journal: {e}")))?;
+    let (seq, hash) = journal.head();
+    db.insert(
+        b"maudit",
+        encode(&AuditHead {
+            seq,
+            hash: hash.to_owned(),
+        })?,
+    )
+    .map_err(backend)?;
+    db.flush().map_err(backend)?;
+    tracing::error!(
+        from = last + 1,
+        to = head.seq,
+        record = records.first().map_or(0, |r| r.seq),
+        "audit records were lost (a power failure before they were synced); an audit.records_lost record says which"
+    );
+    Ok(journal)
 }
 
 /// Finishes or undoes a compaction a crash interrupted: the old store moved aside and the
@@ -111,85 +255,43 @@ impl SledStore {
         Ok((before, after))
     }
 
-    /// The last sequence number in a sealed segment (0: none).
-    pub(super) fn sealed(&self) -> u64 {
-        self.segments
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .last()
-            .map_or(0, |s| s.last)
-    }
-
-    /// Records still in the store that a segment already holds (a crash between writing
-    /// the segment and removing them): removed now.
-    pub(super) fn drop_sealed_tail(&self) -> Result<()> {
-        let sealed = self.sealed();
-        if sealed == 0 {
-            return Ok(());
+    /// Seals the journal (called under the commit lock when it is full): everything in it
+    /// is made durable first, journal and store, so no recovery ever needs to cut into a
+    /// sealed segment. A failure is logged and retried a minute later; the journal keeps
+    /// growing meanwhile.
+    pub(super) fn seal_locked(&self, journal: &mut Journal) {
+        let mut failed = self
+            .seal_failed
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if failed.is_some_and(|t| t.elapsed() < std::time::Duration::from_secs(60)) {
+            return;
         }
-        let mut batch = sled::Batch::default();
-        let mut any = false;
-        for k in self
-            .db
-            .range(key(b'q', &[&be(0)])..key(b'q', &[&be(sealed.saturating_add(1))]))
-            .keys()
-        {
-            batch.remove(k.map_err(backend)?);
-            any = true;
-        }
-        if any {
-            self.db.apply_batch(batch).map_err(backend)?;
+        let sealed = (|| -> Result<Segment> {
+            journal
+                .sync_handle()?
+                .sync_data()
+                .map_err(|e| StoreError::Backend(format!("audit journal: {e}")))?;
             self.db.flush().map_err(backend)?;
-        }
-        Ok(())
-    }
-
-    /// Moves the oldest audit records of the store into sealed segments while more than
-    /// `keep_in_store + records_per_segment` are there. Called under the seal lock.
-    /// Returns how many records were sealed.
-    pub(super) fn seal_audit_locked(&self) -> Result<usize> {
-        let mut moved = 0;
-        // Only durable records are sealed: the head first, then a flush that covers it. A
-        // segment holding a record a crash could still take back would outlive it, and the
-        // log would fork at restart.
-        let head = self.get::<AuditHead>(b"maudit")?.map_or(0, |h| h.seq);
-        let s = self.sealing;
-        if head.saturating_sub(self.sealed()) < (s.keep_in_store + s.records_per_segment) as u64 {
-            return Ok(0);
-        }
-        self.db.flush().map_err(backend)?;
-        loop {
-            let sealed = self.sealed();
-            if head.saturating_sub(sealed) < (s.keep_in_store + s.records_per_segment) as u64 {
-                return Ok(moved);
+            journal.seal()
+        })();
+        match sealed {
+            Ok(segment) => {
+                *failed = None;
+                tracing::info!(
+                    first = segment.first,
+                    last = segment.last,
+                    "audit journal sealed into a segment"
+                );
+                self.segments
+                    .write()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .push(segment);
             }
-            let records = self.audit_tail_after(sealed, s.records_per_segment)?;
-            if records.len() < s.records_per_segment
-                || records.first().map(|r| r.seq) != Some(sealed + 1)
-            {
-                return Err(StoreError::Backend(format!(
-                    "the audit log in the store does not continue after record {sealed}: not sealing"
-                )));
+            Err(e) => {
+                *failed = Some(std::time::Instant::now());
+                tracing::warn!(error = %e, "sealing the audit journal failed; retrying in a minute");
             }
-            // The segment is durable before its records leave the store; readers see it
-            // in the list before they are gone.
-            let segment = crate::segments::write(&self.segments_dir, &records)?;
-            let last = segment.last;
-            self.segments
-                .write()
-                .unwrap_or_else(PoisonError::into_inner)
-                .push(segment);
-            let mut batch = sled::Batch::default();
-            for r in &records {
-                batch.remove(key(b'q', &[&be(r.seq)]));
-            }
-            self.db.apply_batch(batch).map_err(backend)?;
-            tracing::info!(
-                first = sealed + 1,
-                last,
-                "audit records sealed into a segment"
-            );
-            moved += records.len();
         }
     }
 
@@ -225,26 +327,13 @@ impl SledStore {
             next = segment.last + 1;
         }
         let rest = limit - out.len();
-        let tail = self.audit_tail_after(next - 1, rest)?;
-        if tail.first().is_some_and(|r| r.seq != next) {
+        let journal = self.journal.lock().unwrap_or_else(PoisonError::into_inner);
+        // A seal between reading the segment list and here moved records on: read again.
+        if journal.first() > next {
             return Ok(None);
         }
-        out.extend(tail);
+        out.extend(journal.read(next, rest)?);
         Ok(Some(out))
-    }
-
-    /// Audit records in the store (not in segments) after `after`.
-    pub(super) fn audit_tail_after(&self, after: u64, limit: usize) -> Result<Vec<AuditRecord>> {
-        let start = key(b'q', &[&be(after.saturating_add(1))]);
-        let mut out = Vec::new();
-        for item in self.db.range(start..) {
-            let (k, v) = item.map_err(backend)?;
-            if k.first() != Some(&b'q') || out.len() >= limit {
-                break;
-            }
-            out.push(decode(&k, &v)?);
-        }
-        Ok(out)
     }
 
     /// The records of the segment holding `seq`, decoded (the last one read is kept).

@@ -5,7 +5,7 @@ use mandate_core::{Digest, LinkId, TaskId};
 use super::*;
 use crate::{AgentStatus, AuditEvent, NewRevocation, Severity, TaskState};
 
-fn event(action: &str) -> AuditEvent {
+pub(super) fn event(action: &str) -> AuditEvent {
     // Store tests label records freely; the store does not interpret actions.
     let mut e = AuditEvent::new("spiffe://t/admin", crate::AuditAction::LinkRevoked, 1);
     e.action = action.into();
@@ -59,7 +59,7 @@ fn approval(task: TaskId) -> crate::ApprovalRecord {
     }
 }
 
-fn task(id: u8) -> TaskRecord {
+pub(super) fn task(id: u8) -> TaskRecord {
     TaskRecord {
         id: TaskId::from_bytes([id; 16]),
         requester: "spiffe://t/planner".into(),
@@ -234,11 +234,11 @@ fn audit_records_form_a_hash_chain() {
     }
     let records = s.audit_after(0, 100).unwrap();
     assert_eq!(records.len(), 6);
-    let mut prev = ZERO_HASH.to_string();
+    let mut prev = crate::GENESIS_HASH.to_string();
     for (i, r) in records.iter().enumerate() {
         assert_eq!(r.seq, i as u64 + 1);
         assert_eq!(r.prev_hash, prev);
-        assert_eq!(r.hash, audit_hash(r.seq, &r.event, &r.prev_hash));
+        assert_eq!(r.hash, crate::audit_hash(r.seq, &r.event, &r.prev_hash));
         prev = r.hash.clone();
     }
     assert_eq!(s.audit_after(4, 100).unwrap().len(), 2);
@@ -300,7 +300,7 @@ fn state_survives_reopening() {
         .unwrap();
         s.flush().unwrap();
     }
-    let s = open_sealing(dir.path(), 65_536, 16_384);
+    let s = super::audit_tests::open_sealing(dir.path(), 65_536);
     assert!(s.agent("spiffe://t/a").unwrap().is_some());
     assert_eq!(s.task(&t.id).unwrap().unwrap(), t);
     assert!(s.link(&LinkId::from_bytes([1; 16])).unwrap().is_some());
@@ -349,7 +349,6 @@ fn gc_forgets_expired_revocations_and_nonces_only() {
             nonces: 1,
             links: 0,
             tasks: 0,
-            audit_sealed: 0,
         }
     );
     assert!(
@@ -367,64 +366,6 @@ fn gc_forgets_expired_revocations_and_nonces_only() {
     assert_eq!(s.nonce(&[1; 16]).unwrap(), None);
     // The epoch never goes back.
     assert_eq!(s.epoch().unwrap(), 1);
-}
-
-#[test]
-fn verification_finds_edits_gaps_and_truncation() {
-    let (_dir, s) = open();
-    for i in 0..5 {
-        s.commit(Change {
-            audit: vec![event(&format!("e{i}"))],
-            ..Change::default()
-        })
-        .unwrap();
-    }
-    let v = crate::verify_audit(&s, 0, 0).unwrap();
-    assert!(v.intact(), "{v:?}");
-    assert_eq!((v.checked, v.head_seq), (5, 5));
-    assert_eq!(crate::verify_audit(&s, 2, 4).unwrap().checked, 3);
-
-    // Edit record 3 in place: its hash no longer matches.
-    let k = key(b'q', &[&be(3)]);
-    let mut rec: AuditRecord = decode(&k, &s.db.get(&k).unwrap().unwrap()).unwrap();
-    rec.event.reason = "nothing to see".into();
-    s.db.insert(&k, encode(&rec).unwrap()).unwrap();
-    let v = crate::verify_audit(&s, 0, 0).unwrap();
-    assert_eq!(v.broken.as_ref().map(|b| b.0), Some(3), "{v:?}");
-    assert_eq!(v.checked, 2);
-
-    // Re-hash the edited record too: now record 4 no longer links to it.
-    rec.hash = audit_hash(3, &rec.event, &rec.prev_hash);
-    s.db.insert(&k, encode(&rec).unwrap()).unwrap();
-    assert_eq!(
-        crate::verify_audit(&s, 0, 0).unwrap().broken.map(|b| b.0),
-        Some(4)
-    );
-
-    // A deleted record is a gap; a deleted tail is caught by the head marker.
-    let (_dir, s) = open();
-    for i in 0..4 {
-        s.commit(Change {
-            audit: vec![event(&format!("e{i}"))],
-            ..Change::default()
-        })
-        .unwrap();
-    }
-    s.db.remove(key(b'q', &[&be(2)])).unwrap();
-    assert_eq!(
-        crate::verify_audit(&s, 0, 0).unwrap().broken.map(|b| b.0),
-        Some(2)
-    );
-    let (_dir, s) = open();
-    for i in 0..4 {
-        s.commit(Change {
-            audit: vec![event(&format!("e{i}"))],
-            ..Change::default()
-        })
-        .unwrap();
-    }
-    s.db.remove(key(b'q', &[&be(4)])).unwrap();
-    assert!(!crate::verify_audit(&s, 0, 0).unwrap().intact());
 }
 
 #[test]
@@ -480,21 +421,6 @@ fn queries_filter_and_page() {
         ..Default::default()
     };
     assert_eq!(crate::query_audit(&s, &f, 0, 100).unwrap().0.len(), 2);
-}
-
-#[test]
-fn a_gap_inside_a_range_that_ends_before_the_head_is_reported() {
-    let (_dir, s) = open();
-    for i in 0..6 {
-        s.commit(Change {
-            audit: vec![event(&format!("e{i}"))],
-            ..Change::default()
-        })
-        .unwrap();
-    }
-    s.db.remove(key(b'q', &[&be(3)])).unwrap();
-    let v = crate::verify_audit(&s, 1, 4).unwrap();
-    assert_eq!(v.broken.map(|b| b.0), Some(3));
 }
 
 #[test]
@@ -763,14 +689,14 @@ fn pending_approvals_are_indexed_by_expiry_and_requester() {
     }
     assert!(s.approvals_due(100, 10).unwrap().is_empty());
     drop(s);
-    let s = open_sealing(dir.path(), 65_536, 16_384);
+    let s = super::audit_tests::open_sealing(dir.path(), 65_536);
     assert_eq!(s.approvals_due(100, 10).unwrap(), vec![ids[2], ids[1]]);
     assert_eq!(s.pending_approvals_of("spiffe://t/a", 0, 100).unwrap(), 1);
 }
 
 /// An event with enough variety to exercise the segment encoding: links (canonical and
 /// not), a task, policies, detail, each severity.
-fn varied_event(i: u64) -> AuditEvent {
+pub(super) fn varied_event(i: u64) -> AuditEvent {
     let mut e = event(if i.is_multiple_of(3) {
         "invocation.authorized"
     } else {
@@ -796,197 +722,6 @@ fn varied_event(i: u64) -> AuditEvent {
     e.detail.insert("resource".into(), format!("files/{i}"));
     e.detail.insert("action".into(), "read".into());
     e
-}
-
-/// Opens (or reopens) a store, waiting out the file lock a store just dropped in this
-/// process may still hold while sled's threads wind down.
-fn open_sealing(dir: &std::path::Path, per: usize, keep: usize) -> SledStore {
-    let sealing = crate::AuditSealing {
-        records_per_segment: per,
-        keep_in_store: keep,
-    };
-    for _ in 0..200 {
-        match SledStore::open_with(dir, DEFAULT_CACHE_BYTES, sealing) {
-            Ok(s) => return s,
-            Err(e) if e.to_string().contains("lock") => {
-                std::thread::sleep(std::time::Duration::from_millis(10));
-            }
-            Err(e) => panic!("cannot open the store: {e}"),
-        }
-    }
-    panic!("the store stayed locked");
-}
-
-#[test]
-fn audit_records_move_into_sealed_segments_and_read_back_the_same() {
-    let dir = tempfile::tempdir().unwrap();
-    let s = open_sealing(dir.path(), 10, 5);
-    for i in 0..47u64 {
-        s.commit(Change {
-            audit: vec![varied_event(i)],
-            ..Change::default()
-        })
-        .unwrap();
-    }
-    let before = s.audit_after(0, 1000).unwrap();
-    assert_eq!(before.len(), 47);
-    let stats = s.gc(0, 0).unwrap();
-    // 47 records, 5 kept: four segments of 10 leave 7 in the store.
-    assert_eq!(stats.audit_sealed, 40);
-    assert_eq!(s.gc(0, 0).unwrap().audit_sealed, 0);
-    let segs: Vec<_> = std::fs::read_dir(dir.path().join("audit-segments"))
-        .unwrap()
-        .map(|e| e.unwrap().file_name().into_string().unwrap())
-        .collect();
-    assert_eq!(segs.len(), 4, "{segs:?}");
-    assert_eq!(s.db.scan_prefix(b"q").count(), 7);
-    // Every read path sees one log: the same records, from any starting point and page.
-    assert_eq!(s.audit_after(0, 1000).unwrap(), before);
-    for after in [0, 3, 9, 10, 11, 39, 40, 41, 46, 47] {
-        for limit in [1, 4, 10, 100] {
-            let got = s.audit_after(after, limit).unwrap();
-            let want: Vec<_> = before
-                .iter()
-                .filter(|r| r.seq > after)
-                .take(limit)
-                .cloned()
-                .collect();
-            assert_eq!(got, want, "after {after} limit {limit}");
-        }
-    }
-    let v = crate::verify_audit(&s, 0, 0).unwrap();
-    assert!(v.intact(), "{:?}", v.broken);
-    assert_eq!(v.checked, 47);
-    // The chain continues, and survives reopening.
-    s.commit(Change {
-        audit: vec![event("after")],
-        ..Change::default()
-    })
-    .unwrap();
-    drop(s);
-    let s = open_sealing(dir.path(), 10, 5);
-    let all = s.audit_after(0, 1000).unwrap();
-    assert_eq!(all.len(), 48);
-    assert_eq!(all[..47], before[..]);
-    assert!(crate::verify_audit(&s, 0, 0).unwrap().intact());
-}
-
-#[test]
-fn segments_are_compact() {
-    let dir = tempfile::tempdir().unwrap();
-    let s = open_sealing(dir.path(), 1000, 0);
-    for i in 0..1000u64 {
-        let mut e = event("invocation.authorized");
-        e.time_ms = 1_800_000_000_000 + i;
-        e.task = Some(TaskId::from_bytes([7; 16]));
-        e.links = (0..3u8)
-            .map(|n| LinkId::from_bytes([n; 16]).to_string())
-            .collect();
-        e.decision = "allow".into();
-        e.policies = vec!["default.invoke".into()];
-        e.policy_hash = format!("sha256:{}", "ab".repeat(32));
-        e.actor = "spiffe://mandate.local/tools/files".into();
-        e.detail.insert("action".into(), "read".into());
-        e.detail
-            .insert("resource".into(), format!("files/data/{}", i % 50));
-        e.detail
-            .insert("holder".into(), "spiffe://mandate.local/agents/sub".into());
-        s.commit(Change {
-            audit: vec![e],
-            ..Change::default()
-        })
-        .unwrap();
-    }
-    s.gc(0, 0).unwrap();
-    let seg = std::fs::read_dir(dir.path().join("audit-segments"))
-        .unwrap()
-        .next()
-        .unwrap()
-        .unwrap();
-    let per_record = seg.metadata().unwrap().len() / 1000;
-    // An Authorize record is about 720 bytes of JSON; sealed, it is a fraction of that.
-    assert!(per_record <= 200, "{per_record} bytes per record");
-}
-
-#[test]
-fn a_crash_during_sealing_leaves_one_log() {
-    let dir = tempfile::tempdir().unwrap();
-    let s = open_sealing(dir.path(), 10, 0);
-    for i in 0..20u64 {
-        s.commit(Change {
-            audit: vec![varied_event(i)],
-            ..Change::default()
-        })
-        .unwrap();
-    }
-    let before = s.audit_after(0, 100).unwrap();
-    s.flush().unwrap();
-    // Killed after the segment was written but before its records left the store; and a
-    // half-written next segment.
-    crate::segments::write(&dir.path().join("audit-segments"), &before[..10]).unwrap();
-    std::fs::write(
-        dir.path()
-            .join("audit-segments/00000000000000000011-00000000000000000020.seg.tmp"),
-        b"MANDSEG1 partial",
-    )
-    .unwrap();
-    drop(s);
-    let s = open_sealing(dir.path(), 10, 0);
-    assert_eq!(s.audit_after(0, 100).unwrap(), before);
-    assert_eq!(
-        s.db.scan_prefix(b"q").count(),
-        10,
-        "the sealed copies were dropped"
-    );
-    assert_eq!(
-        std::fs::read_dir(dir.path().join("audit-segments"))
-            .unwrap()
-            .count(),
-        1,
-        "the partial file was removed"
-    );
-    assert!(crate::verify_audit(&s, 0, 0).unwrap().intact());
-}
-
-#[test]
-fn an_edited_or_missing_segment_is_detected() {
-    let dir = tempfile::tempdir().unwrap();
-    let s = open_sealing(dir.path(), 10, 0);
-    for i in 0..30u64 {
-        s.commit(Change {
-            audit: vec![varied_event(i)],
-            ..Change::default()
-        })
-        .unwrap();
-    }
-    s.gc(0, 0).unwrap();
-    drop(s);
-    let segs = dir.path().join("audit-segments");
-    let second = segs.join("00000000000000000011-00000000000000000020.seg");
-    // Flip one bit of the last record of the second segment (record 20).
-    let mut bytes = std::fs::read(&second).unwrap();
-    let n = bytes.len();
-    bytes[n - 1] ^= 1;
-    std::fs::write(&second, &bytes).unwrap();
-    let s = open_sealing(dir.path(), 10, 0);
-    let v = crate::verify_audit(&s, 0, 0).unwrap();
-    assert!(!v.intact());
-    assert_eq!(v.broken.as_ref().unwrap().0, 20, "{:?}", v.broken);
-    drop(s);
-    std::fs::remove_file(&second).unwrap();
-    let mut refused = None;
-    for _ in 0..200 {
-        match SledStore::open(dir.path()) {
-            Err(e) if e.to_string().contains("lock") => {
-                std::thread::sleep(std::time::Duration::from_millis(10));
-            }
-            other => {
-                refused = Some(other.is_err());
-                break;
-            }
-        }
-    }
-    assert_eq!(refused, Some(true), "a gap between segments is refused");
 }
 
 #[test]
@@ -1032,58 +767,4 @@ fn key_stats() {
         eprintln!("{prefix}: {keys} keys, {bytes} bytes");
     }
     eprintln!("on disk: {} bytes", s.size_on_disk().unwrap());
-}
-
-#[test]
-fn compaction_keeps_every_record_and_gives_space_back() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("store");
-    {
-        let s = open_sealing(&path, 64, 16);
-        // Churn: records written, then superseded, so sled's log holds old versions.
-        for round in 0..20u64 {
-            for i in 0..50u64 {
-                let mut t = task((i % 200) as u8);
-                t.intent = format!("round {round} task {i} {}", "x".repeat(200));
-                s.commit(Change {
-                    tasks: vec![t],
-                    audit: vec![varied_event(round * 50 + i)],
-                    ..Change::default()
-                })
-                .unwrap();
-            }
-        }
-        s.gc(0, 0).unwrap();
-        s.flush().unwrap();
-    }
-    let before = open_sealing(&path, 64, 16);
-    let stats = before.key_stats().unwrap();
-    let log = before.audit_after(0, 10_000).unwrap();
-    drop(before);
-    let mut result = None;
-    for _ in 0..200 {
-        match SledStore::compact(&path) {
-            Err(e) if e.to_string().contains("lock") => {
-                std::thread::sleep(std::time::Duration::from_millis(10));
-            }
-            other => {
-                result = Some(other.unwrap());
-                break;
-            }
-        }
-    }
-    let (size_before, size_after) = result.unwrap();
-    assert!(size_after < size_before, "{size_before} -> {size_after}");
-    let after = open_sealing(&path, 64, 16);
-    assert_eq!(after.key_stats().unwrap(), stats);
-    assert_eq!(after.audit_after(0, 10_000).unwrap(), log);
-    assert!(crate::verify_audit(&after, 0, 0).unwrap().intact());
-    drop(after);
-    // A crash between the two renames: the old store is put back at open.
-    std::fs::rename(&path, path.with_extension("pre-compact")).unwrap();
-    std::fs::create_dir(path.with_extension("compact")).unwrap();
-    let recovered = open_sealing(&path, 64, 16);
-    assert_eq!(recovered.audit_after(0, 10_000).unwrap(), log);
-    assert!(!path.with_extension("compact").exists());
-    assert!(!path.with_extension("pre-compact").exists());
 }

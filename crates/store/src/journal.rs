@@ -1,0 +1,535 @@
+//! The audit journal: where audit records are written, outside sled. It is the open
+//! segment of the log: when it holds a segment's worth of records it is synced and renamed
+//! into a sealed segment (`<first>-<last>.seg`) as it is, and a new journal begins.
+//!
+//! ```text
+//! "MANDSEG2" | first seq u64 BE | the first record's prev_hash, 32 bytes | frames
+//! frame: body length u32 LE | CRC-32 of the body u32 LE | body
+//! body:  flags u8 (bit 0: the record's change also wrote state to the store)
+//!        | new strings: count varint, each length varint and UTF-8 bytes
+//!        | the event (as in MANDSEG1, strings as indexes into the strings defined so far)
+//!        | the record's hash, 32 bytes
+//! ```
+//!
+//! Ordering against the store (docs/AUDIT.md, "Where records are kept"): a commit writes
+//! its frames with one `write` before it applies its change to sled, and a flush syncs the
+//! journal before it flushes sled. A process crash therefore never leaves a change without
+//! its record; a frame without its change (the process died between the two writes) is
+//! cut at the next open, found by comparing the journal with the audit head that sled
+//! stores with every change.
+
+use std::fs::File;
+use std::io::Write as _;
+use std::os::unix::fs::FileExt as _;
+use std::path::{Path, PathBuf};
+
+use crate::records::{AuditEvent, AuditRecord, audit_hash};
+use crate::segments::{Reader, Segment, Strings, corrupt, hex32, put_event, put_varint, to_hex};
+use crate::{Result, StoreError};
+
+pub(crate) const MAGIC: &[u8; 8] = b"MANDSEG2";
+const HEADER: u64 = 8 + 8 + 32;
+/// The journal's file name in the segments directory.
+pub(crate) const FILE: &str = "journal";
+/// Largest frame body accepted when reading (a record is a few hundred bytes).
+const MAX_FRAME: u32 = 16 << 20;
+
+/// What a parse of a segment or journal file found.
+pub(crate) struct Parsed {
+    pub(crate) first: u64,
+    pub(crate) first_prev: [u8; 32],
+    pub(crate) records: Vec<AuditRecord>,
+    /// Whether each record's change wrote state.
+    pub(crate) stateful: Vec<bool>,
+    pub(crate) offsets: Vec<u64>,
+    /// Bytes up to the end of the last whole, valid frame.
+    pub(crate) end: u64,
+    pub(crate) strings: Strings,
+}
+
+/// Parses `bytes`. `lenient`: stop at the first torn or corrupt frame (a journal after a
+/// crash) instead of failing (a sealed segment must be whole).
+pub(crate) fn parse(bytes: &[u8], path: &Path, lenient: bool) -> Result<Parsed> {
+    let bad = |why: &str| corrupt(path, why);
+    let mut r = Reader { bytes, at: 0 };
+    if r.take(8) != Some(&MAGIC[..]) {
+        return Err(bad("not a segment (bad magic)"));
+    }
+    let first = u64::from_be_bytes(r.array().ok_or_else(|| bad("truncated header"))?);
+    let first_prev: [u8; 32] = r.array().ok_or_else(|| bad("truncated header"))?;
+    let mut p = Parsed {
+        first,
+        first_prev,
+        records: Vec::new(),
+        stateful: Vec::new(),
+        offsets: Vec::new(),
+        end: HEADER,
+        strings: Strings::default(),
+    };
+    let mut prev = to_hex(&first_prev);
+    while r.at < bytes.len() {
+        let at = r.at;
+        match frame(&mut r, &mut p.strings, path) {
+            Ok((event, stateful, hash)) => {
+                let seq = first + p.records.len() as u64;
+                let hash = to_hex(&hash);
+                p.records.push(AuditRecord {
+                    seq,
+                    event,
+                    prev_hash: std::mem::replace(&mut prev, hash.clone()),
+                    hash,
+                });
+                p.stateful.push(stateful);
+                p.offsets.push(at as u64);
+                p.end = r.at as u64;
+            }
+            // Only the last frame may be torn (a write cut short): a bad frame with whole
+            // frames after it is damage, and opening stops rather than cut records away.
+            Err(e) if lenient && reaches_end(bytes, at) => {
+                tracing::warn!(error = %e, at, "audit journal: dropping a torn last frame");
+                break;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(p)
+}
+
+/// Whether the frame at `at` runs to the end of `bytes` (or its header does not fit).
+fn reaches_end(bytes: &[u8], at: usize) -> bool {
+    match bytes.get(at..at + 4) {
+        Some(len) => {
+            let len = u32::from_le_bytes(len.try_into().unwrap_or([0; 4])) as usize;
+            at.saturating_add(8).saturating_add(len) >= bytes.len()
+        }
+        None => true,
+    }
+}
+
+/// One frame: its event, flag and hash. New strings join `strings` only when the whole
+/// frame is valid.
+fn frame(
+    r: &mut Reader<'_>,
+    strings: &mut Strings,
+    path: &Path,
+) -> Result<(AuditEvent, bool, [u8; 32])> {
+    let bad = |why: &str| corrupt(path, why);
+    let len = u32::from_le_bytes(r.array().ok_or_else(|| bad("truncated frame"))?);
+    let crc = u32::from_le_bytes(r.array().ok_or_else(|| bad("truncated frame"))?);
+    if len > MAX_FRAME {
+        return Err(bad("frame too long"));
+    }
+    let body = r.take(len as usize).ok_or_else(|| bad("truncated frame"))?;
+    if crc32fast::hash(body) != crc {
+        return Err(bad("frame checksum mismatch"));
+    }
+    let mut b = Reader { bytes: body, at: 0 };
+    let flags = b.u8().ok_or_else(|| bad("truncated frame"))?;
+    let n_new = b.varint().ok_or_else(|| bad("truncated frame"))?;
+    let mut new = Vec::new();
+    for _ in 0..n_new {
+        let len = usize::try_from(b.varint().ok_or_else(|| bad("truncated string"))?)
+            .map_err(|_| bad("string too long"))?;
+        let raw = b.take(len).ok_or_else(|| bad("truncated string"))?;
+        new.push(
+            std::str::from_utf8(raw)
+                .map_err(|_| bad("a string is not UTF-8"))?
+                .to_owned(),
+        );
+    }
+    let known = strings.list.len();
+    let string = |r: &mut Reader<'_>| -> Result<String> {
+        let i = usize::try_from(r.varint().ok_or_else(|| bad("truncated record"))?)
+            .map_err(|_| bad("a string index is out of range"))?;
+        if i < known {
+            Ok(strings.list[i].clone())
+        } else {
+            new.get(i - known)
+                .cloned()
+                .ok_or_else(|| bad("a string index is out of range"))
+        }
+    };
+    let event = crate::segments::read_event(&mut b, &string, &bad)?;
+    let hash: [u8; 32] = b.array().ok_or_else(|| bad("truncated record"))?;
+    if b.at != body.len() {
+        return Err(bad("bytes after a record in its frame"));
+    }
+    for s in new {
+        strings.id(&s);
+    }
+    Ok((event, flags & 1 == 1, hash))
+}
+
+/// Appends one record's frame to `out`, interning its strings.
+fn put_frame(out: &mut Vec<u8>, r: &AuditRecord, stateful: bool, strings: &mut Strings) {
+    let known = strings.list.len();
+    let mut fields = Vec::with_capacity(160);
+    put_event(&mut fields, &r.event, &mut |s| strings.id(s));
+    let mut body = Vec::with_capacity(fields.len() + 64);
+    body.push(u8::from(stateful));
+    put_varint(&mut body, (strings.list.len() - known) as u64);
+    for s in &strings.list[known..] {
+        put_varint(&mut body, s.len() as u64);
+        body.extend_from_slice(s.as_bytes());
+    }
+    body.extend_from_slice(&fields);
+    // The hash was computed by this process over a hex string it made: it decodes.
+    body.extend_from_slice(&hex32(&r.hash).unwrap_or([0; 32]));
+    out.extend_from_slice(&(body.len() as u32).to_le_bytes());
+    out.extend_from_slice(&crc32fast::hash(&body).to_le_bytes());
+    out.extend_from_slice(&body);
+}
+
+fn header(first: u64, prev: &[u8; 32]) -> Vec<u8> {
+    let mut h = Vec::with_capacity(HEADER as usize);
+    h.extend_from_slice(MAGIC);
+    h.extend_from_slice(&first.to_be_bytes());
+    h.extend_from_slice(prev);
+    h
+}
+
+fn sync_dir(dir: &Path) -> std::io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+/// Where an append started, to undo it.
+pub(crate) struct Mark {
+    records: usize,
+    end: u64,
+    strings: usize,
+    head: (u64, String),
+}
+
+/// The open journal.
+pub(crate) struct Journal {
+    dir: PathBuf,
+    file: File,
+    first: u64,
+    first_prev: [u8; 32],
+    offsets: Vec<u64>,
+    hashes: Vec<[u8; 32]>,
+    end: u64,
+    strings: Strings,
+    head: (u64, String),
+    /// A failed write that could not be undone: nothing more is written.
+    broken: bool,
+}
+
+impl Journal {
+    /// Opens the journal in `dir`, or creates an empty one whose first record is `first`
+    /// after a record with hash `prev`. Returns it and, for recovery, whether each of its
+    /// records' changes wrote state.
+    pub(crate) fn open(dir: &Path, first: u64, prev: &str) -> Result<(Journal, Vec<bool>)> {
+        let io = |e: std::io::Error| {
+            StoreError::Backend(format!("audit journal in `{}`: {e}", dir.display()))
+        };
+        std::fs::create_dir_all(dir).map_err(io)?;
+        let path = dir.join(FILE);
+        if !path.exists() {
+            let prev = hex32(prev)
+                .ok_or_else(|| StoreError::Backend("the audit head has a malformed hash".into()))?;
+            let tmp = dir.join(format!("{FILE}.tmp"));
+            let mut f = File::create(&tmp).map_err(io)?;
+            f.write_all(&header(first, &prev)).map_err(io)?;
+            f.sync_all().map_err(io)?;
+            drop(f);
+            std::fs::rename(&tmp, &path).map_err(io)?;
+            sync_dir(dir).map_err(io)?;
+        }
+        let bytes = std::fs::read(&path).map_err(io)?;
+        let p = parse(&bytes, &path, true)?;
+        if p.first != first {
+            return Err(corrupt(
+                &path,
+                &format!(
+                    "starts at record {} where record {first} was expected",
+                    p.first
+                ),
+            ));
+        }
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&path)
+            .map_err(io)?;
+        if p.end < bytes.len() as u64 {
+            file.set_len(p.end).map_err(io)?;
+            file.sync_all().map_err(io)?;
+        }
+        let head = p.records.last().map_or_else(
+            || (first - 1, to_hex(&p.first_prev)),
+            |r| (r.seq, r.hash.clone()),
+        );
+        let hashes = p
+            .records
+            .iter()
+            .map(|r| hex32(&r.hash).unwrap_or([0; 32]))
+            .collect();
+        Ok((
+            Journal {
+                dir: dir.to_path_buf(),
+                file,
+                first,
+                first_prev: p.first_prev,
+                offsets: p.offsets,
+                hashes,
+                end: p.end,
+                strings: p.strings,
+                head,
+                broken: false,
+            },
+            p.stateful,
+        ))
+    }
+
+    /// The newest record's sequence number and hash.
+    pub(crate) fn head(&self) -> (u64, &str) {
+        (self.head.0, &self.head.1)
+    }
+
+    /// The first sequence number the journal holds (or will hold).
+    pub(crate) fn first(&self) -> u64 {
+        self.first
+    }
+
+    /// Records in the journal.
+    pub(crate) fn len(&self) -> usize {
+        self.offsets.len()
+    }
+
+    /// Bytes in the journal file.
+    pub(crate) fn bytes(&self) -> u64 {
+        self.end
+    }
+
+    fn mark(&self) -> Mark {
+        Mark {
+            records: self.offsets.len(),
+            end: self.end,
+            strings: self.strings.list.len(),
+            head: self.head.clone(),
+        }
+    }
+
+    /// Undoes everything appended since `mark` (a change that could not be applied).
+    pub(crate) fn rollback(&mut self, mark: Mark) -> Result<()> {
+        self.offsets.truncate(mark.records);
+        self.hashes.truncate(mark.records);
+        for s in self.strings.list.drain(mark.strings..) {
+            self.strings.index.remove(&s);
+        }
+        self.head = mark.head;
+        self.end = mark.end;
+        if let Err(e) = self.file.set_len(mark.end) {
+            self.broken = true;
+            return Err(StoreError::Backend(format!(
+                "audit journal: cannot undo a write ({e}); no more records are written"
+            )));
+        }
+        Ok(())
+    }
+
+    /// Appends records for `events`, chained from the head, with one write. Returns them
+    /// and a mark to undo the append with.
+    pub(crate) fn append(
+        &mut self,
+        events: Vec<AuditEvent>,
+        stateful: bool,
+    ) -> Result<(Vec<AuditRecord>, Mark)> {
+        let (mut seq, mut prev) = self.head.clone();
+        let records = events
+            .into_iter()
+            .map(|event| {
+                seq += 1;
+                let hash = audit_hash(seq, &event, &prev);
+                let prev_hash = std::mem::replace(&mut prev, hash.clone());
+                AuditRecord {
+                    seq,
+                    event,
+                    prev_hash,
+                    hash,
+                }
+            })
+            .collect::<Vec<_>>();
+        let mark = self.write(&records, stateful)?;
+        Ok((records, mark))
+    }
+
+    /// Appends records written elsewhere (a store's records from before the journal),
+    /// which must continue the chain.
+    pub(crate) fn append_records(&mut self, records: &[AuditRecord]) -> Result<()> {
+        let (mut seq, mut prev) = self.head.clone();
+        for r in records {
+            seq += 1;
+            if r.seq != seq || r.prev_hash != prev {
+                return Err(StoreError::Backend(format!(
+                    "audit record {} does not continue the journal at {}",
+                    r.seq, self.head.0
+                )));
+            }
+            prev.clone_from(&r.hash);
+        }
+        self.write(records, true).map(|_| ())
+    }
+
+    fn write(&mut self, records: &[AuditRecord], stateful: bool) -> Result<Mark> {
+        if self.broken {
+            return Err(StoreError::Backend(
+                "audit journal: an earlier write failed and could not be undone".into(),
+            ));
+        }
+        let mark = self.mark();
+        let mut buf = Vec::with_capacity(records.len() * 192);
+        let mut offsets = Vec::with_capacity(records.len());
+        for r in records {
+            offsets.push(self.end + buf.len() as u64);
+            put_frame(&mut buf, r, stateful, &mut self.strings);
+        }
+        if let Err(e) = self.file.write_all_at(&buf, self.end) {
+            let _ = self.rollback(mark);
+            return Err(StoreError::Backend(format!("audit journal: {e}")));
+        }
+        self.end += buf.len() as u64;
+        self.offsets.extend(offsets);
+        self.hashes
+            .extend(records.iter().map(|r| hex32(&r.hash).unwrap_or([0; 32])));
+        if let Some(last) = records.last() {
+            self.head = (last.seq, last.hash.clone());
+        }
+        Ok(mark)
+    }
+
+    /// Drops the records after `seq` (their changes never reached the store).
+    pub(crate) fn truncate_after(&mut self, seq: u64) -> Result<usize> {
+        let keep = usize::try_from(seq.saturating_sub(self.first - 1)).unwrap_or(usize::MAX);
+        if keep >= self.offsets.len() {
+            return Ok(0);
+        }
+        let dropped = self.offsets.len() - keep;
+        let end = self.offsets[keep];
+        self.offsets.truncate(keep);
+        self.hashes.truncate(keep);
+        self.end = end;
+        self.head = match self.hashes.last() {
+            Some(h) => (self.first + keep as u64 - 1, to_hex(h)),
+            None => (self.first - 1, to_hex(&self.first_prev)),
+        };
+        self.file
+            .set_len(end)
+            .and_then(|()| self.file.sync_all())
+            .map_err(|e| StoreError::Backend(format!("audit journal: {e}")))?;
+        Ok(dropped)
+    }
+
+    /// A handle to sync the journal with outside its lock.
+    pub(crate) fn sync_handle(&self) -> Result<File> {
+        self.file
+            .try_clone()
+            .map_err(|e| StoreError::Backend(format!("audit journal: {e}")))
+    }
+
+    /// Records `from..` (at most `limit`) from the journal.
+    pub(crate) fn read(&self, from: u64, limit: usize) -> Result<Vec<AuditRecord>> {
+        let path = self.dir.join(FILE);
+        let start = usize::try_from(from.saturating_sub(self.first)).unwrap_or(usize::MAX);
+        if start >= self.offsets.len() || limit == 0 {
+            return Ok(Vec::new());
+        }
+        let stop = (start + limit).min(self.offsets.len());
+        let begin = self.offsets[start];
+        let end = self.offsets.get(stop).copied().unwrap_or(self.end);
+        let mut bytes = vec![0; usize::try_from(end - begin).unwrap_or(0)];
+        self.file
+            .read_exact_at(&mut bytes, begin)
+            .map_err(|e| corrupt(&path, &e.to_string()))?;
+        let mut prev = if start == 0 {
+            to_hex(&self.first_prev)
+        } else {
+            to_hex(&self.hashes[start - 1])
+        };
+        let mut r = Reader {
+            bytes: &bytes,
+            at: 0,
+        };
+        let mut out = Vec::with_capacity(stop - start);
+        for i in start..stop {
+            let (event, hash) = frame_with(&mut r, &self.strings, &path)?;
+            let hash = to_hex(&hash);
+            out.push(AuditRecord {
+                seq: self.first + i as u64,
+                event,
+                prev_hash: std::mem::replace(&mut prev, hash.clone()),
+                hash,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Seals the journal into a segment (the caller made every record in it durable,
+    /// in the journal and in the store) and starts a new one.
+    pub(crate) fn seal(&mut self) -> Result<Segment> {
+        let io = |e: std::io::Error| StoreError::Backend(format!("sealing the audit journal: {e}"));
+        let (last, hash) = self.head.clone();
+        self.file.sync_all().map_err(io)?;
+        let segment = Segment {
+            first: self.first,
+            last,
+            path: self.dir.join(crate::segments::file_name(self.first, last)),
+        };
+        std::fs::rename(self.dir.join(FILE), &segment.path).map_err(io)?;
+        sync_dir(&self.dir).map_err(io)?;
+        let (next, _) = Journal::open(&self.dir, last + 1, &hash)?;
+        *self = next;
+        Ok(segment)
+    }
+}
+
+/// One frame read back from the open journal, whose string table already holds every
+/// string the frame defines (the table only grows).
+fn frame_with(
+    r: &mut Reader<'_>,
+    strings: &Strings,
+    path: &Path,
+) -> Result<(AuditEvent, [u8; 32])> {
+    let bad = |why: &str| corrupt(path, why);
+    let len = u32::from_le_bytes(r.array().ok_or_else(|| bad("truncated frame"))?);
+    let _crc = u32::from_le_bytes(r.array().ok_or_else(|| bad("truncated frame"))?);
+    let body = r.take(len as usize).ok_or_else(|| bad("truncated frame"))?;
+    let mut b = Reader { bytes: body, at: 0 };
+    b.u8().ok_or_else(|| bad("truncated frame"))?;
+    let n_new = b.varint().ok_or_else(|| bad("truncated frame"))?;
+    for _ in 0..n_new {
+        let len = usize::try_from(b.varint().ok_or_else(|| bad("truncated string"))?)
+            .map_err(|_| bad("string too long"))?;
+        b.take(len).ok_or_else(|| bad("truncated string"))?;
+    }
+    let list = &strings.list;
+    let string = |r: &mut Reader<'_>| -> Result<String> {
+        let i = r.varint().ok_or_else(|| bad("truncated record"))?;
+        usize::try_from(i)
+            .ok()
+            .and_then(|i| list.get(i))
+            .cloned()
+            .ok_or_else(|| bad("a string index is out of range"))
+    };
+    let event = crate::segments::read_event(&mut b, &string, &bad)?;
+    let hash: [u8; 32] = b.array().ok_or_else(|| bad("truncated record"))?;
+    Ok((event, hash))
+}
+
+/// Rewrites the journal file at `path` with `records` (and whether each one's change wrote
+/// state), keeping its header: for `crate::tamper` only.
+#[cfg(feature = "tamper")]
+pub(crate) fn rewrite(
+    path: &Path,
+    first_prev: &[u8; 32],
+    records: &[(AuditRecord, bool)],
+) -> Result<()> {
+    let first = records.first().map_or(1, |(r, _)| r.seq);
+    let mut bytes = header(first, first_prev);
+    let mut strings = Strings::default();
+    for (r, stateful) in records {
+        put_frame(&mut bytes, r, *stateful, &mut strings);
+    }
+    std::fs::write(path, bytes).map_err(|e| StoreError::Backend(format!("audit journal: {e}")))
+}
