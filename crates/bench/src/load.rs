@@ -80,8 +80,8 @@ pub(crate) struct BenchArgs {
     #[arg(long)]
     pub(crate) mandate_bin: Option<std::path::PathBuf>,
     /// Soak: fail when the server's RSS grows by more than this many MiB per million
-    /// requests after the first third of the rounds, or the data directory by more than
-    /// `--max-disk-bytes-per-request`.
+    /// requests after the warm-up rounds, or the data directory by more than
+    /// `--max-disk-bytes-per-request` per request after them.
     #[arg(long)]
     pub(crate) max_rss_mib_per_million: Option<f64>,
     /// Soak: see `--max-rss-mib-per-million`.
@@ -97,6 +97,9 @@ pub(crate) struct BenchArgs {
     /// per second × lifetime) after one lifetime.
     #[arg(long)]
     pub(crate) task_ttl_secs: Option<u64>,
+    /// Soak: rounds that count as warm-up, left out of the slopes [default: a third].
+    #[arg(long)]
+    pub(crate) warmup_rounds: Option<usize>,
     /// Soak: the server's collection interval, in seconds.
     #[arg(long, default_value_t = 5)]
     pub(crate) gc_interval_secs: u64,

@@ -68,6 +68,10 @@ pub(crate) struct ServeArgs {
     /// collection pass removes them; the audit log keeps their history [default: 24h].
     #[arg(long, env = "MANDATE_RETAIN_HISTORY")]
     retain_history: Option<String>,
+    /// The store's page cache in MiB: enough for the hot records (agents, live tasks and
+    /// links) [default: 64].
+    #[arg(long, env = "MANDATE_STORE_CACHE_MIB")]
+    store_cache_mib: Option<u64>,
     /// How often the collection pass runs (expired state, nonces, approvals) [default: 60s].
     #[arg(long, env = "MANDATE_GC_INTERVAL")]
     gc_interval: Option<String>,
@@ -89,6 +93,7 @@ struct FileConfig {
     audit_checkpoint_interval: Option<String>,
     retain_history: Option<String>,
     gc_interval: Option<String>,
+    store_cache_mib: Option<u64>,
     audit_segment_records: Option<usize>,
     metrics_listen: Option<SocketAddr>,
     log_format: Option<LogFormat>,
@@ -342,6 +347,20 @@ pub(crate) fn resolve(
         )
         .unwrap_or_default();
     config.retain_history_ms = crate::input::parse_ttl(&retain).context("retain_history")?;
+    let cache = p
+        .pick(
+            "store_cache_mib",
+            args.store_cache_mib,
+            file.store_cache_mib,
+            Some(mandate_store::DEFAULT_CACHE_BYTES >> 20),
+            u64::to_string,
+        )
+        .unwrap_or(mandate_store::DEFAULT_CACHE_BYTES >> 20);
+    anyhow::ensure!(
+        (8..=1 << 20).contains(&cache),
+        "store_cache_mib is between 8 and 1048576"
+    );
+    config.store_cache_bytes = cache << 20;
     let gc = p
         .pick(
             "gc_interval",

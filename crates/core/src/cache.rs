@@ -149,6 +149,9 @@ pub(crate) enum NonceCheck {
 pub(crate) struct ReplayCache {
     inner: Mutex<ReplayInner>,
     capacity: usize,
+    /// Entries are fingerprints of (holder key, nonce): 16 bytes each instead of 56
+    /// (`crate::fingerprint` says why that is safe).
+    fingerprints: crate::Fingerprints,
 }
 
 /// Holder key and nonce.
@@ -156,10 +159,10 @@ pub(crate) type NonceKey = ([u8; 32], [u8; NONCE_LEN]);
 
 #[derive(Debug, Default)]
 struct ReplayInner {
-    expiry: HashMap<NonceKey, u64>,
+    expiry: crate::FingerprintMap<u64>,
     // Insertion order; expiries are nearly monotonic, so popping from the front while the
     // head has expired frees space without scanning.
-    order: VecDeque<(NonceKey, u64)>,
+    order: VecDeque<(u64, u64)>,
     last_sweep_ms: u64,
 }
 
@@ -168,6 +171,7 @@ impl ReplayCache {
         ReplayCache {
             inner: Mutex::new(ReplayInner::default()),
             capacity,
+            fingerprints: crate::Fingerprints::default(),
         }
     }
 
@@ -178,6 +182,7 @@ impl ReplayCache {
         expires_at_ms: u64,
         now_ms: u64,
     ) -> NonceCheck {
+        let nonce = &self.fingerprints.of(&[&nonce.0, &nonce.1]);
         let mut inner = lock(&self.inner);
         if let Some(&exp) = inner.expiry.get(nonce)
             && exp > now_ms
@@ -192,6 +197,13 @@ impl ReplayCache {
             if inner.expiry.get(&old) == Some(&exp) {
                 inner.expiry.remove(&old);
             }
+        }
+        // After a burst the tables keep their peak allocation: give it back once they are
+        // mostly empty (rarely, so the cost is amortised).
+        if inner.expiry.capacity() > 4 * inner.expiry.len() + 4096 {
+            let keep = 2 * inner.expiry.len();
+            inner.expiry.shrink_to(keep);
+            inner.order.shrink_to(keep);
         }
         if inner.expiry.len() >= self.capacity && now_ms >= inner.last_sweep_ms.saturating_add(1000)
         {

@@ -77,8 +77,11 @@ fn bad_signature() -> ApiError {
 /// Recently seen request nonces, bounded; refuses rather than forgets when full.
 #[derive(Default)]
 pub(crate) struct NonceCache {
-    expiry: HashMap<[u8; 16], u64>,
-    order: VecDeque<([u8; 16], u64, Arc<str>)>,
+    // Fingerprints of nonces (16 bytes an entry; `mandate_core::Fingerprints` says why a
+    // collision can only refuse, never admit).
+    expiry: mandate_core::FingerprintMap<u64>,
+    order: VecDeque<(u64, u64, Arc<str>)>,
+    fingerprints: mandate_core::Fingerprints,
     // Live nonces per agent: one agent flooding the window cannot lock everyone out.
     per_agent: HashMap<Arc<str>, usize>,
     capacity: usize,
@@ -101,6 +104,7 @@ impl NonceCache {
         expires: u64,
         now: u64,
     ) -> Result<(), ApiError> {
+        let nonce = self.fingerprints.of(&[&nonce]);
         while let Some((old, exp, who)) = self.order.front() {
             if *exp > now {
                 break;
@@ -143,7 +147,11 @@ impl NonceCache {
                 "too many requests in the replay window",
             ));
         }
-        let agent: Arc<str> = Arc::from(agent);
+        // One shared name per agent with nonces in the window, not one per request.
+        let agent: Arc<str> = match self.per_agent.get_key_value(agent) {
+            Some((name, _)) => Arc::clone(name),
+            None => Arc::from(agent),
+        };
         self.expiry.insert(nonce, expires);
         *self.per_agent.entry(Arc::clone(&agent)).or_insert(0) += 1;
         self.order.push_back((nonce, expires, agent));

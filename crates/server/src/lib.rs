@@ -105,6 +105,8 @@ pub struct Config {
     /// When audit records move from the store into sealed segment files (by the
     /// collection pass).
     pub audit_sealing: mandate_store::AuditSealing,
+    /// The store's page cache, bytes.
+    pub store_cache_bytes: u64,
 }
 
 impl std::fmt::Debug for Config {
@@ -146,6 +148,7 @@ impl Config {
             audit_checkpoint_interval: Duration::from_secs(3600),
             metrics_listen: None,
             audit_sealing: mandate_store::AuditSealing::default(),
+            store_cache_bytes: mandate_store::DEFAULT_CACHE_BYTES,
         }
     }
 }
@@ -397,7 +400,7 @@ pub async fn start(config: Config) -> Result<Server, StartError> {
     create_dir(&config.data_dir)?;
     let store: Arc<dyn Store> = Arc::new(SledStore::open_with(
         &config.data_dir.join("store"),
-        mandate_store::DEFAULT_CACHE_BYTES,
+        config.store_cache_bytes,
         config.audit_sealing,
     )?);
     start_with_store(config, store).await

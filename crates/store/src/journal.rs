@@ -399,25 +399,21 @@ impl Journal {
         Ok(mark)
     }
 
-    /// Drops the records after `seq` (their changes never reached the store).
+    /// Drops the records after `seq` (their changes never reached the store), and reads
+    /// the journal back: the string table must be the one the remaining frames define.
     pub(crate) fn truncate_after(&mut self, seq: u64) -> Result<usize> {
         let keep = usize::try_from(seq.saturating_sub(self.first - 1)).unwrap_or(usize::MAX);
         if keep >= self.offsets.len() {
             return Ok(0);
         }
         let dropped = self.offsets.len() - keep;
-        let end = self.offsets[keep];
-        self.offsets.truncate(keep);
-        self.hashes.truncate(keep);
-        self.end = end;
-        self.head = match self.hashes.last() {
-            Some(h) => (self.first + keep as u64 - 1, to_hex(h)),
-            None => (self.first - 1, to_hex(&self.first_prev)),
-        };
         self.file
-            .set_len(end)
+            .set_len(self.offsets[keep])
             .and_then(|()| self.file.sync_all())
             .map_err(|e| StoreError::Backend(format!("audit journal: {e}")))?;
+        let prev = to_hex(&self.first_prev);
+        let (reopened, _) = Journal::open(&self.dir, self.first, &prev)?;
+        *self = reopened;
         Ok(dropped)
     }
 
