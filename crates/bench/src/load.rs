@@ -494,10 +494,15 @@ async fn prepare_authorize(w: &mut World, n: usize) -> anyhow::Result<(Vec<Op>, 
 async fn prepare_delegate(w: &mut World, n: usize, tasks: usize) -> anyhow::Result<Vec<Op>> {
     let (_, pkey, psigner) = register(w, "dplanner", "planner").await?;
     let (wid, wkey, _) = register(w, "dworker", "worker").await?;
-    let mut planner = w.admin.as_agent(psigner.clone());
-    let mut roots = Vec::new();
+    let planner = w.admin.as_agent(psigner.clone());
+    let mut starting = tokio::task::JoinSet::new();
     for _ in 0..tasks.max(1) {
-        roots.push(start_task(&mut planner, 1, w.ttl_ms).await?);
+        let (mut planner, ttl) = (planner.clone(), w.ttl_ms);
+        starting.spawn(async move { start_task(&mut planner, 1, ttl).await });
+    }
+    let mut roots = Vec::new();
+    while let Some(done) = starting.join_next().await {
+        roots.push(done??);
     }
     let now = w.clock.now_ms();
     let mut ops = Vec::with_capacity(n);
@@ -526,14 +531,16 @@ async fn prepare_revokes(w: &mut World, n: usize) -> anyhow::Result<Vec<Op>> {
     let mut planner = w.admin.as_agent(psigner.clone());
     let root = start_task(&mut planner, 1, w.ttl_ms).await?;
     let now = w.clock.now_ms();
-    let mut ops = Vec::with_capacity(n);
+    // The links to revoke are delegated concurrently (a soak prepares these every round).
+    let mut pending = tokio::task::JoinSet::new();
     for i in 0..n {
-        let c = planner
-            .delegate(
-                &root,
-                spec(&wkey, &wid, &format!("files/r{i}"), (now, w.ttl_ms), 0)?,
-            )
-            .await?;
+        let (mut planner, root) = (planner.clone(), root.clone());
+        let spec = spec(&wkey, &wid, &format!("files/r{i}"), (now, w.ttl_ms), 0)?;
+        pending.spawn(async move { planner.delegate(&root, spec).await });
+    }
+    let mut ops = Vec::with_capacity(n);
+    while let Some(done) = pending.join_next().await {
+        let c = done??;
         let msg = pb::RevokeLinkRequest {
             link_id: c.leaf().id().to_string(),
             reason: "bench".into(),

@@ -36,6 +36,7 @@ mod inspect;
 mod invoke;
 mod output;
 mod policy;
+mod prune;
 mod serve;
 mod task;
 mod tree;
@@ -124,6 +125,23 @@ enum Command {
         /// The coordinator's data directory.
         #[arg(long, env = "MANDATE_DATA_DIR", default_value = "mandate-data")]
         data_dir: PathBuf,
+    },
+    /// Remove sealed audit segments past their retention (with the coordinator stopped):
+    /// whole segments ending before a record, archived first if asked, after a signed
+    /// `audit.pruned` record of what goes is written (docs/AUDIT.md, "Retention").
+    PruneAudit {
+        /// The coordinator's data directory.
+        #[arg(long, env = "MANDATE_DATA_DIR", default_value = "mandate-data")]
+        data_dir: PathBuf,
+        /// Remove the sealed segments that end before this record (sequence number).
+        #[arg(long)]
+        before: u64,
+        /// Copy the segments here (synced) before removing them.
+        #[arg(long)]
+        archive_to: Option<PathBuf>,
+        /// The coordinator's trust domain (names it as the record's actor).
+        #[arg(long, env = "MANDATE_TRUST_DOMAIN", default_value = "mandate.local")]
+        trust_domain: String,
     },
     /// Replace the coordinator's signing key (with the coordinator stopped). The old key
     /// stays in the trust bundle until every link it sealed has expired.
@@ -394,6 +412,34 @@ fn main() -> ExitCode {
                 data_dir,
                 trust_old_for,
             } => rotate_key(&data_dir, &trust_old_for, &conn),
+            Command::PruneAudit {
+                data_dir,
+                before,
+                archive_to,
+                trust_domain,
+            } => {
+                match prune::prune(&data_dir, &trust_domain, before, archive_to.as_deref())? {
+                    None if conn.json => out!("{}", serde_json::json!({"removed": []})),
+                    None => out!("nothing to prune: no sealed segment ends before record {before}"),
+                    Some(p) if conn.json => out!(
+                        "{}",
+                        serde_json::json!({
+                            "first_removed": p.first,
+                            "last_removed": p.last,
+                            "removed": p.files,
+                            "record": p.record,
+                        })
+                    ),
+                    Some(p) => out!(
+                        "records {}-{} removed ({} segment files); audit.pruned is record {}",
+                        p.first,
+                        p.last,
+                        p.files.len(),
+                        p.record
+                    ),
+                }
+                Ok(Outcome::Ok)
+            }
             Command::CompactStore { data_dir } => {
                 let store = data_dir.join("store");
                 anyhow::ensure!(

@@ -22,7 +22,26 @@ use mandate_proto::token as tpb;
 use mandate_proto::v1 as pb;
 use mandate_sdk::{Client, Signer};
 
-fn spawn(data: &Path) -> (Child, String) {
+/// The server process, killed when dropped (a failing assertion must not leave it running).
+struct Server(Child);
+
+impl Server {
+    fn kill(&mut self) -> std::io::Result<()> {
+        self.0.kill()
+    }
+    fn wait(&mut self) -> std::io::Result<std::process::ExitStatus> {
+        self.0.wait()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn spawn(data: &Path) -> (Server, String) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_mandate"))
         .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
         .arg(data)
@@ -38,7 +57,7 @@ fn spawn(data: &Path) -> (Child, String) {
     let addr = first.rsplit(' ').next().unwrap().to_owned();
     // Keep draining stdout so the server never blocks on a full pipe.
     std::thread::spawn(move || for _ in lines {});
-    (child, format!("http://{addr}"))
+    (Server(child), format!("http://{addr}"))
 }
 
 /// What the clients were told succeeded.

@@ -428,3 +428,141 @@ fn request_spans_name_the_agent_and_task() {
     let all = logs.iter().map(ToString::to_string).collect::<String>();
     assert!(!all.contains("x-mandate-signature"));
 }
+
+/// Starts `mandate serve` on `data` with small audit segments; returns it and a signed
+/// admin client once it answers (the test kills and waits for it).
+#[expect(clippy::unwrap_used, clippy::zombie_processes, clippy::panic)]
+async fn serve_small_segments(
+    data: &std::path::Path,
+) -> (std::process::Child, mandate_sdk::Client) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_mandate"))
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--audit-segment-records",
+            "8",
+        ])
+        .arg("--data-dir")
+        .arg(data)
+        .env("RUST_LOG", "error")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let addr = lines
+        .next()
+        .unwrap()
+        .unwrap()
+        .rsplit(' ')
+        .next()
+        .unwrap()
+        .to_owned();
+    std::thread::spawn(move || for _ in lines {});
+    let key = mandate_core::keyfile::load_signing_key(&data.join("admin.key")).unwrap();
+    let signer = mandate_sdk::Signer::new(
+        mandate_core::AgentId::new("spiffe://mandate.local/admin").unwrap(),
+        key,
+    );
+    for _ in 0..200 {
+        if let Ok(c) = mandate_sdk::Client::connect(format!("http://{addr}"), signer.clone()).await
+        {
+            return (child, c);
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("the server never answered");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prune_audit_archives_removes_and_signs_what_it_removed() {
+    use mandate_proto::v1 as pb;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let (mut child, mut admin) = serve_small_segments(&data).await;
+    for i in 0..30 {
+        admin
+            .register_agent(pb::RegisterAgentRequest {
+                agent_id: format!("spiffe://mandate.local/prune/{i}"),
+                public_key: mandate_core::SigningKey::generate()
+                    .unwrap()
+                    .public_key()
+                    .as_bytes()
+                    .to_vec(),
+                role: "worker".into(),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let archive = dir.path().join("archive");
+    let out = Command::new(env!("CARGO_BIN_EXE_mandate"))
+        .args(["--json", "prune-audit", "--before", "20", "--data-dir"])
+        .arg(&data)
+        .arg("--archive-to")
+        .arg(&archive)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        (r["first_removed"].as_u64(), r["last_removed"].as_u64()),
+        (Some(1), Some(16))
+    );
+    let removed: Vec<std::path::PathBuf> = serde_json::from_value(r["removed"].clone()).unwrap();
+    assert_eq!(removed.len(), 2);
+    for f in &removed {
+        assert!(!f.exists());
+        assert!(
+            archive.join(f.file_name().unwrap()).exists(),
+            "archived first"
+        );
+    }
+    // Served again: the log verifies from record 17 and says, signed, what went.
+    let (mut child, mut admin) = serve_small_segments(&data).await;
+    let v = admin
+        .verify_audit_log(pb::VerifyAuditLogRequest::default())
+        .await
+        .unwrap();
+    assert!(v.intact, "{}", v.problem);
+    assert_eq!(v.checked, v.head_seq - 16);
+    let pruned = admin
+        .query_audit_log(pb::QueryAuditLogRequest {
+            filter: Some(pb::AuditFilter {
+                action_prefix: "audit.pruned".into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .records
+        .remove(0);
+    let d = &pruned.detail;
+    let cp: mandate_store::AuditCheckpoint = serde_json::from_value(serde_json::json!({
+        "format": mandate_store::CHECKPOINT_FORMAT,
+        "seq": 16,
+        "hash": d["last_removed_hash"],
+        "time_ms": d["time_ms"].parse::<u64>().unwrap(),
+        "coordinator_key": d["coordinator_key"],
+        "signature": d["signature"],
+    }))
+    .unwrap();
+    let coordinator = mandate_core::keyfile::load_signing_key(&data.join("coordinator.key"))
+        .unwrap()
+        .public_key();
+    assert_eq!(
+        cp.verify().unwrap(),
+        coordinator,
+        "signed by the coordinator"
+    );
+    child.kill().unwrap();
+    child.wait().unwrap();
+}

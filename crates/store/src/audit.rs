@@ -148,7 +148,10 @@ impl ChainCheck {
 /// range reaches the head, also checks the store's head marker (a truncated log fails).
 pub fn verify_audit(store: &dyn Store, from: u64, to: u64) -> Result<AuditVerification> {
     let (head_seq, head_hash) = store.audit_head()?;
-    let from = from.max(1);
+    // After a prune the log begins later, anchored on the hash of the last record removed
+    // (which the `audit.pruned` record, signed, states).
+    let (start, start_hash) = store.audit_start()?;
+    let from = from.max(start + 1);
     let to = if to == 0 { head_seq } else { to.min(head_seq) };
     let mut v = AuditVerification {
         checked: 0,
@@ -156,8 +159,8 @@ pub fn verify_audit(store: &dyn Store, from: u64, to: u64) -> Result<AuditVerifi
         head_seq,
         head_hash: head_hash.clone(),
     };
-    let prev = if from == 1 {
-        GENESIS_HASH.to_owned()
+    let prev = if from == start + 1 {
+        start_hash
     } else {
         match store.audit_after(from - 2, 1)?.into_iter().next() {
             Some(r) if r.seq == from - 1 => r.hash,

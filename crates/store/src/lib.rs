@@ -220,4 +220,9 @@ pub trait Store: Send + Sync + 'static {
     /// expiry; and links that expired, and tasks whose deadline passed, before
     /// `history_before_ms` (the audit log keeps their history).
     fn gc(&self, now_ms: u64, history_before_ms: u64) -> Result<GcStats>;
+    /// Where the log begins: the sequence number and hash of the last record removed by a
+    /// prune (0 and the genesis hash when none was).
+    fn audit_start(&self) -> Result<(u64, String)> {
+        Ok((0, GENESIS_HASH.to_owned()))
+    }
 }

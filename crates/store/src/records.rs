@@ -421,6 +421,10 @@ pub enum AuditAction {
     /// to a power failure before they were synced (detail: `lost_from`, `lost_to`,
     /// `lost_head_hash`).
     AuditRecordsLost,
+    /// Sealed segments past their retention were removed (detail: `first_removed`,
+    /// `last_removed`, `last_removed_hash`, `segments`, `archived_to`, and a checkpoint of
+    /// the last removed record: `coordinator_key`, `signature`, `time_ms`).
+    AuditPruned,
 }
 
 impl AuditAction {
@@ -455,6 +459,7 @@ impl AuditAction {
         AuditAction::PolicyDriftRevoked,
         AuditAction::AuditCheckpoint,
         AuditAction::AuditRecordsLost,
+        AuditAction::AuditPruned,
     ];
 
     /// The stored name.
@@ -489,6 +494,7 @@ impl AuditAction {
             AuditAction::PolicyDriftRevoked => "policy.drift_revoked",
             AuditAction::AuditCheckpoint => "audit.checkpoint",
             AuditAction::AuditRecordsLost => "audit.records_lost",
+            AuditAction::AuditPruned => "audit.pruned",
         }
     }
 }

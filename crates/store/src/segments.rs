@@ -335,9 +335,49 @@ pub(crate) fn file_name(first: u64, last: u64) -> String {
     format!("{first:020}-{last:020}.seg")
 }
 
-/// The sealed segments in `dir`, in order; leftovers of an interrupted write are removed.
-/// Gaps or overlaps between segments are refused.
-pub(crate) fn list(dir: &Path) -> Result<Vec<Segment>> {
+/// Where the log begins after a prune: the last removed record and its hash, kept in the
+/// file `pruned` beside the segments ((0, genesis) when nothing was removed).
+pub(crate) fn pruned(dir: &Path) -> Result<(u64, String)> {
+    let path = dir.join(PRUNED);
+    match std::fs::read(&path) {
+        Ok(bytes) => {
+            let v: serde_json::Value =
+                serde_json::from_slice(&bytes).map_err(|e| corrupt(&path, &e.to_string()))?;
+            match (v["last"].as_u64(), v["hash"].as_str()) {
+                (Some(last), Some(hash)) if hex32(hash).is_some() => Ok((last, hash.to_owned())),
+                _ => Err(corrupt(&path, "expected {\"last\": N, \"hash\": HEX}")),
+            }
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            Ok((0, crate::audit::GENESIS_HASH.to_owned()))
+        }
+        Err(e) => Err(corrupt(&path, &e.to_string())),
+    }
+}
+
+/// Records that the log now begins after record `last` (hash `hash`): written durably
+/// (temporary file, sync, rename, sync of the directory) before any segment is removed.
+pub(crate) fn set_pruned(dir: &Path, last: u64, hash: &str) -> Result<()> {
+    let io =
+        |e: std::io::Error| StoreError::Backend(format!("audit segments `{}`: {e}", dir.display()));
+    let tmp = dir.join(format!("{PRUNED}.tmp"));
+    let body = serde_json::json!({ "last": last, "hash": hash }).to_string();
+    let mut f = std::fs::File::create(&tmp).map_err(io)?;
+    std::io::Write::write_all(&mut f, body.as_bytes()).map_err(io)?;
+    f.sync_all().map_err(io)?;
+    drop(f);
+    std::fs::rename(&tmp, dir.join(PRUNED)).map_err(io)?;
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io)
+}
+
+const PRUNED: &str = "pruned";
+
+/// The sealed segments in `dir`, in order, after record `start` (where a prune left the
+/// log); leftovers of an interrupted write or prune are removed. Gaps or overlaps
+/// between segments are refused.
+pub(crate) fn list(dir: &Path, start: u64) -> Result<Vec<Segment>> {
     let io =
         |e: std::io::Error| StoreError::Backend(format!("audit segments `{}`: {e}", dir.display()));
     let mut out = Vec::new();
@@ -364,6 +404,11 @@ pub(crate) fn list(dir: &Path) -> Result<Vec<Segment>> {
         let Some((first, last)) = parsed.filter(|(a, b)| a <= b) else {
             return Err(corrupt(&path, "unexpected file name"));
         };
+        if last <= start {
+            // Pruned: the prune was interrupted after recording where the log begins.
+            std::fs::remove_file(&path).map_err(io)?;
+            continue;
+        }
         out.push(Segment { first, last, path });
     }
     out.sort_by_key(|s| s.first);
@@ -378,10 +423,10 @@ pub(crate) fn list(dir: &Path) -> Result<Vec<Segment>> {
             ));
         }
     }
-    if out.first().is_some_and(|s| s.first != 1) {
+    if out.first().is_some_and(|s| s.first != start + 1) {
         return Err(corrupt(
             &out[0].path,
-            "the first segment does not start at record 1",
+            &format!("the first segment does not start at record {}", start + 1),
         ));
     }
     Ok(out)

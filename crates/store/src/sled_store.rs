@@ -46,6 +46,9 @@ pub struct SledStore {
     commit_lock: Mutex<()>,
     /// Sealed audit segments (`segments.rs`), in order, and where they live.
     segments: std::sync::RwLock<Vec<crate::segments::Segment>>,
+    segments_dir: std::path::PathBuf,
+    /// Where the log begins: the last pruned record and its hash ((0, genesis): none).
+    start: std::sync::RwLock<(u64, String)>,
     /// The segment most recently read, decoded (exports and queries page through one
     /// segment at a time).
     last_read: Mutex<Option<(u64, std::sync::Arc<Vec<AuditRecord>>)>>,
@@ -194,8 +197,9 @@ impl SledStore {
             .open()
             .map_err(backend)?;
         let segments_dir = path.join("audit-segments");
-        let segments = crate::segments::list(&segments_dir)?;
-        let journal = sealing::open_journal(&db, &segments_dir, &segments)?;
+        let start = crate::segments::pruned(&segments_dir)?;
+        let segments = crate::segments::list(&segments_dir, start.0)?;
+        let journal = sealing::open_journal(&db, &segments_dir, &segments, &start)?;
         let journal = Arc::new(Mutex::new(journal));
         let (stop, stopped) = std::sync::mpsc::channel::<()>();
         let thread = {
@@ -217,6 +221,8 @@ impl SledStore {
             db,
             commit_lock: Mutex::new(()),
             segments: std::sync::RwLock::new(segments),
+            segments_dir,
+            start: std::sync::RwLock::new(start),
             last_read: Mutex::new(None),
             sealing: AuditSealing {
                 records_per_segment: sealing.records_per_segment.max(1),
@@ -715,6 +721,14 @@ impl Store for SledStore {
         Err(StoreError::Backend(
             "the audit log kept moving while it was read".into(),
         ))
+    }
+
+    fn audit_start(&self) -> Result<(u64, String)> {
+        Ok(self
+            .start
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone())
     }
 
     fn audit_head(&self) -> Result<(u64, String)> {

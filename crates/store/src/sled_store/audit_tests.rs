@@ -528,3 +528,67 @@ fn a_record_missing_inside_a_range_that_ends_before_the_head_is_reported() {
     let v = crate::verify_audit(&s, 1, 4).unwrap();
     assert_eq!(v.broken.map(|b| b.0), Some(3));
 }
+
+#[test]
+fn pruned_segments_go_whole_and_the_log_verifies_from_where_it_now_begins() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = open_sealing(dir.path(), 10);
+    for i in 0..35u64 {
+        record(&s, vec![varied_event(i)]);
+    }
+    let all = s.audit_after(0, 100).unwrap();
+    // Only whole segments that end before the record: 1-10 and 11-20 for "before 25".
+    let (last, hash, files) = s.prunable(25).unwrap().unwrap();
+    assert_eq!(
+        (last, hash.as_str(), files.len()),
+        (20, all[19].hash.as_str(), 2)
+    );
+    assert!(
+        s.prunable(10).unwrap().is_none(),
+        "no segment ends before record 10"
+    );
+    record(&s, vec![event("audit.pruned")]);
+    assert_eq!(s.prune_segments(20).unwrap(), files);
+    assert!(files.iter().all(|f| !f.exists()));
+    assert_eq!(s.audit_start().unwrap(), (20, all[19].hash.clone()));
+    // Reads begin after the pruned records; verification anchors on the last one's hash.
+    assert_eq!(
+        s.audit_after(0, 100).unwrap()[..],
+        s.audit_after(20, 100).unwrap()[..]
+    );
+    assert_eq!(s.audit_after(0, 1).unwrap()[0], all[20]);
+    let v = crate::verify_audit(&s, 0, 0).unwrap();
+    assert!(v.intact(), "{:?}", v.broken);
+    assert_eq!(v.checked, 16);
+    // Only whole segments: through a record inside one is refused, before the first one
+    // removes nothing; the chain survives reopening.
+    assert!(s.prune_segments(35).is_err());
+    assert!(s.prune_segments(25).unwrap().is_empty());
+    assert_eq!(s.audit_start().unwrap().0, 20);
+    drop(s);
+    let s = open_sealing(dir.path(), 10);
+    assert_eq!(s.audit_start().unwrap().0, 20);
+    assert!(crate::verify_audit(&s, 0, 0).unwrap().intact());
+    record(&s, vec![event("after")]);
+    assert_eq!(s.audit_head().unwrap().0, 37);
+}
+
+#[test]
+fn a_prune_interrupted_after_recording_where_the_log_begins_finishes_at_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = open_sealing(dir.path(), 10);
+    for i in 0..25u64 {
+        record(&s, vec![varied_event(i)]);
+    }
+    let all = s.audit_after(0, 100).unwrap();
+    drop(s);
+    // The marker is written, the files are still there (killed before removing them).
+    crate::segments::set_pruned(&dir.path().join("audit-segments"), 10, &all[9].hash).unwrap();
+    let s = open_sealing(dir.path(), 10);
+    assert!(
+        !segment_files(dir.path())
+            .contains(&"00000000000000000001-00000000000000000010.seg".into())
+    );
+    assert_eq!(s.audit_after(0, 100).unwrap(), all[10..]);
+    assert!(crate::verify_audit(&s, 0, 0).unwrap().intact());
+}

@@ -27,8 +27,8 @@ impl Default for AuditSealing {
     }
 }
 
-/// The hash of the last record in `segments` (the genesis hash when there is none).
-fn last_sealed_hash(segments: &[Segment]) -> Result<String> {
+/// The hash of the last record in `segments` (`start`'s when there is none).
+fn last_sealed_hash(segments: &[Segment], start: &(u64, String)) -> Result<String> {
     match segments.last() {
         Some(s) => crate::segments::read(s)?
             .last()
@@ -36,7 +36,7 @@ fn last_sealed_hash(segments: &[Segment]) -> Result<String> {
             .ok_or_else(|| {
                 StoreError::Backend(format!("audit segment `{}` is empty", s.path.display()))
             }),
-        None => Ok(crate::audit::GENESIS_HASH.to_owned()),
+        None => Ok(start.1.clone()),
     }
 }
 
@@ -65,8 +65,13 @@ fn hash_of(segments: &[Segment], journal: &Journal, seq: u64) -> Result<Option<S
 ///   sled kept a later change: never a process crash, which keeps both) gets an
 ///   `audit.records_lost` record saying which sequence numbers were lost, and the log
 ///   continues from what survived.
-pub(super) fn open_journal(db: &sled::Db, dir: &Path, segments: &[Segment]) -> Result<Journal> {
-    let sealed = segments.last().map_or(0, |s| s.last);
+pub(super) fn open_journal(
+    db: &sled::Db,
+    dir: &Path,
+    segments: &[Segment],
+    start: &(u64, String),
+) -> Result<Journal> {
+    let sealed = segments.last().map_or(start.0, |s| s.last);
     let get_head = || -> Result<Option<AuditHead>> {
         match db.get(b"maudit").map_err(backend)? {
             Some(v) => decode(b"maudit", &v).map(Some),
@@ -80,7 +85,8 @@ pub(super) fn open_journal(db: &sled::Db, dir: &Path, segments: &[Segment]) -> R
             decode(&k, &v)
         })
         .collect::<Result<_>>()?;
-    let (mut journal, stateful) = Journal::open(dir, sealed + 1, &last_sealed_hash(segments)?)?;
+    let (mut journal, stateful) =
+        Journal::open(dir, sealed + 1, &last_sealed_hash(segments, start)?)?;
     if !legacy.is_empty() {
         // Records a segment already holds (a seal of the old layout was interrupted) and
         // records the journal already took (this move was interrupted) are only removed.
@@ -110,7 +116,9 @@ pub(super) fn open_journal(db: &sled::Db, dir: &Path, segments: &[Segment]) -> R
     };
     let last = journal.head().0;
     if last >= head.seq {
-        if head.seq > 0 && hash_of(segments, &journal, head.seq)?.as_deref() != Some(&head.hash) {
+        if head.seq > start.0
+            && hash_of(segments, &journal, head.seq)?.as_deref() != Some(&head.hash)
+        {
             return Err(StoreError::Backend(format!(
                 "the audit log and the store disagree at record {}: not opening",
                 head.seq
@@ -293,6 +301,78 @@ impl SledStore {
                 tracing::warn!(error = %e, "sealing the audit journal failed; retrying in a minute");
             }
         }
+    }
+
+    /// Removes the sealed segments that end before record `before` (whole segments only),
+    /// after recording where the log now begins; returns the last removed record's
+    /// sequence number and hash, and the files removed (none: nothing to remove). The
+    /// caller has already written the signed `audit.pruned` record that says what goes
+    /// ([`SledStore::prunable`] tells it) and flushed it.
+    pub fn prune_segments(&self, through: u64) -> Result<Vec<std::path::PathBuf>> {
+        let mut segments = self
+            .segments
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
+        let gone: Vec<Segment> = segments
+            .iter()
+            .filter(|s| s.last <= through)
+            .cloned()
+            .collect();
+        let Some(last) = gone.last() else {
+            return Ok(Vec::new());
+        };
+        if last.last != through {
+            return Err(StoreError::Backend(format!(
+                "record {through} does not end a sealed segment: only whole segments are pruned"
+            )));
+        }
+        let hash = crate::segments::read(last)?
+            .last()
+            .map(|r| r.hash.clone())
+            .ok_or_else(|| {
+                StoreError::Backend(format!("audit segment `{}` is empty", last.path.display()))
+            })?;
+        crate::segments::set_pruned(&self.segments_dir, through, &hash)?;
+        *self.start.write().unwrap_or_else(PoisonError::into_inner) = (through, hash);
+        segments.retain(|s| s.last > through);
+        *self
+            .last_read
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = None;
+        let mut removed = Vec::new();
+        for s in gone {
+            std::fs::remove_file(&s.path).map_err(|e| {
+                StoreError::Backend(format!("removing `{}`: {e}", s.path.display()))
+            })?;
+            removed.push(s.path);
+        }
+        Ok(removed)
+    }
+
+    /// What a prune before record `before` would remove: the last record of the last
+    /// whole sealed segment that ends before it, that record's hash, and the segment
+    /// files. `None`: no segment ends before it.
+    pub fn prunable(&self, before: u64) -> Result<Option<(u64, String, Vec<std::path::PathBuf>)>> {
+        let segments = self
+            .segments
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        let gone: Vec<&Segment> = segments.iter().filter(|s| s.last < before).collect();
+        let Some(last) = gone.last() else {
+            return Ok(None);
+        };
+        let hash = crate::segments::read(last)?
+            .last()
+            .map(|r| r.hash.clone())
+            .ok_or_else(|| {
+                StoreError::Backend(format!("audit segment `{}` is empty", last.path.display()))
+            })?;
+        Ok(Some((
+            last.last,
+            hash,
+            gone.iter().map(|s| s.path.clone()).collect(),
+        )))
     }
 
     /// One read of [`Store::audit_after`]; `None` when a seal got in the way.
