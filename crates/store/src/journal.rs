@@ -128,14 +128,7 @@ fn frame(
     let n_new = b.varint().ok_or_else(|| bad("truncated frame"))?;
     let mut new = Vec::new();
     for _ in 0..n_new {
-        let len = usize::try_from(b.varint().ok_or_else(|| bad("truncated string"))?)
-            .map_err(|_| bad("string too long"))?;
-        let raw = b.take(len).ok_or_else(|| bad("truncated string"))?;
-        new.push(
-            std::str::from_utf8(raw)
-                .map_err(|_| bad("a string is not UTF-8"))?
-                .to_owned(),
-        );
+        new.push(b.string(&bad)?);
     }
     let known = strings.list.len();
     let string = |r: &mut Reader<'_>| -> Result<String> {

@@ -71,6 +71,16 @@ impl<'a> Reader<'a> {
         None
     }
 
+    /// A length-prefixed UTF-8 string.
+    pub(crate) fn string(&mut self, bad: &dyn Fn(&str) -> StoreError) -> Result<String> {
+        let len = usize::try_from(self.varint().ok_or_else(|| bad("truncated string"))?)
+            .map_err(|_| bad("string too long"))?;
+        let raw = self.take(len).ok_or_else(|| bad("truncated string"))?;
+        Ok(std::str::from_utf8(raw)
+            .map_err(|_| bad("a string is not UTF-8"))?
+            .to_owned())
+    }
+
     pub(crate) fn u8(&mut self) -> Option<u8> {
         self.take(1)?.first().copied()
     }
@@ -287,14 +297,7 @@ pub(crate) fn decode(bytes: &[u8], path: &Path) -> Result<Vec<AuditRecord>> {
     let n_strings = r.varint().ok_or_else(|| bad("truncated string table"))?;
     let mut strings = Vec::new();
     for _ in 0..n_strings {
-        let len = usize::try_from(r.varint().ok_or_else(|| bad("truncated string"))?)
-            .map_err(|_| bad("string too long"))?;
-        let raw = r.take(len).ok_or_else(|| bad("truncated string"))?;
-        strings.push(
-            std::str::from_utf8(raw)
-                .map_err(|_| bad("a string is not UTF-8"))?
-                .to_owned(),
-        );
+        strings.push(r.string(&bad)?);
     }
     let string = |r: &mut Reader<'_>| -> Result<String> {
         let i = r.varint().ok_or_else(|| bad("truncated record"))?;

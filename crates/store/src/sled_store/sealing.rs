@@ -27,15 +27,20 @@ impl Default for AuditSealing {
     }
 }
 
+/// The hash of the last record of sealed segment `s`.
+fn segment_last_hash(s: &Segment) -> Result<String> {
+    crate::segments::read(s)?
+        .last()
+        .map(|r| r.hash.clone())
+        .ok_or_else(|| {
+            StoreError::Backend(format!("audit segment `{}` is empty", s.path.display()))
+        })
+}
+
 /// The hash of the last record in `segments` (`start`'s when there is none).
 fn last_sealed_hash(segments: &[Segment], start: &(u64, String)) -> Result<String> {
     match segments.last() {
-        Some(s) => crate::segments::read(s)?
-            .last()
-            .map(|r| r.hash.clone())
-            .ok_or_else(|| {
-                StoreError::Backend(format!("audit segment `{}` is empty", s.path.display()))
-            }),
+        Some(s) => segment_last_hash(s),
         None => Ok(start.1.clone()),
     }
 }
@@ -326,12 +331,7 @@ impl SledStore {
                 "record {through} does not end a sealed segment: only whole segments are pruned"
             )));
         }
-        let hash = crate::segments::read(last)?
-            .last()
-            .map(|r| r.hash.clone())
-            .ok_or_else(|| {
-                StoreError::Backend(format!("audit segment `{}` is empty", last.path.display()))
-            })?;
+        let hash = segment_last_hash(last)?;
         crate::segments::set_pruned(&self.segments_dir, through, &hash)?;
         *self.start.write().unwrap_or_else(PoisonError::into_inner) = (through, hash);
         segments.retain(|s| s.last > through);
@@ -362,12 +362,7 @@ impl SledStore {
         let Some(last) = gone.last() else {
             return Ok(None);
         };
-        let hash = crate::segments::read(last)?
-            .last()
-            .map(|r| r.hash.clone())
-            .ok_or_else(|| {
-                StoreError::Backend(format!("audit segment `{}` is empty", last.path.display()))
-            })?;
+        let hash = segment_last_hash(last)?;
         Ok(Some((
             last.last,
             hash,
