@@ -13,10 +13,13 @@
 
 mod audit;
 mod checkpoint;
+mod implied;
 mod journal;
+mod kv;
 mod records;
 mod segments;
 mod sled_store;
+mod tables;
 #[cfg(feature = "tamper")]
 pub mod tamper;
 

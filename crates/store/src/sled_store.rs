@@ -1,40 +1,18 @@
-//! The embedded store on sled: one tree, keys prefixed by record kind, every change one
+//! The embedded store on sled: one tree holding the tables of `tables.rs`, every change one
 //! atomic batch. Audit records are not in sled: they go to the audit journal and sealed
 //! segments beside it (`journal.rs`, `segments.rs`), written before the batch they
-//! belong to (`sealing.rs` has the recovery that keeps the two together).
-//!
-//! | prefix | key | value |
-//! |---|---|---|
-//! | `a` | agent id | [`AgentRecord`] |
-//! | `t` | task id (16) | [`TaskRecord`] |
-//! | `l` | link id (16) | [`LinkRecord`] |
-//! | `c` | parent id (16), child id (16) | the child's expiry (8, big endian; empty in stores written before): the tree |
-//! | `k` | task id (16), link id (16) | `1` for a root link, `0` otherwise (empty in stores written before): links of a task |
-//! | `h` | agent id, 0, link id (16) | empty: links an agent holds or issued |
-//! | `x` | expiry (8, big endian), link id (16) | empty: links by expiry, for GC |
-//! | `y` | deadline (8, big endian), task id (16) | empty: tasks by deadline, for GC |
-//! | `p` | task id (16) | [`ApprovalRecord`] |
-//! | `w` | expiry (8, big endian), task id (16) | empty: pending approval requests by expiry |
-//! | `u` | requester, 0, expiry (8, big endian), task id (16) | empty: pending approval requests by requester |
-//! | `r` | link id (16) | [`RevocationRecord`] |
-//! | `e` | epoch (8, big endian), link id (16) | empty: revocations by epoch |
-//! | `v` | epoch (8, big endian), task id (16) | every implied revocation of that change in that task, as one value (`implied.rs`) |
-//! | `n` | nonce (16) | expiry (8, big endian) |
-//! | `g` | `t` task id (16) or `l` link id (16) | uses so far (4, big endian): use-limited roots (per task) and delegations |
-//! | `q` | sequence (8, big endian) | [`AuditRecord`]: only in stores written before the audit journal; moved into it at open |
-//! | `m` | name | `epoch`, `audit` (sequence and hash of the last audit record of a change that wrote state), `policy` (hash of the policy set in force), `approval_index` (present once `w` and `u` were built for a store written before them) |
+//! belong to (`sealing.rs` has the recovery that keeps the two together). sled keeps `q`
+//! only in stores written before the journal (moved into it at open).
 
 use std::path::Path;
 use std::sync::{Arc, Mutex, PoisonError};
 
-use mandate_core::{LinkId, TaskId};
-use serde::{Serialize, de::DeserializeOwned};
+use mandate_core::TaskId;
 
-use crate::records::{
-    AgentRecord, ApprovalRecord, ApprovalState, AuditRecord, LinkRecord, RevocationRecord,
-    TaskRecord,
-};
-use crate::{Change, Committed, GcStats, Result, Store, StoreError, UseCounter};
+use crate::kv::{Kv, Ops, Visit};
+use crate::records::AuditRecord;
+use crate::tables;
+use crate::{Change, Committed, GcStats, Result, Store, StoreError};
 
 pub use sealing::AuditSealing;
 use sealing::recover_compaction;
@@ -99,73 +77,38 @@ fn backend(e: sled::Error) -> StoreError {
     StoreError::Backend(e.to_string())
 }
 
-fn key(prefix: u8, parts: &[&[u8]]) -> Vec<u8> {
-    let mut k = Vec::with_capacity(1 + parts.iter().map(|p| p.len()).sum::<usize>());
-    k.push(prefix);
-    for p in parts {
-        k.extend_from_slice(p);
+impl Kv for sled::Db {
+    type Bytes = sled::IVec;
+
+    fn get(&self, k: &[u8]) -> Result<Option<sled::IVec>> {
+        sled::Tree::get(self, k).map_err(backend)
     }
-    k
-}
 
-fn encode<T: Serialize>(v: &T) -> Result<Vec<u8>> {
-    serde_json::to_vec(v).map_err(|e| StoreError::Backend(format!("encoding a record: {e}")))
-}
+    fn contains(&self, k: &[u8]) -> Result<bool> {
+        self.contains_key(k).map_err(backend)
+    }
 
-fn decode<T: DeserializeOwned>(k: &[u8], v: &[u8]) -> Result<T> {
-    serde_json::from_slice(v).map_err(|e| StoreError::Corrupt {
-        key: String::from_utf8_lossy(k).into_owned(),
-        why: e.to_string(),
-    })
-}
-
-fn be(n: u64) -> [u8; 8] {
-    n.to_be_bytes()
-}
-
-fn read_be(v: &[u8]) -> u64 {
-    v.try_into().map(u64::from_be_bytes).unwrap_or(0)
-}
-
-fn use_key(counter: &UseCounter) -> Vec<u8> {
-    match counter {
-        UseCounter::Task(t) => key(b'g', &[b"t", t.as_bytes()]),
-        UseCounter::Link(l) => key(b'g', &[b"l", l.as_bytes()]),
+    fn scan(&self, start: &[u8], end: &[u8], f: &mut Visit<'_>) -> Result<()> {
+        for item in self.range(start..end) {
+            let (k, v) = item.map_err(backend)?;
+            if !f(&k, &v)? {
+                break;
+            }
+        }
+        Ok(())
     }
 }
 
-/// The index entries of a pending approval request.
-fn approval_keys(a: &ApprovalRecord) -> [Vec<u8>; 2] {
-    let (expiry, task) = (be(a.expires_ms), a.task.as_bytes());
-    [
-        key(b'w', &[&expiry, task]),
-        key(b'u', &[a.requester.as_bytes(), &[0], &expiry, task]),
-    ]
-}
-
-fn index_approval(batch: &mut sled::Batch, a: &ApprovalRecord) {
-    if a.state == ApprovalState::Pending {
-        for k in approval_keys(a) {
-            batch.insert(k, &[]);
+/// `ops` as one sled batch.
+fn batch(ops: Ops) -> sled::Batch {
+    let mut batch = sled::Batch::default();
+    for (k, v) in ops.into_iter() {
+        match v {
+            Some(v) => batch.insert(k, v),
+            None => batch.remove(k),
         }
     }
-}
-
-fn unindex_approval(batch: &mut sled::Batch, a: &ApprovalRecord) {
-    for k in approval_keys(a) {
-        batch.remove(k);
-    }
-}
-
-fn link_id_at(k: &[u8], at: usize) -> Option<LinkId> {
-    k.get(at..at + 16).and_then(LinkId::from_slice)
-}
-
-/// The last audit record's sequence and hash.
-#[derive(serde::Serialize, serde::Deserialize)]
-struct AuditHead {
-    seq: u64,
-    hash: String,
+    batch
 }
 
 /// The page cache `SledStore::open` asks sled for: enough for the hot records (agents,
@@ -237,20 +180,10 @@ impl SledStore {
 
     /// Builds the approval indexes of a store written before them (once).
     fn index_approvals(&self) -> Result<()> {
-        if self.db.contains_key(b"mapproval_index").map_err(backend)? {
-            return Ok(());
+        if let Some(ops) = tables::plan_approval_index(&self.db)? {
+            self.db.apply_batch(batch(ops)).map_err(backend)?;
+            self.db.flush().map_err(backend)?;
         }
-        let mut batch = sled::Batch::default();
-        for item in self.db.scan_prefix(b"p") {
-            let (k, v) = item.map_err(backend)?;
-            match decode::<ApprovalRecord>(&k, &v) {
-                Ok(a) => index_approval(&mut batch, &a),
-                Err(e) => tracing::warn!(error = %e, "skipping an unreadable approval request"),
-            }
-        }
-        batch.insert(b"mapproval_index".to_vec(), &[]);
-        self.db.apply_batch(batch).map_err(backend)?;
-        self.db.flush().map_err(backend)?;
         Ok(())
     }
 
@@ -286,180 +219,18 @@ impl SledStore {
             .bytes();
         Ok(self.db.size_on_disk().map_err(backend)? + segments + journal)
     }
-
-    fn get<T: DeserializeOwned>(&self, k: &[u8]) -> Result<Option<T>> {
-        match self.db.get(k).map_err(backend)? {
-            Some(v) => decode(k, &v).map(Some),
-            None => Ok(None),
-        }
-    }
-
-    fn scan<T: DeserializeOwned>(
-        &self,
-        prefix: &[u8],
-        after: Option<&[u8]>,
-        limit: usize,
-    ) -> Result<Vec<T>> {
-        let start = match after {
-            // The smallest key above `after` with the same prefix.
-            Some(a) => {
-                let mut s = key(prefix[0], &[a]);
-                s.push(0);
-                s
-            }
-            None => prefix.to_vec(),
-        };
-        let mut out = Vec::new();
-        for item in self.db.range(start..) {
-            let (k, v) = item.map_err(backend)?;
-            if !k.starts_with(prefix) || out.len() >= limit {
-                break;
-            }
-            out.push(decode(&k, &v)?);
-        }
-        Ok(out)
-    }
-
-    fn keys_with_prefix(&self, prefix: &[u8]) -> Result<Vec<sled::IVec>> {
-        self.db
-            .scan_prefix(prefix)
-            .keys()
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(backend)
-    }
 }
 
 impl Store for SledStore {
     fn commit(&self, change: Change) -> Result<Committed> {
-        if change.audit.is_empty() {
-            return Err(StoreError::Backend(
-                "a change without an audit record is refused".into(),
-            ));
-        }
+        tables::check_audited(&change)?;
         let _guard = self
             .commit_lock
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        let stateful = !(change.agents.is_empty()
-            && change.tasks.is_empty()
-            && change.links.is_empty()
-            && change.revocations.is_empty()
-            && change.nonces.is_empty()
-            && change.approvals.is_empty()
-            && change.policy_hash.is_none()
-            && change.uses.is_empty());
-        let mut batch = sled::Batch::default();
-        let mut committed = Committed::default();
-
-        for a in &change.agents {
-            batch.insert(key(b'a', &[a.id.as_bytes()]), encode(a)?);
-        }
-        for t in &change.tasks {
-            // The deadline index moves with the deadline (an approved task gets a new one).
-            let old: Option<TaskRecord> = self.get(&key(b't', &[t.id.as_bytes()]))?;
-            if let Some(old) = old.filter(|o| o.deadline_ms != t.deadline_ms) {
-                batch.remove(key(b'y', &[&be(old.deadline_ms), old.id.as_bytes()]));
-            }
-            batch.insert(key(b'y', &[&be(t.deadline_ms), t.id.as_bytes()]), &[]);
-            batch.insert(key(b't', &[t.id.as_bytes()]), encode(t)?);
-        }
-        for a in &change.approvals {
-            // An unreadable old record cannot stop its replacement (its index entries, if
-            // any, are dropped when the expiry pass meets them).
-            match self.get::<ApprovalRecord>(&key(b'p', &[a.task.as_bytes()])) {
-                Ok(Some(old)) => unindex_approval(&mut batch, &old),
-                Ok(None) => {}
-                Err(StoreError::Corrupt { key, why }) => {
-                    tracing::warn!(key, why, "replacing an unreadable approval request");
-                }
-                Err(e) => return Err(e),
-            }
-            index_approval(&mut batch, a);
-            batch.insert(key(b'p', &[a.task.as_bytes()]), encode(a)?);
-        }
-        for (counter, n) in &change.uses {
-            batch.insert(use_key(counter), &n.to_be_bytes());
-        }
-        for l in &change.links {
-            let id = l.id.as_bytes();
-            if self.db.contains_key(key(b'l', &[id])).map_err(backend)? {
-                return Err(StoreError::AlreadyExists {
-                    what: "link",
-                    id: l.id.to_string(),
-                });
-            }
-            batch.insert(key(b'l', &[id]), encode(l)?);
-            if let Some(parent) = &l.parent {
-                batch.insert(key(b'c', &[parent.as_bytes(), id]), &be(l.expires_at_ms));
-            }
-            let root = u8::from(l.parent.is_none());
-            batch.insert(key(b'k', &[l.task.as_bytes(), id]), &[root]);
-            batch.insert(key(b'x', &[&be(l.expires_at_ms), id]), &[]);
-            batch.insert(key(b'h', &[l.holder.as_bytes(), &[0], id]), &[]);
-            // Root links are issued by the coordinator, which is not an agent: indexing them
-            // under its name would let whoever holds that name reach every root.
-            if l.parent.is_some() {
-                batch.insert(key(b'h', &[l.issuer.as_bytes(), &[0], id]), &[]);
-            }
-        }
-
-        let mut seen = std::collections::HashSet::new();
-        // Implied revocations (descendants of a link cut in the same change) are not
-        // checked against earlier ones one by one: the caller passes links not yet revoked,
-        // and a repeat is harmless (readers keep one entry per link).
-        let (implied, cut): (Vec<_>, Vec<_>) = change
-            .revocations
-            .iter()
-            .filter(|r| seen.insert(r.link))
-            .partition(|r| r.implied);
-        let fresh: Vec<_> = cut
-            .into_iter()
-            .filter_map(
-                |r| match self.db.contains_key(key(b'r', &[r.link.as_bytes()])) {
-                    Ok(true) => None,
-                    Ok(false) => Some(Ok(r)),
-                    Err(e) => Some(Err(backend(e))),
-                },
-            )
-            .collect::<Result<_>>()?;
-        if !fresh.is_empty() || !implied.is_empty() {
-            let epoch = read_be(&self.db.get(b"mepoch").map_err(backend)?.unwrap_or_default()) + 1;
-            let mut by_task: std::collections::BTreeMap<TaskId, Vec<&crate::NewRevocation>> =
-                std::collections::BTreeMap::new();
-            for r in &implied {
-                by_task.entry(r.task).or_default().push(r);
-            }
-            for (task, revocations) in by_task {
-                batch.insert(
-                    key(b'v', &[&be(epoch), task.as_bytes()]),
-                    implied::encode(epoch, &revocations)?,
-                );
-            }
-            committed.revoked.extend(implied.iter().map(|r| r.link));
-            for r in fresh {
-                let rec = RevocationRecord {
-                    link: r.link,
-                    task: r.task,
-                    epoch,
-                    expires_at_ms: r.expires_at_ms,
-                    reason: r.reason.clone(),
-                    time_ms: r.time_ms,
-                    implied: r.implied,
-                };
-                batch.insert(key(b'r', &[r.link.as_bytes()]), encode(&rec)?);
-                batch.insert(key(b'e', &[&be(epoch), r.link.as_bytes()]), &[]);
-                committed.revoked.push(r.link);
-            }
-            batch.insert(b"mepoch".to_vec(), &be(epoch));
-            committed.epoch = Some(epoch);
-        }
-
-        if let Some(hash) = &change.policy_hash {
-            batch.insert(b"mpolicy".to_vec(), hash.as_bytes());
-        }
-        for (nonce, expiry) in &change.nonces {
-            batch.insert(key(b'n', &[nonce]), &be(*expiry));
-        }
+        let stateful = tables::writes_state(&change);
+        let mut ops = Ops::default();
+        let mut committed = tables::plan(&self.db, &change, &mut ops)?;
 
         // The records go to the journal first, with one write; the state (and the head
         // of the log it moves to) to sled after. A change that writes no state (an
@@ -469,14 +240,8 @@ impl Store for SledStore {
         committed.audit_seqs = records.iter().map(|r| r.seq).collect();
         if stateful {
             let (seq, hash) = journal.head();
-            batch.insert(
-                b"maudit".to_vec(),
-                encode(&AuditHead {
-                    seq,
-                    hash: hash.to_owned(),
-                })?,
-            );
-            if let Err(e) = self.db.apply_batch(batch) {
+            tables::put_audit_head(&mut ops, seq, hash)?;
+            if let Err(e) = self.db.apply_batch(batch(ops)) {
                 journal.rollback(mark)?;
                 return Err(backend(e));
             }
@@ -491,223 +256,15 @@ impl Store for SledStore {
         flush_in_order(&self.db, &self.journal)
     }
 
-    fn agent(&self, id: &str) -> Result<Option<AgentRecord>> {
-        self.get(&key(b'a', &[id.as_bytes()]))
-    }
-
-    fn agents(&self, after: Option<&str>, limit: usize) -> Result<Vec<AgentRecord>> {
-        self.scan(b"a", after.map(str::as_bytes), limit)
-    }
-
-    fn task(&self, id: &TaskId) -> Result<Option<TaskRecord>> {
-        self.get(&key(b't', &[id.as_bytes()]))
-    }
-
-    fn tasks(&self, after: Option<&TaskId>, limit: usize) -> Result<Vec<TaskRecord>> {
-        self.scan(b"t", after.map(|t| &t.as_bytes()[..]), limit)
-    }
-
-    fn approval(&self, task: &TaskId) -> Result<Option<ApprovalRecord>> {
-        self.get(&key(b'p', &[task.as_bytes()]))
-    }
-
-    fn approvals(&self, after: Option<&TaskId>, limit: usize) -> Result<Vec<ApprovalRecord>> {
-        self.scan(b"p", after.map(|t| &t.as_bytes()[..]), limit)
-    }
-
-    fn uses(&self, counter: &UseCounter) -> Result<u32> {
-        Ok(self
-            .db
-            .get(use_key(counter))
-            .map_err(backend)?
-            .and_then(|v| <[u8; 4]>::try_from(v.as_ref()).ok())
-            .map_or(0, u32::from_be_bytes))
-    }
+    tables::store_reads!(db);
 
     fn approvals_due(&self, now_ms: u64, limit: usize) -> Result<Vec<TaskId>> {
-        let end = key(b'w', &[&be(now_ms.saturating_add(1))]);
-        let mut out = Vec::new();
-        // Entries whose request is gone, unreadable or no longer pending (a store written
-        // by another version, a corrupt record) are dropped as they are met, so they
-        // cannot fill every pass.
-        let mut stale = sled::Batch::default();
-        let mut any_stale = false;
-        for item in self.db.range(b"w".to_vec()..end).keys().take(limit) {
-            let k = item.map_err(backend)?;
-            let Some(t) = k.get(9..25).and_then(TaskId::from_slice) else {
-                stale.remove(k);
-                any_stale = true;
-                continue;
-            };
-            match self.get::<ApprovalRecord>(&key(b'p', &[t.as_bytes()])) {
-                Ok(Some(a)) if a.state == ApprovalState::Pending => out.push(t),
-                Ok(Some(a)) => {
-                    unindex_approval(&mut stale, &a);
-                    stale.remove(k);
-                    any_stale = true;
-                }
-                Ok(None) | Err(StoreError::Corrupt { .. }) => {
-                    stale.remove(k);
-                    any_stale = true;
-                }
-                Err(e) => return Err(e),
-            }
+        let mut stale = Ops::default();
+        let due = tables::approvals_due(&self.db, now_ms, limit, &mut stale)?;
+        if !stale.is_empty() {
+            self.db.apply_batch(batch(stale)).map_err(backend)?;
         }
-        if any_stale {
-            self.db.apply_batch(stale).map_err(backend)?;
-        }
-        Ok(out)
-    }
-
-    fn pending_approvals_of(&self, requester: &str, now_ms: u64, cap: usize) -> Result<usize> {
-        // Entries sort by expiry after the requester: count those after `now_ms`.
-        let prefix = key(b'u', &[requester.as_bytes(), &[0]]);
-        let start = key(
-            b'u',
-            &[requester.as_bytes(), &[0], &be(now_ms.saturating_add(1))],
-        );
-        let mut n = 0;
-        for item in self.db.range(start..).keys() {
-            let k = item.map_err(backend)?;
-            if !k.starts_with(&prefix) || n >= cap {
-                break;
-            }
-            n += 1;
-        }
-        Ok(n)
-    }
-
-    fn link(&self, id: &LinkId) -> Result<Option<LinkRecord>> {
-        self.get(&key(b'l', &[id.as_bytes()]))
-    }
-
-    fn children(&self, id: &LinkId) -> Result<Vec<LinkId>> {
-        let prefix = key(b'c', &[id.as_bytes()]);
-        Ok(self
-            .keys_with_prefix(&prefix)?
-            .iter()
-            .filter_map(|k| link_id_at(k, 17))
-            .collect())
-    }
-
-    fn children_with_expiry(&self, id: &LinkId) -> Result<Vec<(LinkId, Option<u64>)>> {
-        let prefix = key(b'c', &[id.as_bytes()]);
-        let mut out = Vec::new();
-        for kv in self.db.scan_prefix(&prefix) {
-            let (k, v) = kv.map_err(backend)?;
-            if let Some(child) = link_id_at(&k, 17) {
-                let expiry = <[u8; 8]>::try_from(&v[..]).ok().map(u64::from_be_bytes);
-                out.push((child, expiry));
-            }
-        }
-        Ok(out)
-    }
-
-    fn task_links(&self, task: &TaskId) -> Result<Vec<LinkRecord>> {
-        let prefix = key(b'k', &[task.as_bytes()]);
-        self.keys_with_prefix(&prefix)?
-            .iter()
-            .filter_map(|k| link_id_at(k, 17))
-            .filter_map(|id| self.link(&id).transpose())
-            .collect()
-    }
-
-    fn task_link_count(&self, task: &TaskId) -> Result<usize> {
-        Ok(self.db.scan_prefix(key(b'k', &[task.as_bytes()])).count())
-    }
-
-    fn task_roots(&self, task: &TaskId) -> Result<Vec<LinkId>> {
-        let mut out = Vec::new();
-        for kv in self.db.scan_prefix(key(b'k', &[task.as_bytes()])) {
-            let (k, v) = kv.map_err(backend)?;
-            let Some(id) = link_id_at(&k, 17) else {
-                continue;
-            };
-            let root = match &v[..] {
-                [flag] => *flag == 1,
-                // Written before the index said: read the record.
-                _ => self.link(&id)?.is_some_and(|l| l.parent.is_none()),
-            };
-            if root {
-                out.push(id);
-            }
-        }
-        Ok(out)
-    }
-
-    fn agent_links(&self, agent: &str) -> Result<Vec<LinkId>> {
-        let prefix = key(b'h', &[agent.as_bytes(), &[0]]);
-        let mut ids: Vec<LinkId> = self
-            .keys_with_prefix(&prefix)?
-            .iter()
-            .filter_map(|k| link_id_at(k, prefix.len()))
-            .collect();
-        ids.sort();
-        ids.dedup();
-        Ok(ids)
-    }
-
-    fn revocation(&self, id: &LinkId) -> Result<Option<RevocationRecord>> {
-        self.get(&key(b'r', &[id.as_bytes()]))
-    }
-
-    fn implied_revocations(&self, epoch: u64, task: &TaskId) -> Result<Vec<RevocationRecord>> {
-        let k = key(b'v', &[&be(epoch), task.as_bytes()]);
-        match self.db.get(&k).map_err(backend)? {
-            Some(v) => implied::decode(&k, &v),
-            None => Ok(Vec::new()),
-        }
-    }
-
-    fn all_implied_revocations(&self) -> Result<Vec<RevocationRecord>> {
-        let mut out = Vec::new();
-        for item in self.db.scan_prefix(b"v") {
-            let (k, v) = item.map_err(backend)?;
-            out.extend(implied::decode(&k, &v)?);
-        }
-        Ok(out)
-    }
-
-    fn revocations_after(&self, epoch: u64) -> Result<Vec<RevocationRecord>> {
-        let start = key(b'e', &[&be(epoch.saturating_add(1))]);
-        let mut out = Vec::new();
-        for item in self.db.range(start..) {
-            let (k, _) = item.map_err(backend)?;
-            if k.first() != Some(&b'e') {
-                break;
-            }
-            // Revocations garbage-collected after expiry leave no record behind.
-            if let Some(rec) = link_id_at(&k, 9)
-                .map(|id| self.revocation(&id))
-                .transpose()?
-                .flatten()
-            {
-                out.push(rec);
-            }
-        }
-        Ok(out)
-    }
-
-    fn policy_hash(&self) -> Result<Option<String>> {
-        Ok(self
-            .db
-            .get(b"mpolicy")
-            .map_err(backend)?
-            .map(|v| String::from_utf8_lossy(&v).into_owned()))
-    }
-
-    fn epoch(&self) -> Result<u64> {
-        Ok(read_be(
-            &self.db.get(b"mepoch").map_err(backend)?.unwrap_or_default(),
-        ))
-    }
-
-    fn nonce(&self, nonce: &[u8; 16]) -> Result<Option<u64>> {
-        Ok(self
-            .db
-            .get(key(b'n', &[nonce]))
-            .map_err(backend)?
-            .map(|v| read_be(&v)))
+        Ok(due)
     }
 
     fn audit_after(&self, after: u64, limit: usize) -> Result<Vec<AuditRecord>> {
@@ -745,7 +302,6 @@ impl Store for SledStore {
 #[cfg(test)]
 mod audit_tests;
 mod gc;
-mod implied;
 mod sealing;
 #[cfg(test)]
 mod tests;

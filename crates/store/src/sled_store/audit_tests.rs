@@ -6,6 +6,8 @@ use mandate_core::{LinkId, TaskId};
 use super::tests::{event, task, varied_event};
 use super::*;
 use crate::AuditEvent;
+use crate::kv::{be, encode, key};
+use crate::tables::AuditHead;
 
 /// Opens (or reopens) a store, waiting out the file lock a store just dropped in this
 /// process may still hold while sled's threads wind down.

@@ -6,10 +6,11 @@
 use std::path::Path;
 use std::sync::PoisonError;
 
-use super::{AuditHead, SledStore, backend, be, decode, encode, key};
+use super::{SledStore, backend};
 use crate::journal::Journal;
 use crate::records::{AuditEvent, AuditRecord, Severity};
 use crate::segments::Segment;
+use crate::tables;
 use crate::{Result, StoreError};
 
 /// When audit records leave the store for sealed segments.
@@ -77,19 +78,8 @@ pub(super) fn open_journal(
     start: &(u64, String),
 ) -> Result<Journal> {
     let sealed = segments.last().map_or(start.0, |s| s.last);
-    let get_head = || -> Result<Option<AuditHead>> {
-        match db.get(b"maudit").map_err(backend)? {
-            Some(v) => decode(b"maudit", &v).map(Some),
-            None => Ok(None),
-        }
-    };
-    let legacy: Vec<AuditRecord> = db
-        .range(key(b'q', &[&be(0)])..key(b'q', &[&be(u64::MAX)]))
-        .map(|item| {
-            let (k, v) = item.map_err(backend)?;
-            decode(&k, &v)
-        })
-        .collect::<Result<_>>()?;
+    let get_head = || tables::audit_head(db);
+    let legacy = tables::audit_records(db, 0, usize::MAX)?;
     let (mut journal, stateful) =
         Journal::open(dir, sealed + 1, &last_sealed_hash(segments, start)?)?;
     if !legacy.is_empty() {
@@ -107,7 +97,7 @@ pub(super) fn open_journal(
             .map_err(|e| StoreError::Backend(format!("audit journal: {e}")))?;
         let mut batch = sled::Batch::default();
         for r in &legacy {
-            batch.remove(key(b'q', &[&be(r.seq)]));
+            batch.remove(tables::audit_key(r.seq));
         }
         db.apply_batch(batch).map_err(backend)?;
         db.flush().map_err(backend)?;
@@ -166,14 +156,9 @@ pub(super) fn open_journal(
         .sync_all()
         .map_err(|e| StoreError::Backend(format!("audit journal: {e}")))?;
     let (seq, hash) = journal.head();
-    db.insert(
-        b"maudit",
-        encode(&AuditHead {
-            seq,
-            hash: hash.to_owned(),
-        })?,
-    )
-    .map_err(backend)?;
+    let mut ops = crate::kv::Ops::default();
+    tables::put_audit_head(&mut ops, seq, hash)?;
+    db.apply_batch(super::batch(ops)).map_err(backend)?;
     db.flush().map_err(backend)?;
     tracing::error!(
         from = last + 1,

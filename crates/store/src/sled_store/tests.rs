@@ -3,6 +3,9 @@ use std::collections::BTreeMap;
 use mandate_core::{Digest, LinkId, TaskId};
 
 use super::*;
+use crate::implied;
+use crate::kv::{be, key};
+use crate::records::{AgentRecord, LinkRecord, TaskRecord};
 use crate::{AgentStatus, AuditEvent, NewRevocation, Severity, TaskState};
 
 pub(super) fn event(action: &str) -> AuditEvent {

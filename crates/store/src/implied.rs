@@ -23,7 +23,7 @@ const VERSION: u8 = 2;
 const ENTRY: usize = 16 + 16 + 8 + 8 + 4;
 
 /// Encodes the implied revocations of the change at `epoch`.
-pub(super) fn encode(epoch: u64, revocations: &[&NewRevocation]) -> Result<Vec<u8>> {
+pub(crate) fn encode(epoch: u64, revocations: &[&NewRevocation]) -> Result<Vec<u8>> {
     let mut reasons: Vec<&str> = Vec::new();
     let mut index = std::collections::HashMap::new();
     let mut entries = Vec::with_capacity(revocations.len() * ENTRY);
@@ -67,7 +67,7 @@ pub(super) fn encode(epoch: u64, revocations: &[&NewRevocation]) -> Result<Vec<u
 }
 
 /// The latest expiry of any entry, read from the header alone.
-pub(super) fn max_expiry(key: &[u8], v: &[u8]) -> Result<u64> {
+pub(crate) fn max_expiry(key: &[u8], v: &[u8]) -> Result<u64> {
     let mut r = Reader::new(key, v);
     r.version()?;
     r.u64()
@@ -75,7 +75,7 @@ pub(super) fn max_expiry(key: &[u8], v: &[u8]) -> Result<u64> {
 
 /// Decodes every entry as a revocation record (marked implied), checking them against the
 /// key's epoch and task.
-pub(super) fn decode(key: &[u8], v: &[u8]) -> Result<Vec<RevocationRecord>> {
+pub(crate) fn decode(key: &[u8], v: &[u8]) -> Result<Vec<RevocationRecord>> {
     let mut r = Reader::new(key, v);
     let (key_epoch, key_task) = match (key.get(1..9), key.get(9..25).and_then(TaskId::from_slice)) {
         (Some(e), Some(t)) if key.len() == 25 => {
