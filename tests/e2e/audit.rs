@@ -481,6 +481,11 @@ async fn when_the_store_cannot_write_nothing_changes_and_reads_keep_working() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cascade_of_a_thousand_descendants_names_every_one() {
+    a_cascade_of_a_thousand_descendants_names_every_one_body().await;
+}
+
+/// The body of [`a_cascade_of_a_thousand_descendants_names_every_one`], also run on etcd (`on_etcd`).
+pub async fn a_cascade_of_a_thousand_descendants_names_every_one_body() {
     let h = Harness::start().await;
     let mut admin = h.admin.clone();
     let (_, mut planner) = h.register(&mut admin, PLANNER, "planner", "").await;

@@ -231,6 +231,11 @@ async fn delegated() -> Delegated {
 /// reasons.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn authorize_allows_what_each_link_allows_and_denies_the_rest_with_its_reason() {
+    authorize_allows_what_each_link_allows_and_denies_the_rest_with_its_reason_body().await;
+}
+
+/// The body of [`authorize_allows_what_each_link_allows_and_denies_the_rest_with_its_reason`], also run on etcd (`on_etcd`).
+pub async fn authorize_allows_what_each_link_allows_and_denies_the_rest_with_its_reason_body() {
     let Delegated {
         h,
         planner_key,
@@ -519,6 +524,11 @@ async fn a_restart_does_not_reopen_a_used_proof() {
 /// chain.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn revocation_cascades_online_and_through_the_feed_and_records_survive_a_restart() {
+    revocation_cascades_online_and_through_the_feed_and_records_survive_a_restart_body().await;
+}
+
+/// The body of [`revocation_cascades_online_and_through_the_feed_and_records_survive_a_restart`], also run on etcd (`on_etcd`).
+pub async fn revocation_cascades_online_and_through_the_feed_and_records_survive_a_restart_body() {
     let Delegated {
         mut h,
         mut planner,

@@ -15,6 +15,12 @@ use mandate_sdk::{Client, Signer};
 use mandate_server::{Config, Server};
 use tonic::transport::Channel;
 
+tokio::task_local! {
+    /// The store every harness started inside `STORE.scope(...)` runs on (sled otherwise):
+    /// the etcd runs of the suite (`on_etcd`).
+    pub static STORE: mandate_server::StoreChoice;
+}
+
 pub struct Harness {
     pub server: Option<Server>,
     pub dir: tempfile::TempDir,
@@ -73,6 +79,9 @@ impl Harness {
         edit: impl FnOnce(&mut Config),
     ) -> Harness {
         let mut cfg = config(dir.path(), Arc::clone(&clock));
+        if let Ok(store) = STORE.try_with(Clone::clone) {
+            cfg.store = store;
+        }
         edit(&mut cfg);
         // A store just closed in this process (a test that edits it directly) may hold its
         // file lock for a moment while sled's threads wind down.

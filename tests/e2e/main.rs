@@ -26,6 +26,7 @@
 // - `gateway`: `mandate-gateway` in front of a real HTTP upstream.
 // - `tls`: TLS and mutual TLS on the listeners, certificate reload.
 // - `metrics`: the Prometheus exposition, scraped by a real Prometheus.
+// - `on_etcd`: the main flows again with the state on a 3-member etcd cluster.
 mod audit;
 mod bad_input;
 mod failing_store;
@@ -34,6 +35,7 @@ mod flow;
 mod gateway;
 mod harness;
 mod metrics;
+mod on_etcd;
 mod operations;
 mod policy;
 mod tls;

@@ -508,6 +508,11 @@ async fn pending_approvals_have_a_quota_per_requester_and_expire_by_index() {
 
 #[tokio::test]
 async fn drift_revokes_the_now_forbidden_subtree_and_keeps_its_siblings() {
+    drift_revokes_the_now_forbidden_subtree_and_keeps_its_siblings_body().await;
+}
+
+/// The body of [`drift_revokes_the_now_forbidden_subtree_and_keeps_its_siblings`], also run on etcd (`on_etcd`).
+pub async fn drift_revokes_the_now_forbidden_subtree_and_keeps_its_siblings_body() {
     let mut t = team().await;
     let planner_id = format!("{DOMAIN}/planner");
     let (a_key, mut a) =

@@ -69,9 +69,29 @@ pub(crate) struct ServeArgs {
     #[arg(long, env = "MANDATE_RETAIN_HISTORY")]
     retain_history: Option<String>,
     /// The store's page cache in MiB: enough for the hot records (agents, live tasks and
-    /// links) [default: 64].
+    /// links) [default: 128].
     #[arg(long, env = "MANDATE_STORE_CACHE_MIB")]
     store_cache_mib: Option<u64>,
+    /// Where the state lives: `sled` (in the data directory) or etcd,
+    /// `etcd://HOST:PORT[,HOST:PORT...][/PREFIX]` (`etcds://` for TLS) [default: sled].
+    #[arg(long, env = "MANDATE_STORE")]
+    store: Option<String>,
+    /// CA (PEM) of the etcd members' certificates (`etcds://`).
+    #[arg(long, env = "MANDATE_ETCD_CA_FILE")]
+    etcd_ca_file: Option<PathBuf>,
+    /// Client certificate (PEM) for etcd, with --etcd-key-file.
+    #[arg(long, env = "MANDATE_ETCD_CERT_FILE")]
+    etcd_cert_file: Option<PathBuf>,
+    /// Client key (PEM) for etcd.
+    #[arg(long, env = "MANDATE_ETCD_KEY_FILE")]
+    etcd_key_file: Option<PathBuf>,
+    /// etcd user, when etcd has authentication on; the password is read from
+    /// `MANDATE_ETCD_PASSWORD` or --etcd-password-file, never from a flag.
+    #[arg(long, env = "MANDATE_ETCD_USER")]
+    etcd_user: Option<String>,
+    /// A file holding the etcd user's password (one line).
+    #[arg(long, env = "MANDATE_ETCD_PASSWORD_FILE")]
+    etcd_password_file: Option<PathBuf>,
     /// How often the collection pass runs (expired state, nonces, approvals) [default: 60s].
     #[arg(long, env = "MANDATE_GC_INTERVAL")]
     gc_interval: Option<String>,
@@ -94,6 +114,12 @@ struct FileConfig {
     retain_history: Option<String>,
     gc_interval: Option<String>,
     store_cache_mib: Option<u64>,
+    store: Option<String>,
+    etcd_ca_file: Option<PathBuf>,
+    etcd_cert_file: Option<PathBuf>,
+    etcd_key_file: Option<PathBuf>,
+    etcd_user: Option<String>,
+    etcd_password_file: Option<PathBuf>,
     audit_segment_records: Option<usize>,
     metrics_listen: Option<SocketAddr>,
     log_format: Option<LogFormat>,
@@ -162,6 +188,10 @@ fn read_file(path: &Path) -> anyhow::Result<FileConfig> {
         &mut file.tls_cert,
         &mut file.tls_key,
         &mut file.tls_client_ca,
+        &mut file.etcd_ca_file,
+        &mut file.etcd_cert_file,
+        &mut file.etcd_key_file,
+        &mut file.etcd_password_file,
     ]
     .into_iter()
     .flatten()
@@ -224,6 +254,7 @@ pub(crate) fn resolve(
         sources,
         shown: Vec::new(),
     };
+    let store = store_choice(&mut p, &args, &file)?;
     let listen = p
         .pick(
             "listen",
@@ -361,6 +392,7 @@ pub(crate) fn resolve(
         "store_cache_mib is between 8 and 1048576"
     );
     config.store_cache_bytes = cache << 20;
+    config.store = store;
     let gc = p
         .pick(
             "gc_interval",
@@ -395,6 +427,79 @@ pub(crate) fn resolve(
         log_format,
         shown: p.shown,
     })
+}
+
+/// The `store` setting and, for etcd, how to reach it.
+fn store_choice(
+    p: &mut Picker<'_>,
+    args: &ServeArgs,
+    file: &FileConfig,
+) -> anyhow::Result<mandate_server::StoreChoice> {
+    let store = p
+        .pick(
+            "store",
+            args.store.clone(),
+            file.store.clone(),
+            Some("sled".to_owned()),
+            |s| toml_string(s),
+        )
+        .unwrap_or_default();
+    let path = |p: &mut Picker<'_>, key, arg: &Option<PathBuf>, file: &Option<PathBuf>| {
+        p.pick(key, arg.clone(), file.clone(), None, |v| toml_path(v))
+    };
+    let ca = path(p, "etcd_ca_file", &args.etcd_ca_file, &file.etcd_ca_file);
+    let cert = path(
+        p,
+        "etcd_cert_file",
+        &args.etcd_cert_file,
+        &file.etcd_cert_file,
+    );
+    let key = path(p, "etcd_key_file", &args.etcd_key_file, &file.etcd_key_file);
+    let user = p.pick(
+        "etcd_user",
+        args.etcd_user.clone(),
+        file.etcd_user.clone(),
+        None,
+        |s| toml_string(s),
+    );
+    let password_file = path(
+        p,
+        "etcd_password_file",
+        &args.etcd_password_file,
+        &file.etcd_password_file,
+    );
+    if store == "sled" {
+        anyhow::ensure!(
+            ca.is_none() && cert.is_none() && key.is_none() && user.is_none(),
+            "the etcd_* settings need store = \"etcd://...\""
+        );
+        return Ok(mandate_server::StoreChoice::Sled);
+    }
+    let mut etcd = mandate_store::EtcdConfig::parse(&store)
+        .map_err(|e| anyhow::anyhow!("store: {e} (or `sled`)"))?;
+    let read = |path: &Path| {
+        std::fs::read(path).with_context(|| format!("cannot read `{}`", path.display()))
+    };
+    etcd.ca_pem = ca.as_deref().map(read).transpose()?;
+    etcd.client_cert_pem = match (cert, key) {
+        (Some(c), Some(k)) => Some((read(&c)?, read(&k)?)),
+        (None, None) => None,
+        _ => anyhow::bail!("etcd_cert_file and etcd_key_file go together"),
+    };
+    if let Some(user) = user {
+        let password = match (password_file, std::env::var("MANDATE_ETCD_PASSWORD")) {
+            (Some(f), _) => String::from_utf8(read(&f)?)
+                .context("the etcd password file is not UTF-8")?
+                .trim_end_matches(['\r', '\n'])
+                .to_owned(),
+            (None, Ok(p)) => p,
+            (None, Err(_)) => anyhow::bail!(
+                "etcd_user needs a password: MANDATE_ETCD_PASSWORD or etcd_password_file"
+            ),
+        };
+        etcd.credentials = Some((user, password));
+    }
+    Ok(mandate_server::StoreChoice::Etcd(etcd))
 }
 
 impl Resolved {

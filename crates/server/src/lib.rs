@@ -107,6 +107,18 @@ pub struct Config {
     pub audit_sealing: mandate_store::AuditSealing,
     /// The store's page cache, bytes.
     pub store_cache_bytes: u64,
+    /// Where the state lives: sled in the data directory (the default) or etcd.
+    pub store: StoreChoice,
+}
+
+/// The backend of the coordinator's state.
+#[derive(Clone, Debug, Default)]
+pub enum StoreChoice {
+    /// sled under `<data_dir>/store`, with the audit journal and segments beside it.
+    #[default]
+    Sled,
+    /// etcd v3 (the coordinator's keys stay in the data directory).
+    Etcd(mandate_store::EtcdConfig),
 }
 
 impl std::fmt::Debug for Config {
@@ -116,6 +128,7 @@ impl std::fmt::Debug for Config {
             .field("data_dir", &self.data_dir)
             .field("trust_domain", &self.trust_domain)
             .field("tls", &self.tls)
+            .field("store", &self.store)
             .finish_non_exhaustive()
     }
 }
@@ -149,6 +162,7 @@ impl Config {
             metrics_listen: None,
             audit_sealing: mandate_store::AuditSealing::default(),
             store_cache_bytes: mandate_store::DEFAULT_CACHE_BYTES,
+            store: StoreChoice::Sled,
         }
     }
 }
@@ -398,11 +412,21 @@ fn check_transport(config: &Config) -> Result<(), StartError> {
 pub async fn start(config: Config) -> Result<Server, StartError> {
     check_transport(&config)?;
     create_dir(&config.data_dir)?;
-    let store: Arc<dyn Store> = Arc::new(SledStore::open_with(
-        &config.data_dir.join("store"),
-        config.store_cache_bytes,
-        config.audit_sealing,
-    )?);
+    let store: Arc<dyn Store> = match &config.store {
+        StoreChoice::Sled => Arc::new(SledStore::open_with(
+            &config.data_dir.join("store"),
+            config.store_cache_bytes,
+            config.audit_sealing,
+        )?),
+        StoreChoice::Etcd(etcd) => {
+            let etcd = etcd.clone();
+            Arc::new(
+                tokio::task::spawn_blocking(move || mandate_store::EtcdStore::open(etcd))
+                    .await
+                    .map_err(|e| mandate_store::StoreError::Backend(e.to_string()))??,
+            )
+        }
+    };
     start_with_store(config, store).await
 }
 

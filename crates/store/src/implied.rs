@@ -1,5 +1,5 @@
-//! The implied revocations of one change in one task, stored as one value under `v` +
-//! epoch + task id.
+//! The implied revocations of one change in one task, stored under `v` + epoch + task id +
+//! part (up to 16,384 a value; one value without the part in stores written before).
 //!
 //! A cascade revokes every live descendant of the links it cuts. Written one record (and
 //! one epoch index key) each, 100,000 descendants cost 200,000 sled inserts, several
@@ -78,7 +78,8 @@ pub(crate) fn max_expiry(key: &[u8], v: &[u8]) -> Result<u64> {
 pub(crate) fn decode(key: &[u8], v: &[u8]) -> Result<Vec<RevocationRecord>> {
     let mut r = Reader::new(key, v);
     let (key_epoch, key_task) = match (key.get(1..9), key.get(9..25).and_then(TaskId::from_slice)) {
-        (Some(e), Some(t)) if key.len() == 25 => {
+        // Epoch and task, then the part (absent in stores written before values were split).
+        (Some(e), Some(t)) if key.len() == 25 || key.len() == 29 => {
             let mut a = [0u8; 8];
             a.copy_from_slice(e);
             (u64::from_be_bytes(a), t)

@@ -23,7 +23,7 @@ use std::io::Write as _;
 use std::os::unix::fs::FileExt as _;
 use std::path::{Path, PathBuf};
 
-use crate::records::{AuditEvent, AuditRecord, audit_hash};
+use crate::records::{AuditEvent, AuditRecord};
 use crate::segments::{Reader, Segment, Strings, corrupt, hex32, put_event, put_varint, to_hex};
 use crate::{Result, StoreError};
 
@@ -329,21 +329,7 @@ impl Journal {
         events: Vec<AuditEvent>,
         stateful: bool,
     ) -> Result<(Vec<AuditRecord>, Mark)> {
-        let (mut seq, mut prev) = self.head.clone();
-        let records = events
-            .into_iter()
-            .map(|event| {
-                seq += 1;
-                let hash = audit_hash(seq, &event, &prev);
-                let prev_hash = std::mem::replace(&mut prev, hash.clone());
-                AuditRecord {
-                    seq,
-                    event,
-                    prev_hash,
-                    hash,
-                }
-            })
-            .collect::<Vec<_>>();
+        let records = crate::records::chain(&self.head, events);
         let mark = self.write(&records, stateful)?;
         Ok((records, mark))
     }

@@ -40,9 +40,21 @@ impl Ops {
     pub(crate) fn delete(&mut self, k: impl Into<Vec<u8>>) {
         self.0.insert(k.into(), None);
     }
+    /// The write of `k`, if any (`Some(None)`: a removal).
+    pub(crate) fn get(&self, k: &[u8]) -> Option<Option<&[u8]>> {
+        self.0.get(k).map(Option::as_deref)
+    }
     /// Whether there is nothing to write.
     pub(crate) fn is_empty(&self) -> bool {
         self.0.is_empty()
+    }
+    /// The writes, in key order (`None`: a removal).
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (&[u8], Option<&[u8]>)> {
+        self.0.iter().map(|(k, v)| (k.as_slice(), v.as_deref()))
+    }
+    /// Adds every write of `other`, which wins where both write a key.
+    pub(crate) fn extend(&mut self, other: Ops) {
+        self.0.extend(other.0);
     }
     /// The writes, in key order, owned.
     pub(crate) fn into_iter(self) -> impl Iterator<Item = (Vec<u8>, Option<Vec<u8>>)> {

@@ -13,6 +13,9 @@
 
 mod audit;
 mod checkpoint;
+#[cfg(test)]
+mod conformance;
+mod etcd_store;
 mod implied;
 mod journal;
 mod kv;
@@ -29,6 +32,7 @@ pub use audit::{
     AuditFilter, AuditVerification, ChainCheck, GENESIS_HASH, query_audit, verify_audit,
 };
 pub use checkpoint::{AuditCheckpoint, CHECKPOINT_FORMAT, CheckpointError};
+pub use etcd_store::{EtcdConfig, EtcdStore};
 pub use records::{
     AgentRecord, AgentStatus, ApprovalRecord, ApprovalState, AuditAction, AuditEvent, AuditRecord,
     LinkRecord, NewRevocation, RevocationRecord, Severity, TaskRecord, TaskState, Verdict,

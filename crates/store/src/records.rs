@@ -640,6 +640,26 @@ pub fn audit_hash(seq: u64, event: &AuditEvent, prev_hash: &str) -> String {
     hex_encode(Digest::of(&[prev_hash.as_bytes(), b"\n", &body]).as_bytes())
 }
 
+/// The records `events` become when appended after the record `head` (sequence and hash):
+/// numbered on, each hashed over the one before.
+pub(crate) fn chain(head: &(u64, String), events: Vec<AuditEvent>) -> Vec<AuditRecord> {
+    let (mut seq, mut prev) = head.clone();
+    events
+        .into_iter()
+        .map(|event| {
+            seq += 1;
+            let hash = audit_hash(seq, &event, &prev);
+            let prev_hash = std::mem::replace(&mut prev, hash.clone());
+            AuditRecord {
+                seq,
+                event,
+                prev_hash,
+                hash,
+            }
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod format_tests {
     use super::*;

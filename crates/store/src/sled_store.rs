@@ -187,6 +187,12 @@ impl SledStore {
         Ok(())
     }
 
+    /// The sled tree beneath, for tests that damage or age what the store holds.
+    #[cfg(test)]
+    pub(crate) fn db(&self) -> &sled::Db {
+        &self.db
+    }
+
     /// Keys and value bytes per key prefix (the record kinds of the module table), for
     /// sizing and for finding what a store spends its space on.
     pub fn key_stats(&self) -> Result<std::collections::BTreeMap<char, (u64, u64)>> {

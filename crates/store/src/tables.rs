@@ -17,7 +17,7 @@
 //! | `u` | requester, 0, expiry (8, big endian), task id (16) | empty: pending approval requests by requester |
 //! | `r` | link id (16) | [`RevocationRecord`] |
 //! | `e` | epoch (8, big endian), link id (16) | empty: revocations by epoch |
-//! | `v` | epoch (8, big endian), task id (16) | every implied revocation of that change in that task, as one value (`implied.rs`) |
+//! | `v` | epoch (8, big endian), task id (16), part (4, big endian; absent in stores written before) | the implied revocations of that change in that task, up to 16,384 a value (`implied.rs`) |
 //! | `n` | nonce (16) | expiry (8, big endian) |
 //! | `g` | `t` task id (16) or `l` link id (16) | uses so far (4, big endian): use-limited roots (per task) and delegations |
 //! | `q` | sequence (8, big endian) | [`AuditRecord`]: the audit log's tail where the backend keeps it in the map (etcd; sled keeps it in a journal file and has `q` only from before) |
@@ -32,6 +32,9 @@ use crate::records::{
     TaskRecord,
 };
 use crate::{Change, Committed, GcStats, Result, StoreError, UseCounter, implied};
+
+/// Implied revocations per stored value (52 bytes each: 832 KiB a value).
+const IMPLIED_PER_VALUE: usize = 16_384;
 
 /// The key of the current revocation epoch.
 pub(crate) const EPOCH: &[u8] = b"mepoch";
@@ -190,10 +193,13 @@ pub(crate) fn plan<K: Kv + ?Sized>(kv: &K, change: &Change, ops: &mut Ops) -> Re
             by_task.entry(r.task).or_default().push(r);
         }
         for (task, revocations) in by_task {
-            ops.put(
-                key(b'v', &[&be(epoch), task.as_bytes()]),
-                implied::encode(epoch, &revocations)?,
-            );
+            // In parts that fit any backend's value limit (etcd: 1.5 MiB a request).
+            for (i, part) in (0u32..).zip(revocations.chunks(IMPLIED_PER_VALUE)) {
+                ops.put(
+                    key(b'v', &[&be(epoch), task.as_bytes(), &i.to_be_bytes()]),
+                    implied::encode(epoch, part)?,
+                );
+            }
         }
         committed.revoked.extend(implied.iter().map(|r| r.link));
         for r in fresh {
@@ -596,11 +602,16 @@ pub(crate) fn implied_revocations<K: Kv + ?Sized>(
     epoch: u64,
     task: &TaskId,
 ) -> Result<Vec<RevocationRecord>> {
-    let k = key(b'v', &[&be(epoch), task.as_bytes()]);
-    match kv.get(&k)? {
-        Some(v) => implied::decode(&k, v.as_ref()),
-        None => Ok(Vec::new()),
-    }
+    let mut out = Vec::new();
+    scan_prefix(
+        kv,
+        &key(b'v', &[&be(epoch), task.as_bytes()]),
+        &mut |k, v| {
+            out.extend(implied::decode(k, v)?);
+            Ok(true)
+        },
+    )?;
+    Ok(out)
 }
 
 pub(crate) fn all_implied_revocations<K: Kv + ?Sized>(kv: &K) -> Result<Vec<RevocationRecord>> {
@@ -673,39 +684,39 @@ pub(crate) fn audit_records<K: Kv + ?Sized>(
 /// `impl Store` (everything but commits, flushes, the audit log, approvals due and GC,
 /// which write).
 macro_rules! store_reads {
-    ($kv:ident) => {
+    ($($kv:ident).+) => {
         fn agent(&self, id: &str) -> $crate::Result<Option<$crate::AgentRecord>> {
-            $crate::tables::agent(&self.$kv, id)
+            $crate::tables::agent(&self.$($kv).+, id)
         }
         fn agents(
             &self,
             after: Option<&str>,
             limit: usize,
         ) -> $crate::Result<Vec<$crate::AgentRecord>> {
-            $crate::tables::agents(&self.$kv, after, limit)
+            $crate::tables::agents(&self.$($kv).+, after, limit)
         }
         fn task(&self, id: &mandate_core::TaskId) -> $crate::Result<Option<$crate::TaskRecord>> {
-            $crate::tables::task(&self.$kv, id)
+            $crate::tables::task(&self.$($kv).+, id)
         }
         fn tasks(
             &self,
             after: Option<&mandate_core::TaskId>,
             limit: usize,
         ) -> $crate::Result<Vec<$crate::TaskRecord>> {
-            $crate::tables::tasks(&self.$kv, after, limit)
+            $crate::tables::tasks(&self.$($kv).+, after, limit)
         }
         fn approval(
             &self,
             task: &mandate_core::TaskId,
         ) -> $crate::Result<Option<$crate::ApprovalRecord>> {
-            $crate::tables::approval(&self.$kv, task)
+            $crate::tables::approval(&self.$($kv).+, task)
         }
         fn approvals(
             &self,
             after: Option<&mandate_core::TaskId>,
             limit: usize,
         ) -> $crate::Result<Vec<$crate::ApprovalRecord>> {
-            $crate::tables::approvals(&self.$kv, after, limit)
+            $crate::tables::approvals(&self.$($kv).+, after, limit)
         }
         fn pending_approvals_of(
             &self,
@@ -713,68 +724,68 @@ macro_rules! store_reads {
             now_ms: u64,
             cap: usize,
         ) -> $crate::Result<usize> {
-            $crate::tables::pending_approvals_of(&self.$kv, requester, now_ms, cap)
+            $crate::tables::pending_approvals_of(&self.$($kv).+, requester, now_ms, cap)
         }
         fn link(&self, id: &mandate_core::LinkId) -> $crate::Result<Option<$crate::LinkRecord>> {
-            $crate::tables::link(&self.$kv, id)
+            $crate::tables::link(&self.$($kv).+, id)
         }
         fn children(&self, id: &mandate_core::LinkId) -> $crate::Result<Vec<mandate_core::LinkId>> {
-            $crate::tables::children(&self.$kv, id)
+            $crate::tables::children(&self.$($kv).+, id)
         }
         fn children_with_expiry(
             &self,
             id: &mandate_core::LinkId,
         ) -> $crate::Result<Vec<(mandate_core::LinkId, Option<u64>)>> {
-            $crate::tables::children_with_expiry(&self.$kv, id)
+            $crate::tables::children_with_expiry(&self.$($kv).+, id)
         }
         fn task_links(
             &self,
             task: &mandate_core::TaskId,
         ) -> $crate::Result<Vec<$crate::LinkRecord>> {
-            $crate::tables::task_links(&self.$kv, task)
+            $crate::tables::task_links(&self.$($kv).+, task)
         }
         fn task_link_count(&self, task: &mandate_core::TaskId) -> $crate::Result<usize> {
-            $crate::tables::task_link_count(&self.$kv, task)
+            $crate::tables::task_link_count(&self.$($kv).+, task)
         }
         fn task_roots(
             &self,
             task: &mandate_core::TaskId,
         ) -> $crate::Result<Vec<mandate_core::LinkId>> {
-            $crate::tables::task_roots(&self.$kv, task)
+            $crate::tables::task_roots(&self.$($kv).+, task)
         }
         fn agent_links(&self, agent: &str) -> $crate::Result<Vec<mandate_core::LinkId>> {
-            $crate::tables::agent_links(&self.$kv, agent)
+            $crate::tables::agent_links(&self.$($kv).+, agent)
         }
         fn revocation(
             &self,
             id: &mandate_core::LinkId,
         ) -> $crate::Result<Option<$crate::RevocationRecord>> {
-            $crate::tables::revocation(&self.$kv, id)
+            $crate::tables::revocation(&self.$($kv).+, id)
         }
         fn implied_revocations(
             &self,
             epoch: u64,
             task: &mandate_core::TaskId,
         ) -> $crate::Result<Vec<$crate::RevocationRecord>> {
-            $crate::tables::implied_revocations(&self.$kv, epoch, task)
+            $crate::tables::implied_revocations(&self.$($kv).+, epoch, task)
         }
         fn all_implied_revocations(&self) -> $crate::Result<Vec<$crate::RevocationRecord>> {
-            $crate::tables::all_implied_revocations(&self.$kv)
+            $crate::tables::all_implied_revocations(&self.$($kv).+)
         }
         fn revocations_after(&self, epoch: u64) -> $crate::Result<Vec<$crate::RevocationRecord>> {
-            $crate::tables::revocations_after(&self.$kv, epoch)
+            $crate::tables::revocations_after(&self.$($kv).+, epoch)
         }
         fn uses(&self, counter: &$crate::UseCounter) -> $crate::Result<u32> {
-            $crate::tables::uses(&self.$kv, counter)
+            $crate::tables::uses(&self.$($kv).+, counter)
         }
         fn policy_hash(&self) -> $crate::Result<Option<String>> {
-            $crate::tables::policy_hash(&self.$kv)
+            $crate::tables::policy_hash(&self.$($kv).+)
         }
         fn epoch(&self) -> $crate::Result<u64> {
-            $crate::tables::epoch(&self.$kv)
+            $crate::tables::epoch(&self.$($kv).+)
         }
         fn nonce(&self, nonce: &[u8; 16]) -> $crate::Result<Option<u64>> {
-            $crate::tables::nonce(&self.$kv, nonce)
+            $crate::tables::nonce(&self.$($kv).+, nonce)
         }
     };
 }

@@ -3,9 +3,9 @@
 
 use mandate_core::{LinkId, TaskId};
 
-use super::tests::{event, task, varied_event};
 use super::*;
 use crate::AuditEvent;
+use crate::conformance::{event, task, varied_event};
 use crate::kv::{be, encode, key};
 use crate::tables::AuditHead;
 

@@ -1,0 +1,436 @@
+//! A blocking client for the few etcd v3 calls the store makes (range, txn, authenticate),
+//! over the generated tonic client of `mandate-etcd`, on a runtime of its own: the
+//! [`crate::Store`] trait is synchronous and is called from inside the server's runtime,
+//! where a nested `block_on` is not allowed.
+
+use std::future::Future;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use mandate_etcd::etcdserverpb::{
+    AuthenticateRequest, RangeRequest, TxnRequest, TxnResponse, auth_client::AuthClient,
+    kv_client::KvClient,
+};
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
+
+use crate::{Result, StoreError};
+
+/// How to reach etcd.
+#[derive(Clone, Default)]
+pub struct EtcdConfig {
+    /// Client URLs (`http://127.0.0.1:2379`, `https://...`): calls are balanced over them
+    /// and move off a member that fails.
+    pub endpoints: Vec<String>,
+    /// The prefix of every key the store writes (several stores can share one etcd).
+    pub prefix: String,
+    /// CA (PEM) that signed the members' certificates, for `https` endpoints.
+    pub ca_pem: Option<Vec<u8>>,
+    /// A client certificate and key (PEM), when etcd asks for one.
+    pub client_cert_pem: Option<(Vec<u8>, Vec<u8>)>,
+    /// A user and password, when etcd has authentication on.
+    pub credentials: Option<(String, String)>,
+    /// How long one call may take before the store reports etcd unavailable.
+    pub timeout: Duration,
+    /// Most operations in one transaction (etcd's `--max-txn-ops`, 128 by default).
+    pub max_txn_ops: usize,
+    /// Most bytes of keys and values in one transaction (below etcd's
+    /// `--max-request-bytes`, 1.5 MiB by default).
+    pub max_txn_bytes: usize,
+}
+
+impl std::fmt::Debug for EtcdConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The password and the client key stay out of logs.
+        f.debug_struct("EtcdConfig")
+            .field("endpoints", &self.endpoints)
+            .field("prefix", &self.prefix)
+            .field("tls", &self.ca_pem.is_some())
+            .field("client_cert", &self.client_cert_pem.is_some())
+            .field("user", &self.credentials.as_ref().map(|c| &c.0))
+            .field("timeout", &self.timeout)
+            .field("max_txn_ops", &self.max_txn_ops)
+            .field("max_txn_bytes", &self.max_txn_bytes)
+            .finish()
+    }
+}
+
+impl EtcdConfig {
+    /// Endpoints with etcd's default limits, a 5 s timeout and the prefix `mandate/`.
+    pub fn new(endpoints: Vec<String>) -> EtcdConfig {
+        EtcdConfig {
+            endpoints,
+            prefix: "mandate/".into(),
+            timeout: Duration::from_secs(5),
+            max_txn_ops: 128,
+            max_txn_bytes: 1 << 20,
+            ..EtcdConfig::default()
+        }
+    }
+
+    /// Parses `etcd://HOST:PORT[,HOST:PORT...][/PREFIX]` (`etcds://` for TLS): the
+    /// members, and the key prefix (default `mandate/`).
+    pub fn parse(url: &str) -> Result<EtcdConfig, String> {
+        let (scheme, rest) = if let Some(r) = url.strip_prefix("etcd://") {
+            ("http", r)
+        } else if let Some(r) = url.strip_prefix("etcds://") {
+            ("https", r)
+        } else {
+            return Err(format!(
+                "`{url}` is not an etcd address: etcd://HOST:PORT[,HOST:PORT...][/PREFIX]"
+            ));
+        };
+        let (hosts, prefix) = match rest.split_once('/') {
+            Some((h, p)) => (h, p),
+            None => (rest, ""),
+        };
+        let endpoints: Vec<String> = hosts
+            .split(',')
+            .map(str::trim)
+            .filter(|h| !h.is_empty())
+            .map(|h| format!("{scheme}://{h}"))
+            .collect();
+        if endpoints.is_empty() {
+            return Err(format!("`{url}` names no etcd member"));
+        }
+        for e in &endpoints {
+            Endpoint::from_shared(e.clone()).map_err(|err| format!("`{e}`: {err}"))?;
+        }
+        let mut config = EtcdConfig::new(endpoints);
+        if !prefix.is_empty() {
+            config.prefix = if prefix.ends_with('/') {
+                prefix.to_owned()
+            } else {
+                format!("{prefix}/")
+            };
+        }
+        Ok(config)
+    }
+}
+
+/// A failed call: the status code when etcd (or the transport) answered with one.
+struct Failed {
+    code: Option<tonic::Code>,
+    error: StoreError,
+}
+
+impl Failed {
+    fn other(what: &str, why: impl std::fmt::Display) -> Failed {
+        Failed {
+            code: None,
+            error: unavailable(what, why),
+        }
+    }
+}
+
+/// A key (without the prefix) and its value.
+pub(crate) type Entry = (Vec<u8>, Vec<u8>);
+
+fn unavailable(what: &str, why: impl std::fmt::Display) -> StoreError {
+    StoreError::Backend(format!("etcd unavailable ({what}): {why}"))
+}
+
+type TokenSlot = Arc<RwLock<Option<tonic::metadata::MetadataValue<tonic::metadata::Ascii>>>>;
+
+/// Puts the authentication token, if any, on every call.
+#[derive(Clone)]
+struct Token(TokenSlot);
+
+impl tonic::service::Interceptor for Token {
+    fn call(
+        &mut self,
+        mut req: tonic::Request<()>,
+    ) -> std::result::Result<tonic::Request<()>, tonic::Status> {
+        let token = self
+            .0
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone();
+        if let Some(t) = token {
+            req.metadata_mut().insert("token", t);
+        }
+        Ok(req)
+    }
+}
+
+type KvApi = KvClient<tonic::service::interceptor::InterceptedService<Channel, Token>>;
+
+/// The connection: a channel to each member (calls go to one, and move to the next when
+/// it cannot be reached) and the runtime that drives them.
+pub(crate) struct Etcd {
+    runtime: Option<tokio::runtime::Runtime>,
+    channels: Vec<Channel>,
+    /// The member calls go to.
+    current: std::sync::atomic::AtomicUsize,
+    token: TokenSlot,
+    config: EtcdConfig,
+}
+
+impl Drop for Etcd {
+    fn drop(&mut self) {
+        // Dropped from inside the server's runtime too, where blocking is not allowed.
+        if let Some(rt) = self.runtime.take() {
+            rt.shutdown_background();
+        }
+    }
+}
+
+impl Etcd {
+    pub(crate) fn connect(config: EtcdConfig) -> Result<Etcd> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("mandate-etcd")
+            .enable_all()
+            .build()
+            .map_err(|e| StoreError::Backend(format!("cannot start etcd's runtime: {e}")))?;
+        let mut endpoints = Vec::new();
+        for e in &config.endpoints {
+            let mut ep = Endpoint::from_shared(e.clone())
+                .map_err(|err| StoreError::Backend(format!("etcd endpoint `{e}`: {err}")))?
+                .connect_timeout(config.timeout)
+                .tcp_nodelay(true)
+                .http2_keep_alive_interval(Duration::from_secs(10))
+                .keep_alive_timeout(config.timeout);
+            if e.starts_with("https://") {
+                let mut tls = ClientTlsConfig::new();
+                if let Some(ca) = &config.ca_pem {
+                    tls = tls.ca_certificate(Certificate::from_pem(ca));
+                }
+                if let Some((cert, key)) = &config.client_cert_pem {
+                    tls = tls.identity(Identity::from_pem(cert, key));
+                }
+                ep = ep
+                    .tls_config(tls)
+                    .map_err(|err| StoreError::Backend(format!("etcd TLS for `{e}`: {err}")))?;
+            }
+            endpoints.push(ep);
+        }
+        let channels = {
+            let _guard = runtime.enter();
+            endpoints.into_iter().map(|e| e.connect_lazy()).collect()
+        };
+        let etcd = Etcd {
+            runtime: Some(runtime),
+            channels,
+            current: std::sync::atomic::AtomicUsize::new(0),
+            token: Arc::new(RwLock::new(None)),
+            config,
+        };
+        etcd.authenticate()?;
+        Ok(etcd)
+    }
+
+    pub(crate) fn config(&self) -> &EtcdConfig {
+        &self.config
+    }
+
+    /// Runs `call` on the runtime and waits for it, at most the configured timeout.
+    fn run<T, F>(&self, what: &str, call: F) -> std::result::Result<T, Failed>
+    where
+        T: Send + 'static,
+        F: Future<Output = std::result::Result<T, tonic::Status>> + Send + 'static,
+    {
+        let Some(rt) = self.runtime.as_ref() else {
+            return Err(Failed::other(what, "the client is shut down"));
+        };
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        let timeout = self.config.timeout;
+        rt.spawn(async move {
+            let _ = tx.send(tokio::time::timeout(timeout, call).await);
+        });
+        match rx.recv() {
+            Ok(Ok(Ok(v))) => Ok(v),
+            Ok(Ok(Err(status))) => Err(Failed {
+                code: Some(status.code()),
+                error: unavailable(
+                    what,
+                    format_args!("{:?}: {}", status.code(), status.message()),
+                ),
+            }),
+            Ok(Err(_)) => Err(Failed::other(
+                what,
+                format_args!("no answer in {timeout:?}"),
+            )),
+            Err(_) => Err(Failed::other(what, "the call was dropped")),
+        }
+    }
+
+    /// Runs `call` against the current member, moving on to the next ones while a member
+    /// cannot be reached, and authenticating again once if etcd says the token expired.
+    fn run_authed<T, F, Fut>(&self, what: &str, call: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: Fn(KvApi) -> Fut,
+        Fut: Future<Output = std::result::Result<T, tonic::Status>> + Send + 'static,
+    {
+        use std::sync::atomic::Ordering;
+        let n = self.channels.len();
+        let first = self.current.load(Ordering::Relaxed);
+        let mut reauthenticated = false;
+        let mut attempt = 0;
+        loop {
+            let at = (first + attempt) % n;
+            match self.run(what, call(self.kv(at))) {
+                Ok(v) => {
+                    self.current.store(at, Ordering::Relaxed);
+                    return Ok(v);
+                }
+                Err(Failed {
+                    code: Some(tonic::Code::Unavailable),
+                    error,
+                }) => {
+                    attempt += 1;
+                    if attempt >= n {
+                        return Err(error);
+                    }
+                }
+                Err(Failed {
+                    code: Some(tonic::Code::Unauthenticated | tonic::Code::InvalidArgument),
+                    error,
+                }) if self.config.credentials.is_some() && !reauthenticated => {
+                    tracing::debug!(%error, "authenticating to etcd again");
+                    reauthenticated = true;
+                    self.authenticate()?;
+                }
+                Err(f) => return Err(f.error),
+            }
+        }
+    }
+
+    fn kv(&self, at: usize) -> KvApi {
+        KvClient::with_interceptor(self.channels[at].clone(), Token(Arc::clone(&self.token)))
+            .max_decoding_message_size(64 << 20)
+    }
+
+    fn authenticate(&self) -> Result<()> {
+        let Some((name, password)) = self.config.credentials.clone() else {
+            return Ok(());
+        };
+        let mut reply = None;
+        let mut last = None;
+        for channel in &self.channels {
+            let mut auth = AuthClient::new(channel.clone());
+            let (name, password) = (name.clone(), password.clone());
+            match self.run("authenticate", async move {
+                auth.authenticate(AuthenticateRequest { name, password })
+                    .await
+                    .map(tonic::Response::into_inner)
+            }) {
+                Ok(r) => {
+                    reply = Some(r);
+                    break;
+                }
+                Err(f) => last = Some(f.error),
+            }
+        }
+        let reply = match (reply, last) {
+            (Some(r), _) => r,
+            (None, Some(e)) => return Err(e),
+            (None, None) => return Err(unavailable("authenticate", "no member")),
+        };
+        let token = reply
+            .token
+            .parse()
+            .map_err(|_| StoreError::Backend("etcd returned an unusable token".into()))?;
+        *self
+            .token
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(token);
+        Ok(())
+    }
+
+    /// The full key of table key `k`.
+    pub(crate) fn full(&self, k: &[u8]) -> Vec<u8> {
+        let mut out = Vec::with_capacity(self.config.prefix.len() + k.len());
+        out.extend_from_slice(self.config.prefix.as_bytes());
+        out.extend_from_slice(k);
+        out
+    }
+
+    /// The value of table key `k` (a linearizable read).
+    pub(crate) fn get(&self, k: &[u8]) -> Result<Option<Vec<u8>>> {
+        let key = self.full(k);
+        self.run_authed("get", move |mut kv| {
+            let key = key.clone();
+            async move {
+                let reply = kv
+                    .range(RangeRequest {
+                        key,
+                        ..RangeRequest::default()
+                    })
+                    .await?
+                    .into_inner();
+                Ok(reply.kvs.into_iter().next().map(|kv| kv.value))
+            }
+        })
+    }
+
+    /// Entries with table keys in `start..end`, at most `limit`, and whether there are more.
+    pub(crate) fn range(
+        &self,
+        start: &[u8],
+        end: &[u8],
+        limit: usize,
+    ) -> Result<(Vec<Entry>, bool)> {
+        let (key, range_end) = (self.full(start), self.full(end));
+        let cut = self.config.prefix.len();
+        self.run_authed("range", move |mut kv| {
+            let (key, range_end) = (key.clone(), range_end.clone());
+            async move {
+                let reply = kv
+                    .range(RangeRequest {
+                        key,
+                        range_end,
+                        limit: i64::try_from(limit).unwrap_or(i64::MAX),
+                        ..RangeRequest::default()
+                    })
+                    .await?
+                    .into_inner();
+                let entries = reply
+                    .kvs
+                    .into_iter()
+                    .map(|mut kv| (kv.key.split_off(cut), kv.value))
+                    .collect();
+                Ok((entries, reply.more))
+            }
+        })
+    }
+
+    /// Runs a transaction.
+    pub(crate) fn txn(&self, txn: TxnRequest) -> Result<TxnResponse> {
+        self.run_authed("txn", move |mut kv| {
+            let txn = txn.clone();
+            async move { kv.txn(txn).await.map(tonic::Response::into_inner) }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_name_members_and_a_prefix() {
+        let c = EtcdConfig::parse("etcd://127.0.0.1:2379,127.0.0.1:2380/teams/a").unwrap();
+        assert_eq!(
+            c.endpoints,
+            ["http://127.0.0.1:2379", "http://127.0.0.1:2380"]
+        );
+        assert_eq!(c.prefix, "teams/a/");
+        let c = EtcdConfig::parse("etcds://etcd.internal:2379").unwrap();
+        assert_eq!(c.endpoints, ["https://etcd.internal:2379"]);
+        assert_eq!(c.prefix, "mandate/");
+        assert!(EtcdConfig::parse("http://127.0.0.1:2379").is_err());
+        assert!(EtcdConfig::parse("etcd:///x").is_err());
+    }
+
+    #[test]
+    fn the_password_stays_out_of_debug() {
+        let mut c = EtcdConfig::new(vec!["http://127.0.0.1:2379".into()]);
+        c.credentials = Some(("root".into(), "hunter2".into()));
+        let shown = format!("{c:?}");
+        assert!(
+            shown.contains("root") && !shown.contains("hunter2"),
+            "{shown}"
+        );
+    }
+}
