@@ -79,6 +79,15 @@ impl Store for FailingStore {
     fn link(&self, id: &LinkId) -> Result<Option<mandate_store::LinkRecord>, StoreError> {
         self.inner.link(id)
     }
+    fn task_tree(
+        &self,
+        task: &mandate_core::TaskId,
+    ) -> Result<Option<Vec<mandate_store::TreeLink>>, StoreError> {
+        self.inner.task_tree(task)
+    }
+    fn links_exist(&self, ids: &[LinkId]) -> Result<Vec<bool>, StoreError> {
+        self.inner.links_exist(ids)
+    }
     fn children(&self, id: &LinkId) -> Result<Vec<LinkId>, StoreError> {
         self.inner.children(id)
     }

@@ -18,7 +18,9 @@ async fn on_etcd<F: Future<Output = ()>>(body: impl FnOnce() -> F) {
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     let config = mandate_store::EtcdConfig::new(cluster.endpoints());
-    STORE.scope(StoreChoice::Etcd(config), body()).await;
+    STORE
+        .scope(StoreChoice::Etcd(Box::new(config)), body())
+        .await;
     drop(cluster);
 }
 
@@ -59,7 +61,7 @@ async fn audit_verification_on_etcd_names_a_record_edited_in_etcd() {
     let config = mandate_store::EtcdConfig::new(cluster.endpoints());
     let prefix = config.prefix.clone();
     STORE
-        .scope(StoreChoice::Etcd(config), async move {
+        .scope(StoreChoice::Etcd(Box::new(config)), async move {
             let h = Harness::start().await;
             crate::audit::setup(&h).await;
             let verify = |h: &Harness| {

@@ -123,6 +123,8 @@ fn signed<M: prost::Message>(
 
 pub(crate) struct World {
     _server: Option<(mandate_server::Server, tempfile::TempDir)>,
+    /// The etcd cluster the coordinator runs on (`--etcd-members`), stopped after it.
+    _etcd: Option<mandate_etcd::test_cluster::EtcdCluster>,
     pub(crate) endpoint: String,
     admin: Client,
     pub(crate) clock: Arc<dyn Clock>,
@@ -135,6 +137,7 @@ pub(crate) async fn world(target: &Target) -> anyhow::Result<World> {
         let admin = target.client(server).await?;
         Ok(World {
             _server: None,
+            _etcd: None,
             endpoint: mandate_sdk::endpoint(server),
             admin,
             clock: Arc::new(SystemClock),
@@ -153,6 +156,18 @@ pub(crate) async fn world(target: &Target) -> anyhow::Result<World> {
             live_links_per_agent: usize::MAX,
             pending_approvals_per_agent: usize::MAX,
         };
+        let etcd = match target.etcd_members {
+            0 => None,
+            n => {
+                let cluster = mandate_etcd::test_cluster::EtcdCluster::start(n)
+                    .await
+                    .map_err(|e| anyhow::anyhow!(e))?;
+                config.store = mandate_server::StoreChoice::Etcd(Box::new(
+                    mandate_store::EtcdConfig::new(cluster.endpoints()),
+                ));
+                Some(cluster)
+            }
+        };
         let server = mandate_server::start(config).await?;
         let endpoint = format!("http://{}", server.local_addr);
         let key = mandate_core::keyfile::load_signing_key(&server.admin_key_path)?;
@@ -163,6 +178,7 @@ pub(crate) async fn world(target: &Target) -> anyhow::Result<World> {
         .await?;
         Ok(World {
             _server: Some((server, dir)),
+            _etcd: etcd,
             endpoint,
             admin,
             clock: Arc::new(SystemClock),

@@ -61,6 +61,10 @@ pub(crate) struct Target {
     /// Machine-readable output: one JSON object per result.
     #[arg(long, global = true)]
     pub(crate) json: bool,
+    /// Run the tool's own coordinator on an etcd cluster of this many members, started on
+    /// loopback from Debian's `etcd-server` for the run (0: sled in a temporary directory).
+    #[arg(long, global = true, default_value_t = 0)]
+    pub(crate) etcd_members: usize,
 }
 
 impl Target {

@@ -121,6 +121,7 @@ pub(crate) async fn run(a: &BenchArgs, target: &Target) -> anyhow::Result<()> {
         key: data.join("admin.key"),
         agent: target.agent.clone(),
         json: target.json,
+        etcd_members: 0,
     };
     let mut w = world(&target).await?;
     w.ttl_ms = a.task_ttl_secs.unwrap_or(60).max(5) * 1000;

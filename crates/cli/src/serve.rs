@@ -499,7 +499,7 @@ fn store_choice(
         };
         etcd.credentials = Some((user, password));
     }
-    Ok(mandate_server::StoreChoice::Etcd(etcd))
+    Ok(mandate_server::StoreChoice::Etcd(Box::new(etcd)))
 }
 
 impl Resolved {

@@ -118,7 +118,7 @@ pub enum StoreChoice {
     #[default]
     Sled,
     /// etcd v3 (the coordinator's keys stay in the data directory).
-    Etcd(mandate_store::EtcdConfig),
+    Etcd(Box<mandate_store::EtcdConfig>),
 }
 
 impl std::fmt::Debug for Config {
@@ -419,7 +419,8 @@ pub async fn start(config: Config) -> Result<Server, StartError> {
             config.audit_sealing,
         )?),
         StoreChoice::Etcd(etcd) => {
-            let etcd = etcd.clone();
+            let mut etcd = (**etcd).clone();
+            etcd.cache_bytes = config.store_cache_bytes;
             Arc::new(
                 tokio::task::spawn_blocking(move || mandate_store::EtcdStore::open(etcd))
                     .await

@@ -156,6 +156,19 @@ fn records_round_trip_and_indexes_answer(f: &mut dyn Fixture) {
         s.task_roots(&t.id).unwrap(),
         vec![LinkId::from_bytes([1; 16])]
     );
+    // The task index holds the whole tree: parents and expiries, read in one scan.
+    let mut tree = s.task_tree(&t.id).unwrap().unwrap();
+    tree.sort();
+    assert_eq!(
+        tree,
+        [(1, None), (2, Some(1)), (3, Some(1)), (4, Some(2))]
+            .map(|(id, parent): (u8, Option<u8>)| (
+                LinkId::from_bytes([id; 16]),
+                parent.map(|p| LinkId::from_bytes([p; 16])),
+                expiry(id)
+            ))
+            .to_vec()
+    );
     // A store written before the index marked roots: the record decides.
     for id in 1..=4u8 {
         f.raw_put(&key(b'k', &[t.id.as_bytes(), &[id; 16]]), &[]);
@@ -163,6 +176,10 @@ fn records_round_trip_and_indexes_answer(f: &mut dyn Fixture) {
     assert_eq!(
         s.task_roots(&t.id).unwrap(),
         vec![LinkId::from_bytes([1; 16])]
+    );
+    assert!(
+        s.task_tree(&t.id).unwrap().is_none(),
+        "a tree with entries that do not name their parent is not answered from the index"
     );
     assert_eq!(
         s.agent_links("spiffe://t/planner").unwrap().len(),
@@ -767,7 +784,8 @@ fn nth(i: u32) -> LinkId {
 }
 
 /// A cascade far beyond one etcd transaction (128 operations, 1.5 MiB): 300 links and
-/// their cut revocations, 40,000 implied revocations in several values. Every reader sees
+/// their cut revocations, 40,000 implied revocations in several values, and an audit
+/// record naming them all (larger than etcd takes in one value). Every reader sees
 /// all of it, before and after the flush, and after reopening; the log goes on after it.
 fn a_change_larger_than_any_transaction_is_applied_whole(f: &mut dyn Fixture) {
     let t = task(1);
@@ -796,6 +814,7 @@ fn a_change_larger_than_any_transaction_is_applied_whole(f: &mut dyn Fixture) {
         assert_eq!(s.revocations_after(0).unwrap().len(), 299);
         assert_eq!(s.implied_revocations(1, &t.id).unwrap().len(), 40_000);
         assert_eq!(s.audit_head().unwrap().0, 2);
+        assert_eq!(s.audit_after(1, 10).unwrap()[0].event.links.len(), 40_299);
         assert!(crate::verify_audit(s, 1, 0).unwrap().broken.is_none());
     };
     {
@@ -807,11 +826,14 @@ fn a_change_larger_than_any_transaction_is_applied_whole(f: &mut dyn Fixture) {
             ..Change::default()
         })
         .unwrap();
+        // Its audit record names every link revoked: over a megabyte of JSON.
+        let mut record = event("cascade");
+        record.links = revocations.iter().map(|r| r.link.to_string()).collect();
         let c = s
             .commit(Change {
                 links: links[1..].to_vec(),
                 revocations,
-                audit: vec![event("cascade")],
+                audit: vec![record],
                 ..Change::default()
             })
             .unwrap();

@@ -55,10 +55,13 @@ use crate::{Change, Committed, GENESIS_HASH, GcStats, Result, Store, StoreError,
 
 /// How often the background thread ships what commits left pending.
 const FLUSH_EVERY: Duration = Duration::from_millis(200);
-/// Entries read from etcd per range call of a scan.
-const PAGE: usize = 512;
+/// Entries read from etcd per range call of a scan. Large: etcd counts every key left in
+/// the range on each call, so small pages make a long scan quadratic.
+const PAGE: usize = 8192;
 /// Bytes an operation costs beyond its key and value, in a transaction's size.
 const OP_OVERHEAD: usize = 16;
+/// The table of request nonces, which this store keeps whole in memory.
+const NONCES: u8 = b'n';
 /// The marker of a large change being applied.
 const STAGED: &[u8] = b"mstaged";
 
@@ -87,6 +90,78 @@ struct Layer {
     failing: Option<String>,
     /// Set when another writer moved the audit head: nothing more is taken.
     conflict: Option<String>,
+    /// Values read from etcd or shipped to it (see [`ReadCache`]).
+    cache: ReadCache,
+    /// Every request nonce etcd holds (`n`), with its value: loaded at open and kept by
+    /// every shipped write, so that the replay check of each signed request is answered
+    /// here (the table is small: nonces live for the request window until collected).
+    nonces: std::collections::HashMap<Vec<u8>, Vec<u8>>,
+}
+
+/// Values (and absences) of keys as etcd holds them, so that reads of agents, tasks and
+/// links this coordinator wrote or read recently cost no round trip. Coherent because
+/// this coordinator is etcd's only writer (a second writer is caught by the audit head's
+/// compare, and the store then stops): every shipped write goes through it. Two
+/// generations, each up to half the byte budget: a full one becomes the old one, entries
+/// found in the old one move back; values over [`MAX_CACHED`] are not kept.
+#[derive(Default)]
+struct ReadCache {
+    current: std::collections::HashMap<Vec<u8>, Option<Arc<[u8]>>>,
+    old: std::collections::HashMap<Vec<u8>, Option<Arc<[u8]>>>,
+    bytes: usize,
+    budget: usize,
+    /// Bumped when a generation is dropped: a read that started before may not insert.
+    rotations: u64,
+}
+
+/// The largest value the read cache keeps.
+const MAX_CACHED: usize = 64 << 10;
+
+impl ReadCache {
+    fn get(&mut self, k: &[u8]) -> Option<Option<Vec<u8>>> {
+        if let Some(v) = self.current.get(k) {
+            return Some(v.as_deref().map(<[u8]>::to_vec));
+        }
+        let (k, v) = self.old.remove_entry(k)?;
+        let out = v.as_deref().map(<[u8]>::to_vec);
+        self.insert(k, v);
+        Some(out)
+    }
+
+    fn contains(&self, k: &[u8]) -> bool {
+        self.current.contains_key(k) || self.old.contains_key(k)
+    }
+
+    /// Records `k` as etcd now holds it (`None`: absent). Audit records (`q`), read in
+    /// order by followers and exports rather than by key, are not kept.
+    fn put(&mut self, k: &[u8], v: Option<&[u8]>) {
+        if v.is_some_and(|v| v.len() > MAX_CACHED) || self.budget == 0 || k.first() == Some(&b'q') {
+            self.forget(k);
+            return;
+        }
+        self.old.remove(k);
+        self.insert(k.to_vec(), v.map(Arc::from));
+    }
+
+    fn insert(&mut self, k: Vec<u8>, v: Option<Arc<[u8]>>) {
+        let size = k.len() + v.as_ref().map_or(0, |v| v.len()) + 64;
+        if self.bytes + size > self.budget / 2 {
+            self.old = std::mem::take(&mut self.current);
+            self.bytes = 0;
+            self.rotations += 1;
+        }
+        if let Some(prev) = self.current.insert(k.clone(), v) {
+            self.bytes -= k.len() + prev.map_or(0, |v| v.len()) + 64;
+        }
+        self.bytes += size;
+    }
+
+    fn forget(&mut self, k: &[u8]) {
+        self.old.remove(k);
+        if let Some(old) = self.current.remove(k) {
+            self.bytes -= k.len() + old.map_or(0, |v| v.len()) + 64;
+        }
+    }
 }
 
 /// etcd under the pending layer: what every read of this store goes through.
@@ -105,10 +180,77 @@ impl Kv for EtcdKv {
     type Bytes = Vec<u8>;
 
     fn get(&self, k: &[u8]) -> Result<Option<Vec<u8>>> {
-        if let Some((_, v)) = self.layer().overlay.get(k) {
-            return Ok(v.clone());
+        let rotations = {
+            let mut layer = self.layer();
+            if let Some((_, v)) = layer.overlay.get(k) {
+                return Ok(v.clone());
+            }
+            if k.first() == Some(&NONCES) {
+                return Ok(layer.nonces.get(k).cloned());
+            }
+            if let Some(v) = layer.cache.get(k) {
+                return Ok(v);
+            }
+            layer.cache.rotations
+        };
+        tracing::trace!(table = %char::from(k.first().copied().unwrap_or(b'?')), "etcd get");
+        let v = match self.etcd.get(k)? {
+            Some(v) => Some(self.unspill(k, v)?),
+            None => None,
+        };
+        let mut layer = self.layer();
+        // A write of `k` queued or shipped meanwhile is newer than what was read.
+        if !layer.overlay.contains_key(k)
+            && !layer.cache.contains(k)
+            && layer.cache.rotations == rotations
+        {
+            layer.cache.put(k, v.as_deref());
         }
-        self.etcd.get(k)
+        Ok(v)
+    }
+
+    fn contains_all(&self, keys: &[Vec<u8>]) -> Result<Vec<bool>> {
+        let mut out: Vec<Option<bool>> = Vec::with_capacity(keys.len());
+        let rotations = {
+            let mut layer = self.layer();
+            for k in keys {
+                out.push(match layer.overlay.get(k.as_slice()) {
+                    Some((_, v)) => Some(v.is_some()),
+                    None => layer.cache.get(k).map(|v| v.is_some()),
+                });
+            }
+            layer.cache.rotations
+        };
+        let missing: Vec<&[u8]> = keys
+            .iter()
+            .zip(&out)
+            .filter(|(_, known)| known.is_none())
+            .map(|(k, _)| k.as_slice())
+            .collect();
+        if missing.is_empty() {
+            return Ok(out.into_iter().map(|k| k.unwrap_or(false)).collect());
+        }
+        tracing::trace!(keys = missing.len(), "etcd contains_all");
+        let found = self.etcd.count_each(&missing)?;
+        let mut layer = self.layer();
+        let mut found = found.into_iter();
+        for (k, known) in keys.iter().zip(out.iter_mut()) {
+            if known.is_some() {
+                continue;
+            }
+            let present = found.next().unwrap_or(false);
+            *known = Some(present);
+            // Absences are kept (a new link's id is asked for again when it is committed);
+            // a present key's value is read when it is wanted.
+            if !present
+                && !layer.overlay.contains_key(k.as_slice())
+                && !layer.cache.contains(k)
+                && layer.cache.rotations == rotations
+            {
+                layer.cache.put(k, None);
+            }
+        }
+        Ok(out.into_iter().map(|k| k.unwrap_or(false)).collect())
     }
 
     fn scan(&self, start: &[u8], end: &[u8], f: &mut Visit<'_>) -> Result<()> {
@@ -123,8 +265,16 @@ impl Kv for EtcdKv {
             .collect();
         let mut over = over.into_iter().peekable();
         let mut cursor = start.to_vec();
+        tracing::trace!(table = %char::from(start.first().copied().unwrap_or(b'?')), "etcd scan");
         loop {
             let (page, more) = self.etcd.range(&cursor, end, PAGE)?;
+            let page = page
+                .into_iter()
+                .map(|(k, v)| {
+                    let v = self.unspill(&k, v)?;
+                    Ok((k, v))
+                })
+                .collect::<Result<Vec<_>>>()?;
             // This page covers `cursor..bound`: etcd has nothing else there.
             let bound = match (more, page.last()) {
                 (true, Some((last, _))) => [&last[..], &[0]].concat(),
@@ -204,11 +354,18 @@ impl EtcdStore {
     /// Connects to etcd, finishes a large change a crash interrupted, and reads the audit
     /// head.
     pub fn open(config: EtcdConfig) -> Result<EtcdStore> {
+        let cache_bytes = config.cache_bytes;
         let etcd = Etcd::connect(config)?;
         let inner = Arc::new(Inner {
             kv: EtcdKv {
                 etcd,
-                layer: Mutex::new(Layer::default()),
+                layer: Mutex::new(Layer {
+                    cache: ReadCache {
+                        budget: usize::try_from(cache_bytes).unwrap_or(usize::MAX),
+                        ..ReadCache::default()
+                    },
+                    ..Layer::default()
+                }),
             },
             commit_lock: Mutex::new(()),
             flush_lock: Mutex::new(()),
@@ -216,6 +373,18 @@ impl EtcdStore {
             stop_large_at: std::sync::atomic::AtomicU8::new(0),
         });
         inner.finish_staged()?;
+        let mut nonces = std::collections::HashMap::new();
+        let mut cursor = vec![NONCES];
+        loop {
+            let (page, more) = inner.kv.etcd.range(&cursor, &[NONCES + 1], PAGE)?;
+            let Some((last, _)) = page.last() else { break };
+            cursor = [&last[..], &[0]].concat();
+            nonces.extend(page);
+            if !more {
+                break;
+            }
+        }
+        inner.kv.layer().nonces = nonces;
         let raw = inner.kv.etcd.get(tables::AUDIT_HEAD)?;
         {
             let mut layer = inner.kv.layer();
@@ -261,6 +430,18 @@ impl EtcdStore {
     /// that damage or age what the store holds.
     #[cfg(test)]
     pub(crate) fn raw_write(&self, k: &[u8], v: Option<&[u8]>) -> Result<()> {
+        {
+            let mut layer = self.inner.kv.layer();
+            layer.cache.forget(k);
+            match v {
+                Some(v) if k.first() == Some(&NONCES) => {
+                    layer.nonces.insert(k.to_vec(), v.to_vec());
+                }
+                _ => {
+                    layer.nonces.remove(k);
+                }
+            }
+        }
         self.inner
             .apply_in_parts(std::iter::once((k, v)), 1, usize::MAX)
     }
@@ -321,14 +502,15 @@ impl Inner {
         let mut layer = self.kv.layer();
         let no = layer.next;
         layer.next += 1;
-        let mut size = (0, 0);
         for (k, v) in ops.iter() {
-            size.0 += 1;
-            size.1 += op_size(k, v);
             layer
                 .overlay
                 .insert(k.to_vec(), (no, v.map(<[u8]>::to_vec)));
         }
+        let ops = spill(ops);
+        let size = ops
+            .iter()
+            .fold((0, 0), |(n, b), (k, v)| (n + 1, b + op_size(k, v)));
         layer.queue.push_back(Pending {
             no,
             ops: Arc::new(ops),
@@ -437,8 +619,21 @@ impl Inner {
                     let layer = &mut *layer;
                     for p in layer.queue.drain(..shipped) {
                         for (k, _) in p.ops.iter() {
-                            if layer.overlay.get(k).is_some_and(|(no, _)| *no <= last_no) {
-                                layer.overlay.remove(k);
+                            // The overlay holds the key's last write; a later change
+                            // still queued keeps it there.
+                            if layer.overlay.get(k).is_none_or(|(no, _)| *no > last_no) {
+                                continue;
+                            }
+                            let Some((_, v)) = layer.overlay.remove(k) else {
+                                continue;
+                            };
+                            if k.first() == Some(&NONCES) {
+                                match v {
+                                    Some(v) => layer.nonces.insert(k.to_vec(), v),
+                                    None => layer.nonces.remove(k),
+                                };
+                            } else {
+                                layer.cache.put(k, v.as_deref());
                             }
                         }
                     }
@@ -748,6 +943,105 @@ impl Inner {
     }
 }
 
+/// Values larger than this are stored in parts (etcd takes at most 1.5 MiB a request).
+const SPILL_OVER: usize = 512 << 10;
+/// The value left under a key whose value is stored in parts, followed by the number of
+/// parts (4, big endian). No table value starts with 0xFF.
+const SPILLED: &[u8] = b"\xffMANDSPL";
+
+/// Where the parts of `k`'s value live: `S`, the first 16 bytes of SHA-256 of `k`, and the
+/// part (4, big endian).
+fn spill_prefix(k: &[u8]) -> Vec<u8> {
+    use sha2::Digest as _;
+    key(b'S', &[&sha2::Sha256::digest(k)[..16]])
+}
+
+/// `ops` as etcd stores them: a value over [`SPILL_OVER`] (in practice the audit record
+/// of a cascade naming tens of thousands of links) becomes a marker with the number of
+/// parts, and the parts under [`spill_prefix`]. Parts are only ever written with their
+/// key's value (audit records, which carry them, are never removed one by one).
+fn spill(ops: Ops) -> Ops {
+    if ops
+        .iter()
+        .all(|(_, v)| v.is_none_or(|v| v.len() <= SPILL_OVER))
+    {
+        return ops;
+    }
+    let mut out = Ops::default();
+    for (k, v) in ops.into_iter() {
+        match v {
+            Some(v) if v.len() > SPILL_OVER => {
+                let prefix = spill_prefix(&k);
+                let mut count = 0u32;
+                for (i, part) in (0u32..).zip(v.chunks(SPILL_OVER)) {
+                    out.put(key(b'S', &[&prefix[1..], &i.to_be_bytes()]), part);
+                    count = i + 1;
+                }
+                out.put(k, [SPILLED, &count.to_be_bytes()].concat());
+            }
+            Some(v) => out.put(k, v),
+            None => out.delete(k),
+        }
+    }
+    out
+}
+
+impl EtcdKv {
+    /// The entries under each of `prefixes` (small values only: index tables), etcd's under
+    /// the pending layer, with one round trip for many prefixes.
+    fn scan_prefixes(&self, prefixes: &[Vec<u8>]) -> Result<Vec<Vec<crate::kv::Entry>>> {
+        let over: Vec<Vec<crate::kv::Write>> = {
+            let layer = self.layer();
+            prefixes
+                .iter()
+                .map(|p| {
+                    layer
+                        .overlay
+                        .range(p.clone()..crate::kv::prefix_end(p))
+                        .map(|(k, (_, v))| (k.clone(), v.clone()))
+                        .collect()
+                })
+                .collect()
+        };
+        let stored = self.etcd.prefixes(prefixes)?;
+        Ok(stored
+            .into_iter()
+            .zip(over)
+            .map(|(stored, over)| {
+                let mut merged: BTreeMap<Vec<u8>, Option<Vec<u8>>> =
+                    stored.into_iter().map(|(k, v)| (k, Some(v))).collect();
+                merged.extend(over);
+                merged
+                    .into_iter()
+                    .filter_map(|(k, v)| v.map(|v| (k, v)))
+                    .collect()
+            })
+            .collect())
+    }
+
+    /// `v` as stored under `k`, with its parts put back together if it was spilled.
+    fn unspill(&self, k: &[u8], v: Vec<u8>) -> Result<Vec<u8>> {
+        let Some(count) = v
+            .strip_prefix(SPILLED)
+            .and_then(|c| <[u8; 4]>::try_from(c).ok())
+            .map(u32::from_be_bytes)
+        else {
+            return Ok(v);
+        };
+        let prefix = spill_prefix(k);
+        let (parts, _) =
+            self.etcd
+                .range(&prefix, &crate::kv::prefix_end(&prefix), count as usize)?;
+        if parts.len() != count as usize {
+            return Err(StoreError::Corrupt {
+                key: String::from_utf8_lossy(k).into_owned(),
+                why: format!("{} of its {count} parts are stored", parts.len()),
+            });
+        }
+        Ok(parts.into_iter().flat_map(|(_, p)| p).collect())
+    }
+}
+
 fn staging_key(no: u64, part: u32) -> Vec<u8> {
     key(b'z', &[&be(no), &part.to_be_bytes()])
 }
@@ -766,9 +1060,7 @@ fn encode_op(out: &mut Vec<u8>, k: &[u8], v: Option<&[u8]>) {
     }
 }
 
-type Write = (Vec<u8>, Option<Vec<u8>>);
-
-fn decode_ops(mut b: &[u8]) -> Result<Vec<Write>> {
+fn decode_ops(mut b: &[u8]) -> Result<Vec<crate::kv::Write>> {
     let corrupt = || StoreError::Corrupt {
         key: "z".into(),
         why: "a staged part does not decode".into(),
@@ -821,6 +1113,25 @@ impl Store for EtcdStore {
             self.inner.queue(stale, None);
         }
         Ok(due)
+    }
+
+    fn children_with_expiry_of(
+        &self,
+        ids: &[mandate_core::LinkId],
+    ) -> Result<Vec<Vec<(mandate_core::LinkId, Option<u64>)>>> {
+        let prefixes: Vec<Vec<u8>> = ids.iter().map(|id| key(b'c', &[id.as_bytes()])).collect();
+        Ok(self
+            .inner
+            .kv
+            .scan_prefixes(&prefixes)?
+            .into_iter()
+            .map(|entries| {
+                entries
+                    .iter()
+                    .filter_map(|(k, v)| tables::tree_entry(k, v))
+                    .collect()
+            })
+            .collect())
     }
 
     fn audit_after(&self, after: u64, limit: usize) -> Result<Vec<AuditRecord>> {

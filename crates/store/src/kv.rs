@@ -9,6 +9,12 @@ use serde::{Serialize, de::DeserializeOwned};
 
 use crate::{Result, StoreError};
 
+/// A key and its value.
+pub(crate) type Entry = (Vec<u8>, Vec<u8>);
+
+/// A key and what to write there (`None`: remove it).
+pub(crate) type Write = (Vec<u8>, Option<Vec<u8>>);
+
 /// What a scan calls with each entry; it returns whether to go on.
 pub(crate) type Visit<'a> = dyn FnMut(&[u8], &[u8]) -> Result<bool> + 'a;
 
@@ -21,6 +27,10 @@ pub(crate) trait Kv {
     /// Whether `k` is present.
     fn contains(&self, k: &[u8]) -> Result<bool> {
         Ok(self.get(k)?.is_some())
+    }
+    /// Whether each of `keys` is present, answered together.
+    fn contains_all(&self, keys: &[Vec<u8>]) -> Result<Vec<bool>> {
+        keys.iter().map(|k| self.contains(k)).collect()
     }
     /// Calls `f` with every entry whose key is in `start..end`, in key order, until `f`
     /// returns `false`.

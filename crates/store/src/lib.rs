@@ -73,6 +73,13 @@ pub enum StoreError {
 /// Result of store operations.
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
+/// A child in the delegation tree and its expiry (`None` in entries written before the
+/// tree index held it).
+pub type Child = (LinkId, Option<u64>);
+
+/// A link of a task's tree: its id, its parent (`None` for a root) and its expiry.
+pub type TreeLink = (LinkId, Option<LinkId>, u64);
+
 /// What the uses of a use-limited link are counted against: a task's roots share one
 /// counter (a renewal is the same grant, not fresh uses), a delegation has its own.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -186,14 +193,26 @@ pub trait Store: Send + Sync + 'static {
     fn pending_approvals_of(&self, requester: &str, now_ms: u64, cap: usize) -> Result<usize>;
     /// One link.
     fn link(&self, id: &LinkId) -> Result<Option<LinkRecord>>;
+    /// Whether each of `ids` is a stored link, answered together (a networked backend
+    /// asks once for all of them).
+    fn links_exist(&self, ids: &[LinkId]) -> Result<Vec<bool>>;
     /// Direct children of a link in the delegation tree.
     fn children(&self, id: &LinkId) -> Result<Vec<LinkId>>;
     /// Direct children of a link with their expiry, read from the tree index alone (no link
     /// record is read). The expiry is `None` for links a store wrote before the index held
     /// it: read the record then.
     fn children_with_expiry(&self, id: &LinkId) -> Result<Vec<(LinkId, Option<u64>)>>;
+    /// [`Store::children_with_expiry`] of each of `ids`, answered together (a networked
+    /// backend asks once for many; a cascade walks a tree level by level).
+    fn children_with_expiry_of(&self, ids: &[LinkId]) -> Result<Vec<Vec<Child>>> {
+        ids.iter().map(|id| self.children_with_expiry(id)).collect()
+    }
     /// Every link of a task, in no particular order.
     fn task_links(&self, task: &TaskId) -> Result<Vec<LinkRecord>>;
+    /// Every link of a task with its parent (`None` for a root) and expiry, from the task
+    /// index alone, in no particular order: the whole tree in one read. `None` when the
+    /// store wrote some of the task's index entries before they held the parent.
+    fn task_tree(&self, task: &TaskId) -> Result<Option<Vec<TreeLink>>>;
     /// How many links a task has, from the index alone.
     fn task_link_count(&self, task: &TaskId) -> Result<usize>;
     /// The root links of a task (its first grant and every renewal), from the index alone

@@ -8,7 +8,7 @@
 //! | `t` | task id (16) | [`TaskRecord`] |
 //! | `l` | link id (16) | [`LinkRecord`] |
 //! | `c` | parent id (16), child id (16) | the child's expiry (8, big endian; empty in stores written before): the tree |
-//! | `k` | task id (16), link id (16) | `1` for a root link, `0` otherwise (empty in stores written before): links of a task |
+//! | `k` | task id (16), link id (16) | `1` for a root link, `0` otherwise, then the parent's id (16, zeros for a root) and the expiry (8, big endian) (only the flag, or empty, in stores written before): links of a task, and its tree |
 //! | `h` | agent id, 0, link id (16) | empty: links an agent holds or issued |
 //! | `x` | expiry (8, big endian), link id (16) | empty: links by expiry, for GC |
 //! | `y` | deadline (8, big endian), task id (16) | empty: tasks by deadline, for GC |
@@ -31,7 +31,7 @@ use crate::records::{
     AgentRecord, ApprovalRecord, ApprovalState, AuditRecord, LinkRecord, RevocationRecord,
     TaskRecord,
 };
-use crate::{Change, Committed, GcStats, Result, StoreError, UseCounter, implied};
+use crate::{Change, Committed, GcStats, Result, StoreError, TreeLink, UseCounter, implied};
 
 /// Implied revocations per stored value (52 bytes each: 832 KiB a value).
 const IMPLIED_PER_VALUE: usize = 16_384;
@@ -147,20 +147,25 @@ pub(crate) fn plan<K: Kv + ?Sized>(kv: &K, change: &Change, ops: &mut Ops) -> Re
     for (counter, n) in &change.uses {
         ops.put(use_key(counter), n.to_be_bytes());
     }
+    let ids: Vec<LinkId> = change.links.iter().map(|l| l.id).collect();
+    if let Some(i) = links_exist(kv, &ids)?.iter().position(|known| *known) {
+        return Err(StoreError::AlreadyExists {
+            what: "link",
+            id: ids[i].to_string(),
+        });
+    }
     for l in &change.links {
         let id = l.id.as_bytes();
-        if kv.contains(&key(b'l', &[id]))? {
-            return Err(StoreError::AlreadyExists {
-                what: "link",
-                id: l.id.to_string(),
-            });
-        }
         ops.put(key(b'l', &[id]), encode(l)?);
         if let Some(parent) = &l.parent {
             ops.put(key(b'c', &[parent.as_bytes(), id]), be(l.expires_at_ms));
         }
         let root = u8::from(l.parent.is_none());
-        ops.put(key(b'k', &[l.task.as_bytes(), id]), [root]);
+        let parent = l.parent.map_or([0; 16], |p| *p.as_bytes());
+        ops.put(
+            key(b'k', &[l.task.as_bytes(), id]),
+            [&[root][..], &parent, &be(l.expires_at_ms)].concat(),
+        );
         ops.put(key(b'x', &[&be(l.expires_at_ms), id]), []);
         ops.put(key(b'h', &[l.holder.as_bytes(), &[0], id]), []);
         // Root links are issued by the coordinator, which is not an agent: indexing them
@@ -521,6 +526,11 @@ pub(crate) fn link<K: Kv + ?Sized>(kv: &K, id: &LinkId) -> Result<Option<LinkRec
     get(kv, &key(b'l', &[id.as_bytes()]))
 }
 
+pub(crate) fn links_exist<K: Kv + ?Sized>(kv: &K, ids: &[LinkId]) -> Result<Vec<bool>> {
+    let keys: Vec<Vec<u8>> = ids.iter().map(|id| key(b'l', &[id.as_bytes()])).collect();
+    kv.contains_all(&keys)
+}
+
 pub(crate) fn children<K: Kv + ?Sized>(kv: &K, id: &LinkId) -> Result<Vec<LinkId>> {
     Ok(keys_with_prefix(kv, &key(b'c', &[id.as_bytes()]))?
         .iter()
@@ -534,13 +544,16 @@ pub(crate) fn children_with_expiry<K: Kv + ?Sized>(
 ) -> Result<Vec<(LinkId, Option<u64>)>> {
     let mut out = Vec::new();
     scan_prefix(kv, &key(b'c', &[id.as_bytes()]), &mut |k, v| {
-        if let Some(child) = link_id_at(k, 17) {
-            let expiry = <[u8; 8]>::try_from(v).ok().map(u64::from_be_bytes);
-            out.push((child, expiry));
-        }
+        out.extend(tree_entry(k, v));
         Ok(true)
     })?;
     Ok(out)
+}
+
+/// The child and its expiry (when the entry holds it) of a tree index entry.
+pub(crate) fn tree_entry(k: &[u8], v: &[u8]) -> Option<(LinkId, Option<u64>)> {
+    let child = link_id_at(k, 17)?;
+    Some((child, <[u8; 8]>::try_from(v).ok().map(u64::from_be_bytes)))
 }
 
 pub(crate) fn task_links<K: Kv + ?Sized>(kv: &K, task: &TaskId) -> Result<Vec<LinkRecord>> {
@@ -549,6 +562,33 @@ pub(crate) fn task_links<K: Kv + ?Sized>(kv: &K, task: &TaskId) -> Result<Vec<Li
         .filter_map(|k| link_id_at(k, 17))
         .filter_map(|id| link(kv, &id).transpose())
         .collect()
+}
+
+/// Every link of a task with its parent and expiry, from the task index alone; `None`
+/// when an entry was written before the index held them.
+pub(crate) fn task_tree<K: Kv + ?Sized>(kv: &K, task: &TaskId) -> Result<Option<Vec<TreeLink>>> {
+    let mut out = Vec::new();
+    let mut complete = true;
+    scan_prefix(kv, &key(b'k', &[task.as_bytes()]), &mut |k, v| {
+        let (Some(id), [root, rest @ ..]) = (link_id_at(k, 17), v) else {
+            complete = false;
+            return Ok(false);
+        };
+        let (Some(parent), Ok(expiry)) = (
+            rest.get(..16).and_then(LinkId::from_slice),
+            <[u8; 8]>::try_from(rest.get(16..).unwrap_or_default()),
+        ) else {
+            complete = false;
+            return Ok(false);
+        };
+        out.push((
+            id,
+            (*root == 0).then_some(parent),
+            u64::from_be_bytes(expiry),
+        ));
+        Ok(true)
+    })?;
+    Ok(complete.then_some(out))
 }
 
 pub(crate) fn task_link_count<K: Kv + ?Sized>(kv: &K, task: &TaskId) -> Result<usize> {
@@ -564,7 +604,10 @@ pub(crate) fn task_roots<K: Kv + ?Sized>(kv: &K, task: &TaskId) -> Result<Vec<Li
     let mut entries = Vec::new();
     scan_prefix(kv, &key(b'k', &[task.as_bytes()]), &mut |k, v| {
         if let Some(id) = link_id_at(k, 17) {
-            entries.push((id, v.first().copied().filter(|_| v.len() == 1)));
+            entries.push((
+                id,
+                v.first().copied().filter(|_| v.len() == 1 || v.len() == 25),
+            ));
         }
         Ok(true)
     })?;
@@ -729,6 +772,9 @@ macro_rules! store_reads {
         fn link(&self, id: &mandate_core::LinkId) -> $crate::Result<Option<$crate::LinkRecord>> {
             $crate::tables::link(&self.$($kv).+, id)
         }
+        fn links_exist(&self, ids: &[mandate_core::LinkId]) -> $crate::Result<Vec<bool>> {
+            $crate::tables::links_exist(&self.$($kv).+, ids)
+        }
         fn children(&self, id: &mandate_core::LinkId) -> $crate::Result<Vec<mandate_core::LinkId>> {
             $crate::tables::children(&self.$($kv).+, id)
         }
@@ -743,6 +789,12 @@ macro_rules! store_reads {
             task: &mandate_core::TaskId,
         ) -> $crate::Result<Vec<$crate::LinkRecord>> {
             $crate::tables::task_links(&self.$($kv).+, task)
+        }
+        fn task_tree(
+            &self,
+            task: &mandate_core::TaskId,
+        ) -> $crate::Result<Option<Vec<$crate::TreeLink>>> {
+            $crate::tables::task_tree(&self.$($kv).+, task)
         }
         fn task_link_count(&self, task: &mandate_core::TaskId) -> $crate::Result<usize> {
             $crate::tables::task_link_count(&self.$($kv).+, task)

@@ -111,6 +111,27 @@ impl Coordinator {
     /// accepted or refused by policy as one change, and answers each.
     pub(super) fn admit_delegations(&self, group: Vec<Pending>) {
         tracing::debug!(delegations = group.len(), "admitting a group");
+        // Whether each new link is already registered, for the whole group in one pass (one
+        // round trip on a networked store).
+        let children: Vec<LinkId> = group
+            .iter()
+            .filter_map(|p| p.delegation.chain.links().last().map(|l| l.id()))
+            .collect();
+        let registered: std::collections::HashSet<LinkId> = match self.store.links_exist(&children)
+        {
+            Ok(known) => children
+                .into_iter()
+                .zip(known)
+                .filter_map(|(id, known)| known.then_some(id))
+                .collect(),
+            Err(e) => {
+                let e = ApiError::from(e);
+                for p in group {
+                    let _ = p.reply.send(Admitted::Failed(e.clone()));
+                }
+                return;
+            }
+        };
         let mut staged: HashMap<LinkId, Digest> = HashMap::new();
         let mut change = Change::default();
         let mut answers = Vec::with_capacity(group.len());
@@ -121,7 +142,7 @@ impl Coordinator {
                 continue;
             }
             let nonce = (delegation.caller.nonce, delegation.caller.nonce_expires_ms);
-            let admitted = match self.admit_delegation(delegation, &staged) {
+            let admitted = match self.admit_delegation(delegation, &staged, &registered) {
                 Ok(None) => Admitted::Reloaded,
                 Ok(Some(Outcome::Accepted(issued, record, event))) => {
                     staged.insert(record.id, record.digest);
@@ -161,6 +182,7 @@ impl Coordinator {
         &self,
         p: Delegation,
         staged: &HashMap<LinkId, Digest>,
+        registered: &std::collections::HashSet<LinkId>,
     ) -> Result<Option<Outcome>, ApiError> {
         if self.policies.current().set.hash() != p.decision.policy_hash {
             return Ok(None);
@@ -206,7 +228,7 @@ impl Coordinator {
                 ));
             }
         }
-        if staged.contains_key(&child.id()) || self.store.link(&child.id())?.is_some() {
+        if staged.contains_key(&child.id()) || registered.contains(&child.id()) {
             return Err(ApiError::new(
                 tonic::Code::AlreadyExists,
                 ErrorReason::AlreadyExists,

@@ -10,9 +10,15 @@ use mandate_core::{LinkId, RevocationEntry, RevocationList, TaskId};
 use mandate_store::AuditAction;
 use mandate_store::RevocationRecord;
 use mandate_store::{Change, LinkRecord, NewRevocation, Severity, TaskRecord, TaskState};
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use tokio::sync::broadcast;
+
+/// The children of each link of a task's tree.
+type Children = HashMap<LinkId, Vec<mandate_store::Child>>;
+
+/// Parents in one level of a cascade above which the walk reads whole task trees.
+const WIDE_LEVEL: usize = 256;
 
 /// A link of a delegation tree with its revocation, if revoked.
 pub type TreeLink = (LinkRecord, Option<mandate_store::RevocationRecord>);
@@ -132,7 +138,7 @@ impl Coordinator {
             known: Option<(TaskId, u64)>,
             covered_until: u64,
         }
-        let mut queue: VecDeque<Visit> = roots
+        let mut level: Vec<Visit> = roots
             .iter()
             .map(|r| Visit {
                 id: *r,
@@ -140,55 +146,97 @@ impl Coordinator {
                 covered_until: 0,
             })
             .collect();
-        while let Some(Visit {
-            id,
-            known,
-            covered_until,
-        }) = queue.pop_front()
-        {
-            if !seen.insert(id) {
-                continue;
-            }
-            let (task, expires_at_ms) = match known {
-                Some(k) => k,
-                None => match self.store.link(&id)? {
-                    Some(l) => (l.task, l.expires_at_ms),
-                    None => continue,
-                },
-            };
-            tasks.insert(task);
-            let mut covers = covered_until;
-            match revoked.get(&id) {
-                Some(RevocationEntry {
-                    expires_at_ms: expires,
-                    implied: false,
-                }) => covers = covers.max(expires),
-                Some(_) => {}
-                // Verifiers accept a link until its expiry plus the clock skew: revoke
-                // until then.
-                None if RevocationList::matters(expires_at_ms, now, self.config.clock_skew_ms) => {
-                    let implied = covered_until >= expires_at_ms;
-                    if !implied {
-                        covers = covers.max(expires_at_ms);
-                    }
-                    out.push(NewRevocation {
-                        link: id,
-                        task,
+        let mut trees: HashMap<TaskId, Option<Children>> = HashMap::new();
+        // Level by level: the children of a whole level are read together.
+        while !level.is_empty() {
+            let mut parents = Vec::with_capacity(level.len());
+            for Visit {
+                id,
+                known,
+                covered_until,
+            } in level
+            {
+                if !seen.insert(id) {
+                    continue;
+                }
+                let (task, expires_at_ms) = match known {
+                    Some(k) => k,
+                    None => match self.store.link(&id)? {
+                        Some(l) => (l.task, l.expires_at_ms),
+                        None => continue,
+                    },
+                };
+                tasks.insert(task);
+                let mut covers = covered_until;
+                match revoked.get(&id) {
+                    Some(RevocationEntry {
+                        expires_at_ms: expires,
+                        implied: false,
+                    }) => covers = covers.max(expires),
+                    Some(_) => {}
+                    // Verifiers accept a link until its expiry plus the clock skew: revoke
+                    // until then.
+                    None if RevocationList::matters(
                         expires_at_ms,
-                        reason: reason.to_owned(),
-                        time_ms: now,
-                        implied,
+                        now,
+                        self.config.clock_skew_ms,
+                    ) =>
+                    {
+                        let implied = covered_until >= expires_at_ms;
+                        if !implied {
+                            covers = covers.max(expires_at_ms);
+                        }
+                        out.push(NewRevocation {
+                            link: id,
+                            task,
+                            expires_at_ms,
+                            reason: reason.to_owned(),
+                            time_ms: now,
+                            implied,
+                        });
+                    }
+                    None => {}
+                }
+                parents.push((id, task, covers));
+            }
+            // A wide level reads the whole tree of its tasks at once (one scan of the task
+            // index) instead of every parent's children.
+            if parents.len() > WIDE_LEVEL {
+                for (_, task, _) in &parents {
+                    if !trees.contains_key(task) {
+                        let tree = self.store.task_tree(task)?.map(|links| {
+                            let mut children = Children::new();
+                            for (id, parent, expiry) in links {
+                                if let Some(p) = parent {
+                                    children.entry(p).or_default().push((id, Some(expiry)));
+                                }
+                            }
+                            children
+                        });
+                        trees.insert(*task, tree);
+                    }
+                }
+            }
+            let ask: Vec<LinkId> = parents
+                .iter()
+                .filter(|(_, task, _)| !matches!(trees.get(task), Some(Some(_))))
+                .map(|(id, _, _)| *id)
+                .collect();
+            let mut asked = self.store.children_with_expiry_of(&ask)?.into_iter();
+            level = Vec::new();
+            // A child belongs to its parent's task (verification checks it).
+            for (id, task, covers) in parents {
+                let children = match trees.get(&task) {
+                    Some(Some(tree)) => tree.get(&id).cloned().unwrap_or_default(),
+                    _ => asked.next().unwrap_or_default(),
+                };
+                for (child, expiry) in children {
+                    level.push(Visit {
+                        id: child,
+                        known: expiry.map(|e| (task, e)),
+                        covered_until: covers,
                     });
                 }
-                None => {}
-            }
-            // A child belongs to its parent's task (verification checks it).
-            for (child, expiry) in self.store.children_with_expiry(&id)? {
-                queue.push_back(Visit {
-                    id: child,
-                    known: expiry.map(|e| (task, e)),
-                    covered_until: covers,
-                });
             }
         }
         Ok((out, tasks))

@@ -8,8 +8,8 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use mandate_etcd::etcdserverpb::{
-    AuthenticateRequest, RangeRequest, TxnRequest, TxnResponse, auth_client::AuthClient,
-    kv_client::KvClient,
+    AuthenticateRequest, RangeRequest, RequestOp, TxnRequest, TxnResponse, auth_client::AuthClient,
+    kv_client::KvClient, request_op, response_op,
 };
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 
@@ -36,6 +36,9 @@ pub struct EtcdConfig {
     /// Most bytes of keys and values in one transaction (below etcd's
     /// `--max-request-bytes`, 1.5 MiB by default).
     pub max_txn_bytes: usize,
+    /// Bytes of values kept in memory to spare round trips (agents, tasks, links this
+    /// coordinator wrote or read recently).
+    pub cache_bytes: u64,
 }
 
 impl std::fmt::Debug for EtcdConfig {
@@ -50,12 +53,14 @@ impl std::fmt::Debug for EtcdConfig {
             .field("timeout", &self.timeout)
             .field("max_txn_ops", &self.max_txn_ops)
             .field("max_txn_bytes", &self.max_txn_bytes)
+            .field("cache_bytes", &self.cache_bytes)
             .finish()
     }
 }
 
 impl EtcdConfig {
-    /// Endpoints with etcd's default limits, a 5 s timeout and the prefix `mandate/`.
+    /// Endpoints with etcd's default limits, a 5 s timeout, a 64 MiB read cache and the
+    /// prefix `mandate/`.
     pub fn new(endpoints: Vec<String>) -> EtcdConfig {
         EtcdConfig {
             endpoints,
@@ -63,6 +68,7 @@ impl EtcdConfig {
             timeout: Duration::from_secs(5),
             max_txn_ops: 128,
             max_txn_bytes: 1 << 20,
+            cache_bytes: 64 << 20,
             ..EtcdConfig::default()
         }
     }
@@ -107,6 +113,9 @@ impl EtcdConfig {
     }
 }
 
+/// Read transactions in flight at once for a batch of reads.
+const CONCURRENT_READS: usize = 16;
+
 /// A failed call: the status code when etcd (or the transport) answered with one.
 struct Failed {
     code: Option<tonic::Code>,
@@ -123,7 +132,7 @@ impl Failed {
 }
 
 /// A key (without the prefix) and its value.
-pub(crate) type Entry = (Vec<u8>, Vec<u8>);
+pub(crate) use crate::kv::Entry;
 
 fn unavailable(what: &str, why: impl std::fmt::Display) -> StoreError {
     StoreError::Backend(format!("etcd unavailable ({what}): {why}"))
@@ -393,6 +402,109 @@ impl Etcd {
                 Ok((entries, reply.more))
             }
         })
+    }
+
+    /// Whether each of table keys `keys` is present: read-only transactions of counting
+    /// ranges, as many keys a transaction as etcd takes.
+    pub(crate) fn count_each(&self, keys: &[&[u8]]) -> Result<Vec<bool>> {
+        let mut out = Vec::with_capacity(keys.len());
+        for part in keys.chunks(self.config.max_txn_ops.max(1)) {
+            let success: Vec<RequestOp> = part
+                .iter()
+                .map(|k| RequestOp {
+                    request: Some(request_op::Request::RequestRange(RangeRequest {
+                        key: self.full(k),
+                        count_only: true,
+                        ..RangeRequest::default()
+                    })),
+                })
+                .collect();
+            let reply = self.txn(TxnRequest {
+                compare: Vec::new(),
+                success,
+                failure: Vec::new(),
+            })?;
+            if reply.responses.len() != part.len() {
+                return Err(unavailable(
+                    "txn",
+                    "etcd answered a different number of reads",
+                ));
+            }
+            out.extend(reply.responses.into_iter().map(|r| match r.response {
+                Some(response_op::Response::ResponseRange(range)) => range.count > 0,
+                _ => false,
+            }));
+        }
+        Ok(out)
+    }
+
+    /// Every entry under each of the table key prefixes `prefixes`: read-only transactions
+    /// of ranges, as many ranges a transaction as etcd takes, [`CONCURRENT_READS`] of
+    /// them in flight.
+    pub(crate) fn prefixes(&self, prefixes: &[Vec<u8>]) -> Result<Vec<Vec<Entry>>> {
+        let cut = self.config.prefix.len();
+        let txns: Vec<TxnRequest> = prefixes
+            .chunks(self.config.max_txn_ops.max(1))
+            .map(|part| TxnRequest {
+                compare: Vec::new(),
+                success: part
+                    .iter()
+                    .map(|p| RequestOp {
+                        request: Some(request_op::Request::RequestRange(RangeRequest {
+                            key: self.full(p),
+                            range_end: self.full(&crate::kv::prefix_end(p)),
+                            ..RangeRequest::default()
+                        })),
+                    })
+                    .collect(),
+                failure: Vec::new(),
+            })
+            .collect();
+        let mut out = Vec::with_capacity(prefixes.len());
+        for wave in txns.chunks(CONCURRENT_READS) {
+            let replies = self.run_authed("txn", |kv| {
+                let wave = wave.to_vec();
+                async move {
+                    let mut set = tokio::task::JoinSet::new();
+                    for (i, txn) in wave.into_iter().enumerate() {
+                        let mut kv = kv.clone();
+                        set.spawn(async move { (i, kv.txn(txn).await) });
+                    }
+                    let mut replies = Vec::new();
+                    while let Some(done) = set.join_next().await {
+                        let (i, reply) =
+                            done.map_err(|e| tonic::Status::internal(e.to_string()))?;
+                        replies.push((i, reply?.into_inner()));
+                    }
+                    replies.sort_by_key(|(i, _)| *i);
+                    Ok(replies)
+                }
+            })?;
+            for (_, reply) in replies {
+                for r in reply.responses {
+                    let Some(response_op::Response::ResponseRange(range)) = r.response else {
+                        return Err(unavailable(
+                            "txn",
+                            "etcd answered a read with something else",
+                        ));
+                    };
+                    out.push(
+                        range
+                            .kvs
+                            .into_iter()
+                            .map(|mut kv| (kv.key.split_off(cut), kv.value))
+                            .collect(),
+                    );
+                }
+            }
+        }
+        if out.len() != prefixes.len() {
+            return Err(unavailable(
+                "txn",
+                "etcd answered a different number of reads",
+            ));
+        }
+        Ok(out)
     }
 
     /// Runs a transaction.
