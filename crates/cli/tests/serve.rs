@@ -566,3 +566,77 @@ async fn prune_audit_archives_removes_and_signs_what_it_removed() {
     child.kill().unwrap();
     child.wait().unwrap();
 }
+
+#[test]
+fn the_etcd_store_settings_print_without_the_password_and_are_checked() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("ca.pem"), "not read until connecting").unwrap();
+    let run = |extra: &[&str], password: Option<&str>| {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_mandate"));
+        c.args(["config", "print"])
+            .args(extra)
+            .current_dir(dir.path())
+            .env_remove("MANDATE_STORE")
+            .env_remove("MANDATE_ETCD_PASSWORD");
+        if let Some(p) = password {
+            c.env("MANDATE_ETCD_PASSWORD", p);
+        }
+        c.output().unwrap()
+    };
+    let out = run(
+        &[
+            "--store",
+            "etcds://10.0.0.1:2379,10.0.0.2:2379/prod",
+            "--etcd-ca-file",
+            "ca.pem",
+            "--etcd-user",
+            "mandate",
+        ],
+        Some("hunter2-secret"),
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains("store = \"etcds://10.0.0.1:2379,10.0.0.2:2379/prod\"  # flag"),
+        "{text}"
+    );
+    assert!(text.contains("etcd_user = \"mandate\"  # flag"), "{text}");
+    assert!(
+        !text.contains("hunter2"),
+        "the password is never printed: {text}"
+    );
+
+    for (args, password, says) in [
+        (
+            &["--etcd-user", "mandate", "--store", "etcd://127.0.0.1:2379"][..],
+            None,
+            "password",
+        ),
+        (&["--store", "etcd://"][..], None, "names no etcd member"),
+        (
+            &["--store", "postgres://db"][..],
+            None,
+            "not an etcd address",
+        ),
+        (&["--etcd-ca-file", "ca.pem"][..], None, "need store"),
+        (
+            &[
+                "--store",
+                "etcds://127.0.0.1:2379",
+                "--etcd-cert-file",
+                "ca.pem",
+            ][..],
+            None,
+            "go together",
+        ),
+    ] {
+        let out = run(args, password);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(64), "{args:?}: {err}");
+        assert!(err.contains(says), "{args:?}: {err}");
+    }
+}

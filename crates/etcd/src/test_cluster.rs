@@ -15,8 +15,30 @@ use crate::etcdserverpb::maintenance_client::MaintenanceClient;
 struct Member {
     name: String,
     client: u16,
+    /// The TLS client port, when the cluster serves TLS.
+    tls_client: u16,
     peer: u16,
     child: Option<Child>,
+}
+
+/// TLS for the members' client listeners (PEM files).
+#[derive(Clone, Debug)]
+pub struct ClusterTls {
+    /// The members' certificate (for 127.0.0.1).
+    pub cert: PathBuf,
+    /// Its key.
+    pub key: PathBuf,
+    /// The CA clients' certificates must chain to (client certificates are required).
+    pub client_ca: PathBuf,
+}
+
+/// How to start a cluster beyond the defaults.
+#[derive(Clone, Debug, Default)]
+pub struct ClusterOptions {
+    /// A second, TLS client listener on each member (the plain one stays, for readiness).
+    pub tls: Option<ClusterTls>,
+    /// More flags for every member (`--auth-token-ttl=1`, ...).
+    pub extra_args: Vec<String>,
 }
 
 /// A running cluster; every member still running is killed on drop.
@@ -25,6 +47,7 @@ pub struct EtcdCluster {
     dir: tempfile::TempDir,
     binary: PathBuf,
     members: Vec<Member>,
+    options: ClusterOptions,
 }
 
 fn free_port() -> Result<u16, String> {
@@ -56,6 +79,11 @@ pub fn etcd_binary() -> Result<PathBuf, String> {
 impl EtcdCluster {
     /// Starts `n` members and waits until every one answers and they have a leader.
     pub async fn start(n: usize) -> Result<EtcdCluster, String> {
+        EtcdCluster::start_with(n, ClusterOptions::default()).await
+    }
+
+    /// [`EtcdCluster::start`] with TLS or more flags.
+    pub async fn start_with(n: usize, options: ClusterOptions) -> Result<EtcdCluster, String> {
         let binary = etcd_binary()?;
         let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
         let mut members = Vec::new();
@@ -63,6 +91,7 @@ impl EtcdCluster {
             members.push(Member {
                 name: format!("m{i}"),
                 client: free_port()?,
+                tls_client: free_port()?,
                 peer: free_port()?,
                 child: None,
             });
@@ -71,6 +100,7 @@ impl EtcdCluster {
             dir,
             binary,
             members,
+            options,
         };
         for i in 0..n {
             cluster.spawn(i, "new")?;
@@ -91,17 +121,24 @@ impl EtcdCluster {
         let initial = self.initial_cluster();
         let data = self.dir.path().join(&self.members[i].name);
         let m = &mut self.members[i];
+        let mut clients = format!("http://127.0.0.1:{}", m.client);
+        let mut tls_args = Vec::new();
+        if let Some(tls) = &self.options.tls {
+            clients.push_str(&format!(",https://127.0.0.1:{}", m.tls_client));
+            tls_args = vec![
+                format!("--cert-file={}", tls.cert.display()),
+                format!("--key-file={}", tls.key.display()),
+                format!("--trusted-ca-file={}", tls.client_ca.display()),
+                "--client-cert-auth".to_owned(),
+            ];
+        }
         let child = Command::new(&self.binary)
             .arg(format!("--name={}", m.name))
             .arg(format!("--data-dir={}", data.display()))
-            .arg(format!(
-                "--listen-client-urls=http://127.0.0.1:{}",
-                m.client
-            ))
-            .arg(format!(
-                "--advertise-client-urls=http://127.0.0.1:{}",
-                m.client
-            ))
+            .arg(format!("--listen-client-urls={clients}"))
+            .arg(format!("--advertise-client-urls={clients}"))
+            .args(&tls_args)
+            .args(&self.options.extra_args)
             .arg(format!("--listen-peer-urls=http://127.0.0.1:{}", m.peer))
             .arg(format!(
                 "--initial-advertise-peer-urls=http://127.0.0.1:{}",
@@ -127,6 +164,14 @@ impl EtcdCluster {
         self.members
             .iter()
             .map(|m| format!("http://127.0.0.1:{}", m.client))
+            .collect()
+    }
+
+    /// TLS client endpoints (`https://127.0.0.1:PORT`), when the cluster serves TLS.
+    pub fn tls_endpoints(&self) -> Vec<String> {
+        self.members
+            .iter()
+            .map(|m| format!("https://127.0.0.1:{}", m.tls_client))
             .collect()
     }
 

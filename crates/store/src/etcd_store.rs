@@ -446,6 +446,16 @@ impl EtcdStore {
             .apply_in_parts(std::iter::once((k, v)), 1, usize::MAX)
     }
 
+    /// How many times the store authenticated again after its token expired.
+    #[cfg(test)]
+    pub(crate) fn reauthentications(&self) -> u64 {
+        self.inner
+            .kv
+            .etcd
+            .reauthentications
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     /// Reads a key of the map as etcd holds it.
     #[cfg(test)]
     pub(crate) fn raw_get(&self, k: &[u8]) -> Result<Option<Vec<u8>>> {
@@ -1147,6 +1157,8 @@ impl Store for EtcdStore {
     }
 }
 
+#[cfg(test)]
+mod access_tests;
 #[cfg(test)]
 mod failure_tests;
 #[cfg(test)]

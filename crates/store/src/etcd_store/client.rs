@@ -168,6 +168,8 @@ type KvApi = KvClient<tonic::service::interceptor::InterceptedService<Channel, T
 pub(crate) struct Etcd {
     runtime: Option<tokio::runtime::Runtime>,
     channels: Vec<Channel>,
+    /// How many times an expired token was replaced.
+    pub(crate) reauthentications: std::sync::atomic::AtomicU64,
     /// The member calls go to.
     current: std::sync::atomic::AtomicUsize,
     token: TokenSlot,
@@ -220,6 +222,7 @@ impl Etcd {
         let etcd = Etcd {
             runtime: Some(runtime),
             channels,
+            reauthentications: std::sync::atomic::AtomicU64::new(0),
             current: std::sync::atomic::AtomicUsize::new(0),
             token: Arc::new(RwLock::new(None)),
             config,
@@ -298,6 +301,7 @@ impl Etcd {
                 }) if self.config.credentials.is_some() && !reauthenticated => {
                     tracing::debug!(%error, "authenticating to etcd again");
                     reauthenticated = true;
+                    self.reauthentications.fetch_add(1, Ordering::Relaxed);
                     self.authenticate()?;
                 }
                 Err(f) => return Err(f.error),
