@@ -602,9 +602,8 @@ fn implied_revocations_are_one_value_per_change_read_back_whole_and_collected_to
     assert!(s.revocations_after(0).unwrap().is_empty());
 }
 
-fn a_damaged_implied_revocation_value_is_reported_not_misread_and_gc_goes_on(f: &mut dyn Fixture) {
-    let s = f.store();
-    let t = TaskId::from_bytes([1; 16]);
+/// Commits the implied revocation of link 2 in task `t` (epoch 1), alone.
+fn commit_one_implied(s: &dyn crate::Store, t: TaskId) {
     s.commit(Change {
         revocations: vec![NewRevocation {
             implied: true,
@@ -614,6 +613,12 @@ fn a_damaged_implied_revocation_value_is_reported_not_misread_and_gc_goes_on(f: 
         ..Change::default()
     })
     .unwrap();
+}
+
+fn a_damaged_implied_revocation_value_is_reported_not_misread_and_gc_goes_on(f: &mut dyn Fixture) {
+    let s = f.store();
+    let t = TaskId::from_bytes([1; 16]);
+    commit_one_implied(s, t);
     let k = key(b'v', &[&be(1), t.as_bytes(), &0u32.to_be_bytes()]);
     let good = f.raw_get(&k).unwrap();
     let mut other_epoch = good.clone();
@@ -754,15 +759,7 @@ fn stale_approval_index_entries_are_dropped_when_met(f: &mut dyn Fixture) {
 fn implied_revocations_written_as_one_value_before_parts_are_still_read(f: &mut dyn Fixture) {
     let s = f.store();
     let t = TaskId::from_bytes([1; 16]);
-    s.commit(Change {
-        revocations: vec![NewRevocation {
-            implied: true,
-            ..revoke(2, t)
-        }],
-        audit: vec![event("revoke")],
-        ..Change::default()
-    })
-    .unwrap();
+    commit_one_implied(s, t);
     let part = key(b'v', &[&be(1), t.as_bytes(), &0u32.to_be_bytes()]);
     let value = f.raw_get(&part).unwrap();
     f.raw_delete(&part);
