@@ -167,6 +167,23 @@ async fn acknowledged_writes_survive_kill_dash_nine_on_etcd() {
         .map(|e| e.trim_start_matches("http://").to_owned())
         .collect();
     kill_cycles(&format!("etcd://{}/crash", hosts.join(","))).await;
+    // The kills landed while audit records were being sealed into segments, too.
+    let mut kv =
+        mandate_etcd::etcdserverpb::kv_client::KvClient::connect(cluster.endpoints()[0].clone())
+            .await
+            .unwrap();
+    let sealed = kv
+        .range(mandate_etcd::etcdserverpb::RangeRequest {
+            key: b"crash/Q".to_vec(),
+            range_end: b"crash/R".to_vec(),
+            count_only: true,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .count;
+    assert!(sealed > 0, "no audit segment was sealed during the run");
     drop(cluster);
 }
 

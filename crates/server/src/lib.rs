@@ -421,6 +421,7 @@ pub async fn start(config: Config) -> Result<Server, StartError> {
         StoreChoice::Etcd(etcd) => {
             let mut etcd = (**etcd).clone();
             etcd.cache_bytes = config.store_cache_bytes;
+            etcd.records_per_segment = config.audit_sealing.records_per_segment;
             Arc::new(
                 tokio::task::spawn_blocking(move || mandate_store::EtcdStore::open(etcd))
                     .await

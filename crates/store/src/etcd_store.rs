@@ -36,10 +36,11 @@
 
 mod client;
 mod layer;
+mod seal;
 mod ship;
 
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use mandate_core::TaskId;
 
@@ -51,6 +52,8 @@ use crate::kv::{Ops, encode, key};
 use crate::records::AuditRecord;
 use crate::{Change, Committed, GENESIS_HASH, GcStats, Result, Store, StoreError, tables};
 
+/// How long the background thread waits before sealing again after a seal failed.
+const SEAL_RETRY: Duration = Duration::from_secs(60);
 /// How often the background thread ships what commits left pending.
 const FLUSH_EVERY: Duration = Duration::from_millis(200);
 /// Entries read from etcd per range call of a scan. Large: etcd counts every key left in
@@ -76,6 +79,10 @@ struct Inner {
     commit_lock: Mutex<()>,
     // One flush ships at a time, in order.
     flush_lock: Mutex<()>,
+    // One seal at a time (`seal.rs`).
+    seal_lock: Mutex<()>,
+    /// The sealed segment read last, decoded.
+    last_segment: Mutex<Option<seal::Decoded>>,
     /// Failure injection for tests: a large change stops before (1) or after (2) its
     /// marker is published, as a crash there would.
     #[cfg(test)]
@@ -118,10 +125,13 @@ impl EtcdStore {
             },
             commit_lock: Mutex::new(()),
             flush_lock: Mutex::new(()),
+            seal_lock: Mutex::new(()),
+            last_segment: Mutex::new(None),
             #[cfg(test)]
             stop_large_at: std::sync::atomic::AtomicU8::new(0),
         });
         inner.finish_staged()?;
+        inner.load_sealed()?;
         let mut nonces = std::collections::HashMap::new();
         let mut cursor = vec![NONCES];
         loop {
@@ -147,7 +157,7 @@ impl EtcdStore {
             layer.shipped_head = raw;
         }
         if let Some(ops) = tables::plan_approval_index(&inner.kv)? {
-            inner.queue(ops, None);
+            drop(inner.queue(ops, None));
             inner.flush()?;
         }
         let (stop, stopped) = std::sync::mpsc::channel::<()>();
@@ -156,14 +166,27 @@ impl EtcdStore {
             std::thread::Builder::new()
                 .name("mandate-etcd-flush".into())
                 .spawn(move || {
+                    let mut seal_again_at: Option<Instant> = None;
                     while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
                         stopped.recv_timeout(FLUSH_EVERY)
                     {
-                        if inner.kv.layer().queue.is_empty() {
+                        if !inner.kv.layer().queue.is_empty()
+                            && let Err(e) = inner.flush()
+                        {
+                            tracing::warn!(error = %e, "background flush to etcd failed");
                             continue;
                         }
-                        if let Err(e) = inner.flush() {
-                            tracing::warn!(error = %e, "background flush to etcd failed");
+                        if inner.kv.layer().failing.is_some()
+                            || seal_again_at.is_some_and(|at| Instant::now() < at)
+                        {
+                            continue;
+                        }
+                        seal_again_at = None;
+                        if let Err(e) = inner.seal_due() {
+                            // A tail that does not seal (a broken chain) is tried again
+                            // a minute later, not on every tick.
+                            tracing::warn!(error = %e, "sealing audit records in etcd failed");
+                            seal_again_at = Some(Instant::now() + SEAL_RETRY);
                         }
                     }
                 })
@@ -257,7 +280,7 @@ impl Inner {
 
     /// Queues `ops` (which move the audit head to `head`, if given) and lays them over
     /// etcd for every read.
-    fn queue(&self, ops: Ops, head: Option<Vec<u8>>) {
+    fn queue(&self, ops: Ops, head: Option<Vec<u8>>) -> std::sync::MutexGuard<'_, Layer> {
         let mut layer = self.kv.layer();
         let no = layer.next;
         layer.next += 1;
@@ -276,6 +299,7 @@ impl Inner {
             size,
             head,
         });
+        layer
     }
 
     fn commit(&self, change: Change) -> Result<Committed> {
@@ -302,8 +326,7 @@ impl Inner {
             seq: last.0,
             hash: last.1.clone(),
         })?;
-        self.queue(ops, Some(raw));
-        self.kv.layer().head = last;
+        self.queue(ops, Some(raw)).head = last;
         Ok(committed)
     }
 
@@ -317,7 +340,7 @@ impl Inner {
             let mut ops = Ops::default();
             let stats = tables::plan_gc(&self.kv, now_ms, history_before_ms, &mut ops)?;
             if !ops.is_empty() {
-                self.queue(ops, None);
+                drop(self.queue(ops, None));
             }
             stats
         };
@@ -346,7 +369,7 @@ impl Store for EtcdStore {
                 .commit_lock
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner);
-            self.inner.queue(stale, None);
+            drop(self.inner.queue(stale, None));
         }
         Ok(due)
     }
@@ -371,7 +394,7 @@ impl Store for EtcdStore {
     }
 
     fn audit_after(&self, after: u64, limit: usize) -> Result<Vec<AuditRecord>> {
-        tables::audit_records(&self.inner.kv, after, limit)
+        self.audit_after_sealed(after, limit)
     }
 
     fn audit_head(&self) -> Result<(u64, String)> {
@@ -387,3 +410,5 @@ impl Store for EtcdStore {
 mod access_tests;
 #[cfg(test)]
 mod failure_tests;
+#[cfg(test)]
+mod seal_tests;

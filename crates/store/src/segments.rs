@@ -230,10 +230,8 @@ pub(crate) fn read_event(
     })
 }
 
-/// Encodes consecutive records (at least one) as a segment in the first format (sealed
-/// segments are now journals renamed, `journal.rs`; this stays for tests of reading old
-/// stores).
-#[cfg(test)]
+/// Encodes consecutive records (at least one) as a segment in the first format: the
+/// etcd store's sealed segments (sled's are journals renamed, `journal.rs`).
 pub(crate) fn encode(records: &[AuditRecord]) -> Result<Vec<u8>> {
     let first = records
         .first()

@@ -305,6 +305,22 @@ impl Store for SledStore {
     }
 }
 
+/// Opens the store in `dir` for a test, waiting while the store closed just before still
+/// holds sled's lock (its threads wind down after it is dropped).
+#[cfg(test)]
+pub(crate) fn open_when_unlocked(dir: &Path, sealing: AuditSealing) -> SledStore {
+    for _ in 0..200 {
+        match SledStore::open_with(dir, DEFAULT_CACHE_BYTES, sealing) {
+            Ok(s) => return s,
+            Err(e) if e.to_string().contains("lock") => {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            Err(e) => panic!("cannot open the store: {e}"),
+        }
+    }
+    panic!("the store stayed locked");
+}
+
 #[cfg(test)]
 mod audit_tests;
 mod gc;

@@ -48,7 +48,11 @@ impl Fixture for SledFixture {
 
     fn reopen(&mut self) {
         self.store = None;
-        self.store = Some(SledStore::open(self.dir.path()).unwrap());
+        // sled's threads may hold the directory's lock a moment after the store is gone.
+        self.store = Some(crate::sled_store::open_when_unlocked(
+            self.dir.path(),
+            crate::AuditSealing::default(),
+        ));
     }
 
     fn raw_put(&self, k: &[u8], v: &[u8]) {
@@ -87,6 +91,11 @@ impl EtcdFixture {
     }
 
     pub(crate) fn with_members(n: usize) -> EtcdFixture {
+        EtcdFixture::with_config(n, |_| {})
+    }
+
+    /// A cluster of `n` members and a store opened with `edit` applied to its settings.
+    pub(crate) fn with_config(n: usize, edit: impl FnOnce(&mut EtcdConfig)) -> EtcdFixture {
         let cluster = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -97,6 +106,7 @@ impl EtcdFixture {
         config.prefix = "conformance/".into();
         // Failure tests wait for calls to time out.
         config.timeout = std::time::Duration::from_secs(2);
+        edit(&mut config);
         let store = EtcdStore::open(config.clone()).unwrap();
         EtcdFixture {
             store: Some(store),

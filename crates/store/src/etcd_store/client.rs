@@ -36,6 +36,9 @@ pub struct EtcdConfig {
     /// Most bytes of keys and values in one transaction (below etcd's
     /// `--max-request-bytes`, 1.5 MiB by default).
     pub max_txn_bytes: usize,
+    /// Audit records per sealed segment: the tail of the log in etcd is sealed, a
+    /// segment at a time, once it holds two segments' worth.
+    pub records_per_segment: usize,
     /// Bytes of values kept in memory to spare round trips (agents, tasks, links this
     /// coordinator wrote or read recently).
     pub cache_bytes: u64,
@@ -54,6 +57,7 @@ impl std::fmt::Debug for EtcdConfig {
             .field("max_txn_ops", &self.max_txn_ops)
             .field("max_txn_bytes", &self.max_txn_bytes)
             .field("cache_bytes", &self.cache_bytes)
+            .field("records_per_segment", &self.records_per_segment)
             .finish()
     }
 }
@@ -69,6 +73,7 @@ impl EtcdConfig {
             max_txn_ops: 128,
             max_txn_bytes: 1 << 20,
             cache_bytes: 64 << 20,
+            records_per_segment: 8192,
             ..EtcdConfig::default()
         }
     }
@@ -406,6 +411,44 @@ impl Etcd {
                 Ok((entries, reply.more))
             }
         })
+    }
+
+    /// Every table key in `start..end` (keys only), in order.
+    pub(crate) fn keys(&self, start: &[u8], end: &[u8]) -> Result<Vec<Vec<u8>>> {
+        let cut = self.config.prefix.len();
+        let mut out = Vec::new();
+        let mut cursor = start.to_vec();
+        loop {
+            let (key, range_end) = (self.full(&cursor), self.full(end));
+            let (keys, more) = self.run_authed("range", move |mut kv| {
+                let (key, range_end) = (key.clone(), range_end.clone());
+                async move {
+                    let reply = kv
+                        .range(RangeRequest {
+                            key,
+                            range_end,
+                            limit: 8192,
+                            keys_only: true,
+                            ..RangeRequest::default()
+                        })
+                        .await?
+                        .into_inner();
+                    let keys: Vec<Vec<u8>> = reply
+                        .kvs
+                        .into_iter()
+                        .map(|mut kv| kv.key.split_off(cut))
+                        .collect();
+                    Ok((keys, reply.more))
+                }
+            })?;
+            let Some(last) = keys.last() else { break };
+            cursor = [&last[..], &[0]].concat();
+            out.extend(keys);
+            if !more {
+                break;
+            }
+        }
+        Ok(out)
     }
 
     /// Whether each of table keys `keys` is present: read-only transactions of counting

@@ -40,6 +40,9 @@ pub(super) struct Layer {
     /// every shipped write, so that the replay check of each signed request is answered
     /// here (the table is small: nonces live for the request window until collected).
     pub(super) nonces: std::collections::HashMap<Vec<u8>, Vec<u8>>,
+    /// The sealed segments of the audit log (first and last sequence), in order
+    /// (`seal.rs`).
+    pub(super) sealed: Vec<(u64, u64)>,
 }
 
 /// Values (and absences) of keys as etcd holds them, so that reads of agents, tasks and

@@ -12,19 +12,12 @@ use crate::tables::AuditHead;
 /// Opens (or reopens) a store, waiting out the file lock a store just dropped in this
 /// process may still hold while sled's threads wind down.
 pub(super) fn open_sealing(dir: &Path, per: usize) -> SledStore {
-    let sealing = crate::AuditSealing {
-        records_per_segment: per,
-    };
-    for _ in 0..200 {
-        match SledStore::open_with(dir, DEFAULT_CACHE_BYTES, sealing) {
-            Ok(s) => return s,
-            Err(e) if e.to_string().contains("lock") => {
-                std::thread::sleep(std::time::Duration::from_millis(10));
-            }
-            Err(e) => panic!("cannot open the store: {e}"),
-        }
-    }
-    panic!("the store stayed locked");
+    super::open_when_unlocked(
+        dir,
+        crate::AuditSealing {
+            records_per_segment: per,
+        },
+    )
 }
 
 fn segment_files(dir: &Path) -> Vec<String> {
