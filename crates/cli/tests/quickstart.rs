@@ -65,9 +65,25 @@ const TOOL: &str = "spiffe://mandate.local/tools/files";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_quickstart_from_start_to_a_denied_revoked_worker() {
+    quickstart(mandate_server::StoreChoice::Sled).await;
+}
+
+/// The same quickstart, unchanged, with the state on a 3-member etcd cluster.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_quickstart_on_etcd() {
+    let cluster = mandate_etcd::test_cluster::EtcdCluster::start(3)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let config = mandate_store::EtcdConfig::new(cluster.endpoints());
+    quickstart(mandate_server::StoreChoice::Etcd(Box::new(config))).await;
+    drop(cluster);
+}
+
+async fn quickstart(store: mandate_server::StoreChoice) {
     let dir = tempfile::tempdir().unwrap();
-    let config =
+    let mut config =
         mandate_server::Config::new(([127, 0, 0, 1], 0).into(), dir.path().join("mandate-data"));
+    config.store = store;
     let server = mandate_server::start(config).await.unwrap();
     let cli = Cli {
         server: server.local_addr.to_string(),
