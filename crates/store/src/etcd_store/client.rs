@@ -291,14 +291,28 @@ impl Etcd {
                     self.current.store(at, Ordering::Relaxed);
                     return Ok(v);
                 }
+                // The member is unreachable or its connection broke mid-call: the next
+                // one is asked. (A transaction that did go through before the break is
+                // recognised by the caller when shipped again; reads are idempotent.)
                 Err(Failed {
-                    code: Some(tonic::Code::Unavailable),
+                    code:
+                        Some(
+                            tonic::Code::Unavailable
+                            | tonic::Code::Cancelled
+                            | tonic::Code::Unknown,
+                        ),
                     error,
                 }) => {
                     attempt += 1;
                     if attempt >= n {
                         return Err(error);
                     }
+                }
+                // No answer in time (a member stopped, or partitioned): this call fails,
+                // and the next one goes to another member.
+                Err(Failed { code: None, error }) => {
+                    self.current.store((at + 1) % n, Ordering::Relaxed);
+                    return Err(error);
                 }
                 Err(Failed {
                     code: Some(tonic::Code::Unauthenticated | tonic::Code::InvalidArgument),
