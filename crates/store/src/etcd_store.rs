@@ -132,18 +132,12 @@ impl EtcdStore {
         });
         inner.finish_staged()?;
         inner.load_sealed()?;
-        let mut nonces = std::collections::HashMap::new();
-        let mut cursor = vec![NONCES];
-        loop {
-            let (page, more) = inner.kv.etcd.range(&cursor, &[NONCES + 1], PAGE)?;
-            let Some((last, _)) = page.last() else { break };
-            cursor = [&last[..], &[0]].concat();
-            nonces.extend(page);
-            if !more {
-                break;
-            }
-        }
-        inner.kv.layer().nonces = nonces;
+        inner.kv.layer().nonces = inner
+            .kv
+            .etcd
+            .all(&[NONCES], &[NONCES + 1], PAGE, false)?
+            .into_iter()
+            .collect();
         let raw = inner.kv.etcd.get(tables::AUDIT_HEAD)?;
         {
             let mut layer = inner.kv.layer();
@@ -321,11 +315,7 @@ impl Inner {
             .last()
             .map(|r| (r.seq, r.hash.clone()))
             .unwrap_or(head);
-        tables::put_audit_head(&mut ops, last.0, &last.1)?;
-        let raw = encode(&tables::AuditHead {
-            seq: last.0,
-            hash: last.1.clone(),
-        })?;
+        let raw = tables::put_audit_head(&mut ops, last.0, &last.1)?;
         self.queue(ops, Some(raw)).head = last;
         Ok(committed)
     }

@@ -403,6 +403,17 @@ impl Etcd {
         end: &[u8],
         limit: usize,
     ) -> Result<(Vec<Entry>, bool)> {
+        self.range_with(start, end, limit, false)
+    }
+
+    /// [`Etcd::range`], with empty values when `keys_only`.
+    fn range_with(
+        &self,
+        start: &[u8],
+        end: &[u8],
+        limit: usize,
+        keys_only: bool,
+    ) -> Result<(Vec<Entry>, bool)> {
         let (key, range_end) = (self.full(start), self.full(end));
         let cut = self.config.prefix.len();
         self.run_authed("range", move |mut kv| {
@@ -413,6 +424,7 @@ impl Etcd {
                         key,
                         range_end,
                         limit: i64::try_from(limit).unwrap_or(i64::MAX),
+                        keys_only,
                         ..RangeRequest::default()
                     })
                     .await?
@@ -427,37 +439,24 @@ impl Etcd {
         })
     }
 
-    /// Every table key in `start..end` (keys only), in order.
-    pub(crate) fn keys(&self, start: &[u8], end: &[u8]) -> Result<Vec<Vec<u8>>> {
-        let cut = self.config.prefix.len();
+    /// Every entry with a table key in `start..end`, read `page` at a time (empty values
+    /// when `keys_only`).
+    pub(crate) fn all(
+        &self,
+        start: &[u8],
+        end: &[u8],
+        page: usize,
+        keys_only: bool,
+    ) -> Result<Vec<Entry>> {
         let mut out = Vec::new();
         let mut cursor = start.to_vec();
         loop {
-            let (key, range_end) = (self.full(&cursor), self.full(end));
-            let (keys, more) = self.run_authed("range", move |mut kv| {
-                let (key, range_end) = (key.clone(), range_end.clone());
-                async move {
-                    let reply = kv
-                        .range(RangeRequest {
-                            key,
-                            range_end,
-                            limit: 8192,
-                            keys_only: true,
-                            ..RangeRequest::default()
-                        })
-                        .await?
-                        .into_inner();
-                    let keys: Vec<Vec<u8>> = reply
-                        .kvs
-                        .into_iter()
-                        .map(|mut kv| kv.key.split_off(cut))
-                        .collect();
-                    Ok((keys, reply.more))
-                }
-            })?;
-            let Some(last) = keys.last() else { break };
+            let (entries, more) = self.range_with(&cursor, end, page, keys_only)?;
+            let Some((last, _)) = entries.last() else {
+                break;
+            };
             cursor = [&last[..], &[0]].concat();
-            out.extend(keys);
+            out.extend(entries);
             if !more {
                 break;
             }

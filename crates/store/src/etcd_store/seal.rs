@@ -31,9 +31,9 @@ pub(super) fn segment_range(k: &[u8]) -> Option<(u64, u64)> {
 impl Inner {
     /// Loads the segment index at open: the sealed ranges, in order.
     pub(super) fn load_sealed(&self) -> Result<()> {
-        let keys = self.kv.etcd.keys(b"Q", b"R")?;
+        let keys = self.kv.etcd.all(b"Q", b"R", 8192, true)?;
         let mut sealed = Vec::with_capacity(keys.len());
-        for k in keys {
+        for (k, _) in keys {
             let range = segment_range(&k).ok_or_else(|| StoreError::Corrupt {
                 key: String::from_utf8_lossy(&k).into_owned(),
                 why: "not a segment key".into(),
