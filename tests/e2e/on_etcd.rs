@@ -51,6 +51,22 @@ async fn drift_on_etcd() {
         .await;
 }
 
+/// `mandate rotate-key` refuses while a coordinator on etcd runs on the data directory and
+/// works once it stopped, without leaving a sled store behind.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn key_rotation_on_etcd() {
+    on_etcd(|| async {
+        crate::operations::a_rotated_coordinator_key_is_published_with_the_old_one_in_its_window_body()
+            .await;
+        let mut h = Harness::start().await;
+        let data = h.dir.path().join("data");
+        h.server.take().unwrap().shutdown().await.unwrap();
+        mandate_server::keys::rotate_coordinator_key(&data, 1_000, h.now()).unwrap();
+        assert!(!data.join("store").exists(), "rotate-key opened a sled store");
+    })
+    .await;
+}
+
 /// The log verifies on etcd, across a restart; a record edited in etcd (by someone with
 /// write access to it) is named by verification.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

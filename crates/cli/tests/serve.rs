@@ -102,6 +102,19 @@ async fn serve_starts_in_a_fresh_directory_and_stops_on_sigterm() {
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
     assert!(reloaded, "SIGHUP did not reload the policy directory");
+    // A second coordinator on the same data directory is refused, whatever its store.
+    let second = Command::new(env!("CARGO_BIN_EXE_mandate"))
+        .args(["serve", "--policy-dir", "policies"])
+        .current_dir(dir.path())
+        .env("MANDATE_LISTEN", "127.0.0.1:0")
+        .output()
+        .unwrap();
+    assert!(!second.status.success());
+    let err = String::from_utf8_lossy(&second.stderr);
+    assert!(
+        err.contains("is in use: another coordinator runs on it"),
+        "{err}"
+    );
 
     let status = Command::new("kill")
         .arg("-TERM")

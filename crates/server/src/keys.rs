@@ -81,16 +81,18 @@ pub fn rotate_coordinator_key(
             key_path.display()
         )));
     }
-    // A running coordinator holds the store's lock: rotating under it would leave it
-    // signing with a key the files no longer name.
-    match mandate_store::SledStore::open(&data_dir.join("store")) {
-        Ok(store) => drop(store),
-        Err(e) => {
-            return Err(StartError::RetiredKeys(format!(
-                "the store cannot be opened ({e}): stop the coordinator before rotating its key"
-            )));
+    // A running coordinator holds the data directory's lock, whatever its store:
+    // rotating under it would leave it signing with a key the files no longer name. Held
+    // until the rotation is done, so none starts meanwhile.
+    let _lock = match crate::lock_data_dir(data_dir) {
+        Err(StartError::DataDirInUse(_)) => {
+            return Err(StartError::RetiredKeys(
+                "a coordinator runs on this data directory: stop the coordinator before rotating its key"
+                    .into(),
+            ));
         }
-    }
+        other => other?,
+    };
     let old = keyfile::load_signing_key(&key_path)?;
     let mut retired = retired_keys(data_dir)?;
     retired.retain(|r| r.trusted_until_ms > now_ms);

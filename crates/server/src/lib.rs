@@ -213,6 +213,11 @@ pub enum StartError {
     /// The retired coordinator keys cannot be read or used.
     #[error("retired coordinator keys: {0}")]
     RetiredKeys(String),
+    /// Another coordinator (or `mandate rotate-key`) holds the data directory's lock.
+    #[error(
+        "data directory `{0}` is in use: another coordinator runs on it (it holds `{LOCK_FILE}`)"
+    )]
+    DataDirInUse(PathBuf),
     /// Plaintext on an address other machines can reach.
     #[error(
         "refusing to serve plaintext on {0}, which is not a loopback address: give a certificate \
@@ -242,6 +247,8 @@ pub struct Server {
     stop: Option<oneshot::Sender<()>>,
     stop_tasks: tokio::sync::watch::Sender<bool>,
     join: tokio::task::JoinHandle<Result<(), tonic::transport::Error>>,
+    /// The data directory's lock, held while the server lives.
+    _lock: std::fs::File,
 }
 
 impl std::fmt::Debug for Server {
@@ -349,6 +356,30 @@ fn load_or_create_key(path: &Path) -> Result<(SigningKey, bool), mandate_core::E
     Ok((key, true))
 }
 
+/// The lock file a running coordinator holds in its data directory, whatever its store:
+/// offline tools (`mandate rotate-key`) take it to know no coordinator runs there.
+pub const LOCK_FILE: &str = "coordinator.lock";
+
+/// Takes the data directory's lock (an advisory lock on [`LOCK_FILE`], released when the
+/// file is dropped or the process dies). [`StartError::DataDirInUse`] when it is held.
+pub fn lock_data_dir(dir: &Path) -> Result<std::fs::File, StartError> {
+    let path = dir.join(LOCK_FILE);
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|source| StartError::DataDir {
+            path: path.clone(),
+            source,
+        })?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(StartError::DataDirInUse(dir.to_owned())),
+        Err(std::fs::TryLockError::Error(source)) => Err(StartError::DataDir { path, source }),
+    }
+}
+
 fn create_dir(path: &Path) -> Result<(), StartError> {
     let err = |source| StartError::DataDir {
         path: path.to_owned(),
@@ -412,6 +443,7 @@ fn check_transport(config: &Config) -> Result<(), StartError> {
 pub async fn start(config: Config) -> Result<Server, StartError> {
     check_transport(&config)?;
     create_dir(&config.data_dir)?;
+    let lock = lock_data_dir(&config.data_dir)?;
     let store: Arc<dyn Store> = match &config.store {
         StoreChoice::Sled => Arc::new(SledStore::open_with(
             &config.data_dir.join("store"),
@@ -429,12 +461,22 @@ pub async fn start(config: Config) -> Result<Server, StartError> {
             )
         }
     };
-    start_with_store(config, store).await
+    start_locked(config, store, lock).await
 }
 
 /// Starts serving over an already opened store (keys still live in the data directory).
 /// For tests that wrap the store, and for other [`Store`] implementations.
 pub async fn start_with_store(config: Config, store: Arc<dyn Store>) -> Result<Server, StartError> {
+    create_dir(&config.data_dir)?;
+    let lock = lock_data_dir(&config.data_dir)?;
+    start_locked(config, store, lock).await
+}
+
+async fn start_locked(
+    config: Config,
+    store: Arc<dyn Store>,
+    lock: std::fs::File,
+) -> Result<Server, StartError> {
     check_transport(&config)?;
     let tls = match &config.tls {
         Some(files) => Some(Arc::new(mandate_tls::ServerTls::load(
@@ -672,6 +714,7 @@ pub async fn start_with_store(config: Config, store: Arc<dyn Store>) -> Result<S
         stop: Some(stop),
         stop_tasks,
         join,
+        _lock: lock,
     })
 }
 
