@@ -27,6 +27,23 @@ pub(crate) enum AuditCommand {
     Checkpoint(CheckpointArgs),
     /// Write records as JSON lines to a file.
     Export(ExportArgs),
+    /// Remove the oldest records past their retention (whole sealed segments), on the
+    /// running coordinator, after a signed `audit.pruned` record of what goes (admins).
+    Prune(PruneArgs),
+}
+
+#[derive(clap::Args, Debug)]
+pub(crate) struct PruneArgs {
+    /// Remove the sealed segments that end before this record.
+    #[arg(long)]
+    pub(crate) before: u64,
+    /// First write the records that go to this file as JSON lines (refuses to overwrite;
+    /// `mandate audit verify --export` reads it back), and prune only what it holds.
+    #[arg(long)]
+    pub(crate) archive_to: Option<PathBuf>,
+    /// Say what would go; remove nothing.
+    #[arg(long)]
+    pub(crate) dry_run: bool,
 }
 
 #[derive(clap::Args, Debug, Default, Clone)]
@@ -405,6 +422,7 @@ pub(crate) async fn run(cmd: AuditCommand, conn: &Connection) -> anyhow::Result<
                 Outcome::Denied
             })
         }
+        AuditCommand::Prune(a) => crate::prune::online(&mut client, &a, conn).await,
         AuditCommand::Export(a) => {
             let mut file = std::fs::OpenOptions::new()
                 .write(true)

@@ -1,12 +1,14 @@
-//! `mandate prune-audit`: removes sealed audit segments past their retention from a
-//! stopped coordinator's data directory, only after writing a signed `audit.pruned`
-//! record of what goes (docs/AUDIT.md, "Retention").
+//! Audit retention: `mandate audit prune` asks a running coordinator (any store) to
+//! remove the sealed segments past their retention, archiving their records first when
+//! asked; `mandate prune-audit` does it in a stopped sled coordinator's data directory.
+//! Either writes a signed `audit.pruned` record of what goes first (docs/AUDIT.md,
+//! "Retention").
 
 use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
 use mandate_core::{Clock as _, SystemClock};
-use mandate_store::{AuditAction, AuditCheckpoint, AuditEvent, Change, Severity, SledStore, Store};
+use mandate_store::{AuditCheckpoint, Change, SledStore, Store, pruned_event};
 
 /// What a prune did.
 pub(crate) struct Pruned {
@@ -36,10 +38,13 @@ pub(crate) fn prune(
     let store = SledStore::open(&store_dir).map_err(|e| {
         anyhow::anyhow!("{e} (the coordinator must be stopped: it holds the store's lock)")
     })?;
-    let Some((last, hash, files)) = store.prunable(before)? else {
+    let Some(plan) = store.audit_prunable(before)? else {
         return Ok(None);
     };
-    let first = store.audit_start()?.0 + 1;
+    let files = store
+        .prunable(before)?
+        .map(|(_, _, files)| files)
+        .unwrap_or_default();
     if let Some(dir) = archive {
         std::fs::create_dir_all(dir).with_context(|| format!("creating `{}`", dir.display()))?;
         for f in &files {
@@ -53,40 +58,152 @@ pub(crate) fn prune(
             .and_then(|d| d.sync_all())
             .with_context(|| format!("syncing `{}`", dir.display()))?;
     }
-    let now = SystemClock.now_ms();
-    let cp = AuditCheckpoint::sign(&key, last, &hash, now)?;
-    let mut e = AuditEvent::new(
+    let cp = AuditCheckpoint::sign(&key, plan.last, &plan.last_hash, SystemClock.now_ms())?;
+    let archived_to = archive.map(|d| d.display().to_string()).unwrap_or_default();
+    let e = pruned_event(
         format!("spiffe://{trust_domain}/coordinator"),
-        AuditAction::AuditPruned,
-        now,
+        &plan,
+        &cp,
+        &archived_to,
     );
-    e.severity = Severity::High;
-    e.reason = format!("records {first}-{last} removed past their retention");
-    for (k, v) in [
-        ("first_removed", first.to_string()),
-        ("last_removed", last.to_string()),
-        ("last_removed_hash", hash),
-        ("segments", files.len().to_string()),
-        (
-            "archived_to",
-            archive.map(|d| d.display().to_string()).unwrap_or_default(),
-        ),
-        ("time_ms", cp.time_ms.to_string()),
-        ("coordinator_key", cp.coordinator_key.clone()),
-        ("signature", cp.signature.clone()),
-    ] {
-        e.detail.insert(k.into(), v);
-    }
-    let committed = store.commit(Change {
-        audit: vec![e],
-        ..Change::default()
-    })?;
-    store.flush()?;
-    let files = store.prune_segments(last)?;
+    let committed = store.prune_audit(
+        plan.last,
+        Change {
+            audit: vec![e],
+            ..Change::default()
+        },
+    )?;
     Ok(Some(Pruned {
-        first,
-        last,
+        first: plan.first,
+        last: plan.last,
         files,
         record: committed.audit_seqs.first().copied().unwrap_or(0),
     }))
+}
+
+/// `mandate audit prune`: asks what would go, archives those records as JSON lines when
+/// asked (every one, in order, or nothing is removed), then removes exactly them.
+pub(crate) async fn online(
+    client: &mut mandate_sdk::Client,
+    a: &crate::audit::PruneArgs,
+    conn: &crate::client::Connection,
+) -> anyhow::Result<crate::Outcome> {
+    use mandate_proto::v1 as pb;
+    let plan = client
+        .prune_audit_log(pb::PruneAuditLogRequest {
+            before: a.before,
+            dry_run: true,
+            ..Default::default()
+        })
+        .await?;
+    let done = if !plan.prunable || a.dry_run {
+        plan
+    } else {
+        let archived_to = match &a.archive_to {
+            Some(path) => {
+                archive(client, path, plan.first_removed, plan.last_removed).await?;
+                std::path::absolute(path)
+                    .unwrap_or_else(|_| path.to_path_buf())
+                    .display()
+                    .to_string()
+            }
+            None => String::new(),
+        };
+        client
+            .prune_audit_log(pb::PruneAuditLogRequest {
+                before: a.before,
+                through: plan.last_removed,
+                archived_to,
+                dry_run: false,
+            })
+            .await?
+    };
+    if conn.json {
+        out!(
+            "{}",
+            serde_json::json!({
+                "prunable": done.prunable,
+                "dry_run": a.dry_run,
+                "first_removed": done.first_removed,
+                "last_removed": done.last_removed,
+                "last_removed_hash": done.last_removed_hash,
+                "segments": done.segments,
+                "record": done.record,
+            })
+        );
+    } else if !done.prunable {
+        out!(
+            "nothing to prune: no sealed segment ends before record {}",
+            a.before
+        );
+    } else if a.dry_run {
+        out!(
+            "would remove records {}-{} ({} sealed segments)",
+            done.first_removed,
+            done.last_removed,
+            done.segments
+        );
+    } else {
+        out!(
+            "records {}-{} removed ({} sealed segments); audit.pruned is record {}",
+            done.first_removed,
+            done.last_removed,
+            done.segments,
+            done.record
+        );
+    }
+    Ok(crate::Outcome::Ok)
+}
+
+/// Writes records `first..=last` to a new file at `path` as JSON lines and syncs it;
+/// fails unless every one of them, and nothing else, was written.
+async fn archive(
+    client: &mut mandate_sdk::Client,
+    path: &Path,
+    first: u64,
+    last: u64,
+) -> anyhow::Result<()> {
+    use std::io::Write as _;
+    use tokio_stream::StreamExt as _;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(path)
+        .with_context(|| format!("cannot create `{}`", path.display()))?;
+    let mut stream = client
+        .export_audit_log(mandate_proto::v1::ExportAuditLogRequest {
+            filter: Some(Default::default()),
+            after_seq: first - 1,
+        })
+        .await?;
+    let mut next = first;
+    'chunks: while let Some(chunk) = stream.next().await {
+        let chunk = chunk?;
+        for line in chunk.jsonl.split_inclusive(|b| *b == b'\n') {
+            #[derive(serde::Deserialize)]
+            struct Seq {
+                seq: u64,
+            }
+            let seq = serde_json::from_slice::<Seq>(line)
+                .context("the export sent a line that is not a record")?
+                .seq;
+            if seq > last {
+                break 'chunks;
+            }
+            anyhow::ensure!(
+                seq == next,
+                "the export skipped from record {} to {seq}: nothing was removed",
+                next.saturating_sub(1)
+            );
+            file.write_all(line)?;
+            next += 1;
+        }
+    }
+    anyhow::ensure!(
+        next == last + 1,
+        "the export ended at record {}, before {last}: nothing was removed",
+        next - 1
+    );
+    file.sync_all()?;
+    Ok(())
 }

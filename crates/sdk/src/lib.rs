@@ -588,6 +588,19 @@ impl Client {
             r
         )
     }
+    /// `AuditService/PruneAuditLog`.
+    pub async fn prune_audit_log(
+        &mut self,
+        r: pb::PruneAuditLogRequest,
+    ) -> Result<pb::PruneAuditLogResponse, Error> {
+        call!(
+            self,
+            audit,
+            prune_audit_log,
+            "AuditService/PruneAuditLog",
+            r
+        )
+    }
     /// `AuditService/ExportAuditLog`.
     pub async fn export_audit_log(
         &mut self,

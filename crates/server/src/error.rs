@@ -78,6 +78,8 @@ pub enum ErrorReason {
     StoreUnavailable,
     /// Another writer committed first; nothing was changed: retry.
     StoreConflict,
+    /// The records a prune would remove are not the ones the request named.
+    PruneRangeChanged,
     /// A stored link does not decode.
     CorruptLink,
     /// A stored approval request does not decode.
@@ -125,6 +127,7 @@ impl ErrorReason {
             ErrorReason::QuotaExceeded => "QUOTA_EXCEEDED",
             ErrorReason::StoreUnavailable => "STORE_UNAVAILABLE",
             ErrorReason::StoreConflict => "STORE_CONFLICT",
+            ErrorReason::PruneRangeChanged => "PRUNE_RANGE_CHANGED",
             ErrorReason::CorruptLink => "CORRUPT_LINK",
             ErrorReason::CorruptApproval => "CORRUPT_APPROVAL",
             ErrorReason::BadKey => "BAD_KEY",

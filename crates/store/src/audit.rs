@@ -3,8 +3,8 @@
 
 use mandate_core::TaskId;
 
-use crate::records::{AuditRecord, Severity, audit_hash};
-use crate::{Result, Store};
+use crate::records::{AuditAction, AuditEvent, AuditRecord, Severity, audit_hash};
+use crate::{AuditCheckpoint, AuditPrune, Result, Store};
 
 /// The hash the first record's `prev_hash` holds.
 pub const GENESIS_HASH: &str = "0000000000000000000000000000000000000000000000000000000000000000";
@@ -196,4 +196,34 @@ pub fn verify_audit(store: &dyn Store, from: u64, to: u64) -> Result<AuditVerifi
         ));
     }
     Ok(v)
+}
+
+/// The `audit.pruned` record of `prune` (severity high): what goes, where it was archived
+/// (`archived_to`, empty when it was not), and `checkpoint`, the coordinator's signature
+/// over the last removed record, which the log is anchored on afterwards.
+pub fn pruned_event(
+    actor: impl Into<String>,
+    prune: &AuditPrune,
+    checkpoint: &AuditCheckpoint,
+    archived_to: &str,
+) -> AuditEvent {
+    let mut e = AuditEvent::new(actor, AuditAction::AuditPruned, checkpoint.time_ms);
+    e.severity = Severity::High;
+    e.reason = format!(
+        "records {}-{} removed past their retention",
+        prune.first, prune.last
+    );
+    for (k, v) in [
+        ("first_removed", prune.first.to_string()),
+        ("last_removed", prune.last.to_string()),
+        ("last_removed_hash", prune.last_hash.clone()),
+        ("segments", prune.segments.to_string()),
+        ("archived_to", archived_to.to_owned()),
+        ("time_ms", checkpoint.time_ms.to_string()),
+        ("coordinator_key", checkpoint.coordinator_key.clone()),
+        ("signature", checkpoint.signature.clone()),
+    ] {
+        e.detail.insert(k.into(), v);
+    }
+    e
 }

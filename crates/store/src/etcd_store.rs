@@ -304,7 +304,19 @@ impl Inner {
             .unwrap_or_else(PoisonError::into_inner);
         self.check_open()?;
         let mut ops = Ops::default();
-        let mut committed = tables::plan(&self.kv, &change, &mut ops)?;
+        let (committed, raw, last) = self.plan_commit(change, &mut ops)?;
+        self.queue(ops, Some(raw)).head = last;
+        Ok(committed)
+    }
+
+    /// Plans `change` and its audit records into `ops` (the caller holds the commit lock);
+    /// returns what it commits, the audit head's new value and the head.
+    fn plan_commit(
+        &self,
+        change: Change,
+        ops: &mut Ops,
+    ) -> Result<(Committed, Vec<u8>, (u64, String))> {
+        let mut committed = tables::plan(&self.kv, &change, ops)?;
         let head = self.kv.layer().head.clone();
         let records = crate::records::chain(&head, change.audit);
         for r in &records {
@@ -315,9 +327,8 @@ impl Inner {
             .last()
             .map(|r| (r.seq, r.hash.clone()))
             .unwrap_or(head);
-        let raw = tables::put_audit_head(&mut ops, last.0, &last.1)?;
-        self.queue(ops, Some(raw)).head = last;
-        Ok(committed)
+        let raw = tables::put_audit_head(ops, last.0, &last.1)?;
+        Ok((committed, raw, last))
     }
 
     fn gc(&self, now_ms: u64, history_before_ms: u64) -> Result<GcStats> {
@@ -389,6 +400,25 @@ impl Store for EtcdStore {
 
     fn audit_head(&self) -> Result<(u64, String)> {
         Ok(self.inner.kv.layer().head.clone())
+    }
+
+    fn audit_start(&self) -> Result<(u64, String)> {
+        Ok(self
+            .inner
+            .kv
+            .layer()
+            .start
+            .clone()
+            .unwrap_or_else(|| (0, GENESIS_HASH.to_owned())))
+    }
+
+    fn audit_prunable(&self, before: u64) -> Result<Option<crate::AuditPrune>> {
+        self.inner.prunable(before)
+    }
+
+    fn prune_audit(&self, through: u64, change: Change) -> Result<Committed> {
+        tables::check_audited(&change)?;
+        self.inner.prune(through, change)
     }
 
     fn gc(&self, now_ms: u64, history_before_ms: u64) -> Result<GcStats> {

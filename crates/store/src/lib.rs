@@ -29,7 +29,8 @@ pub mod tamper;
 use mandate_core::{LinkId, TaskId};
 
 pub use audit::{
-    AuditFilter, AuditVerification, ChainCheck, GENESIS_HASH, query_audit, verify_audit,
+    AuditFilter, AuditVerification, ChainCheck, GENESIS_HASH, pruned_event, query_audit,
+    verify_audit,
 };
 pub use checkpoint::{AuditCheckpoint, CHECKPOINT_FORMAT, CheckpointError};
 pub use etcd_store::{EtcdConfig, EtcdStore};
@@ -123,6 +124,20 @@ pub struct Committed {
     pub revoked: Vec<LinkId>,
     /// Sequence numbers of the audit records written.
     pub audit_seqs: Vec<u64>,
+}
+
+/// What pruning the audit log removes: whole sealed segments at its start
+/// ([`Store::audit_prunable`], [`Store::prune_audit`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AuditPrune {
+    /// The first record removed (the log's first record before the prune).
+    pub first: u64,
+    /// The last record removed: the last of a sealed segment.
+    pub last: u64,
+    /// That record's hash: the log is anchored on it afterwards.
+    pub last_hash: String,
+    /// How many sealed segments go.
+    pub segments: usize,
 }
 
 /// Counts from a garbage collection pass.
@@ -250,5 +265,20 @@ pub trait Store: Send + Sync + 'static {
     /// prune (0 and the genesis hash when none was).
     fn audit_start(&self) -> Result<(u64, String)> {
         Ok((0, GENESIS_HASH.to_owned()))
+    }
+    /// What a prune of the sealed segments that end before record `before` would remove
+    /// (`None`: no sealed segment ends before it).
+    fn audit_prunable(&self, _before: u64) -> Result<Option<AuditPrune>> {
+        Ok(None)
+    }
+    /// Removes the sealed segments through record `through` (which must end one: only
+    /// whole segments go) and commits `change`, which holds the `audit.pruned` record of
+    /// what goes. The record is durable before anything is removed (or, where the backend
+    /// can, in the same atomic change); afterwards the log begins at `through + 1`,
+    /// anchored on its hash ([`Store::audit_start`]).
+    fn prune_audit(&self, through: u64, _change: Change) -> Result<Committed> {
+        Err(StoreError::Backend(format!(
+            "this store keeps no sealed segments: nothing through record {through} can be pruned"
+        )))
     }
 }

@@ -294,6 +294,33 @@ impl Store for SledStore {
             .clone())
     }
 
+    fn audit_prunable(&self, before: u64) -> Result<Option<crate::AuditPrune>> {
+        let Some((last, last_hash, files)) = self.prunable(before)? else {
+            return Ok(None);
+        };
+        Ok(Some(crate::AuditPrune {
+            first: self.audit_start()?.0 + 1,
+            last,
+            last_hash,
+            segments: files.len(),
+        }))
+    }
+
+    fn prune_audit(&self, through: u64, change: Change) -> Result<Committed> {
+        if !matches!(self.prunable(through.saturating_add(1))?, Some((last, ..)) if last == through)
+        {
+            return Err(StoreError::Backend(format!(
+                "record {through} does not end a sealed segment: only whole segments are pruned"
+            )));
+        }
+        // The record first, durable; then where the log begins; then the files (an open
+        // finishes a removal cut short).
+        let committed = self.commit(change)?;
+        self.flush()?;
+        self.prune_segments(through)?;
+        Ok(committed)
+    }
+
     fn audit_head(&self) -> Result<(u64, String)> {
         let journal = self.journal.lock().unwrap_or_else(PoisonError::into_inner);
         let (seq, hash) = journal.head();

@@ -16,13 +16,7 @@ use crate::coordinator::access::{self, Ask};
 use crate::error::{ApiError, ErrorReason};
 
 fn auditor<T>(req: &Request<T>) -> Result<Caller, Status> {
-    let caller = req.extensions().get::<Caller>().cloned().ok_or_else(|| {
-        ApiError::unauthenticated(
-            ErrorReason::UnsignedRequest,
-            "the request is not authenticated",
-        )
-        .into_status()
-    })?;
+    let caller = super::caller(req)?;
     access::check(&caller, Ask::ReadAuditLog)?;
     Ok(caller)
 }
@@ -178,6 +172,36 @@ impl AuditService for Api {
         Ok(Response::new(Box::pin(
             tokio_stream::wrappers::ReceiverStream::new(rx),
         )))
+    }
+
+    async fn prune_audit_log(
+        &self,
+        req: Request<pb::PruneAuditLogRequest>,
+    ) -> Result<Response<pb::PruneAuditLogResponse>, Status> {
+        let caller = super::caller(&req)?;
+        access::check(&caller, Ask::PruneAuditLog)?;
+        let r = req.into_inner();
+        let done = self
+            .coordinator
+            .prune_audit(
+                caller.agent.id.as_str(),
+                r.before,
+                r.through,
+                &r.archived_to,
+                r.dry_run,
+            )
+            .await?;
+        Ok(Response::new(match done {
+            None => pb::PruneAuditLogResponse::default(),
+            Some((plan, record)) => pb::PruneAuditLogResponse {
+                prunable: true,
+                first_removed: plan.first,
+                last_removed: plan.last,
+                last_removed_hash: plan.last_hash,
+                segments: u32::try_from(plan.segments).unwrap_or(u32::MAX),
+                record,
+            },
+        }))
     }
 
     async fn checkpoint_audit_log(

@@ -81,6 +81,8 @@ pub(crate) enum Ask<'a> {
     ReadPolicy,
     /// Reload the policy set.
     ReloadPolicy,
+    /// Remove audit records past their retention.
+    PruneAuditLog,
     /// List tasks started by `requester`.
     ListTasks { requester: &'a str },
     /// Read a task (its intent can be sensitive).
@@ -132,6 +134,7 @@ pub(crate) fn check(caller: &Caller, ask: Ask<'_>) -> Result<(), ApiError> {
             refuse("only admins and auditors may read the policy set")
         }
         Ask::ReloadPolicy if !admin => refuse("only admins may reload the policy set"),
+        Ask::PruneAuditLog if !admin => refuse("only admins may prune the audit log"),
         Ask::ListTasks { requester } if !role.reads_everything() && requester != me => {
             refuse("only admins and auditors may list others' tasks")
         }

@@ -1,8 +1,11 @@
 //! Audit checkpoints: the coordinator's signature over the durable head of the log, on
 //! demand (`CheckpointAuditLog`) and at an interval (an `audit.checkpoint` record, so log
-//! shippers carry a copy away from the coordinator).
+//! shippers carry a copy away from the coordinator); and retention (`PruneAuditLog`),
+//! whose record of what goes carries such a signature over the last record removed.
 
-use mandate_store::{AuditAction, AuditCheckpoint, Change};
+use std::sync::Arc;
+
+use mandate_store::{AuditAction, AuditCheckpoint, AuditPrune, Change, pruned_event};
 
 use super::{Coordinator, event};
 use crate::error::{ApiError, ErrorReason};
@@ -57,4 +60,91 @@ impl Coordinator {
         .await?;
         Ok(Some(cp))
     }
+}
+
+/// The longest `archived_to` a prune records.
+const MAX_ARCHIVED_TO: usize = 1024;
+
+impl Coordinator {
+    /// Removes the sealed audit segments that end before record `before`, after an
+    /// `audit.pruned` record by `actor` saying what goes (with a checkpoint of the last
+    /// removed record) and where it was archived. With `through` (not 0), only if the last
+    /// record removed is exactly that one. Returns what goes and the record's sequence
+    /// number (0 on a `dry_run`); `None` when no sealed segment ends before `before`.
+    pub async fn prune_audit(
+        &self,
+        actor: &str,
+        before: u64,
+        through: u64,
+        archived_to: &str,
+        dry_run: bool,
+    ) -> Result<Option<(AuditPrune, u64)>, ApiError> {
+        if before < 2 {
+            return Err(ApiError::invalid(
+                "`before` must be at least 2: records before it are removed",
+            ));
+        }
+        if archived_to.len() > MAX_ARCHIVED_TO {
+            return Err(ApiError::invalid(format!(
+                "`archived_to` is longer than {MAX_ARCHIVED_TO} bytes"
+            )));
+        }
+        // Under the writer lock: no seal or other change moves the log meanwhile.
+        let guard = self.writer.lock().await;
+        let store = Arc::clone(&self.store);
+        let Some(plan) = blocking(move || store.audit_prunable(before)).await?? else {
+            return Ok(None);
+        };
+        if through != 0 && plan.last != through {
+            return Err(ApiError::precondition(
+                ErrorReason::PruneRangeChanged,
+                format!(
+                    "the sealed segments before record {before} end at record {}, not {through}",
+                    plan.last
+                ),
+            ));
+        }
+        if dry_run {
+            return Ok(Some((plan, 0)));
+        }
+        let cp = AuditCheckpoint::sign(&self.key, plan.last, &plan.last_hash, self.now()).map_err(
+            |e| ApiError::new(tonic::Code::Internal, ErrorReason::BadKey, e.to_string()),
+        )?;
+        let change = Change {
+            audit: vec![pruned_event(actor, &plan, &cp, archived_to)],
+            ..Change::default()
+        };
+        let (store, last) = (Arc::clone(&self.store), plan.last);
+        let started = std::time::Instant::now();
+        let committed = blocking(move || store.prune_audit(last, change)).await??;
+        self.metrics.committed(
+            std::iter::once(AuditAction::AuditPruned.as_str()),
+            started.elapsed(),
+        );
+        if let Some(&seq) = committed.audit_seqs.last() {
+            self.audit.committed(seq);
+        }
+        drop(guard);
+        self.durable().await?;
+        tracing::warn!(
+            first = plan.first,
+            last = plan.last,
+            segments = plan.segments,
+            actor,
+            "audit records pruned"
+        );
+        Ok(Some((
+            plan,
+            committed.audit_seqs.first().copied().unwrap_or(0),
+        )))
+    }
+}
+
+/// Runs store work off the async threads.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| ApiError::new(tonic::Code::Internal, ErrorReason::Internal, e.to_string()))
 }

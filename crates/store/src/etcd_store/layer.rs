@@ -43,6 +43,9 @@ pub(super) struct Layer {
     /// The sealed segments of the audit log (first and last sequence), in order
     /// (`seal.rs`).
     pub(super) sealed: Vec<(u64, u64)>,
+    /// Where the log begins after a prune: the last removed record and its hash
+    /// (`None`: nothing was pruned).
+    pub(super) start: Option<(u64, String)>,
 }
 
 /// Values (and absences) of keys as etcd holds them, so that reads of agents, tasks and
@@ -274,6 +277,11 @@ pub(super) fn spill_prefix(k: &[u8]) -> Vec<u8> {
     key(b'S', &[&sha2::Sha256::digest(k)[..16]])
 }
 
+/// The key of part `i` of a value stored under `prefix` ([`spill_prefix`]).
+fn part_key(prefix: &[u8], i: u32) -> Vec<u8> {
+    key(b'S', &[&prefix[1..], &i.to_be_bytes()])
+}
+
 /// `ops` as etcd stores them: a value over [`SPILL_OVER`] (in practice the audit record
 /// of a cascade naming tens of thousands of links) becomes a marker with the number of
 /// parts, and the parts under [`spill_prefix`]. Parts are only ever written with their
@@ -292,7 +300,7 @@ pub(super) fn spill(ops: Ops) -> Ops {
                 let prefix = spill_prefix(&k);
                 let mut count = 0u32;
                 for (i, part) in (0u32..).zip(v.chunks(SPILL_OVER)) {
-                    out.put(key(b'S', &[&prefix[1..], &i.to_be_bytes()]), part);
+                    out.put(part_key(&prefix, i), part);
                     count = i + 1;
                 }
                 out.put(k, [SPILLED, &count.to_be_bytes()].concat());
@@ -334,6 +342,33 @@ impl EtcdKv {
                     .filter_map(|(k, v)| v.map(|v| (k, v)))
                     .collect()
             })
+            .collect())
+    }
+
+    /// The keys of the parts of `k`'s value, if it is stored in parts, as this store sees
+    /// it (the pending layer, then etcd): removing `k` must remove them too.
+    pub(super) fn part_keys(&self, k: &[u8]) -> Result<Vec<Vec<u8>>> {
+        let pending = self
+            .layer()
+            .overlay
+            .get(k)
+            .map(|(_, v)| v.as_ref().map(Vec::len));
+        let count = match pending {
+            Some(len) => len
+                .filter(|&n| n > SPILL_OVER)
+                .map_or(0, |n| n.div_ceil(SPILL_OVER)),
+            None => self
+                .etcd
+                .get(k)?
+                .and_then(|v| {
+                    v.strip_prefix(SPILLED)
+                        .and_then(|c| <[u8; 4]>::try_from(c).ok())
+                })
+                .map_or(0, |c| u32::from_be_bytes(c) as usize),
+        };
+        let prefix = spill_prefix(k);
+        Ok((0..u32::try_from(count).unwrap_or(u32::MAX))
+            .map(|i| part_key(&prefix, i))
             .collect())
     }
 

@@ -9,9 +9,13 @@ use std::path::Path;
 use std::sync::{Arc, PoisonError};
 
 use super::{EtcdStore, Inner};
-use crate::kv::{Ops, be, key};
+use crate::kv::{Ops, be, encode, key};
 use crate::records::AuditRecord;
-use crate::{Result, StoreError, tables};
+use crate::{AuditPrune, Change, Committed, Result, StoreError, tables};
+
+/// Where the log begins after a prune: the last removed record and its hash (the
+/// [`tables::AuditHead`] encoding).
+const AUDIT_START: &[u8] = b"mpruned";
 
 /// A sealed segment's range and its records, decoded.
 pub(super) type Decoded = ((u64, u64), Arc<Vec<AuditRecord>>);
@@ -40,8 +44,107 @@ impl Inner {
             })?;
             sealed.push(range);
         }
-        self.kv.layer().sealed = sealed;
+        let start = match self.kv.etcd.get(AUDIT_START)? {
+            Some(v) => {
+                let h: tables::AuditHead = crate::kv::decode(AUDIT_START, &v)?;
+                Some((h.seq, h.hash))
+            }
+            None => None,
+        };
+        let mut layer = self.kv.layer();
+        layer.sealed = sealed;
+        layer.start = start;
         Ok(())
+    }
+
+    /// What pruning the segments that end before record `before` removes.
+    pub(super) fn prunable(&self, before: u64) -> Result<Option<AuditPrune>> {
+        let (gone, first) = {
+            let layer = self.kv.layer();
+            let gone: Vec<(u64, u64)> = layer
+                .sealed
+                .iter()
+                .copied()
+                .filter(|r| r.1 < before)
+                .collect();
+            (gone, layer.start.as_ref().map_or(0, |s| s.0) + 1)
+        };
+        let Some(&last) = gone.last() else {
+            return Ok(None);
+        };
+        let last_hash = self
+            .segment(last)?
+            .last()
+            .filter(|r| r.seq == last.1)
+            .map(|r| r.hash.clone())
+            .ok_or_else(|| StoreError::Corrupt {
+                key: String::from_utf8_lossy(&segment_key(last.0, last.1)).into_owned(),
+                why: "the segment does not end where its key says".into(),
+            })?;
+        Ok(Some(AuditPrune {
+            first,
+            last: last.1,
+            last_hash,
+            segments: gone.len(),
+        }))
+    }
+
+    /// Removes the sealed segments through record `through` and commits `change` (the
+    /// `audit.pruned` record) with the new start of the log, in one atomic change.
+    pub(super) fn prune(&self, through: u64, change: Change) -> Result<Committed> {
+        let _sealing = self
+            .seal_lock
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let plan = self
+            .prunable(through.saturating_add(1))?
+            .filter(|p| p.last == through)
+            .ok_or_else(|| {
+                StoreError::Backend(format!(
+                    "record {through} does not end a sealed segment: only whole segments are pruned"
+                ))
+            })?;
+        let committed = {
+            let _guard = self
+                .commit_lock
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            self.check_open()?;
+            let mut ops = Ops::default();
+            let (committed, raw, last) = self.plan_commit(change, &mut ops)?;
+            let gone: Vec<(u64, u64)> = self
+                .kv
+                .layer()
+                .sealed
+                .iter()
+                .copied()
+                .filter(|r| r.1 <= through)
+                .collect();
+            for r in gone {
+                let k = segment_key(r.0, r.1);
+                for part in self.kv.part_keys(&k)? {
+                    ops.delete(part);
+                }
+                ops.delete(k);
+            }
+            let start = tables::AuditHead {
+                seq: through,
+                hash: plan.last_hash,
+            };
+            ops.put(AUDIT_START, encode(&start)?);
+            let mut layer = self.queue(ops, Some(raw));
+            layer.head = last;
+            layer.sealed.retain(|r| r.1 > through);
+            layer.start = Some((start.seq, start.hash));
+            committed
+        };
+        *self
+            .last_segment
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = None;
+        self.flush()?;
+        tracing::info!(through, "audit segments pruned in etcd");
+        Ok(committed)
     }
 
     /// Seals the oldest segment's worth of the tail when the tail holds two.
@@ -74,7 +177,14 @@ impl Inner {
         let mut ops = Ops::default();
         ops.put(segment_key(range.0, range.1), bytes);
         for r in &records {
-            ops.delete(tables::audit_key(r.seq));
+            let k = tables::audit_key(r.seq);
+            // A record stored in parts (a cascade's) takes its parts with it.
+            if encode(r)?.len() > super::layer::SPILL_OVER {
+                for part in self.kv.part_keys(&k)? {
+                    ops.delete(part);
+                }
+            }
+            ops.delete(k);
         }
         {
             let _guard = self
@@ -128,7 +238,15 @@ impl Inner {
     /// Records after `after`, at most `limit`, across the segments and the tail; `None`
     /// when a seal moved records between the two reads (read again).
     fn audit_after_once(&self, after: u64, limit: usize) -> Result<Option<Vec<AuditRecord>>> {
-        let sealed = self.kv.layer().sealed.clone();
+        let (sealed, start) = {
+            let layer = self.kv.layer();
+            (
+                layer.sealed.clone(),
+                layer.start.as_ref().map_or(0, |s| s.0),
+            )
+        };
+        // Nothing before where a prune left the log begins.
+        let after = after.max(start);
         let mut out = Vec::new();
         for range in sealed.iter().filter(|r| r.1 > after) {
             if out.len() >= limit {

@@ -97,3 +97,112 @@ fn a_seal_cut_off_by_a_crash_is_completed_at_the_next_open() {
         check_log(&s, n);
     }
 }
+
+fn pruned(s: &dyn Store, through: u64) -> crate::Result<crate::Committed> {
+    s.prune_audit(
+        through,
+        Change {
+            audit: vec![event("audit.pruned")],
+            ..Change::default()
+        },
+    )
+}
+
+#[test]
+fn pruned_segments_go_whole_with_their_record_and_the_log_verifies_from_where_it_begins() {
+    let mut f = EtcdFixture::with_config(1, |c| c.records_per_segment = 10);
+    let s = f.store.take().unwrap();
+    for i in 0..50 {
+        record(&s, i);
+    }
+    s.flush().unwrap();
+    while s.seal_due().unwrap() {}
+    assert_eq!(s.raw_keys(b"Q").unwrap().len(), 4, "1-40 sealed");
+    let all = s.audit_after(0, 100).unwrap();
+    // Only whole segments that end before the record: 1-10 and 11-20 for "before 25".
+    let plan = s.audit_prunable(25).unwrap().unwrap();
+    assert_eq!(
+        (plan.first, plan.last, plan.segments),
+        (1, 20, 2),
+        "{plan:?}"
+    );
+    assert_eq!(plan.last_hash, all[19].hash);
+    assert!(s.audit_prunable(10).unwrap().is_none());
+    // Through a record inside a segment, or past the sealed ones: refused, nothing written.
+    for through in [25, 45] {
+        assert!(pruned(&s, through).is_err());
+    }
+    assert_eq!(s.audit_head().unwrap().0, 50);
+    let committed = pruned(&s, 20).unwrap();
+    assert_eq!(committed.audit_seqs, vec![51]);
+    assert_eq!(s.raw_keys(b"Q").unwrap().len(), 2);
+    assert_eq!(s.audit_start().unwrap(), (20, all[19].hash.clone()));
+    let check = |s: &dyn Store| {
+        let log = s.audit_after(0, 100).unwrap();
+        assert_eq!(log[0], all[20]);
+        assert_eq!(log.last().map(|r| r.seq), Some(51));
+        let v = crate::verify_audit(s, 0, 0).unwrap();
+        assert!(v.intact(), "{:?}", v.broken);
+        assert_eq!(v.checked, 31);
+    };
+    check(&s);
+    drop(s);
+    f.reopen_store();
+    let s = f.store.take().unwrap();
+    check(&s);
+    // The next prune starts where this one ended; it may take every sealed segment.
+    let plan = s.audit_prunable(100).unwrap().unwrap();
+    assert_eq!((plan.first, plan.last), (21, 40));
+    pruned(&s, 40).unwrap();
+    assert!(s.raw_keys(b"Q").unwrap().is_empty());
+    let log = s.audit_after(0, 100).unwrap();
+    assert_eq!(log.first().map(|r| r.seq), Some(41));
+    assert_eq!(log.len(), 12);
+    assert!(crate::verify_audit(&s, 0, 0).unwrap().intact());
+}
+
+/// A record stored in parts (a cascade naming tens of thousands of links) leaves no part
+/// behind when its record is sealed, nor the segment's parts when the segment is pruned.
+#[test]
+fn values_stored_in_parts_go_with_their_keys_when_sealed_and_pruned() {
+    let mut f = EtcdFixture::with_config(1, |c| c.records_per_segment = 10);
+    let s = f.store.take().unwrap();
+    let mut big = event("link.revoked");
+    big.links = (0..40_000u32)
+        .map(|i| format!("{:032x}", u128::from(i) * 0x9e37_79b9_7f4a_7c15))
+        .collect();
+    s.commit(Change {
+        audit: vec![big],
+        ..Change::default()
+    })
+    .unwrap();
+    for i in 1..30 {
+        record(&s, i);
+    }
+    s.flush().unwrap();
+    assert!(
+        !s.raw_keys(b"S").unwrap().is_empty(),
+        "the record is in parts"
+    );
+    while s.seal_due().unwrap() {}
+    let after_seal = s.raw_keys(b"S").unwrap().len();
+    let segment = s
+        .raw_get(&super::seal::segment_key(1, 10))
+        .unwrap()
+        .unwrap();
+    assert!(
+        segment.starts_with(super::layer::SPILLED),
+        "the segment is stored in parts too"
+    );
+    let parts = u32::from_be_bytes(segment[super::layer::SPILLED.len()..].try_into().unwrap());
+    assert_eq!(
+        after_seal, parts as usize,
+        "only the segment's parts are left"
+    );
+    check_log(&s, 30);
+    pruned(&s, 10).unwrap();
+    assert!(
+        s.raw_keys(b"S").unwrap().is_empty(),
+        "no part outlives its key"
+    );
+}

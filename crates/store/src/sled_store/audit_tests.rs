@@ -566,6 +566,12 @@ fn pruned_segments_go_whole_and_the_log_verifies_from_where_it_now_begins() {
     assert!(crate::verify_audit(&s, 0, 0).unwrap().intact());
     record(&s, vec![event("after")]);
     assert_eq!(s.audit_head().unwrap().0, 37);
+    // Every sealed segment may go: reads then begin in the journal.
+    record(&s, vec![event("audit.pruned")]);
+    assert_eq!(s.prune_segments(30).unwrap().len(), 1);
+    assert_eq!(s.audit_after(0, 1).unwrap()[0].seq, 31);
+    assert_eq!(s.audit_after(5, 100).unwrap().len(), 8);
+    assert!(crate::verify_audit(&s, 0, 0).unwrap().intact());
 }
 
 #[test]

@@ -368,7 +368,9 @@ impl SledStore {
             .read()
             .unwrap_or_else(PoisonError::into_inner)
             .clone();
-        let mut next = after.saturating_add(1);
+        // Nothing before where a prune left the log begins.
+        let start = self.start.read().unwrap_or_else(PoisonError::into_inner).0;
+        let mut next = after.max(start).saturating_add(1);
         for segment in &segments {
             if segment.last < next {
                 continue;

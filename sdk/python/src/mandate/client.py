@@ -333,6 +333,9 @@ class Client:
     def checkpoint_audit_log(self, request: audit_pb2.CheckpointAuditLogRequest | None = None, **fields: Any) -> audit_pb2.CheckpointAuditLogResponse:
         return self._unary("/mandate.v1.AuditService/CheckpointAuditLog", self._request(audit_pb2.CheckpointAuditLogRequest, request, fields), audit_pb2.CheckpointAuditLogResponse)
 
+    def prune_audit_log(self, request: audit_pb2.PruneAuditLogRequest | None = None, **fields: Any) -> audit_pb2.PruneAuditLogResponse:
+        return self._unary("/mandate.v1.AuditService/PruneAuditLog", self._request(audit_pb2.PruneAuditLogRequest, request, fields), audit_pb2.PruneAuditLogResponse)
+
     # ---- PolicyService ----
 
     def get_policy(self, request: policy_pb2.GetPolicyRequest | None = None, **fields: Any) -> policy_pb2.GetPolicyResponse:
@@ -371,6 +374,7 @@ RPCS: dict[str, tuple[str, type[Message], type[Message], bool]] = {
     "verify_audit_log": ("/mandate.v1.AuditService/VerifyAuditLog", audit_pb2.VerifyAuditLogRequest, audit_pb2.VerifyAuditLogResponse, False),
     "export_audit_log": ("/mandate.v1.AuditService/ExportAuditLog", audit_pb2.ExportAuditLogRequest, audit_pb2.ExportAuditLogResponse, True),
     "checkpoint_audit_log": ("/mandate.v1.AuditService/CheckpointAuditLog", audit_pb2.CheckpointAuditLogRequest, audit_pb2.CheckpointAuditLogResponse, False),
+    "prune_audit_log": ("/mandate.v1.AuditService/PruneAuditLog", audit_pb2.PruneAuditLogRequest, audit_pb2.PruneAuditLogResponse, False),
     "get_policy": ("/mandate.v1.PolicyService/GetPolicy", policy_pb2.GetPolicyRequest, policy_pb2.GetPolicyResponse, False),
     "reload_policy": ("/mandate.v1.PolicyService/ReloadPolicy", policy_pb2.ReloadPolicyRequest, policy_pb2.ReloadPolicyResponse, False),
 }

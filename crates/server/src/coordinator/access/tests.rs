@@ -76,6 +76,11 @@ fn rows() -> Vec<Row> {
             allowed: ADMIN,
         },
         Row {
+            what: "prune the audit log",
+            ask: |_| Ask::PruneAuditLog,
+            allowed: ADMIN,
+        },
+        Row {
             what: "list own tasks",
             ask: |_| Ask::ListTasks { requester: ME },
             allowed: ALL,

@@ -164,3 +164,31 @@ class CheckpointAuditLogResponse(_message.Message):
     coordinator_key: bytes
     signature: bytes
     def __init__(self, seq: _Optional[int] = ..., hash: _Optional[str] = ..., time_ms: _Optional[int] = ..., coordinator_key: _Optional[bytes] = ..., signature: _Optional[bytes] = ...) -> None: ...
+
+class PruneAuditLogRequest(_message.Message):
+    __slots__ = ("before", "dry_run", "through", "archived_to")
+    BEFORE_FIELD_NUMBER: _ClassVar[int]
+    DRY_RUN_FIELD_NUMBER: _ClassVar[int]
+    THROUGH_FIELD_NUMBER: _ClassVar[int]
+    ARCHIVED_TO_FIELD_NUMBER: _ClassVar[int]
+    before: int
+    dry_run: bool
+    through: int
+    archived_to: str
+    def __init__(self, before: _Optional[int] = ..., dry_run: _Optional[bool] = ..., through: _Optional[int] = ..., archived_to: _Optional[str] = ...) -> None: ...
+
+class PruneAuditLogResponse(_message.Message):
+    __slots__ = ("prunable", "first_removed", "last_removed", "last_removed_hash", "segments", "record")
+    PRUNABLE_FIELD_NUMBER: _ClassVar[int]
+    FIRST_REMOVED_FIELD_NUMBER: _ClassVar[int]
+    LAST_REMOVED_FIELD_NUMBER: _ClassVar[int]
+    LAST_REMOVED_HASH_FIELD_NUMBER: _ClassVar[int]
+    SEGMENTS_FIELD_NUMBER: _ClassVar[int]
+    RECORD_FIELD_NUMBER: _ClassVar[int]
+    prunable: bool
+    first_removed: int
+    last_removed: int
+    last_removed_hash: str
+    segments: int
+    record: int
+    def __init__(self, prunable: _Optional[bool] = ..., first_removed: _Optional[int] = ..., last_removed: _Optional[int] = ..., last_removed_hash: _Optional[str] = ..., segments: _Optional[int] = ..., record: _Optional[int] = ...) -> None: ...

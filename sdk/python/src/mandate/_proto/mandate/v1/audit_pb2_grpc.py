@@ -60,6 +60,11 @@ class AuditServiceStub:
                 request_serializer=mandate_dot_v1_dot_audit__pb2.CheckpointAuditLogRequest.SerializeToString,
                 response_deserializer=mandate_dot_v1_dot_audit__pb2.CheckpointAuditLogResponse.FromString,
                 _registered_method=True)
+        self.PruneAuditLog = channel.unary_unary(
+                '/mandate.v1.AuditService/PruneAuditLog',
+                request_serializer=mandate_dot_v1_dot_audit__pb2.PruneAuditLogRequest.SerializeToString,
+                response_deserializer=mandate_dot_v1_dot_audit__pb2.PruneAuditLogResponse.FromString,
+                _registered_method=True)
 
 
 class AuditServiceServicer:
@@ -104,6 +109,15 @@ class AuditServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def PruneAuditLog(self, request, context):
+        """Removes the oldest records past their retention: the whole sealed segments that end
+        before a record, after writing a signed `audit.pruned` record of what goes (admins
+        only; docs/AUDIT.md, "Retention"). Works on a running coordinator, on any store.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AuditServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -131,6 +145,11 @@ def add_AuditServiceServicer_to_server(servicer, server):
                     servicer.CheckpointAuditLog,
                     request_deserializer=mandate_dot_v1_dot_audit__pb2.CheckpointAuditLogRequest.FromString,
                     response_serializer=mandate_dot_v1_dot_audit__pb2.CheckpointAuditLogResponse.SerializeToString,
+            ),
+            'PruneAuditLog': grpc.unary_unary_rpc_method_handler(
+                    servicer.PruneAuditLog,
+                    request_deserializer=mandate_dot_v1_dot_audit__pb2.PruneAuditLogRequest.FromString,
+                    response_serializer=mandate_dot_v1_dot_audit__pb2.PruneAuditLogResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -269,6 +288,33 @@ class AuditService:
             '/mandate.v1.AuditService/CheckpointAuditLog',
             mandate_dot_v1_dot_audit__pb2.CheckpointAuditLogRequest.SerializeToString,
             mandate_dot_v1_dot_audit__pb2.CheckpointAuditLogResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PruneAuditLog(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mandate.v1.AuditService/PruneAuditLog',
+            mandate_dot_v1_dot_audit__pb2.PruneAuditLogRequest.SerializeToString,
+            mandate_dot_v1_dot_audit__pb2.PruneAuditLogResponse.FromString,
             options,
             channel_credentials,
             insecure,
