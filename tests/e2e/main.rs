@@ -30,6 +30,7 @@
 mod audit;
 mod bad_input;
 mod failing_store;
+mod failover;
 mod feed;
 mod flow;
 mod gateway;

@@ -4,6 +4,9 @@
 //! The server is the `mandate` binary next to this one (`cargo build --release -p
 //! mandate-cli -p mandate-bench` builds both), or the one `MANDATE_BIN` names.
 //!
+//! With `--etcd-members N` the store is an N-member etcd cluster on loopback (started for
+//! the run, with an 8 GiB backend quota and compaction by revision) instead of sled.
+//!
 //! The links are real (signed by the coordinator key the server then loads, and by the
 //! planner for delegations) but written straight into the store in batches of one task
 //! each: building a million links through `Delegate` would measure the delegate rate, not
@@ -20,8 +23,8 @@ use mandate_core::{
     keyfile,
 };
 use mandate_store::{
-    AgentRecord, AgentStatus, AuditEvent, Change, LinkRecord, SledStore, Store, TaskRecord,
-    TaskState,
+    AgentRecord, AgentStatus, AuditEvent, Change, EtcdConfig, EtcdStore, LinkRecord, SledStore,
+    Store, TaskRecord, TaskState,
 };
 use serde_json::json;
 
@@ -69,9 +72,15 @@ fn agent(id: &AgentId, key: &SigningKey, role: &str, now: u64) -> AgentRecord {
     }
 }
 
-/// Writes `links` live links (tasks of [`PER_TASK`]) into a fresh store under `data`, and
-/// records the policy set the server will load unless `unrecorded_policy`.
-fn load(data: &Path, links: usize, unrecorded_policy: bool) -> anyhow::Result<()> {
+/// Writes `links` live links (tasks of [`PER_TASK`]) into a fresh store (sled under
+/// `data`, or `etcd`), and records the policy set the server will load unless
+/// `unrecorded_policy`.
+fn load(
+    data: &Path,
+    etcd: Option<EtcdConfig>,
+    links: usize,
+    unrecorded_policy: bool,
+) -> anyhow::Result<()> {
     std::fs::create_dir_all(data)?;
     let coordinator = SigningKey::generate()?;
     keyfile::save_signing_key(&coordinator, &data.join("coordinator.key"))?;
@@ -81,7 +90,11 @@ fn load(data: &Path, links: usize, unrecorded_policy: bool) -> anyhow::Result<()
         AgentId::new("spiffe://mandate.local/scale/planner")?,
         AgentId::new("spiffe://mandate.local/scale/worker")?,
     );
-    let store = SledStore::open(&data.join("store"))?;
+    let networked = etcd.is_some();
+    let store: Box<dyn Store> = match etcd {
+        Some(config) => Box::new(EtcdStore::open(config)?),
+        None => Box::new(SledStore::open(&data.join("store"))?),
+    };
     let now = SystemClock.now_ms();
     let until = now + 24 * 3_600_000;
     // The bench's own records, labelled as such (the store does not interpret actions).
@@ -162,6 +175,11 @@ fn load(data: &Path, links: usize, unrecorded_policy: bool) -> anyhow::Result<()
             audit: vec![e],
             ..Change::default()
         })?;
+        if networked {
+            // etcd takes what is shipped, not what is queued: keep the queue short (a
+            // million links queued at once overran a 3-member cluster on 2 cores).
+            store.flush()?;
+        }
         if (t + 1) % 100 == 0 {
             eprintln!(
                 "loaded {} links in {:.0} s",
@@ -184,9 +202,12 @@ fn load(data: &Path, links: usize, unrecorded_policy: bool) -> anyhow::Result<()
     Ok(())
 }
 
-/// Starts `mandate serve` on `data`; returns the child, its address and the time until
-/// it answered a health check.
-async fn serve(data: &Path) -> anyhow::Result<(std::process::Child, String, Duration)> {
+/// Starts `mandate serve` on `data` (and `store`: `--store ...`, or nothing for sled);
+/// returns the child, its address and the time until it answered a health check.
+async fn serve(
+    data: &Path,
+    store: &[String],
+) -> anyhow::Result<(std::process::Child, String, Duration)> {
     let mandate = match std::env::var_os("MANDATE_BIN") {
         Some(path) => std::path::PathBuf::from(path),
         None => std::env::current_exe()?.with_file_name("mandate"),
@@ -200,6 +221,7 @@ async fn serve(data: &Path) -> anyhow::Result<(std::process::Child, String, Dura
     let mut child = Command::new(&mandate)
         .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
         .arg(data)
+        .args(store)
         .env("RUST_LOG", "warn")
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -245,14 +267,45 @@ pub(crate) async fn run(
 ) -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let data = dir.path().join("data");
+    let cluster = match target.etcd_members {
+        0 => None,
+        n => Some(
+            mandate_etcd::test_cluster::EtcdCluster::start_with(
+                n,
+                mandate_etcd::test_cluster::ClusterOptions {
+                    extra_args: vec![
+                        "--quota-backend-bytes=8589934592".into(),
+                        "--auto-compaction-mode=revision".into(),
+                        "--auto-compaction-retention=100000".into(),
+                    ],
+                    ..Default::default()
+                },
+            )
+            .await
+            .map_err(|e| anyhow::anyhow!(e))?,
+        ),
+    };
+    let etcd = cluster.as_ref().map(|c| EtcdConfig::new(c.endpoints()));
+    let store_args: Vec<String> = match &cluster {
+        Some(c) => {
+            let members: Vec<String> = c
+                .endpoints()
+                .iter()
+                .map(|e| e.trim_start_matches("http://").to_owned())
+                .collect();
+            vec!["--store".into(), format!("etcd://{}", members.join(","))]
+        }
+        None => Vec::new(),
+    };
     let t = Instant::now();
     let d = data.clone();
-    tokio::task::spawn_blocking(move || load(&d, links, unrecorded_policy)).await??;
+    tokio::task::spawn_blocking(move || load(&d, etcd, links, unrecorded_policy)).await??;
     let load_s = t.elapsed().as_secs_f64();
-    let disk = du(&data);
+    // On etcd: every member's data (each holds the whole store).
+    let disk = du(&data) + cluster.as_ref().map_or(0, |c| du(c.dir()));
     let mut runs = Vec::new();
     for _ in 0..2 {
-        let (child, addr, ready) = serve(&data).await?;
+        let (child, addr, ready) = serve(&data, &store_args).await?;
         let rss_ready = rss(child.id()).unwrap_or(0);
         // One read across the store: the delegation tree of a task, as its requester sees
         // it, goes through the admin's key (read from the data directory).
@@ -283,6 +336,7 @@ pub(crate) async fn run(
     let mib = |b: u64| b as f64 / (1024.0 * 1024.0);
     let j = json!({
         "scenario": "scale",
+        "store": if target.etcd_members == 0 { "sled".to_owned() } else { format!("etcd, {} members", target.etcd_members) },
         "links": links,
         "load_s": load_s,
         "disk_bytes": disk,

@@ -8,7 +8,8 @@ use mandate_sdk::{Client, Signer};
 /// How to reach the coordinator and who to be.
 #[derive(clap::Args, Debug, Clone)]
 pub(crate) struct Connection {
-    /// Coordinator address.
+    /// Coordinator address, or several separated by commas (`a:7468,b:7468`): calls go
+    /// to the first that answers and move on when it cannot be reached.
     #[arg(
         long,
         global = true,

@@ -140,6 +140,26 @@ async fn audit_and_tree_commands() {
     assert_eq!(code, 0);
     let records = json_lines(&out);
     assert!(records.len() >= 7, "{out}");
+    // Several coordinators in MANDATE_SERVER: the one that cannot be reached is passed by.
+    let dead = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let out = tokio::task::block_in_place(|| {
+        Command::new(env!("CARGO_BIN_EXE_mandate"))
+            .env("MANDATE_SERVER", format!("{dead},{}", w.server.local_addr))
+            .arg("--key")
+            .arg(&w.server.admin_key_path)
+            .args(["--agent", &w.server.admin_id, "--json", "audit", "query"])
+            .output()
+            .unwrap()
+    });
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(json_lines(&String::from_utf8(out.stdout).unwrap()), records);
     assert_eq!(records[0]["seq"], 1);
     let (_, out) = tokio::task::block_in_place(|| {
         blocking(s(&["--json", "audit", "query", "--link", &w.revoked]))

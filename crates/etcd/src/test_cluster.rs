@@ -160,6 +160,11 @@ impl EtcdCluster {
     }
 
     /// Client endpoints (`http://127.0.0.1:PORT`) of every member, running or not.
+    /// The directory holding every member's data.
+    pub fn dir(&self) -> &std::path::Path {
+        self.dir.path()
+    }
+
     pub fn endpoints(&self) -> Vec<String> {
         self.members
             .iter()

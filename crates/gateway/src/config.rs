@@ -61,7 +61,8 @@ pub struct GatewaySection {
     pub agent: String,
     /// Its private key (PKCS#8 PEM, mode 0600), relative to the config file.
     pub key: PathBuf,
-    /// The coordinator (`host:port` or `http://host:port`).
+    /// The coordinator (`host:port` or `http://host:port`), or several separated by commas
+    /// (the gateway moves to the next when one cannot be reached).
     pub coordinator: String,
     /// Largest request body accepted, bytes.
     #[serde(default = "default_max_body")]

@@ -150,6 +150,15 @@ impl Signer {
         method: &str,
         message: M,
     ) -> Result<tonic::Request<M>, Error> {
+        let signed = self.signed(method, message)?;
+        Ok(tonic::Request::from_parts(
+            signed.metadata,
+            tonic::Extensions::default(),
+            signed.message,
+        ))
+    }
+
+    fn signed<M: prost::Message>(&self, method: &str, message: M) -> Result<Signed<M>, Error> {
         let bytes = message.encode_to_vec();
         let auth = RequestAuth::sign(
             &self.key,
@@ -158,16 +167,16 @@ impl Signer {
             &bytes,
             self.clock.now_ms(),
         )?;
-        let mut req = tonic::Request::new(message);
+        let mut metadata = tonic::metadata::MetadataMap::new();
         for (name, value) in auth.header_values() {
             let value: MetadataValue<_> = value.parse().map_err(|_| Error::Status {
                 code: tonic::Code::InvalidArgument,
                 reason: "INVALID_ARGUMENT".into(),
                 message: format!("cannot put `{name}` in a header"),
             })?;
-            req.metadata_mut().insert(name, value);
+            metadata.insert(name, value);
         }
-        Ok(req)
+        Ok(Signed { message, metadata })
     }
 }
 
@@ -177,19 +186,103 @@ pub struct Client {
     signer: Signer,
     /// Whether the channel is TLS (the coordinator authenticated by its certificate).
     tls: bool,
-    agents: AgentServiceClient<Channel>,
-    tasks: TaskServiceClient<Channel>,
-    authz: AuthorizationServiceClient<Channel>,
-    audit: AuditServiceClient<Channel>,
-    approvals: ApprovalServiceClient<Channel>,
-    policy: PolicyServiceClient<Channel>,
+    endpoints: Arc<Endpoints>,
 }
 
 macro_rules! call {
     ($self:ident, $client:ident, $method:ident, $path:literal, $msg:expr) => {{
-        let req = $self.signer.request(concat!("/mandate.v1.", $path), $msg)?;
-        Ok($self.$client.$method(req).await?.into_inner())
+        let signed = $self.signer.signed(concat!("/mandate.v1.", $path), $msg)?;
+        $self
+            .endpoints
+            .call(|channel| {
+                let request = signed.request();
+                async move { $client(channel).$method(request).await }
+            })
+            .await
     }};
+}
+
+// A cascade can revoke hundreds of thousands of links in one change: its response and its
+// feed batch are larger than tonic's 4 MiB default.
+const MAX_MESSAGE: usize = 64 << 20;
+
+fn agents(channel: Channel) -> AgentServiceClient<Channel> {
+    AgentServiceClient::new(channel).max_decoding_message_size(MAX_MESSAGE)
+}
+fn tasks(channel: Channel) -> TaskServiceClient<Channel> {
+    TaskServiceClient::new(channel).max_decoding_message_size(MAX_MESSAGE)
+}
+fn authz(channel: Channel) -> AuthorizationServiceClient<Channel> {
+    AuthorizationServiceClient::new(channel).max_decoding_message_size(MAX_MESSAGE)
+}
+fn approvals(channel: Channel) -> ApprovalServiceClient<Channel> {
+    ApprovalServiceClient::new(channel).max_decoding_message_size(MAX_MESSAGE)
+}
+fn policy(channel: Channel) -> PolicyServiceClient<Channel> {
+    PolicyServiceClient::new(channel).max_decoding_message_size(MAX_MESSAGE)
+}
+fn audit(channel: Channel) -> AuditServiceClient<Channel> {
+    AuditServiceClient::new(channel).max_decoding_message_size(MAX_MESSAGE)
+}
+
+/// A signed request that can be sent again as it is (to another coordinator, when the
+/// first could not be reached): the same bytes, the same nonce.
+struct Signed<M> {
+    message: M,
+    metadata: tonic::metadata::MetadataMap,
+}
+
+impl<M: Clone> Signed<M> {
+    fn request(&self) -> tonic::Request<M> {
+        tonic::Request::from_parts(
+            self.metadata.clone(),
+            tonic::Extensions::default(),
+            self.message.clone(),
+        )
+    }
+}
+
+/// The coordinators a client calls, one channel each, and the one calls go to now.
+#[derive(Debug)]
+struct Endpoints {
+    channels: Vec<Channel>,
+    current: std::sync::atomic::AtomicUsize,
+}
+
+/// Whether a call failed without any coordinator answering it (the connection was refused,
+/// reset or lost): then the same signed request may go to another coordinator, which
+/// refuses it as replayed (`REQUEST_REPLAYED`) if the first one took it after all.
+fn unreachable(status: &tonic::Status) -> bool {
+    use tonic_types::StatusExt as _;
+    status.code() == tonic::Code::Unavailable && status.get_details_error_info().is_none()
+}
+
+impl Endpoints {
+    /// Sends with `send` to the current coordinator, and to the next ones in turn while
+    /// they cannot be reached (each is tried once).
+    async fn call<T, F, Fut>(&self, mut send: F) -> Result<T, Error>
+    where
+        F: FnMut(Channel) -> Fut,
+        Fut: std::future::Future<Output = Result<tonic::Response<T>, tonic::Status>>,
+    {
+        use std::sync::atomic::Ordering::Relaxed;
+        let n = self.channels.len();
+        let mut attempt = 0;
+        loop {
+            let index = self.current.load(Relaxed) % n;
+            match send(self.channels[index].clone()).await {
+                Ok(response) => return Ok(response.into_inner()),
+                Err(status) if attempt + 1 < n && unreachable(&status) => {
+                    // Concurrent calls that failed on the same coordinator move on once.
+                    let _ = self
+                        .current
+                        .compare_exchange(index, (index + 1) % n, Relaxed, Relaxed);
+                    attempt += 1;
+                }
+                Err(status) => return Err(status.into()),
+            }
+        }
+    }
 }
 
 /// The endpoint URI of a coordinator address: `host:port` becomes `http://host:port`; a
@@ -208,11 +301,33 @@ pub use mandate_tls::ClientTls;
 /// `https://host:port`; `https://` needs at least the CA file; `http://` with TLS files is
 /// refused rather than silently sent in plaintext.
 pub async fn channel(server: &str, tls: &ClientTls) -> Result<Channel, Error> {
-    Ok(channel_and_tls(server, tls).await?.0)
+    let (endpoint, _) = endpoint_and_tls(server, tls)?;
+    Ok(endpoint.connect().await?)
 }
 
-/// [`channel`], and whether it is TLS.
-async fn channel_and_tls(server: &str, tls: &ClientTls) -> Result<(Channel, bool), Error> {
+/// The coordinator addresses in `server`: one, or several separated by commas
+/// (`a:7468,b:7468`, as `--server` and `MANDATE_SERVER` take them).
+pub fn servers(server: &str) -> Result<Vec<&str>, Error> {
+    let list: Vec<&str> = server
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .collect();
+    if list.is_empty() {
+        return Err(Error::Status {
+            code: tonic::Code::InvalidArgument,
+            reason: "INVALID_ARGUMENT".into(),
+            message: "no coordinator address given".into(),
+        });
+    }
+    Ok(list)
+}
+
+/// The endpoint of one coordinator address, and whether it is TLS (see [`channel`]).
+fn endpoint_and_tls(
+    server: &str,
+    tls: &ClientTls,
+) -> Result<(tonic::transport::Endpoint, bool), Error> {
     let uri = if server.contains("://") {
         server.to_owned()
     } else if tls.is_set() {
@@ -244,7 +359,7 @@ async fn channel_and_tls(server: &str, tls: &ClientTls) -> Result<(Channel, bool
     } else {
         endpoint
     };
-    Ok((endpoint.connect().await?, https))
+    Ok((endpoint, https))
 }
 
 impl Client {
@@ -254,32 +369,62 @@ impl Client {
     }
 
     /// Connects to `server` (see [`channel`] for how TLS follows from the address and the
-    /// files).
+    /// files). `server` may name several coordinators separated by commas: the client
+    /// connects to the first that answers, and a call that cannot reach the one it uses
+    /// goes, as the same signed request, to the next (the others connect when first used).
     pub async fn connect_tls(
         server: &str,
         signer: Signer,
         tls: &ClientTls,
     ) -> Result<Client, Error> {
-        let (channel, https) = channel_and_tls(server, tls).await?;
-        let mut client = Client::with_channel(channel, signer);
-        client.tls = https;
-        Ok(client)
+        let mut endpoints = Vec::new();
+        // TLS only if every coordinator is reached over TLS.
+        let mut https = true;
+        for address in servers(server)? {
+            let (endpoint, is_https) = endpoint_and_tls(address, tls)?;
+            https &= is_https;
+            endpoints.push(endpoint);
+        }
+        let mut channels = Vec::with_capacity(endpoints.len());
+        let mut current = None;
+        let mut failure = None;
+        for endpoint in endpoints {
+            if current.is_none() {
+                match endpoint.connect().await {
+                    Ok(channel) => {
+                        current = Some(channels.len());
+                        channels.push(channel);
+                        continue;
+                    }
+                    Err(e) => failure = Some(e),
+                }
+            }
+            channels.push(endpoint.connect_lazy());
+        }
+        let Some(current) = current else {
+            return Err(
+                failure.map_or_else(|| Error::Tls("no coordinator address".into()), Error::from)
+            );
+        };
+        Ok(Client {
+            signer,
+            tls: https,
+            endpoints: Arc::new(Endpoints {
+                channels,
+                current: current.into(),
+            }),
+        })
     }
 
     /// A client over an existing channel.
     pub fn with_channel(channel: Channel, signer: Signer) -> Client {
-        // A cascade can revoke hundreds of thousands of links in one change: its response
-        // and its feed batch are larger than tonic's 4 MiB default.
-        const MAX: usize = 64 << 20;
         Client {
             signer,
             tls: false,
-            agents: AgentServiceClient::new(channel.clone()).max_decoding_message_size(MAX),
-            tasks: TaskServiceClient::new(channel.clone()).max_decoding_message_size(MAX),
-            authz: AuthorizationServiceClient::new(channel.clone()).max_decoding_message_size(MAX),
-            approvals: ApprovalServiceClient::new(channel.clone()).max_decoding_message_size(MAX),
-            policy: PolicyServiceClient::new(channel.clone()).max_decoding_message_size(MAX),
-            audit: AuditServiceClient::new(channel).max_decoding_message_size(MAX),
+            endpoints: Arc::new(Endpoints {
+                channels: vec![channel],
+                current: 0.into(),
+            }),
         }
     }
 

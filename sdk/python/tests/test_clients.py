@@ -6,9 +6,13 @@ from __future__ import annotations
 import asyncio
 import inspect
 import re
+import socket
+
+import grpc
+import pytest
 
 import mandate
-from mandate import AsyncClient, Capability, Chain, Client, Signer, SigningKey
+from mandate import AsyncClient, Capability, Chain, Client, MandateError, Signer, SigningKey
 from mandate._proto.mandate.v1 import (
     agents_pb2,
     approvals_pb2,
@@ -72,3 +76,38 @@ def test_the_async_client_starts_a_task_and_delegates(coordinator) -> None:  # t
         admin_sync.close()
 
     asyncio.run(run())
+
+
+def _dead_address() -> str:
+    """A loopback address nothing listens on."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return f"127.0.0.1:{s.getsockname()[1]}"
+
+
+def test_both_clients_move_past_a_coordinator_that_cannot_be_reached(coordinator) -> None:  # type: ignore[no-untyped-def]
+    signer = Signer.from_key_file("spiffe://mandate.local/admin", coordinator.data / "admin.key")
+    servers = f"{_dead_address()}, {coordinator.address}"
+    with Client(servers, signer) as c:
+        assert c.get_trust_bundle().keys
+        assert c.channel is c.channels[1], "it stays on the one that answered"
+        # A stream moves on too, before its first message.
+        c._current = 0
+        assert b"".join(chunk.jsonl for chunk in c.export_audit_log(after_seq=0))
+        assert c.channel is c.channels[1]
+
+    async def run() -> None:
+        async with AsyncClient(servers, signer) as a:
+            assert (await a.get_trust_bundle()).keys
+            a._current = 0
+            chunks = [chunk async for chunk in a.export_audit_log(after_seq=0)]
+            assert chunks
+
+    asyncio.run(run())
+    # None reachable: the call fails with UNAVAILABLE and no reason from a coordinator.
+    with Client(f"{_dead_address()},{_dead_address()}", signer, timeout=10) as c:
+        with pytest.raises(MandateError) as failed:
+            c.get_trust_bundle()
+        assert failed.value.code == grpc.StatusCode.UNAVAILABLE and failed.value.reason == ""
+    with pytest.raises(MandateError, match="no coordinator address"):
+        Client(" , ", signer)

@@ -11,7 +11,16 @@ import grpc
 from google.protobuf.message import Message
 
 from mandate._proto.mandate.v1 import authorization_pb2
-from mandate.client import _CHANNEL_OPTIONS, RPCS, Signer, _target, authorize_request, tls_credentials
+from mandate.client import (
+    _CHANNEL_OPTIONS,
+    RPCS,
+    Signer,
+    _target,
+    authorize_request,
+    servers,
+    tls_credentials,
+    unreachable,
+)
 from mandate.errors import from_rpc_error
 from mandate.token import Call, Capability, Chain, Invocation
 
@@ -38,14 +47,27 @@ class AsyncClient:
         self.server = server
         self.signer = signer
         self.timeout = timeout
-        creds = tls_credentials(server, ca_file, cert_file, key_file)
-        if creds is None:
-            self.channel = grpc.aio.insecure_channel(_target(server), options=_CHANNEL_OPTIONS)
-        else:
-            self.channel = grpc.aio.secure_channel(_target(server), creds, options=_CHANNEL_OPTIONS)
+        self.channels: list[grpc.aio.Channel] = []
+        for address in servers(server):
+            creds = tls_credentials(address, ca_file, cert_file, key_file)
+            if creds is None:
+                self.channels.append(grpc.aio.insecure_channel(_target(address), options=_CHANNEL_OPTIONS))
+            else:
+                self.channels.append(grpc.aio.secure_channel(_target(address), creds, options=_CHANNEL_OPTIONS))
+        self._current = 0
+
+    @property
+    def channel(self) -> grpc.aio.Channel:
+        """The channel calls go to now (see :class:`mandate.Client` for failing over)."""
+        return self.channels[self._current]
+
+    def _fail_over(self, failed: int) -> None:
+        if self._current == failed:
+            self._current = (failed + 1) % len(self.channels)
 
     async def close(self) -> None:
-        await self.channel.close()
+        for channel in self.channels:
+            await channel.close()
 
     async def __aenter__(self) -> "AsyncClient":
         return self
@@ -55,27 +77,43 @@ class AsyncClient:
 
     async def _unary(self, path: str, request: Message, response: type[Message]) -> Any:
         body = request.SerializeToString()
-        call = self.channel.unary_unary(
-            path, request_serializer=lambda b: b, response_deserializer=response.FromString
-        )
-        try:
-            return await call(body, metadata=self.signer.metadata(path, body), timeout=self.timeout)
-        except grpc.aio.AioRpcError as e:
-            raise from_rpc_error(e) from None
+        metadata = self.signer.metadata(path, body)
+        for attempt in range(len(self.channels)):
+            index = self._current
+            call = self.channels[index].unary_unary(
+                path, request_serializer=lambda b: b, response_deserializer=response.FromString
+            )
+            try:
+                return await call(body, metadata=metadata, timeout=self.timeout)
+            except grpc.aio.AioRpcError as e:
+                if attempt + 1 < len(self.channels) and unreachable(e):
+                    self._fail_over(index)
+                    continue
+                raise from_rpc_error(e) from None
+        raise AssertionError("unreachable: the last attempt returns or raises")
 
     async def _stream(self, path: str, request: Message, response: type[Message]) -> AsyncIterator[Any]:
         body = request.SerializeToString()
-        call = self.channel.unary_stream(
-            path, request_serializer=lambda b: b, response_deserializer=response.FromString
-        )
-        stream = call(body, metadata=self.signer.metadata(path, body))
-        try:
-            async for message in stream:
-                yield message
-        except grpc.aio.AioRpcError as e:
-            if e.code() == grpc.StatusCode.CANCELLED:
+        metadata = self.signer.metadata(path, body)
+        for attempt in range(len(self.channels)):
+            index = self._current
+            call = self.channels[index].unary_stream(
+                path, request_serializer=lambda b: b, response_deserializer=response.FromString
+            )
+            stream = call(body, metadata=metadata)
+            received = False
+            try:
+                async for message in stream:
+                    received = True
+                    yield message
                 return
-            raise from_rpc_error(e) from None
+            except grpc.aio.AioRpcError as e:
+                if e.code() == grpc.StatusCode.CANCELLED:
+                    return
+                if not received and attempt + 1 < len(self.channels) and unreachable(e):
+                    self._fail_over(index)
+                    continue
+                raise from_rpc_error(e) from None
 
     async def delegate(self, chain: Chain, signals: Mapping[str, str] | None = None) -> Chain:
         """Registers and seals the leaf of `chain` (see :meth:`mandate.Client.delegate`)."""

@@ -86,6 +86,23 @@ class Signer:
         ]
 
 
+def servers(server: str) -> list[str]:
+    """The coordinator addresses in `server`: one, or several separated by commas
+    (`a:7468,b:7468`, as `--server` and `MANDATE_SERVER` take them)."""
+    parts = [s.strip() for s in server.split(",") if s.strip()]
+    if not parts:
+        raise MandateError("INVALID_ARGUMENT", "no coordinator address given")
+    return parts
+
+
+def unreachable(e: grpc.RpcError) -> bool:
+    """Whether a call failed without any coordinator answering it (connection refused,
+    reset or lost): the same signed request may then go to another coordinator, which
+    refuses it as replayed if the first one had taken it after all."""
+    code = e.code() if hasattr(e, "code") else None  # type: ignore[attr-defined]
+    return code == grpc.StatusCode.UNAVAILABLE and from_rpc_error(e).reason == ""
+
+
 def _target(server: str) -> str:
     for scheme in ("http://", "https://"):
         if server.startswith(scheme):
@@ -153,7 +170,9 @@ class Client:
         cert_file: str | os.PathLike[str] | None = None,
         key_file: str | os.PathLike[str] | None = None,
     ) -> None:
-        """`server` is `host:port` or a URI. For TLS give `ca_file` (the CA that signed the
+        """`server` is `host:port` or a URI, or several separated by commas: calls go to
+        one and move to the next when it cannot be reached (the same signed request, so a
+        call is never taken twice). For TLS give `ca_file` (the CA that signed the
         coordinator's certificate); for mutual TLS also `cert_file` and `key_file`."""
         self.server = server
         self.signer = signer
@@ -161,17 +180,32 @@ class Client:
         # Whether the coordinator is authenticated by its certificate (a channel passed in
         # is not known to be).
         self.tls = False
-        if channel is None:
-            creds = tls_credentials(server, ca_file, cert_file, key_file)
-            self.tls = creds is not None
-            if creds is None:
-                channel = grpc.insecure_channel(_target(server), options=_CHANNEL_OPTIONS)
-            else:
-                channel = grpc.secure_channel(_target(server), creds, options=_CHANNEL_OPTIONS)
-        self.channel = channel
+        if channel is not None:
+            self.channels = [channel]
+        else:
+            self.channels = []
+            for address in servers(server):
+                creds = tls_credentials(address, ca_file, cert_file, key_file)
+                self.tls = creds is not None
+                if creds is None:
+                    self.channels.append(grpc.insecure_channel(_target(address), options=_CHANNEL_OPTIONS))
+                else:
+                    self.channels.append(grpc.secure_channel(_target(address), creds, options=_CHANNEL_OPTIONS))
+        self._current = 0
+
+    @property
+    def channel(self) -> grpc.Channel:
+        """The channel calls go to now."""
+        return self.channels[self._current]
+
+    def _fail_over(self, failed: int) -> None:
+        # Concurrent calls that failed on the same channel move on once.
+        if self._current == failed:
+            self._current = (failed + 1) % len(self.channels)
 
     def close(self) -> None:
-        self.channel.close()
+        for channel in self.channels:
+            channel.close()
 
     def __enter__(self) -> "Client":
         return self
@@ -188,30 +222,49 @@ class Client:
 
     def _unary(self, path: str, request: Message, response: type[R]) -> R:
         body = request.SerializeToString()
-        call = self.channel.unary_unary(
-            path, request_serializer=lambda b: b, response_deserializer=response.FromString
-        )
-        try:
-            return call(body, metadata=self.signer.metadata(path, body), timeout=self.timeout)
-        except grpc.RpcError as e:
-            raise from_rpc_error(e) from None
+        metadata = self.signer.metadata(path, body)
+        for attempt in range(len(self.channels)):
+            index = self._current
+            call = self.channels[index].unary_unary(
+                path, request_serializer=lambda b: b, response_deserializer=response.FromString
+            )
+            try:
+                return call(body, metadata=metadata, timeout=self.timeout)  # type: ignore[no-any-return]
+            except grpc.RpcError as e:
+                if attempt + 1 < len(self.channels) and unreachable(e):
+                    self._fail_over(index)
+                    continue
+                raise from_rpc_error(e) from None
+        raise AssertionError("unreachable: the last attempt returns or raises")
 
     def _stream(self, path: str, request: Message, response: type[R]) -> Iterator[R]:
         body = request.SerializeToString()
-        call = self.channel.unary_stream(
-            path, request_serializer=lambda b: b, response_deserializer=response.FromString
-        )
-        stream = call(body, metadata=self.signer.metadata(path, body))
+        metadata = self.signer.metadata(path, body)
+        current = _Current()
 
         def messages() -> Iterator[R]:
-            try:
-                yield from stream
-            except grpc.RpcError as e:
-                if e.code() == grpc.StatusCode.CANCELLED:  # type: ignore[attr-defined]
+            for attempt in range(len(self.channels)):
+                index = self._current
+                call = self.channels[index].unary_stream(
+                    path, request_serializer=lambda b: b, response_deserializer=response.FromString
+                )
+                current.stream = call(body, metadata=metadata)
+                received = False
+                try:
+                    for message in current.stream:
+                        received = True
+                        yield message
                     return
-                raise from_rpc_error(e) from None
+                except grpc.RpcError as e:
+                    if e.code() == grpc.StatusCode.CANCELLED:  # type: ignore[attr-defined]
+                        return
+                    # Before its first message a stream may move to another coordinator.
+                    if not received and attempt + 1 < len(self.channels) and unreachable(e):
+                        self._fail_over(index)
+                        continue
+                    raise from_rpc_error(e) from None
 
-        return _Stream(messages(), stream)
+        return _Stream(messages(), current)
 
     # ---- AgentService ----
 
@@ -381,6 +434,16 @@ RPCS: dict[str, tuple[str, type[Message], type[Message], bool]] = {
 """Every `mandate.v1` RPC: Python method name → (path, request type, response type, server
 streaming). Both clients have one method per entry (a test checks the table against the
 proto descriptors and the sync methods against the table)."""
+
+
+class _Current:
+    """The call a stream is reading now (it may move to another coordinator)."""
+
+    stream: Any = None
+
+    def cancel(self) -> None:
+        if self.stream is not None:
+            self.stream.cancel()
 
 
 class _Stream(Iterator[R]):
