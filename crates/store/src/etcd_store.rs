@@ -36,6 +36,7 @@
 
 mod client;
 mod layer;
+mod leader;
 mod seal;
 mod ship;
 
@@ -47,6 +48,7 @@ use mandate_core::TaskId;
 use client::Etcd;
 pub use client::EtcdConfig;
 use layer::{EtcdKv, Layer, Pending, ReadCache, spill};
+pub use leader::EtcdLeadership;
 
 use crate::kv::{Ops, encode, key};
 use crate::records::AuditRecord;
@@ -430,5 +432,7 @@ impl Store for EtcdStore {
 mod access_tests;
 #[cfg(test)]
 mod failure_tests;
+#[cfg(test)]
+mod leader_tests;
 #[cfg(test)]
 mod seal_tests;

@@ -33,7 +33,7 @@ pub use audit::{
     verify_audit,
 };
 pub use checkpoint::{AuditCheckpoint, CHECKPOINT_FORMAT, CheckpointError};
-pub use etcd_store::{EtcdConfig, EtcdStore};
+pub use etcd_store::{EtcdConfig, EtcdLeadership, EtcdStore};
 pub use records::{
     AgentRecord, AgentStatus, ApprovalRecord, ApprovalState, AuditAction, AuditEvent, AuditRecord,
     LinkRecord, NewRevocation, RevocationRecord, Severity, TaskRecord, TaskState, Verdict,

@@ -1,4 +1,5 @@
-//! A blocking client for the few etcd v3 calls the store makes (range, txn, authenticate),
+//! A blocking client for the few etcd v3 calls the store makes (range, txn, authenticate,
+//! and the lease calls of `leader.rs`),
 //! over the generated tonic client of `mandate-etcd`, on a runtime of its own: the
 //! [`crate::Store`] trait is synchronous and is called from inside the server's runtime,
 //! where a nested `block_on` is not allowed.
@@ -8,8 +9,9 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use mandate_etcd::etcdserverpb::{
-    AuthenticateRequest, RangeRequest, RequestOp, TxnRequest, TxnResponse, auth_client::AuthClient,
-    kv_client::KvClient, request_op, response_op,
+    AuthenticateRequest, Compare, RangeRequest, RequestOp, TxnRequest, TxnResponse,
+    auth_client::AuthClient, compare, kv_client::KvClient, lease_client::LeaseClient, request_op,
+    response_op,
 };
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 
@@ -42,6 +44,12 @@ pub struct EtcdConfig {
     /// Bytes of values kept in memory to spare round trips (agents, tasks, links this
     /// coordinator wrote or read recently).
     pub cache_bytes: u64,
+    /// The leadership this store writes under ([`crate::EtcdLeadership::fence`]): every
+    /// transaction then also requires that the leader key is still the one this
+    /// coordinator created, so a coordinator whose lease ended (paused, partitioned) can
+    /// write nothing more, even where no one else has written yet. `None`: a single
+    /// coordinator, no leader key.
+    pub fence: Option<i64>,
 }
 
 impl std::fmt::Debug for EtcdConfig {
@@ -58,6 +66,7 @@ impl std::fmt::Debug for EtcdConfig {
             .field("max_txn_bytes", &self.max_txn_bytes)
             .field("cache_bytes", &self.cache_bytes)
             .field("records_per_segment", &self.records_per_segment)
+            .field("fence", &self.fence)
             .finish()
     }
 }
@@ -147,7 +156,7 @@ type TokenSlot = Arc<RwLock<Option<tonic::metadata::MetadataValue<tonic::metadat
 
 /// Puts the authentication token, if any, on every call.
 #[derive(Clone)]
-struct Token(TokenSlot);
+pub(crate) struct Token(TokenSlot);
 
 impl tonic::service::Interceptor for Token {
     fn call(
@@ -167,6 +176,11 @@ impl tonic::service::Interceptor for Token {
 }
 
 type KvApi = KvClient<tonic::service::interceptor::InterceptedService<Channel, Token>>;
+pub(crate) type LeaseApi =
+    LeaseClient<tonic::service::interceptor::InterceptedService<Channel, Token>>;
+
+/// The key of the leader (under the prefix), held with a lease (`leader.rs`).
+pub(crate) const LEADER: &[u8] = b"mleader";
 
 /// The connection: a channel to each member (calls go to one, and move to the next when
 /// it cannot be reached) and the runtime that drives them.
@@ -279,6 +293,25 @@ impl Etcd {
         F: Fn(KvApi) -> Fut,
         Fut: Future<Output = std::result::Result<T, tonic::Status>> + Send + 'static,
     {
+        self.run_on(what, |at| self.kv(at), call)
+    }
+
+    /// [`Etcd::run_authed`] with the lease service.
+    pub(crate) fn run_lease<T, F, Fut>(&self, what: &str, call: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: Fn(LeaseApi) -> Fut,
+        Fut: Future<Output = std::result::Result<T, tonic::Status>> + Send + 'static,
+    {
+        self.run_on(what, |at| self.lease(at), call)
+    }
+
+    fn run_on<C, T, F, Fut>(&self, what: &str, client: impl Fn(usize) -> C, call: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: Fn(C) -> Fut,
+        Fut: Future<Output = std::result::Result<T, tonic::Status>> + Send + 'static,
+    {
         use std::sync::atomic::Ordering;
         let n = self.channels.len();
         let first = self.current.load(Ordering::Relaxed);
@@ -286,7 +319,7 @@ impl Etcd {
         let mut attempt = 0;
         loop {
             let at = (first + attempt) % n;
-            match self.run(what, call(self.kv(at))) {
+            match self.run(what, call(client(at))) {
                 Ok(v) => {
                     self.current.store(at, Ordering::Relaxed);
                     return Ok(v);
@@ -331,6 +364,10 @@ impl Etcd {
     fn kv(&self, at: usize) -> KvApi {
         KvClient::with_interceptor(self.channels[at].clone(), Token(Arc::clone(&self.token)))
             .max_decoding_message_size(64 << 20)
+    }
+
+    fn lease(&self, at: usize) -> LeaseApi {
+        LeaseClient::with_interceptor(self.channels[at].clone(), Token(Arc::clone(&self.token)))
     }
 
     fn authenticate(&self) -> Result<()> {
@@ -567,12 +604,47 @@ impl Etcd {
         Ok(out)
     }
 
-    /// Runs a transaction.
-    pub(crate) fn txn(&self, txn: TxnRequest) -> Result<TxnResponse> {
-        self.run_authed("txn", move |mut kv| {
+    /// Runs a transaction. Under a fence ([`EtcdConfig::fence`]) it also requires the
+    /// leader key this coordinator created, and fails with [`StoreError::Conflict`] when
+    /// another holds it or none does.
+    pub(crate) fn txn(&self, mut txn: TxnRequest) -> Result<TxnResponse> {
+        if let Some(fence) = self.config.fence {
+            let key = self.full(LEADER);
+            txn.compare.push(Compare {
+                result: compare::CompareResult::Equal as i32,
+                target: compare::CompareTarget::Create as i32,
+                key: key.clone(),
+                target_union: Some(compare::TargetUnion::CreateRevision(fence)),
+                range_end: Vec::new(),
+            });
+            // Last, after any read the caller's failure branch makes.
+            txn.failure.push(RequestOp {
+                request: Some(request_op::Request::RequestRange(RangeRequest {
+                    key,
+                    ..RangeRequest::default()
+                })),
+            });
+        }
+        let reply = self.run_authed("txn", move |mut kv| {
             let txn = txn.clone();
             async move { kv.txn(txn).await.map(tonic::Response::into_inner) }
-        })
+        })?;
+        if let Some(fence) = self.config.fence
+            && !reply.succeeded
+        {
+            let held = match reply.responses.last().and_then(|r| r.response.as_ref()) {
+                Some(response_op::Response::ResponseRange(range)) => {
+                    range.kvs.first().map(|kv| kv.create_revision)
+                }
+                _ => None,
+            };
+            if held != Some(fence) {
+                return Err(StoreError::Conflict(
+                    "this coordinator no longer leads the service (its lease ended): it writes nothing more".into(),
+                ));
+            }
+        }
+        Ok(reply)
     }
 }
 
