@@ -96,3 +96,121 @@ async fn a_client_moves_past_coordinators_it_cannot_reach() {
     );
     drop(b);
 }
+
+/// A forwarding coordinator (one that does not lead) passes every call, streams included,
+/// to the one it names, as it came: the caller is authenticated there, the state changes
+/// there, refusals come back with their reason, a replayed request is refused there; with
+/// no target it answers UNAVAILABLE with no reason, which moves a client on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forwarding_coordinator_passes_calls_to_the_leader_as_they_came() {
+    use mandate_server::{ForwardTarget, Forwarding};
+    let a = Harness::start().await;
+    let target = ForwardTarget::default();
+    let forwarding = Forwarding::start(([127, 0, 0, 1], 0).into(), target.clone())
+        .await
+        .unwrap();
+    let through = forwarding.local_addr.to_string();
+    let mut admin = Client::connect_tls(&through, a.admin.signer().clone(), &ClientTls::default())
+        .await
+        .unwrap();
+    let none = admin
+        .get_trust_bundle(pb::GetTrustBundleRequest {})
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (none.reason(), format!("{none}").contains("Unavailable")),
+        ("", true),
+        "{none}"
+    );
+
+    target.set(&a.server().local_addr.to_string()).unwrap();
+    let bundle = admin
+        .get_trust_bundle(pb::GetTrustBundleRequest {})
+        .await
+        .unwrap();
+    assert_eq!(
+        bundle.keys[0].public_key,
+        a.server().coordinator_key.as_bytes().to_vec()
+    );
+    // A planner registered and working through the forwarder: the task lives on A.
+    let planner_id = "spiffe://mandate.local/forwarded/planner";
+    let (planner_key, _) = a.register(&mut admin, planner_id, "planner", "").await;
+    let planner_signer = Signer::with_clock(
+        AgentId::new(planner_id).unwrap(),
+        planner_key,
+        a.clock.clone(),
+    );
+    let mut planner = Client::connect_tls(&through, planner_signer.clone(), &ClientTls::default())
+        .await
+        .unwrap();
+    let started = planner
+        .start_task(pb::StartTaskRequest {
+            intent: Some(pb::Intent::default()),
+            capabilities: vec![cap_pb("files/*", &["read"])],
+            ttl_ms: 60_000,
+            max_depth: 1,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let task = started.task.unwrap().task_id;
+    let on_a = a
+        .admin
+        .clone()
+        .get_task(pb::GetTaskRequest {
+            task_id: task.clone(),
+        })
+        .await
+        .unwrap();
+    assert_eq!(on_a.task.unwrap().requester_agent_id, planner_id);
+    // A refusal comes back with its reason.
+    let refused = planner
+        .reload_policy(pb::ReloadPolicyRequest {})
+        .await
+        .unwrap_err();
+    assert_eq!(refused.reason(), "NOT_AUTHORIZED", "{refused}");
+    // A stream flows through.
+    let mut records = admin
+        .watch_audit_log(pb::WatchAuditLogRequest::default())
+        .await
+        .unwrap();
+    assert!(records.message().await.unwrap().is_some());
+    drop(records);
+    // The same signed request twice, through the forwarder: the leader refuses the second.
+    let complete = planner_signer
+        .request(
+            "/mandate.v1.TaskService/CompleteTask",
+            pb::CompleteTaskRequest {
+                task_id: task,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    let (metadata, _, message) = complete.into_parts();
+    let channel = tonic::transport::Channel::from_shared(format!("http://{through}"))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut tasks = pb::task_service_client::TaskServiceClient::new(channel);
+    let again = || {
+        tonic::Request::from_parts(
+            metadata.clone(),
+            tonic::Extensions::default(),
+            message.clone(),
+        )
+    };
+    tasks.complete_task(again()).await.unwrap();
+    let replayed = mandate_sdk::Error::from(tasks.complete_task(again()).await.unwrap_err());
+    assert_eq!(replayed.reason(), "REQUEST_REPLAYED", "{replayed}");
+
+    // The leader gone: UNAVAILABLE without a reason again.
+    let mut a = a;
+    a.server.take().unwrap().shutdown().await.unwrap();
+    let gone = admin
+        .get_trust_bundle(pb::GetTrustBundleRequest {})
+        .await
+        .unwrap_err();
+    assert_eq!(gone.reason(), "", "{gone}");
+    forwarding.shutdown().await;
+}

@@ -11,6 +11,7 @@ mod api;
 mod auth;
 mod coordinator;
 mod error;
+mod forward;
 pub mod keys;
 mod metrics;
 mod policies;
@@ -39,6 +40,7 @@ pub use coordinator::{
     RevocationEvent, RevokedLinks, Role, Started, TaskRequest, TreeLink, USES_EXHAUSTED,
 };
 pub use error::{ApiError, ERROR_DOMAIN, ErrorReason};
+pub use forward::{ForwardTarget, Forwarding};
 pub use metrics::Metrics;
 pub use policies::{Decision, LoadedPolicy, Obligations, Policies};
 
