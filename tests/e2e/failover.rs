@@ -13,14 +13,12 @@ fn dead_address() -> String {
     listener.local_addr().unwrap().to_string()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_client_moves_past_coordinators_it_cannot_reach() {
-    let a = Harness::start().await;
-    let b = Harness::start().await;
-    // One agent, the same key, registered on both (independent) coordinators.
+/// One auditor, the same key, registered on each of `on` (independent coordinators), and
+/// its signer (on the first one's clock).
+async fn one_auditor_on(on: &[&Harness]) -> Signer {
     let key = SigningKey::generate().unwrap();
     let id = "spiffe://mandate.local/failover/agent";
-    for h in [&a, &b] {
+    for h in on {
         h.admin
             .clone()
             .register_agent(pb::RegisterAgentRequest {
@@ -33,7 +31,14 @@ async fn a_client_moves_past_coordinators_it_cannot_reach() {
             .await
             .unwrap();
     }
-    let signer = Signer::with_clock(AgentId::new(id).unwrap(), key, a.clock.clone());
+    Signer::with_clock(AgentId::new(id).unwrap(), key, on[0].clock.clone())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_moves_past_coordinators_it_cannot_reach() {
+    let a = Harness::start().await;
+    let b = Harness::start().await;
+    let signer = one_auditor_on(&[&a, &b]).await;
     let servers = format!(
         "{}, {},{}",
         dead_address(),
@@ -213,4 +218,74 @@ async fn a_forwarding_coordinator_passes_calls_to_the_leader_as_they_came() {
         .unwrap_err();
     assert_eq!(gone.reason(), "", "{gone}");
     forwarding.shutdown().await;
+}
+
+/// A coordinator told it no longer leads (`Config::leading`) refuses every call with
+/// `NOT_LEADER`, withholds an answer it computed while the lease ran out, and a client
+/// given several coordinators moves to the next.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_coordinator_that_no_longer_leads_serves_nothing_and_clients_move_on() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicI64, Ordering};
+    // How many more checks say "leads" (-1: all of them).
+    let leads = Arc::new(AtomicI64::new(-1));
+    let check = Arc::clone(&leads);
+    let clock = Arc::new(mandate_core::ManualClock::new(mandate_core::Clock::now_ms(
+        &mandate_core::SystemClock,
+    )));
+    let a = Harness::start_configured(tempfile::tempdir().unwrap(), clock.clone(), |c| {
+        c.leading = Some(Arc::new(move || {
+            check
+                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
+                    (n > 0).then(|| n - 1)
+                })
+                .map_or_else(|n| n < 0, |_| true)
+        }));
+    })
+    .await;
+    let b = Harness::start_in(tempfile::tempdir().unwrap(), clock).await;
+    let signer = one_auditor_on(&[&a, &b]).await;
+    let servers = format!("{},{}", a.server().local_addr, b.server().local_addr);
+    let mut client = Client::connect_tls(&servers, signer, &ClientTls::default())
+        .await
+        .unwrap();
+    let key_of = |r: pb::GetTrustBundleResponse| r.keys[0].public_key.clone();
+    let bundle = client
+        .get_trust_bundle(pb::GetTrustBundleRequest {})
+        .await
+        .unwrap();
+    assert_eq!(
+        key_of(bundle),
+        a.server().coordinator_key.as_bytes().to_vec()
+    );
+
+    // The lease runs out while a call is handled: its answer is withheld.
+    leads.store(1, Ordering::SeqCst);
+    let withheld = a
+        .admin
+        .clone()
+        .get_trust_bundle(pb::GetTrustBundleRequest {})
+        .await
+        .unwrap_err();
+    assert_eq!(withheld.reason(), "NOT_LEADER", "{withheld}");
+    assert_eq!(
+        leads.load(Ordering::SeqCst),
+        0,
+        "the call passed the first check"
+    );
+    let refused = a
+        .admin
+        .clone()
+        .get_trust_bundle(pb::GetTrustBundleRequest {})
+        .await
+        .unwrap_err();
+    assert_eq!(refused.reason(), "NOT_LEADER", "{refused}");
+    let bundle = client
+        .get_trust_bundle(pb::GetTrustBundleRequest {})
+        .await
+        .unwrap();
+    assert_eq!(
+        key_of(bundle),
+        b.server().coordinator_key.as_bytes().to_vec()
+    );
 }

@@ -566,24 +566,7 @@ async fn prune_audit_archives_removes_and_signs_what_it_removed() {
     }
     // Served again: the log verifies from record 17 and says, signed, what went.
     let (mut child, _, mut admin) = serve_small_segments(&data, &[]).await;
-    let v = admin
-        .verify_audit_log(pb::VerifyAuditLogRequest::default())
-        .await
-        .unwrap();
-    assert!(v.intact, "{}", v.problem);
-    assert_eq!(v.checked, v.head_seq - 16);
-    let pruned = admin
-        .query_audit_log(pb::QueryAuditLogRequest {
-            filter: Some(pb::AuditFilter {
-                action_prefix: "audit.pruned".into(),
-                ..Default::default()
-            }),
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .records
-        .remove(0);
+    let pruned = verified_after_16_and_pruned(&mut admin).await;
     let cp = checkpoint_in(&pruned);
     assert_eq!(cp.seq, 16);
     let coordinator = mandate_core::keyfile::load_signing_key(&data.join("coordinator.key"))
@@ -596,6 +579,33 @@ async fn prune_audit_archives_removes_and_signs_what_it_removed() {
     );
     child.kill().unwrap();
     child.wait().unwrap();
+}
+
+/// Checks that the log verifies from record 17 (records 1-16 were pruned) and returns
+/// the `audit.pruned` record.
+#[expect(clippy::unwrap_used)]
+async fn verified_after_16_and_pruned(
+    admin: &mut mandate_sdk::Client,
+) -> mandate_proto::v1::AuditRecord {
+    use mandate_proto::v1 as pb;
+    let v = admin
+        .verify_audit_log(pb::VerifyAuditLogRequest::default())
+        .await
+        .unwrap();
+    assert!(v.intact, "{}", v.problem);
+    assert_eq!(v.checked, v.head_seq - 16);
+    admin
+        .query_audit_log(pb::QueryAuditLogRequest {
+            filter: Some(pb::AuditFilter {
+                action_prefix: "audit.pruned".into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .records
+        .remove(0)
 }
 
 /// The signed checkpoint an `audit.pruned` record holds, of the last record removed.
@@ -738,26 +748,9 @@ async fn audit_prune_online(store: &[&str]) {
     assert_eq!(done["record"], head + 1, "{done}");
     let archived = std::fs::read_to_string(&archive).unwrap();
     assert_eq!(archived.lines().count(), 16);
-    // The live log begins at 17 and verifies from there.
-    let v = admin
-        .verify_audit_log(pb::VerifyAuditLogRequest::default())
-        .await
-        .unwrap();
-    assert!(v.intact, "{}", v.problem);
-    assert_eq!(v.checked, v.head_seq - 16);
-    // The record says what went, signed: the archive verifies against its checkpoint.
-    let pruned = admin
-        .query_audit_log(pb::QueryAuditLogRequest {
-            filter: Some(pb::AuditFilter {
-                action_prefix: "audit.pruned".into(),
-                ..Default::default()
-            }),
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .records
-        .remove(0);
+    // The live log begins at 17 and verifies from there; the record says what went,
+    // signed: the archive verifies against its checkpoint.
+    let pruned = verified_after_16_and_pruned(&mut admin).await;
     assert_eq!(pruned.actor, "spiffe://mandate.local/admin");
     assert_eq!(
         pruned.detail["archived_to"],

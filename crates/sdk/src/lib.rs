@@ -250,11 +250,15 @@ struct Endpoints {
 }
 
 /// Whether a call failed without any coordinator answering it (the connection was refused,
-/// reset or lost): then the same signed request may go to another coordinator, which
+/// reset or lost), or was answered by one that no longer leads the service (`NOT_LEADER`,
+/// which did nothing): then the same signed request may go to another coordinator, which
 /// refuses it as replayed (`REQUEST_REPLAYED`) if the first one took it after all.
 fn unreachable(status: &tonic::Status) -> bool {
     use tonic_types::StatusExt as _;
-    status.code() == tonic::Code::Unavailable && status.get_details_error_info().is_none()
+    status.code() == tonic::Code::Unavailable
+        && status
+            .get_details_error_info()
+            .is_none_or(|info| info.reason == "NOT_LEADER")
 }
 
 impl Endpoints {

@@ -61,6 +61,22 @@ pub(crate) struct AuthState {
     /// A key nobody holds: a request from an unregistered agent is checked against it, so
     /// the answer and its timing are those of a bad signature (no enumeration of ids).
     pub(crate) decoy: PreparedKey,
+    /// Whether this coordinator still leads the service (`Config::leading`).
+    pub(crate) leading: Option<crate::LeaderCheck>,
+}
+
+impl AuthState {
+    /// Refuses when this coordinator no longer leads the service.
+    fn check_leading(&self) -> Result<(), ApiError> {
+        match &self.leading {
+            Some(leads) if !leads() => Err(ApiError::new(
+                tonic::Code::Unavailable,
+                ErrorReason::NotLeader,
+                "this coordinator no longer leads the service: ask another",
+            )),
+            _ => Ok(()),
+        }
+    }
 }
 
 /// Most agents' decompressed keys kept (about 200 bytes each).
@@ -375,9 +391,11 @@ where
             async move {
                 // Cheap checks before buffering any body: an unsigned or stale request costs
                 // nothing but its headers.
-                let checked = state
-                    .precheck(req.headers())
-                    .and_then(|auth| AuthState::check_peer(req.extensions(), &auth.agent));
+                let checked = state.check_leading().and_then(|()| {
+                    state
+                        .precheck(req.headers())
+                        .and_then(|auth| AuthState::check_peer(req.extensions(), &auth.agent))
+                });
                 if let Err(e) = checked {
                     tracing::info!(method = %req.uri().path(), reason = %e.reason, "request refused");
                     return Ok(e.into_status().into_http());
@@ -406,6 +424,10 @@ where
                                 Body::new(Full::new(bytes)),
                             ))
                             .await;
+                        // Decided while the lease ran out (a pause mid-call): withheld.
+                        if let Err(e) = state.check_leading() {
+                            return Ok(e.into_status().into_http());
+                        }
                         if let Ok(r) = &response {
                             let status = r
                                 .headers()

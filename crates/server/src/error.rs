@@ -80,6 +80,8 @@ pub enum ErrorReason {
     StoreConflict,
     /// The records a prune would remove are not the ones the request named.
     PruneRangeChanged,
+    /// This coordinator no longer leads the service: another one does (ask it).
+    NotLeader,
     /// A stored link does not decode.
     CorruptLink,
     /// A stored approval request does not decode.
@@ -128,6 +130,7 @@ impl ErrorReason {
             ErrorReason::StoreUnavailable => "STORE_UNAVAILABLE",
             ErrorReason::StoreConflict => "STORE_CONFLICT",
             ErrorReason::PruneRangeChanged => "PRUNE_RANGE_CHANGED",
+            ErrorReason::NotLeader => "NOT_LEADER",
             ErrorReason::CorruptLink => "CORRUPT_LINK",
             ErrorReason::CorruptApproval => "CORRUPT_APPROVAL",
             ErrorReason::BadKey => "BAD_KEY",

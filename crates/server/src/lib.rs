@@ -111,7 +111,15 @@ pub struct Config {
     pub store_cache_bytes: u64,
     /// Where the state lives: sled in the data directory (the default) or etcd.
     pub store: StoreChoice,
+    /// Whether this coordinator still leads the service, when several share one etcd
+    /// (`mandate_store::EtcdLeadership::holds`): once it says no, every call is refused
+    /// with `NOT_LEADER` (and an answer computed meanwhile is withheld), so a coordinator
+    /// resumed after a pause serves nothing from stale state. `None`: it always leads.
+    pub leading: Option<LeaderCheck>,
 }
+
+/// Whether this coordinator still leads the service ([`Config::leading`]).
+pub type LeaderCheck = Arc<dyn Fn() -> bool + Send + Sync>;
 
 /// The backend of the coordinator's state.
 #[derive(Clone, Debug, Default)]
@@ -165,6 +173,7 @@ impl Config {
             audit_sealing: mandate_store::AuditSealing::default(),
             store_cache_bytes: mandate_store::DEFAULT_CACHE_BYTES,
             store: StoreChoice::Sled,
+            leading: None,
         }
     }
 }
@@ -551,6 +560,7 @@ async fn start_locked(
         decoy: mandate_core::SigningKey::generate()?
             .public_key()
             .prepare()?,
+        leading: config.leading.clone(),
     });
     let auth = auth::AuthLayer {
         state: Arc::clone(&auth_state),

@@ -140,6 +140,15 @@ pub struct AuditPrune {
     pub segments: usize,
 }
 
+impl AuditPrune {
+    /// The refusal of a prune through a record that does not end a sealed segment.
+    pub(crate) fn not_a_segment_end(through: u64) -> StoreError {
+        StoreError::Backend(format!(
+            "record {through} does not end a sealed segment: only whole segments are pruned"
+        ))
+    }
+}
+
 /// Counts from a garbage collection pass.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct GcStats {

@@ -309,9 +309,7 @@ impl Store for SledStore {
     fn prune_audit(&self, through: u64, change: Change) -> Result<Committed> {
         if !matches!(self.prunable(through.saturating_add(1))?, Some((last, ..)) if last == through)
         {
-            return Err(StoreError::Backend(format!(
-                "record {through} does not end a sealed segment: only whole segments are pruned"
-            )));
+            return Err(crate::AuditPrune::not_a_segment_end(through));
         }
         // The record first, durable; then where the log begins; then the files (an open
         // finishes a removal cut short).

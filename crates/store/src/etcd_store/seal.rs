@@ -99,11 +99,7 @@ impl Inner {
         let plan = self
             .prunable(through.saturating_add(1))?
             .filter(|p| p.last == through)
-            .ok_or_else(|| {
-                StoreError::Backend(format!(
-                    "record {through} does not end a sealed segment: only whole segments are pruned"
-                ))
-            })?;
+            .ok_or_else(|| crate::AuditPrune::not_a_segment_end(through))?;
         let committed = {
             let _guard = self
                 .commit_lock

@@ -312,9 +312,7 @@ impl SledStore {
             return Ok(Vec::new());
         };
         if last.last != through {
-            return Err(StoreError::Backend(format!(
-                "record {through} does not end a sealed segment: only whole segments are pruned"
-            )));
+            return Err(crate::AuditPrune::not_a_segment_end(through));
         }
         let hash = segment_last_hash(last)?;
         crate::segments::set_pruned(&self.segments_dir, through, &hash)?;
