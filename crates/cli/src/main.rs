@@ -402,7 +402,9 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async {
         match cli.command {
             Command::Serve(_) | Command::Config(_) => match serve_config {
-                Some(resolved) => serve::serve(resolved.server).await.map(|()| Outcome::Ok),
+                Some(resolved) => serve::serve(resolved.server, resolved.ha)
+                    .await
+                    .map(|()| Outcome::Ok),
                 None => Ok(Outcome::Ok),
             },
             Command::Gateway(args) => gateway(args).await,

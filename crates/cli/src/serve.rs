@@ -95,6 +95,15 @@ pub(crate) struct ServeArgs {
     /// How often the collection pass runs (expired state, nonces, approvals) [default: 60s].
     #[arg(long, env = "MANDATE_GC_INTERVAL")]
     gc_interval: Option<String>,
+    /// Run as one of several coordinators sharing the etcd store: how the others reach
+    /// this one (`HOST:PORT`, or `auto` for the address it listens on). It forwards calls
+    /// to the leader until it is elected (docs/DEPLOYMENT.md, "Several coordinators").
+    #[arg(long, env = "MANDATE_ADVERTISE")]
+    advertise: Option<String>,
+    /// The leader's lease with --advertise (`5s`; whole seconds, at least 2): how long a
+    /// lost leader may go unnoticed before another takes over [default: 5s].
+    #[arg(long, env = "MANDATE_LEADER_LEASE")]
+    leader_lease: Option<String>,
 }
 
 /// The `--config` file.
@@ -113,6 +122,8 @@ struct FileConfig {
     audit_checkpoint_interval: Option<String>,
     retain_history: Option<String>,
     gc_interval: Option<String>,
+    advertise: Option<String>,
+    leader_lease: Option<String>,
     store_cache_mib: Option<u64>,
     store: Option<String>,
     etcd_ca_file: Option<PathBuf>,
@@ -157,6 +168,9 @@ struct Shown {
 /// The effective settings.
 pub(crate) struct Resolved {
     pub(crate) server: mandate_server::Config,
+    /// With several coordinators: the advertised address (`None`: where it listens) and
+    /// the leader lease.
+    pub(crate) ha: Option<(Option<String>, std::time::Duration)>,
     pub(crate) log_format: LogFormat,
     shown: Vec<Shown>,
 }
@@ -408,6 +422,38 @@ pub(crate) fn resolve(
         config.gc_interval >= std::time::Duration::from_secs(1),
         "gc_interval is at least 1s"
     );
+    let advertise = p.pick(
+        "advertise",
+        args.advertise.clone(),
+        file.advertise.clone(),
+        None,
+        |s| toml_string(s),
+    );
+    let lease = p
+        .pick(
+            "leader_lease",
+            args.leader_lease.clone(),
+            file.leader_lease.clone(),
+            Some("5s".to_owned()),
+            |s| toml_string(s),
+        )
+        .unwrap_or_default();
+    let lease =
+        std::time::Duration::from_millis(crate::input::parse_ttl(&lease).context("leader_lease")?);
+    anyhow::ensure!(
+        lease >= std::time::Duration::from_secs(2),
+        "leader_lease is at least 2s"
+    );
+    let ha = match advertise {
+        None => None,
+        Some(a) => {
+            anyhow::ensure!(
+                matches!(config.store, mandate_server::StoreChoice::Etcd(_)),
+                "advertise (several coordinators) needs store = \"etcd://...\""
+            );
+            Some(((a != "auto").then_some(a), lease))
+        }
+    };
     let (log_format, source) = match (log_format, file.log_format) {
         (Some(given), _) => given,
         (None, Some(f)) => (f, Source::File),
@@ -424,6 +470,7 @@ pub(crate) fn resolve(
     config.reload_on_sighup = true;
     Ok(Resolved {
         server: config,
+        ha,
         log_format,
         shown: p.shown,
     })
@@ -519,10 +566,46 @@ impl Resolved {
 }
 
 /// Runs the coordinator until SIGTERM or Ctrl-C.
-pub(crate) async fn serve(config: mandate_server::Config) -> anyhow::Result<()> {
+pub(crate) async fn serve(
+    config: mandate_server::Config,
+    ha: Option<(Option<String>, std::time::Duration)>,
+) -> anyhow::Result<()> {
+    if let Some((advertise, lease)) = ha {
+        let events = std::sync::Arc::new(Printed {
+            tls: config.tls.is_some(),
+        });
+        mandate_server::serve_ha(config, advertise, lease, events, crate::shutdown_signal())
+            .await?;
+        return Ok(());
+    }
     let tls = config.tls.is_some();
     let server = mandate_server::start(config).await?;
     out!("mandate coordinator listening on {}", server.local_addr);
+    details(&server, tls);
+    crate::shutdown_signal().await;
+    tracing::info!("shutting down");
+    server.shutdown().await?;
+    Ok(())
+}
+
+/// What `serve` prints as one of several coordinators.
+struct Printed {
+    tls: bool,
+}
+
+impl mandate_server::HaEvents for Printed {
+    fn listening(&self, addr: std::net::SocketAddr) {
+        out!("mandate coordinator listening on {addr} (forwarding to the leader until elected)");
+    }
+
+    fn leading(&self, server: &mandate_server::Server) {
+        out!("elected: this coordinator leads the service");
+        details(server, self.tls);
+    }
+}
+
+/// The server's details, printed once it serves.
+fn details(server: &mandate_server::Server, tls: bool) {
     out!("  data directory:   {}", server.data_dir.display());
     out!("  admin agent:      {}", server.admin_id);
     out!("  admin key:        {}", server.admin_key_path.display());
@@ -542,8 +625,4 @@ pub(crate) async fn serve(config: mandate_server::Config) -> anyhow::Result<()> 
             server.local_addr
         );
     }
-    crate::shutdown_signal().await;
-    tracing::info!("shutting down");
-    server.shutdown().await?;
-    Ok(())
 }

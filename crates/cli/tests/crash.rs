@@ -44,10 +44,15 @@ impl Drop for Server {
 }
 
 fn spawn(data: &Path, store: &str) -> (Server, String) {
+    spawn_with(data, store, &[])
+}
+
+fn spawn_with(data: &Path, store: &str, extra: &[&str]) -> (Server, String) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_mandate"))
         .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
         .arg(data)
         .args(["--store", store])
+        .args(extra)
         .env("RUST_LOG", "error")
         // Small segments, so that kills land during sealing too.
         .env("MANDATE_AUDIT_SEGMENT_RECORDS", "16")
@@ -56,8 +61,9 @@ fn spawn(data: &Path, store: &str) -> (Server, String) {
         .spawn()
         .unwrap();
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    // "mandate coordinator listening on ADDR[ (...)]"
     let first = lines.next().unwrap().unwrap();
-    let addr = first.rsplit(' ').next().unwrap().to_owned();
+    let addr = first.split_whitespace().nth(4).unwrap().to_owned();
     // Keep draining stdout so the server never blocks on a full pipe.
     std::thread::spawn(move || for _ in lines {});
     (Server(child), format!("http://{addr}"))
@@ -184,6 +190,138 @@ async fn acknowledged_writes_survive_kill_dash_nine_on_etcd() {
         .into_inner()
         .count;
     assert!(sealed > 0, "no audit segment was sealed during the run");
+    drop(cluster);
+}
+
+/// Two coordinators sharing a 3-member etcd (`--advertise`): the second forwards to the
+/// first, which leads; the leader is killed with SIGKILL under load; once its lease ends
+/// the second is elected and serves; clients given both addresses carry on; everything
+/// acknowledged through either is there and the audit chain verifies.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_follower_takes_over_when_the_leader_is_killed() {
+    let cluster = mandate_etcd::test_cluster::EtcdCluster::start(3)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let hosts: Vec<String> = cluster
+        .endpoints()
+        .iter()
+        .map(|e| e.trim_start_matches("http://").to_owned())
+        .collect();
+    let store = format!("etcd://{}/ha", hosts.join(","));
+    let ha = ["--advertise", "auto", "--leader-lease", "2s"];
+    let dir = tempfile::tempdir().unwrap();
+    let (data_a, data_b) = (dir.path().join("a"), dir.path().join("b"));
+    let (mut a, at_a) = spawn_with(&data_a, &store, &ha);
+    let admin_id = "spiffe://mandate.local/admin";
+    let admin_key = {
+        let mut key = None;
+        for _ in 0..500 {
+            if let Ok(k) = keyfile::load_signing_key(&data_a.join("admin.key")) {
+                key = Some(k);
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        key.unwrap()
+    };
+    // Until coordinator keys live in etcd, the instances share the coordinator's keys.
+    std::fs::create_dir_all(&data_b).unwrap();
+    for f in ["coordinator.key", "admin.key"] {
+        std::fs::copy(data_a.join(f), data_b.join(f)).unwrap();
+    }
+    let mut leader = client(&at_a, admin_id, &admin_key).await.unwrap();
+    leader
+        .get_trust_bundle(pb::GetTrustBundleRequest {})
+        .await
+        .expect("the first coordinator leads");
+    let (_b, at_b) = spawn_with(&data_b, &store, &ha);
+    let both = format!("{at_a},{at_b}");
+
+    // Through the follower: forwarded to the leader (once it knows which one leads).
+    let mut through_b = client(&at_b, admin_id, &admin_key).await.unwrap();
+    let mut follows = false;
+    for _ in 0..200 {
+        if through_b
+            .get_trust_bundle(pb::GetTrustBundleRequest {})
+            .await
+            .is_ok()
+        {
+            follows = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert!(
+        follows,
+        "the second coordinator never forwarded to the leader"
+    );
+    let planner_key = SigningKey::generate().unwrap();
+    let worker_key = SigningKey::generate().unwrap();
+    let planner_id = "spiffe://mandate.local/ha/planner";
+    let worker_id = "spiffe://mandate.local/ha/worker";
+    for (id, key, role) in [
+        (planner_id, &planner_key, "planner"),
+        (worker_id, &worker_key, "worker"),
+    ] {
+        through_b
+            .register_agent(pb::RegisterAgentRequest {
+                agent_id: id.into(),
+                public_key: key.public_key().as_bytes().to_vec(),
+                role: role.into(),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+    }
+    let acked = Arc::new(Mutex::new(Acked::default()));
+    let mut workers = tokio::task::JoinSet::new();
+    for _ in 0..4 {
+        let planner = client(&both, planner_id, &planner_key).await.unwrap();
+        workers.spawn(work(
+            planner,
+            (worker_id.to_owned(), worker_key.clone()),
+            Arc::clone(&acked),
+        ));
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    a.kill().unwrap(); // SIGKILL
+    a.wait().unwrap();
+    while workers.join_next().await.is_some() {}
+    let before = acked.lock().unwrap().clone();
+    assert!(
+        before.links.values().map(BTreeSet::len).sum::<usize>() > 0,
+        "nothing was acknowledged before the kill"
+    );
+
+    // The follower is elected once the lease ends, and serves what was acknowledged.
+    let mut admin = client(&both, admin_id, &admin_key).await.unwrap();
+    let mut elected = false;
+    for _ in 0..600 {
+        if admin
+            .get_trust_bundle(pb::GetTrustBundleRequest {})
+            .await
+            .is_ok()
+        {
+            elected = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert!(elected, "the follower never took over");
+    check(&mut admin, &before).await;
+    // And takes new work.
+    let planner = client(&both, planner_id, &planner_key).await.unwrap();
+    let more = Arc::new(Mutex::new(before));
+    let run = tokio::spawn(work(
+        planner,
+        (worker_id.to_owned(), worker_key.clone()),
+        Arc::clone(&more),
+    ));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    run.abort();
+    let _ = run.await;
+    let after = more.lock().unwrap().clone();
+    check(&mut admin, &after).await;
     drop(cluster);
 }
 

@@ -836,6 +836,11 @@ fn the_etcd_store_settings_print_without_the_password_and_are_checked() {
         ),
         (&["--etcd-ca-file", "ca.pem"][..], None, "need store"),
         (
+            &["--advertise", "auto"][..],
+            None,
+            "advertise (several coordinators) needs store",
+        ),
+        (
             &[
                 "--store",
                 "etcds://127.0.0.1:2379",

@@ -216,12 +216,19 @@ impl Forwarding {
         })
     }
 
-    /// Stops listening; calls in flight finish.
+    /// Stops listening; calls in flight finish, and connections still open after the
+    /// grace period (a stream being followed) are cut.
     pub async fn shutdown(mut self) {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
-        let _ = (&mut self.join).await;
+        if tokio::time::timeout(crate::SHUTDOWN_GRACE, &mut self.join)
+            .await
+            .is_err()
+        {
+            self.join.abort();
+            let _ = (&mut self.join).await;
+        }
     }
 }
 

@@ -12,6 +12,7 @@ mod auth;
 mod coordinator;
 mod error;
 mod forward;
+mod ha;
 pub mod keys;
 mod metrics;
 mod policies;
@@ -41,6 +42,7 @@ pub use coordinator::{
 };
 pub use error::{ApiError, ERROR_DOMAIN, ErrorReason};
 pub use forward::{ForwardTarget, Forwarding};
+pub use ha::{HaError, HaEvents, serve_ha};
 pub use metrics::Metrics;
 pub use policies::{Decision, LoadedPolicy, Obligations, Policies};
 

@@ -16,8 +16,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use mandate_etcd::etcdserverpb::{
-    Compare, LeaseGrantRequest, LeaseKeepAliveRequest, LeaseRevokeRequest, PutRequest, RequestOp,
-    TxnRequest, compare, request_op,
+    Compare, LeaseGrantRequest, LeaseKeepAliveRequest, LeaseRevokeRequest, PutRequest,
+    RangeRequest, RequestOp, TxnRequest, compare, request_op, response_op,
 };
 
 use super::client::{Etcd, EtcdConfig, LEADER};
@@ -52,13 +52,14 @@ impl std::fmt::Debug for EtcdLeadership {
 impl EtcdLeadership {
     /// Campaigns for the leader key with `holder` as its value (how others reach this
     /// coordinator) and a lease of `ttl` (whole seconds, at least 2: etcd's minimum),
-    /// until it holds it or `give_up` says so (checked between attempts, every third of
-    /// `ttl`); `Ok(None)` when it gave up.
+    /// until it holds it or `waiting` says to give up. `waiting` is told who holds the key
+    /// after every attempt that failed (and again every 50 ms while it waits a third of
+    /// `ttl` for the next); `Ok(None)` when it gave up.
     pub fn campaign(
         config: EtcdConfig,
         holder: &str,
         ttl: Duration,
-        give_up: impl Fn() -> bool,
+        mut waiting: impl FnMut(Option<&str>) -> bool,
     ) -> Result<Option<EtcdLeadership>> {
         let ttl = Duration::from_secs(ttl.as_secs().max(2));
         let etcd = Etcd::connect(EtcdConfig {
@@ -99,7 +100,12 @@ impl EtcdLeadership {
                         ..PutRequest::default()
                     })),
                 }],
-                failure: Vec::new(),
+                failure: vec![RequestOp {
+                    request: Some(request_op::Request::RequestRange(RangeRequest {
+                        key: key.clone(),
+                        ..RangeRequest::default()
+                    })),
+                }],
             })?;
             if reply.succeeded {
                 let revision = reply.header.map_or(0, |h| h.revision);
@@ -125,6 +131,13 @@ impl EtcdLeadership {
                 }));
             }
             // Someone holds it: let the unused lease go, and look again later.
+            let held_by = reply.responses.iter().find_map(|r| match &r.response {
+                Some(response_op::Response::ResponseRange(range)) => range
+                    .kvs
+                    .first()
+                    .map(|kv| String::from_utf8_lossy(&kv.value).into_owned()),
+                _ => None,
+            });
             let id = grant.id;
             let _ = etcd.run_lease("lease revoke", move |mut lease| async move {
                 lease
@@ -135,7 +148,7 @@ impl EtcdLeadership {
             let wait = ttl / 3;
             let until = Instant::now() + wait;
             while Instant::now() < until {
-                if give_up() {
+                if waiting(held_by.as_deref()) {
                     return Ok(None);
                 }
                 std::thread::sleep(Duration::from_millis(50).min(wait));
@@ -162,6 +175,22 @@ impl EtcdLeadership {
     /// Whether this coordinator still knows its lease to be alive.
     pub fn holds(&self) -> bool {
         self.shared.holds()
+    }
+
+    /// Gives the leadership up now: the lease is revoked (another coordinator can take
+    /// over at once) and [`EtcdLeadership::holds`] is false from here on.
+    pub fn resign(&self) {
+        self.shared.end();
+        let id = self.shared.lease;
+        let _ = self
+            .shared
+            .etcd
+            .run_lease("lease revoke", move |mut lease| async move {
+                lease
+                    .lease_revoke(LeaseRevokeRequest { id })
+                    .await
+                    .map(|_| ())
+            });
     }
 
     /// Stops keeping the lease alive without releasing it, as a paused process would:
@@ -244,17 +273,7 @@ impl Drop for EtcdLeadership {
         self.stop_keeping_alive();
         if self.shared.holds() {
             // Released now rather than at expiry, so another coordinator takes over at once.
-            let id = self.shared.lease;
-            let _ = self
-                .shared
-                .etcd
-                .run_lease("lease revoke", move |mut lease| async move {
-                    lease
-                        .lease_revoke(LeaseRevokeRequest { id })
-                        .await
-                        .map(|_| ())
-                });
-            self.shared.end();
+            self.resign();
         }
     }
 }

@@ -20,7 +20,7 @@ fn audit_only(action: &str) -> Change {
 /// Campaigns, giving up after `within`.
 fn campaign(config: &EtcdConfig, holder: &str, within: Duration) -> Option<EtcdLeadership> {
     let until = Instant::now() + within;
-    EtcdLeadership::campaign(config.clone(), holder, TTL, || Instant::now() > until).unwrap()
+    EtcdLeadership::campaign(config.clone(), holder, TTL, |_| Instant::now() > until).unwrap()
 }
 
 fn fenced(config: &EtcdConfig, by: &EtcdLeadership) -> EtcdConfig {
@@ -41,8 +41,17 @@ fn one_leader_at_a_time_and_a_paused_one_loses_the_lease_and_every_write() {
         EtcdLeadership::holder(config.clone()).unwrap().as_deref(),
         Some("a:7468")
     );
-    // B waits while A keeps its lease alive (longer than the lease itself).
-    assert!(campaign(&config, "b:7468", TTL * 2).is_none());
+    // B waits while A keeps its lease alive (longer than the lease itself), told that A
+    // holds the key.
+    let until = Instant::now() + TTL * 2;
+    let mut seen = None;
+    let waited = EtcdLeadership::campaign(config.clone(), "b:7468", TTL, |holder| {
+        seen = holder.map(str::to_owned);
+        Instant::now() > until
+    })
+    .unwrap();
+    assert!(waited.is_none());
+    assert_eq!(seen.as_deref(), Some("a:7468"));
     assert!(a.holds(), "the keep-alives hold the lease");
 
     let store_a = EtcdStore::open(fenced(&config, &a)).unwrap();
@@ -80,8 +89,9 @@ fn one_leader_at_a_time_and_a_paused_one_loses_the_lease_and_every_write() {
     store_b.commit(audit_only("by b")).unwrap();
     store_b.flush().unwrap();
     drop(store_b);
-    // Dropping a leadership releases it at once.
-    drop(b);
+    // Resigning (or dropping) a leadership releases it at once.
+    b.resign();
+    assert!(!b.holds());
     let c = campaign(&config, "c:7468", TTL).expect("c leads at once after b let go");
     assert!(c.holds());
     drop(a);

@@ -1,0 +1,139 @@
+//! Several coordinators on one etcd (#19): `mandate serve --store etcd://... --advertise
+//! ADDR`. Each instance campaigns for the leader key ([`EtcdLeadership`]); while another
+//! leads it forwards every call to it ([`Forwarding`]); once it wins it stops forwarding
+//! and serves on the same address, its store fenced by the leadership and every call gated
+//! on the lease ([`Config::leading`]). When the lease ends it stops serving at once and
+//! returns [`HaError::LostLeadership`]: the process exits, and its supervisor starts it
+//! again as a follower (fail-stop: no state of the lost term is kept).
+//!
+//! Until coordinator keys are kept in etcd, the instances of one service share the
+//! coordinator key and the admin key (copy them into each data directory).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use mandate_store::EtcdLeadership;
+
+use crate::{Config, ForwardTarget, Forwarding, Server, StartError, StoreChoice};
+
+/// Why a highly available coordinator stopped.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum HaError {
+    /// The settings do not allow it (no etcd store).
+    #[error("{0}")]
+    Config(String),
+    /// Starting (forwarding or serving) failed.
+    #[error(transparent)]
+    Start(#[from] StartError),
+    /// etcd failed while campaigning.
+    #[error("leadership: {0}")]
+    Store(#[from] mandate_store::StoreError),
+    /// This coordinator led and its lease ended: it stopped serving.
+    #[error("this coordinator's leader lease ended; it stopped serving (start it again to follow)")]
+    LostLeadership,
+}
+
+/// What a running highly available coordinator tells its caller.
+pub trait HaEvents: Send + Sync {
+    /// Listening (forwarding until elected) on `addr`.
+    fn listening(&self, addr: std::net::SocketAddr);
+    /// Elected: serving as the leader.
+    fn leading(&self, server: &Server);
+}
+
+/// Runs `config` as one instance of a highly available service until `stop` resolves
+/// (then it steps down, releasing the lease) or its leadership is lost.
+pub async fn serve_ha(
+    mut config: Config,
+    advertise: Option<String>,
+    lease: Duration,
+    events: Arc<dyn HaEvents>,
+    stop: impl std::future::Future<Output = ()>,
+) -> Result<(), HaError> {
+    let StoreChoice::Etcd(etcd) = &config.store else {
+        return Err(HaError::Config(
+            "several coordinators need the store on etcd (--store etcd://...)".into(),
+        ));
+    };
+    let etcd = (**etcd).clone();
+    // Forwarding has no TLS yet: the same rule as a plaintext coordinator.
+    if config.tls.is_some() {
+        return Err(HaError::Config(
+            "several coordinators do not serve TLS yet: put a TLS-terminating proxy in front (--insecure-plaintext) or run one coordinator".into(),
+        ));
+    }
+    crate::check_transport(&config)?;
+    let target = ForwardTarget::default();
+    let forwarding = Forwarding::start(config.listen, target.clone()).await?;
+    let addr = forwarding.local_addr;
+    let me = advertise.unwrap_or_else(|| addr.to_string());
+    events.listening(addr);
+    tokio::pin!(stop);
+    let giving_up = Arc::new(AtomicBool::new(false));
+    let campaign = {
+        let (etcd, me, target, giving_up) = (
+            etcd.clone(),
+            me.clone(),
+            target.clone(),
+            Arc::clone(&giving_up),
+        );
+        tokio::task::spawn_blocking(move || {
+            EtcdLeadership::campaign(etcd, &me, lease, |holder| {
+                match holder {
+                    // A lease of this instance's previous run: never forward to itself.
+                    Some(h) if h != me => {
+                        if let Err(e) = target.set(h) {
+                            tracing::warn!(error = %e, "the leader's address is not usable");
+                        }
+                    }
+                    _ => target.clear(),
+                }
+                giving_up.load(Ordering::SeqCst)
+            })
+        })
+    };
+    tokio::pin!(campaign);
+    let won = tokio::select! {
+        won = &mut campaign => won.map_err(|e| HaError::Config(e.to_string()))??,
+        () = &mut stop => {
+            giving_up.store(true, Ordering::SeqCst);
+            drop(campaign.await);
+            forwarding.shutdown().await;
+            return Ok(());
+        }
+    };
+    let Some(leadership) = won else {
+        forwarding.shutdown().await;
+        return Ok(());
+    };
+    let leadership = Arc::new(leadership);
+    forwarding.shutdown().await;
+    config.listen = addr;
+    config.store = StoreChoice::Etcd(Box::new(mandate_store::EtcdConfig {
+        fence: Some(leadership.fence()),
+        ..etcd
+    }));
+    let holds = Arc::clone(&leadership);
+    config.leading = Some(Arc::new(move || holds.holds()));
+    let server = crate::start(config).await?;
+    events.leading(&server);
+    let mut tick = tokio::time::interval(Duration::from_millis(100));
+    let lost = loop {
+        tokio::select! {
+            () = &mut stop => break false,
+            _ = tick.tick() => if !leadership.holds() { break true },
+        }
+    };
+    if lost {
+        tracing::error!("the leader lease ended: stopping");
+    }
+    let _ = server.shutdown().await;
+    // Stepping down: the next coordinator need not wait for the lease to expire.
+    leadership.resign();
+    if lost {
+        return Err(HaError::LostLeadership);
+    }
+    Ok(())
+}
