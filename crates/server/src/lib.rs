@@ -10,6 +10,7 @@
 mod api;
 mod auth;
 mod coordinator;
+mod data_dir;
 mod error;
 mod forward;
 mod ha;
@@ -18,20 +19,19 @@ mod metrics;
 mod policies;
 mod state;
 
-use mandate_store::AuditAction;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use mandate_core::{AgentId, Clock, PublicKey, SigningKey, SystemClock, keyfile};
+use mandate_core::{AgentId, Clock, PublicKey, SystemClock};
 use mandate_proto::v1::agent_service_server::AgentServiceServer;
 use mandate_proto::v1::approval_service_server::ApprovalServiceServer;
 use mandate_proto::v1::audit_service_server::AuditServiceServer;
 use mandate_proto::v1::authorization_service_server::AuthorizationServiceServer;
 use mandate_proto::v1::policy_service_server::PolicyServiceServer;
 use mandate_proto::v1::task_service_server::TaskServiceServer;
-use mandate_store::{AgentRecord, AgentStatus, AuditEvent, Change, Severity, SledStore, Store};
+use mandate_store::{SledStore, Store};
 use tokio::sync::oneshot;
 
 pub use api::Api;
@@ -40,6 +40,8 @@ pub use coordinator::{
     AuthorizeOutcome, Coordinator, CoordinatorConfig, Issued, Quotas, Registration, Reloaded,
     RevocationEvent, RevokedLinks, Role, Started, TaskRequest, TreeLink, USES_EXHAUSTED,
 };
+pub use data_dir::{LOCK_FILE, lock_data_dir};
+use data_dir::{bootstrap_admin, create_dir, load_or_create_key};
 pub use error::{ApiError, ERROR_DOMAIN, ErrorReason};
 pub use forward::{ForwardTarget, Forwarding};
 pub use ha::{HaError, HaEvents, serve_ha};
@@ -358,90 +360,6 @@ impl Server {
             Err(e) => Err(e.to_string()),
         }
     }
-}
-
-fn load_or_create_key(path: &Path) -> Result<(SigningKey, bool), mandate_core::Error> {
-    if path.exists() {
-        return Ok((keyfile::load_signing_key(path)?, false));
-    }
-    let key = SigningKey::generate()?;
-    keyfile::save_signing_key(&key, path)?;
-    Ok((key, true))
-}
-
-/// The lock file a running coordinator holds in its data directory, whatever its store:
-/// offline tools (`mandate rotate-key`) take it to know no coordinator runs there.
-pub const LOCK_FILE: &str = "coordinator.lock";
-
-/// Takes the data directory's lock (an advisory lock on [`LOCK_FILE`], released when the
-/// file is dropped or the process dies). [`StartError::DataDirInUse`] when it is held.
-pub fn lock_data_dir(dir: &Path) -> Result<std::fs::File, StartError> {
-    let path = dir.join(LOCK_FILE);
-    let file = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&path)
-        .map_err(|source| StartError::DataDir {
-            path: path.clone(),
-            source,
-        })?;
-    match file.try_lock() {
-        Ok(()) => Ok(file),
-        Err(std::fs::TryLockError::WouldBlock) => Err(StartError::DataDirInUse(dir.to_owned())),
-        Err(std::fs::TryLockError::Error(source)) => Err(StartError::DataDir { path, source }),
-    }
-}
-
-fn create_dir(path: &Path) -> Result<(), StartError> {
-    let err = |source| StartError::DataDir {
-        path: path.to_owned(),
-        source,
-    };
-    std::fs::create_dir_all(path).map_err(err)?;
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt as _;
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o700)).map_err(err)?;
-    }
-    Ok(())
-}
-
-/// Registers the admin agent on first start.
-fn bootstrap_admin(
-    store: &dyn Store,
-    admin_id: &str,
-    key: &PublicKey,
-    now: u64,
-) -> Result<(), mandate_store::StoreError> {
-    if store.agent(admin_id)?.is_some() {
-        return Ok(());
-    }
-    let mut detail = std::collections::BTreeMap::new();
-    detail.insert("agent".to_owned(), admin_id.to_owned());
-    store.commit(Change {
-        agents: vec![AgentRecord {
-            id: AgentId::new(admin_id)
-                .map_err(|e| mandate_store::StoreError::Backend(e.to_string()))?,
-            public_key: *key,
-            role: "admin".into(),
-            owner: "bootstrap".into(),
-            labels: Default::default(),
-            parent: None,
-            status: AgentStatus::Active,
-            created_ms: now,
-            disabled_ms: 0,
-            registered_by: "bootstrap".into(),
-        }],
-        audit: vec![AuditEvent {
-            reason: "first start: admin created".into(),
-            severity: Severity::High,
-            detail,
-            ..AuditEvent::new("bootstrap", AuditAction::AgentRegistered, now)
-        }],
-        ..Change::default()
-    })?;
-    store.flush()
 }
 
 /// Plaintext only where no other machine can listen in.
