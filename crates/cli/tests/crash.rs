@@ -92,6 +92,36 @@ async fn client(endpoint: &str, id: &str, key: &SigningKey) -> Option<Client> {
     None
 }
 
+/// Registers `agents` (id, key, role) through `admin`.
+async fn register<const N: usize>(admin: &mut Client, agents: [(&str, &SigningKey, &str); N]) {
+    for (id, key, role) in agents {
+        admin
+            .register_agent(pb::RegisterAgentRequest {
+                agent_id: id.into(),
+                public_key: key.public_key().as_bytes().to_vec(),
+                role: role.into(),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+    }
+}
+
+/// Whether a coordinator answers through `client` within 15 s (polled).
+async fn answers(client: &mut Client) -> bool {
+    for _ in 0..600 {
+        if client
+            .get_trust_bundle(pb::GetTrustBundleRequest {})
+            .await
+            .is_ok()
+        {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    false
+}
+
 /// One client: start a task, delegate and revoke until the server dies.
 async fn work(mut planner: Client, worker: (String, SigningKey), acked: Arc<Mutex<Acked>>) {
     let Ok(r) = planner
@@ -230,49 +260,28 @@ async fn a_follower_takes_over_when_the_leader_is_killed() {
         std::fs::copy(data_a.join(f), data_b.join(f)).unwrap();
     }
     let mut leader = client(&at_a, admin_id, &admin_key).await.unwrap();
-    leader
-        .get_trust_bundle(pb::GetTrustBundleRequest {})
-        .await
-        .expect("the first coordinator leads");
+    assert!(answers(&mut leader).await, "the first coordinator leads");
     let (_b, at_b) = spawn_with(&data_b, &store, &ha);
     let both = format!("{at_a},{at_b}");
 
     // Through the follower: forwarded to the leader (once it knows which one leads).
     let mut through_b = client(&at_b, admin_id, &admin_key).await.unwrap();
-    let mut follows = false;
-    for _ in 0..200 {
-        if through_b
-            .get_trust_bundle(pb::GetTrustBundleRequest {})
-            .await
-            .is_ok()
-        {
-            follows = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
     assert!(
-        follows,
+        answers(&mut through_b).await,
         "the second coordinator never forwarded to the leader"
     );
     let planner_key = SigningKey::generate().unwrap();
     let worker_key = SigningKey::generate().unwrap();
     let planner_id = "spiffe://mandate.local/ha/planner";
     let worker_id = "spiffe://mandate.local/ha/worker";
-    for (id, key, role) in [
-        (planner_id, &planner_key, "planner"),
-        (worker_id, &worker_key, "worker"),
-    ] {
-        through_b
-            .register_agent(pb::RegisterAgentRequest {
-                agent_id: id.into(),
-                public_key: key.public_key().as_bytes().to_vec(),
-                role: role.into(),
-                ..Default::default()
-            })
-            .await
-            .unwrap();
-    }
+    register(
+        &mut through_b,
+        [
+            (planner_id, &planner_key, "planner"),
+            (worker_id, &worker_key, "worker"),
+        ],
+    )
+    .await;
     let acked = Arc::new(Mutex::new(Acked::default()));
     let mut workers = tokio::task::JoinSet::new();
     for _ in 0..4 {
@@ -295,19 +304,7 @@ async fn a_follower_takes_over_when_the_leader_is_killed() {
 
     // The follower is elected once the lease ends, and serves what was acknowledged.
     let mut admin = client(&both, admin_id, &admin_key).await.unwrap();
-    let mut elected = false;
-    for _ in 0..600 {
-        if admin
-            .get_trust_bundle(pb::GetTrustBundleRequest {})
-            .await
-            .is_ok()
-        {
-            elected = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    assert!(elected, "the follower never took over");
+    assert!(answers(&mut admin).await, "the follower never took over");
     check(&mut admin, &before).await;
     // And takes new work.
     let planner = client(&both, planner_id, &planner_key).await.unwrap();
@@ -347,20 +344,14 @@ async fn kill_cycles(store: &str) {
         let snapshot = acked.lock().unwrap().clone();
         check(&mut admin, &snapshot).await;
         if cycle == 0 {
-            for (id, key, role) in [
-                (planner_id, &planner_key, "planner"),
-                (worker_id, &worker_key, "worker"),
-            ] {
-                admin
-                    .register_agent(pb::RegisterAgentRequest {
-                        agent_id: id.into(),
-                        public_key: key.public_key().as_bytes().to_vec(),
-                        role: role.into(),
-                        ..Default::default()
-                    })
-                    .await
-                    .unwrap();
-            }
+            register(
+                &mut admin,
+                [
+                    (planner_id, &planner_key, "planner"),
+                    (worker_id, &worker_key, "worker"),
+                ],
+            )
+            .await;
         }
         let mut workers = tokio::task::JoinSet::new();
         for _ in 0..4 {
