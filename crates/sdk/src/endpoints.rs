@@ -31,9 +31,11 @@ pub(crate) struct Endpoints {
 }
 
 /// Whether a call failed without any coordinator answering it (the connection was refused,
-/// reset or lost), or was answered by one that no longer leads the service (`NOT_LEADER`,
-/// which did nothing): then the same signed request may go to another coordinator, which
-/// refuses it as replayed (`REQUEST_REPLAYED`) if the first one took it after all.
+/// reset or lost), or was answered by one that no longer leads the service (`NOT_LEADER`):
+/// then the same signed request may go to another coordinator. If the first one took it
+/// after all (a connection lost after the commit, or an answer withheld because the lease
+/// ran out after it), the next refuses it as replayed (`REQUEST_REPLAYED`): it is never
+/// applied twice.
 fn unreachable(status: &tonic::Status) -> bool {
     use tonic_types::StatusExt as _;
     status.code() == tonic::Code::Unavailable

@@ -97,9 +97,9 @@ def servers(server: str) -> list[str]:
 
 def unreachable(e: grpc.RpcError) -> bool:
     """Whether a call failed without any coordinator answering it (connection refused,
-    reset or lost), or one answered that no longer leads the service (`NOT_LEADER`, having
-    done nothing): the same signed request may then go to another coordinator, which
-    refuses it as replayed if the first one had taken it after all."""
+    reset or lost), or one answered that no longer leads the service (`NOT_LEADER`): the
+    same signed request may then go to another coordinator, which refuses it as replayed
+    if the first one had taken it after all (it is never applied twice)."""
     code = e.code() if hasattr(e, "code") else None  # type: ignore[attr-defined]
     return code == grpc.StatusCode.UNAVAILABLE and from_rpc_error(e).reason in ("", "NOT_LEADER")
 
