@@ -287,14 +287,7 @@ pub(crate) async fn run(
     };
     let etcd = cluster.as_ref().map(|c| EtcdConfig::new(c.endpoints()));
     let store_args: Vec<String> = match &cluster {
-        Some(c) => {
-            let members: Vec<String> = c
-                .endpoints()
-                .iter()
-                .map(|e| e.trim_start_matches("http://").to_owned())
-                .collect();
-            vec!["--store".into(), format!("etcd://{}", members.join(","))]
-        }
+        Some(c) => vec!["--store".into(), c.store_url("")],
         None => Vec::new(),
     };
     let t = Instant::now();

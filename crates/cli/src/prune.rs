@@ -38,13 +38,9 @@ pub(crate) fn prune(
     let store = SledStore::open(&store_dir).map_err(|e| {
         anyhow::anyhow!("{e} (the coordinator must be stopped: it holds the store's lock)")
     })?;
-    let Some(plan) = store.audit_prunable(before)? else {
+    let Some((plan, files)) = store.prune_plan(before)? else {
         return Ok(None);
     };
-    let files = store
-        .prunable(before)?
-        .map(|(_, _, files)| files)
-        .unwrap_or_default();
     if let Some(dir) = archive {
         std::fs::create_dir_all(dir).with_context(|| format!("creating `{}`", dir.display()))?;
         for f in &files {

@@ -197,12 +197,7 @@ async fn acknowledged_writes_survive_kill_dash_nine_on_etcd() {
     let cluster = mandate_etcd::test_cluster::EtcdCluster::start(3)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
-    let hosts: Vec<String> = cluster
-        .endpoints()
-        .iter()
-        .map(|e| e.trim_start_matches("http://").to_owned())
-        .collect();
-    kill_cycles(&format!("etcd://{}/crash", hosts.join(","))).await;
+    kill_cycles(&cluster.store_url("crash")).await;
     // The kills landed while audit records were being sealed into segments, too.
     let mut kv =
         mandate_etcd::etcdserverpb::kv_client::KvClient::connect(cluster.endpoints()[0].clone())
@@ -232,12 +227,7 @@ async fn a_follower_takes_over_when_the_leader_is_killed() {
     let cluster = mandate_etcd::test_cluster::EtcdCluster::start(3)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
-    let hosts: Vec<String> = cluster
-        .endpoints()
-        .iter()
-        .map(|e| e.trim_start_matches("http://").to_owned())
-        .collect();
-    let store = format!("etcd://{}/ha", hosts.join(","));
+    let store = cluster.store_url("ha");
     let ha = ["--advertise", "auto", "--leader-lease", "2s"];
     let dir = tempfile::tempdir().unwrap();
     let (data_a, data_b) = (dir.path().join("a"), dir.path().join("b"));

@@ -160,6 +160,20 @@ impl EtcdCluster {
     }
 
     /// Client endpoints (`http://127.0.0.1:PORT`) of every member, running or not.
+    /// The `--store` value of a coordinator on this cluster, its keys under `prefix`
+    /// (empty: the default prefix).
+    pub fn store_url(&self, prefix: &str) -> String {
+        let members: Vec<String> = self
+            .members
+            .iter()
+            .map(|m| format!("127.0.0.1:{}", m.client))
+            .collect();
+        match prefix {
+            "" => format!("etcd://{}", members.join(",")),
+            p => format!("etcd://{}/{p}", members.join(",")),
+        }
+    }
+
     /// The directory holding every member's data.
     pub fn dir(&self) -> &std::path::Path {
         self.dir.path()

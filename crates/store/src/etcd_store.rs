@@ -274,6 +274,17 @@ impl Inner {
         Ok(())
     }
 
+    /// Takes the commit lock, once the store takes changes: a commit plans and queues under
+    /// it.
+    fn begin_commit(&self) -> Result<std::sync::MutexGuard<'_, ()>> {
+        let guard = self
+            .commit_lock
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        self.check_open()?;
+        Ok(guard)
+    }
+
     /// Queues `ops` (which move the audit head to `head`, if given) and lays them over
     /// etcd for every read.
     fn queue(&self, ops: Ops, head: Option<Vec<u8>>) -> std::sync::MutexGuard<'_, Layer> {
@@ -300,11 +311,7 @@ impl Inner {
 
     fn commit(&self, change: Change) -> Result<Committed> {
         tables::check_audited(&change)?;
-        let _guard = self
-            .commit_lock
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        self.check_open()?;
+        let _guard = self.begin_commit()?;
         let mut ops = Ops::default();
         let (committed, raw, last) = self.plan_commit(change, &mut ops)?;
         self.queue(ops, Some(raw)).head = last;
@@ -335,11 +342,7 @@ impl Inner {
 
     fn gc(&self, now_ms: u64, history_before_ms: u64) -> Result<GcStats> {
         let stats = {
-            let _guard = self
-                .commit_lock
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner);
-            self.check_open()?;
+            let _guard = self.begin_commit()?;
             let mut ops = Ops::default();
             let stats = tables::plan_gc(&self.kv, now_ms, history_before_ms, &mut ops)?;
             if !ops.is_empty() {

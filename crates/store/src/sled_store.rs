@@ -295,15 +295,7 @@ impl Store for SledStore {
     }
 
     fn audit_prunable(&self, before: u64) -> Result<Option<crate::AuditPrune>> {
-        let Some((last, last_hash, files)) = self.prunable(before)? else {
-            return Ok(None);
-        };
-        Ok(Some(crate::AuditPrune {
-            first: self.audit_start()?.0 + 1,
-            last,
-            last_hash,
-            segments: files.len(),
-        }))
+        Ok(self.prune_plan(before)?.map(|(plan, _)| plan))
     }
 
     fn prune_audit(&self, through: u64, change: Change) -> Result<Committed> {

@@ -197,12 +197,7 @@ async fn audit_prune_on_a_running_coordinator_archives_and_signs_what_goes() {
     let cluster = mandate_etcd::test_cluster::EtcdCluster::start(1)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
-    let members: Vec<String> = cluster
-        .endpoints()
-        .iter()
-        .map(|e| e.trim_start_matches("http://").to_owned())
-        .collect();
-    let store = format!("etcd://{}", members.join(","));
+    let store = cluster.store_url("");
     audit_prune_online(&["--store", &store]).await;
     drop(cluster);
 }

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use mandate_store::{AuditAction, AuditCheckpoint, AuditPrune, Change, pruned_event};
 
-use super::{Coordinator, event};
+use super::{Coordinator, blocking, event};
 use crate::error::{ApiError, ErrorReason};
 
 impl Coordinator {
@@ -138,13 +138,4 @@ impl Coordinator {
             committed.audit_seqs.first().copied().unwrap_or(0),
         )))
     }
-}
-
-/// Runs store work off the async threads.
-async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> T + Send + 'static,
-) -> Result<T, ApiError> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| ApiError::new(tonic::Code::Internal, ErrorReason::Internal, e.to_string()))
 }

@@ -8,7 +8,7 @@ use mandate_store::{
 
 use super::Coordinator;
 use super::access::Role;
-use crate::error::{ApiError, ErrorReason};
+use crate::error::ApiError;
 
 impl Coordinator {
     /// Agents in id order, after `after`.
@@ -58,11 +58,8 @@ impl Coordinator {
     /// Recomputes the audit log's hash chain over `from..=to` (0: the whole log).
     pub async fn verify_audit(&self, from: u64, to: u64) -> Result<AuditVerification, ApiError> {
         let store = std::sync::Arc::clone(&self.store);
-        tokio::task::spawn_blocking(move || mandate_store::verify_audit(&*store, from, to))
-            .await
-            .map_err(|e| {
-                ApiError::new(tonic::Code::Internal, ErrorReason::Internal, e.to_string())
-            })?
+        super::blocking(move || mandate_store::verify_audit(&*store, from, to))
+            .await?
             .map_err(ApiError::from)
     }
 

@@ -4,7 +4,7 @@
 use super::access::{self, Ask};
 use super::{Coordinator, RevokedLinks, event, read, write};
 use crate::auth::Caller;
-use crate::error::{ApiError, ErrorReason};
+use crate::error::ApiError;
 use crate::state::revocations::{RevocationEvent, SignedBatch};
 use mandate_core::{LinkId, RevocationEntry, RevocationList, TaskId};
 use mandate_store::AuditAction;
@@ -374,11 +374,7 @@ impl Coordinator {
         let now = self.now().saturating_sub(self.config.clock_skew_ms);
         let history = now.saturating_sub(self.config.retain_history_ms);
         let store = Arc::clone(&self.store);
-        let stats = tokio::task::spawn_blocking(move || store.gc(now, history))
-            .await
-            .map_err(|e| {
-                ApiError::new(tonic::Code::Internal, ErrorReason::Internal, e.to_string())
-            })??;
+        let stats = super::blocking(move || store.gc(now, history)).await??;
         // Counts are read again from the store on next use: links held may have been
         // revoked or expired, links and tasks collected. Under the writer lock, so no
         // group of delegations is being admitted (its staged links are not in the store

@@ -101,11 +101,7 @@ impl Inner {
             .filter(|p| p.last == through)
             .ok_or_else(|| crate::AuditPrune::not_a_segment_end(through))?;
         let committed = {
-            let _guard = self
-                .commit_lock
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner);
-            self.check_open()?;
+            let _guard = self.begin_commit()?;
             let mut ops = Ops::default();
             let (committed, raw, last) = self.plan_commit(change, &mut ops)?;
             let gone: Vec<(u64, u64)> = self
@@ -183,11 +179,7 @@ impl Inner {
             ops.delete(k);
         }
         {
-            let _guard = self
-                .commit_lock
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner);
-            self.check_open()?;
+            let _guard = self.begin_commit()?;
             // Visible at once, like any change: the index moves with the layer.
             let mut layer = self.queue(ops, None);
             layer.sealed.push(range);

@@ -332,6 +332,24 @@ impl SledStore {
         Ok(removed)
     }
 
+    /// What a prune before record `before` would remove ([`crate::Store::audit_prunable`]), and
+    /// the segment files that go.
+    pub fn prune_plan(
+        &self,
+        before: u64,
+    ) -> Result<Option<(crate::AuditPrune, Vec<std::path::PathBuf>)>> {
+        let Some((last, last_hash, files)) = self.prunable(before)? else {
+            return Ok(None);
+        };
+        let plan = crate::AuditPrune {
+            first: crate::Store::audit_start(self)?.0 + 1,
+            last,
+            last_hash,
+            segments: files.len(),
+        };
+        Ok(Some((plan, files)))
+    }
+
     /// What a prune before record `before` would remove: the last record of the last
     /// whole sealed segment that ends before it, that record's hash, and the segment
     /// files. `None`: no segment ends before it.
