@@ -1,6 +1,8 @@
 //! Bounded caches a verifier keeps: verified link signatures and seen invocation nonces.
 
 use std::collections::{HashMap, VecDeque};
+
+use crate::window::NonceWindow;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use crate::id::Digest;
@@ -144,10 +146,11 @@ pub(crate) enum NonceCheck {
 /// A nonce is remembered until its proof can no longer pass the staleness check, so a
 /// replay is caught for as long as it could otherwise succeed. When the cache is full of
 /// live nonces it refuses new invocations rather than forget one (fail closed); a full
-/// sweep for expired entries behind the head runs at most once a second.
+/// sweep for expired entries behind a live one runs at most once a second. Entries are
+/// kept in generations ([`NonceWindow`]): about 30 bytes a nonce.
 #[derive(Debug)]
 pub(crate) struct ReplayCache {
-    inner: Mutex<ReplayInner>,
+    inner: Mutex<NonceWindow>,
     capacity: usize,
     /// Entries are fingerprints of (holder key, nonce): 16 bytes each instead of 56
     /// (`crate::fingerprint` says why that is safe).
@@ -157,19 +160,12 @@ pub(crate) struct ReplayCache {
 /// Holder key and nonce.
 pub(crate) type NonceKey = ([u8; 32], [u8; NONCE_LEN]);
 
-#[derive(Debug, Default)]
-struct ReplayInner {
-    expiry: crate::FingerprintMap<u64>,
-    // Insertion order; expiries are nearly monotonic, so popping from the front while the
-    // head has expired frees space without scanning.
-    order: VecDeque<(u64, u64)>,
-    last_sweep_ms: u64,
-}
-
 impl ReplayCache {
-    pub(crate) fn new(capacity: usize) -> ReplayCache {
+    /// A cache of at most `capacity` nonces, in generations of `span_ms` (an eighth of
+    /// the longest time a nonce is kept is a good span: [`NonceWindow::new`]).
+    pub(crate) fn new(capacity: usize, span_ms: u64) -> ReplayCache {
         ReplayCache {
-            inner: Mutex::new(ReplayInner::default()),
+            inner: Mutex::new(NonceWindow::new(span_ms)),
             capacity,
             fingerprints: crate::Fingerprints::default(),
         }
@@ -182,47 +178,25 @@ impl ReplayCache {
         expires_at_ms: u64,
         now_ms: u64,
     ) -> NonceCheck {
-        let nonce = &self.fingerprints.of(&[&nonce.0, &nonce.1]);
-        let mut inner = lock(&self.inner);
-        if let Some(&exp) = inner.expiry.get(nonce)
-            && exp > now_ms
-        {
+        let nonce = self.fingerprints.of(&[&nonce.0, &nonce.1]);
+        let mut window = lock(&self.inner);
+        window.expire(now_ms);
+        if window.seen(nonce, now_ms) {
             return NonceCheck::Replayed;
         }
-        while let Some(&(old, exp)) = inner.order.front() {
-            if exp > now_ms {
-                break;
-            }
-            inner.order.pop_front();
-            if inner.expiry.get(&old) == Some(&exp) {
-                inner.expiry.remove(&old);
-            }
+        // Full: something behind the oldest live generation's head may have expired.
+        if window.len() >= self.capacity {
+            window.sweep(now_ms);
         }
-        // After a burst the tables keep their peak allocation: give it back once they are
-        // mostly empty (rarely, so the cost is amortised).
-        if inner.expiry.capacity() > 4 * inner.expiry.len() + 4096 {
-            let keep = 2 * inner.expiry.len();
-            inner.expiry.shrink_to(keep);
-            inner.order.shrink_to(keep);
-        }
-        if inner.expiry.len() >= self.capacity && now_ms >= inner.last_sweep_ms.saturating_add(1000)
-        {
-            // The head has not expired but something behind it may have.
-            inner.last_sweep_ms = now_ms;
-            inner.expiry.retain(|_, exp| *exp > now_ms);
-            let ReplayInner { expiry, order, .. } = &mut *inner;
-            order.retain(|(n, e)| expiry.get(n) == Some(e));
-        }
-        if inner.expiry.len() >= self.capacity {
+        if window.len() >= self.capacity {
             return NonceCheck::Full;
         }
-        inner.expiry.insert(*nonce, expires_at_ms);
-        inner.order.push_back((*nonce, expires_at_ms));
+        window.insert(nonce, expires_at_ms, now_ms);
         NonceCheck::Fresh
     }
 
     pub(crate) fn len(&self) -> usize {
-        lock(&self.inner).expiry.len()
+        lock(&self.inner).len()
     }
 }
 
@@ -236,7 +210,7 @@ mod tests {
 
     #[test]
     fn the_same_nonce_under_another_holder_is_not_a_replay() {
-        let c = ReplayCache::new(10);
+        let c = ReplayCache::new(10, 1000);
         assert_eq!(
             c.check_and_insert(&([1; 32], [5; NONCE_LEN]), 100, 0),
             NonceCheck::Fresh
@@ -253,7 +227,7 @@ mod tests {
 
     #[test]
     fn replay_cache_catches_reuse_until_expiry() {
-        let c = ReplayCache::new(10);
+        let c = ReplayCache::new(10, 1000);
         assert_eq!(c.check_and_insert(&k(1), 100, 0), NonceCheck::Fresh);
         assert_eq!(c.check_and_insert(&k(1), 100, 50), NonceCheck::Replayed);
         // After expiry the old entry is gone (and the staleness check rejects the proof).
@@ -262,7 +236,7 @@ mod tests {
 
     #[test]
     fn replay_cache_refuses_when_full_of_live_nonces_and_recovers_after_expiry() {
-        let c = ReplayCache::new(3);
+        let c = ReplayCache::new(3, 1000);
         for i in 0..3u8 {
             assert_eq!(c.check_and_insert(&k(i), 100, 0), NonceCheck::Fresh);
         }
@@ -274,14 +248,16 @@ mod tests {
     }
 
     #[test]
-    fn replay_cache_sweeps_expired_entries_behind_a_live_head_at_most_once_a_second() {
-        let c = ReplayCache::new(2);
+    fn replay_cache_sweeps_expired_entries_behind_a_live_one_at_most_once_a_second() {
+        let c = ReplayCache::new(2, 1000);
         assert_eq!(c.check_and_insert(&k(1), 5000, 0), NonceCheck::Fresh);
         assert_eq!(c.check_and_insert(&k(2), 10, 0), NonceCheck::Fresh);
-        // Full, the head is live, and a sweep ran less than a second ago (at 0): refused.
-        assert_eq!(c.check_and_insert(&k(3), 5000, 20), NonceCheck::Full);
-        // A second later the sweep finds the expired entry behind the head.
-        assert_eq!(c.check_and_insert(&k(3), 5000, 1020), NonceCheck::Fresh);
+        // Full; a sweep finds the expired entry behind the live one.
+        assert_eq!(c.check_and_insert(&k(3), 30, 20), NonceCheck::Fresh);
+        // Full again, with k(3) expired, but a sweep ran less than a second ago: refused.
+        assert_eq!(c.check_and_insert(&k(4), 5000, 40), NonceCheck::Full);
+        // A second later the sweep runs again.
+        assert_eq!(c.check_and_insert(&k(4), 5000, 1020), NonceCheck::Fresh);
         assert_eq!(c.len(), 2);
         assert_eq!(c.check_and_insert(&k(1), 5000, 1020), NonceCheck::Replayed);
     }

@@ -84,6 +84,7 @@ mod request;
 mod revocation;
 mod trust;
 mod verify;
+mod window;
 mod wire;
 
 #[cfg(test)]
@@ -114,4 +115,5 @@ pub use request::{
 pub use revocation::{NoRevocations, RevocationEntry, RevocationList, RevocationSet};
 pub use trust::{TrustBundle, TrustedKey};
 pub use verify::{VerifiedChain, Verifier, VerifierConfig};
+pub use window::NonceWindow;
 pub use wire::{FORMAT_VERSION, pb};

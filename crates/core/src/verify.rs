@@ -236,7 +236,15 @@ impl Verifier {
         Verifier {
             trust: RwLock::new(Arc::new(trust)),
             links: LinkCache::new(config.link_cache_capacity),
-            nonces: ReplayCache::new(config.replay_cache_capacity),
+            // A nonce is kept until its proof is stale: issued up to `skew` ahead, then
+            // `window + skew` more.
+            nonces: ReplayCache::new(
+                config.replay_cache_capacity,
+                config
+                    .invocation_window_ms
+                    .saturating_add(config.clock_skew_ms.saturating_mul(2))
+                    / 8,
+            ),
             config,
             clock,
         }

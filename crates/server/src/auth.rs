@@ -4,7 +4,7 @@
 //! and puts the verified [`Caller`] in the request extensions. Health and reflection stay
 //! open (read-only, no secrets).
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -12,7 +12,7 @@ use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use http_body_util::{BodyExt as _, Full, Limited};
-use mandate_core::{Clock, PreparedKey, RequestAuth};
+use mandate_core::{Clock, NonceWindow, PreparedKey, RequestAuth};
 use mandate_store::{AgentRecord, AgentStatus, Store};
 use tonic::body::Body;
 use tower::{Layer, Service};
@@ -91,25 +91,25 @@ fn bad_signature() -> ApiError {
 }
 
 /// Recently seen request nonces, bounded; refuses rather than forgets when full.
-#[derive(Default)]
 pub(crate) struct NonceCache {
-    // Fingerprints of nonces (16 bytes an entry; `mandate_core::Fingerprints` says why a
-    // collision can only refuse, never admit).
-    expiry: mandate_core::FingerprintMap<u64>,
-    order: VecDeque<(u64, u64, Arc<str>)>,
+    // Fingerprints of nonces (`mandate_core::Fingerprints` says why a collision can only
+    // refuse, never admit), in generations; each generation counts its nonces per agent.
+    window: NonceWindow<HashMap<Box<str>, u32>>,
     fingerprints: mandate_core::Fingerprints,
-    // Live nonces per agent: one agent flooding the window cannot lock everyone out.
-    per_agent: HashMap<Arc<str>, usize>,
     capacity: usize,
+    // Nonces per agent in the window: one agent flooding it cannot lock everyone out.
     per_agent_capacity: usize,
 }
 
 impl NonceCache {
-    pub(crate) fn new(capacity: usize, per_agent_capacity: usize) -> NonceCache {
+    /// At most `capacity` nonces, `per_agent_capacity` from any one agent, each kept for
+    /// at most `horizon_ms`.
+    pub(crate) fn new(capacity: usize, per_agent_capacity: usize, horizon_ms: u64) -> NonceCache {
         NonceCache {
+            window: NonceWindow::new(horizon_ms / 8),
+            fingerprints: mandate_core::Fingerprints::default(),
             capacity,
             per_agent_capacity,
-            ..NonceCache::default()
         }
     }
 
@@ -121,56 +121,45 @@ impl NonceCache {
         now: u64,
     ) -> Result<(), ApiError> {
         let nonce = self.fingerprints.of(&[&nonce]);
-        while let Some((old, exp, who)) = self.order.front() {
-            if *exp > now {
-                break;
-            }
-            if self.expiry.get(old) == Some(exp) {
-                self.expiry.remove(old);
-            }
-            if let Some(n) = self.per_agent.get_mut(who) {
-                *n = n.saturating_sub(1);
-                if *n == 0 {
-                    self.per_agent.remove(who);
-                }
-            }
-            self.order.pop_front();
-        }
-        // After a burst the tables keep their peak allocation: give it back once they
-        // are mostly empty (rarely, so the cost is amortised).
-        if self.expiry.capacity() > 4 * self.expiry.len() + 4096 {
-            self.expiry.shrink_to(2 * self.expiry.len());
-            self.order.shrink_to(2 * self.order.len());
-            self.per_agent.shrink_to(2 * self.per_agent.len());
-        }
-        if self.expiry.get(&nonce).is_some_and(|&e| e > now) {
+        self.window.expire(now);
+        if self.window.seen(nonce, now) {
             return Err(ApiError::unauthenticated(
                 ErrorReason::RequestReplayed,
                 "this request was already received",
             ));
         }
-        if self.per_agent.get(agent).copied().unwrap_or(0) >= self.per_agent_capacity {
+        // An agent's nonces count until their generation goes: at most an eighth of the
+        // horizon longer than each is kept.
+        let from_agent: u64 = self
+            .window
+            .tallies()
+            .filter_map(|t| t.get(agent))
+            .map(|&n| u64::from(n))
+            .sum();
+        if from_agent >= self.per_agent_capacity as u64 {
             return Err(ApiError::new(
                 tonic::Code::ResourceExhausted,
                 ErrorReason::RateLimited,
                 "too many requests from this agent in the replay window; slow down",
             ));
         }
-        if self.expiry.len() >= self.capacity {
+        if self.window.len() >= self.capacity {
+            self.window.sweep(now);
+        }
+        if self.window.len() >= self.capacity {
             return Err(ApiError::new(
                 tonic::Code::ResourceExhausted,
                 ErrorReason::Overloaded,
                 "too many requests in the replay window",
             ));
         }
-        // One shared name per agent with nonces in the window, not one per request.
-        let agent: Arc<str> = match self.per_agent.get_key_value(agent) {
-            Some((name, _)) => Arc::clone(name),
-            None => Arc::from(agent),
-        };
-        self.expiry.insert(nonce, expires);
-        *self.per_agent.entry(Arc::clone(&agent)).or_insert(0) += 1;
-        self.order.push_back((nonce, expires, agent));
+        let tally = self.window.insert(nonce, expires, now);
+        match tally.get_mut(agent) {
+            Some(n) => *n += 1,
+            None => {
+                tally.insert(agent.into(), 1);
+            }
+        }
         Ok(())
     }
 }
@@ -182,7 +171,7 @@ impl AuthState {
             .nonces
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .expiry
+            .window
             .len();
         let keys = self
             .keys
@@ -455,7 +444,7 @@ mod tests {
 
     #[test]
     fn one_agent_cannot_fill_the_nonce_cache_for_everyone() {
-        let mut c = NonceCache::new(10, 3);
+        let mut c = NonceCache::new(10, 3, 100);
         for i in 0..3u8 {
             c.check_and_insert("a", [i; 16], 100, 0).unwrap();
         }

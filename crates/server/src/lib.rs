@@ -475,6 +475,12 @@ async fn start_locked(
         nonces: Mutex::new(auth::NonceCache::new(
             1 << 20,
             config.max_requests_per_agent,
+            // A request's nonce is kept until its timestamp (up to `skew` ahead) plus the
+            // window.
+            config
+                .request_window_ms
+                .saturating_add(config.request_skew_ms)
+                .saturating_add(1),
         )),
         keys: Mutex::new(std::collections::HashMap::new()),
         decoy: mandate_core::SigningKey::generate()?
