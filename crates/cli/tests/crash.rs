@@ -24,6 +24,9 @@ use mandate_proto::token as tpb;
 use mandate_proto::v1 as pb;
 use mandate_sdk::{Client, Signer};
 
+#[path = "crash/several.rs"]
+mod several;
+
 /// The server process, killed when dropped (a failing assertion must not leave it running).
 struct Server(Child);
 
@@ -215,100 +218,6 @@ async fn acknowledged_writes_survive_kill_dash_nine_on_etcd() {
         .into_inner()
         .count;
     assert!(sealed > 0, "no audit segment was sealed during the run");
-    drop(cluster);
-}
-
-/// Two coordinators sharing a 3-member etcd (`--advertise`): the second forwards to the
-/// first, which leads; the leader is killed with SIGKILL under load; once its lease ends
-/// the second is elected and serves; clients given both addresses carry on; everything
-/// acknowledged through either is there and the audit chain verifies.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_follower_takes_over_when_the_leader_is_killed() {
-    let cluster = mandate_etcd::test_cluster::EtcdCluster::start(3)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    let store = cluster.store_url("ha");
-    let ha = ["--advertise", "auto", "--leader-lease", "2s"];
-    let dir = tempfile::tempdir().unwrap();
-    let (data_a, data_b) = (dir.path().join("a"), dir.path().join("b"));
-    let (mut a, at_a) = spawn_with(&data_a, &store, &ha);
-    let admin_id = "spiffe://mandate.local/admin";
-    let admin_key = {
-        let mut key = None;
-        for _ in 0..500 {
-            if let Ok(k) = keyfile::load_signing_key(&data_a.join("admin.key")) {
-                key = Some(k);
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        key.unwrap()
-    };
-    // Until coordinator keys live in etcd, the instances share the coordinator's keys.
-    std::fs::create_dir_all(&data_b).unwrap();
-    for f in ["coordinator.key", "admin.key"] {
-        std::fs::copy(data_a.join(f), data_b.join(f)).unwrap();
-    }
-    let mut leader = client(&at_a, admin_id, &admin_key).await.unwrap();
-    assert!(answers(&mut leader).await, "the first coordinator leads");
-    let (_b, at_b) = spawn_with(&data_b, &store, &ha);
-    let both = format!("{at_a},{at_b}");
-
-    // Through the follower: forwarded to the leader (once it knows which one leads).
-    let mut through_b = client(&at_b, admin_id, &admin_key).await.unwrap();
-    assert!(
-        answers(&mut through_b).await,
-        "the second coordinator never forwarded to the leader"
-    );
-    let planner_key = SigningKey::generate().unwrap();
-    let worker_key = SigningKey::generate().unwrap();
-    let planner_id = "spiffe://mandate.local/ha/planner";
-    let worker_id = "spiffe://mandate.local/ha/worker";
-    register(
-        &mut through_b,
-        [
-            (planner_id, &planner_key, "planner"),
-            (worker_id, &worker_key, "worker"),
-        ],
-    )
-    .await;
-    let acked = Arc::new(Mutex::new(Acked::default()));
-    let mut workers = tokio::task::JoinSet::new();
-    for _ in 0..4 {
-        let planner = client(&both, planner_id, &planner_key).await.unwrap();
-        workers.spawn(work(
-            planner,
-            (worker_id.to_owned(), worker_key.clone()),
-            Arc::clone(&acked),
-        ));
-    }
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    a.kill().unwrap(); // SIGKILL
-    a.wait().unwrap();
-    while workers.join_next().await.is_some() {}
-    let before = acked.lock().unwrap().clone();
-    assert!(
-        before.links.values().map(BTreeSet::len).sum::<usize>() > 0,
-        "nothing was acknowledged before the kill"
-    );
-
-    // The follower is elected once the lease ends, and serves what was acknowledged.
-    let mut admin = client(&both, admin_id, &admin_key).await.unwrap();
-    assert!(answers(&mut admin).await, "the follower never took over");
-    check(&mut admin, &before).await;
-    // And takes new work.
-    let planner = client(&both, planner_id, &planner_key).await.unwrap();
-    let more = Arc::new(Mutex::new(before));
-    let run = tokio::spawn(work(
-        planner,
-        (worker_id.to_owned(), worker_key.clone()),
-        Arc::clone(&more),
-    ));
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    run.abort();
-    let _ = run.await;
-    let after = more.lock().unwrap().clone();
-    check(&mut admin, &after).await;
     drop(cluster);
 }
 

@@ -108,6 +108,10 @@ pub fn servers(server: &str) -> Result<Vec<&str>, Error> {
     Ok(list)
 }
 
+/// How long a coordinator may leave a call's connection unanswered (HTTP/2 pings
+/// included) before the call fails as unreachable.
+pub const SILENT_COORDINATOR: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// The endpoint of one coordinator address, and whether it is TLS (see [`channel`]).
 pub(crate) fn endpoint_and_tls(
     server: &str,
@@ -131,11 +135,16 @@ pub(crate) fn endpoint_and_tls(
             "`{uri}` needs the CA that signed the coordinator's certificate (a CA file)"
         )));
     }
-    let endpoint = Channel::from_shared(uri).map_err(|e| Error::Status {
-        code: tonic::Code::InvalidArgument,
-        reason: "INVALID_ARGUMENT".into(),
-        message: e.to_string(),
-    })?;
+    let endpoint = Channel::from_shared(uri)
+        .map_err(|e| Error::Status {
+            code: tonic::Code::InvalidArgument,
+            reason: "INVALID_ARGUMENT".into(),
+            message: e.to_string(),
+        })?
+        // A coordinator that stops answering (stopped, cut off) fails the calls waiting on
+        // it within `SILENT_COORDINATOR`, which moves them to the next coordinator given.
+        .http2_keep_alive_interval(SILENT_COORDINATOR / 2)
+        .keep_alive_timeout(SILENT_COORDINATOR / 2);
     let endpoint = if https {
         let config = tls.tonic_config().map_err(|e| Error::Tls(e.to_string()))?;
         endpoint

@@ -12,7 +12,7 @@ mod layer;
 mod tool;
 
 use endpoints::{Endpoints, Signed, endpoint_and_tls};
-pub use endpoints::{channel, endpoint, servers};
+pub use endpoints::{SILENT_COORDINATOR, channel, endpoint, servers};
 pub use layer::{
     Authorized, HEADER_CHAIN, HEADER_INVOCATION, MandateLayer, MandateService, attach,
 };

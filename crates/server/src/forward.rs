@@ -14,6 +14,10 @@ use tonic::body::Body;
 use tonic::server::NamedService;
 use tonic::transport::Channel;
 
+/// How long a leader may leave a forwarded call's connection unanswered (HTTP/2 pings
+/// included) before the calls on it fail with `UNAVAILABLE`.
+const LEADER_SILENCE: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// Where forwarded calls go: the leader's channel, changed when another coordinator leads
 /// (`None`: no leader known; calls are answered `UNAVAILABLE`, which clients given several
 /// coordinators take as a reason to try the next).
@@ -36,9 +40,15 @@ impl ForwardTarget {
         } else {
             format!("http://{address}")
         };
+        // A leader that stops answering (stopped, partitioned) fails the calls in flight
+        // to it within `LEADER_SILENCE` instead of holding them for ever: the clients
+        // move on, and the calls go to whoever leads next.
         let channel = Channel::from_shared(uri)
             .map_err(|e| format!("`{address}`: {e}"))?
             .tcp_nodelay(true)
+            .http2_keep_alive_interval(LEADER_SILENCE / 2)
+            .keep_alive_timeout(LEADER_SILENCE / 2)
+            .keep_alive_while_idle(true)
             .connect_lazy();
         *target = Some((address.to_owned(), channel));
         Ok(())

@@ -114,6 +114,10 @@ def _target(server: str) -> str:
 _CHANNEL_OPTIONS = [
     ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
     ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+    # A coordinator that stops answering (paused, cut off) fails the calls waiting on it
+    # within 10 s of silence, which moves them to the next coordinator given.
+    ("grpc.keepalive_time_ms", 5000),
+    ("grpc.keepalive_timeout_ms", 5000),
 ]
 
 

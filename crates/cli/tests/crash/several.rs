@@ -1,0 +1,373 @@
+//! Several coordinators on one etcd (`mandate serve --advertise`): one leads, the others
+//! forward every call to it; losing the leader (SIGKILL, SIGSTOP) loses nothing
+//! acknowledged, stops nobody for longer than a lease, and a stopped leader that resumes
+//! answers nothing with what it knew.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use mandate_core::{Call, Invocation};
+
+use super::*;
+
+const ADMIN: &str = "spiffe://mandate.local/admin";
+const PLANNER: &str = "spiffe://mandate.local/ha/planner";
+const WORKER: &str = "spiffe://mandate.local/ha/worker";
+const TOOL: &str = "spiffe://mandate.local/ha/tool";
+
+/// Flags for each coordinator: elected through etcd, a 2 s lease.
+const HA: [&str; 4] = ["--advertise", "auto", "--leader-lease", "2s"];
+
+/// `n` coordinators on `store`, each with its data directory under `dir`; the first
+/// leads (it is up and answering before the others start). Until coordinator keys live
+/// in etcd, the instances share the first one's keys. Returns the admin's key too.
+async fn coordinators(dir: &Path, store: &str, n: usize) -> (Vec<Server>, Vec<String>, SigningKey) {
+    let first = dir.join("c0");
+    let (server, at) = spawn_with(&first, store, &HA);
+    let mut key = None;
+    for _ in 0..500 {
+        if let Ok(k) = keyfile::load_signing_key(&first.join("admin.key")) {
+            key = Some(k);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let admin_key = key.unwrap();
+    let mut leader = client(&at, ADMIN, &admin_key).await.unwrap();
+    assert!(answers(&mut leader).await, "the first coordinator leads");
+    let (mut servers, mut addresses) = (vec![server], vec![at]);
+    for i in 1..n {
+        let data = dir.join(format!("c{i}"));
+        std::fs::create_dir_all(&data).unwrap();
+        for f in ["coordinator.key", "admin.key"] {
+            std::fs::copy(first.join(f), data.join(f)).unwrap();
+        }
+        let (server, at) = spawn_with(&data, store, &HA);
+        servers.push(server);
+        addresses.push(at);
+    }
+    (servers, addresses, admin_key)
+}
+
+/// Sends `signal` (`STOP`, `CONT`) to a coordinator's process.
+fn signal(server: &Server, signal: &str) {
+    let status = Command::new("kill")
+        .arg(format!("-{signal}"))
+        .arg(server.0.id().to_string())
+        .status()
+        .unwrap();
+    assert!(status.success(), "kill -{signal} failed");
+}
+
+fn now_ms() -> u64 {
+    u64::try_from(
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_millis(),
+    )
+    .unwrap()
+}
+
+/// The tool asks `tool`'s coordinator whether the worker may read `files/report`.
+async fn authorize(
+    tool: &mut Client,
+    chain: &Chain,
+    proof: &Invocation,
+) -> Result<pb::AuthorizeResponse, mandate_sdk::Error> {
+    tool.authorize(pb::AuthorizeRequest {
+        chain: chain.encode(),
+        invocation: proof.encode(),
+        action: "read".into(),
+        resource: "files/report".into(),
+        ..Default::default()
+    })
+    .await
+}
+
+fn proof(worker: &SigningKey, chain: &Chain) -> Invocation {
+    Invocation::sign(
+        worker,
+        chain,
+        TOOL,
+        Call::new("read", "files/report"),
+        now_ms(),
+    )
+    .unwrap()
+}
+
+/// A task for `files/*` started through `planner`: its root chain.
+async fn start(planner: &mut Client) -> Chain {
+    let r = planner
+        .start_task(pb::StartTaskRequest {
+            capabilities: vec![tpb::Capability {
+                resource: "files/*".into(),
+                actions: vec!["read".into()],
+                constraints: vec![],
+            }],
+            ttl_ms: 10 * 60_000,
+            max_depth: 1,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    Chain::decode(&r.chain, &Limits::default()).unwrap()
+}
+
+/// A link to the worker for `files/report`, delegated under `root` through `planner`.
+async fn delegate(planner: &mut Client, root: &Chain, worker: &SigningKey) -> Chain {
+    let now = root.root().body().not_before_ms;
+    let spec = LinkSpec::new(
+        worker.public_key(),
+        WORKER.parse().unwrap(),
+        vec![Capability::new("files/report", ["read"]).unwrap()],
+        now,
+        now + 5 * 60_000,
+    )
+    .unwrap()
+    .require_seal(true);
+    planner.delegate(root, spec).await.unwrap()
+}
+
+/// Three coordinators on a 3-member etcd are one service: a grant on A, a delegation on
+/// B, an `Authorize` on C; the same proof through A is refused as replayed; a revocation
+/// signed once and sent to A, then again to C, is taken once; the feed followed through C
+/// carries it; the next `Authorize` on C is denied. Then the leader is stopped (SIGSTOP):
+/// another is elected once its lease ends and serves; resumed, the old leader answers
+/// nothing (it refuses with `NOT_LEADER` or has exited), not even a check of a link
+/// revoked since it stopped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_coordinators_are_one_service_and_a_stopped_leader_answers_nothing() {
+    let cluster = mandate_etcd::test_cluster::EtcdCluster::start(3)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let dir = tempfile::tempdir().unwrap();
+    let (mut servers, at, admin_key) =
+        coordinators(dir.path(), &cluster.store_url("three"), 3).await;
+    let (a, b, c) = (&at[0], &at[1], &at[2]);
+    let mut admin_c = client(c, ADMIN, &admin_key).await.unwrap();
+    assert!(
+        answers(&mut admin_c).await,
+        "C never forwarded to the leader"
+    );
+    let [planner_key, worker_key, tool_key] = [(); 3].map(|()| SigningKey::generate().unwrap());
+    register(
+        &mut admin_c,
+        [
+            (PLANNER, &planner_key, "planner"),
+            (WORKER, &worker_key, "worker"),
+            (TOOL, &tool_key, "tool"),
+        ],
+    )
+    .await;
+
+    // A grant through A, the delegation through B.
+    let root = start(&mut client(a, PLANNER, &planner_key).await.unwrap()).await;
+    let chain = delegate(
+        &mut client(b, PLANNER, &planner_key).await.unwrap(),
+        &root,
+        &worker_key,
+    )
+    .await;
+
+    // Authorize through C; the same proof through A is a replay.
+    let mut tool_c = client(c, TOOL, &tool_key).await.unwrap();
+    let mut tool_a = client(a, TOOL, &tool_key).await.unwrap();
+    let first = proof(&worker_key, &chain);
+    let allowed = authorize(&mut tool_c, &chain, &first).await.unwrap();
+    assert!(allowed.allowed, "{} {}", allowed.reason, allowed.detail);
+    let replayed = authorize(&mut tool_a, &chain, &first).await.unwrap();
+    assert_eq!(
+        (replayed.allowed, replayed.reason.as_str()),
+        (false, "REPLAYED")
+    );
+
+    // The feed, followed through C.
+    let mut feed = admin_c
+        .watch_revocations(pb::WatchRevocationsRequest { after_epoch: 0 })
+        .await
+        .unwrap();
+    let Some(pb::watch_revocations_response::Event::Snapshot(snapshot)) =
+        feed.message().await.unwrap().unwrap().event
+    else {
+        panic!("the feed did not start with a snapshot");
+    };
+
+    // One signed revocation, sent to A and then again to C: taken once.
+    let link_id = chain.leaf().id().to_string();
+    let revoke = Signer::new(AgentId::new(PLANNER).unwrap(), planner_key.clone())
+        .request(
+            "/mandate.v1.TaskService/RevokeLink",
+            pb::RevokeLinkRequest {
+                link_id: link_id.clone(),
+                reason: "split flow".into(),
+            },
+        )
+        .unwrap();
+    let (metadata, _, message) = revoke.into_parts();
+    let again = || {
+        tonic::Request::from_parts(
+            metadata.clone(),
+            tonic::Extensions::default(),
+            message.clone(),
+        )
+    };
+    let raw = |to: &str| {
+        let to = to.to_owned();
+        async move {
+            pb::task_service_client::TaskServiceClient::new(
+                tonic::transport::Channel::from_shared(to)
+                    .unwrap()
+                    .connect()
+                    .await
+                    .unwrap(),
+            )
+        }
+    };
+    raw(a).await.revoke_link(again()).await.unwrap();
+    let twice = mandate_sdk::Error::from(raw(c).await.revoke_link(again()).await.unwrap_err());
+    assert_eq!(twice.reason(), "REQUEST_REPLAYED", "{twice}");
+    let batch = loop {
+        let m = feed.message().await.unwrap().unwrap();
+        if let Some(pb::watch_revocations_response::Event::Batch(b)) = m.event {
+            break b;
+        }
+    };
+    assert_eq!(batch.links.len(), 1);
+    assert_eq!(batch.links[0].link_id, link_id);
+    assert!(batch.links[0].epoch > snapshot.epoch);
+    let denied = authorize(&mut tool_c, &chain, &proof(&worker_key, &chain))
+        .await
+        .unwrap();
+    assert_eq!((denied.allowed, denied.reason.as_str()), (false, "REVOKED"));
+
+    // The leader stops. B or C is elected once its lease ends; calls forwarded to the
+    // stopped leader fail within the forwarder's silence limit and clients move on.
+    let mut tool_bc = client(&format!("{b},{c}"), TOOL, &tool_key).await.unwrap();
+    let mut planner_bc = client(&format!("{b},{c}"), PLANNER, &planner_key)
+        .await
+        .unwrap();
+    signal(&servers[0], "STOP");
+    let mut admin_bc = client(&format!("{b},{c}"), ADMIN, &admin_key)
+        .await
+        .unwrap();
+    assert!(
+        answers(&mut admin_bc).await,
+        "nobody took over from the stopped leader"
+    );
+    let second_root = start(&mut planner_bc).await;
+    let second = delegate(&mut planner_bc, &second_root, &worker_key).await;
+    let allowed = authorize(&mut tool_bc, &second, &proof(&worker_key, &second))
+        .await
+        .unwrap();
+    assert!(allowed.allowed, "{} {}", allowed.reason, allowed.detail);
+    planner_bc
+        .revoke_link(pb::RevokeLinkRequest {
+            link_id: second.leaf().id().to_string(),
+            reason: "while the old leader is stopped".into(),
+        })
+        .await
+        .unwrap();
+
+    // Resumed, the old leader answers nothing: not the revoked link, not anything.
+    signal(&servers[0], "CONT");
+    match authorize(&mut tool_a, &second, &proof(&worker_key, &second)).await {
+        Ok(r) => panic!("the deposed leader answered: {r:?}"),
+        Err(e) => assert!(
+            matches!(e.reason(), "NOT_LEADER" | ""),
+            "unexpected refusal: {e}"
+        ),
+    }
+    let mut exited = None;
+    for _ in 0..400 {
+        exited = servers[0].0.try_wait().unwrap();
+        if exited.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert!(
+        exited.is_some_and(|s| !s.success()),
+        "the deposed leader did not stop: {exited:?}"
+    );
+    let denied = authorize(&mut tool_bc, &second, &proof(&worker_key, &second))
+        .await
+        .unwrap();
+    assert_eq!((denied.allowed, denied.reason.as_str()), (false, "REVOKED"));
+    let v = admin_bc
+        .verify_audit_log(pb::VerifyAuditLogRequest::default())
+        .await
+        .unwrap();
+    assert!(v.intact, "audit chain broken: {}", v.problem);
+    drop(servers);
+    drop(cluster);
+}
+
+/// Two coordinators sharing a 3-member etcd: the second forwards to the first, which
+/// leads; the leader is killed with SIGKILL under load; once its lease ends the second
+/// is elected and serves; clients given both addresses carry on; everything acknowledged
+/// through either is there and the audit chain verifies.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_follower_takes_over_when_the_leader_is_killed() {
+    let cluster = mandate_etcd::test_cluster::EtcdCluster::start(3)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let dir = tempfile::tempdir().unwrap();
+    let (mut servers, at, admin_key) = coordinators(dir.path(), &cluster.store_url("ha"), 2).await;
+    let both = format!("{},{}", at[0], at[1]);
+
+    // Through the follower: forwarded to the leader (once it knows which one leads).
+    let mut through_b = client(&at[1], ADMIN, &admin_key).await.unwrap();
+    assert!(
+        answers(&mut through_b).await,
+        "the second coordinator never forwarded to the leader"
+    );
+    let planner_key = SigningKey::generate().unwrap();
+    let worker_key = SigningKey::generate().unwrap();
+    register(
+        &mut through_b,
+        [
+            (PLANNER, &planner_key, "planner"),
+            (WORKER, &worker_key, "worker"),
+        ],
+    )
+    .await;
+    let acked = Arc::new(Mutex::new(Acked::default()));
+    let mut workers = tokio::task::JoinSet::new();
+    for _ in 0..4 {
+        let planner = client(&both, PLANNER, &planner_key).await.unwrap();
+        workers.spawn(work(
+            planner,
+            (WORKER.to_owned(), worker_key.clone()),
+            Arc::clone(&acked),
+        ));
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    servers[0].kill().unwrap(); // SIGKILL
+    servers[0].wait().unwrap();
+    while workers.join_next().await.is_some() {}
+    let before = acked.lock().unwrap().clone();
+    assert!(
+        before.links.values().map(BTreeSet::len).sum::<usize>() > 0,
+        "nothing was acknowledged before the kill"
+    );
+
+    // The follower is elected once the lease ends, and serves what was acknowledged.
+    let mut admin = client(&both, ADMIN, &admin_key).await.unwrap();
+    assert!(answers(&mut admin).await, "the follower never took over");
+    check(&mut admin, &before).await;
+    // And takes new work.
+    let planner = client(&both, PLANNER, &planner_key).await.unwrap();
+    let more = Arc::new(Mutex::new(before));
+    let run = tokio::spawn(work(
+        planner,
+        (WORKER.to_owned(), worker_key.clone()),
+        Arc::clone(&more),
+    ));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    run.abort();
+    let _ = run.await;
+    let after = more.lock().unwrap().clone();
+    check(&mut admin, &after).await;
+    drop(servers);
+    drop(cluster);
+}
