@@ -131,6 +131,9 @@ impl Store for FailingStore {
     fn policy_hash(&self) -> Result<Option<String>, StoreError> {
         self.inner.policy_hash()
     }
+    fn policy_files(&self) -> Result<Option<Vec<(String, String)>>, StoreError> {
+        self.inner.policy_files()
+    }
     fn epoch(&self) -> Result<u64, StoreError> {
         self.inner.epoch()
     }

@@ -81,7 +81,7 @@ async fn a_client_moves_past_coordinators_it_cannot_reach() {
     assert!(stream.message().await.unwrap().is_some());
     // A refusal from a coordinator that answered is not a reason to move on.
     let refused = client
-        .reload_policy(pb::ReloadPolicyRequest {})
+        .reload_policy(pb::ReloadPolicyRequest::default())
         .await
         .unwrap_err();
     assert_eq!(refused.reason(), "NOT_AUTHORIZED", "{refused}");
@@ -170,7 +170,7 @@ async fn a_forwarding_coordinator_passes_calls_to_the_leader_as_they_came() {
     assert_eq!(on_a.task.unwrap().requester_agent_id, planner_id);
     // A refusal comes back with its reason.
     let refused = planner
-        .reload_policy(pb::ReloadPolicyRequest {})
+        .reload_policy(pb::ReloadPolicyRequest::default())
         .await
         .unwrap_err();
     assert_eq!(refused.reason(), "NOT_AUTHORIZED", "{refused}");

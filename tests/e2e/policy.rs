@@ -592,7 +592,7 @@ pub async fn drift_revokes_the_now_forbidden_subtree_and_keeps_its_siblings_body
     copy_set("tighten", &t.policy_dir);
     let mut admin = t.h.admin.clone();
     let reloaded = admin
-        .reload_policy(pb::ReloadPolicyRequest {})
+        .reload_policy(pb::ReloadPolicyRequest::default())
         .await
         .unwrap();
     assert_eq!(reloaded.previous_policy_hash, before);
@@ -876,7 +876,7 @@ async fn an_invalid_set_is_refused_and_the_old_one_keeps_working() {
     copy_set("invalid", &t.policy_dir);
     let mut admin = t.h.admin.clone();
     let err = admin
-        .reload_policy(pb::ReloadPolicyRequest {})
+        .reload_policy(pb::ReloadPolicyRequest::default())
         .await
         .unwrap_err();
     assert_eq!(err.reason(), "POLICY_INVALID");
@@ -895,7 +895,7 @@ async fn an_invalid_set_is_refused_and_the_old_one_keeps_working() {
     // Only admins reload.
     let err = t
         .planner
-        .reload_policy(pb::ReloadPolicyRequest {})
+        .reload_policy(pb::ReloadPolicyRequest::default())
         .await
         .unwrap_err();
     assert_eq!(err.reason(), "NOT_AUTHORIZED");
@@ -1026,7 +1026,7 @@ async fn a_reload_disables_agents_whose_registration_the_new_set_refuses() {
     .unwrap();
     let mut admin = t.h.admin.clone();
     let reloaded = admin
-        .reload_policy(pb::ReloadPolicyRequest {})
+        .reload_policy(pb::ReloadPolicyRequest::default())
         .await
         .unwrap();
     assert_eq!(

@@ -14,8 +14,15 @@ use crate::output::print;
 pub(crate) enum PolicyCommand {
     /// The policy set in force: hash, source, every policy with its obligations.
     Show,
-    /// Re-read the server's policy directory; live links the new set denies are revoked.
-    Reload,
+    /// Install a new policy set: the `*.cedar` files of `--dir`, sent to the coordinator
+    /// (the way to change the set of several coordinators: it is recorded in the store),
+    /// or without `--dir` the server's own policy directory read again. Live links the new
+    /// set denies are revoked.
+    Reload {
+        /// Directory of `*.cedar` files to send.
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
     /// Check a policy directory offline, against the schema, without a server.
     Validate {
         /// Directory of `*.cedar` files.
@@ -92,7 +99,7 @@ pub(crate) async fn policy(cmd: PolicyCommand, conn: &Connection) -> anyhow::Res
                 Err(e) => Err(e.into()),
             };
         }
-        PolicyCommand::Show | PolicyCommand::Reload => {}
+        PolicyCommand::Show | PolicyCommand::Reload { .. } => {}
     }
     let mut client = conn.client().await?;
     match cmd {
@@ -104,8 +111,16 @@ pub(crate) async fn policy(cmd: PolicyCommand, conn: &Connection) -> anyhow::Res
                 .unwrap_or_default();
             print(conn.json, &policy_json(&p), || policy_text(&p));
         }
-        PolicyCommand::Reload => {
-            let r = client.reload_policy(pb::ReloadPolicyRequest {}).await?;
+        PolicyCommand::Reload { dir } => {
+            let files = match dir {
+                Some(dir) => mandate_policy::PolicySet::read_dir(&dir)?
+                    .into_iter()
+                    .collect(),
+                None => Default::default(),
+            };
+            let r = client
+                .reload_policy(pb::ReloadPolicyRequest { files })
+                .await?;
             let p = r.policy.unwrap_or_default();
             let mut j = policy_json(&p);
             j["previous_policy_hash"] = json!(r.previous_policy_hash);

@@ -424,6 +424,46 @@ async fn policy_approval_and_break_glass_commands() {
         json_lines(&out)[0]["previous_policy_hash"],
         shown["policy_hash"]
     );
+    // A set sent from a directory on this machine, then the server's own again.
+    let sent = tempfile::tempdir().unwrap();
+    std::fs::write(
+        sent.path().join("default.cedar"),
+        mandate_policy::DEFAULT_POLICIES,
+    )
+    .unwrap();
+    let (code, out) = mandate_as(
+        &server,
+        &admin_id,
+        &admin_key,
+        &[
+            "--json",
+            "policy",
+            "reload",
+            "--dir",
+            sent.path().to_str().unwrap(),
+        ],
+    );
+    assert_eq!(code, 0, "{out}");
+    let installed = &json_lines(&out)[0];
+    assert_eq!(
+        installed["policy_hash"].as_str(),
+        Some(mandate_policy::PolicySet::default_set().unwrap().hash())
+    );
+    assert!(
+        installed["source"]
+            .as_str()
+            .unwrap()
+            .contains("files sent by"),
+        "{out}"
+    );
+    let (code, out) = mandate_as(
+        &server,
+        &admin_id,
+        &admin_key,
+        &["--json", "policy", "reload"],
+    );
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(json_lines(&out)[0]["policy_hash"], shown["policy_hash"]);
 
     // A production grant waits for a person.
     let (code, out) = mandate_as(

@@ -84,6 +84,19 @@ impl EtcdCluster {
 
     /// [`EtcdCluster::start`] with TLS or more flags.
     pub async fn start_with(n: usize, options: ClusterOptions) -> Result<EtcdCluster, String> {
+        // A port found free can be taken by another test's process before etcd binds it;
+        // etcd then exits at once. Start again on new ports.
+        let mut failed = String::new();
+        for _ in 0..3 {
+            match EtcdCluster::start_once(n, options.clone()).await {
+                Ok(cluster) => return Ok(cluster),
+                Err(e) => failed = e,
+            }
+        }
+        Err(failed)
+    }
+
+    async fn start_once(n: usize, options: ClusterOptions) -> Result<EtcdCluster, String> {
         let binary = etcd_binary()?;
         let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
         let mut members = Vec::new();
@@ -224,18 +237,25 @@ impl EtcdCluster {
         (status.leader != 0).then_some(status.leader)
     }
 
-    async fn wait_member(&self, i: usize) -> Result<(), String> {
+    async fn wait_member(&mut self, i: usize) -> Result<(), String> {
         let endpoint = self.endpoints()[i].clone();
         for _ in 0..600 {
             if Self::status(&endpoint).await.is_some() {
                 return Ok(());
+            }
+            if let Some(child) = &mut self.members[i].child
+                && let Ok(Some(exit)) = child.try_wait()
+            {
+                return Err(format!(
+                    "etcd member {i} ({endpoint}) exited while starting: {exit}"
+                ));
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         Err(format!("etcd member {i} ({endpoint}) did not become ready"))
     }
 
-    async fn wait_ready(&self) -> Result<(), String> {
+    async fn wait_ready(&mut self) -> Result<(), String> {
         for i in 0..self.members.len() {
             self.wait_member(i).await?;
         }

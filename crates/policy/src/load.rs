@@ -54,6 +54,7 @@ pub struct PolicySet {
     pub(crate) meta: HashMap<PolicyId, Meta>,
     hash: String,
     files: Vec<String>,
+    sources: Vec<(String, String)>,
 }
 
 impl std::fmt::Debug for PolicySet {
@@ -108,6 +109,12 @@ impl PolicySet {
 
     /// Every `*.cedar` file of `dir` (not recursive), in name order.
     pub fn load_dir(dir: &Path) -> Result<PolicySet, LoadError> {
+        PolicySet::from_sources(&PolicySet::read_dir(dir)?)
+    }
+
+    /// The `*.cedar` files of `dir` (not recursive) as (name, text), in name order, without
+    /// checking them; none is an error.
+    pub fn read_dir(dir: &Path) -> Result<Vec<(String, String)>, LoadError> {
         let io = |path: &Path, error| LoadError::Io {
             path: path.to_owned(),
             error,
@@ -132,7 +139,7 @@ impl PolicySet {
                 )],
             });
         }
-        PolicySet::from_sources(&sources.into_iter().collect::<Vec<_>>())
+        Ok(sources.into_iter().collect())
     }
 
     /// A set from `(file name, text)` pairs. Policy ids come from `@id("...")`, or are
@@ -294,12 +301,19 @@ impl PolicySet {
             meta,
             hash,
             files: files.iter().map(|(f, _)| f.clone()).collect(),
+            sources: files.iter().map(|&f| f.clone()).collect(),
         })
     }
 
     /// `sha256:<hex>` over the schema and every file (name and text), in name order.
     pub fn hash(&self) -> &str {
         &self.hash
+    }
+
+    /// The files the set was made of, (name, Cedar text), in name order: what
+    /// [`PolicySet::from_sources`] makes the same set from.
+    pub fn sources(&self) -> &[(String, String)] {
+        &self.sources
     }
 
     /// The files the set was read from, in name order.

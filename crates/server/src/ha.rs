@@ -117,6 +117,8 @@ pub async fn serve_ha(
     }));
     let holds = Arc::clone(&leadership);
     config.leading = Some(Arc::new(move || holds.holds()));
+    // One set for the service: the last installed through any coordinator.
+    config.policy_from_store = true;
     let server = crate::start(config).await?;
     events.leading(&server);
     let mut tick = tokio::time::interval(Duration::from_millis(100));

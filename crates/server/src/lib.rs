@@ -86,6 +86,11 @@ pub struct Config {
     pub policy_dir: Option<PathBuf>,
     /// Reload the policy directory on SIGHUP (the `mandate serve` command sets this).
     pub reload_on_sighup: bool,
+    /// Start with the policy set recorded in the store when it holds one, rather than
+    /// `policy_dir` (which then only seeds a store that holds none): several coordinators
+    /// of one service serve one set, the last one installed through any of them
+    /// ([`serve_ha`] sets this).
+    pub policy_from_store: bool,
     /// Longest grant or delegation when no policy obligation is tighter, ms.
     pub max_ttl_ms: u64,
     /// Longest break-glass grant, whatever policy says, ms.
@@ -165,6 +170,7 @@ impl Config {
             quotas: Quotas::default(),
             policy_dir: None,
             reload_on_sighup: false,
+            policy_from_store: false,
             max_ttl_ms: 24 * 3_600_000,
             max_break_glass_ms: 3_600_000,
             approval_ttl_ms: 3_600_000,
@@ -436,10 +442,17 @@ async fn start_locked(
             retired.push((r.key()?, r.trusted_until_ms));
         }
     }
-    let policies = Arc::new(Policies::load(
-        config.policy_dir.as_deref(),
-        config.clock.now_ms(),
-    )?);
+    let stored = if config.policy_from_store {
+        store.policy_files()?
+    } else {
+        None
+    };
+    let policies = Arc::new(match stored {
+        Some(files) => {
+            Policies::from_store(files, config.policy_dir.as_deref(), config.clock.now_ms())?
+        }
+        None => Policies::load(config.policy_dir.as_deref(), config.clock.now_ms())?,
+    });
     tracing::info!(
         policy_hash = policies.current().set.hash(),
         source = %policies.current().source,
@@ -731,7 +744,7 @@ fn reload_on_sighup(
                         }
                     }
                     let Some(c) = coordinator.upgrade() else { return };
-                    match c.reload_policy(None).await {
+                    match c.reload_policy(None, Vec::new()).await {
                         Ok(r) => tracing::info!(
                             policy_hash = r.policy.set.hash(),
                             previous = %r.previous_hash,

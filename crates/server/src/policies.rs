@@ -40,6 +40,23 @@ impl Policies {
         })
     }
 
+    /// The set recorded in the store (`files`), reloaded from `dir` on request.
+    pub fn from_store(
+        files: Vec<(String, String)>,
+        dir: Option<&Path>,
+        now_ms: u64,
+    ) -> Result<Policies, LoadError> {
+        let loaded = LoadedPolicy {
+            set: PolicySet::from_sources(&files)?,
+            source: "the service's set, recorded in the store".into(),
+            loaded_ms: now_ms,
+        };
+        Ok(Policies {
+            current: RwLock::new(Arc::new(loaded)),
+            dir: dir.map(Path::to_path_buf),
+        })
+    }
+
     /// The set in force. Callers keep the `Arc` for the whole decision, so a decision and
     /// the hash it records always match.
     pub fn current(&self) -> Arc<LoadedPolicy> {
@@ -60,6 +77,42 @@ impl Policies {
                 ErrorReason::PolicyInvalid,
                 e.to_string(),
             )
+        })
+    }
+
+    /// Checks the files a caller sent (`*.cedar` names without a path) and makes a set of
+    /// them. Does not install the result.
+    pub(crate) fn from_files(
+        files: Vec<(String, String)>,
+        actor: &str,
+        now_ms: u64,
+    ) -> Result<LoadedPolicy, ApiError> {
+        let invalid = |message: String| {
+            ApiError::new(
+                tonic::Code::InvalidArgument,
+                ErrorReason::PolicyInvalid,
+                message,
+            )
+        };
+        for (name, _) in &files {
+            let stem = name.strip_suffix(".cedar").unwrap_or_default();
+            if stem.is_empty()
+                || stem.starts_with('.')
+                || !stem
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+            {
+                return Err(invalid(format!(
+                    "`{}`: policy file names are `NAME.cedar`, NAME of letters, digits, `-`, `_` and `.`",
+                    name.escape_debug()
+                )));
+            }
+        }
+        let set = PolicySet::from_sources(&files).map_err(|e| invalid(e.to_string()))?;
+        Ok(LoadedPolicy {
+            set,
+            source: format!("{} files sent by {actor}", files.len()),
+            loaded_ms: now_ms,
         })
     }
 

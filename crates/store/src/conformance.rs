@@ -227,6 +227,10 @@ fn state_survives_reopening(f: &mut dyn Fixture) {
             nonces: vec![([4; 16], 99)],
             approvals: vec![approval(t.id)],
             policy_hash: Some("sha256:ab".into()),
+            policy_files: Some(vec![(
+                "a.cedar".into(),
+                "permit (principal, action, resource);".into(),
+            )]),
             audit: vec![event("x")],
             uses: vec![(crate::UseCounter::Task(t.id), 3)],
         })
@@ -242,6 +246,13 @@ fn state_survives_reopening(f: &mut dyn Fixture) {
     assert_eq!(s.nonce(&[4; 16]).unwrap(), Some(99));
     assert_eq!(s.approval(&t.id).unwrap(), Some(approval(t.id)));
     assert_eq!(s.policy_hash().unwrap().as_deref(), Some("sha256:ab"));
+    assert_eq!(
+        s.policy_files().unwrap().unwrap(),
+        [(
+            "a.cedar".to_owned(),
+            "permit (principal, action, resource);".to_owned()
+        )]
+    );
     assert_eq!(s.approvals(None, 10).unwrap(), vec![approval(t.id)]);
     assert!(s.approvals(Some(&t.id), 10).unwrap().is_empty());
     assert_eq!(s.audit_after(0, 10).unwrap().len(), 1);

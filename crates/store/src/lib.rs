@@ -109,6 +109,9 @@ pub struct Change {
     pub approvals: Vec<ApprovalRecord>,
     /// The hash of the policy set now in force, to record (set by reloads).
     pub policy_hash: Option<String>,
+    /// The files of that set, (name, Cedar text), to record with its hash: what another
+    /// coordinator of the service loads when it is elected.
+    pub policy_files: Option<Vec<(String, String)>>,
     /// What happened, for the audit log. A change with no audit event is refused.
     pub audit: Vec<AuditEvent>,
     /// Use counters of use-limited links to set: (counter, uses so far).
@@ -257,6 +260,8 @@ pub trait Store: Send + Sync + 'static {
     fn uses(&self, counter: &UseCounter) -> Result<u32>;
     /// The hash of the policy set last recorded by a commit, if any.
     fn policy_hash(&self) -> Result<Option<String>>;
+    /// The files of the policy set last recorded with its files, if any.
+    fn policy_files(&self) -> Result<Option<Vec<(String, String)>>>;
     /// The current revocation epoch (0 before the first revocation).
     fn epoch(&self) -> Result<u64>;
     /// When a remembered request nonce expires, if it is remembered.

@@ -42,6 +42,8 @@ pub(crate) const EPOCH: &[u8] = b"mepoch";
 pub(crate) const AUDIT_HEAD: &[u8] = b"maudit";
 /// The key of the policy hash in force.
 pub(crate) const POLICY: &[u8] = b"mpolicy";
+/// The key of the policy set's files (JSON: [[name, text], ...]).
+pub(crate) const POLICY_FILES: &[u8] = b"mpolicy_files";
 /// Present once the approval indexes were built.
 pub(crate) const APPROVAL_INDEX: &[u8] = b"mapproval_index";
 
@@ -100,6 +102,7 @@ pub(crate) fn writes_state(change: &Change) -> bool {
         && change.nonces.is_empty()
         && change.approvals.is_empty()
         && change.policy_hash.is_none()
+        && change.policy_files.is_none()
         && change.uses.is_empty())
 }
 
@@ -227,6 +230,9 @@ pub(crate) fn plan<K: Kv + ?Sized>(kv: &K, change: &Change, ops: &mut Ops) -> Re
 
     if let Some(hash) = &change.policy_hash {
         ops.put(POLICY, hash.as_bytes());
+    }
+    if let Some(files) = &change.policy_files {
+        ops.put(POLICY_FILES, encode(files)?);
     }
     for (nonce, expiry) in &change.nonces {
         ops.put(key(b'n', &[nonce]), be(*expiry));
@@ -690,6 +696,10 @@ pub(crate) fn policy_hash<K: Kv + ?Sized>(kv: &K) -> Result<Option<String>> {
     Ok(kv
         .get(POLICY)?
         .map(|v| String::from_utf8_lossy(v.as_ref()).into_owned()))
+}
+
+pub(crate) fn policy_files<K: Kv + ?Sized>(kv: &K) -> Result<Option<Vec<(String, String)>>> {
+    get(kv, POLICY_FILES)
 }
 
 pub(crate) fn epoch<K: Kv + ?Sized>(kv: &K) -> Result<u64> {

@@ -371,3 +371,108 @@ async fn a_follower_takes_over_when_the_leader_is_killed() {
     drop(servers);
     drop(cluster);
 }
+
+/// A policy set sent through one coordinator is the service's: the drift revocations it
+/// causes reach a feed followed through another, and a coordinator elected later serves
+/// that set (recorded in the store), not its own directory's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_policy_set_sent_through_one_coordinator_is_the_service_set() {
+    let cluster = mandate_etcd::test_cluster::EtcdCluster::start(3)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let dir = tempfile::tempdir().unwrap();
+    let (mut servers, at, admin_key) =
+        coordinators(dir.path(), &cluster.store_url("policy"), 2).await;
+    let both = format!("{},{}", at[0], at[1]);
+    let mut admin_b = client(&at[1], ADMIN, &admin_key).await.unwrap();
+    assert!(
+        answers(&mut admin_b).await,
+        "B never forwarded to the leader"
+    );
+    let [planner_key, worker_key] = [(); 2].map(|()| SigningKey::generate().unwrap());
+    register(
+        &mut admin_b,
+        [
+            (PLANNER, &planner_key, "planner"),
+            (WORKER, &worker_key, "worker"),
+        ],
+    )
+    .await;
+    let mut planner = client(&both, PLANNER, &planner_key).await.unwrap();
+    let root = start(&mut planner).await;
+    let link = delegate(&mut planner, &root, &worker_key).await;
+
+    let mut admin_a = client(&at[0], ADMIN, &admin_key).await.unwrap();
+    let mut feed = admin_a
+        .watch_revocations(pb::WatchRevocationsRequest { after_epoch: 0 })
+        .await
+        .unwrap();
+    feed.message().await.unwrap().unwrap();
+    let files = std::collections::BTreeMap::from([
+        (
+            "default.cedar".to_owned(),
+            mandate_policy::DEFAULT_POLICIES.to_owned(),
+        ),
+        (
+            "no-worker.cedar".to_owned(),
+            format!(
+                "@id(\"ha.no-worker\")\nforbid (principal, action == Mandate::Action::\"Delegate\", resource)\nwhen {{ context.holder == Mandate::Agent::\"{WORKER}\" }};\n"
+            ),
+        ),
+    ]);
+    let reloaded = admin_b
+        .reload_policy(pb::ReloadPolicyRequest { files })
+        .await
+        .unwrap();
+    let link_id = link.leaf().id().to_string();
+    assert_eq!(reloaded.revoked_link_ids, std::slice::from_ref(&link_id));
+    let hash = reloaded.policy.unwrap().policy_hash;
+    let batch = loop {
+        let m = feed.message().await.unwrap().unwrap();
+        if let Some(pb::watch_revocations_response::Event::Batch(b)) = m.event {
+            break b;
+        }
+    };
+    assert_eq!(
+        batch.links.iter().map(|l| &l.link_id).collect::<Vec<_>>(),
+        [&link_id]
+    );
+
+    // A bad file name is refused before anything is decided.
+    let refused = admin_b
+        .reload_policy(pb::ReloadPolicyRequest {
+            files: [("../x.cedar".to_owned(), String::new())].into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(refused.reason(), "POLICY_INVALID", "{refused}");
+
+    // The leader dies; B, started without a policy directory, serves the set sent.
+    servers[0].kill().unwrap();
+    servers[0].wait().unwrap();
+    let mut admin = client(&both, ADMIN, &admin_key).await.unwrap();
+    assert!(answers(&mut admin).await, "B never took over");
+    let policy = admin
+        .get_policy(pb::GetPolicyRequest {})
+        .await
+        .unwrap()
+        .policy
+        .unwrap();
+    assert_eq!(policy.policy_hash, hash);
+    assert!(policy.source.contains("store"), "source: {}", policy.source);
+    let root = start(&mut planner).await;
+    let now = root.root().body().not_before_ms;
+    let spec = LinkSpec::new(
+        worker_key.public_key(),
+        WORKER.parse().unwrap(),
+        vec![Capability::new("files/report", ["read"]).unwrap()],
+        now,
+        now + 60_000,
+    )
+    .unwrap()
+    .require_seal(true);
+    let denied = planner.delegate(&root, spec).await.unwrap_err();
+    assert_eq!(denied.reason(), "POLICY_DENIED", "{denied}");
+    drop(servers);
+    drop(cluster);
+}

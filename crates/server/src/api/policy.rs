@@ -45,7 +45,8 @@ impl PolicyService for Api {
     ) -> Result<Response<pb::ReloadPolicyResponse>, Status> {
         let caller = caller(&req)?;
         access::check(&caller, Ask::ReloadPolicy)?;
-        let r = self.coordinator.reload_policy(Some(&caller)).await?;
+        let files = req.into_inner().files.into_iter().collect();
+        let r = self.coordinator.reload_policy(Some(&caller), files).await?;
         Ok(Response::new(pb::ReloadPolicyResponse {
             policy: Some(policy_to_pb(&r.policy)),
             previous_policy_hash: r.previous_hash,

@@ -41,17 +41,27 @@ struct Drifted {
 }
 
 impl Coordinator {
-    /// Re-reads the policy directory. An invalid set is refused (and audited) and the old
-    /// one stays. A valid one is checked against every live link first; the revocations
-    /// of what it denies, the reload record and the switch happen together. `caller` is
-    /// `None` for a reload by signal.
-    pub async fn reload_policy(&self, caller: Option<&Caller>) -> Result<Reloaded, ApiError> {
+    /// Installs the set made of `files` (name, Cedar text), or with none re-reads the
+    /// policy directory. An invalid set is refused (and audited) and the old one stays. A
+    /// valid one is checked against every live link first; the revocations of what it
+    /// denies, the reload record, the set's files in the store and the switch happen
+    /// together. `caller` is `None` for a reload by signal.
+    pub async fn reload_policy(
+        &self,
+        caller: Option<&Caller>,
+        files: Vec<(String, String)>,
+    ) -> Result<Reloaded, ApiError> {
         let actor = caller.map_or_else(|| "signal:SIGHUP".to_owned(), |c| c.agent.id.to_string());
         let now = self.now();
         // Read under the writer lock, so two reloads (a signal and a call) install in the
         // order they read the directory.
         let guard = self.writer.lock().await;
-        let loaded = match self.policies.read_again(now) {
+        let read = if files.is_empty() {
+            self.policies.read_again(now)
+        } else {
+            crate::policies::Policies::from_files(files, &actor, now)
+        };
+        let loaded = match read {
             Ok(l) => l,
             Err(err) => {
                 drop(guard);
@@ -114,6 +124,7 @@ impl Coordinator {
         let (drifted, reevaluated) = self.reevaluate(&new.set, now)?;
         let mut change = Change {
             policy_hash: Some(new.set.hash().to_owned()),
+            policy_files: Some(new.set.sources().to_vec()),
             ..Change::default()
         };
         // The first set a store records is noted; every change of set is high severity.

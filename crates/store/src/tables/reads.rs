@@ -110,6 +110,9 @@ macro_rules! store_reads {
         fn policy_hash(&self) -> $crate::Result<Option<String>> {
             $crate::tables::policy_hash(&self.$($kv).+)
         }
+        fn policy_files(&self) -> $crate::Result<Option<Vec<(String, String)>>> {
+            $crate::tables::policy_files(&self.$($kv).+)
+        }
         fn epoch(&self) -> $crate::Result<u64> {
             $crate::tables::epoch(&self.$($kv).+)
         }

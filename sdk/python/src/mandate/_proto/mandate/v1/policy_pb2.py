@@ -24,13 +24,15 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17mandate/v1/policy.proto\x12\nmandate.v1\"G\n\rPolicySummary\x12\x11\n\tpolicy_id\x18\x01 \x01(\t\x12\x0e\n\x06permit\x18\x02 \x01(\x08\x12\x13\n\x0bobligations\x18\x03 \x01(\t\"\x83\x01\n\nPolicyInfo\x12\x13\n\x0bpolicy_hash\x18\x01 \x01(\t\x12\x0e\n\x06source\x18\x02 \x01(\t\x12\r\n\x05\x66iles\x18\x03 \x03(\t\x12+\n\x08policies\x18\x04 \x03(\x0b\x32\x19.mandate.v1.PolicySummary\x12\x14\n\x0cload_time_ms\x18\x05 \x01(\x04\"\x12\n\x10GetPolicyRequest\";\n\x11GetPolicyResponse\x12&\n\x06policy\x18\x01 \x01(\x0b\x32\x16.mandate.v1.PolicyInfo\"\x15\n\x13ReloadPolicyRequest\"\xab\x01\n\x14ReloadPolicyResponse\x12&\n\x06policy\x18\x01 \x01(\x0b\x32\x16.mandate.v1.PolicyInfo\x12\x1c\n\x14previous_policy_hash\x18\x02 \x01(\t\x12\x19\n\x11reevaluated_links\x18\x03 \x01(\r\x12\x18\n\x10revoked_link_ids\x18\x04 \x03(\t\x12\x18\n\x10revocation_epoch\x18\x05 \x01(\x04\x32\xac\x01\n\rPolicyService\x12H\n\tGetPolicy\x12\x1c.mandate.v1.GetPolicyRequest\x1a\x1d.mandate.v1.GetPolicyResponse\x12Q\n\x0cReloadPolicy\x12\x1f.mandate.v1.ReloadPolicyRequest\x1a .mandate.v1.ReloadPolicyResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17mandate/v1/policy.proto\x12\nmandate.v1\"G\n\rPolicySummary\x12\x11\n\tpolicy_id\x18\x01 \x01(\t\x12\x0e\n\x06permit\x18\x02 \x01(\x08\x12\x13\n\x0bobligations\x18\x03 \x01(\t\"\x83\x01\n\nPolicyInfo\x12\x13\n\x0bpolicy_hash\x18\x01 \x01(\t\x12\x0e\n\x06source\x18\x02 \x01(\t\x12\r\n\x05\x66iles\x18\x03 \x03(\t\x12+\n\x08policies\x18\x04 \x03(\x0b\x32\x19.mandate.v1.PolicySummary\x12\x14\n\x0cload_time_ms\x18\x05 \x01(\x04\"\x12\n\x10GetPolicyRequest\";\n\x11GetPolicyResponse\x12&\n\x06policy\x18\x01 \x01(\x0b\x32\x16.mandate.v1.PolicyInfo\"~\n\x13ReloadPolicyRequest\x12\x39\n\x05\x66iles\x18\x01 \x03(\x0b\x32*.mandate.v1.ReloadPolicyRequest.FilesEntry\x1a,\n\nFilesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xab\x01\n\x14ReloadPolicyResponse\x12&\n\x06policy\x18\x01 \x01(\x0b\x32\x16.mandate.v1.PolicyInfo\x12\x1c\n\x14previous_policy_hash\x18\x02 \x01(\t\x12\x19\n\x11reevaluated_links\x18\x03 \x01(\r\x12\x18\n\x10revoked_link_ids\x18\x04 \x03(\t\x12\x18\n\x10revocation_epoch\x18\x05 \x01(\x04\x32\xac\x01\n\rPolicyService\x12H\n\tGetPolicy\x12\x1c.mandate.v1.GetPolicyRequest\x1a\x1d.mandate.v1.GetPolicyResponse\x12Q\n\x0cReloadPolicy\x12\x1f.mandate.v1.ReloadPolicyRequest\x1a .mandate.v1.ReloadPolicyResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'mandate.v1.policy_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
+  _globals['_RELOADPOLICYREQUEST_FILESENTRY']._loaded_options = None
+  _globals['_RELOADPOLICYREQUEST_FILESENTRY']._serialized_options = b'8\001'
   _globals['_POLICYSUMMARY']._serialized_start=39
   _globals['_POLICYSUMMARY']._serialized_end=110
   _globals['_POLICYINFO']._serialized_start=113
@@ -40,9 +42,11 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_GETPOLICYRESPONSE']._serialized_start=266
   _globals['_GETPOLICYRESPONSE']._serialized_end=325
   _globals['_RELOADPOLICYREQUEST']._serialized_start=327
-  _globals['_RELOADPOLICYREQUEST']._serialized_end=348
-  _globals['_RELOADPOLICYRESPONSE']._serialized_start=351
-  _globals['_RELOADPOLICYRESPONSE']._serialized_end=522
-  _globals['_POLICYSERVICE']._serialized_start=525
-  _globals['_POLICYSERVICE']._serialized_end=697
+  _globals['_RELOADPOLICYREQUEST']._serialized_end=453
+  _globals['_RELOADPOLICYREQUEST_FILESENTRY']._serialized_start=409
+  _globals['_RELOADPOLICYREQUEST_FILESENTRY']._serialized_end=453
+  _globals['_RELOADPOLICYRESPONSE']._serialized_start=456
+  _globals['_RELOADPOLICYRESPONSE']._serialized_end=627
+  _globals['_POLICYSERVICE']._serialized_start=630
+  _globals['_POLICYSERVICE']._serialized_end=802
 # @@protoc_insertion_point(module_scope)

@@ -41,8 +41,17 @@ class GetPolicyResponse(_message.Message):
     def __init__(self, policy: _Optional[_Union[PolicyInfo, _Mapping]] = ...) -> None: ...
 
 class ReloadPolicyRequest(_message.Message):
-    __slots__ = ()
-    def __init__(self) -> None: ...
+    __slots__ = ("files",)
+    class FilesEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    FILES_FIELD_NUMBER: _ClassVar[int]
+    files: _containers.ScalarMap[str, str]
+    def __init__(self, files: _Optional[_Mapping[str, str]] = ...) -> None: ...
 
 class ReloadPolicyResponse(_message.Message):
     __slots__ = ("policy", "previous_policy_hash", "reevaluated_links", "revoked_link_ids", "revocation_epoch")

@@ -59,7 +59,7 @@ class PolicyServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def ReloadPolicy(self, request, context):
-        """Re-reads the policy directory (admins). An invalid set is refused and the old one stays
+        """Installs the files given, or re-reads the policy directory (admins). An invalid set is refused and the old one stays
         in force. After a change every live grant and delegation is decided again; those now
         denied are revoked with their subtrees ("policy drift").
         """
