@@ -46,6 +46,9 @@ enum Scenario {
     /// Rounds of `--requests` mixed requests against a `mandate serve` child process,
     /// sampling its RSS and data directory after each round.
     Soak,
+    /// Three `mandate serve --advertise` on etcd: `Authorize` to the leader, then spread
+    /// over all three, with each process's CPU per call.
+    Several,
 }
 
 /// The scenario and its settings.
@@ -374,6 +377,9 @@ pub(crate) async fn run(a: BenchArgs, target: &Target) -> anyhow::Result<()> {
     if a.scenario == Scenario::Soak {
         return crate::soak::run(&a, target).await;
     }
+    if a.scenario == Scenario::Several {
+        return crate::several::run(&a, target).await;
+    }
     let mut w = world(target).await?;
     if let Some(secs) = a.task_ttl_secs {
         w.ttl_ms = secs.max(5) * 1000;
@@ -428,7 +434,7 @@ pub(crate) async fn run(a: BenchArgs, target: &Target) -> anyhow::Result<()> {
         Scenario::Gateway => {
             crate::gateway::run(&mut w, a.requests, a.concurrency, target).await?;
         }
-        Scenario::Scale | Scenario::Soak => {}
+        Scenario::Scale | Scenario::Soak | Scenario::Several => {}
     }
     if let Some((server, _dir)) = w._server.take() {
         server.shutdown().await?;
@@ -465,7 +471,7 @@ pub(crate) async fn prepare_mixed(w: &mut World, n: usize) -> anyhow::Result<Vec
 
 /// A depth-3 chain (coordinator → planner → worker → sub-worker) and `n` signed Authorize
 /// requests from the tool, each with a fresh proof.
-async fn prepare_authorize(w: &mut World, n: usize) -> anyhow::Result<(Vec<Op>, Chain)> {
+pub(crate) async fn prepare_authorize(w: &mut World, n: usize) -> anyhow::Result<(Vec<Op>, Chain)> {
     let (_, pkey, psigner) = register(w, "planner", "planner").await?;
     let (wid, wkey, _) = register(w, "worker", "worker").await?;
     let (sid, skey, _) = register(w, "sub", "worker").await?;

@@ -4,7 +4,9 @@
 //! loopback (its own, in this process, unless `--server` is given) and report throughput
 //! and latency percentiles; `scale` writes a store of a million live links and measures
 //! a real `mandate serve` on it; `gateway` compares calls to an HTTP API straight and
-//! through `mandate gateway`. BENCHMARKS.md has the figures and the commands.
+//! through `mandate gateway`; `soak` samples a coordinator's memory and disk over millions
+//! of requests; `several` measures three coordinators of one service on etcd.
+//! BENCHMARKS.md has the figures and the commands.
 
 /// Prints a line to stdout, ignoring a closed pipe.
 macro_rules! out {
@@ -17,6 +19,7 @@ macro_rules! out {
 mod gateway;
 mod load;
 mod scale;
+mod several;
 mod soak;
 
 use std::path::PathBuf;

@@ -17,7 +17,7 @@ use crate::Target;
 use crate::load::{BenchArgs, drive, prepare_mixed, world};
 
 /// The server child, killed when the soak ends however it ends.
-struct Server(Child);
+pub(crate) struct Server(pub(crate) Child);
 
 impl Drop for Server {
     fn drop(&mut self) {
@@ -63,7 +63,7 @@ fn slope(xs: &[f64], ys: &[f64]) -> f64 {
     if den == 0.0 { 0.0 } else { num / den }
 }
 
-fn mandate_bin(a: &BenchArgs) -> anyhow::Result<PathBuf> {
+pub(crate) fn mandate_bin(a: &BenchArgs) -> anyhow::Result<PathBuf> {
     if let Some(p) = &a.mandate_bin {
         return Ok(p.clone());
     }
