@@ -125,22 +125,23 @@ async fn answers(client: &mut Client) -> bool {
     false
 }
 
+/// A task for reading `files/*` for ten minutes, delegating one level down.
+fn files_task() -> pb::StartTaskRequest {
+    pb::StartTaskRequest {
+        capabilities: vec![tpb::Capability {
+            resource: "files/*".into(),
+            actions: vec!["read".into()],
+            constraints: vec![],
+        }],
+        ttl_ms: 10 * 60_000,
+        max_depth: 1,
+        ..Default::default()
+    }
+}
+
 /// One client: start a task, delegate and revoke until the server dies.
 async fn work(mut planner: Client, worker: (String, SigningKey), acked: Arc<Mutex<Acked>>) {
-    let Ok(r) = planner
-        .start_task(pb::StartTaskRequest {
-            signals: Default::default(),
-            capabilities: vec![tpb::Capability {
-                resource: "files/*".into(),
-                actions: vec!["read".into()],
-                constraints: vec![],
-            }],
-            ttl_ms: 10 * 60_000,
-            max_depth: 1,
-            ..Default::default()
-        })
-        .await
-    else {
+    let Ok(r) = planner.start_task(files_task()).await else {
         return;
     };
     let task = r.task.unwrap().task_id;

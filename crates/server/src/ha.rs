@@ -80,23 +80,42 @@ pub async fn serve_ha(
             Arc::clone(&giving_up),
         );
         tokio::task::spawn_blocking(move || {
-            EtcdLeadership::campaign(etcd, &me, lease, |holder| {
-                match holder {
-                    // A lease of this instance's previous run: never forward to itself.
-                    Some(h) if h != me => {
-                        if let Err(e) = target.set(h) {
-                            tracing::warn!(error = %e, "the leader's address is not usable");
+            // etcd out of reach (at start, or lost while waiting): keep listening, answer
+            // UNAVAILABLE (clients move on), and campaign again, backing off to 5 s.
+            let mut pause = Duration::from_millis(100);
+            loop {
+                let tried = EtcdLeadership::campaign(etcd.clone(), &me, lease, |holder| {
+                    match holder {
+                        // A lease of this instance's previous run: never forward to itself.
+                        Some(h) if h != me => {
+                            if let Err(e) = target.set(h) {
+                                tracing::warn!(error = %e, "the leader's address is not usable");
+                            }
                         }
+                        _ => target.clear(),
                     }
-                    _ => target.clear(),
+                    giving_up.load(Ordering::SeqCst)
+                });
+                let error = match tried {
+                    Ok(won) => return won,
+                    Err(e) => e,
+                };
+                target.clear();
+                tracing::warn!(error = %error, "cannot campaign for the lead: trying again");
+                let until = std::time::Instant::now() + pause;
+                while std::time::Instant::now() < until {
+                    if giving_up.load(Ordering::SeqCst) {
+                        return None;
+                    }
+                    std::thread::sleep(Duration::from_millis(50));
                 }
-                giving_up.load(Ordering::SeqCst)
-            })
+                pause = (pause * 2).min(Duration::from_secs(5));
+            }
         })
     };
     tokio::pin!(campaign);
     let won = tokio::select! {
-        won = &mut campaign => won.map_err(|e| HaError::Config(e.to_string()))??,
+        won = &mut campaign => won.map_err(|e| HaError::Config(e.to_string()))?,
         () = &mut stop => {
             giving_up.store(true, Ordering::SeqCst);
             drop(campaign.await);

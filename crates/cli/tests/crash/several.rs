@@ -97,19 +97,7 @@ fn proof(worker: &SigningKey, chain: &Chain) -> Invocation {
 
 /// A task for `files/*` started through `planner`: its root chain.
 async fn start(planner: &mut Client) -> Chain {
-    let r = planner
-        .start_task(pb::StartTaskRequest {
-            capabilities: vec![tpb::Capability {
-                resource: "files/*".into(),
-                actions: vec!["read".into()],
-                constraints: vec![],
-            }],
-            ttl_ms: 10 * 60_000,
-            max_depth: 1,
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+    let r = planner.start_task(files_task()).await.unwrap();
     Chain::decode(&r.chain, &Limits::default()).unwrap()
 }
 
@@ -474,5 +462,42 @@ async fn a_policy_set_sent_through_one_coordinator_is_the_service_set() {
     let denied = planner.delegate(&root, spec).await.unwrap_err();
     assert_eq!(denied.reason(), "POLICY_DENIED", "{denied}");
     drop(servers);
+    drop(cluster);
+}
+
+/// A coordinator started while etcd is out of reach keeps listening, campaigns again,
+/// and leads once etcd is back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_coordinator_started_without_etcd_leads_once_etcd_is_back() {
+    let mut cluster = mandate_etcd::test_cluster::EtcdCluster::start(1)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let store = cluster.store_url("late");
+    cluster.kill(0);
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("c0");
+    let (mut server, at) = spawn_with(&data, &store, &HA);
+    // Its first campaigns fail at once (nothing listens on etcd's port); it stays up.
+    for _ in 0..40 {
+        assert!(
+            server.0.try_wait().unwrap().is_none(),
+            "the coordinator exited while etcd was away"
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert!(!data.join("admin.key").exists(), "it led without etcd");
+    cluster.restart(0).await.unwrap();
+    let mut key = None;
+    for _ in 0..800 {
+        if let Ok(k) = keyfile::load_signing_key(&data.join("admin.key")) {
+            key = Some(k);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let key = key.expect("never elected once etcd was back");
+    let mut admin = client(&at, ADMIN, &key).await.unwrap();
+    assert!(answers(&mut admin).await, "elected but not serving");
+    drop(server);
     drop(cluster);
 }
