@@ -111,7 +111,7 @@ async fn a_forwarding_coordinator_passes_calls_to_the_leader_as_they_came() {
     use mandate_server::{ForwardTarget, Forwarding};
     let a = Harness::start().await;
     let target = ForwardTarget::default();
-    let forwarding = Forwarding::start(([127, 0, 0, 1], 0).into(), target.clone())
+    let forwarding = Forwarding::start(([127, 0, 0, 1], 0).into(), target.clone(), None)
         .await
         .unwrap();
     let through = forwarding.local_addr.to_string();

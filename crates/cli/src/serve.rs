@@ -104,6 +104,10 @@ pub(crate) struct ServeArgs {
     /// lost leader may go unnoticed before another takes over [default: 5s].
     #[arg(long, env = "MANDATE_LEADER_LEASE")]
     leader_lease: Option<String>,
+    /// With --advertise over TLS: the CA (PEM) that signed the other coordinators'
+    /// certificates, which a forwarding coordinator checks the leader's against.
+    #[arg(long, env = "MANDATE_PEER_CA")]
+    peer_ca: Option<PathBuf>,
 }
 
 /// The `--config` file.
@@ -124,6 +128,7 @@ struct FileConfig {
     gc_interval: Option<String>,
     advertise: Option<String>,
     leader_lease: Option<String>,
+    peer_ca: Option<PathBuf>,
     store_cache_mib: Option<u64>,
     store: Option<String>,
     etcd_ca_file: Option<PathBuf>,
@@ -202,6 +207,7 @@ fn read_file(path: &Path) -> anyhow::Result<FileConfig> {
         &mut file.tls_cert,
         &mut file.tls_key,
         &mut file.tls_client_ca,
+        &mut file.peer_ca,
         &mut file.etcd_ca_file,
         &mut file.etcd_cert_file,
         &mut file.etcd_key_file,
@@ -443,6 +449,13 @@ pub(crate) fn resolve(
     anyhow::ensure!(
         lease >= std::time::Duration::from_secs(2),
         "leader_lease is at least 2s"
+    );
+    config.peer_ca = p.pick(
+        "peer_ca",
+        args.peer_ca.clone(),
+        file.peer_ca.clone(),
+        None,
+        |d| toml_path(d),
     );
     let ha = match advertise {
         None => None,

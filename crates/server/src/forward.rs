@@ -22,29 +22,47 @@ const LEADER_SILENCE: std::time::Duration = std::time::Duration::from_secs(2);
 /// (`None`: no leader known; calls are answered `UNAVAILABLE`, which clients given several
 /// coordinators take as a reason to try the next).
 #[derive(Clone, Debug, Default)]
-pub struct ForwardTarget(Arc<RwLock<Option<(String, Channel)>>>);
+pub struct ForwardTarget {
+    current: Arc<RwLock<Option<(String, Channel)>>>,
+    /// How to reach the leader over TLS (`None`: plaintext).
+    tls: Option<tonic::transport::ClientTlsConfig>,
+}
 
 impl ForwardTarget {
+    /// A target reached over TLS: the leader's certificate must chain to `tls`'s CA and
+    /// name the host it advertises.
+    pub fn with_tls(tls: &mandate_tls::ClientTls) -> Result<ForwardTarget, mandate_tls::TlsError> {
+        Ok(ForwardTarget {
+            current: Arc::default(),
+            tls: Some(tls.tonic_config()?),
+        })
+    }
+
     /// Forwards to the coordinator at `address` (`host:port` or a URI) from now on; the
     /// connection is made when first used.
     pub fn set(&self, address: &str) -> Result<(), String> {
         let mut target = self
-            .0
+            .current
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         if target.as_ref().is_some_and(|(a, _)| a == address) {
             return Ok(());
         }
-        let uri = if address.contains("://") {
-            address.to_owned()
-        } else {
-            format!("http://{address}")
+        let uri = match (address.split_once("://"), &self.tls) {
+            (Some(_), _) => address.to_owned(),
+            (None, Some(_)) => format!("https://{address}"),
+            (None, None) => format!("http://{address}"),
         };
         // A leader that stops answering (stopped, partitioned) fails the calls in flight
         // to it within `LEADER_SILENCE` instead of holding them for ever: the clients
         // move on, and the calls go to whoever leads next.
-        let channel = Channel::from_shared(uri)
-            .map_err(|e| format!("`{address}`: {e}"))?
+        let mut endpoint = Channel::from_shared(uri).map_err(|e| format!("`{address}`: {e}"))?;
+        if let Some(tls) = &self.tls {
+            endpoint = endpoint
+                .tls_config(tls.clone())
+                .map_err(|e| format!("`{address}`: {e}"))?;
+        }
+        let channel = endpoint
             .tcp_nodelay(true)
             .http2_keep_alive_interval(LEADER_SILENCE / 2)
             .keep_alive_timeout(LEADER_SILENCE / 2)
@@ -57,14 +75,14 @@ impl ForwardTarget {
     /// Stops forwarding (no leader known).
     pub fn clear(&self) {
         *self
-            .0
+            .current
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner) = None;
     }
 
     /// Where calls go now.
     pub fn address(&self) -> Option<String> {
-        self.0
+        self.current
             .read()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .as_ref()
@@ -72,7 +90,7 @@ impl ForwardTarget {
     }
 
     fn channel(&self) -> Option<Channel> {
-        self.0
+        self.current
             .read()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .as_ref()
@@ -182,10 +200,12 @@ pub struct Forwarding {
 }
 
 impl Forwarding {
-    /// Listens on `listen` and forwards every `mandate.v1` call to `target`.
+    /// Listens on `listen` (over TLS when `tls` is given) and forwards every `mandate.v1`
+    /// call to `target`.
     pub async fn start(
         listen: SocketAddr,
         target: ForwardTarget,
+        tls: Option<Arc<mandate_tls::ServerTls>>,
     ) -> Result<Forwarding, crate::StartError> {
         let listener = tokio::net::TcpListener::bind(listen)
             .await
@@ -212,11 +232,19 @@ impl Forwarding {
             .add_service(Forward::<Policy>::to(&target))
             .add_service(Forward::<Audit>::to(&target));
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let incoming =
-            tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
-        let join = tokio::spawn(router.serve_with_incoming_shutdown(incoming, async move {
+        let stopped = async move {
             let _ = stopped.await;
-        }));
+        };
+        let join = match tls {
+            Some(tls) => tokio::spawn(
+                router.serve_with_incoming_shutdown(mandate_tls::incoming(listener, tls), stopped),
+            ),
+            None => {
+                let incoming =
+                    tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
+                tokio::spawn(router.serve_with_incoming_shutdown(incoming, stopped))
+            }
+        };
         tracing::info!(%local_addr, to = ?target.address(), "forwarding calls to the leading coordinator");
         Ok(Forwarding {
             local_addr,

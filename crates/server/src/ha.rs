@@ -58,15 +58,34 @@ pub async fn serve_ha(
         ));
     };
     let etcd = (**etcd).clone();
-    // Forwarding has no TLS yet: the same rule as a plaintext coordinator.
-    if config.tls.is_some() {
-        return Err(HaError::Config(
-            "several coordinators do not serve TLS yet: put a TLS-terminating proxy in front (--insecure-plaintext) or run one coordinator".into(),
-        ));
-    }
     crate::check_transport(&config)?;
-    let target = ForwardTarget::default();
-    let forwarding = Forwarding::start(config.listen, target.clone()).await?;
+    // Over TLS, a forwarding coordinator serves the same certificate and checks the
+    // leader's against `peer_ca`. Mutual TLS cannot work through it: the leader would see
+    // the forwarding coordinator's certificate, not the caller's.
+    let (target, tls) = match &config.tls {
+        None => (ForwardTarget::default(), None),
+        Some(files) => {
+            if files.client_ca.is_some() {
+                return Err(HaError::Config(
+                    "several coordinators do not support mutual TLS (a forwarding coordinator cannot pass on the caller's certificate): drop tls_client_ca, or run one coordinator".into(),
+                ));
+            }
+            let Some(ca) = &config.peer_ca else {
+                return Err(HaError::Config(
+                    "several coordinators over TLS need peer_ca (--peer-ca): the CA that signed the other coordinators' certificates".into(),
+                ));
+            };
+            let target = ForwardTarget::with_tls(&mandate_tls::ClientTls {
+                ca: Some(ca.clone()),
+                ..Default::default()
+            })
+            .map_err(crate::StartError::from)?;
+            let tls = mandate_tls::ServerTls::load(files.clone(), mandate_tls::Alpn::Grpc)
+                .map_err(crate::StartError::from)?;
+            (target, Some(Arc::new(tls)))
+        }
+    };
+    let forwarding = Forwarding::start(config.listen, target.clone(), tls).await?;
     let addr = forwarding.local_addr;
     let me = advertise.unwrap_or_else(|| addr.to_string());
     events.listening(addr);

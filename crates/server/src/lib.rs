@@ -106,6 +106,9 @@ pub struct Config {
     /// serves plaintext, which [`start`] allows only on a loopback address unless
     /// `insecure_plaintext` is set.
     pub tls: Option<mandate_tls::ServerTlsFiles>,
+    /// With several coordinators over TLS: the CA (PEM) that signed the other
+    /// coordinators' certificates; a forwarding coordinator checks the leader's against it.
+    pub peer_ca: Option<PathBuf>,
     /// Serve plaintext on a non-loopback address (a TLS-terminating proxy in front).
     pub insecure_plaintext: bool,
     /// How often an `audit.checkpoint` record signs the log's head (skipped when nothing
@@ -147,6 +150,7 @@ impl std::fmt::Debug for Config {
             .field("data_dir", &self.data_dir)
             .field("trust_domain", &self.trust_domain)
             .field("tls", &self.tls)
+            .field("peer_ca", &self.peer_ca)
             .field("store", &self.store)
             .finish_non_exhaustive()
     }
@@ -177,6 +181,7 @@ impl Config {
             retain_history_ms: 24 * 3_600_000,
             gc_interval: Duration::from_secs(60),
             tls: None,
+            peer_ca: None,
             insecure_plaintext: false,
             audit_checkpoint_interval: Duration::from_secs(3600),
             metrics_listen: None,

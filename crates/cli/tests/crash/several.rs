@@ -501,3 +501,80 @@ async fn a_coordinator_started_without_etcd_leads_once_etcd_is_back() {
     drop(server);
     drop(cluster);
 }
+
+/// Two coordinators over TLS: the follower serves the same certificate and forwards to
+/// the leader over TLS, checking the leader's certificate against `--peer-ca`; a client
+/// trusting the CA works through either, and through the follower once it has taken over
+/// from the killed leader.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_coordinators_over_tls() {
+    use mandate_tls::ClientTls;
+    let cluster = mandate_etcd::test_cluster::EtcdCluster::start(1)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let store = cluster.store_url("tls");
+    let dir = tempfile::tempdir().unwrap();
+    let pki = mandate_tls::test_pki::TestPki::new(dir.path(), "ha-ca").unwrap();
+    let cert = pki.issue("coordinator", None).unwrap();
+    let ca = pki.ca_path();
+    let mut args: Vec<&str> = HA.to_vec();
+    args.extend([
+        "--tls-cert",
+        cert.cert.to_str().unwrap(),
+        "--tls-key",
+        cert.key.to_str().unwrap(),
+        "--peer-ca",
+        ca.to_str().unwrap(),
+    ]);
+    let (data_a, data_b) = (dir.path().join("a"), dir.path().join("b"));
+    let (mut a, at_a) = spawn_with(&data_a, &store, &args);
+    let mut admin_key = None;
+    for _ in 0..500 {
+        if let Ok(k) = keyfile::load_signing_key(&data_a.join("admin.key")) {
+            admin_key = Some(k);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let admin_key = admin_key.unwrap();
+    std::fs::create_dir_all(&data_b).unwrap();
+    for f in ["coordinator.key", "admin.key"] {
+        std::fs::copy(data_a.join(f), data_b.join(f)).unwrap();
+    }
+    let (_b, at_b) = spawn_with(&data_b, &store, &args);
+    let bare = |at: &str| at.trim_start_matches("http://").to_owned();
+    let trusting = ClientTls {
+        ca: Some(ca.clone()),
+        ..ClientTls::default()
+    };
+    let signer = || Signer::new(AgentId::new(ADMIN).unwrap(), admin_key.clone());
+    let mut through_b = Client::connect_tls(&bare(&at_b), signer(), &trusting)
+        .await
+        .unwrap();
+    assert!(
+        answers(&mut through_b).await,
+        "the follower never forwarded to the leader over TLS"
+    );
+    // Plaintext gets nothing from either.
+    let mut plain = Client::connect(format!("http://{}", bare(&at_b)), signer())
+        .await
+        .unwrap();
+    assert!(
+        plain
+            .get_trust_bundle(pb::GetTrustBundleRequest {})
+            .await
+            .is_err()
+    );
+    // The leader dies; the follower takes over, over TLS.
+    a.kill().unwrap();
+    a.wait().unwrap();
+    let mut both = Client::connect_tls(
+        &format!("{},{}", bare(&at_a), bare(&at_b)),
+        signer(),
+        &trusting,
+    )
+    .await
+    .unwrap();
+    assert!(answers(&mut both).await, "the follower never took over");
+    drop(cluster);
+}
