@@ -85,6 +85,12 @@ pub async fn serve_ha(
             (target, Some(Arc::new(tls)))
         }
     };
+    // Without a handler SIGHUP would end a forwarding coordinator (an operator reloading
+    // every instance's certificate at once): reload the certificate instead.
+    let hup = config
+        .reload_on_sighup
+        .then(|| reload_tls_on_sighup(tls.clone()))
+        .flatten();
     let forwarding = Forwarding::start(config.listen, target.clone(), tls).await?;
     let addr = forwarding.local_addr;
     let me = advertise.unwrap_or_else(|| addr.to_string());
@@ -134,20 +140,23 @@ pub async fn serve_ha(
     };
     tokio::pin!(campaign);
     let won = tokio::select! {
-        won = &mut campaign => won.map_err(|e| HaError::Config(e.to_string()))?,
+        won = &mut campaign => won.map_err(|e| HaError::Config(e.to_string())),
         () = &mut stop => {
             giving_up.store(true, Ordering::SeqCst);
             drop(campaign.await);
-            forwarding.shutdown().await;
-            return Ok(());
+            Ok(None)
         }
     };
-    let Some(leadership) = won else {
-        forwarding.shutdown().await;
+    forwarding.shutdown().await;
+    // Elected or not, forwarding is over; an elected coordinator installs its own handler
+    // (certificate and policy set).
+    if let Some(hup) = &hup {
+        hup.abort();
+    }
+    let Some(leadership) = won? else {
         return Ok(());
     };
     let leadership = Arc::new(leadership);
-    forwarding.shutdown().await;
     config.listen = addr;
     config.store = StoreChoice::Etcd(Box::new(mandate_store::EtcdConfig {
         fence: Some(leadership.fence()),
@@ -176,4 +185,34 @@ pub async fn serve_ha(
         return Err(HaError::LostLeadership);
     }
     Ok(())
+}
+
+/// While forwarding, SIGHUP reloads the listener's certificate; the policy set is the
+/// leader's to reload (`mandate policy reload`).
+fn reload_tls_on_sighup(
+    tls: Option<Arc<mandate_tls::ServerTls>>,
+) -> Option<tokio::task::JoinHandle<()>> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut hup = match signal(SignalKind::hangup()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot listen for SIGHUP");
+            return None;
+        }
+    };
+    Some(tokio::spawn(async move {
+        while hup.recv().await.is_some() {
+            if let Some(tls) = &tls {
+                match tls.reload() {
+                    Ok(()) => tracing::info!("TLS certificate reloaded on SIGHUP"),
+                    Err(e) => {
+                        tracing::error!(error = %e, "TLS reload refused; the previous certificate stays in use")
+                    }
+                }
+            }
+            tracing::info!(
+                "SIGHUP while forwarding: the policy set is reloaded by the leader (`mandate policy reload`)"
+            );
+        }
+    }))
 }

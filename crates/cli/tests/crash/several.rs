@@ -505,7 +505,7 @@ async fn a_coordinator_started_without_etcd_leads_once_etcd_is_back() {
 /// Two coordinators over TLS: the follower serves the same certificate and forwards to
 /// the leader over TLS, checking the leader's certificate against `--peer-ca`; a client
 /// trusting the CA works through either, and through the follower once it has taken over
-/// from the killed leader.
+/// from the killed leader. SIGHUP reloads a follower's certificate and does not end it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_coordinators_over_tls() {
     use mandate_tls::ClientTls;
@@ -541,7 +541,7 @@ async fn two_coordinators_over_tls() {
     for f in ["coordinator.key", "admin.key"] {
         std::fs::copy(data_a.join(f), data_b.join(f)).unwrap();
     }
-    let (_b, at_b) = spawn_with(&data_b, &store, &args);
+    let (mut b, at_b) = spawn_with(&data_b, &store, &args);
     let bare = |at: &str| at.trim_start_matches("http://").to_owned();
     let trusting = ClientTls {
         ca: Some(ca.clone()),
@@ -554,6 +554,13 @@ async fn two_coordinators_over_tls() {
     assert!(
         answers(&mut through_b).await,
         "the follower never forwarded to the leader over TLS"
+    );
+    // SIGHUP (a certificate reload on every instance) leaves the follower serving.
+    signal(&b, "HUP");
+    assert!(answers(&mut through_b).await, "the follower died of SIGHUP");
+    assert!(
+        b.0.try_wait().unwrap().is_none(),
+        "the follower exited on SIGHUP"
     );
     // Plaintext gets nothing from either.
     let mut plain = Client::connect(format!("http://{}", bare(&at_b)), signer())
