@@ -27,9 +27,6 @@ pub enum HaError {
     /// Starting (forwarding or serving) failed.
     #[error(transparent)]
     Start(#[from] StartError),
-    /// etcd failed while campaigning.
-    #[error("leadership: {0}")]
-    Store(#[from] mandate_store::StoreError),
     /// This coordinator led and its lease ended: it stopped serving.
     #[error("this coordinator's leader lease ended; it stopped serving (start it again to follow)")]
     LostLeadership,
