@@ -17,21 +17,25 @@ const TOOL: &str = "spiffe://mandate.local/ha/tool";
 /// Flags for each coordinator: elected through etcd, a 2 s lease.
 const HA: [&str; 4] = ["--advertise", "auto", "--leader-lease", "2s"];
 
+/// The admin key a coordinator on `data` writes once it is elected (polled for 10 s;
+/// `None`: never elected).
+async fn elected_admin_key(data: &Path) -> Option<SigningKey> {
+    for _ in 0..1000 {
+        if let Ok(k) = keyfile::load_signing_key(&data.join("admin.key")) {
+            return Some(k);
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    None
+}
+
 /// `n` coordinators on `store`, each with its data directory under `dir`; the first
 /// leads (it is up and answering before the others start). Until coordinator keys live
 /// in etcd, the instances share the first one's keys. Returns the admin's key too.
 async fn coordinators(dir: &Path, store: &str, n: usize) -> (Vec<Server>, Vec<String>, SigningKey) {
     let first = dir.join("c0");
     let (server, at) = spawn_with(&first, store, &HA);
-    let mut key = None;
-    for _ in 0..500 {
-        if let Ok(k) = keyfile::load_signing_key(&first.join("admin.key")) {
-            key = Some(k);
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    let admin_key = key.unwrap();
+    let admin_key = elected_admin_key(&first).await.unwrap();
     let mut leader = client(&at, ADMIN, &admin_key).await.unwrap();
     assert!(answers(&mut leader).await, "the first coordinator leads");
     let (mut servers, mut addresses) = (vec![server], vec![at]);
@@ -487,15 +491,7 @@ async fn a_coordinator_started_without_etcd_leads_once_etcd_is_back() {
     }
     assert!(!data.join("admin.key").exists(), "it led without etcd");
     cluster.restart(0).await.unwrap();
-    let mut key = None;
-    for _ in 0..800 {
-        if let Ok(k) = keyfile::load_signing_key(&data.join("admin.key")) {
-            key = Some(k);
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    let key = key.expect("never elected once etcd was back");
+    let key = elected_admin_key(&data).await.unwrap();
     let mut admin = client(&at, ADMIN, &key).await.unwrap();
     assert!(answers(&mut admin).await, "elected but not serving");
     drop(server);
@@ -528,15 +524,7 @@ async fn two_coordinators_over_tls() {
     ]);
     let (data_a, data_b) = (dir.path().join("a"), dir.path().join("b"));
     let (mut a, at_a) = spawn_with(&data_a, &store, &args);
-    let mut admin_key = None;
-    for _ in 0..500 {
-        if let Ok(k) = keyfile::load_signing_key(&data_a.join("admin.key")) {
-            admin_key = Some(k);
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    let admin_key = admin_key.unwrap();
+    let admin_key = elected_admin_key(&data_a).await.unwrap();
     std::fs::create_dir_all(&data_b).unwrap();
     for f in ["coordinator.key", "admin.key"] {
         std::fs::copy(data_a.join(f), data_b.join(f)).unwrap();
