@@ -200,12 +200,7 @@ fn reload_tls_on_sighup(
     Some(tokio::spawn(async move {
         while hup.recv().await.is_some() {
             if let Some(tls) = &tls {
-                match tls.reload() {
-                    Ok(()) => tracing::info!("TLS certificate reloaded on SIGHUP"),
-                    Err(e) => {
-                        tracing::error!(error = %e, "TLS reload refused; the previous certificate stays in use")
-                    }
-                }
+                crate::reload_tls(tls);
             }
             tracing::info!(
                 "SIGHUP while forwarding: the policy set is reloaded by the leader (`mandate policy reload`)"

@@ -722,6 +722,17 @@ async fn serve_metrics(
 
 /// Reloads the policy directory (and the TLS files) whenever the process receives SIGHUP.
 #[cfg(unix)]
+/// Reads a listener's certificate and key again (SIGHUP); a bad pair is refused and the
+/// previous one stays in use.
+fn reload_tls(tls: &mandate_tls::ServerTls) {
+    match tls.reload() {
+        Ok(()) => tracing::info!("TLS certificate reloaded on SIGHUP"),
+        Err(e) => {
+            tracing::error!(error = %e, "TLS reload refused; the previous certificate stays in use")
+        }
+    }
+}
+
 fn reload_on_sighup(
     coordinator: std::sync::Weak<Coordinator>,
     tls: Vec<std::sync::Weak<mandate_tls::ServerTls>>,
@@ -743,10 +754,7 @@ fn reload_on_sighup(
                         return;
                     }
                     for tls in tls.iter().filter_map(std::sync::Weak::upgrade) {
-                        match tls.reload() {
-                            Ok(()) => tracing::info!("TLS certificate reloaded on SIGHUP"),
-                            Err(e) => tracing::error!(error = %e, "TLS reload refused; the previous certificate stays in use"),
-                        }
+                        reload_tls(&tls);
                     }
                     let Some(c) = coordinator.upgrade() else { return };
                     match c.reload_policy(None, Vec::new()).await {
