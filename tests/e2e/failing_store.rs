@@ -134,6 +134,9 @@ impl Store for FailingStore {
     fn policy_files(&self) -> Result<Option<Vec<(String, String)>>, StoreError> {
         self.inner.policy_files()
     }
+    fn coordinator_keys(&self) -> Result<Option<mandate_store::CoordinatorKeys>, StoreError> {
+        self.inner.coordinator_keys()
+    }
     fn epoch(&self) -> Result<u64, StoreError> {
         self.inner.epoch()
     }

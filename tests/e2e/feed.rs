@@ -30,7 +30,10 @@ async fn the_feed_publishes_a_revocation_only_once_it_is_durable() {
     let (mut planner, root, _wkey, chain) = setup(&h).await;
     let mut admin = h.admin.clone();
     let mut feed = admin
-        .watch_revocations(pb::WatchRevocationsRequest { after_epoch: 0 })
+        .watch_revocations(pb::WatchRevocationsRequest {
+            after_epoch: 0,
+            ..Default::default()
+        })
         .await
         .unwrap();
     let first = feed.next().await.unwrap().unwrap();
@@ -51,7 +54,10 @@ async fn the_feed_publishes_a_revocation_only_once_it_is_durable() {
     // Committed, so online checks refuse the link at once, but not published: no batch
     // reaches the follower and a new follower's snapshot is at the old epoch.
     let fresh = admin
-        .watch_revocations(pb::WatchRevocationsRequest { after_epoch: 0 })
+        .watch_revocations(pb::WatchRevocationsRequest {
+            after_epoch: 0,
+            ..Default::default()
+        })
         .await
         .unwrap()
         .next()
@@ -125,7 +131,10 @@ async fn the_feed_resumes_from_an_epoch_and_sends_heartbeats() {
 
     // From scratch: a snapshot of all three.
     let mut feed = admin
-        .watch_revocations(pb::WatchRevocationsRequest { after_epoch: 0 })
+        .watch_revocations(pb::WatchRevocationsRequest {
+            after_epoch: 0,
+            ..Default::default()
+        })
         .await
         .unwrap();
     let first = feed.next().await.unwrap().unwrap().event.unwrap();
@@ -145,6 +154,7 @@ async fn the_feed_resumes_from_an_epoch_and_sends_heartbeats() {
     let mut feed = admin
         .watch_revocations(pb::WatchRevocationsRequest {
             after_epoch: epochs[0],
+            ..Default::default()
         })
         .await
         .unwrap();
@@ -169,14 +179,20 @@ async fn an_agent_holds_a_bounded_number_of_open_streams() {
     let mut open = Vec::new();
     for _ in 0..16 {
         let mut feed = admin
-            .watch_revocations(pb::WatchRevocationsRequest { after_epoch: 0 })
+            .watch_revocations(pb::WatchRevocationsRequest {
+                after_epoch: 0,
+                ..Default::default()
+            })
             .await
             .unwrap();
         feed.next().await.unwrap().unwrap();
         open.push(feed);
     }
     let refused = admin
-        .watch_revocations(pb::WatchRevocationsRequest { after_epoch: 0 })
+        .watch_revocations(pb::WatchRevocationsRequest {
+            after_epoch: 0,
+            ..Default::default()
+        })
         .await
         .unwrap_err();
     assert_eq!(
@@ -194,7 +210,10 @@ async fn an_agent_holds_a_bounded_number_of_open_streams() {
         )
         .await;
     planner
-        .watch_revocations(pb::WatchRevocationsRequest { after_epoch: 0 })
+        .watch_revocations(pb::WatchRevocationsRequest {
+            after_epoch: 0,
+            ..Default::default()
+        })
         .await
         .unwrap();
     // Closing a feed frees its slot (the server notices the client went).
@@ -202,7 +221,10 @@ async fn an_agent_holds_a_bounded_number_of_open_streams() {
     let mut reopened = None;
     for _ in 0..500 {
         match admin
-            .watch_revocations(pb::WatchRevocationsRequest { after_epoch: 0 })
+            .watch_revocations(pb::WatchRevocationsRequest {
+                after_epoch: 0,
+                ..Default::default()
+            })
             .await
         {
             Ok(feed) => {

@@ -99,7 +99,8 @@ async fn feed_until(
             pb::watch_revocations_response::Event::Batch(b) => {
                 set.extend(b.links.into_iter().map(|l| l.link_id))
             }
-            pb::watch_revocations_response::Event::Heartbeat(_) => {}
+            pb::watch_revocations_response::Event::Heartbeat(_)
+            | pb::watch_revocations_response::Event::Trust(_) => {}
         }
     }
 }
@@ -545,7 +546,10 @@ pub async fn revocation_cascades_online_and_through_the_feed_and_records_survive
     } = delegated().await;
     // A follower subscribes to the revocation feed from the start.
     let mut feed = tool
-        .watch_revocations(pb::WatchRevocationsRequest { after_epoch: 0 })
+        .watch_revocations(pb::WatchRevocationsRequest {
+            after_epoch: 0,
+            ..Default::default()
+        })
         .await
         .unwrap();
     let mut revoked_seen = std::collections::HashSet::new();

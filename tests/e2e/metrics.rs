@@ -145,7 +145,10 @@ async fn a_real_prometheus_scrapes_the_coordinator() {
         .unwrap();
     assert!(!denied.allowed);
     let _feed = tool
-        .watch_revocations(pb::WatchRevocationsRequest { after_epoch: 0 })
+        .watch_revocations(pb::WatchRevocationsRequest {
+            after_epoch: 0,
+            ..Default::default()
+        })
         .await
         .unwrap();
 

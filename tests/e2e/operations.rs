@@ -413,6 +413,36 @@ pub async fn a_rotated_coordinator_key_is_published_with_the_old_one_in_its_wind
         .find(|k| k.public_key == old_key.as_bytes())
         .unwrap();
     assert_eq!(old.not_after_ms, r.retired.trusted_until_ms);
+    assert_ne!(old.retired_ms, 0);
+    // Recorded in the store's coordinator keys, each change audited.
+    assert_eq!(bundle.version, 2);
+    let records = h
+        .admin
+        .clone()
+        .query_audit_log(pb::QueryAuditLogRequest {
+            filter: Some(pb::AuditFilter {
+                action_prefix: "coordinator_key.".into(),
+                ..Default::default()
+            }),
+            page_size: 10,
+            page_token: String::new(),
+        })
+        .await
+        .unwrap()
+        .records;
+    let seen: Vec<(&str, &str)> = records
+        .iter()
+        .map(|r| (r.action.as_str(), r.detail["public_key"].as_str()))
+        .collect();
+    let (old_text, new_text) = (old_key.to_string(), r.new_key.to_string());
+    assert_eq!(
+        seen,
+        [
+            ("coordinator_key.added", old_text.as_str()),
+            ("coordinator_key.added", new_text.as_str()),
+            ("coordinator_key.retired", old_text.as_str()),
+        ]
+    );
     // Past its window the old key is no longer published.
     let (dir, clock) = (h.dir, h.clock);
     let mut server = h.server;

@@ -34,6 +34,7 @@ mod delegate;
 mod input;
 mod inspect;
 mod invoke;
+mod keys;
 mod output;
 mod policy;
 mod prune;
@@ -198,6 +199,10 @@ enum Command {
     /// default set.
     #[command(subcommand)]
     Policy(policy::PolicyCommand),
+    /// The service's coordinator keys (the trust bundle): list, add an instance's key,
+    /// retire one.
+    #[command(subcommand)]
+    CoordinatorKeys(keys::KeysCommand),
     /// Grant requests waiting for approval: list, show, wait.
     #[command(subcommand)]
     Approvals(approvals::ApprovalsCommand),
@@ -313,6 +318,10 @@ fn rotate_key(
             client::time(r.retired.trusted_until_ms)
         );
         out!("start the coordinator again; tools pick the new key up from the trust bundle");
+        out!(
+            "one of several coordinators: add the new key through the running service first (`mandate coordinator-keys add {} --instance ADDRESS`), then retire the old one",
+            r.new_key
+        );
     }
     Ok(Outcome::Ok)
 }
@@ -478,6 +487,7 @@ fn main() -> ExitCode {
             Command::Authorize(args) => invoke::authorize(args, &conn).await,
             Command::Inspect(args) => inspect::inspect(args, &conn).await,
             Command::Policy(cmd) => policy::policy(cmd, &conn).await,
+            Command::CoordinatorKeys(cmd) => keys::keys(cmd, &conn).await,
             Command::Approvals(cmd) => approvals::approvals(cmd, &conn).await,
             Command::Approve(args) => approvals::decide(args, true, &conn).await,
             Command::Deny(args) => approvals::decide(args, false, &conn).await,

@@ -1,17 +1,20 @@
 //! Signed revocation feed messages (`mandate/v1/revocations`, docs/PROTOCOL.md): what a
-//! coordinator signs for each snapshot, batch and heartbeat of `WatchRevocations`, and the
-//! check a follower makes before applying one. A message whose signature does not verify
-//! is treated as silence: the follower's staleness bound then fails closed.
+//! coordinator signs for each snapshot, batch, heartbeat and trust update of
+//! `WatchRevocations`, and the check a follower makes before applying one. A message whose
+//! signature does not verify is treated as silence: the follower's staleness bound then
+//! fails closed.
 //!
 //! The statement is fixed-width and big-endian:
 //!
 //! ```text
-//! kind (1: snapshot, 2: batch, 3: heartbeat) | previous_epoch u64 | epoch u64 |
-//! time_ms u64 | link count u32 | SHA-256 of the links
+//! kind (1: snapshot, 2: batch, 3: heartbeat, 4: trust) | previous_epoch u64 | epoch u64 |
+//! time_ms u64 | count u32 | SHA-256 of the items
 //! ```
 //!
-//! where the links are, in message order, each `link id (16) | expires_at_ms u64 |
-//! epoch u64`. It is signed in the `mandate/v1/revocations` domain.
+//! where the items are, in message order, each `link id (16) | expires_at_ms u64 |
+//! epoch u64` (links), or for a trust update (whose `epoch` is the bundle's version and
+//! `previous_epoch` 0) each `public key (32) | not_before_ms u64 | not_after_ms u64`. It
+//! is signed in the `mandate/v1/revocations` domain.
 
 use sha2::{Digest as _, Sha256};
 
@@ -28,6 +31,8 @@ pub enum FeedKind {
     Batch,
     /// Nothing changed up to `time_ms`.
     Heartbeat,
+    /// Replace the trust bundle with the keys it carries (`epoch`: the bundle's version).
+    Trust,
 }
 
 impl FeedKind {
@@ -36,6 +41,7 @@ impl FeedKind {
             FeedKind::Snapshot => 1,
             FeedKind::Batch => 2,
             FeedKind::Heartbeat => 3,
+            FeedKind::Trust => 4,
         }
     }
 }
@@ -95,6 +101,27 @@ impl FeedLinks {
             count: self.count,
             links_digest: self.hash.finalize().into(),
         }
+    }
+}
+
+/// The statement of a trust update announcing `bundle` (its keys in order) as version
+/// `version`, made at `time_ms`.
+pub fn trust_statement(bundle: &TrustBundle, version: u64, time_ms: u64) -> FeedStatement {
+    let mut hash = Sha256::new();
+    let mut count = 0u32;
+    for k in bundle.keys() {
+        hash.update(k.key().as_bytes());
+        hash.update(k.not_before_ms().to_be_bytes());
+        hash.update(k.not_after_ms().to_be_bytes());
+        count = count.saturating_add(1);
+    }
+    FeedStatement {
+        kind: FeedKind::Trust,
+        previous_epoch: 0,
+        epoch: version,
+        time_ms,
+        count,
+        links_digest: hash.finalize().into(),
     }
 }
 
@@ -182,6 +209,41 @@ mod tests {
         assert!(!s.verify(&trust, &[], 1_000));
         let late = statement(FeedKind::Batch, &[(a, 100, 5), (b, 200, 5)], 10_000);
         assert!(!late.verify(&trust, late.sign(&key).as_bytes(), 1_000));
+        Ok(())
+    }
+
+    #[test]
+    fn a_trust_update_covers_every_key_and_window() -> Result<(), crate::Error> {
+        let key = SigningKey::generate()?;
+        let other = SigningKey::generate()?;
+        let trust = TrustBundle::new().with_key(key.public_key(), 0, u64::MAX)?;
+        let bundle = trust.clone().with_key(other.public_key(), 0, 5_000)?;
+        let s = trust_statement(&bundle, 3, 1_000);
+        assert_eq!(
+            (s.kind, s.previous_epoch, s.epoch, s.count),
+            (FeedKind::Trust, 0, 3, 2)
+        );
+        let sig = s.sign(&key);
+        assert!(s.verify(&trust, sig.as_bytes(), 1_000));
+        // Another window, another order, a key left out, another version or time.
+        let later = trust.clone().with_key(other.public_key(), 0, 5_001)?;
+        let swapped = TrustBundle::new()
+            .with_key(other.public_key(), 0, 5_000)?
+            .with_key(key.public_key(), 0, u64::MAX)?;
+        for changed in [
+            trust_statement(&later, 3, 1_000),
+            trust_statement(&swapped, 3, 1_000),
+            trust_statement(&trust, 3, 1_000),
+            trust_statement(&bundle, 4, 1_000),
+            trust_statement(&bundle, 3, 1_001),
+        ] {
+            assert!(
+                !changed.verify(&trust, sig.as_bytes(), 1_000),
+                "{changed:?}"
+            );
+        }
+        // Only a key the follower already trusts can announce keys.
+        assert!(!s.verify(&trust, s.sign(&other).as_bytes(), 1_000));
         Ok(())
     }
 }

@@ -102,7 +102,7 @@ pub use chain::{CHAIN_TEXT_PREFIX, Chain};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use crypto::{PreparedKey, PublicKey, Signature, SigningDomain, SigningKey};
 pub use error::Error;
-pub use feed::{FeedKind, FeedLinks, FeedStatement};
+pub use feed::{FeedKind, FeedLinks, FeedStatement, trust_statement};
 pub use fingerprint::{FingerprintHasher, FingerprintMap, Fingerprints};
 pub use id::{AgentId, Digest, LinkId, MAX_AGENT_ID_LEN, TaskId};
 pub use invocation::{INVOCATION_TEXT_PREFIX, Invocation, InvocationBody, NONCE_LEN};

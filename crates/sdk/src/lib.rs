@@ -466,6 +466,32 @@ impl Client {
             r
         )
     }
+    /// `AuthorizationService/AddCoordinatorKey` (admins).
+    pub async fn add_coordinator_key(
+        &mut self,
+        r: pb::AddCoordinatorKeyRequest,
+    ) -> Result<pb::AddCoordinatorKeyResponse, Error> {
+        call!(
+            self,
+            authz,
+            add_coordinator_key,
+            "AuthorizationService/AddCoordinatorKey",
+            r
+        )
+    }
+    /// `AuthorizationService/RetireCoordinatorKey` (admins).
+    pub async fn retire_coordinator_key(
+        &mut self,
+        r: pb::RetireCoordinatorKeyRequest,
+    ) -> Result<pb::RetireCoordinatorKeyResponse, Error> {
+        call!(
+            self,
+            authz,
+            retire_coordinator_key,
+            "AuthorizationService/RetireCoordinatorKey",
+            r
+        )
+    }
     /// `AuthorizationService/ReportDecisions` (tools: decisions made offline, for the
     /// audit log).
     pub async fn report_decisions(

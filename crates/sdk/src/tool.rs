@@ -2,17 +2,21 @@
 //! feed, with bounded staleness; fall back to online `Authorize` where configured.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 
 use mandate_core::{
-    Call, Chain, Clock, Invocation, LinkId, PublicKey, RevocationEntry, RevocationList,
-    RevocationSet, TrustBundle, Verifier, VerifierConfig,
+    Call, Chain, Clock, Invocation, LinkId, RevocationList, RevocationSet, TrustBundle, Verifier,
+    VerifierConfig,
 };
 use mandate_proto::v1 as pb;
 use tokio_stream::StreamExt as _;
 
 use crate::{Client, Error};
+
+mod feed;
+use feed::{FeedRefusal, FeedUpdate, check_feed_message, trust_bundle};
 
 /// What to do when the revocation feed is older than allowed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -96,6 +100,9 @@ impl RevocationSet for Revocations {
 
 struct Inner {
     verifier: Verifier,
+    // The version of the trust bundle in the verifier (0: one the coordinator does not
+    // version, and the feed then carries no trust updates).
+    trust_version: AtomicU64,
     revoked: RwLock<Revocations>,
     config: ToolConfig,
     client: Client,
@@ -139,10 +146,11 @@ impl ToolVerifier {
     /// revocation feed (reconnecting and resuming by epoch), and waits for its first
     /// message so that the set is current before the first call.
     pub async fn connect(client: Client, config: ToolConfig) -> Result<ToolVerifier, Error> {
-        let trust = fetch_trust(&mut client.clone()).await?;
+        let (trust, version) = fetch_trust(&mut client.clone()).await?;
         let clock = Arc::clone(client.signer().clock());
         let inner = Arc::new(Inner {
             verifier: Verifier::new(trust, config.verifier.clone(), Arc::clone(&clock)),
+            trust_version: AtomicU64::new(version),
             revoked: RwLock::new(Revocations::default()),
             config,
             client,
@@ -168,6 +176,17 @@ impl ToolVerifier {
             .clock
             .now_ms()
             .saturating_sub(read(&self.inner.revoked).heard_ms)
+    }
+
+    /// The version of the trust bundle in use (0 from a coordinator that does not version
+    /// it): it grows as the feed announces coordinator keys added or retired.
+    pub fn trust_version(&self) -> u64 {
+        self.inner.trust_version.load(Ordering::SeqCst)
+    }
+
+    /// The trust bundle in use.
+    pub fn trust_bundle(&self) -> Arc<TrustBundle> {
+        self.inner.verifier.trust_bundle()
     }
 
     /// The revocation epoch applied so far.
@@ -321,105 +340,18 @@ fn offline_decision(
     }
 }
 
-/// The coordinator's trust bundle, fetched over the client's channel (as trusted as that
-/// channel: use TLS).
-async fn fetch_trust(client: &mut Client) -> Result<TrustBundle, Error> {
+/// The coordinator's trust bundle and its version, fetched over the client's channel (as
+/// trusted as that channel: use TLS).
+async fn fetch_trust(client: &mut Client) -> Result<(TrustBundle, u64), Error> {
     let bundle = client
         .get_trust_bundle(pb::GetTrustBundleRequest {})
         .await?;
-    let mut trust = TrustBundle::new();
-    for k in bundle.keys {
-        let bytes: [u8; 32] = k
-            .public_key
-            .as_slice()
-            .try_into()
-            .map_err(|_| Error::Status {
-                code: tonic::Code::Internal,
-                reason: "BAD_TRUST_BUNDLE".into(),
-                message: "a trusted key is not 32 bytes".into(),
-            })?;
-        trust.add(
-            PublicKey::from_bytes(&bytes)?,
-            k.not_before_ms,
-            k.not_after_ms,
-        )?;
-    }
-    Ok(trust)
-}
-
-/// A feed message checked and ready to apply.
-#[derive(Debug, PartialEq, Eq)]
-enum FeedUpdate {
-    /// Replace the set.
-    Replace(Vec<(LinkId, RevocationEntry)>, u64),
-    /// Add to the set and move to the epoch.
-    Add(Vec<(LinkId, RevocationEntry)>, u64),
-    /// Nothing changed.
-    Current,
-}
-
-/// Why a feed message was not applied. Either way the follower treats it as silence,
-/// drops the stream and resumes from its own epoch.
-#[derive(Debug, PartialEq, Eq)]
-enum FeedRefusal {
-    /// The signature is missing or is not a trusted coordinator key's over the message
-    /// (or a link id does not parse, which the signature then cannot cover).
-    Untrusted,
-    /// A batch or heartbeat for another epoch than the follower's (something in between
-    /// was lost), or a snapshot older than what the follower has (a replay).
-    Gap,
-}
-
-/// Checks one feed message against the trust bundle and the follower's epoch.
-fn check_feed_message(
-    msg: &pb::WatchRevocationsResponse,
-    trust: &TrustBundle,
-    epoch: u64,
-    now_ms: u64,
-) -> Result<FeedUpdate, FeedRefusal> {
-    use mandate_core::{FeedKind, FeedLinks};
-    let (kind, to_epoch, links) = match &msg.event {
-        Some(pb::watch_revocations_response::Event::Snapshot(s)) => {
-            (FeedKind::Snapshot, s.epoch, &s.links[..])
-        }
-        Some(pb::watch_revocations_response::Event::Batch(b)) => {
-            (FeedKind::Batch, b.epoch, &b.links[..])
-        }
-        Some(pb::watch_revocations_response::Event::Heartbeat(h)) => {
-            (FeedKind::Heartbeat, h.epoch, &[][..])
-        }
-        None => return Err(FeedRefusal::Untrusted),
-    };
-    let mut parsed = Vec::with_capacity(links.len());
-    let mut digest = FeedLinks::new();
-    for l in links {
-        let id = l
-            .link_id
-            .parse::<LinkId>()
-            .map_err(|_| FeedRefusal::Untrusted)?;
-        digest.push(&id, l.expires_at_ms, l.epoch);
-        parsed.push((
-            id,
-            RevocationEntry {
-                expires_at_ms: l.expires_at_ms,
-                implied: false,
-            },
-        ));
-    }
-    let statement = digest.statement(kind, msg.previous_epoch, to_epoch, msg.time_ms);
-    if !statement.verify(trust, &msg.signature, now_ms) {
-        return Err(FeedRefusal::Untrusted);
-    }
-    match kind {
-        // An older snapshot is a replay (epochs only grow): applying it would forget
-        // revocations made since.
-        FeedKind::Snapshot if to_epoch >= epoch => Ok(FeedUpdate::Replace(parsed, to_epoch)),
-        FeedKind::Batch if msg.previous_epoch == epoch => Ok(FeedUpdate::Add(parsed, to_epoch)),
-        FeedKind::Heartbeat if to_epoch == epoch && msg.previous_epoch == epoch => {
-            Ok(FeedUpdate::Current)
-        }
-        FeedKind::Snapshot | FeedKind::Batch | FeedKind::Heartbeat => Err(FeedRefusal::Gap),
-    }
+    let trust = trust_bundle(&bundle.keys).map_err(|why| Error::Status {
+        code: tonic::Code::Internal,
+        reason: "BAD_TRUST_BUNDLE".into(),
+        message: why.into(),
+    })?;
+    Ok((trust, bundle.version))
 }
 
 /// Follows the feed until the verifier is dropped: checks each message's signature and
@@ -445,7 +377,10 @@ async fn follow(
         if std::mem::take(&mut refresh_trust) {
             if strong.client.is_tls() {
                 match fetch_trust(&mut strong.client.clone()).await {
-                    Ok(trust) => strong.verifier.set_trust_bundle(trust),
+                    Ok((trust, version)) => {
+                        strong.verifier.set_trust_bundle(trust);
+                        strong.trust_version.store(version, Ordering::SeqCst);
+                    }
                     Err(e) => tracing::warn!(error = %e, "cannot fetch the trust bundle again"),
                 }
             } else {
@@ -458,10 +393,14 @@ async fn follow(
         let mut client = strong.client.clone();
         let clock = Arc::clone(&strong.clock);
         let skew = strong.config.verifier.clock_skew_ms;
-        let trust = strong.verifier.trust_bundle();
+        let mut trust = strong.verifier.trust_bundle();
+        let trust_version = strong.trust_version.load(Ordering::SeqCst);
         drop(strong);
         match client
-            .watch_revocations(pb::WatchRevocationsRequest { after_epoch: after })
+            .watch_revocations(pb::WatchRevocationsRequest {
+                after_epoch: after,
+                trust_version,
+            })
             .await
         {
             Ok(mut stream) => {
@@ -473,7 +412,9 @@ async fn follow(
                     let now = clock.now_ms();
                     {
                         let mut r = write(&strong.revoked);
-                        match check_feed_message(&msg, &trust, r.list.epoch(), now) {
+                        let versions =
+                            (r.list.epoch(), strong.trust_version.load(Ordering::SeqCst));
+                        match check_feed_message(&msg, &trust, versions, now) {
                             Ok(FeedUpdate::Replace(links, epoch)) => {
                                 r.list.replace(links, epoch);
                             }
@@ -484,6 +425,16 @@ async fn follow(
                                 r.list.advance_epoch(epoch);
                             }
                             Ok(FeedUpdate::Current) => {}
+                            // Keys added or retired through the service: verifiers learn a
+                            // new instance's key before it leads. A trust update says
+                            // nothing of revocations: the feed is no fresher for it.
+                            Ok(FeedUpdate::Trust(bundle, version)) => {
+                                strong.verifier.set_trust_bundle(bundle);
+                                strong.trust_version.store(version, Ordering::SeqCst);
+                                trust = strong.verifier.trust_bundle();
+                                continue;
+                            }
+                            Ok(FeedUpdate::KnownTrust) => continue,
                             Err(refusal) => {
                                 tracing::warn!(
                                     ?refusal,
@@ -522,185 +473,5 @@ async fn follow(
         }
         tokio::time::sleep(backoff).await;
         backoff = (backoff * 2).min(Duration::from_secs(2));
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use mandate_core::{FeedKind, FeedLinks, SigningKey};
-
-    type TestResult = Result<(), Box<dyn std::error::Error>>;
-
-    fn link(n: u8) -> LinkId {
-        LinkId::from_bytes([n; 16])
-    }
-
-    /// A message as the coordinator makes it, signed with `key`.
-    fn message(
-        key: &SigningKey,
-        kind: FeedKind,
-        previous_epoch: u64,
-        epoch: u64,
-        time_ms: u64,
-        links: &[(LinkId, u64)],
-    ) -> pb::WatchRevocationsResponse {
-        let mut digest = FeedLinks::new();
-        for (l, e) in links {
-            digest.push(l, *e, epoch);
-        }
-        let signature = digest
-            .statement(kind, previous_epoch, epoch, time_ms)
-            .sign(key)
-            .as_bytes()
-            .to_vec();
-        let pb_links = links
-            .iter()
-            .map(|(l, e)| pb::RevokedLink {
-                link_id: l.to_string(),
-                expires_at_ms: *e,
-                epoch,
-            })
-            .collect();
-        use pb::watch_revocations_response::Event;
-        let event = match kind {
-            FeedKind::Snapshot => Event::Snapshot(pb::RevocationSnapshot {
-                epoch,
-                links: pb_links,
-            }),
-            FeedKind::Batch => Event::Batch(pb::RevocationBatch {
-                epoch,
-                links: pb_links,
-            }),
-            FeedKind::Heartbeat => Event::Heartbeat(pb::Heartbeat { epoch, time_ms }),
-        };
-        pb::WatchRevocationsResponse {
-            event: Some(event),
-            time_ms,
-            previous_epoch,
-            signature,
-        }
-    }
-
-    #[test]
-    fn feed_messages_apply_only_when_signed_and_in_sequence() -> TestResult {
-        let key = SigningKey::generate()?;
-        let trust = TrustBundle::new().with_key(key.public_key(), 0, 1_000_000)?;
-        let batch = message(&key, FeedKind::Batch, 7, 8, 500, &[(link(1), 900)]);
-        assert!(matches!(
-            check_feed_message(&batch, &trust, 7, 600),
-            Ok(FeedUpdate::Add(ref l, 8)) if l.len() == 1 && l[0].0 == link(1)
-        ));
-        // Applied on top of another epoch: something was lost in between.
-        assert_eq!(
-            check_feed_message(&batch, &trust, 6, 600),
-            Err(FeedRefusal::Gap)
-        );
-        let beat = message(&key, FeedKind::Heartbeat, 8, 8, 600, &[]);
-        assert_eq!(
-            check_feed_message(&beat, &trust, 8, 600),
-            Ok(FeedUpdate::Current)
-        );
-        // A heartbeat for a later epoch than the follower's: it missed a batch.
-        assert_eq!(
-            check_feed_message(&beat, &trust, 7, 600),
-            Err(FeedRefusal::Gap)
-        );
-        let snap = message(&key, FeedKind::Snapshot, 0, 9, 700, &[(link(2), 900)]);
-        assert!(matches!(
-            check_feed_message(&snap, &trust, 3, 600),
-            Ok(FeedUpdate::Replace(_, 9))
-        ));
-        // Replayed to a follower that is further on: it would forget revocations.
-        assert_eq!(
-            check_feed_message(&snap, &trust, 10, 600),
-            Err(FeedRefusal::Gap)
-        );
-        Ok(())
-    }
-
-    #[test]
-    fn tampered_unsigned_or_foreign_feed_messages_are_refused() -> TestResult {
-        let key = SigningKey::generate()?;
-        let other = SigningKey::generate()?;
-        let trust = TrustBundle::new().with_key(key.public_key(), 0, 1_000_000)?;
-        let good = message(&key, FeedKind::Batch, 7, 8, 500, &[(link(1), 900)]);
-        let mut tampered = Vec::new();
-        // A link dropped, its id or expiry changed, the epochs or the time moved, the
-        // kind changed, the signature removed or made by another key.
-        let mut m = good.clone();
-        if let Some(pb::watch_revocations_response::Event::Batch(b)) = &mut m.event {
-            b.links.clear();
-        }
-        tampered.push(m);
-        let mut m = good.clone();
-        if let Some(pb::watch_revocations_response::Event::Batch(b)) = &mut m.event {
-            b.links[0].link_id = link(3).to_string();
-        }
-        tampered.push(m);
-        let mut m = good.clone();
-        if let Some(pb::watch_revocations_response::Event::Batch(b)) = &mut m.event {
-            b.links[0].expires_at_ms = 1;
-        }
-        tampered.push(m);
-        let mut m = good.clone();
-        if let Some(pb::watch_revocations_response::Event::Batch(b)) = &mut m.event {
-            b.links[0].link_id = "not hex".into();
-        }
-        tampered.push(m);
-        tampered.push(pb::WatchRevocationsResponse {
-            time_ms: 99_999,
-            ..good.clone()
-        });
-        tampered.push(pb::WatchRevocationsResponse {
-            previous_epoch: 6,
-            ..good.clone()
-        });
-        let mut m = good.clone();
-        if let Some(pb::watch_revocations_response::Event::Batch(b)) = &mut m.event {
-            b.epoch = 9;
-        }
-        tampered.push(m);
-        let mut m = good.clone();
-        m.event = Some(pb::watch_revocations_response::Event::Snapshot(
-            pb::RevocationSnapshot {
-                epoch: 8,
-                links: match &good.event {
-                    Some(pb::watch_revocations_response::Event::Batch(b)) => b.links.clone(),
-                    _ => Vec::new(),
-                },
-            },
-        ));
-        tampered.push(m);
-        tampered.push(pb::WatchRevocationsResponse {
-            signature: Vec::new(),
-            ..good.clone()
-        });
-        tampered.push(message(
-            &other,
-            FeedKind::Batch,
-            7,
-            8,
-            500,
-            &[(link(1), 900)],
-        ));
-        tampered.push(pb::WatchRevocationsResponse {
-            event: None,
-            ..good.clone()
-        });
-        for (i, m) in tampered.iter().enumerate() {
-            assert_eq!(
-                check_feed_message(m, &trust, 7, 600),
-                Err(FeedRefusal::Untrusted),
-                "case {i}"
-            );
-        }
-        // Signed at a time the key is not trusted.
-        let late = message(&key, FeedKind::Heartbeat, 7, 7, 1_000_000, &[]);
-        assert_eq!(
-            check_feed_message(&late, &trust, 7, 600),
-            Err(FeedRefusal::Untrusted)
-        );
-        Ok(())
     }
 }

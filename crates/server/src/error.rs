@@ -82,6 +82,10 @@ pub enum ErrorReason {
     PruneRangeChanged,
     /// This coordinator no longer leads the service: another one does (ask it).
     NotLeader,
+    /// The coordinator key to retire is the one the leading coordinator signs with.
+    KeyInUse,
+    /// The coordinator key to add was retired: a retired key never comes back.
+    KeyRetired,
     /// A stored link does not decode.
     CorruptLink,
     /// A stored approval request does not decode.
@@ -131,6 +135,8 @@ impl ErrorReason {
             ErrorReason::StoreConflict => "STORE_CONFLICT",
             ErrorReason::PruneRangeChanged => "PRUNE_RANGE_CHANGED",
             ErrorReason::NotLeader => "NOT_LEADER",
+            ErrorReason::KeyInUse => "KEY_IN_USE",
+            ErrorReason::KeyRetired => "KEY_RETIRED",
             ErrorReason::CorruptLink => "CORRUPT_LINK",
             ErrorReason::CorruptApproval => "CORRUPT_APPROVAL",
             ErrorReason::BadKey => "BAD_KEY",

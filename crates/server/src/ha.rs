@@ -163,6 +163,7 @@ pub async fn serve_ha(
     config.leading = Some(Arc::new(move || holds.holds()));
     // One set for the service: the last installed through any coordinator.
     config.policy_from_store = true;
+    config.instance = Some(me.clone());
     let server = crate::start(config).await?;
     events.leading(&server);
     let mut tick = tokio::time::interval(Duration::from_millis(100));

@@ -91,6 +91,11 @@ pub struct Config {
     /// of one service serve one set, the last one installed through any of them
     /// ([`serve_ha`] sets this).
     pub policy_from_store: bool,
+    /// This coordinator's name among several of one service (its advertised address;
+    /// [`serve_ha`] sets it): it then leads only with a key already added to the service's
+    /// coordinator keys (`AddCoordinatorKey`), never adding its own. `None`: it runs alone
+    /// and records its own key.
+    pub instance: Option<String>,
     /// Longest grant or delegation when no policy obligation is tighter, ms.
     pub max_ttl_ms: u64,
     /// Longest break-glass grant, whatever policy says, ms.
@@ -175,6 +180,7 @@ impl Config {
             policy_dir: None,
             reload_on_sighup: false,
             policy_from_store: false,
+            instance: None,
             max_ttl_ms: 24 * 3_600_000,
             max_break_glass_ms: 3_600_000,
             approval_ttl_ms: 3_600_000,
@@ -477,9 +483,11 @@ async fn start_locked(
             retain_history_ms: config.retain_history_ms,
             federated_trust_domains: config.federated_trust_domains.clone(),
             retired_keys: retired,
+            instance: config.instance.clone(),
             ..CoordinatorConfig::new(coordinator_id)
         },
     )?);
+    coordinator.check_keys_at_start().await?;
 
     // A policy change while the coordinator was down is checked like a reload.
     coordinator.check_policy_at_start().await?;

@@ -215,6 +215,19 @@ fn a_failing_change_applies_nothing(f: &mut dyn Fixture) {
     assert!(s.agent("spiffe://t/x").unwrap().is_none());
 }
 
+fn coordinator_keys() -> crate::CoordinatorKeys {
+    crate::CoordinatorKeys {
+        version: 2,
+        keys: vec![crate::CoordinatorKeyRecord {
+            public_key: mandate_core::SigningKey::from_seed(&[7; 32]).public_key(),
+            instance: "c1:7468".into(),
+            added_ms: 5,
+            retired_ms: Some(9),
+            trusted_until_ms: 100,
+        }],
+    }
+}
+
 fn state_survives_reopening(f: &mut dyn Fixture) {
     let t = task(3);
     {
@@ -231,6 +244,7 @@ fn state_survives_reopening(f: &mut dyn Fixture) {
                 "a.cedar".into(),
                 "permit (principal, action, resource);".into(),
             )]),
+            coordinator_keys: Some(coordinator_keys()),
             audit: vec![event("x")],
             uses: vec![(crate::UseCounter::Task(t.id), 3)],
         })
@@ -253,6 +267,7 @@ fn state_survives_reopening(f: &mut dyn Fixture) {
             "permit (principal, action, resource);".to_owned()
         )]
     );
+    assert_eq!(s.coordinator_keys().unwrap(), Some(coordinator_keys()));
     assert_eq!(s.approvals(None, 10).unwrap(), vec![approval(t.id)]);
     assert!(s.approvals(Some(&t.id), 10).unwrap().is_empty());
     assert_eq!(s.audit_after(0, 10).unwrap().len(), 1);

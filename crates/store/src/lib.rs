@@ -36,8 +36,8 @@ pub use checkpoint::{AuditCheckpoint, CHECKPOINT_FORMAT, CheckpointError};
 pub use etcd_store::{EtcdConfig, EtcdLeadership, EtcdStore};
 pub use records::{
     AgentRecord, AgentStatus, ApprovalRecord, ApprovalState, AuditAction, AuditEvent, AuditRecord,
-    LinkRecord, NewRevocation, RevocationRecord, Severity, TaskRecord, TaskState, Verdict,
-    audit_hash, json_line,
+    CoordinatorKeyRecord, CoordinatorKeys, LinkRecord, NewRevocation, RevocationRecord, Severity,
+    TaskRecord, TaskState, Verdict, audit_hash, json_line,
 };
 pub use sled_store::{AuditSealing, DEFAULT_CACHE_BYTES, SledStore};
 
@@ -112,6 +112,9 @@ pub struct Change {
     /// The files of that set, (name, Cedar text), to record with its hash: what another
     /// coordinator of the service loads when it is elected.
     pub policy_files: Option<Vec<(String, String)>>,
+    /// The coordinator keys of the service, to record in place of the set before (its
+    /// version higher).
+    pub coordinator_keys: Option<CoordinatorKeys>,
     /// What happened, for the audit log. A change with no audit event is refused.
     pub audit: Vec<AuditEvent>,
     /// Use counters of use-limited links to set: (counter, uses so far).
@@ -262,6 +265,8 @@ pub trait Store: Send + Sync + 'static {
     fn policy_hash(&self) -> Result<Option<String>>;
     /// The files of the policy set last recorded with its files, if any.
     fn policy_files(&self) -> Result<Option<Vec<(String, String)>>>;
+    /// The coordinator keys last recorded, if any.
+    fn coordinator_keys(&self) -> Result<Option<CoordinatorKeys>>;
     /// The current revocation epoch (0 before the first revocation).
     fn epoch(&self) -> Result<u64>;
     /// When a remembered request nonce expires, if it is remembered.

@@ -344,6 +344,65 @@ pub struct RevocationRecord {
     pub implied: bool,
 }
 
+/// One signing key of the coordinators of a service, as the trust bundle lists it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CoordinatorKeyRecord {
+    /// The public key.
+    #[serde(with = "hex::public_key")]
+    pub public_key: PublicKey,
+    /// The instance that signs with it (its advertised address, or `coordinator` for a
+    /// single one). Informational.
+    pub instance: String,
+    /// When it was added, Unix ms.
+    pub added_ms: u64,
+    /// When it was retired, Unix ms; `None` while active (an instance may lead with it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retired_ms: Option<u64>,
+    /// Until when verifiers trust it (exclusive), Unix ms: `u64::MAX` while active; once
+    /// retired, long enough for every link it sealed to expire (or at once, if it leaked).
+    pub trusted_until_ms: u64,
+}
+
+/// The coordinator keys of a service: what the trust bundle is made of. Every change of
+/// it has a higher `version`, so a verifier told of it can refuse an older one (a replay
+/// that would restore a retired key).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CoordinatorKeys {
+    /// Increases with every change (1 for the first set recorded).
+    pub version: u64,
+    /// The keys, oldest first.
+    pub keys: Vec<CoordinatorKeyRecord>,
+}
+
+impl CoordinatorKeys {
+    /// The record of `key`, if the set has it.
+    pub fn get(&self, key: &PublicKey) -> Option<&CoordinatorKeyRecord> {
+        self.keys.iter().find(|k| k.public_key == *key)
+    }
+
+    /// Whether `key` is in the set and not retired: an instance may lead with it.
+    pub fn is_active(&self, key: &PublicKey) -> bool {
+        self.get(key).is_some_and(|k| k.retired_ms.is_none())
+    }
+
+    /// The keys still trusted at `now_ms`.
+    pub fn trusted(&self, now_ms: u64) -> impl Iterator<Item = &CoordinatorKeyRecord> {
+        self.keys
+            .iter()
+            .filter(move |k| k.trusted_until_ms > now_ms)
+    }
+
+    /// The next version of the set: `self` with the keys trusted at `now_ms` only.
+    pub fn next(&self, now_ms: u64) -> CoordinatorKeys {
+        CoordinatorKeys {
+            version: self.version.saturating_add(1),
+            keys: self.trusted(now_ms).cloned().collect(),
+        }
+    }
+}
+
 /// How much an audit record matters.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -425,6 +484,12 @@ pub enum AuditAction {
     /// `last_removed`, `last_removed_hash`, `segments`, `archived_to`, and a checkpoint of
     /// the last removed record: `coordinator_key`, `signature`, `time_ms`).
     AuditPruned,
+    /// A coordinator key was added to the trust bundle (detail: `public_key`, `instance`,
+    /// `keys_version`); also the first key a store records.
+    CoordinatorKeyAdded,
+    /// A coordinator key was retired (detail: `public_key`, `instance`,
+    /// `trusted_until_ms`, `keys_version`).
+    CoordinatorKeyRetired,
 }
 
 impl AuditAction {
@@ -460,6 +525,8 @@ impl AuditAction {
         AuditAction::AuditCheckpoint,
         AuditAction::AuditRecordsLost,
         AuditAction::AuditPruned,
+        AuditAction::CoordinatorKeyAdded,
+        AuditAction::CoordinatorKeyRetired,
     ];
 
     /// The stored name.
@@ -495,6 +562,8 @@ impl AuditAction {
             AuditAction::AuditCheckpoint => "audit.checkpoint",
             AuditAction::AuditRecordsLost => "audit.records_lost",
             AuditAction::AuditPruned => "audit.pruned",
+            AuditAction::CoordinatorKeyAdded => "coordinator_key.added",
+            AuditAction::CoordinatorKeyRetired => "coordinator_key.retired",
         }
     }
 }

@@ -28,8 +28,8 @@ use serde::de::DeserializeOwned;
 
 use crate::kv::{Kv, Ops, Visit, be, decode, encode, key, prefix_end, read_be};
 use crate::records::{
-    AgentRecord, ApprovalRecord, ApprovalState, AuditRecord, LinkRecord, RevocationRecord,
-    TaskRecord,
+    AgentRecord, ApprovalRecord, ApprovalState, AuditRecord, CoordinatorKeys, LinkRecord,
+    RevocationRecord, TaskRecord,
 };
 use crate::{Change, Committed, GcStats, Result, StoreError, TreeLink, UseCounter, implied};
 
@@ -44,6 +44,8 @@ pub(crate) const AUDIT_HEAD: &[u8] = b"maudit";
 pub(crate) const POLICY: &[u8] = b"mpolicy";
 /// The key of the policy set's files (JSON: [[name, text], ...]).
 pub(crate) const POLICY_FILES: &[u8] = b"mpolicy_files";
+/// The key of the coordinator keys (JSON [`CoordinatorKeys`]).
+pub(crate) const COORDINATOR_KEYS: &[u8] = b"mcoordinator_keys";
 /// Present once the approval indexes were built.
 pub(crate) const APPROVAL_INDEX: &[u8] = b"mapproval_index";
 
@@ -103,6 +105,7 @@ pub(crate) fn writes_state(change: &Change) -> bool {
         && change.approvals.is_empty()
         && change.policy_hash.is_none()
         && change.policy_files.is_none()
+        && change.coordinator_keys.is_none()
         && change.uses.is_empty())
 }
 
@@ -233,6 +236,9 @@ pub(crate) fn plan<K: Kv + ?Sized>(kv: &K, change: &Change, ops: &mut Ops) -> Re
     }
     if let Some(files) = &change.policy_files {
         ops.put(POLICY_FILES, encode(files)?);
+    }
+    if let Some(keys) = &change.coordinator_keys {
+        ops.put(COORDINATOR_KEYS, encode(keys)?);
     }
     for (nonce, expiry) in &change.nonces {
         ops.put(key(b'n', &[nonce]), be(*expiry));
@@ -700,6 +706,10 @@ pub(crate) fn policy_hash<K: Kv + ?Sized>(kv: &K) -> Result<Option<String>> {
 
 pub(crate) fn policy_files<K: Kv + ?Sized>(kv: &K) -> Result<Option<Vec<(String, String)>>> {
     get(kv, POLICY_FILES)
+}
+
+pub(crate) fn coordinator_keys<K: Kv + ?Sized>(kv: &K) -> Result<Option<CoordinatorKeys>> {
+    get(kv, COORDINATOR_KEYS)
 }
 
 pub(crate) fn epoch<K: Kv + ?Sized>(kv: &K) -> Result<u64> {

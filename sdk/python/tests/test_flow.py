@@ -284,3 +284,54 @@ def test_feed_messages_are_signed_and_tampered_or_replayed_ones_are_refused(team
         forged.previous_epoch = verifier.epoch
         assert verifier._apply(forged) == "untrusted"
         assert verifier._revoked.heard_ms == heard
+
+
+def test_coordinator_keys_added_and_retired_reach_the_verifier_through_the_feed(team: dict) -> None:
+    """A coordinator key added or retired through the service reaches a following verifier
+    as a signed trust update (docs/PROTOCOL.md); one signed by a key the verifier does not
+    trust is refused, an old one replayed is skipped."""
+    from mandate.verify import FEED_DOMAIN, TrustedKey, trust_statement
+
+    spare = SigningKey.generate()
+    with ToolVerifier(team["tool"]) as verifier:
+        version, keys = verifier.trust_version, len(verifier.trust.keys)
+        assert version >= 1
+        added = team["admin"].add_coordinator_key(public_key=spare.public_key, instance="python-spare")
+        assert added.version > version
+        assert mandate.wait_for(lambda: verifier.trust_version == added.version), "never announced"
+        assert spare.public_key in [k.key for k in verifier.trust.keys]
+        assert len(verifier.trust.keys) == keys + 1
+        with pytest.raises(mandate.MandateError) as short:
+            team["admin"].add_coordinator_key(public_key=b"\x01" * 31, instance="short")
+        assert short.value.reason == "INVALID_ARGUMENT"
+
+        # Forged: a key the verifier has never seen announcing a bundle of its own.
+        forger = SigningKey.generate()
+        own = [TrustedKey(forger.public_key)]
+        from mandate._proto.mandate.v1 import authorization_pb2 as apb
+
+        def signed(by: SigningKey, keys: list[TrustedKey], v: int, time_ms: int) -> apb.WatchRevocationsResponse:
+            msg = apb.WatchRevocationsResponse(time_ms=time_ms)
+            msg.trust.version = v
+            for k in keys:
+                msg.trust.keys.add(public_key=k.key, not_before_ms=k.not_before_ms, not_after_ms=k.not_after_ms)
+            msg.signature = by.sign(FEED_DOMAIN, trust_statement(keys, v, time_ms))
+            return msg
+
+        now = int(time.time() * 1000)
+        assert verifier._apply(signed(forger, own, added.version + 5, now)) == "untrusted"
+        assert verifier.trust_version == added.version
+        # Signed by a trusted key but altered after signing.
+        msg = signed(spare, own, added.version + 5, now)
+        msg.trust.version += 1
+        assert verifier._apply(msg) == "untrusted"
+        # Genuine but old (a replay): skipped, nothing changes.
+        assert verifier._apply(signed(spare, own, version, now)) is None
+        assert verifier.trust_version == added.version
+
+        retired = team["admin"].retire_coordinator_key(public_key=spare.public_key, trust_for_ms=0)
+        assert mandate.wait_for(lambda: verifier.trust_version == retired.version), "never announced"
+        assert spare.public_key not in [k.key for k in verifier.trust.keys]
+        with pytest.raises(mandate.MandateError) as again:
+            team["admin"].add_coordinator_key(public_key=spare.public_key, instance="python-spare")
+        assert again.value.reason == "KEY_RETIRED"

@@ -29,9 +29,9 @@ async fn elected_admin_key(data: &Path) -> Option<SigningKey> {
     None
 }
 
-/// `n` coordinators on `store`, each with its data directory under `dir`; the first
-/// leads (it is up and answering before the others start). Until coordinator keys live
-/// in etcd, the instances share the first one's keys. Returns the admin's key too.
+/// `n` coordinators on `store`, each with its data directory under `dir` and its own
+/// coordinator key; the first leads (it is up and answering before the others start) and
+/// the others' keys are added through it before they start. Returns the admin's key too.
 async fn coordinators(dir: &Path, store: &str, n: usize) -> (Vec<Server>, Vec<String>, SigningKey) {
     let first = dir.join("c0");
     let (server, at) = spawn_with(&first, store, &HA);
@@ -42,9 +42,15 @@ async fn coordinators(dir: &Path, store: &str, n: usize) -> (Vec<Server>, Vec<St
     for i in 1..n {
         let data = dir.join(format!("c{i}"));
         std::fs::create_dir_all(&data).unwrap();
-        for f in ["coordinator.key", "admin.key"] {
-            std::fs::copy(first.join(f), data.join(f)).unwrap();
-        }
+        let key = SigningKey::generate().unwrap();
+        keyfile::save_signing_key(&key, &data.join("coordinator.key")).unwrap();
+        leader
+            .add_coordinator_key(pb::AddCoordinatorKeyRequest {
+                public_key: key.public_key().as_bytes().to_vec(),
+                instance: format!("c{i}"),
+            })
+            .await
+            .unwrap();
         let (server, at) = spawn_with(&data, store, &HA);
         servers.push(server);
         addresses.push(at);
@@ -175,7 +181,10 @@ async fn three_coordinators_are_one_service_and_a_stopped_leader_answers_nothing
 
     // The feed, followed through C.
     let mut feed = admin_c
-        .watch_revocations(pb::WatchRevocationsRequest { after_epoch: 0 })
+        .watch_revocations(pb::WatchRevocationsRequest {
+            after_epoch: 0,
+            ..Default::default()
+        })
         .await
         .unwrap();
     let Some(pb::watch_revocations_response::Event::Snapshot(snapshot)) =
@@ -364,6 +373,227 @@ async fn a_follower_takes_over_when_the_leader_is_killed() {
     drop(cluster);
 }
 
+/// Each coordinator signs with its own key, and tools learn the service's keys from the
+/// feed: a tool following the feed through C (over plaintext, so it never fetches the
+/// bundle again) learns the keys added through A and B; the leader A is killed; its
+/// successor seals with its own key, which the tool already trusts (the feed, now from the
+/// new leader, goes on too). A's key is then retired at once (it leaked, say) with the
+/// command an operator runs: the tool drops it and refuses A's chains, the new ones still
+/// verify. The leader's own key cannot be retired, a retired key cannot come back, and the
+/// audit log has every change.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_coordinator_signs_with_its_own_key_and_tools_learn_keys_from_the_feed() {
+    use mandate_sdk::{ToolConfig, ToolVerifier};
+    let cluster = mandate_etcd::test_cluster::EtcdCluster::start(1)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let dir = tempfile::tempdir().unwrap();
+    let store = cluster.store_url("keys");
+    let first = dir.path().join("c0");
+    let (a_server, a) = spawn_with(&first, &store, &HA);
+    let admin_key = elected_admin_key(&first).await.unwrap();
+    let a_key = keyfile::load_signing_key(&first.join("coordinator.key"))
+        .unwrap()
+        .public_key();
+    let mut admin_a = client(&a, ADMIN, &admin_key).await.unwrap();
+    assert!(answers(&mut admin_a).await);
+    let (planner_key, worker_key, tool_key) = (
+        SigningKey::generate().unwrap(),
+        SigningKey::generate().unwrap(),
+        SigningKey::generate().unwrap(),
+    );
+    register(
+        &mut admin_a,
+        [
+            (PLANNER, &planner_key, "planner"),
+            (WORKER, &worker_key, "worker"),
+            (TOOL, &tool_key, "tool"),
+        ],
+    )
+    .await;
+    // B and C, each with a key of its own; C's is added before the tool connects, B's
+    // after (through the command line, through B itself: forwarded to A).
+    let (b_data, c_data) = (dir.path().join("c1"), dir.path().join("c2"));
+    let mut keys = Vec::new();
+    for data in [&b_data, &c_data] {
+        std::fs::create_dir_all(data).unwrap();
+        let key = SigningKey::generate().unwrap();
+        keyfile::save_signing_key(&key, &data.join("coordinator.key")).unwrap();
+        keys.push(key.public_key());
+    }
+    let (b_key, c_key) = (keys[0], keys[1]);
+    let version = admin_a
+        .add_coordinator_key(pb::AddCoordinatorKeyRequest {
+            public_key: c_key.as_bytes().to_vec(),
+            instance: "c".into(),
+        })
+        .await
+        .unwrap()
+        .version;
+    let (b_server, b) = spawn_with(&b_data, &store, &HA);
+    let (c_server, c) = spawn_with(&c_data, &store, &HA);
+    let mut servers = vec![a_server, b_server, c_server];
+    let mut tool = client(&c, TOOL, &tool_key).await.unwrap();
+    assert!(answers(&mut tool).await, "C never forwarded to the leader");
+    let verifier = ToolVerifier::connect(tool, ToolConfig::new(TOOL))
+        .await
+        .unwrap();
+    assert_eq!(verifier.trust_version(), version);
+    assert_eq!(verifier.trust_bundle().keys().len(), 2);
+    let cli = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_mandate"))
+            .args(["--server", &b, "--agent", ADMIN, "--key"])
+            .arg(first.join("admin.key"))
+            .args(args)
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    };
+    let (code, out) = cli(&[
+        "--json",
+        "coordinator-keys",
+        "add",
+        &b_key.to_string(),
+        "--instance",
+        "b",
+    ]);
+    assert_eq!(code, Some(0), "{out}");
+    // The tool hears of it on the feed.
+    let mut learned = false;
+    for _ in 0..400 {
+        if verifier.trust_version() > version {
+            learned = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert!(learned, "the feed never announced the key added");
+    assert_eq!(verifier.trust_bundle().keys().len(), 3);
+
+    // A chain A sealed, verified by the tool offline.
+    let call = Call::new("read", "files/report");
+    let mut planner = client(&a, PLANNER, &planner_key).await.unwrap();
+    let root_a = start(&mut planner).await;
+    let chain_a = delegate(&mut planner, &root_a, &worker_key).await;
+    let offline = |chain: &Chain| {
+        let (chain, proof) = (chain.encode(), proof(&worker_key, chain).encode());
+        let (verifier, call) = (verifier.clone(), call.clone());
+        async move { verifier.authorize(&chain, &proof, &call).await }
+    };
+    let d = offline(&chain_a).await;
+    assert!(d.allowed && !d.online, "{d:?}");
+    // The leader's own key cannot be retired.
+    let err = admin_a
+        .retire_coordinator_key(pb::RetireCoordinatorKeyRequest {
+            public_key: a_key.as_bytes().to_vec(),
+            trust_for_ms: 0,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.reason(), "KEY_IN_USE");
+
+    // A dies; B or C leads, signing with its own key.
+    servers[0].kill().unwrap(); // SIGKILL
+    servers[0].wait().unwrap();
+    let both = format!("{b},{c}");
+    let mut admin = client(&both, ADMIN, &admin_key).await.unwrap();
+    assert!(answers(&mut admin).await, "nobody took over");
+    let mut planner = client(&both, PLANNER, &planner_key).await.unwrap();
+    let root_new = start(&mut planner).await;
+    let chain_new = delegate(&mut planner, &root_new, &worker_key).await;
+    let only_a = mandate_core::Verifier::new(
+        mandate_core::TrustBundle::new()
+            .with_key(a_key, 0, u64::MAX)
+            .unwrap(),
+        mandate_core::VerifierConfig::default(),
+        Arc::new(mandate_core::SystemClock),
+    );
+    let not_a = only_a
+        .verify_chain(&chain_new, &mandate_core::NoRevocations)
+        .unwrap_err();
+    assert_eq!(not_a.reason().code(), "UNTRUSTED_ROOT", "sealed by A's key");
+    let d = offline(&chain_new).await;
+    assert!(
+        d.allowed && !d.online,
+        "the tool trusts the new leader's key: {d:?}"
+    );
+
+    // A's key leaked: retired at once, with the command line.
+    let (code, out) = cli(&[
+        "--json",
+        "coordinator-keys",
+        "retire",
+        &a_key.to_string(),
+        "--trust-for",
+        "0s",
+    ]);
+    assert_eq!(code, Some(0), "{out}");
+    let retired: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    let retired_version = retired["version"].as_u64().unwrap();
+    let mut dropped = false;
+    for _ in 0..400 {
+        if verifier.trust_version() >= retired_version {
+            dropped = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert!(dropped, "the feed never announced the retirement");
+    let d = offline(&chain_a).await;
+    assert!(!d.allowed, "a chain sealed by a retired key: {d:?}");
+    assert_eq!(d.reason, "UNTRUSTED_ROOT");
+    assert!(offline(&chain_new).await.allowed);
+    // Listed without it; it never comes back.
+    let (code, out) = cli(&["--json", "coordinator-keys", "list"]);
+    assert_eq!(code, Some(0), "{out}");
+    let listed: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    let listed: Vec<&str> = listed["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["public_key"].as_str().unwrap())
+        .collect();
+    assert_eq!(listed, [c_key.to_string(), b_key.to_string()]);
+    let err = admin
+        .add_coordinator_key(pb::AddCoordinatorKeyRequest {
+            public_key: a_key.as_bytes().to_vec(),
+            instance: "a".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.reason(), "KEY_RETIRED");
+    let mut changes = Vec::new();
+    let page = admin
+        .query_audit_log(pb::QueryAuditLogRequest {
+            filter: Some(pb::AuditFilter {
+                action_prefix: "coordinator_key.".into(),
+                ..Default::default()
+            }),
+            page_size: 100,
+            page_token: String::new(),
+        })
+        .await
+        .unwrap();
+    for r in page.records {
+        changes.push((r.action, r.detail["public_key"].clone()));
+    }
+    assert_eq!(
+        changes,
+        [
+            ("coordinator_key.added".to_owned(), a_key.to_string()),
+            ("coordinator_key.added".to_owned(), c_key.to_string()),
+            ("coordinator_key.added".to_owned(), b_key.to_string()),
+            ("coordinator_key.retired".to_owned(), a_key.to_string()),
+        ]
+    );
+    drop(verifier);
+    drop(servers);
+    drop(cluster);
+}
+
 /// A policy set sent through one coordinator is the service's: the drift revocations it
 /// causes reach a feed followed through another, and a coordinator elected later serves
 /// that set (recorded in the store), not its own directory's.
@@ -396,7 +626,10 @@ async fn a_policy_set_sent_through_one_coordinator_is_the_service_set() {
 
     let mut admin_a = client(&at[0], ADMIN, &admin_key).await.unwrap();
     let mut feed = admin_a
-        .watch_revocations(pb::WatchRevocationsRequest { after_epoch: 0 })
+        .watch_revocations(pb::WatchRevocationsRequest {
+            after_epoch: 0,
+            ..Default::default()
+        })
         .await
         .unwrap();
     feed.message().await.unwrap().unwrap();

@@ -12,6 +12,7 @@ use tonic::{Request, Response, Status};
 
 use super::convert::*;
 use super::{Api, caller, ids};
+use crate::coordinator::access::{self, Ask};
 use crate::coordinator::{Coordinator, RevocationEvent, SignedBatch};
 use crate::state::revocations;
 use mandate_core::FeedKind;
@@ -39,14 +40,6 @@ fn signed_msg(
     links: &[(mandate_core::LinkId, u64, u64)],
 ) -> pb::WatchRevocationsResponse {
     let time_ms = coordinator.now();
-    let statement = revocations::statement(
-        kind,
-        previous_epoch,
-        epoch,
-        time_ms,
-        links.iter().map(|(l, e, le)| (l, *e, *le)),
-    );
-    let signature = coordinator.sign_feed(&statement).as_bytes().to_vec();
     let pb_links = || {
         links
             .iter()
@@ -71,12 +64,51 @@ fn signed_msg(
         FeedKind::Heartbeat => {
             pb::watch_revocations_response::Event::Heartbeat(pb::Heartbeat { epoch, time_ms })
         }
+        FeedKind::Trust => return trust_msg(coordinator, &coordinator.coordinator_keys()),
     };
+    let statement = revocations::statement(
+        kind,
+        previous_epoch,
+        epoch,
+        time_ms,
+        links.iter().map(|(l, e, le)| (l, *e, *le)),
+    );
+    let signature = coordinator.sign_feed(&statement).as_bytes().to_vec();
     pb::WatchRevocationsResponse {
         event: Some(event),
         time_ms,
         previous_epoch,
         signature,
+    }
+}
+
+/// A trust update announcing `keys` (the keys trusted now), signed now.
+fn trust_msg(
+    coordinator: &Coordinator,
+    keys: &mandate_store::CoordinatorKeys,
+) -> pb::WatchRevocationsResponse {
+    let time_ms = coordinator.now();
+    let bundle = crate::coordinator::trust_bundle_of(keys, time_ms);
+    let statement = mandate_core::trust_statement(&bundle, keys.version, time_ms);
+    pb::WatchRevocationsResponse {
+        event: Some(pb::watch_revocations_response::Event::Trust(
+            pb::TrustUpdate {
+                version: keys.version,
+                keys: bundle
+                    .keys()
+                    .iter()
+                    .map(|k| pb::TrustedKey {
+                        public_key: k.key().as_bytes().to_vec(),
+                        not_before_ms: k.not_before_ms(),
+                        not_after_ms: k.not_after_ms(),
+                        ..Default::default()
+                    })
+                    .collect(),
+            },
+        )),
+        time_ms,
+        previous_epoch: 0,
+        signature: coordinator.sign_feed(&statement).as_bytes().to_vec(),
     }
 }
 
@@ -179,9 +211,12 @@ impl AuthorizationService for Api {
     ) -> Result<Response<FeedStream>, Status> {
         let slot = self.streams.take(&caller(&req)?.agent.id)?;
         let after = req.get_ref().after_epoch;
+        let trust_version = req.get_ref().trust_version;
         let coordinator = Arc::clone(&self.coordinator);
         // Subscribe before reading the state, so nothing falls between the two.
         let mut rx = coordinator.subscribe();
+        // Trust updates only for followers that asked (and so understand them).
+        let mut keys_rx = (trust_version > 0).then(|| coordinator.watch_keys());
         let snapshot = coordinator.revocation_snapshot();
         let first = if after == 0 || after > snapshot.epoch {
             snapshot_msg(&coordinator, &snapshot)
@@ -204,6 +239,14 @@ impl AuthorizationService for Api {
             let mut epoch = snapshot.epoch;
             if tx.send(Ok(first)).await.is_err() {
                 return;
+            }
+            if let Some(keys_rx) = &mut keys_rx {
+                let keys = Arc::clone(&keys_rx.borrow_and_update());
+                if keys.version > trust_version
+                    && tx.send(Ok(trust_msg(&coordinator, &keys))).await.is_err()
+                {
+                    return;
+                }
             }
             let mut tick = tokio::time::interval(heartbeat);
             tick.tick().await;
@@ -236,6 +279,10 @@ impl AuthorizationService for Api {
                         }
                         Err(RecvError::Closed) => return,
                     },
+                    changed = keys_changed(&mut keys_rx) => match changed {
+                        Some(keys) => trust_msg(&coordinator, &keys),
+                        None => return,
+                    },
                     _ = tick.tick() => {
                         if coordinator.published_epoch() > epoch {
                             // A change is on its way through `rx`: it goes first.
@@ -259,18 +306,54 @@ impl AuthorizationService for Api {
         req: Request<pb::GetTrustBundleRequest>,
     ) -> Result<Response<pb::GetTrustBundleResponse>, Status> {
         caller(&req)?;
-        let keys = self
+        let keys = self.coordinator.coordinator_keys();
+        let now = self.coordinator.now();
+        Ok(Response::new(pb::GetTrustBundleResponse {
+            keys: keys
+                .trusted(now)
+                .map(|k| pb::TrustedKey {
+                    public_key: k.public_key.as_bytes().to_vec(),
+                    not_before_ms: 0,
+                    not_after_ms: k.trusted_until_ms,
+                    instance: k.instance.clone(),
+                    retired_ms: k.retired_ms.unwrap_or(0),
+                })
+                .collect(),
+            version: keys.version,
+        }))
+    }
+
+    async fn add_coordinator_key(
+        &self,
+        req: Request<pb::AddCoordinatorKeyRequest>,
+    ) -> Result<Response<pb::AddCoordinatorKeyResponse>, Status> {
+        let caller = caller(&req)?;
+        access::check(&caller, Ask::ManageCoordinatorKeys)?;
+        let r = req.into_inner();
+        let key = coordinator_key(&r.public_key)?;
+        let version = self
             .coordinator
-            .trust_bundle()
-            .keys()
-            .iter()
-            .map(|k| pb::TrustedKey {
-                public_key: k.key().as_bytes().to_vec(),
-                not_before_ms: k.not_before_ms(),
-                not_after_ms: k.not_after_ms(),
-            })
-            .collect();
-        Ok(Response::new(pb::GetTrustBundleResponse { keys }))
+            .add_coordinator_key(&caller, key, r.instance)
+            .await?;
+        Ok(Response::new(pb::AddCoordinatorKeyResponse { version }))
+    }
+
+    async fn retire_coordinator_key(
+        &self,
+        req: Request<pb::RetireCoordinatorKeyRequest>,
+    ) -> Result<Response<pb::RetireCoordinatorKeyResponse>, Status> {
+        let caller = caller(&req)?;
+        access::check(&caller, Ask::ManageCoordinatorKeys)?;
+        let r = req.into_inner();
+        let key = coordinator_key(&r.public_key)?;
+        let (version, trusted_until_ms) = self
+            .coordinator
+            .retire_coordinator_key(&caller, key, r.trust_for_ms)
+            .await?;
+        Ok(Response::new(pb::RetireCoordinatorKeyResponse {
+            version,
+            trusted_until_ms,
+        }))
     }
 
     async fn report_decisions(
@@ -305,6 +388,28 @@ impl AuthorizationService for Api {
             recorded: u32::try_from(recorded).unwrap_or(u32::MAX),
         }))
     }
+}
+
+/// The next change of the coordinator keys; never, for a follower that did not ask for
+/// them; `None` once the coordinator is gone.
+async fn keys_changed(
+    rx: &mut Option<tokio::sync::watch::Receiver<Arc<mandate_store::CoordinatorKeys>>>,
+) -> Option<Arc<mandate_store::CoordinatorKeys>> {
+    match rx {
+        Some(rx) => match rx.changed().await {
+            Ok(()) => Some(Arc::clone(&rx.borrow_and_update())),
+            Err(_) => None,
+        },
+        None => std::future::pending().await,
+    }
+}
+
+/// A coordinator key as a request carries it: 32 bytes.
+fn coordinator_key(bytes: &[u8]) -> Result<mandate_core::PublicKey, crate::ApiError> {
+    <[u8; 32]>::try_from(bytes)
+        .ok()
+        .and_then(|b| mandate_core::PublicKey::from_bytes(&b).ok())
+        .ok_or_else(|| crate::ApiError::invalid("public_key must be a 32-byte Ed25519 public key"))
 }
 
 /// A stream fed by a task through a bounded channel; the task stops when the client goes.

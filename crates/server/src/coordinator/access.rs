@@ -81,6 +81,8 @@ pub(crate) enum Ask<'a> {
     ReadPolicy,
     /// Reload the policy set.
     ReloadPolicy,
+    /// Add or retire a coordinator key of the service.
+    ManageCoordinatorKeys,
     /// Remove audit records past their retention.
     PruneAuditLog,
     /// List tasks started by `requester`.
@@ -134,6 +136,9 @@ pub(crate) fn check(caller: &Caller, ask: Ask<'_>) -> Result<(), ApiError> {
             refuse("only admins and auditors may read the policy set")
         }
         Ask::ReloadPolicy if !admin => refuse("only admins may reload the policy set"),
+        Ask::ManageCoordinatorKeys if !admin => {
+            refuse("only admins may add or retire coordinator keys")
+        }
         Ask::PruneAuditLog if !admin => refuse("only admins may prune the audit log"),
         Ask::ListTasks { requester } if !role.reads_everything() && requester != me => {
             refuse("only admins and auditors may list others' tasks")

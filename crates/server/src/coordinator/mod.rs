@@ -10,6 +10,7 @@
 //! | `authorize` | online authorisation |
 //! | `approvals` | approval requests and break-glass |
 //! | `drift` | policy reloads and the links they revoke |
+//! | `keys` | the service's coordinator keys (the trust bundle) |
 //! | `access` | who may read and change what |
 //!
 //! The state they share lives in `crate::state` (revocation feed, quota ledger, audit
@@ -28,7 +29,8 @@ use mandate_core::{
 };
 use mandate_policy::{AgentInfo, Request as PolicyRequest};
 use mandate_store::{
-    AgentRecord, AuditEvent, Change, Committed, LinkRecord, Severity, Store, TaskRecord,
+    AgentRecord, AuditEvent, Change, Committed, CoordinatorKeys, LinkRecord, Severity, Store,
+    TaskRecord,
 };
 use tokio::sync::Mutex;
 
@@ -49,6 +51,7 @@ mod authorize;
 mod checkpoint;
 mod delegation;
 mod drift;
+mod keys;
 mod reads;
 mod revocation;
 mod tasks;
@@ -62,6 +65,7 @@ pub use approvals::Started;
 pub(crate) use authorize::OfflineDecision;
 pub use authorize::{AuthorizeOutcome, USES_EXHAUSTED};
 pub use drift::Reloaded;
+pub(crate) use keys::bundle as trust_bundle_of;
 pub use revocation::TreeLink;
 pub use tasks::TaskRequest;
 pub(crate) use tasks::check_request_size;
@@ -89,6 +93,9 @@ pub struct CoordinatorConfig {
     /// Keys the coordinator signed with before its current one, each trusted until the
     /// time given (Unix ms): published in the trust bundle beside the current key.
     pub retired_keys: Vec<(PublicKey, u64)>,
+    /// This coordinator's name among several of one service (its advertised address):
+    /// it then leads only with a key already added to the service. `None`: it runs alone.
+    pub instance: Option<String>,
 }
 
 impl CoordinatorConfig {
@@ -104,6 +111,7 @@ impl CoordinatorConfig {
             retain_history_ms: 24 * 3_600_000,
             federated_trust_domains: Vec::new(),
             retired_keys: Vec::new(),
+            instance: None,
         }
     }
 }
@@ -147,7 +155,8 @@ pub struct Coordinator {
     delegations: std::sync::Mutex<Vec<admission::Pending>>,
     flusher: Flusher,
     config: CoordinatorConfig,
-    trust: TrustBundle,
+    // The service's coordinator keys in force; followers of the feed watch it.
+    keys: tokio::sync::watch::Sender<Arc<CoordinatorKeys>>,
     audit: AuditWriter,
     quota: QuotaLedger,
     // Bumped on every change of an approval request; waiters re-read the store.
@@ -235,17 +244,20 @@ impl Coordinator {
         clock: Arc<dyn Clock>,
         config: CoordinatorConfig,
     ) -> Result<Coordinator, ApiError> {
-        let bad_key = |e: mandate_core::Error| {
+        key.public_key().prepare().map_err(|e| {
             ApiError::new(tonic::Code::Internal, ErrorReason::BadKey, e.to_string())
+        })?;
+        // The keys recorded, when this coordinator may sign with one of them; otherwise
+        // the ones `check_keys_at_start` records (or refuses), as version 0.
+        let keys = match store.coordinator_keys()? {
+            Some(k) if k.is_active(&key.public_key()) => k,
+            _ => CoordinatorKeys {
+                version: 0,
+                ..keys::initial(key.public_key(), "", &config.retired_keys, clock.now_ms())
+            },
         };
-        let mut trust = TrustBundle::new()
-            .with_key(key.public_key(), 0, u64::MAX)
-            .map_err(bad_key)?;
-        for (retired, until) in &config.retired_keys {
-            trust.add(*retired, 0, *until).map_err(bad_key)?;
-        }
         let verifier = Verifier::new(
-            trust.clone(),
+            keys::bundle(&keys, clock.now_ms()),
             VerifierConfig {
                 online: true,
                 clock_skew_ms: config.clock_skew_ms,
@@ -300,7 +312,7 @@ impl Coordinator {
             writer: Mutex::new(()),
             delegations: std::sync::Mutex::new(Vec::new()),
             config,
-            trust,
+            keys: tokio::sync::watch::channel(Arc::new(keys)).0,
         })
     }
 
@@ -320,8 +332,8 @@ impl Coordinator {
     }
 
     /// The trust bundle verifiers should use.
-    pub fn trust_bundle(&self) -> &TrustBundle {
-        &self.trust
+    pub fn trust_bundle(&self) -> Arc<TrustBundle> {
+        self.verifier.trust_bundle()
     }
 
     /// Current time.

@@ -113,6 +113,9 @@ macro_rules! store_reads {
         fn policy_files(&self) -> $crate::Result<Option<Vec<(String, String)>>> {
             $crate::tables::policy_files(&self.$($kv).+)
         }
+        fn coordinator_keys(&self) -> $crate::Result<Option<$crate::CoordinatorKeys>> {
+            $crate::tables::coordinator_keys(&self.$($kv).+)
+        }
         fn epoch(&self) -> $crate::Result<u64> {
             $crate::tables::epoch(&self.$($kv).+)
         }

@@ -354,6 +354,12 @@ class Client:
     def get_trust_bundle(self, request: authorization_pb2.GetTrustBundleRequest | None = None, **fields: Any) -> authorization_pb2.GetTrustBundleResponse:
         return self._unary("/mandate.v1.AuthorizationService/GetTrustBundle", self._request(authorization_pb2.GetTrustBundleRequest, request, fields), authorization_pb2.GetTrustBundleResponse)
 
+    def add_coordinator_key(self, request: authorization_pb2.AddCoordinatorKeyRequest | None = None, **fields: Any) -> authorization_pb2.AddCoordinatorKeyResponse:
+        return self._unary("/mandate.v1.AuthorizationService/AddCoordinatorKey", self._request(authorization_pb2.AddCoordinatorKeyRequest, request, fields), authorization_pb2.AddCoordinatorKeyResponse)
+
+    def retire_coordinator_key(self, request: authorization_pb2.RetireCoordinatorKeyRequest | None = None, **fields: Any) -> authorization_pb2.RetireCoordinatorKeyResponse:
+        return self._unary("/mandate.v1.AuthorizationService/RetireCoordinatorKey", self._request(authorization_pb2.RetireCoordinatorKeyRequest, request, fields), authorization_pb2.RetireCoordinatorKeyResponse)
+
     def report_decisions(self, request: authorization_pb2.ReportDecisionsRequest | None = None, **fields: Any) -> authorization_pb2.ReportDecisionsResponse:
         return self._unary("/mandate.v1.AuthorizationService/ReportDecisions", self._request(authorization_pb2.ReportDecisionsRequest, request, fields), authorization_pb2.ReportDecisionsResponse)
 
@@ -421,6 +427,8 @@ RPCS: dict[str, tuple[str, type[Message], type[Message], bool]] = {
     "authorize_raw": ("/mandate.v1.AuthorizationService/Authorize", authorization_pb2.AuthorizeRequest, authorization_pb2.AuthorizeResponse, False),
     "watch_revocations": ("/mandate.v1.AuthorizationService/WatchRevocations", authorization_pb2.WatchRevocationsRequest, authorization_pb2.WatchRevocationsResponse, True),
     "get_trust_bundle": ("/mandate.v1.AuthorizationService/GetTrustBundle", authorization_pb2.GetTrustBundleRequest, authorization_pb2.GetTrustBundleResponse, False),
+    "add_coordinator_key": ("/mandate.v1.AuthorizationService/AddCoordinatorKey", authorization_pb2.AddCoordinatorKeyRequest, authorization_pb2.AddCoordinatorKeyResponse, False),
+    "retire_coordinator_key": ("/mandate.v1.AuthorizationService/RetireCoordinatorKey", authorization_pb2.RetireCoordinatorKeyRequest, authorization_pb2.RetireCoordinatorKeyResponse, False),
     "report_decisions": ("/mandate.v1.AuthorizationService/ReportDecisions", authorization_pb2.ReportDecisionsRequest, authorization_pb2.ReportDecisionsResponse, False),
     "list_approvals": ("/mandate.v1.ApprovalService/ListApprovals", approvals_pb2.ListApprovalsRequest, approvals_pb2.ListApprovalsResponse, False),
     "get_approval": ("/mandate.v1.ApprovalService/GetApproval", approvals_pb2.GetApprovalRequest, approvals_pb2.GetApprovalResponse, False),

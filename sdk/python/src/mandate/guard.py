@@ -22,6 +22,7 @@ from mandate.verify import (
     VerifierConfig,
     feed_statement,
     system_clock,
+    trust_statement,
     verify_feed_statement,
 )
 
@@ -80,6 +81,7 @@ class ToolVerifier:
         self.max_staleness_ms = max_staleness_ms
         self.when_stale = when_stale
         self.clock = clock
+        self._trust_version = 0
         trust = self._fetch_trust()
         self._trust = trust
         self._untrusted = False
@@ -99,6 +101,17 @@ class ToolVerifier:
             raise MandateError(
                 "FEED_UNTRUSTED", "the revocation feed is not signed by a trusted coordinator key"
             )
+
+    @property
+    def trust_version(self) -> int:
+        """The version of the trust bundle in use (0 from a coordinator that does not
+        version it): it grows as the feed announces coordinator keys added or retired."""
+        return self._trust_version
+
+    @property
+    def trust(self) -> TrustBundle:
+        """The trust bundle in use."""
+        return self._trust
 
     @property
     def epoch(self) -> int:
@@ -123,9 +136,11 @@ class ToolVerifier:
 
     def _fetch_trust(self) -> TrustBundle:
         bundle = self.client.get_trust_bundle()
-        return TrustBundle(
+        trust = TrustBundle(
             TrustedKey(bytes(k.public_key), k.not_before_ms, k.not_after_ms) for k in bundle.keys
         )
+        self._trust_version = bundle.version
+        return trust
 
     def _follow(self) -> None:
         backoff = 0.1
@@ -140,7 +155,9 @@ class ToolVerifier:
                     if getattr(self.client, "tls", False):
                         self._trust = self._fetch_trust()
                         self.verifier.trust = self._trust
-                self._stream = self.client.watch_revocations(after_epoch=self._revoked.epoch)
+                self._stream = self.client.watch_revocations(
+                    after_epoch=self._revoked.epoch, trust_version=self._trust_version
+                )
                 for msg in self._stream:
                     refused = self._apply(msg)
                     if refused is not None:
@@ -170,6 +187,8 @@ class ToolVerifier:
         kind = msg.WhichOneof("event")
         if kind is None:
             return "untrusted"
+        if kind == "trust":
+            return self._apply_trust(msg, now)
         body = getattr(msg, kind)
         wire_links = list(body.links) if kind != "heartbeat" else []
         try:
@@ -198,6 +217,28 @@ class ToolVerifier:
             r.heard_ms = max(r.heard_ms, min(msg.time_ms, now))
             # Revocations matter until their link is past expiry plus the skew.
             r.links = {k: e for k, e in r.links.items() if e + self._skew >= now}
+        return None
+
+    def _apply_trust(self, msg: Any, now: int) -> str | None:
+        """A trust update, signed by a key this verifier already trusts: a newer version
+        replaces the bundle (coordinator keys added or retired through the service); an
+        older or the same one is skipped (a replay could restore a retired key). It says
+        nothing of revocations, so the feed is no fresher for it."""
+        update = msg.trust
+        try:
+            keys = [TrustedKey(bytes(k.public_key), k.not_before_ms, k.not_after_ms) for k in update.keys]
+            bundle = TrustBundle(keys)
+        except ValueError:
+            return "untrusted"
+        statement = trust_statement(keys, update.version, msg.time_ms)
+        if msg.previous_epoch != 0 or not verify_feed_statement(
+            self._trust, statement, msg.time_ms, bytes(msg.signature), now
+        ):
+            return "untrusted"
+        if update.version > self._trust_version:
+            self._trust = bundle
+            self.verifier.trust = bundle
+            self._trust_version = update.version
         return None
 
     def check(self, chain: Chain | str | bytes, proof: Invocation | str | bytes, call: Call) -> Decision:

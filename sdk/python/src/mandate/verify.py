@@ -111,7 +111,7 @@ def _verify(key: bytes, message: bytes, signature: bytes) -> bool:
 
 
 FEED_DOMAIN = b"mandate/v1/revocations"
-_FEED_KINDS = {"snapshot": 1, "batch": 2, "heartbeat": 3}
+_FEED_KINDS = {"snapshot": 1, "batch": 2, "heartbeat": 3, "trust": 4}
 
 
 def feed_statement(
@@ -129,6 +129,25 @@ def feed_statement(
         bytes([_FEED_KINDS[kind]])
         + previous_epoch.to_bytes(8, "big")
         + epoch.to_bytes(8, "big")
+        + time_ms.to_bytes(8, "big")
+        + count.to_bytes(4, "big")
+        + h.digest()
+    )
+
+
+def trust_statement(keys: Iterable[TrustedKey], version: int, time_ms: int) -> bytes:
+    """The statement a trust update's signature covers (docs/PROTOCOL.md): kind 4, previous
+    epoch 0, the bundle's version in place of the epoch, the time, the key count and the
+    SHA-256 of the keys in order (each 32-byte key, `not_before_ms`, `not_after_ms`)."""
+    h = hashlib.sha256()
+    count = 0
+    for k in keys:
+        h.update(k.key + k.not_before_ms.to_bytes(8, "big") + k.not_after_ms.to_bytes(8, "big"))
+        count += 1
+    return (
+        bytes([_FEED_KINDS["trust"]])
+        + (0).to_bytes(8, "big")
+        + version.to_bytes(8, "big")
         + time_ms.to_bytes(8, "big")
         + count.to_bytes(4, "big")
         + h.digest()

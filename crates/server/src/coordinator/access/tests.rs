@@ -76,6 +76,11 @@ fn rows() -> Vec<Row> {
             allowed: ADMIN,
         },
         Row {
+            what: "add or retire coordinator keys",
+            ask: |_| Ask::ManageCoordinatorKeys,
+            allowed: ADMIN,
+        },
+        Row {
             what: "prune the audit log",
             ask: |_| Ask::PruneAuditLog,
             allowed: ADMIN,

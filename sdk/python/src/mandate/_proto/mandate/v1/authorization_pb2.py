@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from mandate._proto.mandate.token.v1 import token_pb2 as mandate_dot_token_dot_v1_dot_token__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1emandate/v1/authorization.proto\x12\nmandate.v1\x1a\x1cmandate/token/v1/token.proto\"\x89\x02\n\x10\x41uthorizeRequest\x12\r\n\x05\x63hain\x18\x01 \x01(\x0c\x12\x12\n\ninvocation\x18\x02 \x01(\x0c\x12\x0e\n\x06\x61\x63tion\x18\x03 \x01(\t\x12\x10\n\x08resource\x18\x04 \x01(\t\x12(\n\x04\x61rgs\x18\x05 \x03(\x0b\x32\x1a.mandate.token.v1.Argument\x12:\n\x07\x63ontext\x18\x06 \x03(\x0b\x32).mandate.v1.AuthorizeRequest.ContextEntry\x12\x1a\n\x12refuse_break_glass\x18\x07 \x01(\x08\x1a.\n\x0c\x43ontextEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xee\x01\n\x11\x41uthorizeResponse\x12\x0f\n\x07\x61llowed\x18\x01 \x01(\x08\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12\x0e\n\x06\x64\x65tail\x18\x03 \x01(\t\x12\x12\n\nlink_index\x18\x04 \x01(\x05\x12\x0f\n\x07task_id\x18\x05 \x01(\t\x12\x17\n\x0fholder_agent_id\x18\x06 \x01(\t\x12\x10\n\x08link_ids\x18\x07 \x03(\t\x12\x15\n\rexpires_at_ms\x18\x08 \x01(\x04\x12\x18\n\x10revocation_epoch\x18\t \x01(\x04\x12\x12\n\npolicy_ids\x18\n \x03(\t\x12\x13\n\x0bpolicy_hash\x18\x0b \x01(\t\"D\n\x0bRevokedLink\x12\x0f\n\x07link_id\x18\x01 \x01(\t\x12\x15\n\rexpires_at_ms\x18\x02 \x01(\x04\x12\r\n\x05\x65poch\x18\x03 \x01(\x04\"K\n\x12RevocationSnapshot\x12\r\n\x05\x65poch\x18\x01 \x01(\x04\x12&\n\x05links\x18\x02 \x03(\x0b\x32\x17.mandate.v1.RevokedLink\"H\n\x0fRevocationBatch\x12\r\n\x05\x65poch\x18\x01 \x01(\x04\x12&\n\x05links\x18\x02 \x03(\x0b\x32\x17.mandate.v1.RevokedLink\"+\n\tHeartbeat\x12\r\n\x05\x65poch\x18\x01 \x01(\x04\x12\x0f\n\x07time_ms\x18\x02 \x01(\x04\".\n\x17WatchRevocationsRequest\x12\x13\n\x0b\x61\x66ter_epoch\x18\x01 \x01(\x04\"\xed\x01\n\x18WatchRevocationsResponse\x12\x32\n\x08snapshot\x18\x01 \x01(\x0b\x32\x1e.mandate.v1.RevocationSnapshotH\x00\x12,\n\x05\x62\x61tch\x18\x02 \x01(\x0b\x32\x1b.mandate.v1.RevocationBatchH\x00\x12*\n\theartbeat\x18\x03 \x01(\x0b\x32\x15.mandate.v1.HeartbeatH\x00\x12\x0f\n\x07time_ms\x18\x04 \x01(\x04\x12\x16\n\x0eprevious_epoch\x18\x05 \x01(\x04\x12\x11\n\tsignature\x18\x06 \x01(\x0c\x42\x07\n\x05\x65vent\"\x17\n\x15GetTrustBundleRequest\"M\n\nTrustedKey\x12\x12\n\npublic_key\x18\x01 \x01(\x0c\x12\x15\n\rnot_before_ms\x18\x02 \x01(\x04\x12\x14\n\x0cnot_after_ms\x18\x03 \x01(\x04\">\n\x16GetTrustBundleResponse\x12$\n\x04keys\x18\x01 \x03(\x0b\x32\x16.mandate.v1.TrustedKey\"\xaa\x01\n\x0fOfflineDecision\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0f\n\x07time_ms\x18\x02 \x01(\x04\x12\x0f\n\x07\x61llowed\x18\x03 \x01(\x08\x12\x0e\n\x06reason\x18\x04 \x01(\t\x12\x0e\n\x06\x61\x63tion\x18\x05 \x01(\t\x12\x10\n\x08resource\x18\x06 \x01(\t\x12\x0f\n\x07task_id\x18\x07 \x01(\t\x12\x17\n\x0fholder_agent_id\x18\x08 \x01(\t\x12\r\n\x05place\x18\t \x01(\t\"H\n\x16ReportDecisionsRequest\x12.\n\tdecisions\x18\x01 \x03(\x0b\x32\x1b.mandate.v1.OfflineDecision\"+\n\x17ReportDecisionsResponse\x12\x10\n\x08recorded\x18\x01 \x01(\r2\xf6\x02\n\x14\x41uthorizationService\x12H\n\tAuthorize\x12\x1c.mandate.v1.AuthorizeRequest\x1a\x1d.mandate.v1.AuthorizeResponse\x12_\n\x10WatchRevocations\x12#.mandate.v1.WatchRevocationsRequest\x1a$.mandate.v1.WatchRevocationsResponse0\x01\x12W\n\x0eGetTrustBundle\x12!.mandate.v1.GetTrustBundleRequest\x1a\".mandate.v1.GetTrustBundleResponse\x12Z\n\x0fReportDecisions\x12\".mandate.v1.ReportDecisionsRequest\x1a#.mandate.v1.ReportDecisionsResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1emandate/v1/authorization.proto\x12\nmandate.v1\x1a\x1cmandate/token/v1/token.proto\"\x89\x02\n\x10\x41uthorizeRequest\x12\r\n\x05\x63hain\x18\x01 \x01(\x0c\x12\x12\n\ninvocation\x18\x02 \x01(\x0c\x12\x0e\n\x06\x61\x63tion\x18\x03 \x01(\t\x12\x10\n\x08resource\x18\x04 \x01(\t\x12(\n\x04\x61rgs\x18\x05 \x03(\x0b\x32\x1a.mandate.token.v1.Argument\x12:\n\x07\x63ontext\x18\x06 \x03(\x0b\x32).mandate.v1.AuthorizeRequest.ContextEntry\x12\x1a\n\x12refuse_break_glass\x18\x07 \x01(\x08\x1a.\n\x0c\x43ontextEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xee\x01\n\x11\x41uthorizeResponse\x12\x0f\n\x07\x61llowed\x18\x01 \x01(\x08\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12\x0e\n\x06\x64\x65tail\x18\x03 \x01(\t\x12\x12\n\nlink_index\x18\x04 \x01(\x05\x12\x0f\n\x07task_id\x18\x05 \x01(\t\x12\x17\n\x0fholder_agent_id\x18\x06 \x01(\t\x12\x10\n\x08link_ids\x18\x07 \x03(\t\x12\x15\n\rexpires_at_ms\x18\x08 \x01(\x04\x12\x18\n\x10revocation_epoch\x18\t \x01(\x04\x12\x12\n\npolicy_ids\x18\n \x03(\t\x12\x13\n\x0bpolicy_hash\x18\x0b \x01(\t\"D\n\x0bRevokedLink\x12\x0f\n\x07link_id\x18\x01 \x01(\t\x12\x15\n\rexpires_at_ms\x18\x02 \x01(\x04\x12\r\n\x05\x65poch\x18\x03 \x01(\x04\"K\n\x12RevocationSnapshot\x12\r\n\x05\x65poch\x18\x01 \x01(\x04\x12&\n\x05links\x18\x02 \x03(\x0b\x32\x17.mandate.v1.RevokedLink\"H\n\x0fRevocationBatch\x12\r\n\x05\x65poch\x18\x01 \x01(\x04\x12&\n\x05links\x18\x02 \x03(\x0b\x32\x17.mandate.v1.RevokedLink\"+\n\tHeartbeat\x12\r\n\x05\x65poch\x18\x01 \x01(\x04\x12\x0f\n\x07time_ms\x18\x02 \x01(\x04\"E\n\x17WatchRevocationsRequest\x12\x13\n\x0b\x61\x66ter_epoch\x18\x01 \x01(\x04\x12\x15\n\rtrust_version\x18\x02 \x01(\x04\"\x97\x02\n\x18WatchRevocationsResponse\x12\x32\n\x08snapshot\x18\x01 \x01(\x0b\x32\x1e.mandate.v1.RevocationSnapshotH\x00\x12,\n\x05\x62\x61tch\x18\x02 \x01(\x0b\x32\x1b.mandate.v1.RevocationBatchH\x00\x12*\n\theartbeat\x18\x03 \x01(\x0b\x32\x15.mandate.v1.HeartbeatH\x00\x12(\n\x05trust\x18\x07 \x01(\x0b\x32\x17.mandate.v1.TrustUpdateH\x00\x12\x0f\n\x07time_ms\x18\x04 \x01(\x04\x12\x16\n\x0eprevious_epoch\x18\x05 \x01(\x04\x12\x11\n\tsignature\x18\x06 \x01(\x0c\x42\x07\n\x05\x65vent\"D\n\x0bTrustUpdate\x12\x0f\n\x07version\x18\x01 \x01(\x04\x12$\n\x04keys\x18\x02 \x03(\x0b\x32\x16.mandate.v1.TrustedKey\"\x17\n\x15GetTrustBundleRequest\"s\n\nTrustedKey\x12\x12\n\npublic_key\x18\x01 \x01(\x0c\x12\x15\n\rnot_before_ms\x18\x02 \x01(\x04\x12\x14\n\x0cnot_after_ms\x18\x03 \x01(\x04\x12\x10\n\x08instance\x18\x04 \x01(\t\x12\x12\n\nretired_ms\x18\x05 \x01(\x04\"O\n\x16GetTrustBundleResponse\x12$\n\x04keys\x18\x01 \x03(\x0b\x32\x16.mandate.v1.TrustedKey\x12\x0f\n\x07version\x18\x02 \x01(\x04\"@\n\x18\x41\x64\x64\x43oordinatorKeyRequest\x12\x12\n\npublic_key\x18\x01 \x01(\x0c\x12\x10\n\x08instance\x18\x02 \x01(\t\",\n\x19\x41\x64\x64\x43oordinatorKeyResponse\x12\x0f\n\x07version\x18\x01 \x01(\x04\"G\n\x1bRetireCoordinatorKeyRequest\x12\x12\n\npublic_key\x18\x01 \x01(\x0c\x12\x14\n\x0ctrust_for_ms\x18\x02 \x01(\x04\"I\n\x1cRetireCoordinatorKeyResponse\x12\x0f\n\x07version\x18\x01 \x01(\x04\x12\x18\n\x10trusted_until_ms\x18\x02 \x01(\x04\"\xaa\x01\n\x0fOfflineDecision\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0f\n\x07time_ms\x18\x02 \x01(\x04\x12\x0f\n\x07\x61llowed\x18\x03 \x01(\x08\x12\x0e\n\x06reason\x18\x04 \x01(\t\x12\x0e\n\x06\x61\x63tion\x18\x05 \x01(\t\x12\x10\n\x08resource\x18\x06 \x01(\t\x12\x0f\n\x07task_id\x18\x07 \x01(\t\x12\x17\n\x0fholder_agent_id\x18\x08 \x01(\t\x12\r\n\x05place\x18\t \x01(\t\"H\n\x16ReportDecisionsRequest\x12.\n\tdecisions\x18\x01 \x03(\x0b\x32\x1b.mandate.v1.OfflineDecision\"+\n\x17ReportDecisionsResponse\x12\x10\n\x08recorded\x18\x01 \x01(\r2\xc3\x04\n\x14\x41uthorizationService\x12H\n\tAuthorize\x12\x1c.mandate.v1.AuthorizeRequest\x1a\x1d.mandate.v1.AuthorizeResponse\x12_\n\x10WatchRevocations\x12#.mandate.v1.WatchRevocationsRequest\x1a$.mandate.v1.WatchRevocationsResponse0\x01\x12W\n\x0eGetTrustBundle\x12!.mandate.v1.GetTrustBundleRequest\x1a\".mandate.v1.GetTrustBundleResponse\x12`\n\x11\x41\x64\x64\x43oordinatorKey\x12$.mandate.v1.AddCoordinatorKeyRequest\x1a%.mandate.v1.AddCoordinatorKeyResponse\x12i\n\x14RetireCoordinatorKey\x12\'.mandate.v1.RetireCoordinatorKeyRequest\x1a(.mandate.v1.RetireCoordinatorKeyResponse\x12Z\n\x0fReportDecisions\x12\".mandate.v1.ReportDecisionsRequest\x1a#.mandate.v1.ReportDecisionsResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -49,21 +49,31 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_HEARTBEAT']._serialized_start=806
   _globals['_HEARTBEAT']._serialized_end=849
   _globals['_WATCHREVOCATIONSREQUEST']._serialized_start=851
-  _globals['_WATCHREVOCATIONSREQUEST']._serialized_end=897
-  _globals['_WATCHREVOCATIONSRESPONSE']._serialized_start=900
-  _globals['_WATCHREVOCATIONSRESPONSE']._serialized_end=1137
-  _globals['_GETTRUSTBUNDLEREQUEST']._serialized_start=1139
-  _globals['_GETTRUSTBUNDLEREQUEST']._serialized_end=1162
-  _globals['_TRUSTEDKEY']._serialized_start=1164
-  _globals['_TRUSTEDKEY']._serialized_end=1241
-  _globals['_GETTRUSTBUNDLERESPONSE']._serialized_start=1243
-  _globals['_GETTRUSTBUNDLERESPONSE']._serialized_end=1305
-  _globals['_OFFLINEDECISION']._serialized_start=1308
-  _globals['_OFFLINEDECISION']._serialized_end=1478
-  _globals['_REPORTDECISIONSREQUEST']._serialized_start=1480
-  _globals['_REPORTDECISIONSREQUEST']._serialized_end=1552
-  _globals['_REPORTDECISIONSRESPONSE']._serialized_start=1554
-  _globals['_REPORTDECISIONSRESPONSE']._serialized_end=1597
-  _globals['_AUTHORIZATIONSERVICE']._serialized_start=1600
-  _globals['_AUTHORIZATIONSERVICE']._serialized_end=1974
+  _globals['_WATCHREVOCATIONSREQUEST']._serialized_end=920
+  _globals['_WATCHREVOCATIONSRESPONSE']._serialized_start=923
+  _globals['_WATCHREVOCATIONSRESPONSE']._serialized_end=1202
+  _globals['_TRUSTUPDATE']._serialized_start=1204
+  _globals['_TRUSTUPDATE']._serialized_end=1272
+  _globals['_GETTRUSTBUNDLEREQUEST']._serialized_start=1274
+  _globals['_GETTRUSTBUNDLEREQUEST']._serialized_end=1297
+  _globals['_TRUSTEDKEY']._serialized_start=1299
+  _globals['_TRUSTEDKEY']._serialized_end=1414
+  _globals['_GETTRUSTBUNDLERESPONSE']._serialized_start=1416
+  _globals['_GETTRUSTBUNDLERESPONSE']._serialized_end=1495
+  _globals['_ADDCOORDINATORKEYREQUEST']._serialized_start=1497
+  _globals['_ADDCOORDINATORKEYREQUEST']._serialized_end=1561
+  _globals['_ADDCOORDINATORKEYRESPONSE']._serialized_start=1563
+  _globals['_ADDCOORDINATORKEYRESPONSE']._serialized_end=1607
+  _globals['_RETIRECOORDINATORKEYREQUEST']._serialized_start=1609
+  _globals['_RETIRECOORDINATORKEYREQUEST']._serialized_end=1680
+  _globals['_RETIRECOORDINATORKEYRESPONSE']._serialized_start=1682
+  _globals['_RETIRECOORDINATORKEYRESPONSE']._serialized_end=1755
+  _globals['_OFFLINEDECISION']._serialized_start=1758
+  _globals['_OFFLINEDECISION']._serialized_end=1928
+  _globals['_REPORTDECISIONSREQUEST']._serialized_start=1930
+  _globals['_REPORTDECISIONSREQUEST']._serialized_end=2002
+  _globals['_REPORTDECISIONSRESPONSE']._serialized_start=2004
+  _globals['_REPORTDECISIONSRESPONSE']._serialized_end=2047
+  _globals['_AUTHORIZATIONSERVICE']._serialized_start=2050
+  _globals['_AUTHORIZATIONSERVICE']._serialized_end=2629
 # @@protoc_insertion_point(module_scope)

@@ -93,46 +93,94 @@ class Heartbeat(_message.Message):
     def __init__(self, epoch: _Optional[int] = ..., time_ms: _Optional[int] = ...) -> None: ...
 
 class WatchRevocationsRequest(_message.Message):
-    __slots__ = ("after_epoch",)
+    __slots__ = ("after_epoch", "trust_version")
     AFTER_EPOCH_FIELD_NUMBER: _ClassVar[int]
+    TRUST_VERSION_FIELD_NUMBER: _ClassVar[int]
     after_epoch: int
-    def __init__(self, after_epoch: _Optional[int] = ...) -> None: ...
+    trust_version: int
+    def __init__(self, after_epoch: _Optional[int] = ..., trust_version: _Optional[int] = ...) -> None: ...
 
 class WatchRevocationsResponse(_message.Message):
-    __slots__ = ("snapshot", "batch", "heartbeat", "time_ms", "previous_epoch", "signature")
+    __slots__ = ("snapshot", "batch", "heartbeat", "trust", "time_ms", "previous_epoch", "signature")
     SNAPSHOT_FIELD_NUMBER: _ClassVar[int]
     BATCH_FIELD_NUMBER: _ClassVar[int]
     HEARTBEAT_FIELD_NUMBER: _ClassVar[int]
+    TRUST_FIELD_NUMBER: _ClassVar[int]
     TIME_MS_FIELD_NUMBER: _ClassVar[int]
     PREVIOUS_EPOCH_FIELD_NUMBER: _ClassVar[int]
     SIGNATURE_FIELD_NUMBER: _ClassVar[int]
     snapshot: RevocationSnapshot
     batch: RevocationBatch
     heartbeat: Heartbeat
+    trust: TrustUpdate
     time_ms: int
     previous_epoch: int
     signature: bytes
-    def __init__(self, snapshot: _Optional[_Union[RevocationSnapshot, _Mapping]] = ..., batch: _Optional[_Union[RevocationBatch, _Mapping]] = ..., heartbeat: _Optional[_Union[Heartbeat, _Mapping]] = ..., time_ms: _Optional[int] = ..., previous_epoch: _Optional[int] = ..., signature: _Optional[bytes] = ...) -> None: ...
+    def __init__(self, snapshot: _Optional[_Union[RevocationSnapshot, _Mapping]] = ..., batch: _Optional[_Union[RevocationBatch, _Mapping]] = ..., heartbeat: _Optional[_Union[Heartbeat, _Mapping]] = ..., trust: _Optional[_Union[TrustUpdate, _Mapping]] = ..., time_ms: _Optional[int] = ..., previous_epoch: _Optional[int] = ..., signature: _Optional[bytes] = ...) -> None: ...
+
+class TrustUpdate(_message.Message):
+    __slots__ = ("version", "keys")
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    KEYS_FIELD_NUMBER: _ClassVar[int]
+    version: int
+    keys: _containers.RepeatedCompositeFieldContainer[TrustedKey]
+    def __init__(self, version: _Optional[int] = ..., keys: _Optional[_Iterable[_Union[TrustedKey, _Mapping]]] = ...) -> None: ...
 
 class GetTrustBundleRequest(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...
 
 class TrustedKey(_message.Message):
-    __slots__ = ("public_key", "not_before_ms", "not_after_ms")
+    __slots__ = ("public_key", "not_before_ms", "not_after_ms", "instance", "retired_ms")
     PUBLIC_KEY_FIELD_NUMBER: _ClassVar[int]
     NOT_BEFORE_MS_FIELD_NUMBER: _ClassVar[int]
     NOT_AFTER_MS_FIELD_NUMBER: _ClassVar[int]
+    INSTANCE_FIELD_NUMBER: _ClassVar[int]
+    RETIRED_MS_FIELD_NUMBER: _ClassVar[int]
     public_key: bytes
     not_before_ms: int
     not_after_ms: int
-    def __init__(self, public_key: _Optional[bytes] = ..., not_before_ms: _Optional[int] = ..., not_after_ms: _Optional[int] = ...) -> None: ...
+    instance: str
+    retired_ms: int
+    def __init__(self, public_key: _Optional[bytes] = ..., not_before_ms: _Optional[int] = ..., not_after_ms: _Optional[int] = ..., instance: _Optional[str] = ..., retired_ms: _Optional[int] = ...) -> None: ...
 
 class GetTrustBundleResponse(_message.Message):
-    __slots__ = ("keys",)
+    __slots__ = ("keys", "version")
     KEYS_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
     keys: _containers.RepeatedCompositeFieldContainer[TrustedKey]
-    def __init__(self, keys: _Optional[_Iterable[_Union[TrustedKey, _Mapping]]] = ...) -> None: ...
+    version: int
+    def __init__(self, keys: _Optional[_Iterable[_Union[TrustedKey, _Mapping]]] = ..., version: _Optional[int] = ...) -> None: ...
+
+class AddCoordinatorKeyRequest(_message.Message):
+    __slots__ = ("public_key", "instance")
+    PUBLIC_KEY_FIELD_NUMBER: _ClassVar[int]
+    INSTANCE_FIELD_NUMBER: _ClassVar[int]
+    public_key: bytes
+    instance: str
+    def __init__(self, public_key: _Optional[bytes] = ..., instance: _Optional[str] = ...) -> None: ...
+
+class AddCoordinatorKeyResponse(_message.Message):
+    __slots__ = ("version",)
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    version: int
+    def __init__(self, version: _Optional[int] = ...) -> None: ...
+
+class RetireCoordinatorKeyRequest(_message.Message):
+    __slots__ = ("public_key", "trust_for_ms")
+    PUBLIC_KEY_FIELD_NUMBER: _ClassVar[int]
+    TRUST_FOR_MS_FIELD_NUMBER: _ClassVar[int]
+    public_key: bytes
+    trust_for_ms: int
+    def __init__(self, public_key: _Optional[bytes] = ..., trust_for_ms: _Optional[int] = ...) -> None: ...
+
+class RetireCoordinatorKeyResponse(_message.Message):
+    __slots__ = ("version", "trusted_until_ms")
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    TRUSTED_UNTIL_MS_FIELD_NUMBER: _ClassVar[int]
+    version: int
+    trusted_until_ms: int
+    def __init__(self, version: _Optional[int] = ..., trusted_until_ms: _Optional[int] = ...) -> None: ...
 
 class OfflineDecision(_message.Message):
     __slots__ = ("id", "time_ms", "allowed", "reason", "action", "resource", "task_id", "holder_agent_id", "place")

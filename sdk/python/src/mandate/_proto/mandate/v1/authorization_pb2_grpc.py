@@ -50,6 +50,16 @@ class AuthorizationServiceStub:
                 request_serializer=mandate_dot_v1_dot_authorization__pb2.GetTrustBundleRequest.SerializeToString,
                 response_deserializer=mandate_dot_v1_dot_authorization__pb2.GetTrustBundleResponse.FromString,
                 _registered_method=True)
+        self.AddCoordinatorKey = channel.unary_unary(
+                '/mandate.v1.AuthorizationService/AddCoordinatorKey',
+                request_serializer=mandate_dot_v1_dot_authorization__pb2.AddCoordinatorKeyRequest.SerializeToString,
+                response_deserializer=mandate_dot_v1_dot_authorization__pb2.AddCoordinatorKeyResponse.FromString,
+                _registered_method=True)
+        self.RetireCoordinatorKey = channel.unary_unary(
+                '/mandate.v1.AuthorizationService/RetireCoordinatorKey',
+                request_serializer=mandate_dot_v1_dot_authorization__pb2.RetireCoordinatorKeyRequest.SerializeToString,
+                response_deserializer=mandate_dot_v1_dot_authorization__pb2.RetireCoordinatorKeyResponse.FromString,
+                _registered_method=True)
         self.ReportDecisions = channel.unary_unary(
                 '/mandate.v1.AuthorizationService/ReportDecisions',
                 request_serializer=mandate_dot_v1_dot_authorization__pb2.ReportDecisionsRequest.SerializeToString,
@@ -80,7 +90,26 @@ class AuthorizationServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def GetTrustBundle(self, request, context):
-        """The coordinator keys verifiers should trust.
+        """The coordinator keys verifiers should trust (each instance of a service signs with its
+        own), with the bundle's version.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def AddCoordinatorKey(self, request, context):
+        """Adds a coordinator key to the trust bundle: the key an instance of the service will
+        sign with once it leads. Followers of the feed that asked for trust updates receive
+        the new bundle, signed by the leading coordinator's key. Admins only.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RetireCoordinatorKey(self, request, context):
+        """Retires a coordinator key: no instance leads with it any more, and verifiers trust it
+        only until `trusted_until` (what it sealed keeps verifying until then). The key the
+        leading coordinator signs with cannot be retired. Admins only.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -112,6 +141,16 @@ def add_AuthorizationServiceServicer_to_server(servicer, server):
                     servicer.GetTrustBundle,
                     request_deserializer=mandate_dot_v1_dot_authorization__pb2.GetTrustBundleRequest.FromString,
                     response_serializer=mandate_dot_v1_dot_authorization__pb2.GetTrustBundleResponse.SerializeToString,
+            ),
+            'AddCoordinatorKey': grpc.unary_unary_rpc_method_handler(
+                    servicer.AddCoordinatorKey,
+                    request_deserializer=mandate_dot_v1_dot_authorization__pb2.AddCoordinatorKeyRequest.FromString,
+                    response_serializer=mandate_dot_v1_dot_authorization__pb2.AddCoordinatorKeyResponse.SerializeToString,
+            ),
+            'RetireCoordinatorKey': grpc.unary_unary_rpc_method_handler(
+                    servicer.RetireCoordinatorKey,
+                    request_deserializer=mandate_dot_v1_dot_authorization__pb2.RetireCoordinatorKeyRequest.FromString,
+                    response_serializer=mandate_dot_v1_dot_authorization__pb2.RetireCoordinatorKeyResponse.SerializeToString,
             ),
             'ReportDecisions': grpc.unary_unary_rpc_method_handler(
                     servicer.ReportDecisions,
@@ -201,6 +240,60 @@ class AuthorizationService:
             '/mandate.v1.AuthorizationService/GetTrustBundle',
             mandate_dot_v1_dot_authorization__pb2.GetTrustBundleRequest.SerializeToString,
             mandate_dot_v1_dot_authorization__pb2.GetTrustBundleResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AddCoordinatorKey(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mandate.v1.AuthorizationService/AddCoordinatorKey',
+            mandate_dot_v1_dot_authorization__pb2.AddCoordinatorKeyRequest.SerializeToString,
+            mandate_dot_v1_dot_authorization__pb2.AddCoordinatorKeyResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RetireCoordinatorKey(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mandate.v1.AuthorizationService/RetireCoordinatorKey',
+            mandate_dot_v1_dot_authorization__pb2.RetireCoordinatorKeyRequest.SerializeToString,
+            mandate_dot_v1_dot_authorization__pb2.RetireCoordinatorKeyResponse.FromString,
             options,
             channel_credentials,
             insecure,
