@@ -209,7 +209,11 @@ pub(crate) async fn register(
     Ok((id, key, signer))
 }
 
-async fn start_task(client: &mut Client, max_depth: u32, ttl_ms: u64) -> anyhow::Result<Chain> {
+pub(crate) async fn start_task(
+    client: &mut Client,
+    max_depth: u32,
+    ttl_ms: u64,
+) -> anyhow::Result<Chain> {
     let r = client
         .start_task(pb::StartTaskRequest {
             signals: Default::default(),
@@ -248,7 +252,7 @@ pub(crate) async fn start_task_on(
     Ok(Chain::decode(&r.chain, &Limits::default())?)
 }
 
-fn spec(
+pub(crate) fn spec(
     key: &SigningKey,
     id: &str,
     resource: &str,

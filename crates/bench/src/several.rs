@@ -3,18 +3,25 @@
 //! ("1 instance"), then calls spread over all three, two of which forward to the leader
 //! ("3 instances"). Reports throughput, latency and the CPU each process spent per call
 //! (from `/proc/<pid>/stat`), so the cost of a forwarding hop is measured beside the call.
+//! Then it measures how soon a revocation sent to the leader reaches a verifier that
+//! follows the feed through a forwarding instance. Each instance signs with its own key.
 
 use std::io::BufRead as _;
 use std::process::{Command, Stdio};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use serde_json::json;
 use tonic::transport::Channel;
 
 use crate::Target;
-use crate::load::{BenchArgs, World, drive, prepare_authorize, report, world};
+use crate::load::{
+    BenchArgs, World, drive, prepare_authorize, register, report, spec, start_task, world,
+};
 use crate::soak::{Server, mandate_bin};
+use mandate_core::{Call, Invocation, SigningKey};
+use mandate_proto::v1 as pb;
+use mandate_sdk::{Client, ToolConfig, ToolVerifier};
 
 /// CPU seconds (user + system) a process has used, or 0 when it is gone.
 fn cpu_seconds(pid: u32) -> f64 {
@@ -177,10 +184,17 @@ pub(crate) async fn run(a: &BenchArgs, target: &Target) -> anyhow::Result<()> {
     for i in 1..3 {
         let data = dir.path().join(format!("c{i}"));
         std::fs::create_dir_all(&data)?;
-        // Until coordinator keys live in etcd, the instances share the first one's.
-        for f in ["coordinator.key", "admin.key"] {
-            std::fs::copy(first.join(f), data.join(f))?;
-        }
+        // Its own key, added through the leader before it starts.
+        let key = SigningKey::generate()?;
+        mandate_core::keyfile::save_signing_key(&key, &data.join("coordinator.key"))?;
+        target_leader
+            .client(&at_leader)
+            .await?
+            .add_coordinator_key(pb::AddCoordinatorKeyRequest {
+                public_key: key.public_key().as_bytes().to_vec(),
+                instance: format!("c{i}"),
+            })
+            .await?;
         let (server, at) = spawn(&bin, &data, &store)?;
         servers.push(server);
         addresses.push(at);
@@ -231,7 +245,87 @@ pub(crate) async fn run(a: &BenchArgs, target: &Target) -> anyhow::Result<()> {
         &pids,
     )
     .await?;
+    reach(&mut w, target, &target_leader, &addresses[2], 20).await?;
     drop(servers);
     drop(cluster);
+    Ok(())
+}
+
+/// `samples` times: a task and a delegation through the leader, the root revoked through
+/// the leader, and the time from the revocation's answer until a verifier that follows the
+/// feed through the forwarding instance at `follower` rejects the delegated chain.
+async fn reach(
+    w: &mut World,
+    target: &Target,
+    admin: &Target,
+    follower: &str,
+    samples: usize,
+) -> anyhow::Result<()> {
+    let (_, _, psigner) = register(w, "rplanner", "planner").await?;
+    let (wid, wkey, _) = register(w, "rworker", "worker").await?;
+    let (tid, _, tsigner) = register(w, "rtool", "tool").await?;
+    let mut planner = Client::connect(w.endpoint.clone(), psigner).await?;
+    let tool = admin.client(follower).await?.as_agent(tsigner);
+    let verifier = ToolVerifier::connect(tool, ToolConfig::new(tid.clone())).await?;
+    let call = Call::new("read", "files/leaf");
+    let mut reached = Vec::with_capacity(samples);
+    for _ in 0..samples {
+        let root = start_task(&mut planner, 1, w.ttl_ms).await?;
+        let now = w.clock.now_ms();
+        let leaf = planner
+            .delegate(&root, spec(&wkey, &wid, "files/leaf", (now, w.ttl_ms), 0)?)
+            .await?;
+        let decide = || {
+            let proof = Invocation::sign(&wkey, &leaf, &tid, call.clone(), w.clock.now_ms());
+            let (verifier, chain, call) = (verifier.clone(), leaf.encode(), call.clone());
+            async move {
+                anyhow::Ok(
+                    verifier
+                        .authorize(&chain, &proof?.encode(), &call)
+                        .await
+                        .allowed,
+                )
+            }
+        };
+        anyhow::ensure!(
+            decide().await?,
+            "the chain was refused before its revocation"
+        );
+        let r = planner
+            .revoke_link(pb::RevokeLinkRequest {
+                link_id: root.root().id().to_string(),
+                reason: "bench reach".into(),
+            })
+            .await?;
+        let answered = Instant::now();
+        let mut seen = None;
+        while answered.elapsed() < Duration::from_secs(10) {
+            if verifier.epoch() >= r.revocation_epoch && !decide().await? {
+                seen = Some(answered.elapsed());
+                break;
+            }
+            tokio::time::sleep(Duration::from_micros(200)).await;
+        }
+        reached.push(seen.context("the verifier never rejected the revoked chain")?);
+    }
+    reached.sort();
+    let ms = |d: Duration| d.as_secs_f64() * 1e3;
+    let (p50, max) = (
+        ms(reached[reached.len() / 2]),
+        ms(reached[reached.len() - 1]),
+    );
+    let j = json!({
+        "scenario": "several: revocation through the leader, verifier following a forwarding instance",
+        "samples": samples,
+        "rejects_after_rpc_ms_p50": p50,
+        "rejects_after_rpc_ms_max": max,
+    });
+    if target.json {
+        out!("{j}");
+    } else {
+        out!(
+            "several: a verifier following the feed through a forwarding instance rejects a chain revoked through the leader {p50:.1} ms after the RPC returned (p50 of {samples}; max {max:.1} ms)"
+        );
+    }
     Ok(())
 }
