@@ -13,6 +13,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "mandate/v1/audit.proto",
         "mandate/v1/approvals.proto",
         "mandate/v1/policy.proto",
+        "mandate/v1/access.proto",
     ];
     for f in files {
         println!("cargo:rerun-if-changed={}", root.join(f).display());

@@ -12,6 +12,7 @@
 // Where a test goes (one module per area of the API; shared set-up in `harness` and
 // `failing_store`):
 //
+// - `access`: the access review (who can, live authority, exposure), figures by hand.
 // - `flow`: tasks and delegation end to end (start, delegate, authorize, expire, revoke,
 //   complete, restart), and disabling agents.
 // - `bad_input`: request authentication and everything a caller can get wrong (unsigned,
@@ -27,6 +28,7 @@
 // - `tls`: TLS and mutual TLS on the listeners, certificate reload.
 // - `metrics`: the Prometheus exposition, scraped by a real Prometheus.
 // - `on_etcd`: the main flows again with the state on a 3-member etcd cluster.
+mod access;
 mod audit;
 mod bad_input;
 mod failing_store;

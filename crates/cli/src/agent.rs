@@ -26,8 +26,8 @@ pub(crate) enum AgentCommand {
     Register {
         /// Agent id, `spiffe://<trust-domain>/<path>`.
         id: String,
-        /// Its public key (unpadded base64url), or…
-        #[arg(long, conflicts_with = "key_file")]
+        /// Its public key (unpadded base64url; it may start with `-`), or…
+        #[arg(long, conflicts_with = "key_file", allow_hyphen_values = true)]
         public_key: Option<String>,
         /// …its private key file, to take the public key from.
         #[arg(long)]

@@ -19,7 +19,9 @@ pub(crate) enum KeysCommand {
     /// Add a key an instance of the service will sign with once it leads (admins). Tools
     /// following the feed learn it at once, before that instance ever signs.
     Add {
-        /// The public key (unpadded base64url, as `mandate keygen` prints it).
+        /// The public key (unpadded base64url, as `mandate keygen` prints it; it may start
+        /// with `-`).
+        #[arg(allow_hyphen_values = true)]
         public_key: String,
         /// The instance that will sign with it (its advertised address).
         #[arg(long)]
@@ -30,6 +32,7 @@ pub(crate) enum KeysCommand {
     /// first.
     Retire {
         /// The public key.
+        #[arg(allow_hyphen_values = true)]
         public_key: String,
         /// How long verifiers keep trusting it: at least the longest link lifetime (24 h
         /// by default) plus the clock skew; `0s` if it leaked.

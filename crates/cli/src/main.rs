@@ -26,6 +26,7 @@ macro_rules! out_raw {
     }};
 }
 
+mod access;
 mod agent;
 mod approvals;
 mod audit;
@@ -199,6 +200,9 @@ enum Command {
     /// default set.
     #[command(subcommand)]
     Policy(policy::PolicyCommand),
+    /// The access review: who can make a call now, live authority, exposure over a window.
+    #[command(subcommand)]
+    Access(access::AccessCommand),
     /// The service's coordinator keys (the trust bundle): list, add an instance's key,
     /// retire one.
     #[command(subcommand)]
@@ -488,6 +492,7 @@ fn main() -> ExitCode {
             Command::Inspect(args) => inspect::inspect(args, &conn).await,
             Command::Policy(cmd) => policy::policy(cmd, &conn).await,
             Command::CoordinatorKeys(cmd) => keys::keys(cmd, &conn).await,
+            Command::Access(cmd) => access::access(cmd, &conn).await,
             Command::Approvals(cmd) => approvals::approvals(cmd, &conn).await,
             Command::Approve(args) => approvals::decide(args, true, &conn).await,
             Command::Deny(args) => approvals::decide(args, false, &conn).await,
@@ -508,6 +513,40 @@ fn main() -> ExitCode {
             } else {
                 ExitCode::from(EXIT_FAILED)
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A base64url public key may start with `-`: it is a key, not a flag.
+    #[test]
+    fn public_keys_starting_with_a_hyphen_are_keys() {
+        let key = "-ExampleKeyThatStartsWithAHyphen0123456789abc";
+        for args in [
+            vec![
+                "mandate",
+                "coordinator-keys",
+                "add",
+                key,
+                "--instance",
+                "c1",
+            ],
+            vec!["mandate", "coordinator-keys", "retire", key],
+            vec![
+                "mandate",
+                "agent",
+                "register",
+                "spiffe://mandate.local/a",
+                "--public-key",
+                key,
+            ],
+        ] {
+            let parsed = Cli::try_parse_from(&args);
+            assert!(parsed.is_ok(), "{args:?}: {parsed:?}");
+            assert!(format!("{parsed:?}").contains(key));
         }
     }
 }

@@ -683,3 +683,87 @@ async fn audit_checkpoints_catch_rewritten_and_truncated_exports() {
     );
     assert_eq!(code, 3);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn access_review_commands() {
+    let w = world().await;
+    let run = |args: &[&str]| tokio::task::block_in_place(|| mandate(&w, args));
+    let json = |out: &str| -> Value {
+        serde_json::from_str(out.trim()).unwrap_or_else(|e| panic!("{e}: {out:?}"))
+    };
+    // files/a: the planner's root and the worker's link; files/b was revoked.
+    let (code, out) = run(&["--json", "access", "who-can", "read", "files/a"]);
+    assert_eq!(code, 0, "{out}");
+    let mut holders: Vec<(String, usize)> = json(&out)["links"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| {
+            (
+                l["holder_agent_id"].as_str().unwrap().to_owned(),
+                l["path"].as_array().unwrap().len(),
+            )
+        })
+        .collect();
+    holders.sort();
+    assert_eq!(
+        holders,
+        [
+            ("spiffe://mandate.local/planner".to_owned(), 1),
+            ("spiffe://mandate.local/worker".to_owned(), 2)
+        ]
+    );
+    let (code, out) = run(&["--json", "access", "who-can", "read", "files/b"]);
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(json(&out)["links"].as_array().unwrap().len(), 1);
+    let (code, text) = run(&["access", "who-can", "write", "files/a"]);
+    assert_eq!(code, 0);
+    assert!(text.contains("nobody"), "{text}");
+    let (_, text) = run(&["access", "who-can", "read", "files/a"]);
+    assert!(
+        text.contains("spiffe://mandate.local/worker  delegation"),
+        "{text}"
+    );
+    let (_, out) = run(&[
+        "--json",
+        "access",
+        "live",
+        "--holder",
+        "spiffe://mandate.local/worker",
+    ]);
+    let live = json(&out);
+    assert_eq!(live["links"].as_array().unwrap().len(), 1);
+    assert_eq!(live["links"][0]["intent"], "cli test");
+
+    let (code, out) = run(&["--json", "access", "report", "--window", "1h"]);
+    assert_eq!(code, 0, "{out}");
+    let report = json(&out);
+    let worker = report["agents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["agent_id"] == "spiffe://mandate.local/worker")
+        .unwrap();
+    assert_eq!(worker["grants"], 2);
+    let (_, csv) = run(&["access", "report", "--format", "csv"]);
+    let mut lines = csv.lines();
+    assert!(
+        lines
+            .next()
+            .unwrap()
+            .starts_with("kind,name,privilege_ms,grants")
+    );
+    assert!(
+        csv.contains("agent,\"spiffe://mandate.local/worker\",")
+            && csv.contains("resource,\"files/*\","),
+        "{csv}"
+    );
+    let (_, table) = run(&["access", "report"]);
+    assert!(
+        table.contains("privilege") && table.contains("files/a"),
+        "{table}"
+    );
+    let (code, _) = run(&["access", "report", "--format", "xml"]);
+    assert_ne!(code, 0);
+    w.server.shutdown().await.unwrap();
+}

@@ -23,6 +23,7 @@ use std::sync::Arc;
 
 use mandate_core::{AgentId, Chain, Clock, RequestAuth, SigningKey, SystemClock};
 use mandate_proto::v1 as pb;
+use mandate_proto::v1::access_service_client::AccessServiceClient;
 use mandate_proto::v1::agent_service_client::AgentServiceClient;
 use mandate_proto::v1::approval_service_client::ApprovalServiceClient;
 use mandate_proto::v1::audit_service_client::AuditServiceClient;
@@ -227,6 +228,9 @@ fn policy(channel: Channel) -> PolicyServiceClient<Channel> {
 }
 fn audit(channel: Channel) -> AuditServiceClient<Channel> {
     AuditServiceClient::new(channel).max_decoding_message_size(MAX_MESSAGE)
+}
+fn access(channel: Channel) -> AccessServiceClient<Channel> {
+    AccessServiceClient::new(channel).max_decoding_message_size(MAX_MESSAGE)
 }
 
 impl Client {
@@ -557,6 +561,36 @@ impl Client {
             approvals,
             wait_approval,
             "ApprovalService/WaitApproval",
+            r
+        )
+    }
+    /// `AccessService/WhoCan`: every live link that permits a call.
+    pub async fn who_can(&mut self, r: pb::WhoCanRequest) -> Result<pb::WhoCanResponse, Error> {
+        call!(self, access, who_can, "AccessService/WhoCan", r)
+    }
+    /// `AccessService/ListLiveAuthority`.
+    pub async fn list_live_authority(
+        &mut self,
+        r: pb::ListLiveAuthorityRequest,
+    ) -> Result<pb::ListLiveAuthorityResponse, Error> {
+        call!(
+            self,
+            access,
+            list_live_authority,
+            "AccessService/ListLiveAuthority",
+            r
+        )
+    }
+    /// `AccessService/ExposureReport`.
+    pub async fn exposure_report(
+        &mut self,
+        r: pb::ExposureReportRequest,
+    ) -> Result<pb::ExposureReportResponse, Error> {
+        call!(
+            self,
+            access,
+            exposure_report,
+            "AccessService/ExposureReport",
             r
         )
     }

@@ -122,6 +122,7 @@ services! {
     Approvals = "mandate.v1.ApprovalService",
     Policy = "mandate.v1.PolicyService",
     Audit = "mandate.v1.AuditService",
+    Access = "mandate.v1.AccessService",
 }
 
 /// One service's calls, forwarded.
@@ -230,7 +231,8 @@ impl Forwarding {
             .add_service(Forward::<Authorization>::to(&target))
             .add_service(Forward::<Approvals>::to(&target))
             .add_service(Forward::<Policy>::to(&target))
-            .add_service(Forward::<Audit>::to(&target));
+            .add_service(Forward::<Audit>::to(&target))
+            .add_service(Forward::<Access>::to(&target));
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let stopped = async move {
             let _ = stopped.await;
@@ -274,8 +276,8 @@ impl Forwarding {
 mod tests {
     use super::*;
     use mandate_proto::v1::{
-        agent_service_server::AgentServiceServer, approval_service_server::ApprovalServiceServer,
-        audit_service_server::AuditServiceServer,
+        access_service_server::AccessServiceServer, agent_service_server::AgentServiceServer,
+        approval_service_server::ApprovalServiceServer, audit_service_server::AuditServiceServer,
         authorization_service_server::AuthorizationServiceServer,
         policy_service_server::PolicyServiceServer, task_service_server::TaskServiceServer,
     };
@@ -291,5 +293,6 @@ mod tests {
         assert_eq!(Approvals::NAME, ApprovalServiceServer::<crate::Api>::NAME);
         assert_eq!(Policy::NAME, PolicyServiceServer::<crate::Api>::NAME);
         assert_eq!(Audit::NAME, AuditServiceServer::<crate::Api>::NAME);
+        assert_eq!(Access::NAME, AccessServiceServer::<crate::Api>::NAME);
     }
 }

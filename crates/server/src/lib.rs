@@ -25,6 +25,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use mandate_core::{AgentId, Clock, PublicKey, SystemClock};
+use mandate_proto::v1::access_service_server::AccessServiceServer;
 use mandate_proto::v1::agent_service_server::AgentServiceServer;
 use mandate_proto::v1::approval_service_server::ApprovalServiceServer;
 use mandate_proto::v1::audit_service_server::AuditServiceServer;
@@ -37,8 +38,9 @@ use tokio::sync::oneshot;
 pub use api::Api;
 pub use auth::Caller;
 pub use coordinator::{
-    AuthorizeOutcome, Coordinator, CoordinatorConfig, Issued, Quotas, Registration, Reloaded,
-    RevocationEvent, RevokedLinks, Role, Started, TaskRequest, TreeLink, USES_EXHAUSTED,
+    AuthorizeOutcome, Coordinator, CoordinatorConfig, ExposureReport, ExposureRow, Issued,
+    LiveFilter, LiveLink, Quotas, Registration, Reloaded, RevocationEvent, RevokedLinks, Role,
+    Started, TaskRequest, TreeLink, USES_EXHAUSTED,
 };
 pub use data_dir::{LOCK_FILE, lock_data_dir};
 use data_dir::{bootstrap_admin, create_dir, load_or_create_key};
@@ -568,7 +570,8 @@ async fn start_locked(
         .add_service(AuthorizationServiceServer::new(api.clone()).max_decoding_message_size(max))
         .add_service(ApprovalServiceServer::new(api.clone()).max_decoding_message_size(max))
         .add_service(PolicyServiceServer::new(api.clone()).max_decoding_message_size(max))
-        .add_service(AuditServiceServer::new(api).max_decoding_message_size(max));
+        .add_service(AuditServiceServer::new(api.clone()).max_decoding_message_size(max))
+        .add_service(AccessServiceServer::new(api).max_decoding_message_size(max));
     let (stop, stopped) = oneshot::channel::<()>();
     let stopped = async move {
         let _ = stopped.await;

@@ -300,12 +300,23 @@ fn gc_forgets_expired_revocations_and_nonces_only(f: &mut dyn Fixture) {
         ..Change::default()
     })
     .unwrap();
+    // A revocation is kept as long as its link's history: with history kept, it stays.
     let stats = s.gc(1010, 0).unwrap();
     assert_eq!(
         stats,
         GcStats {
-            revocations: 1,
+            revocations: 0,
             nonces: 1,
+            links: 0,
+            tasks: 0,
+        }
+    );
+    let stats = s.gc(1010, 1010).unwrap();
+    assert_eq!(
+        stats,
+        GcStats {
+            revocations: 1,
+            nonces: 0,
             links: 0,
             tasks: 0,
         }
@@ -536,12 +547,12 @@ fn implied_revocations_are_one_value_per_change_read_back_whole_and_collected_to
 
     // Collected when the last of them expires (1003), not before.
     assert_eq!(
-        s.gc(1002, 0).unwrap().revocations,
+        s.gc(1002, 1002).unwrap().revocations,
         1,
         "only the cut link (1001)"
     );
     assert_eq!(s.implied_revocations(1, &t).unwrap().len(), 2);
-    assert_eq!(s.gc(1004, 0).unwrap().revocations, 2);
+    assert_eq!(s.gc(1004, 1004).unwrap().revocations, 2);
     assert!(s.all_implied_revocations().unwrap().is_empty());
     assert!(s.revocations_after(0).unwrap().is_empty());
 }

@@ -276,9 +276,10 @@ pub trait Store: Send + Sync + 'static {
     /// Sequence number and hash of the last audit record (0 and the genesis hash when
     /// the log is empty).
     fn audit_head(&self) -> Result<(u64, String)>;
-    /// Removes revocations of links that expired before `now_ms` and nonces past their
-    /// expiry; and links that expired, and tasks whose deadline passed, before
-    /// `history_before_ms` (the audit log keeps their history).
+    /// Removes nonces past their expiry and implied revocations whose links all expired
+    /// before `now_ms`; and links that expired, and tasks whose deadline passed, before
+    /// `history_before_ms` (the audit log keeps their history), with the revocations that
+    /// cut those links.
     fn gc(&self, now_ms: u64, history_before_ms: u64) -> Result<GcStats>;
     /// Where the log begins: the sequence number and hash of the last record removed by a
     /// prune (0 and the genesis hash when none was).

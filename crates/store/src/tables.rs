@@ -262,10 +262,11 @@ pub(crate) fn audit_head<K: Kv + ?Sized>(kv: &K) -> Result<Option<AuditHead>> {
     get(kv, AUDIT_HEAD)
 }
 
-/// Plans the removal of expired state into `ops`: revocations of links expired before
-/// `now_ms`, nonces past their expiry, implied revocations whose last entry expired; links
-/// that expired, and tasks whose deadline passed (with their approval requests), before
-/// `history_before_ms`.
+/// Plans the removal of expired state into `ops`: nonces past their expiry, implied
+/// revocations whose last entry expired before `now_ms`; links that expired, and tasks
+/// whose deadline passed (with their approval requests), before `history_before_ms`, and
+/// the revocations that cut those links (kept as long as the link, so its history says
+/// when its authority ended: the access review's exposure report reads it).
 pub(crate) fn plan_gc<K: Kv + ?Sized>(
     kv: &K,
     now_ms: u64,
@@ -324,7 +325,7 @@ pub(crate) fn plan_gc<K: Kv + ?Sized>(
     scan_prefix(kv, b"r", &mut |k, v| {
         // One unreadable record must not stop every later collection.
         match decode::<RevocationRecord>(k, v) {
-            Ok(rec) if rec.expires_at_ms < now_ms => {
+            Ok(rec) if rec.expires_at_ms < history_before_ms.min(now_ms) => {
                 ops.delete(k.to_vec());
                 ops.delete(key(b'e', &[&be(rec.epoch), rec.link.as_bytes()]));
                 stats.revocations += 1;

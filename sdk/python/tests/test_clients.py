@@ -14,6 +14,7 @@ import pytest
 import mandate
 from mandate import AsyncClient, Capability, Chain, Client, MandateError, Signer, SigningKey
 from mandate._proto.mandate.v1 import (
+    access_pb2,
     agents_pb2,
     approvals_pb2,
     audit_pb2,
@@ -30,7 +31,7 @@ def _snake(name: str) -> str:
 
 def test_every_rpc_has_a_method_on_both_clients() -> None:
     paths = set()
-    for module in (agents_pb2, approvals_pb2, audit_pb2, authorization_pb2, policy_pb2, tasks_pb2):
+    for module in (access_pb2, agents_pb2, approvals_pb2, audit_pb2, authorization_pb2, policy_pb2, tasks_pb2):
         for service in module.DESCRIPTOR.services_by_name.values():
             for m in service.methods:
                 paths.add(f"/{service.full_name}/{m.name}")

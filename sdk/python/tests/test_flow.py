@@ -335,3 +335,24 @@ def test_coordinator_keys_added_and_retired_reach_the_verifier_through_the_feed(
         with pytest.raises(mandate.MandateError) as again:
             team["admin"].add_coordinator_key(public_key=spare.public_key, instance="python-spare")
         assert again.value.reason == "KEY_RETIRED"
+
+
+def test_the_access_review_names_who_can_make_a_call(team: dict) -> None:
+    """`who_can`, `list_live_authority` and `exposure_report` from Python."""
+    chain = _delegate(team)
+    worker = team["worker"].signer.agent
+    call = Call("read", "files/reports/q3.pdf", {"size": 1024})
+    who = team["planner"].who_can(action=call.action, resource=call.resource, args=call.args_to_pb())
+    holders = {(l.holder_agent_id, len(l.path)) for l in who.links}
+    assert (worker, 2) in holders, holders
+    link = next(l for l in who.links if l.holder_agent_id == worker)
+    assert link.path[-1] == chain.leaf.id_hex and link.kind == "delegation"
+    # Over the link's bound on `size`: the worker cannot.
+    big = Call("read", "files/reports/q3.pdf", {"size": 10_000})
+    who = team["planner"].who_can(action=big.action, resource=big.resource, args=big.args_to_pb())
+    assert worker not in {l.holder_agent_id for l in who.links}
+    live = team["admin"].list_live_authority(agent_id=worker)
+    assert chain.leaf.id_hex in [l.link_id for l in live.links]
+    report = team["admin"].exposure_report(window_ms=3_600_000)
+    row = next(r for r in report.agents if r.agent_id == worker)
+    assert row.grants >= 1 and row.privilege_ms >= 0

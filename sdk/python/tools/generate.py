@@ -31,6 +31,7 @@ FILES = [
     "mandate/v1/approvals.proto",
     "mandate/v1/audit.proto",
     "mandate/v1/policy.proto",
+    "mandate/v1/access.proto",
 ]
 
 

@@ -3,6 +3,7 @@
 //! (permissions are in `coordinator::access`, everything else in the coordinator's parts)
 //! and no handler reads the store for a decision.
 
+mod access;
 mod agents;
 mod approvals;
 mod audit;

@@ -11,6 +11,7 @@
 //! | `approvals` | approval requests and break-glass |
 //! | `drift` | policy reloads and the links they revoke |
 //! | `keys` | the service's coordinator keys (the trust bundle) |
+//! | `review` | the access review: live authority, exposure over a window |
 //! | `access` | who may read and change what |
 //!
 //! The state they share lives in `crate::state` (revocation feed, quota ledger, audit
@@ -53,6 +54,7 @@ mod delegation;
 mod drift;
 mod keys;
 mod reads;
+mod review;
 mod revocation;
 mod tasks;
 
@@ -66,6 +68,7 @@ pub(crate) use authorize::OfflineDecision;
 pub use authorize::{AuthorizeOutcome, USES_EXHAUSTED};
 pub use drift::Reloaded;
 pub(crate) use keys::bundle as trust_bundle_of;
+pub use review::{ExposureReport, ExposureRow, LiveFilter, LiveLink};
 pub use revocation::TreeLink;
 pub use tasks::TaskRequest;
 pub(crate) use tasks::check_request_size;

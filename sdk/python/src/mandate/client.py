@@ -18,6 +18,7 @@ import grpc
 from google.protobuf.message import Message
 
 from mandate._proto.mandate.v1 import (
+    access_pb2,
     agents_pb2,
     approvals_pb2,
     audit_pb2,
@@ -408,6 +409,17 @@ class Client:
     def reload_policy(self, request: policy_pb2.ReloadPolicyRequest | None = None, **fields: Any) -> policy_pb2.ReloadPolicyResponse:
         return self._unary("/mandate.v1.PolicyService/ReloadPolicy", self._request(policy_pb2.ReloadPolicyRequest, request, fields), policy_pb2.ReloadPolicyResponse)
 
+    # ---- AccessService ----
+
+    def who_can(self, request: access_pb2.WhoCanRequest | None = None, **fields: Any) -> access_pb2.WhoCanResponse:
+        return self._unary("/mandate.v1.AccessService/WhoCan", self._request(access_pb2.WhoCanRequest, request, fields), access_pb2.WhoCanResponse)
+
+    def list_live_authority(self, request: access_pb2.ListLiveAuthorityRequest | None = None, **fields: Any) -> access_pb2.ListLiveAuthorityResponse:
+        return self._unary("/mandate.v1.AccessService/ListLiveAuthority", self._request(access_pb2.ListLiveAuthorityRequest, request, fields), access_pb2.ListLiveAuthorityResponse)
+
+    def exposure_report(self, request: access_pb2.ExposureReportRequest | None = None, **fields: Any) -> access_pb2.ExposureReportResponse:
+        return self._unary("/mandate.v1.AccessService/ExposureReport", self._request(access_pb2.ExposureReportRequest, request, fields), access_pb2.ExposureReportResponse)
+
 
 RPCS: dict[str, tuple[str, type[Message], type[Message], bool]] = {
     "register_agent": ("/mandate.v1.AgentService/RegisterAgent", agents_pb2.RegisterAgentRequest, agents_pb2.RegisterAgentResponse, False),
@@ -443,6 +455,9 @@ RPCS: dict[str, tuple[str, type[Message], type[Message], bool]] = {
     "prune_audit_log": ("/mandate.v1.AuditService/PruneAuditLog", audit_pb2.PruneAuditLogRequest, audit_pb2.PruneAuditLogResponse, False),
     "get_policy": ("/mandate.v1.PolicyService/GetPolicy", policy_pb2.GetPolicyRequest, policy_pb2.GetPolicyResponse, False),
     "reload_policy": ("/mandate.v1.PolicyService/ReloadPolicy", policy_pb2.ReloadPolicyRequest, policy_pb2.ReloadPolicyResponse, False),
+    "who_can": ("/mandate.v1.AccessService/WhoCan", access_pb2.WhoCanRequest, access_pb2.WhoCanResponse, False),
+    "list_live_authority": ("/mandate.v1.AccessService/ListLiveAuthority", access_pb2.ListLiveAuthorityRequest, access_pb2.ListLiveAuthorityResponse, False),
+    "exposure_report": ("/mandate.v1.AccessService/ExposureReport", access_pb2.ExposureReportRequest, access_pb2.ExposureReportResponse, False),
 }
 """Every `mandate.v1` RPC: Python method name → (path, request type, response type, server
 streaming). Both clients have one method per entry (a test checks the table against the
