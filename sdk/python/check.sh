@@ -28,7 +28,7 @@ fi
 echo "== python sdk: pytest"
 bin="${MANDATE_BIN:-${CARGO_TARGET_DIR:-$root/target}/debug/mandate}"
 [ -x "$bin" ] || (cd "$root" && cargo build --locked -q -p mandate-cli)
-out="$(cd "$here/tests" && MANDATE_BIN="$bin" "$venv/bin/python" -m pytest -q -p no:cacheprovider "$here/tests" 2>&1)" || {
+out="$(cd "$here/tests" && MANDATE_REQUIRE_BROWSER=1 MANDATE_BIN="$bin" "$venv/bin/python" -m pytest -q -p no:cacheprovider "$here/tests" 2>&1)" || {
   echo "$out"
   exit 1
 }

@@ -252,6 +252,17 @@ async fn the_access_review_counts_live_authority_and_standing_privilege() {
         figures(row(&all.resources, "data/*")),
         (2, 1, 2, false, 0, 0)
     );
+    // Live authority over time, at 48 instants: at 0.5' the root and the worker's link; at
+    // 3' the root alone (the revocation took effect at 3'); now the two roots of the second
+    // task, alice's break-glass and the other planner's root.
+    assert_eq!(all.timeline.len(), 48);
+    let point = |i: usize| {
+        let p = &all.timeline[i];
+        (p.time_ms, p.live_links, p.agents)
+    };
+    assert_eq!(point(5), (t0 + MIN / 2, 2, 2));
+    assert_eq!(point(11), (t0 + 3 * MIN, 1, 1));
+    assert_eq!(point(47), (t0 + 18 * MIN, 4, 3));
     // Most privilege first.
     assert_eq!(all.agents[0].agent_id, format!("{DOMAIN}/planner"));
     // A smaller gap splits the planner's span: 8-18' is the longest, under the threshold.

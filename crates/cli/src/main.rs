@@ -31,6 +31,7 @@ mod agent;
 mod approvals;
 mod audit;
 mod client;
+mod console;
 mod delegate;
 mod input;
 mod inspect;
@@ -200,6 +201,9 @@ enum Command {
     /// default set.
     #[command(subcommand)]
     Policy(policy::PolicyCommand),
+    /// The operator console: a web page on this machine for tasks and their trees,
+    /// agents, approvals, the audit log and the access review, acting as you (--key).
+    Console(console::ConsoleArgs),
     /// The access review: who can make a call now, live authority, exposure over a window.
     #[command(subcommand)]
     Access(access::AccessCommand),
@@ -493,6 +497,7 @@ fn main() -> ExitCode {
             Command::Policy(cmd) => policy::policy(cmd, &conn).await,
             Command::CoordinatorKeys(cmd) => keys::keys(cmd, &conn).await,
             Command::Access(cmd) => access::access(cmd, &conn).await,
+            Command::Console(args) => console::console(args, &conn).await,
             Command::Approvals(cmd) => approvals::approvals(cmd, &conn).await,
             Command::Approve(args) => approvals::decide(args, true, &conn).await,
             Command::Deny(args) => approvals::decide(args, false, &conn).await,

@@ -765,5 +765,8 @@ async fn access_review_commands() {
     );
     let (code, _) = run(&["access", "report", "--format", "xml"]);
     assert_ne!(code, 0);
+    // The console acts with the operator's key over plain HTTP: loopback only.
+    let (code, _) = run(&["console", "--listen", "0.0.0.0:0"]);
+    assert_eq!(code, 2);
     w.server.shutdown().await.unwrap();
 }

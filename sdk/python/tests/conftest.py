@@ -8,7 +8,7 @@ import pathlib
 import subprocess
 import tempfile
 import time
-from typing import Iterator
+from typing import Iterator, Sequence
 
 import pytest
 
@@ -39,11 +39,13 @@ def _binary() -> pathlib.Path:
     return binary
 
 
-def start_coordinator(binary: pathlib.Path, data: pathlib.Path, listen: str = "127.0.0.1:0") -> tuple[subprocess.Popen[str], Coordinator]:
-    """Starts `mandate serve` on `data`; returns the process and a handle once it answers
-    a signed call. The caller stops the process."""
+def start_coordinator(
+    binary: pathlib.Path, data: pathlib.Path, listen: str = "127.0.0.1:0", extra: Sequence[str] = ()
+) -> tuple[subprocess.Popen[str], Coordinator]:
+    """Starts `mandate serve` on `data` (with `extra` flags); returns the process and a
+    handle once it answers a signed call. The caller stops the process."""
     proc = subprocess.Popen(
-        [str(binary), "serve", "--listen", listen, "--data-dir", str(data)],
+        [str(binary), "serve", "--listen", listen, "--data-dir", str(data), *extra],
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         env={**os.environ, "RUST_LOG": "warn"},

@@ -73,6 +73,15 @@ fn report_to_pb(r: &ExposureReport) -> pb::ExposureReportResponse {
         threshold_ms: r.threshold_ms,
         max_gap_ms: r.max_gap_ms,
         history_from_ms: r.history_from_ms,
+        timeline: r
+            .timeline
+            .iter()
+            .map(|(time_ms, live_links, agents)| pb::TimelinePoint {
+                time_ms: *time_ms,
+                live_links: *live_links,
+                agents: *agents,
+            })
+            .collect(),
     }
 }
 

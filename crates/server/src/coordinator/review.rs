@@ -89,6 +89,29 @@ pub struct ExposureReport {
     pub max_gap_ms: u64,
     /// Links that expired before this are no longer in the store.
     pub history_from_ms: u64,
+    /// (instant, live links, agents holding them) at 48 evenly spaced instants ending now.
+    pub timeline: Vec<(u64, u32, u32)>,
+}
+
+/// How many instants the report's timeline samples.
+const TIMELINE_POINTS: u64 = 48;
+
+/// Live links and distinct holders at each of [`TIMELINE_POINTS`] instants from `from`
+/// (exclusive) to `to` (inclusive).
+fn timeline(intervals: &[(u64, u64, &str)], from: u64, to: u64) -> Vec<(u64, u32, u32)> {
+    (1..=TIMELINE_POINTS)
+        .map(|i| {
+            let t = from + (to - from) * i / TIMELINE_POINTS;
+            let live: Vec<&str> = intervals
+                .iter()
+                .filter(|(s, e, _)| *s <= t && t < *e)
+                .map(|(_, _, who)| *who)
+                .collect();
+            let agents: HashSet<&str> = live.iter().copied().collect();
+            let n = |x: usize| u32::try_from(x).unwrap_or(u32::MAX);
+            (t, n(live.len()), n(agents.len()))
+        })
+        .collect()
 }
 
 /// Intervals of authority of one row.
@@ -242,6 +265,25 @@ impl Coordinator {
         Ok(out)
     }
 
+    /// The live links the caller may review (of `only`, if given) that `keep` says to,
+    /// offered parents first; soonest to expire first, at most `limit`, and whether there
+    /// were more.
+    fn live_where(
+        &self,
+        caller: &Caller,
+        only: Option<&TaskId>,
+        limit: usize,
+        mut keep: impl FnMut(&LiveLink) -> bool,
+    ) -> Result<(Vec<LiveLink>, bool), ApiError> {
+        let now = self.now();
+        let mut out = Vec::new();
+        self.reviewed_tasks(caller, only, |task| {
+            out.extend(self.live_of(task, now)?.into_iter().filter(|l| keep(l)));
+            Ok(true)
+        })?;
+        Ok(soonest_first(out, limit))
+    }
+
     /// Every live link the caller may review that permits `call` (and every link above it
     /// does too), soonest to expire first, at most `limit`; and whether there were more.
     pub fn who_can(
@@ -250,20 +292,15 @@ impl Coordinator {
         call: &Call,
         limit: usize,
     ) -> Result<(Vec<LiveLink>, bool), ApiError> {
-        let now = self.now();
-        let mut out = Vec::new();
-        self.reviewed_tasks(caller, None, |task| {
-            let mut permits: HashSet<LinkId> = HashSet::new();
-            for l in self.live_of(task, now)? {
-                let above = l.record.parent.is_none_or(|p| permits.contains(&p));
-                if above && l.capabilities.iter().any(|c| c.permits(call)) {
-                    permits.insert(l.record.id);
-                    out.push(l);
-                }
+        let mut permits: HashSet<LinkId> = HashSet::new();
+        self.live_where(caller, None, limit, |l| {
+            let above = l.record.parent.is_none_or(|p| permits.contains(&p));
+            let ok = above && l.capabilities.iter().any(|c| c.permits(call));
+            if ok {
+                permits.insert(l.record.id);
             }
-            Ok(true)
-        })?;
-        Ok(soonest_first(out, limit))
+            ok
+        })
     }
 
     /// The live links the caller may review that match `filter`, soonest to expire first,
@@ -274,27 +311,19 @@ impl Coordinator {
         filter: &LiveFilter,
         limit: usize,
     ) -> Result<(Vec<LiveLink>, bool), ApiError> {
-        let now = self.now();
-        let mut out = Vec::new();
-        self.reviewed_tasks(caller, filter.task.as_ref(), |task| {
-            for l in self.live_of(task, now)? {
-                let holder = filter.holder.as_ref().is_none_or(|h| *h == l.record.holder);
-                let resource = filter.resource_prefix.as_ref().is_none_or(|p| {
-                    l.capabilities
-                        .iter()
-                        .any(|c| c.resource.to_string().starts_with(p.as_str()))
-                });
-                let action = filter
-                    .action
-                    .as_ref()
-                    .is_none_or(|a| l.capabilities.iter().any(|c| c.actions.allows(a.as_str())));
-                if holder && resource && action {
-                    out.push(l);
-                }
-            }
-            Ok(true)
-        })?;
-        Ok(soonest_first(out, limit))
+        self.live_where(caller, filter.task.as_ref(), limit, |l| {
+            let holder = filter.holder.as_ref().is_none_or(|h| *h == l.record.holder);
+            let resource = filter.resource_prefix.as_ref().is_none_or(|p| {
+                l.capabilities
+                    .iter()
+                    .any(|c| c.resource.to_string().starts_with(p.as_str()))
+            });
+            let action = filter
+                .action
+                .as_ref()
+                .is_none_or(|a| l.capabilities.iter().any(|c| c.actions.allows(a.as_str())));
+            holder && resource && action
+        })
     }
 
     /// How much authority each agent and each resource pattern held in the `window_ms`
@@ -310,6 +339,7 @@ impl Coordinator {
         let from = now.saturating_sub(window_ms);
         let mut agents: BTreeMap<String, Held> = BTreeMap::new();
         let mut resources: BTreeMap<String, Held> = BTreeMap::new();
+        let mut intervals: Vec<(u64, u64, String)> = Vec::new();
         self.reviewed_tasks(caller, None, |task| {
             let links = decode_all(self.store.task_links(&task.id)?)?;
             // When each link's authority ended: its expiry, its revocation or one above
@@ -335,6 +365,11 @@ impl Coordinator {
                 if span.is_none() && !granted {
                     continue;
                 }
+                if let Some((s, e)) = span {
+                    // Live at `now` too when it outlives the window's end.
+                    let e = if end > now { e.saturating_add(1) } else { e };
+                    intervals.push((s, e, r.holder.clone()));
+                }
                 let break_glass = d.body.kind == LinkKind::BreakGlass;
                 let add = |h: &mut Held| {
                     if break_glass {
@@ -358,7 +393,12 @@ impl Coordinator {
             }
             Ok(true)
         })?;
+        let held: Vec<(u64, u64, &str)> = intervals
+            .iter()
+            .map(|(s, e, who)| (*s, *e, who.as_str()))
+            .collect();
         Ok(ExposureReport {
+            timeline: timeline(&held, from, now),
             from_ms: from,
             to_ms: now,
             agents: rows(agents, threshold_ms, max_gap_ms),

@@ -114,7 +114,7 @@ class Exposure(_message.Message):
     def __init__(self, agent_id: _Optional[str] = ..., resource: _Optional[str] = ..., privilege_ms: _Optional[int] = ..., grants: _Optional[int] = ..., longest_span_ms: _Optional[int] = ..., longest_span_start_ms: _Optional[int] = ..., standing: _Optional[bool] = ..., break_glass_ms: _Optional[int] = ..., break_glass_grants: _Optional[int] = ...) -> None: ...
 
 class ExposureReportResponse(_message.Message):
-    __slots__ = ("from_ms", "to_ms", "agents", "resources", "threshold_ms", "max_gap_ms", "history_from_ms")
+    __slots__ = ("from_ms", "to_ms", "agents", "resources", "threshold_ms", "max_gap_ms", "history_from_ms", "timeline")
     FROM_MS_FIELD_NUMBER: _ClassVar[int]
     TO_MS_FIELD_NUMBER: _ClassVar[int]
     AGENTS_FIELD_NUMBER: _ClassVar[int]
@@ -122,6 +122,7 @@ class ExposureReportResponse(_message.Message):
     THRESHOLD_MS_FIELD_NUMBER: _ClassVar[int]
     MAX_GAP_MS_FIELD_NUMBER: _ClassVar[int]
     HISTORY_FROM_MS_FIELD_NUMBER: _ClassVar[int]
+    TIMELINE_FIELD_NUMBER: _ClassVar[int]
     from_ms: int
     to_ms: int
     agents: _containers.RepeatedCompositeFieldContainer[Exposure]
@@ -129,4 +130,15 @@ class ExposureReportResponse(_message.Message):
     threshold_ms: int
     max_gap_ms: int
     history_from_ms: int
-    def __init__(self, from_ms: _Optional[int] = ..., to_ms: _Optional[int] = ..., agents: _Optional[_Iterable[_Union[Exposure, _Mapping]]] = ..., resources: _Optional[_Iterable[_Union[Exposure, _Mapping]]] = ..., threshold_ms: _Optional[int] = ..., max_gap_ms: _Optional[int] = ..., history_from_ms: _Optional[int] = ...) -> None: ...
+    timeline: _containers.RepeatedCompositeFieldContainer[TimelinePoint]
+    def __init__(self, from_ms: _Optional[int] = ..., to_ms: _Optional[int] = ..., agents: _Optional[_Iterable[_Union[Exposure, _Mapping]]] = ..., resources: _Optional[_Iterable[_Union[Exposure, _Mapping]]] = ..., threshold_ms: _Optional[int] = ..., max_gap_ms: _Optional[int] = ..., history_from_ms: _Optional[int] = ..., timeline: _Optional[_Iterable[_Union[TimelinePoint, _Mapping]]] = ...) -> None: ...
+
+class TimelinePoint(_message.Message):
+    __slots__ = ("time_ms", "live_links", "agents")
+    TIME_MS_FIELD_NUMBER: _ClassVar[int]
+    LIVE_LINKS_FIELD_NUMBER: _ClassVar[int]
+    AGENTS_FIELD_NUMBER: _ClassVar[int]
+    time_ms: int
+    live_links: int
+    agents: int
+    def __init__(self, time_ms: _Optional[int] = ..., live_links: _Optional[int] = ..., agents: _Optional[int] = ...) -> None: ...
