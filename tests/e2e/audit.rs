@@ -402,6 +402,22 @@ async fn when_the_store_cannot_write_nothing_changes_and_reads_keep_working() {
         .await
         .unwrap_err();
     assert_eq!(e.reason(), "STORE_UNAVAILABLE");
+    // A reload whose commit fails leaves the old set in force (it was installed before its
+    // drift pass: it is taken back), and nothing is revoked.
+    let before_hash = h.policy_hash().await;
+    let e = admin
+        .reload_policy(pb::ReloadPolicyRequest {
+            files: [(
+                "only.cedar".to_owned(),
+                "@id(\"only\") permit (principal, action == Mandate::Action::\"Invoke\", resource);"
+                    .to_owned(),
+            )]
+            .into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.reason(), "STORE_UNAVAILABLE");
+    assert_eq!(h.policy_hash().await, before_hash);
     // Reads keep working while writes fail.
     let task_id = chain.task().to_string();
     let task = planner

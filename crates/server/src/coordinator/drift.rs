@@ -7,7 +7,7 @@ use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::policies::LoadedPolicy;
 use crate::policies::{Decision, task_info};
-use mandate_core::{LinkId, LinkKind, TaskId};
+use mandate_core::{LinkId, LinkKind, RevocationSet as _, TaskId};
 use mandate_policy::Request as PolicyRequest;
 use mandate_policy::{Action, Target};
 use mandate_store::{AuditAction, Verdict};
@@ -33,6 +33,16 @@ pub struct Reloaded {
     pub refused_agents: usize,
 }
 
+/// What a new set denies of the live state.
+struct Drift {
+    /// Live links it denies, parents first.
+    drifted: Vec<Drifted>,
+    /// Live links decided.
+    reevaluated: usize,
+    /// Agents whose registration it refuses.
+    refused: Vec<(mandate_store::AgentRecord, Decision)>,
+}
+
 /// A live link the new set denies, with why.
 struct Drifted {
     link: LinkRecord,
@@ -43,9 +53,10 @@ struct Drifted {
 impl Coordinator {
     /// Installs the set made of `files` (name, Cedar text), or with none re-reads the
     /// policy directory. An invalid set is refused (and audited) and the old one stays. A
-    /// valid one is checked against every live link first; the revocations of what it
-    /// denies, the reload record, the set's files in the store and the switch happen
-    /// together. `caller` is `None` for a reload by signal.
+    /// valid one is installed, then checked against every live link without holding up
+    /// other changes; the revocations of what it denies, the reload record and the set's
+    /// files in the store are committed together. `caller` is `None` for a reload by
+    /// signal.
     pub async fn reload_policy(
         &self,
         caller: Option<&Caller>,
@@ -53,9 +64,9 @@ impl Coordinator {
     ) -> Result<Reloaded, ApiError> {
         let actor = caller.map_or_else(|| "signal:SIGHUP".to_owned(), |c| c.agent.id.to_string());
         let now = self.now();
-        // Read under the writer lock, so two reloads (a signal and a call) install in the
-        // order they read the directory.
-        let guard = self.writer.lock().await;
+        // One reload at a time, so two (a signal and a call) install in the order they
+        // read their files.
+        let _reloading = self.reloading.lock().await;
         let read = if files.is_empty() {
             self.policies.read_again(now)
         } else {
@@ -64,7 +75,6 @@ impl Coordinator {
         let loaded = match read {
             Ok(l) => l,
             Err(err) => {
-                drop(guard);
                 let previous = self.policies.current();
                 let mut e = event(&actor, AuditAction::PolicyReloadRefused, now);
                 e.severity = Severity::High;
@@ -78,9 +88,42 @@ impl Coordinator {
         if let Some(c) = caller {
             self.current(c)?;
         }
-        let previous = self.policies.current().set.hash().to_owned();
-        self.switch_policy(guard, Arc::new(loaded), previous, &actor, caller, now, true)
-            .await
+        let new = Arc::new(loaded);
+        // Installed first, under the writer lock: everything issued from here on is decided
+        // by the new set (and a decision made under the old one that commits later is made
+        // again, see `decide_again_if_reloaded`). Then every live link is decided again
+        // without the lock, so mutations go on meanwhile (at a million live links the pass
+        // takes tens of seconds), and the lock is taken again only to revoke what drifted
+        // and record the set. Until then the store records the old set: a crash in between
+        // makes the next start (or leader) run the pass again, and a failure puts the old
+        // set back.
+        let previous = {
+            let _w = self.writer.lock().await;
+            let previous = self.policies.current();
+            self.policies.install(Arc::clone(&new));
+            previous
+        };
+        let previous_hash = previous.set.hash().to_owned();
+        let drift = match self.drift_of(&new.set, now) {
+            Ok(d) => d,
+            Err(e) => {
+                let _w = self.writer.lock().await;
+                self.policies.install(previous);
+                return Err(e);
+            }
+        };
+        let guard = self.writer.lock().await;
+        self.commit_switch(
+            guard,
+            new,
+            previous_hash,
+            &actor,
+            caller,
+            now,
+            drift,
+            Some(previous),
+        )
+        .await
     }
 
     /// At start: if the set loaded differs from the one last recorded in the store (the
@@ -95,8 +138,11 @@ impl Coordinator {
         }
         let guard = self.writer.lock().await;
         let previous = stored.unwrap_or_else(|| NONE_RECORDED.to_owned());
+        let now = self.now();
+        // Before serving: nobody waits on the lock.
+        let drift = self.drift_of(&current.set, now)?;
         let r = self
-            .switch_policy(guard, current, previous, "startup", None, self.now(), false)
+            .commit_switch(guard, current, previous, "startup", None, now, drift, None)
             .await?;
         if !r.revoked.links.is_empty() {
             tracing::warn!(
@@ -107,11 +153,26 @@ impl Coordinator {
         Ok(())
     }
 
-    /// Decides every live link under `new`, commits the drift revocations with the
-    /// reload's audit records and the set's hash, then installs `new` (when `install`),
-    /// all under the writer lock held as `guard`.
+    /// What a set denies of the live state: every live link and every registration
+    /// decided again under `set`. Reads the store without the writer lock; what changes
+    /// meanwhile is either decided by `set` already (issued after it was installed) or
+    /// taken again under the lock by [`Coordinator::commit_switch`].
+    fn drift_of(&self, set: &mandate_policy::PolicySet, now: u64) -> Result<Drift, ApiError> {
+        let (drifted, reevaluated) = self.reevaluate(set, now)?;
+        let refused = self.registration_drift(set, now)?;
+        Ok(Drift {
+            drifted,
+            reevaluated,
+            refused,
+        })
+    }
+
+    /// Under the writer lock held as `guard`: revokes what `drift` found (the links still
+    /// live, with their subtrees as they are now) and disables the refused agents, with the
+    /// reload's audit records and the set's hash and files, in one commit. If anything
+    /// fails before that commit, `restore` (the set in force before) is installed again.
     #[expect(clippy::too_many_arguments, reason = "the parts of one switch")]
-    async fn switch_policy(
+    async fn commit_switch(
         &self,
         guard: tokio::sync::MutexGuard<'_, ()>,
         new: Arc<LoadedPolicy>,
@@ -119,9 +180,62 @@ impl Coordinator {
         actor: &str,
         caller: Option<&Caller>,
         now: u64,
-        install: bool,
+        drift: Drift,
+        restore: Option<Arc<LoadedPolicy>>,
     ) -> Result<Reloaded, ApiError> {
-        let (drifted, reevaluated) = self.reevaluate(&new.set, now)?;
+        let (reevaluated, refused_agents) = (drift.reevaluated, drift.refused.len());
+        let committed = caller
+            .map_or(Ok(()), |c| self.current(c).map(drop))
+            .and_then(|()| self.plan_switch(&new, &previous, actor, now, drift))
+            .and_then(|change| self.apply(change, caller));
+        let committed = match committed {
+            Ok(c) => c,
+            Err(e) => {
+                if let Some(old) = restore {
+                    self.policies.install(old);
+                }
+                return Err(e);
+            }
+        };
+        drop(guard);
+        self.durable().await?;
+        Ok(Reloaded {
+            policy: new,
+            previous_hash: previous,
+            reevaluated,
+            refused_agents,
+            revoked: RevokedLinks {
+                links: committed.revoked,
+                epoch: committed.epoch.unwrap_or(0),
+            },
+        })
+    }
+
+    /// The change that switches to `new`: what `drift` found still live revoked with its
+    /// subtree as it is now, the refused agents disabled, the tasks this ends, the audit
+    /// records, the set's hash and files.
+    fn plan_switch(
+        &self,
+        new: &LoadedPolicy,
+        previous: &str,
+        actor: &str,
+        now: u64,
+        drift: Drift,
+    ) -> Result<Change, ApiError> {
+        let previous = previous.to_owned();
+        let Drift {
+            drifted,
+            refused,
+            reevaluated,
+        } = drift;
+        // Revoked meanwhile (by hand, or with an ancestor): nothing left to take.
+        let drifted: Vec<Drifted> = {
+            let revoked = read(&self.revoked);
+            drifted
+                .into_iter()
+                .filter(|d| !revoked.is_revoked(&d.link.id))
+                .collect()
+        };
         let mut change = Change {
             policy_hash: Some(new.set.hash().to_owned()),
             policy_files: Some(new.set.sources().to_vec()),
@@ -201,8 +315,6 @@ impl Coordinator {
         // Registrations policy admitted are decided again: an agent the new set would not
         // let its parent register is disabled, with the workers below it and every link
         // they hold or issued, in the same commit.
-        let refused = self.registration_drift(&new.set, now)?;
-        let refused_agents = refused.len();
         if !refused.is_empty() {
             let decisions: Vec<_> = refused
                 .iter()
@@ -261,24 +373,7 @@ impl Coordinator {
             change.agents = agents;
         }
         change.tasks = ended.into_values().collect();
-        let committed = self.apply(change, caller)?;
-        // Installed under the lock, after the drift commit: issuance decided under the old
-        // set and committed later is decided again (see `decide_again_if_reloaded`).
-        if install {
-            self.policies.install(new);
-        }
-        drop(guard);
-        self.durable().await?;
-        Ok(Reloaded {
-            policy: self.policies.current(),
-            previous_hash: previous,
-            reevaluated,
-            refused_agents,
-            revoked: RevokedLinks {
-                links: committed.revoked,
-                epoch: committed.epoch.unwrap_or(0),
-            },
-        })
+        Ok(change)
     }
 
     /// Decides every live link of every active task again under `set`. Links below a

@@ -154,6 +154,8 @@ pub struct Coordinator {
     feed_signer: Arc<FeedSigner>,
     metrics: Arc<Metrics>,
     writer: Mutex<()>,
+    // Policy reloads, one at a time (their drift pass runs without the writer lock).
+    reloading: Mutex<()>,
     // Delegations waiting to be admitted by the next holder of the writer lock.
     delegations: std::sync::Mutex<Vec<admission::Pending>>,
     flusher: Flusher,
@@ -313,6 +315,7 @@ impl Coordinator {
             feed,
             feed_signer,
             writer: Mutex::new(()),
+            reloading: Mutex::new(()),
             delegations: std::sync::Mutex::new(Vec::new()),
             config,
             keys: tokio::sync::watch::channel(Arc::new(keys)).0,
