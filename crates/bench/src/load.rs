@@ -76,6 +76,11 @@ pub(crate) struct BenchArgs {
     /// (the default set caps grants at 15 minutes, so it revokes every 24-hour link).
     #[arg(long)]
     unrecorded_policy: bool,
+    /// Scale: then reload a policy set that decides every live link again (the default set
+    /// with longer lifetimes, so nothing drifts) while an admin registers agents one after
+    /// another, and report how long those changes waited meanwhile.
+    #[arg(long)]
+    reload: bool,
     /// Soak: rounds of `--requests` each.
     #[arg(long, default_value_t = 20)]
     pub(crate) rounds: usize,
@@ -376,7 +381,7 @@ pub(crate) fn report(
 
 pub(crate) async fn run(a: BenchArgs, target: &Target) -> anyhow::Result<()> {
     if a.scenario == Scenario::Scale {
-        return crate::scale::run(a.links, a.unrecorded_policy, target).await;
+        return crate::scale::run(a.links, a.unrecorded_policy, a.reload, target).await;
     }
     if a.scenario == Scenario::Soak {
         return crate::soak::run(&a, target).await;

@@ -260,9 +260,108 @@ fn stop(mut child: std::process::Child) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Registers agents through `admin`, one after another, until `stop` says so; returns
+/// each call's latency.
+async fn probe(
+    mut admin: mandate_sdk::Client,
+    stop: tokio::sync::watch::Receiver<bool>,
+    max: usize,
+) -> anyhow::Result<Vec<Duration>> {
+    let mut out = Vec::new();
+    while !*stop.borrow() && out.len() < max {
+        let key = SigningKey::generate()?;
+        let t = Instant::now();
+        admin
+            .register_agent(mandate_proto::v1::RegisterAgentRequest {
+                agent_id: format!("spiffe://mandate.local/scale/probe-{}", TaskId::random()?),
+                public_key: key.public_key().as_bytes().to_vec(),
+                role: "worker".into(),
+                ..Default::default()
+            })
+            .await?;
+        out.push(t.elapsed());
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    Ok(out)
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let i = ((sorted.len() - 1) as f64 * p).round() as usize;
+    sorted[i.min(sorted.len() - 1)].as_secs_f64() * 1e3
+}
+
+/// A reload that decides every live link again while changes go on: the reload's time and
+/// the changes' latency before and during it.
+async fn reload_under_changes(
+    data: &Path,
+    store_args: &[String],
+    links: usize,
+    target: &Target,
+) -> anyhow::Result<()> {
+    let (child, addr, _) = serve(data, store_args).await?;
+    let admin_key = keyfile::load_signing_key(&data.join("admin.key"))?;
+    let admin = mandate_sdk::Client::connect(
+        format!("http://{addr}"),
+        mandate_sdk::Signer::new(AgentId::new("spiffe://mandate.local/admin")?, admin_key),
+    )
+    .await?;
+    let (_, quiet) = tokio::sync::watch::channel(false);
+    let mut before = probe(admin.clone(), quiet, 200).await?;
+    // The default set with longer lifetimes: every link is decided again, none drifts.
+    let files = [(
+        "default.cedar".to_owned(),
+        mandate_policy::DEFAULT_POLICIES.replace("@max_ttl(\"15m\")", "@max_ttl(\"25h\")"),
+    )];
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let during = tokio::spawn(probe(admin.clone(), stop_rx, usize::MAX));
+    let t = Instant::now();
+    let r = admin
+        .clone()
+        .reload_policy(mandate_proto::v1::ReloadPolicyRequest {
+            files: files.into(),
+        })
+        .await?;
+    let reload = t.elapsed();
+    let _ = stop_tx.send(true);
+    let mut during = during.await??;
+    stop(child)?;
+    before.sort();
+    during.sort();
+    let j = json!({
+        "scenario": "scale-reload",
+        "links": links,
+        "reload_ms": reload.as_millis() as u64,
+        "reevaluated_links": r.reevaluated_links,
+        "revoked": r.revoked_link_ids.len(),
+        "changes_before": {"n": before.len(), "p50_ms": percentile(&before, 0.5), "p99_ms": percentile(&before, 0.99), "max_ms": percentile(&before, 1.0)},
+        "changes_during": {"n": during.len(), "p50_ms": percentile(&during, 0.5), "p99_ms": percentile(&during, 0.99), "max_ms": percentile(&during, 1.0)},
+    });
+    if target.json {
+        out!("{j}");
+    } else {
+        out!(
+            "  reload deciding {} live links again ({} revoked): {:.1} s; changes meanwhile: {} (p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms); before: p50 {:.1} ms, max {:.1} ms",
+            r.reevaluated_links,
+            r.revoked_link_ids.len(),
+            reload.as_secs_f64(),
+            during.len(),
+            percentile(&during, 0.5),
+            percentile(&during, 0.99),
+            percentile(&during, 1.0),
+            percentile(&before, 0.5),
+            percentile(&before, 1.0),
+        );
+    }
+    Ok(())
+}
+
 pub(crate) async fn run(
     links: usize,
     unrecorded_policy: bool,
+    reload: bool,
     target: &Target,
 ) -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
@@ -356,6 +455,9 @@ pub(crate) async fn run(
                 mib(*r1)
             );
         }
+    }
+    if reload {
+        reload_under_changes(&data, &store_args, links, target).await?;
     }
     Ok(())
 }

@@ -104,7 +104,14 @@ impl Coordinator {
             previous
         };
         let previous_hash = previous.set.hash().to_owned();
-        let drift = match self.drift_of(&new.set, now) {
+        // Tens of seconds of CPU at a million links: off the runtime's worker, so the calls
+        // it would serve meanwhile move to another (where the runtime allows it).
+        let pass = || self.drift_of(&new.set, now);
+        let drifted = match tokio::runtime::Handle::current().runtime_flavor() {
+            tokio::runtime::RuntimeFlavor::CurrentThread => pass(),
+            _ => tokio::task::block_in_place(pass),
+        };
+        let drift = match drifted {
             Ok(d) => d,
             Err(e) => {
                 let _w = self.writer.lock().await;

@@ -359,7 +359,7 @@ impl Coordinator {
 
     /// Called under the writer lock with a decision made before it: when a reload
     /// installed another set meanwhile, decides again, so nothing the new set denies is
-    /// issued after its drift pass.
+    /// issued once it is installed (its drift pass then takes what was issued before).
     fn decide_again_if_reloaded(&self, q: &PolicyRequest<'_>, d: Decision) -> Decision {
         let current = self.policies.current();
         if current.set.hash() == d.policy_hash {
