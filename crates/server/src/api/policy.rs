@@ -1,5 +1,7 @@
 //! `PolicyService`: the policy set in force, and reloads.
 
+use std::sync::Arc;
+
 use mandate_proto::v1 as pb;
 use mandate_proto::v1::policy_service_server::PolicyService;
 use tonic::{Request, Response, Status};
@@ -46,7 +48,19 @@ impl PolicyService for Api {
         let caller = caller(&req)?;
         access::check(&caller, Ask::ReloadPolicy)?;
         let files = req.into_inner().files.into_iter().collect();
-        let r = self.coordinator.reload_policy(Some(&caller), files).await?;
+        // The reload runs to its end even if the caller goes away (a deadline, a dropped
+        // connection): it installs the set before its drift pass, and stopping between the
+        // two would leave the set in force without the revocations of what it denies.
+        let coordinator = Arc::clone(&self.coordinator);
+        let r = tokio::spawn(async move { coordinator.reload_policy(Some(&caller), files).await })
+            .await
+            .map_err(|e| {
+                crate::ApiError::new(
+                    tonic::Code::Internal,
+                    crate::ErrorReason::Internal,
+                    format!("the reload stopped: {e}"),
+                )
+            })??;
         Ok(Response::new(pb::ReloadPolicyResponse {
             policy: Some(policy_to_pb(&r.policy)),
             previous_policy_hash: r.previous_hash,
