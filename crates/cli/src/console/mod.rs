@@ -356,15 +356,26 @@ async fn get(
     };
     Ok(match path {
         "/tasks" => {
-            let r = client
-                .list_tasks(pb::ListTasksRequest {
-                    page_size: 200,
-                    ..Default::default()
-                })
-                .await?;
-            let mut tasks = r.tasks;
+            // Live tasks (every page, up to 1,000), newest first.
+            let mut tasks = Vec::new();
+            let mut page_token = String::new();
+            for _ in 0..5 {
+                let r = client
+                    .list_tasks(pb::ListTasksRequest {
+                        page_size: 200,
+                        page_token,
+                        state: pb::TaskState::Active as i32,
+                        ..Default::default()
+                    })
+                    .await?;
+                tasks.extend(r.tasks);
+                if r.next_page_token.is_empty() {
+                    break;
+                }
+                page_token = r.next_page_token;
+            }
             tasks.sort_by_key(|t| std::cmp::Reverse(t.create_time_ms));
-            ("Tasks".into(), pages::tasks(&tasks))
+            ("Live tasks".into(), pages::tasks(&tasks))
         }
         "/agents" => {
             let r = client

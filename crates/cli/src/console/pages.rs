@@ -109,7 +109,7 @@ fn task_state(s: i32) -> &'static str {
     }
 }
 
-/// Live tasks (and recent ones), newest first.
+/// Live tasks, newest first.
 pub(crate) fn tasks(tasks: &[pb::Task]) -> String {
     let mut s = String::from(
         "<table><thead><tr><th>Task</th><th>Requester</th><th>Intent</th><th>State</th><th>Started</th><th>Deadline</th></tr></thead><tbody>",
@@ -128,7 +128,7 @@ pub(crate) fn tasks(tasks: &[pb::Task]) -> String {
         );
     }
     if tasks.is_empty() {
-        s.push_str(r#"<tr><td colspan="6">No tasks.</td></tr>"#);
+        s.push_str(r#"<tr><td colspan="6">No live task.</td></tr>"#);
     }
     s.push_str("</tbody></table>");
     s
