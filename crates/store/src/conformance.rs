@@ -11,7 +11,7 @@ use crate::{Change, GcStats, NewRevocation, Severity, StoreError, implied};
 pub(crate) mod fixtures;
 mod records;
 use fixtures::Fixture;
-use records::{agent, approval, link, nth, revoke};
+use records::{agent, approval, coordinator_keys, link, nth, revoke};
 pub(crate) use records::{event, task, varied_event};
 
 fn records_round_trip_and_indexes_answer(f: &mut dyn Fixture) {
@@ -213,19 +213,6 @@ fn a_failing_change_applies_nothing(f: &mut dyn Fixture) {
         .is_err()
     );
     assert!(s.agent("spiffe://t/x").unwrap().is_none());
-}
-
-fn coordinator_keys() -> crate::CoordinatorKeys {
-    crate::CoordinatorKeys {
-        version: 2,
-        keys: vec![crate::CoordinatorKeyRecord {
-            public_key: mandate_core::SigningKey::from_seed(&[7; 32]).public_key(),
-            instance: "c1:7468".into(),
-            added_ms: 5,
-            retired_ms: Some(9),
-            trusted_until_ms: 100,
-        }],
-    }
 }
 
 fn state_survives_reopening(f: &mut dyn Fixture) {

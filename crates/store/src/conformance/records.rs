@@ -123,3 +123,17 @@ pub(crate) fn nth(i: u32) -> LinkId {
     b[..4].copy_from_slice(&i.to_be_bytes());
     LinkId::from_bytes(b)
 }
+
+/// A set of coordinator keys with one retired key.
+pub(crate) fn coordinator_keys() -> crate::CoordinatorKeys {
+    crate::CoordinatorKeys {
+        version: 2,
+        keys: vec![crate::CoordinatorKeyRecord {
+            public_key: mandate_core::SigningKey::from_seed(&[7; 32]).public_key(),
+            instance: "c1:7468".into(),
+            added_ms: 5,
+            retired_ms: Some(9),
+            trusted_until_ms: 100,
+        }],
+    }
+}
