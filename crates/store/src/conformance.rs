@@ -8,8 +8,13 @@ use crate::kv::{be, key};
 use crate::records::LinkRecord;
 use crate::{Change, GcStats, NewRevocation, Severity, StoreError, implied};
 
+mod compat;
 pub(crate) mod fixtures;
 mod records;
+use compat::{
+    implied_revocations_written_as_one_value_before_parts_are_still_read,
+    records_written_as_json_before_are_read_collected_and_rewritten,
+};
 use fixtures::Fixture;
 use records::{agent, approval, coordinator_keys, link, nth, revoke};
 pub(crate) use records::{event, task, varied_event};
@@ -668,23 +673,6 @@ fn stale_approval_index_entries_are_dropped_when_met(f: &mut dyn Fixture) {
     assert_eq!(s.approvals_due(100, 10).unwrap(), vec![ids[1]]);
 }
 
-fn implied_revocations_written_as_one_value_before_parts_are_still_read(f: &mut dyn Fixture) {
-    let s = f.store();
-    let t = TaskId::from_bytes([1; 16]);
-    commit_one_implied(s, t);
-    let part = key(b'v', &[&be(1), t.as_bytes(), &0u32.to_be_bytes()]);
-    let value = f.raw_get(&part).unwrap();
-    f.raw_delete(&part);
-    // The layout before parts: the value under epoch and task alone.
-    f.raw_put(&key(b'v', &[&be(1), t.as_bytes()]), &value);
-    let got = s.implied_revocations(1, &t).unwrap();
-    assert_eq!(got.len(), 1);
-    assert_eq!(got[0].link, LinkId::from_bytes([2; 16]));
-    assert_eq!(s.all_implied_revocations().unwrap().len(), 1);
-    assert_eq!(s.gc(u64::MAX, 0).unwrap().revocations, 1);
-    assert!(s.implied_revocations(1, &t).unwrap().is_empty());
-}
-
 /// A cascade far beyond one etcd transaction (128 operations, 1.5 MiB): 300 links and
 /// their cut revocations, 40,000 implied revocations in several values, and an audit
 /// record naming them all (larger than etcd takes in one value). Every reader sees
@@ -798,4 +786,5 @@ conformance!(
     implied_revocations_written_as_one_value_before_parts_are_still_read,
     state_survives_reopening,
     pending_approvals_are_indexed_by_expiry_and_requester,
+    records_written_as_json_before_are_read_collected_and_rewritten,
 );

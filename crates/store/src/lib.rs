@@ -13,6 +13,7 @@
 
 mod audit;
 mod checkpoint;
+mod compact;
 #[cfg(test)]
 mod conformance;
 mod etcd_store;

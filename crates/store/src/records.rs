@@ -1,5 +1,7 @@
-//! Stored records. They are stored as JSON (readable with any tool, stable field order) and
-//! use hex for ids and keys.
+//! Stored records. Links, tasks and revocations, one per link, task or cut and so most of
+//! a store, are stored in a compact binary encoding (`compact.rs`; read from JSON where
+//! written before it); the others as JSON (readable with any tool, stable field order)
+//! with hex for ids and keys. The serde forms below are that JSON.
 
 use std::collections::BTreeMap;
 

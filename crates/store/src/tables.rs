@@ -5,8 +5,8 @@
 //! | prefix | key | value |
 //! |---|---|---|
 //! | `a` | agent id | [`AgentRecord`] |
-//! | `t` | task id (16) | [`TaskRecord`] |
-//! | `l` | link id (16) | [`LinkRecord`] |
+//! | `t` | task id (16) | [`TaskRecord`] (binary, `compact.rs`; JSON in stores written before) |
+//! | `l` | link id (16) | [`LinkRecord`] (binary, as `t`) |
 //! | `c` | parent id (16), child id (16) | the child's expiry (8, big endian; empty in stores written before): the tree |
 //! | `k` | task id (16), link id (16) | `1` for a root link, `0` otherwise, then the parent's id (16, zeros for a root) and the expiry (8, big endian) (only the flag, or empty, in stores written before): links of a task, and its tree |
 //! | `h` | agent id, 0, link id (16) | empty: links an agent holds or issued |
@@ -15,7 +15,7 @@
 //! | `p` | task id (16) | [`ApprovalRecord`] |
 //! | `w` | expiry (8, big endian), task id (16) | empty: pending approval requests by expiry |
 //! | `u` | requester, 0, expiry (8, big endian), task id (16) | empty: pending approval requests by requester |
-//! | `r` | link id (16) | [`RevocationRecord`] |
+//! | `r` | link id (16) | [`RevocationRecord`] (binary, as `t`) |
 //! | `e` | epoch (8, big endian), link id (16) | empty: revocations by epoch |
 //! | `v` | epoch (8, big endian), task id (16), part (4, big endian; absent in stores written before) | the implied revocations of that change in that task, up to 16,384 a value (`implied.rs`) |
 //! | `n` | nonce (16) | expiry (8, big endian) |
@@ -23,15 +23,14 @@
 //! | `q` | sequence (8, big endian) | [`AuditRecord`]: the audit log's tail where the backend keeps it in the map (etcd; sled keeps it in a journal file and has `q` only from before) |
 //! | `m` | name | `epoch`, `audit` (sequence and hash of the last audit record of a change that wrote state), `policy` (hash of the policy set in force), `approval_index` (present once `w` and `u` were built for a store written before them) |
 
-use mandate_core::{LinkId, TaskId};
-use serde::de::DeserializeOwned;
-
-use crate::kv::{Kv, Ops, Visit, be, decode, encode, key, prefix_end, read_be};
+use crate::compact::Value;
+use crate::kv::{Kv, Ops, Visit, be, key, prefix_end, read_be};
 use crate::records::{
     AgentRecord, ApprovalRecord, ApprovalState, AuditRecord, CoordinatorKeys, LinkRecord,
     RevocationRecord, TaskRecord,
 };
 use crate::{Change, Committed, GcStats, Result, StoreError, TreeLink, UseCounter, implied};
+use mandate_core::{LinkId, TaskId};
 
 /// Implied revocations per stored value (52 bytes each: 832 KiB a value).
 const IMPLIED_PER_VALUE: usize = 16_384;
@@ -125,7 +124,7 @@ pub(crate) fn check_audited(change: &Change) -> Result<()> {
 pub(crate) fn plan<K: Kv + ?Sized>(kv: &K, change: &Change, ops: &mut Ops) -> Result<Committed> {
     let mut committed = Committed::default();
     for a in &change.agents {
-        ops.put(key(b'a', &[a.id.as_bytes()]), encode(a)?);
+        ops.put(key(b'a', &[a.id.as_bytes()]), Value::to_value(a)?);
     }
     for t in &change.tasks {
         // The deadline index moves with the deadline (an approved task gets a new one).
@@ -134,7 +133,7 @@ pub(crate) fn plan<K: Kv + ?Sized>(kv: &K, change: &Change, ops: &mut Ops) -> Re
             ops.delete(key(b'y', &[&be(old.deadline_ms), old.id.as_bytes()]));
         }
         ops.put(key(b'y', &[&be(t.deadline_ms), t.id.as_bytes()]), []);
-        ops.put(key(b't', &[t.id.as_bytes()]), encode(t)?);
+        ops.put(key(b't', &[t.id.as_bytes()]), Value::to_value(t)?);
     }
     for a in &change.approvals {
         // An unreadable old record cannot stop its replacement (its index entries, if
@@ -148,7 +147,7 @@ pub(crate) fn plan<K: Kv + ?Sized>(kv: &K, change: &Change, ops: &mut Ops) -> Re
             Err(e) => return Err(e),
         }
         index_approval(ops, a);
-        ops.put(key(b'p', &[a.task.as_bytes()]), encode(a)?);
+        ops.put(key(b'p', &[a.task.as_bytes()]), Value::to_value(a)?);
     }
     for (counter, n) in &change.uses {
         ops.put(use_key(counter), n.to_be_bytes());
@@ -162,7 +161,7 @@ pub(crate) fn plan<K: Kv + ?Sized>(kv: &K, change: &Change, ops: &mut Ops) -> Re
     }
     for l in &change.links {
         let id = l.id.as_bytes();
-        ops.put(key(b'l', &[id]), encode(l)?);
+        ops.put(key(b'l', &[id]), Value::to_value(l)?);
         if let Some(parent) = &l.parent {
             ops.put(key(b'c', &[parent.as_bytes(), id]), be(l.expires_at_ms));
         }
@@ -223,7 +222,7 @@ pub(crate) fn plan<K: Kv + ?Sized>(kv: &K, change: &Change, ops: &mut Ops) -> Re
                 time_ms: r.time_ms,
                 implied: r.implied,
             };
-            ops.put(key(b'r', &[r.link.as_bytes()]), encode(&rec)?);
+            ops.put(key(b'r', &[r.link.as_bytes()]), Value::to_value(&rec)?);
             ops.put(key(b'e', &[&be(epoch), r.link.as_bytes()]), []);
             committed.revoked.push(r.link);
         }
@@ -235,10 +234,10 @@ pub(crate) fn plan<K: Kv + ?Sized>(kv: &K, change: &Change, ops: &mut Ops) -> Re
         ops.put(POLICY, hash.as_bytes());
     }
     if let Some(files) = &change.policy_files {
-        ops.put(POLICY_FILES, encode(files)?);
+        ops.put(POLICY_FILES, Value::to_value(files)?);
     }
     if let Some(keys) = &change.coordinator_keys {
-        ops.put(COORDINATOR_KEYS, encode(keys)?);
+        ops.put(COORDINATOR_KEYS, Value::to_value(keys)?);
     }
     for (nonce, expiry) in &change.nonces {
         ops.put(key(b'n', &[nonce]), be(*expiry));
@@ -249,7 +248,7 @@ pub(crate) fn plan<K: Kv + ?Sized>(kv: &K, change: &Change, ops: &mut Ops) -> Re
 /// Plans the head of the audit log a change that wrote state moves to; returns the value
 /// written.
 pub(crate) fn put_audit_head(ops: &mut Ops, seq: u64, hash: &str) -> Result<Vec<u8>> {
-    let value = encode(&AuditHead {
+    let value = Value::to_value(&AuditHead {
         seq,
         hash: hash.to_owned(),
     })?;
@@ -324,7 +323,7 @@ pub(crate) fn plan_gc<K: Kv + ?Sized>(
     }
     scan_prefix(kv, b"r", &mut |k, v| {
         // One unreadable record must not stop every later collection.
-        match decode::<RevocationRecord>(k, v) {
+        match RevocationRecord::from_value(k, v) {
             Ok(rec) if rec.expires_at_ms < history_before_ms.min(now_ms) => {
                 ops.delete(k.to_vec());
                 ops.delete(key(b'e', &[&be(rec.epoch), rec.link.as_bytes()]));
@@ -364,7 +363,7 @@ pub(crate) fn plan_approval_index<K: Kv + ?Sized>(kv: &K) -> Result<Option<Ops>>
     }
     let mut ops = Ops::default();
     scan_prefix(kv, b"p", &mut |k, v| {
-        match decode::<ApprovalRecord>(k, v) {
+        match ApprovalRecord::from_value(k, v) {
             Ok(a) => index_approval(&mut ops, &a),
             Err(e) => tracing::warn!(error = %e, "skipping an unreadable approval request"),
         }
@@ -375,9 +374,9 @@ pub(crate) fn plan_approval_index<K: Kv + ?Sized>(kv: &K) -> Result<Option<Ops>>
 }
 
 /// A record.
-pub(crate) fn get<T: DeserializeOwned, K: Kv + ?Sized>(kv: &K, k: &[u8]) -> Result<Option<T>> {
+pub(crate) fn get<T: Value, K: Kv + ?Sized>(kv: &K, k: &[u8]) -> Result<Option<T>> {
     match kv.get(k)? {
-        Some(v) => decode(k, v.as_ref()).map(Some),
+        Some(v) => T::from_value(k, v.as_ref()).map(Some),
         None => Ok(None),
     }
 }
@@ -398,7 +397,7 @@ fn keys_with_prefix<K: Kv + ?Sized>(kv: &K, prefix: &[u8]) -> Result<Vec<Vec<u8>
 }
 
 /// Records of table `table`, after key part `after` (exclusive), at most `limit`.
-fn page<T: DeserializeOwned, K: Kv + ?Sized>(
+fn page<T: Value, K: Kv + ?Sized>(
     kv: &K,
     table: u8,
     after: Option<&[u8]>,
@@ -419,7 +418,7 @@ fn page<T: DeserializeOwned, K: Kv + ?Sized>(
     }
     let mut failed = None;
     kv.scan(&start, &[table + 1], &mut |k, v| {
-        match decode(k, v) {
+        match T::from_value(k, v) {
             Ok(r) => out.push(r),
             Err(e) => failed = Some(e),
         }
@@ -734,7 +733,7 @@ pub(crate) fn audit_records<K: Kv + ?Sized>(
     }
     let mut failed = None;
     kv.scan(&audit_key(after.saturating_add(1)), b"r", &mut |k, v| {
-        match decode(k, v) {
+        match AuditRecord::from_value(k, v) {
             Ok(r) => out.push(r),
             Err(e) => failed = Some(e),
         }
