@@ -95,7 +95,7 @@ pub(crate) struct BenchArgs {
     /// Soak: see `--max-rss-mib-per-million`.
     #[arg(long)]
     pub(crate) max_disk_bytes_per_request: Option<f64>,
-    /// Soak: keep the server's data directory here (it must not exist) instead of a
+    /// Soak and scale: keep the server's data directory here (it must not exist) instead of a
     /// temporary one, for looking into it afterwards (`SledStore::key_stats`).
     #[arg(long)]
     pub(crate) keep_data: Option<std::path::PathBuf>,
@@ -381,7 +381,14 @@ pub(crate) fn report(
 
 pub(crate) async fn run(a: BenchArgs, target: &Target) -> anyhow::Result<()> {
     if a.scenario == Scenario::Scale {
-        return crate::scale::run(a.links, a.unrecorded_policy, a.reload, target).await;
+        return crate::scale::run(
+            a.links,
+            a.unrecorded_policy,
+            a.reload,
+            a.keep_data.as_deref(),
+            target,
+        )
+        .await;
     }
     if a.scenario == Scenario::Soak {
         return crate::soak::run(&a, target).await;

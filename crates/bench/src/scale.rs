@@ -362,10 +362,21 @@ pub(crate) async fn run(
     links: usize,
     unrecorded_policy: bool,
     reload: bool,
+    keep_data: Option<&std::path::Path>,
     target: &Target,
 ) -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
-    let data = dir.path().join("data");
+    let data = match keep_data {
+        Some(d) => {
+            anyhow::ensure!(
+                !d.exists(),
+                "`{}` exists: give a new directory",
+                d.display()
+            );
+            d.to_path_buf()
+        }
+        None => dir.path().join("data"),
+    };
     let cluster = match target.etcd_members {
         0 => None,
         n => Some(

@@ -47,6 +47,8 @@ impl Caller {
 /// Settings and state shared by every request.
 pub(crate) struct AuthState {
     pub(crate) store: Arc<dyn Store>,
+    /// Agent records, shared with the coordinator (which clears it when agents change).
+    pub(crate) agents: Arc<crate::state::agents::AgentCache>,
     pub(crate) clock: Arc<dyn Clock>,
     /// How old a request may be, ms.
     pub(crate) window_ms: u64,
@@ -260,7 +262,7 @@ impl AuthState {
         let auth = self.precheck(&parts.headers)?;
         let message = grpc_message(body)?;
         let now = self.clock.now_ms();
-        let Some(agent) = self.store.agent(&auth.agent)? else {
+        let Some(agent) = self.agents.get(&*self.store, &auth.agent)? else {
             // Same work and same answer as a bad signature: callers cannot tell which
             // agent ids exist. The log keeps the detail.
             let _ = auth.verify_prepared(&self.decoy, parts.uri.path(), message);
@@ -295,7 +297,7 @@ impl AuthState {
             .unwrap_or_else(PoisonError::into_inner)
             .check_and_insert(&agent.id, auth.nonce, expires, now)?;
         Ok(Caller {
-            agent,
+            agent: Arc::unwrap_or_clone(agent),
             nonce: auth.nonce,
             nonce_expires_ms: expires,
         })

@@ -496,6 +496,7 @@ async fn start_locked(
 
     let auth_state = Arc::new(auth::AuthState {
         store: Arc::clone(&store),
+        agents: Arc::clone(coordinator.agent_cache()),
         clock: Arc::clone(&config.clock),
         window_ms: config.request_window_ms,
         skew_ms: config.request_skew_ms,

@@ -190,8 +190,7 @@ impl Coordinator {
         self.current(&p.caller)?;
         // Re-read the new holder under the lock: an agent disabled meanwhile gets nothing.
         if self
-            .store
-            .agent(&p.holder_id)?
+            .agent_record(&p.holder_id)?
             .is_none_or(|a| a.status != AgentStatus::Active)
         {
             return Err(ApiError::precondition(

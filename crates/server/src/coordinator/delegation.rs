@@ -114,7 +114,7 @@ impl Coordinator {
             ));
         }
         let holder_id = child.body().holder_agent.as_str().to_owned();
-        let holder = self.store.agent(&holder_id)?.ok_or_else(|| {
+        let holder = self.agent_record(&holder_id)?.ok_or_else(|| {
             ApiError::precondition(
                 ErrorReason::UnknownAgent,
                 format!("the new holder `{holder_id}` is not registered"),

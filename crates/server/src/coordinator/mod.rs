@@ -39,6 +39,7 @@ use crate::auth::Caller;
 use crate::error::{ApiError, ErrorReason};
 use crate::metrics::Metrics;
 use crate::policies::{Decision, Policies, agent_info};
+use crate::state::agents::AgentCache;
 use crate::state::audit::AuditWriter;
 use crate::state::durability::{AfterFlush, Flusher};
 use crate::state::quota::QuotaLedger;
@@ -145,6 +146,8 @@ pub struct RevokedLinks {
 /// The coordinator.
 pub struct Coordinator {
     store: Arc<dyn Store>,
+    // Agent records, read through a cache that every commit writing agents clears.
+    agents: Arc<AgentCache>,
     policies: Arc<Policies>,
     key: SigningKey,
     clock: Arc<dyn Clock>,
@@ -306,6 +309,7 @@ impl Coordinator {
             ),
             metrics,
             store,
+            agents: Arc::default(),
             policies,
             approvals_changed: tokio::sync::watch::channel(0).0,
             key,
@@ -325,6 +329,16 @@ impl Coordinator {
     /// The store.
     pub fn store(&self) -> &Arc<dyn Store> {
         &self.store
+    }
+
+    /// The agent records this coordinator reads through (the request layer shares them).
+    pub(crate) fn agent_cache(&self) -> &Arc<AgentCache> {
+        &self.agents
+    }
+
+    /// An agent's record, through the cache.
+    fn agent_record(&self, id: &str) -> Result<Option<Arc<AgentRecord>>, ApiError> {
+        Ok(self.agents.get(&*self.store, id)?)
     }
 
     /// The policy set in force and its source.
@@ -373,12 +387,12 @@ impl Coordinator {
     fn related(&self, ids: &[&str]) -> Result<Vec<AgentInfo>, ApiError> {
         let mut out: Vec<AgentInfo> = Vec::new();
         for id in ids {
-            let Some(a) = self.store.agent(id)? else {
+            let Some(a) = self.agent_record(id)? else {
                 continue;
             };
             if let Some(p) = &a.parent
                 && !out.iter().any(|x| &x.id == p)
-                && let Some(parent) = self.store.agent(p)?
+                && let Some(parent) = self.agent_record(p)?
             {
                 out.push(agent_info(&parent));
             }
@@ -451,7 +465,13 @@ impl Coordinator {
     fn commit(&self, change: Change) -> Result<Committed, ApiError> {
         let actions: Vec<String> = change.audit.iter().map(|e| e.action.clone()).collect();
         let started = std::time::Instant::now();
-        let committed = self.store.commit(change)?;
+        let writes_agents = !change.agents.is_empty();
+        let committed = self.store.commit(change);
+        if writes_agents {
+            // Whether or not it succeeded: a failed commit may still have been applied.
+            self.agents.changed();
+        }
+        let committed = committed?;
         self.metrics
             .committed(actions.iter().map(String::as_str), started.elapsed());
         if let Some(&last) = committed.audit_seqs.last() {
