@@ -3,12 +3,16 @@
 //! link records), so they are stored compactly: ids and digests as raw bytes, numbers as
 //! LEB128 varints, strings and byte strings length-prefixed, after a one-byte tag that
 //! names the record and its layout. A tag is never `{`, so records written as JSON
-//! before (every store up to this encoding) are still read; they are rewritten in the new
-//! encoding whenever their record changes. The other records (agents, approvals, keys,
-//! the policy files) are few and stay JSON.
+//! before (every store up to this encoding) are still read: a task is rewritten in the
+//! new encoding when it changes, links and revocations (never rewritten) stay JSON until
+//! collected. Versions before this encoding cannot read what it writes (see
+//! docs/DEPLOYMENT.md, "Upgrading"). The other records (agents, approvals, keys, the
+//! policy files) are few and stay JSON.
 //!
-//! Decoding is strict: an unknown tag, a truncated field, a bad id or UTF-8 string, or
-//! bytes left over are reported as corruption, never read past.
+//! Decoding is strict, so that one record has one encoding: an unknown tag, a truncated
+//! field, a number not in its shortest form, intent fields out of order, a bad UTF-8
+//! string, a flag other than 0 or 1, or bytes left over are reported as corruption, never
+//! read past.
 
 use std::collections::BTreeMap;
 
@@ -136,6 +140,13 @@ fn read_task(r: &mut Reader<'_>) -> Result<TaskRecord> {
     let mut intent_fields = BTreeMap::new();
     for _ in 0..n {
         let name = r.string()?;
+        // Written in order, each once: anything else was not written by `write_task`.
+        if intent_fields
+            .last_key_value()
+            .is_some_and(|(last, _): (&String, _)| *last >= name)
+        {
+            return Err(r.corrupt("intent field (out of order or repeated)"));
+        }
         intent_fields.insert(name, r.string()?);
     }
     let state = task_state(r.byte()?).ok_or_else(|| r.corrupt("task state"))?;
@@ -281,6 +292,10 @@ impl<'a> Reader<'a> {
             }
             n |= part << shift;
             if b & 0x80 == 0 {
+                // The shortest form only: a last byte of zero after others is padding.
+                if b == 0 && shift > 0 {
+                    return Err(self.corrupt("number (not in its shortest form)"));
+                }
                 return Ok(n);
             }
         }

@@ -188,7 +188,9 @@ impl Coordinator {
             return Ok(None);
         }
         self.current(&p.caller)?;
-        // Re-read the new holder under the lock: an agent disabled meanwhile gets nothing.
+        // Read the new holder again under the lock (through the cache, which every commit
+        // writing agents, all under this lock, updates): an agent disabled meanwhile gets
+        // nothing.
         if self
             .agent_record(&p.holder_id)?
             .is_none_or(|a| a.status != AgentStatus::Active)

@@ -326,7 +326,8 @@ impl Coordinator {
         })
     }
 
-    /// The store.
+    /// The store. Read it freely; write agents only through the coordinator (it caches
+    /// their records and forgets them when its own commits write them).
     pub fn store(&self) -> &Arc<dyn Store> {
         &self.store
     }
@@ -465,11 +466,11 @@ impl Coordinator {
     fn commit(&self, change: Change) -> Result<Committed, ApiError> {
         let actions: Vec<String> = change.audit.iter().map(|e| e.action.clone()).collect();
         let started = std::time::Instant::now();
-        let writes_agents = !change.agents.is_empty();
+        let agents: Vec<String> = change.agents.iter().map(|a| a.id.to_string()).collect();
         let committed = self.store.commit(change);
-        if writes_agents {
+        if !agents.is_empty() {
             // Whether or not it succeeded: a failed commit may still have been applied.
-            self.agents.changed();
+            self.agents.changed(agents.iter().map(String::as_str));
         }
         let committed = committed?;
         self.metrics

@@ -4,9 +4,13 @@
 //! coordinator's commits, which call [`AgentCache::changed`], so a cached record is the
 //! stored one.
 //!
-//! Bound: [`MAX_AGENTS`] records; when full, an arbitrary one is forgotten (active agents
-//! come back at their next request). Unknown ids are not cached: a stream of made-up ids
-//! costs store reads, not memory.
+//! Bound: [`MAX_AGENTS`] records; when full, all are forgotten (active agents come back at
+//! their next request, as with the auth layer's decompressed keys). Unknown ids are not
+//! cached: a stream of made-up ids costs store reads, not memory.
+//!
+//! Writing agents any other way (through [`mandate_store::Store::commit`] directly, with
+//! a coordinator running on the store) leaves their cached records stale: that is not
+//! supported.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -75,10 +79,9 @@ impl AgentCache {
     fn keep(&self, generation: u64, record: Arc<AgentRecord>) -> Arc<AgentRecord> {
         let mut inner = self.lock();
         if inner.generation == generation {
-            if inner.records.len() >= self.capacity
-                && let Some(k) = inner.records.keys().next().cloned()
-            {
-                inner.records.remove(&k);
+            if inner.records.len() >= self.capacity {
+                inner.records.clear();
+                inner.records.shrink_to_fit();
             }
             inner
                 .records
@@ -87,12 +90,15 @@ impl AgentCache {
         record
     }
 
-    /// Forgets every record: called after a commit that wrote agents (whether or not it
-    /// succeeded: a failed commit may still have been applied).
-    pub(crate) fn changed(&self) {
+    /// Forgets the records of `ids`: called after a commit that wrote them (whether or not
+    /// it succeeded: a failed commit may still have been applied). Reads under way are
+    /// not kept either, whichever agent they read.
+    pub(crate) fn changed<'a>(&self, ids: impl IntoIterator<Item = &'a str>) {
         let mut inner = self.lock();
         inner.generation += 1;
-        inner.records.clear();
+        for id in ids {
+            inner.records.remove(id);
+        }
     }
 
     /// Records held.
@@ -159,8 +165,12 @@ mod tests {
             cache.get(&store, "spiffe://t/a").unwrap().unwrap().role,
             "planner"
         );
-        // ...until the change is announced, as the coordinator's commits do.
-        cache.changed();
+        // ...until the change is announced, as the coordinator's commits do; another
+        // agent's record stays.
+        write(&store, agent("spiffe://t/b", "planner"));
+        cache.get(&store, "spiffe://t/b").unwrap();
+        cache.changed(["spiffe://t/a"]);
+        assert_eq!(cache.len(), 1);
         assert_eq!(
             cache.get(&store, "spiffe://t/a").unwrap().unwrap().role,
             "worker"
@@ -178,7 +188,7 @@ mod tests {
         let generation = cache.cached("spiffe://t/a").unwrap_err();
         let old = store.agent("spiffe://t/a").unwrap().unwrap();
         write(&store, agent("spiffe://t/a", "worker"));
-        cache.changed();
+        cache.changed(["spiffe://t/a"]);
         assert_eq!(cache.keep(generation, Arc::new(old)).role, "planner");
         assert_eq!(cache.len(), 0);
         assert_eq!(
@@ -198,8 +208,8 @@ mod tests {
             write(&store, agent(&id, "worker"));
             cache.get(&store, &id).unwrap().unwrap();
         }
-        assert_eq!(cache.len(), 4);
-        // The last one read is among them.
+        // Full at the fourth, emptied at the fifth and the ninth.
+        assert_eq!(cache.len(), 2);
         assert!(cache.cached("spiffe://t/a9").is_ok());
     }
 }

@@ -199,6 +199,34 @@ fn a_record_of_another_kind_or_a_bad_field_is_corruption() {
 }
 
 #[test]
+fn one_record_has_one_encoding() {
+    // A number padded with a zero byte.
+    let mut r = Reader {
+        key: b"k",
+        rest: &[0x85, 0x00],
+    };
+    assert!(matches!(r.uint(), Err(StoreError::Corrupt { why, .. }) if why.contains("shortest")));
+    // Intent fields repeated or out of order.
+    for names in [["b", "a"], ["a", "a"]] {
+        let mut w = Writer::default();
+        let t = task();
+        w.byte(TASK_V1);
+        w.raw(t.id.as_bytes());
+        w.bytes(b"r");
+        w.bytes(b"i");
+        w.uint(2);
+        for n in names {
+            w.bytes(n.as_bytes());
+            w.bytes(b"v");
+        }
+        assert!(
+            corrupt::<TaskRecord>(&w.0).contains("intent field"),
+            "{names:?}"
+        );
+    }
+}
+
+#[test]
 fn varints_cover_the_whole_range() {
     for n in [
         0,
