@@ -146,7 +146,7 @@ pub struct RevokedLinks {
 /// The coordinator.
 pub struct Coordinator {
     store: Arc<dyn Store>,
-    // Agent records, read through a cache that every commit writing agents clears.
+    // Agent records, read through a cache; a commit writing agents forgets theirs.
     agents: Arc<AgentCache>,
     policies: Arc<Policies>,
     key: SigningKey,
