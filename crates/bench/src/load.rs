@@ -330,7 +330,7 @@ pub(crate) async fn drive(
     Ok((start.elapsed(), all, errors))
 }
 
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
+pub(crate) fn percentile(sorted: &[Duration], p: f64) -> Duration {
     if sorted.is_empty() {
         return Duration::ZERO;
     }
@@ -376,6 +376,25 @@ pub(crate) fn report(
         if !extra.is_null() {
             out!("  {extra}");
         }
+    }
+}
+
+/// The data directory a scenario's server runs on: `keep` (which must not exist yet), or
+/// `data` under `scratch`.
+pub(crate) fn data_dir(
+    keep: Option<&std::path::Path>,
+    scratch: &tempfile::TempDir,
+) -> anyhow::Result<std::path::PathBuf> {
+    match keep {
+        Some(d) => {
+            anyhow::ensure!(
+                !d.exists(),
+                "`{}` exists: give a new directory",
+                d.display()
+            );
+            Ok(d.to_path_buf())
+        }
+        None => Ok(scratch.path().join("data")),
     }
 }
 

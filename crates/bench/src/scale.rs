@@ -285,12 +285,19 @@ async fn probe(
     Ok(out)
 }
 
+/// A percentile of sorted latencies, in ms.
 fn percentile(sorted: &[Duration], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return 0.0;
-    }
-    let i = ((sorted.len() - 1) as f64 * p).round() as usize;
-    sorted[i.min(sorted.len() - 1)].as_secs_f64() * 1e3
+    crate::load::percentile(sorted, p).as_secs_f64() * 1e3
+}
+
+/// A client signing as the bootstrap admin of `data` (its key is in the data directory).
+async fn admin_client(data: &Path, addr: &str) -> anyhow::Result<mandate_sdk::Client> {
+    let admin_key = keyfile::load_signing_key(&data.join("admin.key"))?;
+    Ok(mandate_sdk::Client::connect(
+        format!("http://{addr}"),
+        mandate_sdk::Signer::new(AgentId::new("spiffe://mandate.local/admin")?, admin_key),
+    )
+    .await?)
 }
 
 /// A reload that decides every live link again while changes go on: the reload's time and
@@ -302,12 +309,7 @@ async fn reload_under_changes(
     target: &Target,
 ) -> anyhow::Result<()> {
     let (child, addr, _) = serve(data, store_args).await?;
-    let admin_key = keyfile::load_signing_key(&data.join("admin.key"))?;
-    let admin = mandate_sdk::Client::connect(
-        format!("http://{addr}"),
-        mandate_sdk::Signer::new(AgentId::new("spiffe://mandate.local/admin")?, admin_key),
-    )
-    .await?;
+    let admin = admin_client(data, &addr).await?;
     let (_, quiet) = tokio::sync::watch::channel(false);
     let mut before = probe(admin.clone(), quiet, 200).await?;
     // The default set with longer lifetimes: every link is decided again, none drifts.
@@ -366,17 +368,7 @@ pub(crate) async fn run(
     target: &Target,
 ) -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
-    let data = match keep_data {
-        Some(d) => {
-            anyhow::ensure!(
-                !d.exists(),
-                "`{}` exists: give a new directory",
-                d.display()
-            );
-            d.to_path_buf()
-        }
-        None => dir.path().join("data"),
-    };
+    let data = crate::load::data_dir(keep_data, &dir)?;
     let cluster = match target.etcd_members {
         0 => None,
         n => Some(
@@ -412,12 +404,7 @@ pub(crate) async fn run(
         let rss_ready = rss(child.id()).unwrap_or(0);
         // One read across the store: the delegation tree of a task, as its requester sees
         // it, goes through the admin's key (read from the data directory).
-        let admin_key = keyfile::load_signing_key(&data.join("admin.key"))?;
-        let mut admin = mandate_sdk::Client::connect(
-            format!("http://{addr}"),
-            mandate_sdk::Signer::new(AgentId::new("spiffe://mandate.local/admin")?, admin_key),
-        )
-        .await?;
+        let mut admin = admin_client(&data, &addr).await?;
         let tasks = admin
             .list_tasks(mandate_proto::v1::ListTasksRequest {
                 page_size: 1,

@@ -83,17 +83,7 @@ pub(crate) async fn run(a: &BenchArgs, target: &Target) -> anyhow::Result<()> {
         "soak starts its own `mandate serve` (it samples that process): drop --server"
     );
     let dir = tempfile::tempdir()?;
-    let data = match &a.keep_data {
-        Some(d) => {
-            anyhow::ensure!(
-                !d.exists(),
-                "`{}` exists: give a new directory",
-                d.display()
-            );
-            d.clone()
-        }
-        None => dir.path().join("data"),
-    };
+    let data = crate::load::data_dir(a.keep_data.as_deref(), &dir)?;
     let mut child = Command::new(mandate_bin(a)?)
         .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
         .arg(&data)
