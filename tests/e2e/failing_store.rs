@@ -82,17 +82,21 @@ impl Store for FailingStore {
     fn task_tree(
         &self,
         task: &mandate_core::TaskId,
-    ) -> Result<Option<Vec<mandate_store::TreeLink>>, StoreError> {
+    ) -> Result<Vec<mandate_store::TreeLink>, StoreError> {
         self.inner.task_tree(task)
     }
     fn links_exist(&self, ids: &[LinkId]) -> Result<Vec<bool>, StoreError> {
         self.inner.links_exist(ids)
     }
-    fn children(&self, id: &LinkId) -> Result<Vec<LinkId>, StoreError> {
-        self.inner.children(id)
+    fn children(&self, task: &TaskId, id: &LinkId) -> Result<Vec<LinkId>, StoreError> {
+        self.inner.children(task, id)
     }
-    fn children_with_expiry(&self, id: &LinkId) -> Result<Vec<(LinkId, Option<u64>)>, StoreError> {
-        self.inner.children_with_expiry(id)
+    fn children_with_expiry(
+        &self,
+        task: &TaskId,
+        id: &LinkId,
+    ) -> Result<Vec<mandate_store::Child>, StoreError> {
+        self.inner.children_with_expiry(task, id)
     }
     fn task_links(&self, task: &TaskId) -> Result<Vec<mandate_store::LinkRecord>, StoreError> {
         self.inner.task_links(task)

@@ -14,10 +14,11 @@ mod records;
 use compat::{
     implied_revocations_written_as_one_value_before_parts_are_still_read,
     records_written_as_json_before_are_read_collected_and_rewritten,
+    stores_in_the_six_key_layout_are_moved_to_four_keys_at_open,
 };
 use fixtures::Fixture;
-use records::{agent, approval, coordinator_keys, link, nth, revoke};
-pub(crate) use records::{event, task, varied_event};
+use records::{agent, approval, coordinator_keys, nth, revoke};
+pub(crate) use records::{event, link, task, varied_event};
 
 fn records_round_trip_and_indexes_answer(f: &mut dyn Fixture) {
     let s = f.store();
@@ -49,7 +50,7 @@ fn records_round_trip_and_indexes_answer(f: &mut dyn Fixture) {
     assert_eq!(s.task(&t.id).unwrap().unwrap(), t);
     assert_eq!(s.tasks(None, 10).unwrap(), vec![t.clone()]);
     assert!(s.tasks(Some(&t.id), 10).unwrap().is_empty());
-    let mut kids = s.children(&LinkId::from_bytes([1; 16])).unwrap();
+    let mut kids = s.children(&t.id, &LinkId::from_bytes([1; 16])).unwrap();
     kids.sort();
     assert_eq!(
         kids,
@@ -57,7 +58,7 @@ fn records_round_trip_and_indexes_answer(f: &mut dyn Fixture) {
     );
     // The tree index carries each child's expiry, so a cascade reads no link record.
     let mut kids = s
-        .children_with_expiry(&LinkId::from_bytes([1; 16]))
+        .children_with_expiry(&t.id, &LinkId::from_bytes([1; 16]))
         .unwrap();
     kids.sort();
     let expiry = |id: u8| {
@@ -69,9 +70,15 @@ fn records_round_trip_and_indexes_answer(f: &mut dyn Fixture) {
     assert_eq!(
         kids,
         vec![
-            (LinkId::from_bytes([2; 16]), Some(expiry(2))),
-            (LinkId::from_bytes([3; 16]), Some(expiry(3)))
+            (LinkId::from_bytes([2; 16]), expiry(2)),
+            (LinkId::from_bytes([3; 16]), expiry(3))
         ]
+    );
+    // Children are looked up within their task.
+    assert!(
+        s.children(&task(8).id, &LinkId::from_bytes([1; 16]))
+            .unwrap()
+            .is_empty()
     );
     assert_eq!(s.task_links(&t.id).unwrap().len(), 4);
     assert_eq!(s.task_link_count(&t.id).unwrap(), 4);
@@ -80,7 +87,7 @@ fn records_round_trip_and_indexes_answer(f: &mut dyn Fixture) {
         vec![LinkId::from_bytes([1; 16])]
     );
     // The task index holds the whole tree: parents and expiries, read in one scan.
-    let mut tree = s.task_tree(&t.id).unwrap().unwrap();
+    let mut tree = s.task_tree(&t.id).unwrap();
     tree.sort();
     assert_eq!(
         tree,
@@ -92,27 +99,12 @@ fn records_round_trip_and_indexes_answer(f: &mut dyn Fixture) {
             ))
             .to_vec()
     );
-    // A store written before the index marked roots: the record decides.
-    for id in 1..=4u8 {
-        f.raw_put(&key(b'k', &[t.id.as_bytes(), &[id; 16]]), &[]);
-    }
-    assert_eq!(
-        s.task_roots(&t.id).unwrap(),
-        vec![LinkId::from_bytes([1; 16])]
-    );
-    assert!(
-        s.task_tree(&t.id).unwrap().is_none(),
-        "a tree with entries that do not name their parent is not answered from the index"
-    );
-    assert_eq!(
-        s.agent_links("spiffe://t/planner").unwrap().len(),
-        3,
-        "issuer index"
-    );
     assert_eq!(
         s.agent_links("spiffe://t/h2").unwrap(),
         vec![LinkId::from_bytes([2; 16])]
     );
+    // Issuers are not indexed: a delegation's issuer holds its parent.
+    assert!(s.agent_links("spiffe://t/planner").unwrap().is_empty());
 }
 
 fn revocations_get_one_epoch_per_change_and_skip_duplicates(f: &mut dyn Fixture) {
@@ -384,7 +376,7 @@ fn queries_filter_and_page(f: &mut dyn Fixture) {
     assert_eq!(crate::query_audit(s, &f, 0, 100).unwrap().0.len(), 2);
 }
 
-fn root_links_are_not_indexed_under_their_issuer(f: &mut dyn Fixture) {
+fn links_are_indexed_under_their_holder_alone(f: &mut dyn Fixture) {
     let s = f.store();
     let t = TaskId::from_bytes([1; 16]);
     let mut root = link(1, None, t);
@@ -396,8 +388,13 @@ fn root_links_are_not_indexed_under_their_issuer(f: &mut dyn Fixture) {
     })
     .unwrap();
     assert!(s.agent_links("spiffe://t/coordinator").unwrap().is_empty());
+    assert!(s.agent_links("spiffe://t/planner").unwrap().is_empty());
     assert_eq!(
-        s.agent_links("spiffe://t/planner").unwrap(),
+        s.agent_links("spiffe://t/h1").unwrap(),
+        vec![LinkId::from_bytes([1; 16])]
+    );
+    assert_eq!(
+        s.agent_links("spiffe://t/h2").unwrap(),
         vec![LinkId::from_bytes([2; 16])]
     );
 }
@@ -429,23 +426,31 @@ fn gc_removes_expired_links_and_ended_tasks_with_every_index_entry(f: &mut dyn F
     assert_eq!((stats.links, stats.tasks), (2, 0));
     assert!(s.link(&LinkId::from_bytes([1; 16])).unwrap().is_none());
     assert!(s.link(&LinkId::from_bytes([50; 16])).unwrap().is_some());
-    assert!(s.children(&LinkId::from_bytes([1; 16])).unwrap().is_empty());
+    assert!(
+        s.children(&old.id, &LinkId::from_bytes([1; 16]))
+            .unwrap()
+            .is_empty()
+    );
     // A tree entry goes with its child: 50 is still below the removed 2.
     assert_eq!(
-        s.children(&LinkId::from_bytes([2; 16])).unwrap(),
+        s.children(&old.id, &LinkId::from_bytes([2; 16])).unwrap(),
         vec![LinkId::from_bytes([50; 16])]
     );
     assert_eq!(s.task_links(&old.id).unwrap().len(), 1);
     assert!(s.agent_links("spiffe://t/h1").unwrap().is_empty());
-    // The issuer index of the removed child is gone; the grandchild's remains.
-    assert_eq!(s.agent_links("spiffe://t/planner").unwrap().len(), 1);
+    assert!(s.agent_links("spiffe://t/h2").unwrap().is_empty());
+    assert_eq!(s.agent_links("spiffe://t/h50").unwrap().len(), 1);
     // Past task 9's deadline: the task, its last link and its approval request go.
     let stats = s.gc(0, 2001).unwrap();
     assert_eq!((stats.links, stats.tasks), (1, 1));
     assert!(s.task(&old.id).unwrap().is_none());
     assert!(s.approval(&old.id).unwrap().is_none());
     assert!(s.task_links(&old.id).unwrap().is_empty());
-    assert!(s.children(&LinkId::from_bytes([2; 16])).unwrap().is_empty());
+    assert!(
+        s.children(&old.id, &LinkId::from_bytes([2; 16]))
+            .unwrap()
+            .is_empty()
+    );
     assert!(s.task(&young.id).unwrap().is_some());
     // A task whose deadline moves (an approved request) is indexed at the new one only.
     young.deadline_ms = 3000;
@@ -700,7 +705,7 @@ fn a_change_larger_than_any_transaction_is_applied_whole(f: &mut dyn Fixture) {
     let check = |s: &dyn crate::Store| {
         assert_eq!(s.epoch().unwrap(), 1);
         assert_eq!(s.task_link_count(&t.id).unwrap(), 300);
-        assert_eq!(s.children(&nth(0)).unwrap().len(), 299);
+        assert_eq!(s.children(&t.id, &nth(0)).unwrap().len(), 299);
         assert_eq!(s.revocations_after(0).unwrap().len(), 299);
         assert_eq!(s.implied_revocations(1, &t.id).unwrap().len(), 40_000);
         assert_eq!(s.audit_head().unwrap().0, 2);
@@ -778,7 +783,7 @@ conformance!(
     a_failing_change_applies_nothing,
     gc_forgets_expired_revocations_and_nonces_only,
     queries_filter_and_page,
-    root_links_are_not_indexed_under_their_issuer,
+    links_are_indexed_under_their_holder_alone,
     gc_removes_expired_links_and_ended_tasks_with_every_index_entry,
     implied_revocations_are_one_value_per_change_read_back_whole_and_collected_together,
     a_damaged_implied_revocation_value_is_reported_not_misread_and_gc_goes_on,
@@ -787,4 +792,5 @@ conformance!(
     state_survives_reopening,
     pending_approvals_are_indexed_by_expiry_and_requester,
     records_written_as_json_before_are_read_collected_and_rewritten,
+    stores_in_the_six_key_layout_are_moved_to_four_keys_at_open,
 );

@@ -50,7 +50,7 @@ pub use client::EtcdConfig;
 use layer::{EtcdKv, Layer, Pending, ReadCache, spill};
 pub use leader::EtcdLeadership;
 
-use crate::kv::{Ops, encode, key};
+use crate::kv::{Ops, encode};
 use crate::records::AuditRecord;
 use crate::{Change, Committed, GENESIS_HASH, GcStats, Result, Store, StoreError, tables};
 
@@ -156,6 +156,10 @@ impl EtcdStore {
             drop(inner.queue(ops, None));
             inner.flush()?;
         }
+        tables::migrate(&inner.kv, &mut |ops| {
+            drop(inner.queue(ops, None));
+            inner.flush()
+        })?;
         let (stop, stopped) = std::sync::mpsc::channel::<()>();
         let thread = {
             let inner = Arc::clone(&inner);
@@ -382,9 +386,12 @@ impl Store for EtcdStore {
 
     fn children_with_expiry_of(
         &self,
-        ids: &[mandate_core::LinkId],
-    ) -> Result<Vec<Vec<(mandate_core::LinkId, Option<u64>)>>> {
-        let prefixes: Vec<Vec<u8>> = ids.iter().map(|id| key(b'c', &[id.as_bytes()])).collect();
+        links: &[(mandate_core::TaskId, mandate_core::LinkId)],
+    ) -> Result<Vec<Vec<crate::Child>>> {
+        let prefixes: Vec<Vec<u8>> = links
+            .iter()
+            .map(|(task, id)| tables::children_prefix(task, id))
+            .collect();
         Ok(self
             .inner
             .kv
@@ -394,6 +401,7 @@ impl Store for EtcdStore {
                 entries
                     .iter()
                     .filter_map(|(k, v)| tables::tree_entry(k, v))
+                    .map(|(child, _, expiry)| (child, expiry))
                     .collect()
             })
             .collect())

@@ -54,6 +54,10 @@ impl Ops {
     pub(crate) fn get(&self, k: &[u8]) -> Option<Option<&[u8]>> {
         self.0.get(k).map(Option::as_deref)
     }
+    /// How many keys are written.
+    pub(crate) fn len(&self) -> usize {
+        self.0.len()
+    }
     /// Whether there is nothing to write.
     pub(crate) fn is_empty(&self) -> bool {
         self.0.is_empty()

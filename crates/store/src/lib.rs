@@ -75,9 +75,8 @@ pub enum StoreError {
 /// Result of store operations.
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
-/// A child in the delegation tree and its expiry (`None` in entries written before the
-/// tree index held it).
-pub type Child = (LinkId, Option<u64>);
+/// A child in the delegation tree and its expiry.
+pub type Child = (LinkId, u64);
 
 /// A link of a task's tree: its id, its parent (`None` for a root) and its expiry.
 pub type TreeLink = (LinkId, Option<LinkId>, u64);
@@ -227,29 +226,30 @@ pub trait Store: Send + Sync + 'static {
     /// Whether each of `ids` is a stored link, answered together (a networked backend
     /// asks once for all of them).
     fn links_exist(&self, ids: &[LinkId]) -> Result<Vec<bool>>;
-    /// Direct children of a link in the delegation tree.
-    fn children(&self, id: &LinkId) -> Result<Vec<LinkId>>;
-    /// Direct children of a link with their expiry, read from the tree index alone (no link
-    /// record is read). The expiry is `None` for links a store wrote before the index held
-    /// it: read the record then.
-    fn children_with_expiry(&self, id: &LinkId) -> Result<Vec<(LinkId, Option<u64>)>>;
-    /// [`Store::children_with_expiry`] of each of `ids`, answered together (a networked
-    /// backend asks once for many; a cascade walks a tree level by level).
-    fn children_with_expiry_of(&self, ids: &[LinkId]) -> Result<Vec<Vec<Child>>> {
-        ids.iter().map(|id| self.children_with_expiry(id)).collect()
+    /// Direct children of a link of `task` in the delegation tree (a child belongs to its
+    /// parent's task).
+    fn children(&self, task: &TaskId, id: &LinkId) -> Result<Vec<LinkId>>;
+    /// Direct children of a link of `task` with their expiry, read from the tree index
+    /// alone (no link record is read).
+    fn children_with_expiry(&self, task: &TaskId, id: &LinkId) -> Result<Vec<Child>>;
+    /// [`Store::children_with_expiry`] of each of `links` (task, link), answered together
+    /// (a networked backend asks once for many; a cascade walks a tree level by level).
+    fn children_with_expiry_of(&self, links: &[(TaskId, LinkId)]) -> Result<Vec<Vec<Child>>> {
+        links
+            .iter()
+            .map(|(task, id)| self.children_with_expiry(task, id))
+            .collect()
     }
     /// Every link of a task, in no particular order.
     fn task_links(&self, task: &TaskId) -> Result<Vec<LinkRecord>>;
-    /// Every link of a task with its parent (`None` for a root) and expiry, from the task
-    /// index alone, in no particular order: the whole tree in one read. `None` when the
-    /// store wrote some of the task's index entries before they held the parent.
-    fn task_tree(&self, task: &TaskId) -> Result<Option<Vec<TreeLink>>>;
+    /// Every link of a task with its parent (`None` for a root) and expiry, from the tree
+    /// index alone, in no particular order: the whole tree in one read.
+    fn task_tree(&self, task: &TaskId) -> Result<Vec<TreeLink>>;
     /// How many links a task has, from the index alone.
     fn task_link_count(&self, task: &TaskId) -> Result<usize>;
-    /// The root links of a task (its first grant and every renewal), from the index alone
-    /// where the store recorded which links are roots.
+    /// The root links of a task (its first grant and every renewal), from the index alone.
     fn task_roots(&self, task: &TaskId) -> Result<Vec<LinkId>>;
-    /// Ids of every link an agent holds or issued.
+    /// Ids of every link an agent holds (the links it issued are their children).
     fn agent_links(&self, agent: &str) -> Result<Vec<LinkId>>;
     /// The revocation of a link cut by a change (not implied), if revoked.
     fn revocation(&self, id: &LinkId) -> Result<Option<RevocationRecord>>;

@@ -174,16 +174,21 @@ impl SledStore {
             seal_failed: Mutex::new(None),
             flusher: Some((stop, thread)),
         };
-        store.index_approvals()?;
+        store.upgrade()?;
         Ok(store)
     }
 
-    /// Builds the approval indexes of a store written before them (once).
-    fn index_approvals(&self) -> Result<()> {
+    /// Brings a store written by an earlier version to the current layout (once): the
+    /// approval indexes, then the tree index (`tables/layout.rs`).
+    fn upgrade(&self) -> Result<()> {
         if let Some(ops) = tables::plan_approval_index(&self.db)? {
             self.db.apply_batch(batch(ops)).map_err(backend)?;
             self.db.flush().map_err(backend)?;
         }
+        tables::migrate(&self.db, &mut |ops| {
+            self.db.apply_batch(batch(ops)).map_err(backend)?;
+            self.db.flush().map(drop).map_err(backend)
+        })?;
         Ok(())
     }
 

@@ -7,9 +7,8 @@
 //! | `a` | agent id | [`AgentRecord`] |
 //! | `t` | task id (16) | [`TaskRecord`] (binary, `compact.rs`; JSON in stores written before) |
 //! | `l` | link id (16) | [`LinkRecord`] (binary, as `t`) |
-//! | `c` | parent id (16), child id (16) | the child's expiry (8, big endian; empty in stores written before): the tree |
-//! | `k` | task id (16), link id (16) | `1` for a root link, `0` otherwise, then the parent's id (16, zeros for a root) and the expiry (8, big endian) (only the flag, or empty, in stores written before): links of a task, and its tree |
-//! | `h` | agent id, 0, link id (16) | empty: links an agent holds or issued |
+//! | `k` | task id (16), parent id (16; zeros for a root), link id (16) | the link's expiry (8, big endian): links of a task, its roots, and the delegation tree (a link's children are one prefix) |
+//! | `h` | agent id, 0, link id (16) | empty: links an agent holds (the links it issued are their children: an issuer holds the parent) |
 //! | `x` | expiry (8, big endian), link id (16) | empty: links by expiry, for GC |
 //! | `y` | deadline (8, big endian), task id (16) | empty: tasks by deadline, for GC |
 //! | `p` | task id (16) | [`ApprovalRecord`] |
@@ -21,7 +20,7 @@
 //! | `n` | nonce (16) | expiry (8, big endian) |
 //! | `g` | `t` task id (16) or `l` link id (16) | uses so far (4, big endian): use-limited roots (per task) and delegations |
 //! | `q` | sequence (8, big endian) | [`AuditRecord`]: the audit log's tail where the backend keeps it in the map (etcd; sled keeps it in a journal file and has `q` only from before) |
-//! | `m` | name | `epoch`, `audit` (sequence and hash of the last audit record of a change that wrote state), `policy` (hash of the policy set in force), `approval_index` (present once `w` and `u` were built for a store written before them) |
+//! | `m` | name | `epoch`, `audit` (sequence and hash of the last audit record of a change that wrote state), `policy` (hash of the policy set in force), `approval_index` (present once `w` and `u` were built for a store written before them), `layout` (8, big endian: the index layout, `layout.rs`) |
 
 use crate::compact::Value;
 use crate::kv::{Kv, Ops, Visit, be, key, prefix_end, read_be};
@@ -29,7 +28,7 @@ use crate::records::{
     AgentRecord, ApprovalRecord, ApprovalState, AuditRecord, CoordinatorKeys, LinkRecord,
     RevocationRecord, TaskRecord,
 };
-use crate::{Change, Committed, GcStats, Result, StoreError, TreeLink, UseCounter, implied};
+use crate::{Change, Child, Committed, GcStats, Result, StoreError, TreeLink, UseCounter, implied};
 use mandate_core::{LinkId, TaskId};
 
 /// Implied revocations per stored value (52 bytes each: 832 KiB a value).
@@ -47,6 +46,8 @@ pub(crate) const POLICY_FILES: &[u8] = b"mpolicy_files";
 pub(crate) const COORDINATOR_KEYS: &[u8] = b"mcoordinator_keys";
 /// Present once the approval indexes were built.
 pub(crate) const APPROVAL_INDEX: &[u8] = b"mapproval_index";
+/// The index layout the store is written in (absent: layout 1; `layout.rs`).
+pub(crate) const LAYOUT_KEY: &[u8] = b"mlayout";
 
 /// The last audit record's sequence and hash.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -88,6 +89,17 @@ fn unindex_approval(ops: &mut Ops, a: &ApprovalRecord) {
     for k in approval_keys(a) {
         ops.delete(k);
     }
+}
+
+/// The parent part of a root link's tree index entry.
+const ROOT: [u8; 16] = [0; 16];
+/// Where the link id starts in a tree index entry (`k`, task, parent).
+const TREE_CHILD_AT: usize = 33;
+
+/// A link's entry in the tree index: under its task and its parent.
+pub(crate) fn tree_key(task: &TaskId, parent: Option<&LinkId>, id: &LinkId) -> Vec<u8> {
+    let parent = parent.map_or(&ROOT, LinkId::as_bytes);
+    key(b'k', &[task.as_bytes(), parent, id.as_bytes()])
 }
 
 fn link_id_at(k: &[u8], at: usize) -> Option<LinkId> {
@@ -162,22 +174,15 @@ pub(crate) fn plan<K: Kv + ?Sized>(kv: &K, change: &Change, ops: &mut Ops) -> Re
     for l in &change.links {
         let id = l.id.as_bytes();
         ops.put(key(b'l', &[id]), Value::to_value(l)?);
-        if let Some(parent) = &l.parent {
-            ops.put(key(b'c', &[parent.as_bytes(), id]), be(l.expires_at_ms));
-        }
-        let root = u8::from(l.parent.is_none());
-        let parent = l.parent.map_or([0; 16], |p| *p.as_bytes());
         ops.put(
-            key(b'k', &[l.task.as_bytes(), id]),
-            [&[root][..], &parent, &be(l.expires_at_ms)].concat(),
+            tree_key(&l.task, l.parent.as_ref(), &l.id),
+            be(l.expires_at_ms),
         );
         ops.put(key(b'x', &[&be(l.expires_at_ms), id]), []);
+        // Only the holder: the issuer of a delegation holds its parent, so the links an
+        // agent issued are the children of those it holds (and a root's issuer, the
+        // coordinator, is not an agent).
         ops.put(key(b'h', &[l.holder.as_bytes(), &[0], id]), []);
-        // Root links are issued by the coordinator, which is not an agent: indexing them
-        // under its name would let whoever holds that name reach every root.
-        if l.parent.is_some() {
-            ops.put(key(b'h', &[l.issuer.as_bytes(), &[0], id]), []);
-        }
     }
 
     let mut seen = std::collections::HashSet::new();
@@ -290,11 +295,7 @@ pub(crate) fn plan_gc<K: Kv + ?Sized>(
         let raw = id.as_bytes();
         ops.delete(key(b'l', &[raw]));
         ops.delete(key(b'g', &[b"l", raw]));
-        if let Some(parent) = &l.parent {
-            ops.delete(key(b'c', &[parent.as_bytes(), raw]));
-            ops.delete(key(b'h', &[l.issuer.as_bytes(), &[0], raw]));
-        }
-        ops.delete(key(b'k', &[l.task.as_bytes(), raw]));
+        ops.delete(tree_key(&l.task, l.parent.as_ref(), &id));
         ops.delete(key(b'h', &[l.holder.as_bytes(), &[0], raw]));
         stats.links += 1;
     }
@@ -542,64 +543,58 @@ pub(crate) fn links_exist<K: Kv + ?Sized>(kv: &K, ids: &[LinkId]) -> Result<Vec<
     kv.contains_all(&keys)
 }
 
-pub(crate) fn children<K: Kv + ?Sized>(kv: &K, id: &LinkId) -> Result<Vec<LinkId>> {
-    Ok(keys_with_prefix(kv, &key(b'c', &[id.as_bytes()]))?
+pub(crate) fn children<K: Kv + ?Sized>(kv: &K, task: &TaskId, id: &LinkId) -> Result<Vec<LinkId>> {
+    Ok(keys_with_prefix(kv, &children_prefix(task, id))?
         .iter()
-        .filter_map(|k| link_id_at(k, 17))
+        .filter_map(|k| link_id_at(k, TREE_CHILD_AT))
         .collect())
 }
 
 pub(crate) fn children_with_expiry<K: Kv + ?Sized>(
     kv: &K,
+    task: &TaskId,
     id: &LinkId,
-) -> Result<Vec<(LinkId, Option<u64>)>> {
+) -> Result<Vec<Child>> {
     let mut out = Vec::new();
-    scan_prefix(kv, &key(b'c', &[id.as_bytes()]), &mut |k, v| {
-        out.extend(tree_entry(k, v));
+    scan_prefix(kv, &children_prefix(task, id), &mut |k, v| {
+        out.extend(tree_entry(k, v).map(|(child, _, expiry)| (child, expiry)));
         Ok(true)
     })?;
     Ok(out)
 }
 
-/// The child and its expiry (when the entry holds it) of a tree index entry.
-pub(crate) fn tree_entry(k: &[u8], v: &[u8]) -> Option<(LinkId, Option<u64>)> {
-    let child = link_id_at(k, 17)?;
-    Some((child, <[u8; 8]>::try_from(v).ok().map(u64::from_be_bytes)))
+/// The prefix of a link's children in the tree index.
+pub(crate) fn children_prefix(task: &TaskId, id: &LinkId) -> Vec<u8> {
+    key(b'k', &[task.as_bytes(), id.as_bytes()])
+}
+
+/// The link, its parent and its expiry of a tree index entry.
+pub(crate) fn tree_entry(k: &[u8], v: &[u8]) -> Option<TreeLink> {
+    let id = link_id_at(k, TREE_CHILD_AT)?;
+    let parent = k.get(17..TREE_CHILD_AT)?;
+    let parent = (parent != ROOT)
+        .then(|| LinkId::from_slice(parent))
+        .flatten();
+    let expiry = u64::from_be_bytes(<[u8; 8]>::try_from(v).ok()?);
+    Some((id, parent, expiry))
 }
 
 pub(crate) fn task_links<K: Kv + ?Sized>(kv: &K, task: &TaskId) -> Result<Vec<LinkRecord>> {
     keys_with_prefix(kv, &key(b'k', &[task.as_bytes()]))?
         .iter()
-        .filter_map(|k| link_id_at(k, 17))
+        .filter_map(|k| link_id_at(k, TREE_CHILD_AT))
         .filter_map(|id| link(kv, &id).transpose())
         .collect()
 }
 
-/// Every link of a task with its parent and expiry, from the task index alone; `None`
-/// when an entry was written before the index held them.
-pub(crate) fn task_tree<K: Kv + ?Sized>(kv: &K, task: &TaskId) -> Result<Option<Vec<TreeLink>>> {
+/// Every link of a task with its parent and expiry, from the tree index alone.
+pub(crate) fn task_tree<K: Kv + ?Sized>(kv: &K, task: &TaskId) -> Result<Vec<TreeLink>> {
     let mut out = Vec::new();
-    let mut complete = true;
     scan_prefix(kv, &key(b'k', &[task.as_bytes()]), &mut |k, v| {
-        let (Some(id), [root, rest @ ..]) = (link_id_at(k, 17), v) else {
-            complete = false;
-            return Ok(false);
-        };
-        let (Some(parent), Ok(expiry)) = (
-            rest.get(..16).and_then(LinkId::from_slice),
-            <[u8; 8]>::try_from(rest.get(16..).unwrap_or_default()),
-        ) else {
-            complete = false;
-            return Ok(false);
-        };
-        out.push((
-            id,
-            (*root == 0).then_some(parent),
-            u64::from_be_bytes(expiry),
-        ));
+        out.extend(tree_entry(k, v));
         Ok(true)
     })?;
-    Ok(complete.then_some(out))
+    Ok(out)
 }
 
 pub(crate) fn task_link_count<K: Kv + ?Sized>(kv: &K, task: &TaskId) -> Result<usize> {
@@ -612,39 +607,18 @@ pub(crate) fn task_link_count<K: Kv + ?Sized>(kv: &K, task: &TaskId) -> Result<u
 }
 
 pub(crate) fn task_roots<K: Kv + ?Sized>(kv: &K, task: &TaskId) -> Result<Vec<LinkId>> {
-    let mut entries = Vec::new();
-    scan_prefix(kv, &key(b'k', &[task.as_bytes()]), &mut |k, v| {
-        if let Some(id) = link_id_at(k, 17) {
-            entries.push((
-                id,
-                v.first().copied().filter(|_| v.len() == 1 || v.len() == 25),
-            ));
-        }
-        Ok(true)
-    })?;
-    let mut out = Vec::new();
-    for (id, flag) in entries {
-        let root = match flag {
-            Some(flag) => flag == 1,
-            // Written before the index said: read the record.
-            None => link(kv, &id)?.is_some_and(|l| l.parent.is_none()),
-        };
-        if root {
-            out.push(id);
-        }
-    }
-    Ok(out)
+    Ok(keys_with_prefix(kv, &key(b'k', &[task.as_bytes(), &ROOT]))?
+        .iter()
+        .filter_map(|k| link_id_at(k, TREE_CHILD_AT))
+        .collect())
 }
 
 pub(crate) fn agent_links<K: Kv + ?Sized>(kv: &K, agent: &str) -> Result<Vec<LinkId>> {
     let prefix = key(b'h', &[agent.as_bytes(), &[0]]);
-    let mut ids: Vec<LinkId> = keys_with_prefix(kv, &prefix)?
+    Ok(keys_with_prefix(kv, &prefix)?
         .iter()
         .filter_map(|k| link_id_at(k, prefix.len()))
-        .collect();
-    ids.sort();
-    ids.dedup();
-    Ok(ids)
+        .collect())
 }
 
 pub(crate) fn revocation<K: Kv + ?Sized>(kv: &K, id: &LinkId) -> Result<Option<RevocationRecord>> {
@@ -742,5 +716,7 @@ pub(crate) fn audit_records<K: Kv + ?Sized>(
     failed.map_or(Ok(out), Err)
 }
 
+mod layout;
 mod reads;
+pub(crate) use layout::migrate;
 pub(crate) use reads::store_reads;

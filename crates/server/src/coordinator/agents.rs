@@ -32,8 +32,9 @@ pub struct Registration {
 
 impl Coordinator {
     /// `first`, and every active worker registered below them transitively, marked
-    /// disabled at `now` (`first` in front, in order), with every link they hold or issued
-    /// (the roots of the cascade that goes with disabling them).
+    /// disabled at `now` (`first` in front, in order), with every link they hold: the roots
+    /// of the cascade that goes with disabling them, which reaches every link they issued
+    /// (a delegation's issuer holds its parent).
     pub(super) fn disable_closure(
         &self,
         first: Vec<AgentRecord>,

@@ -146,7 +146,7 @@ impl Coordinator {
                 covered_until: 0,
             })
             .collect();
-        let mut trees: HashMap<TaskId, Option<Children>> = HashMap::new();
+        let mut trees: HashMap<TaskId, Children> = HashMap::new();
         // Level by level: the children of a whole level are read together.
         while !level.is_empty() {
             let mut parents = Vec::with_capacity(level.len());
@@ -204,36 +204,33 @@ impl Coordinator {
             if parents.len() > WIDE_LEVEL {
                 for (_, task, _) in &parents {
                     if !trees.contains_key(task) {
-                        let tree = self.store.task_tree(task)?.map(|links| {
-                            let mut children = Children::new();
-                            for (id, parent, expiry) in links {
-                                if let Some(p) = parent {
-                                    children.entry(p).or_default().push((id, Some(expiry)));
-                                }
+                        let mut children = Children::new();
+                        for (id, parent, expiry) in self.store.task_tree(task)? {
+                            if let Some(p) = parent {
+                                children.entry(p).or_default().push((id, expiry));
                             }
-                            children
-                        });
-                        trees.insert(*task, tree);
+                        }
+                        trees.insert(*task, children);
                     }
                 }
             }
-            let ask: Vec<LinkId> = parents
+            let ask: Vec<(TaskId, LinkId)> = parents
                 .iter()
-                .filter(|(_, task, _)| !matches!(trees.get(task), Some(Some(_))))
-                .map(|(id, _, _)| *id)
+                .filter(|(_, task, _)| !trees.contains_key(task))
+                .map(|(id, task, _)| (*task, *id))
                 .collect();
             let mut asked = self.store.children_with_expiry_of(&ask)?.into_iter();
             level = Vec::new();
             // A child belongs to its parent's task (verification checks it).
             for (id, task, covers) in parents {
                 let children = match trees.get(&task) {
-                    Some(Some(tree)) => tree.get(&id).cloned().unwrap_or_default(),
-                    _ => asked.next().unwrap_or_default(),
+                    Some(tree) => tree.get(&id).cloned().unwrap_or_default(),
+                    None => asked.next().unwrap_or_default(),
                 };
                 for (child, expiry) in children {
                     level.push(Visit {
                         id: child,
-                        known: expiry.map(|e| (task, e)),
+                        known: Some((task, expiry)),
                         covered_until: covers,
                     });
                 }

@@ -102,7 +102,7 @@ impl QuotaLedger {
         let held = self.held(&mut counts, store, revoked, agent, now)?;
         let children = match counts.children.get(parent) {
             Some(n) => *n,
-            None => store.children(parent)?.len(),
+            None => store.children(task, parent)?.len(),
         };
         if children >= q.children_per_link {
             return Err(exceeded(format!(
@@ -202,21 +202,25 @@ impl QuotaLedger {
             Some(n) => *n,
             None => {
                 let revoked = revoked.read().unwrap_or_else(PoisonError::into_inner);
+                let live = |id: &LinkId, expires_at_ms: u64| {
+                    expires_at_ms > now && !revoked.is_revoked(id)
+                };
+                // The roots granted to it, and the delegations it issued: the children of
+                // the links it holds (an issuer holds the parent). A dead link has no
+                // live children.
                 let mut n = 0;
+                let mut parents = Vec::new();
                 for id in store.agent_links(agent)? {
-                    if revoked.is_revoked(&id) {
-                        continue;
-                    }
                     if let Some(l) = store.link(&id)?
-                        && l.expires_at_ms > now
-                        && (if l.parent.is_none() {
-                            l.holder == agent
-                        } else {
-                            l.issuer == agent
-                        })
+                        && l.holder == agent
+                        && live(&id, l.expires_at_ms)
                     {
-                        n += 1;
+                        n += usize::from(l.parent.is_none());
+                        parents.push((l.task, id));
                     }
+                }
+                for children in store.children_with_expiry_of(&parents)? {
+                    n += children.iter().filter(|(c, e)| live(c, *e)).count();
                 }
                 counts.held.insert(agent.to_owned(), n);
                 n

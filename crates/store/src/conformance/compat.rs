@@ -94,3 +94,87 @@ pub(super) fn records_written_as_json_before_are_read_collected_and_rewritten(f:
     }
     assert!(s.agent_links("spiffe://t/planner").unwrap().is_empty());
 }
+
+/// Writes `l`'s index entries as layout 1 did (six keys: `k` by task and link with the
+/// root flag, parent and expiry; `c` by parent; `h` under holder and issuer) in place of
+/// the current ones.
+fn write_layout_1(f: &dyn Fixture, l: &crate::LinkRecord) {
+    let (id, expiry) = (l.id.as_bytes(), be(l.expires_at_ms));
+    f.raw_delete(&crate::tables::tree_key(&l.task, l.parent.as_ref(), &l.id));
+    let parent = l.parent.map_or([0; 16], |p| *p.as_bytes());
+    let flag = u8::from(l.parent.is_none());
+    f.raw_put(
+        &key(b'k', &[l.task.as_bytes(), id]),
+        &[&[flag][..], &parent, &expiry].concat(),
+    );
+    if l.parent.is_some() {
+        f.raw_put(&key(b'c', &[&parent, id]), &expiry);
+        f.raw_put(&key(b'h', &[l.issuer.as_bytes(), &[0], id]), &[]);
+    }
+}
+
+/// A store written in index layout 1 (six keys a link) is moved to layout 2 (four) when it
+/// opens: every answer is the same, and no entry of the old layout is left.
+pub(super) fn stores_in_the_six_key_layout_are_moved_to_four_keys_at_open(f: &mut dyn Fixture) {
+    let s = f.store();
+    let t = task(9);
+    // An issuer holds the parent: h1 delegates 2 and 3, h2 delegates 4; a self-delegation
+    // (5, to h1 again) shares the holder's entry.
+    let mut links = vec![link(1, None, t.id)];
+    for (id, parent, issuer) in [(2, 1, 1), (3, 1, 1), (4, 2, 2), (5, 1, 1)] {
+        let mut l = link(id, Some(parent), t.id);
+        l.issuer = format!("spiffe://t/h{issuer}");
+        links.push(l);
+    }
+    links[4].holder = "spiffe://t/h1".into();
+    s.commit(Change {
+        tasks: vec![t.clone()],
+        links: links.clone(),
+        audit: vec![event("x")],
+        ..Change::default()
+    })
+    .unwrap();
+    let before = |s: &dyn crate::Store| {
+        let mut tree = s.task_tree(&t.id).unwrap();
+        tree.sort();
+        let mut kids = s.children_with_expiry(&t.id, &links[0].id).unwrap();
+        kids.sort();
+        let held: Vec<Vec<LinkId>> = (1..=4)
+            .map(|h| s.agent_links(&format!("spiffe://t/h{h}")).unwrap())
+            .collect();
+        (tree, kids, held, s.task_roots(&t.id).unwrap())
+    };
+    let expected = before(s);
+    assert_eq!(expected.1.len(), 3);
+    assert_eq!(expected.2[0], vec![links[0].id, links[4].id]);
+    for l in &links {
+        write_layout_1(f, l);
+    }
+    // Entries an earlier version left behind: a tree entry and a task entry whose link is
+    // gone.
+    f.raw_put(&key(b'c', &[&[7; 16], &[8; 16]]), &be(5));
+    f.raw_put(&key(b'k', &[t.id.as_bytes(), &[8; 16]]), &[0]);
+    f.raw_delete(b"mlayout");
+    assert_eq!(f.raw_keys(b"c").len(), 5);
+
+    f.reopen();
+    let s = f.store();
+    assert_eq!(before(s), expected);
+    assert_eq!(f.raw_get(b"mlayout"), Some(be(2).to_vec()));
+    assert!(f.raw_keys(b"c").is_empty());
+    assert_eq!(f.raw_keys(b"k").len(), links.len());
+    assert!(f.raw_keys(b"k").iter().all(|k| k.len() == 49));
+    // The issuers' entries are gone where they named another agent than the holder.
+    assert_eq!(f.raw_keys(b"h").len(), links.len());
+    assert_eq!(s.task_link_count(&t.id).unwrap(), links.len());
+
+    // Opening again changes nothing; collection removes every entry of the new layout.
+    f.reopen();
+    let s = f.store();
+    assert_eq!(before(s), expected);
+    let stats = s.gc(u64::MAX, u64::MAX).unwrap();
+    assert_eq!(stats.links, links.len());
+    for prefix in [b"l", b"c", b"k", b"x", b"h"] {
+        assert_eq!(f.raw_keys(prefix), Vec::<Vec<u8>>::new(), "{prefix:?}");
+    }
+}

@@ -52,14 +52,19 @@ macro_rules! store_reads {
         fn links_exist(&self, ids: &[mandate_core::LinkId]) -> $crate::Result<Vec<bool>> {
             $crate::tables::links_exist(&self.$($kv).+, ids)
         }
-        fn children(&self, id: &mandate_core::LinkId) -> $crate::Result<Vec<mandate_core::LinkId>> {
-            $crate::tables::children(&self.$($kv).+, id)
+        fn children(
+            &self,
+            task: &mandate_core::TaskId,
+            id: &mandate_core::LinkId,
+        ) -> $crate::Result<Vec<mandate_core::LinkId>> {
+            $crate::tables::children(&self.$($kv).+, task, id)
         }
         fn children_with_expiry(
             &self,
+            task: &mandate_core::TaskId,
             id: &mandate_core::LinkId,
-        ) -> $crate::Result<Vec<(mandate_core::LinkId, Option<u64>)>> {
-            $crate::tables::children_with_expiry(&self.$($kv).+, id)
+        ) -> $crate::Result<Vec<$crate::Child>> {
+            $crate::tables::children_with_expiry(&self.$($kv).+, task, id)
         }
         fn task_links(
             &self,
@@ -70,7 +75,7 @@ macro_rules! store_reads {
         fn task_tree(
             &self,
             task: &mandate_core::TaskId,
-        ) -> $crate::Result<Option<Vec<$crate::TreeLink>>> {
+        ) -> $crate::Result<Vec<$crate::TreeLink>> {
             $crate::tables::task_tree(&self.$($kv).+, task)
         }
         fn task_link_count(&self, task: &mandate_core::TaskId) -> $crate::Result<usize> {
