@@ -18,6 +18,7 @@
 // - `bad_input`: request authentication and everything a caller can get wrong (unsigned,
 //   stale, replayed, malformed, oversized, undecodable, foreign trust domain), quotas and
 //   concurrent duplicates; each proves that nothing changed.
+// - `batch`: `AuthorizeBatch` (order, one audit record a decision, bad input refused whole).
 // - `tool`: the tool side (the SDK's verifier and tower layer against a live feed).
 // - `feed`: `WatchRevocations`: resuming, heartbeats, publishing only once durable.
 // - `policy`: Cedar decisions, obligations, approvals, break-glass, reloads and drift.
@@ -31,6 +32,7 @@
 mod access;
 mod audit;
 mod bad_input;
+mod batch;
 mod failing_store;
 mod failover;
 mod feed;

@@ -108,6 +108,10 @@ pub(crate) struct BenchArgs {
     /// Soak: rounds that count as warm-up, left out of the slopes [default: a third].
     #[arg(long)]
     pub(crate) warmup_rounds: Option<usize>,
+    /// Authorize: decisions per request; above 1, each request is one `AuthorizeBatch`
+    /// (`--requests` counts decisions).
+    #[arg(long, default_value_t = 1)]
+    pub(crate) batch: usize,
     /// Soak: the server's collection interval, in seconds.
     #[arg(long, default_value_t = 5)]
     pub(crate) gc_interval_secs: u64,
@@ -117,6 +121,7 @@ pub(crate) struct BenchArgs {
 pub(crate) enum Op {
     Echo,
     Authorize(tonic::Request<pb::AuthorizeRequest>),
+    AuthorizeBatch(tonic::Request<pb::AuthorizeBatchRequest>),
     Delegate(tonic::Request<pb::DelegateRequest>),
     Revoke(tonic::Request<pb::RevokeLinkRequest>),
 }
@@ -309,6 +314,11 @@ pub(crate) async fn drive(
                         .await
                         .map(|r| r.into_inner().allowed)
                         .unwrap_or(false),
+                    Op::AuthorizeBatch(r) => authz
+                        .authorize_batch(r)
+                        .await
+                        .map(|r| r.into_inner().responses.iter().all(|d| d.allowed))
+                        .unwrap_or(false),
                     Op::Delegate(r) => tasks.delegate(r).await.is_ok(),
                     Op::Revoke(r) => tasks.revoke_link(r).await.is_ok(),
                 };
@@ -429,6 +439,33 @@ pub(crate) async fn run(a: BenchArgs, target: &Target) -> anyhow::Result<()> {
             let (t, lat, e) = drive(ops, &channels, a.concurrency).await?;
             report(target, "echo", t, lat, e, serde_json::Value::Null);
         }
+        Scenario::Authorize if a.batch > 1 => {
+            let (asks, _, signer) = prepare_authorize_requests(&mut w, a.requests).await?;
+            let mut ops = Vec::with_capacity(asks.len().div_ceil(a.batch));
+            for requests in asks.chunks(a.batch) {
+                let batch = pb::AuthorizeBatchRequest {
+                    requests: requests.to_vec(),
+                };
+                ops.push(Op::AuthorizeBatch(signed(
+                    &signer,
+                    "AuthorizationService/AuthorizeBatch",
+                    batch,
+                )?));
+            }
+            let (t, lat, e) = drive(ops, &channels, a.concurrency).await?;
+            let decisions = asks.len() as f64 / t.as_secs_f64();
+            report(
+                target,
+                &format!(
+                    "authorize in batches of {} (depth-3 chains, fresh proofs)",
+                    a.batch
+                ),
+                t,
+                lat,
+                e,
+                json!({ "decisions": asks.len(), "decisions_per_second": decisions.round() }),
+            );
+        }
         Scenario::Authorize => {
             let (ops, _) = prepare_authorize(&mut w, a.requests).await?;
             let (t, lat, e) = drive(ops, &channels, a.concurrency).await?;
@@ -507,6 +544,24 @@ pub(crate) async fn prepare_mixed(w: &mut World, n: usize) -> anyhow::Result<Vec
 /// A depth-3 chain (coordinator → planner → worker → sub-worker) and `n` signed Authorize
 /// requests from the tool, each with a fresh proof.
 pub(crate) async fn prepare_authorize(w: &mut World, n: usize) -> anyhow::Result<(Vec<Op>, Chain)> {
+    let (asks, chain, signer) = prepare_authorize_requests(w, n).await?;
+    let mut ops = Vec::with_capacity(n);
+    for msg in asks {
+        ops.push(Op::Authorize(signed(
+            &signer,
+            "AuthorizationService/Authorize",
+            msg,
+        )?));
+    }
+    Ok((ops, chain))
+}
+
+/// A depth-3 chain (coordinator → planner → worker → sub-worker), `n` Authorize messages
+/// for it, each with a fresh proof, and the tool that asks.
+async fn prepare_authorize_requests(
+    w: &mut World,
+    n: usize,
+) -> anyhow::Result<(Vec<pb::AuthorizeRequest>, Chain, Signer)> {
     let (_, pkey, psigner) = register(w, "planner", "planner").await?;
     let (wid, wkey, _) = register(w, "worker", "worker").await?;
     let (sid, skey, _) = register(w, "sub", "worker").await?;
@@ -526,25 +581,20 @@ pub(crate) async fn prepare_authorize(w: &mut World, n: usize) -> anyhow::Result
         .await?;
     let _ = pkey;
     let chain_bytes = c3.encode();
-    let mut ops = Vec::with_capacity(n);
+    let mut asks = Vec::with_capacity(n);
     for i in 0..n {
         let resource = format!("files/data/{i}");
         let proof = Invocation::sign(&skey, &c3, &tid, Call::new("read", resource.clone()), now)?;
-        let msg = pb::AuthorizeRequest {
+        asks.push(pb::AuthorizeRequest {
             refuse_break_glass: false,
             chain: chain_bytes.clone(),
             invocation: proof.encode(),
             action: "read".into(),
             resource,
             ..Default::default()
-        };
-        ops.push(Op::Authorize(signed(
-            &tsigner,
-            "AuthorizationService/Authorize",
-            msg,
-        )?));
+        });
     }
-    Ok((ops, c3))
+    Ok((asks, c3, tsigner))
 }
 
 /// `n` delegations spread over `tasks` tasks, each a new sealed link to one worker.

@@ -444,6 +444,20 @@ impl Client {
     ) -> Result<pb::AuthorizeResponse, Error> {
         call!(self, authz, authorize, "AuthorizationService/Authorize", r)
     }
+    /// `AuthorizationService/AuthorizeBatch`: up to 256 decisions under one request
+    /// signature, answered in order (each decided and audited as if asked alone).
+    pub async fn authorize_batch(
+        &mut self,
+        r: pb::AuthorizeBatchRequest,
+    ) -> Result<pb::AuthorizeBatchResponse, Error> {
+        call!(
+            self,
+            authz,
+            authorize_batch,
+            "AuthorizationService/AuthorizeBatch",
+            r
+        )
+    }
     /// `AuthorizationService/WatchRevocations`.
     pub async fn watch_revocations(
         &mut self,

@@ -94,6 +94,24 @@ def test_a_link_built_in_python_is_sealed_and_its_proofs_authorised(team: dict) 
     assert (r.allowed, r.reason) == (False, "INVOCATION_MISMATCH")
 
 
+def test_a_batch_of_decisions_answers_each_in_order(team: dict) -> None:
+    chain = _delegate(team)
+    tool = team["tool"].signer.agent
+
+    def ask(call: Call, presented: Call | None = None) -> mandate.client.authorization_pb2.AuthorizeRequest:
+        proof = mandate.prove(chain, team["worker_key"], tool, call)
+        return mandate.client.authorize_request(chain, proof, presented or call, None, False)
+
+    ok = Call("read", "files/reports/a.pdf", {"size": 10})
+    first = ask(ok)
+    # A proof for one call presented for another; the first proof again.
+    other = ask(ok, Call("read", "files/reports/b.pdf", {"size": 10}))
+    answers = team["tool"].authorize_batch([first, other, first, ask(ok)])
+    assert [(a.allowed, a.reason) for a in answers] == [(True, ""), (False, "INVOCATION_MISMATCH"), (False, "REPLAYED"), (True, "")]
+    with pytest.raises(InvalidArgument, match="1 to 256 requests"):
+        team["tool"].authorize_batch([])
+
+
 def test_the_sdk_refuses_locally_what_a_verifier_would_reject(team: dict) -> None:
     with pytest.raises(Denial) as widened:
         mandate.delegate(

@@ -1,6 +1,7 @@
 //! `AuthorizationService`: online authorisation, the revocation feed, the trust bundle.
 
-use crate::error::ErrorReason;
+use crate::error::{ApiError, ErrorReason};
+use crate::policies::check_signals;
 use std::pin::Pin;
 use std::sync::Arc;
 
@@ -132,6 +133,53 @@ fn published_msg(b: &SignedBatch) -> pb::WatchRevocationsResponse {
     }
 }
 
+/// The most decisions one `AuthorizeBatch` asks for.
+const MAX_BATCH: usize = 256;
+
+/// The answer to one `Authorize`.
+fn authorize_response(o: crate::coordinator::AuthorizeOutcome) -> pb::AuthorizeResponse {
+    let allowed = o.allowed();
+    let (reason, detail) = match (&o.denial, &o.policy) {
+        (Some(d), _) => (d.reason().code().to_owned(), d.detail().to_owned()),
+        (None, _) if o.exhausted.is_some() => (
+            crate::coordinator::USES_EXHAUSTED.to_owned(),
+            "a link of the chain has no uses left".to_owned(),
+        ),
+        (None, Some(p)) if !p.allowed => (
+            ErrorReason::PolicyDenied.as_str().to_owned(),
+            p.reason.clone(),
+        ),
+        _ => (String::new(), String::new()),
+    };
+    pb::AuthorizeResponse {
+        allowed,
+        reason,
+        detail,
+        link_index: o
+            .denial
+            .as_ref()
+            .and_then(|d| d.link_index())
+            .or(o.exhausted)
+            .and_then(|i| i32::try_from(i).ok())
+            .unwrap_or(-1),
+        task_id: o.task.map(|t| t.to_string()).unwrap_or_default(),
+        holder_agent_id: o.holder.unwrap_or_default(),
+        link_ids: ids(&o.links),
+        expires_at_ms: o.expires_at_ms,
+        revocation_epoch: o.epoch,
+        policy_ids: o
+            .policy
+            .as_ref()
+            .map(|p| p.policies.clone())
+            .unwrap_or_default(),
+        policy_hash: o
+            .policy
+            .as_ref()
+            .map(|p| p.policy_hash.clone())
+            .unwrap_or_default(),
+    }
+}
+
 /// Counts an open feed stream until it ends.
 struct Counted(Arc<crate::Metrics>);
 
@@ -161,46 +209,50 @@ impl AuthorizationService for Api {
                 r.refuse_break_glass,
             )
             .await?;
-        let allowed = o.allowed();
-        let (reason, detail) = match (&o.denial, &o.policy) {
-            (Some(d), _) => (d.reason().code().to_owned(), d.detail().to_owned()),
-            (None, _) if o.exhausted.is_some() => (
-                crate::coordinator::USES_EXHAUSTED.to_owned(),
-                "a link of the chain has no uses left".to_owned(),
-            ),
-            (None, Some(p)) if !p.allowed => (
-                ErrorReason::PolicyDenied.as_str().to_owned(),
-                p.reason.clone(),
-            ),
-            _ => (String::new(), String::new()),
-        };
-        Ok(Response::new(pb::AuthorizeResponse {
-            allowed,
-            reason,
-            detail,
-            link_index: o
-                .denial
-                .as_ref()
-                .and_then(|d| d.link_index())
-                .or(o.exhausted)
-                .and_then(|i| i32::try_from(i).ok())
-                .unwrap_or(-1),
-            task_id: o.task.map(|t| t.to_string()).unwrap_or_default(),
-            holder_agent_id: o.holder.unwrap_or_default(),
-            link_ids: ids(&o.links),
-            expires_at_ms: o.expires_at_ms,
-            revocation_epoch: o.epoch,
-            policy_ids: o
-                .policy
-                .as_ref()
-                .map(|p| p.policies.clone())
-                .unwrap_or_default(),
-            policy_hash: o
-                .policy
-                .as_ref()
-                .map(|p| p.policy_hash.clone())
-                .unwrap_or_default(),
-        }))
+        Ok(Response::new(authorize_response(o)))
+    }
+
+    async fn authorize_batch(
+        &self,
+        req: Request<pb::AuthorizeBatchRequest>,
+    ) -> Result<Response<pb::AuthorizeBatchResponse>, Status> {
+        let caller = caller(&req)?;
+        let requests = req.into_inner().requests;
+        if requests.is_empty() || requests.len() > MAX_BATCH {
+            return Err(ApiError::invalid(format!(
+                "a batch holds 1 to {MAX_BATCH} requests, got {}",
+                requests.len()
+            ))
+            .into_status());
+        }
+        // Every request's input first: a bad one refuses the batch before anything is
+        // decided (and audited).
+        let mut asks = Vec::with_capacity(requests.len());
+        for (i, r) in requests.into_iter().enumerate() {
+            let at = |e: ApiError| {
+                ApiError {
+                    message: format!("request {i}: {}", e.message),
+                    ..e
+                }
+                .into_status()
+            };
+            check_signals(&r.context).map_err(at)?;
+            let call = call_from_pb(r.action, r.resource, r.args).map_err(at)?;
+            asks.push((r.chain, r.invocation, call, r.context, r.refuse_break_glass));
+        }
+        // Decided together, so their audit records share commits.
+        let decisions = futures_util::future::join_all(asks.iter().map(
+            |(chain, invocation, call, context, refuse)| {
+                self.coordinator
+                    .authorize(&caller, chain, invocation, call, context, *refuse)
+            },
+        ))
+        .await;
+        let mut responses = Vec::with_capacity(decisions.len());
+        for d in decisions {
+            responses.push(authorize_response(d?));
+        }
+        Ok(Response::new(pb::AuthorizeBatchResponse { responses }))
     }
 
     type WatchRevocationsStream = FeedStream;

@@ -5,7 +5,7 @@ async iterators."""
 from __future__ import annotations
 
 import os
-from typing import Any, AsyncIterator, Mapping
+from typing import Any, AsyncIterator, Mapping, Sequence
 
 import grpc
 from google.protobuf.message import Message
@@ -132,6 +132,11 @@ class AsyncClient:
         """Asks, as the tool, whether `call` may proceed (see :meth:`mandate.Client.authorize`)."""
         request = authorize_request(chain, proof, call, context, refuse_break_glass)
         return await self.authorize_raw(request)  # type: ignore[attr-defined,no-any-return]
+
+    async def authorize_batch(self, requests: Sequence[authorization_pb2.AuthorizeRequest]) -> list[authorization_pb2.AuthorizeResponse]:
+        """Several decisions under one request signature (see :meth:`mandate.Client.authorize_batch`)."""
+        r = await self.authorize_batch_raw(requests=list(requests))  # type: ignore[attr-defined]
+        return list(r.responses)
 
 
 def _method(name: str, path: str, request_type: type[Message], response_type: type[Message], stream: bool) -> Any:

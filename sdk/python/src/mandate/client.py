@@ -349,6 +349,16 @@ class Client:
         exception."""
         return self.authorize_raw(authorize_request(chain, proof, call, context, refuse_break_glass))
 
+    def authorize_batch_raw(self, request: authorization_pb2.AuthorizeBatchRequest | None = None, **fields: Any) -> authorization_pb2.AuthorizeBatchResponse:
+        return self._unary("/mandate.v1.AuthorizationService/AuthorizeBatch", self._request(authorization_pb2.AuthorizeBatchRequest, request, fields), authorization_pb2.AuthorizeBatchResponse)
+
+    def authorize_batch(self, requests: Sequence[authorization_pb2.AuthorizeRequest]) -> list[authorization_pb2.AuthorizeResponse]:
+        """Several `Authorize` decisions under one request signature (1 to 256, each made
+        with :func:`mandate.client.authorize_request`): one answer each, in order, each
+        decided and audited as if asked alone. Invalid input in any refuses them all with
+        `INVALID_ARGUMENT` before anything is decided."""
+        return list(self.authorize_batch_raw(requests=list(requests)).responses)
+
     def watch_revocations(self, request: authorization_pb2.WatchRevocationsRequest | None = None, **fields: Any) -> Iterator[authorization_pb2.WatchRevocationsResponse]:
         return self._stream("/mandate.v1.AuthorizationService/WatchRevocations", self._request(authorization_pb2.WatchRevocationsRequest, request, fields), authorization_pb2.WatchRevocationsResponse)
 
@@ -437,6 +447,7 @@ RPCS: dict[str, tuple[str, type[Message], type[Message], bool]] = {
     "get_delegation_tree": ("/mandate.v1.TaskService/GetDelegationTree", tasks_pb2.GetDelegationTreeRequest, tasks_pb2.GetDelegationTreeResponse, False),
     "break_glass": ("/mandate.v1.TaskService/BreakGlass", tasks_pb2.BreakGlassRequest, tasks_pb2.BreakGlassResponse, False),
     "authorize_raw": ("/mandate.v1.AuthorizationService/Authorize", authorization_pb2.AuthorizeRequest, authorization_pb2.AuthorizeResponse, False),
+    "authorize_batch_raw": ("/mandate.v1.AuthorizationService/AuthorizeBatch", authorization_pb2.AuthorizeBatchRequest, authorization_pb2.AuthorizeBatchResponse, False),
     "watch_revocations": ("/mandate.v1.AuthorizationService/WatchRevocations", authorization_pb2.WatchRevocationsRequest, authorization_pb2.WatchRevocationsResponse, True),
     "get_trust_bundle": ("/mandate.v1.AuthorizationService/GetTrustBundle", authorization_pb2.GetTrustBundleRequest, authorization_pb2.GetTrustBundleResponse, False),
     "add_coordinator_key": ("/mandate.v1.AuthorizationService/AddCoordinatorKey", authorization_pb2.AddCoordinatorKeyRequest, authorization_pb2.AddCoordinatorKeyResponse, False),

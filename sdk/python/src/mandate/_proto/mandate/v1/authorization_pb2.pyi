@@ -58,6 +58,18 @@ class AuthorizeResponse(_message.Message):
     policy_hash: str
     def __init__(self, allowed: _Optional[bool] = ..., reason: _Optional[str] = ..., detail: _Optional[str] = ..., link_index: _Optional[int] = ..., task_id: _Optional[str] = ..., holder_agent_id: _Optional[str] = ..., link_ids: _Optional[_Iterable[str]] = ..., expires_at_ms: _Optional[int] = ..., revocation_epoch: _Optional[int] = ..., policy_ids: _Optional[_Iterable[str]] = ..., policy_hash: _Optional[str] = ...) -> None: ...
 
+class AuthorizeBatchRequest(_message.Message):
+    __slots__ = ("requests",)
+    REQUESTS_FIELD_NUMBER: _ClassVar[int]
+    requests: _containers.RepeatedCompositeFieldContainer[AuthorizeRequest]
+    def __init__(self, requests: _Optional[_Iterable[_Union[AuthorizeRequest, _Mapping]]] = ...) -> None: ...
+
+class AuthorizeBatchResponse(_message.Message):
+    __slots__ = ("responses",)
+    RESPONSES_FIELD_NUMBER: _ClassVar[int]
+    responses: _containers.RepeatedCompositeFieldContainer[AuthorizeResponse]
+    def __init__(self, responses: _Optional[_Iterable[_Union[AuthorizeResponse, _Mapping]]] = ...) -> None: ...
+
 class RevokedLink(_message.Message):
     __slots__ = ("link_id", "expires_at_ms", "epoch")
     LINK_ID_FIELD_NUMBER: _ClassVar[int]

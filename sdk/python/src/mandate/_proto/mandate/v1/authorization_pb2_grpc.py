@@ -40,6 +40,11 @@ class AuthorizationServiceStub:
                 request_serializer=mandate_dot_v1_dot_authorization__pb2.AuthorizeRequest.SerializeToString,
                 response_deserializer=mandate_dot_v1_dot_authorization__pb2.AuthorizeResponse.FromString,
                 _registered_method=True)
+        self.AuthorizeBatch = channel.unary_unary(
+                '/mandate.v1.AuthorizationService/AuthorizeBatch',
+                request_serializer=mandate_dot_v1_dot_authorization__pb2.AuthorizeBatchRequest.SerializeToString,
+                response_deserializer=mandate_dot_v1_dot_authorization__pb2.AuthorizeBatchResponse.FromString,
+                _registered_method=True)
         self.WatchRevocations = channel.unary_stream(
                 '/mandate.v1.AuthorizationService/WatchRevocations',
                 request_serializer=mandate_dot_v1_dot_authorization__pb2.WatchRevocationsRequest.SerializeToString,
@@ -74,6 +79,17 @@ class AuthorizationServiceServicer:
     def Authorize(self, request, context):
         """Verifies a chain and an invocation proof for a call the calling tool is about to
         execute, against live revocation state. The tool's agent id is the audience.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def AuthorizeBatch(self, request, context):
+        """Several `Authorize` decisions under one request signature, for gateways and tools
+        that decide many calls at once: each is decided and audited exactly as if it came
+        alone, and the answers come back in the same order. 1 to 256 requests; a request
+        whose input is invalid (its call, its context) refuses the whole batch with
+        `INVALID_ARGUMENT` naming it, before anything is decided.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -132,6 +148,11 @@ def add_AuthorizationServiceServicer_to_server(servicer, server):
                     request_deserializer=mandate_dot_v1_dot_authorization__pb2.AuthorizeRequest.FromString,
                     response_serializer=mandate_dot_v1_dot_authorization__pb2.AuthorizeResponse.SerializeToString,
             ),
+            'AuthorizeBatch': grpc.unary_unary_rpc_method_handler(
+                    servicer.AuthorizeBatch,
+                    request_deserializer=mandate_dot_v1_dot_authorization__pb2.AuthorizeBatchRequest.FromString,
+                    response_serializer=mandate_dot_v1_dot_authorization__pb2.AuthorizeBatchResponse.SerializeToString,
+            ),
             'WatchRevocations': grpc.unary_stream_rpc_method_handler(
                     servicer.WatchRevocations,
                     request_deserializer=mandate_dot_v1_dot_authorization__pb2.WatchRevocationsRequest.FromString,
@@ -186,6 +207,33 @@ class AuthorizationService:
             '/mandate.v1.AuthorizationService/Authorize',
             mandate_dot_v1_dot_authorization__pb2.AuthorizeRequest.SerializeToString,
             mandate_dot_v1_dot_authorization__pb2.AuthorizeResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AuthorizeBatch(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mandate.v1.AuthorizationService/AuthorizeBatch',
+            mandate_dot_v1_dot_authorization__pb2.AuthorizeBatchRequest.SerializeToString,
+            mandate_dot_v1_dot_authorization__pb2.AuthorizeBatchResponse.FromString,
             options,
             channel_credentials,
             insecure,
