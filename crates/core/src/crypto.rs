@@ -297,6 +297,29 @@ impl<T: Copy> SignatureBatch<T> {
         self.labels.is_empty()
     }
 
+    pub(crate) fn len(&self) -> usize {
+        self.labels.len()
+    }
+
+    /// Adds every signature of `other`, with its label.
+    pub(crate) fn extend(&mut self, other: &SignatureBatch<T>) {
+        self.messages.extend(other.messages.iter().cloned());
+        self.signatures.extend(other.signatures.iter().copied());
+        self.keys.extend(other.keys.iter().copied());
+        self.labels.extend(other.labels.iter().copied());
+    }
+
+    /// Whether every signature passes the pre-check and the batch equation together (the
+    /// acceptance of [`SignatureBatch::verify`] for a batch of two or more); `false` says
+    /// only that some signature does not, not which.
+    pub(crate) fn verify_together(&self) -> bool {
+        if !self.signatures.iter().all(r_is_canonical_large_order) {
+            return false;
+        }
+        let messages: Vec<&[u8]> = self.messages.iter().map(Vec::as_slice).collect();
+        ed25519_dalek::verify_batch(&messages, &self.signatures, &self.keys).is_ok()
+    }
+
     /// `Ok` if every signature verifies strictly; otherwise the label of the first that
     /// does not.
     pub(crate) fn verify(&self) -> Result<(), T> {
@@ -305,11 +328,8 @@ impl<T: Copy> SignatureBatch<T> {
             1 => return self.verify_one(0),
             _ => {}
         }
-        if self.signatures.iter().all(r_is_canonical_large_order) {
-            let messages: Vec<&[u8]> = self.messages.iter().map(Vec::as_slice).collect();
-            if ed25519_dalek::verify_batch(&messages, &self.signatures, &self.keys).is_ok() {
-                return Ok(());
-            }
+        if self.verify_together() {
+            return Ok(());
         }
         // Something is wrong: check one by one, in the order pushed, so the reported
         // failure is the first in that order (the documented one), whatever its kind.

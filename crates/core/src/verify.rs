@@ -316,6 +316,65 @@ impl Verifier {
         revoked: &dyn RevocationSet,
     ) -> Result<VerifiedChain<'c>, Denial> {
         let now = self.clock.now_ms();
+        let (pass, valid_until) =
+            self.check_invocation(chain, invocation, audience, call, revoked, now)?;
+        self.finish(chain, pass)?;
+        self.spend(chain, invocation, valid_until, now)?;
+        Ok(VerifiedChain { chain })
+    }
+
+    /// [`Verifier::verify_invocation`] of several proofs (chain, proof, call) for the tool
+    /// at `audience`, answered in order, each as it would be alone (a nonce spent by an
+    /// earlier one is a replay in a later one). Every signature still to check, across all
+    /// of them, goes into one batch; if that batch fails, each is checked on its own, so a
+    /// bad one is named exactly as alone and costs the others nothing but time.
+    pub fn verify_invocations<'c>(
+        &self,
+        asks: &[(&'c Chain, &Invocation, &Call)],
+        audience: &str,
+        revoked: &dyn RevocationSet,
+    ) -> Vec<Result<VerifiedChain<'c>, Denial>> {
+        let now = self.clock.now_ms();
+        let checked: Vec<_> = asks
+            .iter()
+            .map(|(chain, invocation, call)| {
+                self.check_invocation(chain, invocation, audience, call, revoked, now)
+            })
+            .collect();
+        // A pass with an unusable key is finished on its own: it has a denial to report.
+        let mut all = SignatureBatch::new();
+        for (pass, _) in checked.iter().flatten() {
+            if pass.unusable_key.is_none() {
+                all.extend(&pass.batch);
+            }
+        }
+        let all_verified = all.len() > 1 && all.verify_together();
+        asks.iter()
+            .zip(checked)
+            .map(|((chain, invocation, _), checked)| {
+                let (pass, valid_until) = checked?;
+                if all_verified && pass.unusable_key.is_none() {
+                    self.remember(chain, pass.holders);
+                } else {
+                    self.finish(chain, pass)?;
+                }
+                self.spend(chain, invocation, valid_until, now)?;
+                Ok(VerifiedChain { chain })
+            })
+            .collect()
+    }
+
+    /// Every check of an invocation but its signatures and nonce: the chain's pass with
+    /// the proof's signature in its batch, and when the proof's nonce may be forgotten.
+    fn check_invocation(
+        &self,
+        chain: &Chain,
+        invocation: &Invocation,
+        audience: &str,
+        call: &Call,
+        revoked: &dyn RevocationSet,
+        now: u64,
+    ) -> Result<(Pass, u64), Denial> {
         let mut pass = self.check_chain(chain, revoked, now, false)?;
         let body = invocation.body();
         let leaf = chain.len() - 1;
@@ -369,14 +428,25 @@ impl Verifier {
                 invocation.signature(),
             );
         }
-        self.finish(chain, pass)?;
+        Ok((pass, valid_until))
+    }
+
+    /// Spends a verified proof's nonce.
+    fn spend(
+        &self,
+        chain: &Chain,
+        invocation: &Invocation,
+        valid_until: u64,
+        now: u64,
+    ) -> Result<(), Denial> {
+        let body = invocation.body();
         // Keyed by holder too: one holder cannot burn another holder's nonces.
         let nonce_key = (*chain.leaf().body().holder.as_bytes(), body.nonce);
         match self
             .nonces
             .check_and_insert(&nonce_key, valid_until.saturating_add(1), now)
         {
-            NonceCheck::Fresh => Ok(VerifiedChain { chain }),
+            NonceCheck::Fresh => Ok(()),
             NonceCheck::Replayed => {
                 Err(Denial::new(Reason::Replayed, "proof nonce was used before"))
             }
@@ -557,14 +627,19 @@ impl Verifier {
         if let Some(denial) = pass.unusable_key {
             return Err(denial);
         }
+        self.remember(chain, pass.holders);
+        Ok(())
+    }
+
+    /// Caches the links of a chain whose signatures verified, with their holder keys.
+    fn remember(&self, chain: &Chain, holders: Vec<Option<ed25519_dalek::VerifyingKey>>) {
         self.links.insert(
             chain
                 .links()
                 .iter()
-                .zip(pass.holders)
+                .zip(holders)
                 .map(|(l, holder)| (*l.digest(), l.seal().copied(), holder)),
         );
-        Ok(())
     }
 }
 
@@ -610,5 +685,7 @@ impl Pass {
     }
 }
 
+#[cfg(test)]
+mod batch_tests;
 #[cfg(test)]
 mod tests;

@@ -38,9 +38,9 @@ use tokio::sync::oneshot;
 pub use api::Api;
 pub use auth::Caller;
 pub use coordinator::{
-    AuthorizeOutcome, Coordinator, CoordinatorConfig, ExposureReport, ExposureRow, Issued,
-    LiveFilter, LiveLink, Quotas, Registration, Reloaded, RevocationEvent, RevokedLinks, Role,
-    Started, TaskRequest, TreeLink, USES_EXHAUSTED,
+    AuthorizeAsk, AuthorizeOutcome, Coordinator, CoordinatorConfig, ExposureReport, ExposureRow,
+    Issued, LiveFilter, LiveLink, Quotas, Registration, Reloaded, RevocationEvent, RevokedLinks,
+    Role, Started, TaskRequest, TreeLink, USES_EXHAUSTED,
 };
 pub use data_dir::{LOCK_FILE, lock_data_dir};
 use data_dir::{bootstrap_admin, create_dir, load_or_create_key};

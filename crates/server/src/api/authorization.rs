@@ -14,7 +14,7 @@ use tonic::{Request, Response, Status};
 use super::convert::*;
 use super::{Api, caller, ids};
 use crate::coordinator::access::{self, Ask};
-use crate::coordinator::{Coordinator, RevocationEvent, SignedBatch};
+use crate::coordinator::{AuthorizeAsk, Coordinator, RevocationEvent, SignedBatch};
 use crate::state::revocations;
 use mandate_core::FeedKind;
 
@@ -240,18 +240,24 @@ impl AuthorizationService for Api {
             let call = call_from_pb(r.action, r.resource, r.args).map_err(at)?;
             asks.push((r.chain, r.invocation, call, r.context, r.refuse_break_glass));
         }
-        // Decided together, so their audit records share commits.
-        let decisions = futures_util::future::join_all(asks.iter().map(
-            |(chain, invocation, call, context, refuse)| {
-                self.coordinator
-                    .authorize(&caller, chain, invocation, call, context, *refuse)
-            },
-        ))
-        .await;
-        let mut responses = Vec::with_capacity(decisions.len());
-        for d in decisions {
-            responses.push(authorize_response(d?));
-        }
+        // Decided together: one batch of signatures, audit records sharing commits.
+        let asks: Vec<AuthorizeAsk<'_>> = asks
+            .iter()
+            .map(|(chain, invocation, call, context, refuse)| AuthorizeAsk {
+                chain,
+                invocation,
+                call,
+                context,
+                refuse_break_glass: *refuse,
+            })
+            .collect();
+        let responses = self
+            .coordinator
+            .authorize_batch(&caller, &asks)
+            .await?
+            .into_iter()
+            .map(authorize_response)
+            .collect();
         Ok(Response::new(pb::AuthorizeBatchResponse { responses }))
     }
 

@@ -5,7 +5,7 @@ use super::{Coordinator, event, read};
 use crate::auth::Caller;
 use crate::error::{ApiError, ErrorReason};
 use crate::policies::{Decision, check_signals, task_info};
-use mandate_core::{Call, Denial, LinkId, LinkKind, Reason, TaskId};
+use mandate_core::{Call, Chain, Denial, Invocation, LinkId, LinkKind, Reason, TaskId};
 use mandate_policy::Request as PolicyRequest;
 use mandate_policy::{Action, Target};
 use mandate_store::Severity;
@@ -46,6 +46,36 @@ impl AuthorizeOutcome {
 /// The stable reason of an `Authorize` refused because a link's uses are used up.
 pub const USES_EXHAUSTED: &str = "USES_EXHAUSTED";
 
+/// One `Authorize` of a batch: the tokens as sent and the call they are for.
+#[derive(Clone, Copy, Debug)]
+pub struct AuthorizeAsk<'a> {
+    /// The encoded chain.
+    pub chain: &'a [u8],
+    /// The encoded invocation proof.
+    pub invocation: &'a [u8],
+    /// The call the tool is about to execute.
+    pub call: &'a Call,
+    /// The tool's context for policy.
+    pub context: &'a BTreeMap<String, String>,
+    /// Refuse break-glass chains.
+    pub refuse_break_glass: bool,
+}
+
+impl AuthorizeOutcome {
+    fn empty() -> AuthorizeOutcome {
+        AuthorizeOutcome {
+            denial: None,
+            policy: None,
+            task: None,
+            holder: None,
+            links: Vec::new(),
+            expires_at_ms: 0,
+            epoch: 0,
+            exhausted: None,
+        }
+    }
+}
+
 impl Coordinator {
     /// Online authorisation for the calling tool: everything an offline verifier checks,
     /// against live revocation state, then the Cedar `Invoke` decision with the tool's
@@ -59,53 +89,123 @@ impl Coordinator {
         context: &BTreeMap<String, String>,
         refuse_break_glass: bool,
     ) -> Result<AuthorizeOutcome, ApiError> {
-        check_signals(context)?;
-        let now = self.now();
-        let mut outcome = AuthorizeOutcome {
-            denial: None,
-            policy: None,
-            task: None,
-            holder: None,
-            links: Vec::new(),
-            expires_at_ms: 0,
-            epoch: 0,
-            exhausted: None,
+        let ask = AuthorizeAsk {
+            chain,
+            invocation,
+            call,
+            context,
+            refuse_break_glass,
         };
-        let result = (|| -> Result<(u32, bool, bool), Denial> {
-            let chain = self.verifier.decode_chain(chain)?;
-            outcome.task = Some(chain.task());
-            outcome.holder = Some(chain.leaf().body().holder_agent.as_str().to_owned());
-            outcome.links = chain.links().iter().map(|l| l.id()).collect();
-            let invocation = self.verifier.decode_invocation(invocation)?;
-            if invocation.body().issued_at_ms < self.started_ms {
-                // Its nonce may have been used before the restart, when the replay cache
-                // that would know it was in memory.
-                return Err(Denial::new(
-                    Reason::Replayed,
-                    "the proof was made before the coordinator started; make a new one",
-                ));
-            }
+        let mut outcomes = self.authorize_batch(caller, &[ask]).await?;
+        outcomes.pop().ok_or_else(|| {
+            ApiError::new(
+                tonic::Code::Internal,
+                ErrorReason::Internal,
+                "a batch of one gave no answer",
+            )
+        })
+    }
+
+    /// [`Coordinator::authorize`] of several calls for the calling tool, answered in order,
+    /// each decided and audited as alone; the signatures of all of them (proofs, links not
+    /// yet verified) are checked in one batch. Fails whole only where a single call would
+    /// fail (bad input, before anything is decided; the store refusing the audit records).
+    pub async fn authorize_batch(
+        &self,
+        caller: &Caller,
+        asks: &[AuthorizeAsk<'_>],
+    ) -> Result<Vec<AuthorizeOutcome>, ApiError> {
+        for ask in asks {
+            check_signals(ask.context)?;
+        }
+        let now = self.now();
+        let mut outcomes: Vec<AuthorizeOutcome> =
+            asks.iter().map(|_| AuthorizeOutcome::empty()).collect();
+        let decoded: Vec<Result<(Chain, Invocation), Denial>> = asks
+            .iter()
+            .zip(&mut outcomes)
+            .map(|(ask, outcome)| self.decode_ask(ask, outcome))
+            .collect();
+        let results: Vec<Result<(u32, bool, bool), Denial>> = {
             let revoked = read(&self.revoked);
-            outcome.epoch = revoked.epoch();
-            let verified = self.verifier.verify_invocation(
-                &chain,
-                &invocation,
-                &caller.agent.id,
-                call,
-                &*revoked,
-            )?;
-            outcome.expires_at_ms = verified.expires_at_ms();
-            let break_glass = chain.root().body().kind == LinkKind::BreakGlass;
-            if break_glass && refuse_break_glass {
-                return Err(Denial::at(
-                    Reason::BreakGlassRefused,
-                    0,
-                    "this tool refuses break-glass access",
-                ));
-            }
-            let online = chain.links().iter().any(|l| l.body().require_online);
-            Ok((chain.leaf().body().depth(), break_glass, online))
-        })();
+            let ready: Vec<(&Chain, &Invocation, &Call)> = decoded
+                .iter()
+                .zip(asks)
+                .filter_map(|(d, ask)| d.as_ref().ok().map(|(c, i)| (c, i, ask.call)))
+                .collect();
+            let mut verified = self
+                .verifier
+                .verify_invocations(&ready, &caller.agent.id, &*revoked)
+                .into_iter();
+            decoded
+                .iter()
+                .zip(asks)
+                .zip(&mut outcomes)
+                .map(|((d, ask), outcome)| {
+                    let (chain, _) = d.as_ref().map_err(Clone::clone)?;
+                    outcome.epoch = revoked.epoch();
+                    let v = verified.next().ok_or_else(|| {
+                        Denial::new(Reason::Malformed, "no verification for this request")
+                    })??;
+                    outcome.expires_at_ms = v.expires_at_ms();
+                    let break_glass = chain.root().body().kind == LinkKind::BreakGlass;
+                    if break_glass && ask.refuse_break_glass {
+                        return Err(Denial::at(
+                            Reason::BreakGlassRefused,
+                            0,
+                            "this tool refuses break-glass access",
+                        ));
+                    }
+                    let online = chain.links().iter().any(|l| l.body().require_online);
+                    Ok((chain.leaf().body().depth(), break_glass, online))
+                })
+                .collect()
+        };
+        let decisions = futures_util::future::join_all(
+            asks.iter()
+                .zip(outcomes)
+                .zip(results)
+                .map(|((ask, outcome), result)| self.conclude(caller, ask, outcome, result, now)),
+        )
+        .await;
+        decisions.into_iter().collect()
+    }
+
+    /// Decodes a request's chain and proof, naming the chain's task, holder and links in
+    /// `outcome` as soon as they are known.
+    fn decode_ask(
+        &self,
+        ask: &AuthorizeAsk<'_>,
+        outcome: &mut AuthorizeOutcome,
+    ) -> Result<(Chain, Invocation), Denial> {
+        let chain = self.verifier.decode_chain(ask.chain)?;
+        outcome.task = Some(chain.task());
+        outcome.holder = Some(chain.leaf().body().holder_agent.as_str().to_owned());
+        outcome.links = chain.links().iter().map(|l| l.id()).collect();
+        let invocation = self.verifier.decode_invocation(ask.invocation)?;
+        if invocation.body().issued_at_ms < self.started_ms {
+            // Its nonce may have been used before the restart, when the replay cache
+            // that would know it was in memory.
+            return Err(Denial::new(
+                Reason::Replayed,
+                "the proof was made before the coordinator started; make a new one",
+            ));
+        }
+        Ok((chain, invocation))
+    }
+
+    /// After the token checks (`result`: the leaf's depth, whether the chain is
+    /// break-glass, whether it requires online checks): the `Invoke` decision, use limits
+    /// and the audit record.
+    async fn conclude(
+        &self,
+        caller: &Caller,
+        ask: &AuthorizeAsk<'_>,
+        mut outcome: AuthorizeOutcome,
+        result: Result<(u32, bool, bool), Denial>,
+        now: u64,
+    ) -> Result<AuthorizeOutcome, ApiError> {
+        let (call, context) = (ask.call, ask.context);
         let mut online = false;
         match result {
             Ok((depth, break_glass, needs_online)) => {

@@ -66,7 +66,7 @@ pub use access::Role;
 pub use agents::Registration;
 pub use approvals::Started;
 pub(crate) use authorize::OfflineDecision;
-pub use authorize::{AuthorizeOutcome, USES_EXHAUSTED};
+pub use authorize::{AuthorizeAsk, AuthorizeOutcome, USES_EXHAUSTED};
 pub use drift::Reloaded;
 pub(crate) use keys::bundle as trust_bundle_of;
 pub use review::{ExposureReport, ExposureRow, LiveFilter, LiveLink};
