@@ -61,16 +61,23 @@ fn chain(depth: usize, sealed: bool) -> Chain {
     c
 }
 
-fn verifier(cache: bool) -> Verifier {
+/// A verifier with the verified-link cache on or off (`cache`) and the cache of holder keys
+/// on or off (`keys`; a cold chain of agents seen before has its keys there).
+fn verifier_with(cache: bool, keys: bool) -> Verifier {
     let trust = TrustBundle::new()
         .with_key(key(200).public_key(), 0, u64::MAX)
         .unwrap();
     let config = VerifierConfig {
         link_cache_capacity: if cache { 1024 } else { 0 },
+        key_cache_capacity: if keys { 1024 } else { 0 },
         replay_cache_capacity: 1 << 24,
         ..VerifierConfig::default()
     };
     Verifier::new(trust, config, Arc::new(ManualClock::new(NOW)))
+}
+
+fn verifier(cache: bool) -> Verifier {
+    verifier_with(cache, true)
 }
 
 fn floor(c: &mut Criterion) {
@@ -115,6 +122,10 @@ fn chains(c: &mut Criterion) {
         c.bench_function(&format!("verify_chain/depth{depth}/cold"), |b| {
             b.iter(|| cold.verify_chain(black_box(&ch), &NoRevocations).unwrap())
         });
+        let first = verifier_with(false, false);
+        c.bench_function(&format!("verify_chain/depth{depth}/cold_new_keys"), |b| {
+            b.iter(|| first.verify_chain(black_box(&ch), &NoRevocations).unwrap())
+        });
         let warm = verifier(true);
         warm.verify_chain(&ch, &NoRevocations).unwrap();
         c.bench_function(&format!("verify_chain/depth{depth}/cached"), |b| {
@@ -145,14 +156,15 @@ fn invocations(c: &mut Criterion) {
         } else {
             format!("depth{depth}")
         };
-        for cached in [false, true] {
-            let v = verifier(cached);
+        for (cached, keys, kind) in [
+            (false, true, "cold"),
+            (false, false, "cold_new_keys"),
+            (true, true, "cached"),
+        ] {
+            let v = verifier_with(cached, keys);
             v.verify_chain(&ch, &NoRevocations).unwrap();
             let bytes = ch.encode();
-            let name = format!(
-                "chain_and_invocation/{label}/{}",
-                if cached { "cached" } else { "cold" }
-            );
+            let name = format!("chain_and_invocation/{label}/{kind}");
             // Decode both from bytes, verify the chain and the proof: what a tool does.
             c.bench_function(&name, |b| {
                 b.iter_batched(

@@ -19,7 +19,7 @@
 
 use std::sync::{Arc, PoisonError, RwLock};
 
-use crate::cache::{CacheHit, LinkCache, NonceCheck, ReplayCache};
+use crate::cache::{CacheHit, KeyCache, LinkCache, NonceCheck, ReplayCache};
 use crate::capability::{Call, Capability, is_attenuation};
 use crate::chain::Chain;
 use crate::clock::Clock;
@@ -51,6 +51,8 @@ pub struct VerifierConfig {
     pub online: bool,
     /// Capacity of the verified-link cache, in links (0 disables it).
     pub link_cache_capacity: usize,
+    /// Capacity of the cache of decompressed holder keys, in keys (0 disables it).
+    pub key_cache_capacity: usize,
     /// Capacity of the replay cache, in nonces.
     pub replay_cache_capacity: usize,
 }
@@ -65,6 +67,7 @@ impl Default for VerifierConfig {
             max_break_glass_ms: 3_600_000,
             online: false,
             link_cache_capacity: 16_384,
+            key_cache_capacity: 16_384,
             replay_cache_capacity: 1 << 20,
         }
     }
@@ -218,6 +221,7 @@ pub struct Verifier {
     config: VerifierConfig,
     clock: Arc<dyn Clock>,
     links: LinkCache,
+    keys: KeyCache,
     nonces: ReplayCache,
 }
 
@@ -236,6 +240,7 @@ impl Verifier {
         Verifier {
             trust: RwLock::new(Arc::new(trust)),
             links: LinkCache::new(config.link_cache_capacity),
+            keys: KeyCache::new(config.key_cache_capacity),
             // A nonce is kept until its proof is stale: issued up to `skew` ahead, then
             // `window + skew` more.
             nonces: ReplayCache::new(
@@ -259,6 +264,12 @@ impl Verifier {
     /// capacity in [`VerifierConfig`]).
     pub fn cache_sizes(&self) -> (usize, usize) {
         (self.links.len(), self.nonces.len())
+    }
+
+    /// Entries held by the cache of decompressed holder keys (bounded by
+    /// [`VerifierConfig::key_cache_capacity`]).
+    pub fn key_cache_size(&self) -> usize {
+        self.keys.len()
     }
 
     /// The trust bundle in force.
@@ -418,7 +429,7 @@ impl Verifier {
         // After an unusable holder key nothing later in chain order is checked: that key
         // is the verdict unless a signature before it fails.
         if pass.unusable_key.is_none()
-            && let Some(holder) = pass.usable_key(chain, leaf)
+            && let Some(holder) = pass.usable_key(&self.keys, chain, leaf)
         {
             pass.batch.push(
                 Sig::Invocation,
@@ -565,7 +576,7 @@ impl Verifier {
                 let issuer = if i == 0 {
                     *root_key.verifying()
                 } else {
-                    match pass.usable_key(chain, i - 1) {
+                    match pass.usable_key(&self.keys, chain, i - 1) {
                         Some(k) => k,
                         // Nothing after this point in chain order can be reported first.
                         None => break,
@@ -603,7 +614,7 @@ impl Verifier {
         // The leaf holder key must be usable even when no invocation is checked now: a chain
         // to a small-order or invalid key is refused, and sealing one is never possible.
         if pass.unusable_key.is_none() {
-            pass.usable_key(chain, last);
+            pass.usable_key(&self.keys, chain, last);
         }
         Ok(pass)
     }
@@ -656,11 +667,16 @@ struct Pass {
 impl Pass {
     /// The holder key of link `i`, decompressed once; `None` (and the denial recorded) when
     /// it is not a usable key.
-    fn usable_key(&mut self, chain: &Chain, i: usize) -> Option<ed25519_dalek::VerifyingKey> {
+    fn usable_key(
+        &mut self,
+        keys: &KeyCache,
+        chain: &Chain,
+        i: usize,
+    ) -> Option<ed25519_dalek::VerifyingKey> {
         if let Some(k) = self.holders[i] {
             return Some(k);
         }
-        match chain.links()[i].body().holder.verifying_key() {
+        match keys.get(&chain.links()[i].body().holder) {
             Ok(key) => {
                 self.holders[i] = Some(key);
                 Some(key)

@@ -138,6 +138,7 @@ impl Coordinator {
             ("pending_delegations", super::lock(&self.delegations).len()),
             ("verified_links", verified_links),
             ("invocation_nonces", invocation_nonces),
+            ("verifier_keys", self.verifier.key_cache_size()),
             ("agent_records", self.agents.len()),
         ]
     }
