@@ -338,7 +338,11 @@ impl Verifier {
     /// at `audience`, answered in order, each as it would be alone (a nonce spent by an
     /// earlier one is a replay in a later one). Every signature still to check, across all
     /// of them, goes into one batch; if that batch fails, each is checked on its own, so a
-    /// bad one is named exactly as alone and costs the others nothing but time.
+    /// bad one is named exactly as alone and costs the others nothing but time. The one
+    /// difference from alone is the batch equation's (see `SignatureBatch`): a proof whose
+    /// chain is cached is a batch of one alone, checked strictly, while here a signer who
+    /// deliberately puts a torsion component in its own signature's `R` may pass. That
+    /// gains nothing a correct signature by the same key would not.
     pub fn verify_invocations<'c>(
         &self,
         asks: &[(&'c Chain, &Invocation, &Call)],

@@ -11,6 +11,7 @@ use crate::{Change, GcStats, NewRevocation, Severity, StoreError, implied};
 mod compat;
 pub(crate) mod fixtures;
 mod records;
+mod tree;
 use compat::{
     implied_revocations_written_as_one_value_before_parts_are_still_read,
     records_written_as_json_before_are_read_collected_and_rewritten,
@@ -19,6 +20,7 @@ use compat::{
 use fixtures::Fixture;
 use records::{agent, approval, coordinator_keys, nth, revoke};
 pub(crate) use records::{event, link, task, varied_event};
+use tree::a_delegation_with_an_all_zero_id_is_a_child_not_a_root;
 
 fn records_round_trip_and_indexes_answer(f: &mut dyn Fixture) {
     let s = f.store();
@@ -793,4 +795,5 @@ conformance!(
     pending_approvals_are_indexed_by_expiry_and_requester,
     records_written_as_json_before_are_read_collected_and_rewritten,
     stores_in_the_six_key_layout_are_moved_to_four_keys_at_open,
+    a_delegation_with_an_all_zero_id_is_a_child_not_a_root,
 );

@@ -7,7 +7,7 @@
 //! | `a` | agent id | [`AgentRecord`] |
 //! | `t` | task id (16) | [`TaskRecord`] (binary, `compact.rs`; JSON in stores written before) |
 //! | `l` | link id (16) | [`LinkRecord`] (binary, as `t`) |
-//! | `k` | task id (16), parent id (16; zeros for a root), link id (16) | the link's expiry (8, big endian): links of a task, its roots, and the delegation tree (a link's children are one prefix) |
+//! | `k` | task id (16), then `0` and the link id (16) for a root, or `1`, the parent's id (16) and the link id (16) | the link's expiry (8, big endian): links of a task, its roots, and the delegation tree (a link's children are one prefix) |
 //! | `h` | agent id, 0, link id (16) | empty: links an agent holds (the links it issued are their children: an issuer holds the parent) |
 //! | `x` | expiry (8, big endian), link id (16) | empty: links by expiry, for GC |
 //! | `y` | deadline (8, big endian), task id (16) | empty: tasks by deadline, for GC |
@@ -91,15 +91,32 @@ fn unindex_approval(ops: &mut Ops, a: &ApprovalRecord) {
     }
 }
 
-/// The parent part of a root link's tree index entry.
-const ROOT: [u8; 16] = [0; 16];
-/// Where the link id starts in a tree index entry (`k`, task, parent).
-const TREE_CHILD_AT: usize = 33;
+/// The byte after the task in a tree index key: a root, or a child (then its parent).
+/// A tag, not a sentinel parent id: a delegator chooses its link's id, any 16 bytes.
+const ROOT_TAG: u8 = 0;
+const CHILD_TAG: u8 = 1;
+/// The lengths of a root's and a child's tree index keys.
+const ROOT_KEY_LEN: usize = 34;
+const CHILD_KEY_LEN: usize = 50;
 
-/// A link's entry in the tree index: under its task and its parent.
+/// A link's entry in the tree index: under its task, as a root or under its parent.
 pub(crate) fn tree_key(task: &TaskId, parent: Option<&LinkId>, id: &LinkId) -> Vec<u8> {
-    let parent = parent.map_or(&ROOT, LinkId::as_bytes);
-    key(b'k', &[task.as_bytes(), parent, id.as_bytes()])
+    match parent {
+        None => key(b'k', &[task.as_bytes(), &[ROOT_TAG], id.as_bytes()]),
+        Some(p) => key(
+            b'k',
+            &[task.as_bytes(), &[CHILD_TAG], p.as_bytes(), id.as_bytes()],
+        ),
+    }
+}
+
+/// The link of a tree index key, root or child.
+fn tree_link_id(k: &[u8]) -> Option<LinkId> {
+    match (k.get(17), k.len()) {
+        (Some(&ROOT_TAG), ROOT_KEY_LEN) => link_id_at(k, 18),
+        (Some(&CHILD_TAG), CHILD_KEY_LEN) => link_id_at(k, 34),
+        _ => None,
+    }
 }
 
 fn link_id_at(k: &[u8], at: usize) -> Option<LinkId> {
@@ -546,7 +563,7 @@ pub(crate) fn links_exist<K: Kv + ?Sized>(kv: &K, ids: &[LinkId]) -> Result<Vec<
 pub(crate) fn children<K: Kv + ?Sized>(kv: &K, task: &TaskId, id: &LinkId) -> Result<Vec<LinkId>> {
     Ok(keys_with_prefix(kv, &children_prefix(task, id))?
         .iter()
-        .filter_map(|k| link_id_at(k, TREE_CHILD_AT))
+        .filter_map(|k| tree_link_id(k))
         .collect())
 }
 
@@ -565,16 +582,16 @@ pub(crate) fn children_with_expiry<K: Kv + ?Sized>(
 
 /// The prefix of a link's children in the tree index.
 pub(crate) fn children_prefix(task: &TaskId, id: &LinkId) -> Vec<u8> {
-    key(b'k', &[task.as_bytes(), id.as_bytes()])
+    key(b'k', &[task.as_bytes(), &[CHILD_TAG], id.as_bytes()])
 }
 
 /// The link, its parent and its expiry of a tree index entry.
 pub(crate) fn tree_entry(k: &[u8], v: &[u8]) -> Option<TreeLink> {
-    let id = link_id_at(k, TREE_CHILD_AT)?;
-    let parent = k.get(17..TREE_CHILD_AT)?;
-    let parent = (parent != ROOT)
-        .then(|| LinkId::from_slice(parent))
-        .flatten();
+    let id = tree_link_id(k)?;
+    let parent = match k.get(17) {
+        Some(&CHILD_TAG) => Some(link_id_at(k, 18)?),
+        _ => None,
+    };
     let expiry = u64::from_be_bytes(<[u8; 8]>::try_from(v).ok()?);
     Some((id, parent, expiry))
 }
@@ -582,7 +599,7 @@ pub(crate) fn tree_entry(k: &[u8], v: &[u8]) -> Option<TreeLink> {
 pub(crate) fn task_links<K: Kv + ?Sized>(kv: &K, task: &TaskId) -> Result<Vec<LinkRecord>> {
     keys_with_prefix(kv, &key(b'k', &[task.as_bytes()]))?
         .iter()
-        .filter_map(|k| link_id_at(k, TREE_CHILD_AT))
+        .filter_map(|k| tree_link_id(k))
         .filter_map(|id| link(kv, &id).transpose())
         .collect()
 }
@@ -607,10 +624,12 @@ pub(crate) fn task_link_count<K: Kv + ?Sized>(kv: &K, task: &TaskId) -> Result<u
 }
 
 pub(crate) fn task_roots<K: Kv + ?Sized>(kv: &K, task: &TaskId) -> Result<Vec<LinkId>> {
-    Ok(keys_with_prefix(kv, &key(b'k', &[task.as_bytes(), &ROOT]))?
-        .iter()
-        .filter_map(|k| link_id_at(k, TREE_CHILD_AT))
-        .collect())
+    Ok(
+        keys_with_prefix(kv, &key(b'k', &[task.as_bytes(), &[ROOT_TAG]]))?
+            .iter()
+            .filter_map(|k| tree_link_id(k))
+            .collect(),
+    )
 }
 
 pub(crate) fn agent_links<K: Kv + ?Sized>(kv: &K, agent: &str) -> Result<Vec<LinkId>> {

@@ -163,15 +163,27 @@ pub(super) fn stores_in_the_six_key_layout_are_moved_to_four_keys_at_open(f: &mu
     assert_eq!(f.raw_get(b"mlayout"), Some(be(2).to_vec()));
     assert!(f.raw_keys(b"c").is_empty());
     assert_eq!(f.raw_keys(b"k").len(), links.len());
-    assert!(f.raw_keys(b"k").iter().all(|k| k.len() == 49));
+    assert!(
+        f.raw_keys(b"k")
+            .iter()
+            .all(|k| k.len() == 34 || k.len() == 50)
+    );
     // The issuers' entries are gone where they named another agent than the holder.
     assert_eq!(f.raw_keys(b"h").len(), links.len());
     assert_eq!(s.task_link_count(&t.id).unwrap(), links.len());
 
-    // Opening again changes nothing; collection removes every entry of the new layout.
+    // Opening again changes nothing.
     f.reopen();
     let s = f.store();
     assert_eq!(before(s), expected);
+    // An earlier version run on the moved store writes layout 1 again: the next open moves
+    // what it wrote.
+    write_layout_1(f, &links[3]);
+    f.reopen();
+    let s = f.store();
+    assert_eq!(before(s), expected);
+    assert!(f.raw_keys(b"c").is_empty());
+    // Collection removes every entry of the new layout.
     let stats = s.gc(u64::MAX, u64::MAX).unwrap();
     assert_eq!(stats.links, links.len());
     for prefix in [b"l", b"c", b"k", b"x", b"h"] {
