@@ -177,3 +177,26 @@ async fn a_bad_request_refuses_the_whole_batch_and_decides_nothing() {
     }
     assert_eq!(s.decisions().len(), before + 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_verified_in_several_chunks_answers_every_request_in_order() {
+    let mut s = setup().await;
+    let mut requests: Vec<pb::AuthorizeRequest> = (0..70)
+        .map(|i| s.ask("read", &format!("files/data/{i}")))
+        .collect();
+    // The same proof again, verified in a later chunk than the first.
+    requests[40] = requests[3].clone();
+    let r = s
+        .tool
+        .authorize_batch(pb::AuthorizeBatchRequest { requests })
+        .await
+        .unwrap();
+    assert_eq!(r.responses.len(), 70);
+    for (i, d) in r.responses.iter().enumerate() {
+        if i == 40 {
+            assert_eq!((d.allowed, d.reason.as_str()), (false, "REPLAYED"));
+        } else {
+            assert!(d.allowed, "{i}: {} {}", d.reason, d.detail);
+        }
+    }
+}

@@ -43,6 +43,9 @@ impl AuthorizeOutcome {
     }
 }
 
+/// Requests of a batch verified together under one read of the revocation set.
+const VERIFY_CHUNK: usize = 32;
+
 /// The stable reason of an `Authorize` refused because a link's uses are used up.
 pub const USES_EXHAUSTED: &str = "USES_EXHAUSTED";
 
@@ -126,7 +129,14 @@ impl Coordinator {
             .zip(&mut outcomes)
             .map(|(ask, outcome)| self.decode_ask(ask, outcome))
             .collect();
-        let results: Vec<Result<(u32, bool, bool), Denial>> = {
+        let mut results: Vec<Result<(u32, bool, bool), Denial>> = Vec::with_capacity(asks.len());
+        for ((decoded, asks), outcomes) in decoded
+            .chunks(VERIFY_CHUNK)
+            .zip(asks.chunks(VERIFY_CHUNK))
+            .zip(outcomes.chunks_mut(VERIFY_CHUNK))
+        {
+            // Read-locked a chunk at a time: a revocation waits for one chunk's
+            // verification at most, not a whole batch's.
             let revoked = read(&self.revoked);
             let ready: Vec<(&Chain, &Invocation, &Call)> = decoded
                 .iter()
@@ -137,30 +147,31 @@ impl Coordinator {
                 .verifier
                 .verify_invocations(&ready, &caller.agent.id, &*revoked)
                 .into_iter();
-            decoded
-                .iter()
-                .zip(asks)
-                .zip(&mut outcomes)
-                .map(|((d, ask), outcome)| {
-                    let (chain, _) = d.as_ref().map_err(Clone::clone)?;
-                    outcome.epoch = revoked.epoch();
-                    let v = verified.next().ok_or_else(|| {
-                        Denial::new(Reason::Malformed, "no verification for this request")
-                    })??;
-                    outcome.expires_at_ms = v.expires_at_ms();
-                    let break_glass = chain.root().body().kind == LinkKind::BreakGlass;
-                    if break_glass && ask.refuse_break_glass {
-                        return Err(Denial::at(
-                            Reason::BreakGlassRefused,
-                            0,
-                            "this tool refuses break-glass access",
-                        ));
-                    }
-                    let online = chain.links().iter().any(|l| l.body().require_online);
-                    Ok((chain.leaf().body().depth(), break_glass, online))
-                })
-                .collect()
-        };
+            results.extend(
+                decoded
+                    .iter()
+                    .zip(asks)
+                    .zip(outcomes)
+                    .map(|((d, ask), outcome)| {
+                        let (chain, _) = d.as_ref().map_err(Clone::clone)?;
+                        outcome.epoch = revoked.epoch();
+                        let v = verified.next().ok_or_else(|| {
+                            Denial::new(Reason::Malformed, "no verification for this request")
+                        })??;
+                        outcome.expires_at_ms = v.expires_at_ms();
+                        let break_glass = chain.root().body().kind == LinkKind::BreakGlass;
+                        if break_glass && ask.refuse_break_glass {
+                            return Err(Denial::at(
+                                Reason::BreakGlassRefused,
+                                0,
+                                "this tool refuses break-glass access",
+                            ));
+                        }
+                        let online = chain.links().iter().any(|l| l.body().require_online);
+                        Ok((chain.leaf().body().depth(), break_glass, online))
+                    }),
+            );
+        }
         let decisions = futures_util::future::join_all(
             asks.iter()
                 .zip(outcomes)
