@@ -106,3 +106,16 @@ pub(crate) fn extend(chain: &Chain, link: Link) -> Result<Chain, Denial> {
     links.push(link);
     Chain::from_links(links)
 }
+
+/// `chain(1)` extended by a delegation to the identity point, a small-order key no one
+/// needs a private key to "sign" for.
+pub(crate) fn small_order_leaf() -> Chain {
+    let c = chain(1);
+    let mut identity = [0u8; 32];
+    identity[0] = 1;
+    let weak = raw_child(c.root(), &key(1), |b| {
+        b.holder = PublicKey::from_token_bytes(identity);
+        b.max_depth = 0;
+    });
+    extend(&c, weak).unwrap()
+}

@@ -14,18 +14,6 @@ fn answer(r: Result<VerifiedChain<'_>, Denial>) -> Result<AgentId, (Reason, Opti
         .map_err(|d| (d.reason(), d.link_index()))
 }
 
-/// A chain whose leaf holder is the identity point (no key can sign for it).
-fn small_order_leaf() -> Chain {
-    let c = chain(1);
-    let mut identity = [0u8; 32];
-    identity[0] = 1;
-    let weak = raw_child(c.root(), &key(1), |b| {
-        b.holder = PublicKey::from_token_bytes(identity);
-        b.max_depth = 0;
-    });
-    extend(&c, weak).unwrap()
-}
-
 #[test]
 fn each_proof_in_a_batch_gets_the_answer_it_gets_alone_in_order() {
     let (c3, c4, weak) = (chain(3), chain(4), small_order_leaf());

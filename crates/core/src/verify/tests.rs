@@ -971,15 +971,8 @@ fn invocation_shape_rules() {
 #[test]
 fn a_small_order_holder_key_can_never_sign() {
     let (v, _) = verifier();
-    let c = chain(1);
-    let mut identity = [0u8; 32];
-    identity[0] = 1;
     // A delegation to the identity point: anyone could "sign" as it without a key check.
-    let weak = raw_child(c.root(), &key(1), |b| {
-        b.holder = PublicKey::from_token_bytes(identity);
-        b.max_depth = 0;
-    });
-    let c = extend(&c, weak).unwrap();
+    let c = small_order_leaf();
     // Refused even without an invocation: the coordinator must never seal such a link.
     assert_eq!(
         reason(v.verify_chain(&c, &NoRevocations)),
