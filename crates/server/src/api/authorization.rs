@@ -217,7 +217,7 @@ impl AuthorizationService for Api {
         req: Request<pb::AuthorizeBatchRequest>,
     ) -> Result<Response<pb::AuthorizeBatchResponse>, Status> {
         let caller = caller(&req)?;
-        let requests = req.into_inner().requests;
+        let mut requests = req.into_inner().requests;
         if requests.is_empty() || requests.len() > MAX_BATCH {
             return Err(ApiError::invalid(format!(
                 "a batch holds 1 to {MAX_BATCH} requests, got {}",
@@ -227,8 +227,8 @@ impl AuthorizationService for Api {
         }
         // Every request's input first: a bad one refuses the batch before anything is
         // decided (and audited).
-        let mut asks = Vec::with_capacity(requests.len());
-        for (i, r) in requests.into_iter().enumerate() {
+        let mut calls = Vec::with_capacity(requests.len());
+        for (i, r) in requests.iter_mut().enumerate() {
             let at = |e: ApiError| {
                 ApiError {
                     message: format!("request {i}: {}", e.message),
@@ -237,18 +237,23 @@ impl AuthorizationService for Api {
                 .into_status()
             };
             check_signals(&r.context).map_err(at)?;
-            let call = call_from_pb(r.action, r.resource, r.args).map_err(at)?;
-            asks.push((r.chain, r.invocation, call, r.context, r.refuse_break_glass));
+            let (action, resource, args) = (
+                std::mem::take(&mut r.action),
+                std::mem::take(&mut r.resource),
+                std::mem::take(&mut r.args),
+            );
+            calls.push(call_from_pb(action, resource, args).map_err(at)?);
         }
         // Decided together: one batch of signatures, audit records sharing commits.
-        let asks: Vec<AuthorizeAsk<'_>> = asks
+        let asks: Vec<AuthorizeAsk<'_>> = requests
             .iter()
-            .map(|(chain, invocation, call, context, refuse)| AuthorizeAsk {
-                chain,
-                invocation,
+            .zip(&calls)
+            .map(|(r, call)| AuthorizeAsk {
+                chain: &r.chain,
+                invocation: &r.invocation,
                 call,
-                context,
-                refuse_break_glass: *refuse,
+                context: &r.context,
+                refuse_break_glass: r.refuse_break_glass,
             })
             .collect();
         let responses = self

@@ -13,7 +13,7 @@ use mandate_store::{AuditAction, Verdict};
 use std::collections::BTreeMap;
 
 /// The outcome of `Authorize`.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Default)]
 pub struct AuthorizeOutcome {
     /// The token denial, if the chain or the call was refused before policy.
     pub denial: Option<Denial>,
@@ -64,21 +64,6 @@ pub struct AuthorizeAsk<'a> {
     pub refuse_break_glass: bool,
 }
 
-impl AuthorizeOutcome {
-    fn empty() -> AuthorizeOutcome {
-        AuthorizeOutcome {
-            denial: None,
-            policy: None,
-            task: None,
-            holder: None,
-            links: Vec::new(),
-            expires_at_ms: 0,
-            epoch: 0,
-            exhausted: None,
-        }
-    }
-}
-
 impl Coordinator {
     /// Online authorisation for the calling tool: everything an offline verifier checks,
     /// against live revocation state, then the Cedar `Invoke` decision with the tool's
@@ -123,7 +108,7 @@ impl Coordinator {
         }
         let now = self.now();
         let mut outcomes: Vec<AuthorizeOutcome> =
-            asks.iter().map(|_| AuthorizeOutcome::empty()).collect();
+            asks.iter().map(|_| AuthorizeOutcome::default()).collect();
         let decoded: Vec<Result<(Chain, Invocation), Denial>> = asks
             .iter()
             .zip(&mut outcomes)
