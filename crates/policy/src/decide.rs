@@ -2,11 +2,13 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::str::FromStr;
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
-use cedar_policy::{
-    Context, Entities, Entity, EntityId, EntityTypeName, EntityUid, RestrictedExpression,
-};
+use cedar_policy::{Context, Entities, EntityId, EntityTypeName, EntityUid};
+use cedar_policy_core::ast::{self, Value};
+use cedar_policy_core::entities::{Entities as CoreEntities, TCComputation};
+use cedar_policy_core::extensions::Extensions;
+use cedar_policy_core::validator::CoreSchema;
 use mandate_core::{Capability, ResourcePattern};
 
 use crate::load::PolicySet;
@@ -88,27 +90,26 @@ impl AgentInfo {
         )
     }
 
-    fn entity(&self) -> Result<Entity, String> {
+    fn entity(&self) -> ast::Entity {
         let trust_domain = self
             .id
             .strip_prefix("spiffe://")
             .and_then(|r| r.split('/').next())
             .unwrap_or_default();
         let mut attrs = vec![
-            ("owner".to_owned(), string(&self.owner)),
-            ("trust_domain".to_owned(), string(trust_domain)),
+            ("owner", Value::from(self.owner.as_str())),
+            ("trust_domain", Value::from(trust_domain)),
         ];
         if !self.is_human() {
-            attrs.push(("role".to_owned(), string(&self.role)));
+            attrs.push(("role", Value::from(self.role.as_str())));
             if let Some(p) = &self.parent {
                 attrs.push((
-                    "parent".to_owned(),
-                    RestrictedExpression::new_entity_uid(uid(Type::Agent, p)),
+                    "parent",
+                    Value::from(ast::EntityUID::from(uid(Type::Agent, p))),
                 ));
             }
         }
-        Entity::new_with_tags(self.uid(), attrs, [], tags(&self.labels))
-            .map_err(|e| format!("agent `{}`: {e}", self.id))
+        entity(self.uid(), attrs, &self.labels)
     }
 }
 
@@ -261,38 +262,75 @@ fn action_uid(a: Action) -> &'static EntityUid {
     &uids[Action::ALL.iter().position(|x| *x == a).unwrap_or(0)]
 }
 
-fn string(s: &str) -> RestrictedExpression {
-    RestrictedExpression::new_string(s.to_owned())
+fn long(v: u64) -> Value {
+    Value::from(i64::try_from(v).unwrap_or(i64::MAX))
 }
 
-fn long(v: u64) -> RestrictedExpression {
-    RestrictedExpression::new_long(i64::try_from(v).unwrap_or(i64::MAX))
+fn entity_ref(uid: EntityUid) -> Value {
+    Value::from(ast::EntityUID::from(uid))
 }
 
-fn tags(map: &BTreeMap<String, String>) -> Vec<(String, RestrictedExpression)> {
-    map.iter().map(|(k, v)| (k.clone(), string(v))).collect()
+/// One entity as Cedar's engine holds it, built straight from values (no expression to
+/// evaluate) and without parents: no Mandate entity type has a parent type in the schema,
+/// which is what lets [`entity_store`] skip the transitive-closure pass.
+fn entity(
+    uid: EntityUid,
+    attrs: impl IntoIterator<Item = (&'static str, Value)>,
+    tags: &BTreeMap<String, String>,
+) -> ast::Entity {
+    ast::Entity::new_with_attr_partial_value(
+        uid.into(),
+        attrs.into_iter().map(|(k, v)| (k.into(), v.into())),
+        HashSet::new(),
+        HashSet::new(),
+        tags.iter()
+            .map(|(k, v)| (k.as_str().into(), Value::from(v.as_str()).into())),
+    )
 }
 
-fn resource_entity(name: &str) -> Result<Entity, String> {
+fn resource_entity(name: &str) -> ast::Entity {
     let (prefix, wildcard) = match ResourcePattern::parse(name) {
         Ok(ResourcePattern::Prefix(p)) => (p, true),
         _ => (name.to_owned(), false),
     };
-    Entity::new(
+    entity(
         uid(Type::Resource, name),
         [
-            ("name".to_owned(), string(name)),
-            ("prefix".to_owned(), string(&prefix)),
-            (
-                "wildcard".to_owned(),
-                RestrictedExpression::new_bool(wildcard),
-            ),
-        ]
-        .into_iter()
-        .collect(),
-        HashSet::new(),
+            ("name", Value::from(name)),
+            ("prefix", Value::from(prefix)),
+            ("wildcard", Value::from(wildcard)),
+        ],
+        &NO_SIGNALS,
     )
-    .map_err(|e| format!("resource `{name}`: {e}"))
+}
+
+/// The decision's entity store. Cedar's public constructor computes the transitive closure
+/// of the parent relation (about a quarter of a decision, measured in BENCHMARKS.md); every
+/// entity here is built by [`entity`] without parents, so the closure is the empty relation
+/// and is asserted rather than computed. An entity with a parent would make `in` answer
+/// wrongly and so is refused. The entities are built with exactly the schema's attributes;
+/// checking them against it costs about a third of a decision, so only debug builds (every
+/// test) do it.
+fn entity_store(
+    entities: Vec<ast::Entity>,
+    schema: &cedar_policy::Schema,
+) -> Result<Entities, String> {
+    if entities
+        .iter()
+        .any(|e| e.parents().next().is_some() || e.ancestors().next().is_some())
+    {
+        return Err("a decision's entities must not have parents".to_owned());
+    }
+    let core_schema = cfg!(debug_assertions).then(|| CoreSchema::new(schema.as_ref()));
+    CoreEntities::new()
+        .add_entities(
+            entities.into_iter().map(Arc::new),
+            core_schema.as_ref(),
+            TCComputation::AssumeAlreadyComputed,
+            Extensions::all_available(),
+        )
+        .map(Entities::from)
+        .map_err(|e| format!("the decision's entities do not fit the schema: {e}"))
 }
 
 /// Reads `risk_score` from the signals: absent is 0; present must be 0 to 100.
@@ -320,37 +358,30 @@ impl PolicySet {
     fn evaluate(&self, r: &Request<'_>) -> Result<Decision, String> {
         let risk = risk_score(r.signals)?;
         // Entities: the principal, the agents supplied, the task, the resources, signals.
-        let mut entities = vec![r.principal.entity()?];
+        let mut entities = vec![r.principal.entity()];
         let mut seen: HashSet<&str> = HashSet::from([r.principal.id.as_str()]);
         for a in r.agents {
             if seen.insert(&a.id) {
-                entities.push(a.entity()?);
+                entities.push(a.entity());
             }
         }
         if let Target::Agent(a) = r.target
             && seen.insert(&a.id)
         {
-            entities.push(a.entity()?);
+            entities.push(a.entity());
         }
         if let Some(t) = &r.task {
-            entities.push(
-                Entity::new_with_tags(
-                    uid(Type::Task, t.id),
-                    [
-                        ("requester".to_owned(), string(t.requester)),
-                        ("intent".to_owned(), string(t.intent)),
-                    ],
-                    [],
-                    tags(t.fields),
-                )
-                .map_err(|e| format!("task: {e}"))?,
-            );
+            entities.push(entity(
+                uid(Type::Task, t.id),
+                [
+                    ("requester", Value::from(t.requester)),
+                    ("intent", Value::from(t.intent)),
+                ],
+                t.fields,
+            ));
         }
         let signals = uid(Type::Signals, "request");
-        entities.push(
-            Entity::new_with_tags(signals.clone(), [], [], tags(r.signals))
-                .map_err(|e| format!("signals: {e}"))?,
-        );
+        entities.push(entity(signals.clone(), [], r.signals));
         // The (operation, resource) pairs to decide.
         let mut pairs: Vec<(String, EntityUid)> = Vec::new();
         let mut resources = BTreeSet::new();
@@ -381,25 +412,21 @@ impl PolicySet {
             Target::Agent(a) => pairs.push((String::new(), a.uid())),
         }
         for name in &resources {
-            entities.push(resource_entity(name)?);
+            entities.push(resource_entity(name));
         }
-        // The entities are built above with exactly the schema's attributes; checking them
-        // against the schema costs about a third of a decision, so only debug builds (every
-        // test) do it. The request (principal type, context) is always checked below.
-        let schema = cfg!(debug_assertions).then_some(&*self.schema);
-        let entities = Entities::from_entities(entities, schema)
-            .map_err(|e| format!("the decision's entities do not fit the schema: {e}"))?;
+        // The request (principal type, context) is always checked below.
+        let entities = entity_store(entities, &self.schema)?;
 
         let hour = (r.now_ms / 3_600_000) % 24;
         // 1970-01-01 was a Thursday; Monday is 0.
         let weekday = (r.now_ms / 86_400_000 + 3) % 7;
         let task_uid = || {
             r.task
-                .map(|t| RestrictedExpression::new_entity_uid(uid(Type::Task, t.id)))
+                .map(|t| entity_ref(uid(Type::Task, t.id)))
                 .ok_or_else(|| format!("{} needs its task", r.action.name()))
         };
         let agent_ref = |id: Option<&str>, what: &str| {
-            id.map(|id| RestrictedExpression::new_entity_uid(uid(Type::Agent, id)))
+            id.map(|id| entity_ref(uid(Type::Agent, id)))
                 .ok_or_else(|| format!("{} needs its {what}", r.action.name()))
         };
 
@@ -424,60 +451,55 @@ impl PolicySet {
         let mut allowed_by = BTreeSet::new();
         let mut obligations = Obligations::default();
         for (operation, resource) in pairs {
-            let mut ctx: Vec<(String, RestrictedExpression)> = vec![
-                ("risk_score".into(), long(risk)),
-                (
-                    "signals".into(),
-                    RestrictedExpression::new_entity_uid(signals.clone()),
-                ),
-                ("now_ms".into(), long(r.now_ms)),
-                ("hour_utc".into(), long(hour)),
-                ("weekday".into(), long(weekday)),
+            // The context is built from values, not from expressions Cedar would evaluate
+            // first; its shape is the action's in the schema (debug builds check it below).
+            let mut ctx: Vec<(&'static str, Value)> = vec![
+                ("risk_score", long(risk)),
+                ("signals", entity_ref(signals.clone())),
+                ("now_ms", long(r.now_ms)),
+                ("hour_utc", long(hour)),
+                ("weekday", long(weekday)),
             ];
-            let op = ("operation".to_owned(), string(&operation));
+            let op = ("operation", Value::from(operation.as_str()));
             match r.action {
                 Action::RequestGrant | Action::Renew => ctx.extend([
-                    ("task".into(), task_uid()?),
+                    ("task", task_uid()?),
                     op,
-                    ("ttl_ms".into(), long(r.ttl_ms)),
-                    ("max_depth".into(), long(r.max_depth.into())),
-                    (
-                        "require_online".into(),
-                        RestrictedExpression::new_bool(r.require_online),
-                    ),
+                    ("ttl_ms", long(r.ttl_ms)),
+                    ("max_depth", long(r.max_depth.into())),
+                    ("require_online", Value::from(r.require_online)),
                 ]),
                 Action::Delegate => ctx.extend([
-                    ("task".into(), task_uid()?),
+                    ("task", task_uid()?),
                     op,
-                    ("holder".into(), agent_ref(r.holder, "holder")?),
-                    ("ttl_ms".into(), long(r.ttl_ms)),
-                    ("depth".into(), long(r.depth.into())),
-                    ("max_depth".into(), long(r.max_depth.into())),
+                    ("holder", agent_ref(r.holder, "holder")?),
+                    ("ttl_ms", long(r.ttl_ms)),
+                    ("depth", long(r.depth.into())),
+                    ("max_depth", long(r.max_depth.into())),
                 ]),
                 Action::Invoke => ctx.extend([
-                    ("task".into(), task_uid()?),
+                    ("task", task_uid()?),
                     op,
-                    ("tool".into(), agent_ref(r.tool, "tool")?),
-                    ("depth".into(), long(r.depth.into())),
-                    (
-                        "break_glass".into(),
-                        RestrictedExpression::new_bool(r.break_glass),
-                    ),
+                    ("tool", agent_ref(r.tool, "tool")?),
+                    ("depth", long(r.depth.into())),
+                    ("break_glass", Value::from(r.break_glass)),
                 ]),
                 Action::BreakGlass => ctx.extend([
-                    ("task".into(), task_uid()?),
+                    ("task", task_uid()?),
                     op,
-                    ("ttl_ms".into(), long(r.ttl_ms)),
-                    ("reason".into(), string(r.reason)),
-                    ("ticket".into(), string(r.ticket)),
+                    ("ttl_ms", long(r.ttl_ms)),
+                    ("reason", Value::from(r.reason)),
+                    ("ticket", Value::from(r.ticket)),
                 ]),
                 Action::Approve => ctx.extend([
-                    ("requester".into(), agent_ref(r.requester, "requester")?),
-                    ("ttl_ms".into(), long(r.ttl_ms)),
+                    ("requester", agent_ref(r.requester, "requester")?),
+                    ("ttl_ms", long(r.ttl_ms)),
                 ]),
                 Action::RegisterAgent => {}
             }
-            let context = Context::from_pairs(ctx).map_err(|e| format!("context: {e}"))?;
+            let context = Context::from(ast::Context::Value(Arc::new(
+                ctx.into_iter().map(|(k, v)| (k.into(), v)).collect(),
+            )));
             let request = cedar_policy::Request::new(
                 r.principal.uid(),
                 action_uid(r.action).clone(),
@@ -568,5 +590,55 @@ impl PolicySet {
             policy_hash: self.hash().to_owned(),
             obligations,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn agent() -> AgentInfo {
+        AgentInfo {
+            id: "spiffe://example.org/worker".to_owned(),
+            role: "worker".to_owned(),
+            owner: "team-a".to_owned(),
+            labels: BTreeMap::from([("team".to_owned(), "payments".to_owned())]),
+            parent: Some("spiffe://example.org/planner".to_owned()),
+        }
+    }
+
+    #[test]
+    fn the_entity_store_refuses_parents() {
+        let set = PolicySet::default_set().unwrap_or_else(|e| panic!("{e}"));
+        let store =
+            entity_store(vec![agent().entity()], &set.schema).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(store.iter().count(), 1);
+        // The closure is asserted, not computed: a parent would make `in` answer wrongly.
+        let mut child = agent().entity();
+        child.add_parent(uid(Type::Agent, "spiffe://example.org/planner").into());
+        let err = entity_store(vec![child], &set.schema).err();
+        assert_eq!(
+            err.as_deref(),
+            Some("a decision's entities must not have parents")
+        );
+    }
+
+    #[test]
+    #[cfg(debug_assertions)]
+    fn debug_builds_check_entities_against_the_schema() {
+        let set = PolicySet::default_set().unwrap_or_else(|e| panic!("{e}"));
+        // An agent without its `trust_domain` attribute does not fit the schema.
+        let bad = entity(
+            uid(Type::Agent, "spiffe://example.org/worker"),
+            [("owner", Value::from("team-a")), ("role", Value::from("w"))],
+            &NO_SIGNALS,
+        );
+        let err = entity_store(vec![bad], &set.schema)
+            .err()
+            .unwrap_or_default();
+        assert!(
+            err.starts_with("the decision's entities do not fit the schema"),
+            "{err}"
+        );
     }
 }
