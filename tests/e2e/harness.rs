@@ -12,6 +12,7 @@ use mandate_core::{
 use mandate_proto::token as tpb;
 use mandate_proto::v1 as pb;
 use mandate_sdk::{Client, Signer};
+use mandate_server::keys::Rotation;
 use mandate_server::{Config, Server};
 use tonic::transport::Channel;
 
@@ -200,4 +201,20 @@ pub fn cap(resource: &str, actions: &[&str]) -> Capability {
 
 pub fn decode(bytes: &[u8]) -> Chain {
     Chain::decode(bytes, &mandate_core::Limits::default()).unwrap()
+}
+
+/// `rotate_coordinator_key` on a coordinator just stopped in this process. Its lock file's
+/// descriptor may live on for a moment in a child another test is spawning (between fork
+/// and exec), so "a coordinator runs here" is retried for up to two seconds.
+pub async fn rotate_stopped(data: &Path, trust_old_for_ms: u64, now_ms: u64) -> Rotation {
+    for _ in 0..100 {
+        match mandate_server::keys::rotate_coordinator_key(data, trust_old_for_ms, now_ms) {
+            Ok(r) => return r,
+            Err(e) if e.to_string().contains("a coordinator runs") => {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            Err(e) => panic!("rotate-key failed: {e}"),
+        }
+    }
+    panic!("the data directory stayed locked after its coordinator stopped");
 }

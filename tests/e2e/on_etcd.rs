@@ -61,7 +61,7 @@ async fn key_rotation_on_etcd() {
         let mut h = Harness::start().await;
         let data = h.dir.path().join("data");
         h.server.take().unwrap().shutdown().await.unwrap();
-        mandate_server::keys::rotate_coordinator_key(&data, 1_000, h.now()).unwrap();
+        crate::harness::rotate_stopped(&data, 1_000, h.now()).await;
         assert!(!data.join("store").exists(), "rotate-key opened a sled store");
     })
     .await;

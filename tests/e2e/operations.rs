@@ -402,8 +402,7 @@ pub async fn a_rotated_coordinator_key_is_published_with_the_old_one_in_its_wind
     let (dir, clock) = (h.dir, h.clock);
     let mut server = h.server;
     server.take().unwrap().shutdown().await.unwrap();
-    let r =
-        mandate_server::keys::rotate_coordinator_key(&data, 90_000_000, clock.now_ms()).unwrap();
+    let r = crate::harness::rotate_stopped(&data, 90_000_000, clock.now_ms()).await;
     assert_eq!(r.retired.public_key, old_key.to_string());
     let h = Harness::start_in(dir, clock).await;
     assert_eq!(h.server().coordinator_key, r.new_key);

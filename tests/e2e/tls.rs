@@ -353,8 +353,7 @@ async fn a_tool_verifier_follows_a_key_rotation_over_tls() {
 
     server.shutdown().await.unwrap();
     let now = mandate_core::Clock::now_ms(&mandate_core::SystemClock);
-    let r =
-        mandate_server::keys::rotate_coordinator_key(&config.data_dir, 90_000_000, now).unwrap();
+    let r = crate::harness::rotate_stopped(&config.data_dir, 90_000_000, now).await;
     config.listen = addr.parse().unwrap();
     let server = mandate_server::start(config).await.unwrap();
     assert_eq!(server.coordinator_key, r.new_key);
