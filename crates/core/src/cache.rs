@@ -1,15 +1,18 @@
-//! Bounded caches a verifier keeps: verified link signatures, decompressed holder keys and
-//! seen invocation nonces.
+//! Bounded caches a verifier keeps: decoded chains, verified link signatures, decompressed
+//! holder keys and seen invocation nonces.
 
 use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
 
 use crate::window::NonceWindow;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
+use crate::chain::Chain;
 use crate::crypto::PublicKey;
 use crate::id::Digest;
 use crate::invocation::NONCE_LEN;
 use crate::link::{Link, Seal};
+use crate::reason::Denial;
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     // A panic while holding the lock cannot leave either cache in a state that accepts
@@ -168,6 +171,74 @@ impl LinkCache {
             inner.map.insert(digest, Entry { seal, holder });
             inner.order.push_back(digest);
         }
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        lock(&self.inner).map.len()
+    }
+}
+
+/// Largest encoded chain the chain cache keeps (a depth-3 chain is about 1 KB); larger ones
+/// are decoded on every use.
+pub(crate) const MAX_CACHED_CHAIN_BYTES: usize = 4096;
+
+/// Chains decoded before, by their encoding, bounded, first in first out. A worker presents
+/// the same chain with every call of its task, and decoding it (the protobuf, every link's
+/// fields checked, every link's digest hashed) cost a tenth of an online decision.
+///
+/// Decoding is a function of the bytes and the verifier's limits, which are fixed for the
+/// verifier, so a hit is exactly what decoding again would give: nothing about a chain's
+/// validity is cached here (signatures, trust, time and revocation are checked on every
+/// verification). Only chains that decoded are kept, each of at most
+/// [`MAX_CACHED_CHAIN_BYTES`]: at most `capacity` × 4 KiB of encodings and their decoded
+/// forms.
+#[derive(Debug)]
+pub(crate) struct ChainCache {
+    inner: Mutex<ChainCacheInner>,
+    capacity: usize,
+}
+
+#[derive(Debug, Default)]
+struct ChainCacheInner {
+    map: HashMap<Arc<[u8]>, Arc<Chain>>,
+    order: VecDeque<Arc<[u8]>>,
+}
+
+impl ChainCache {
+    pub(crate) fn new(capacity: usize) -> ChainCache {
+        ChainCache {
+            inner: Mutex::new(ChainCacheInner::default()),
+            capacity,
+        }
+    }
+
+    /// The chain `bytes` encode, from the cache or by `decode` (whose refusal is returned
+    /// and not cached).
+    pub(crate) fn get_or_decode(
+        &self,
+        bytes: &[u8],
+        decode: impl FnOnce(&[u8]) -> Result<Chain, Denial>,
+    ) -> Result<Arc<Chain>, Denial> {
+        if self.capacity == 0 || bytes.len() > MAX_CACHED_CHAIN_BYTES {
+            return decode(bytes).map(Arc::new);
+        }
+        if let Some(chain) = lock(&self.inner).map.get(bytes) {
+            return Ok(Arc::clone(chain));
+        }
+        let chain = Arc::new(decode(bytes)?);
+        let mut inner = lock(&self.inner);
+        if !inner.map.contains_key(bytes) {
+            while inner.map.len() >= self.capacity {
+                let Some(old) = inner.order.pop_front() else {
+                    break;
+                };
+                inner.map.remove(&old);
+            }
+            let key: Arc<[u8]> = Arc::from(bytes);
+            inner.order.push_back(Arc::clone(&key));
+            inner.map.insert(key, Arc::clone(&chain));
+        }
+        Ok(chain)
     }
 
     pub(crate) fn len(&self) -> usize {

@@ -19,7 +19,7 @@
 
 use std::sync::{Arc, PoisonError, RwLock};
 
-use crate::cache::{CacheHit, KeyCache, LinkCache, NonceCheck, ReplayCache};
+use crate::cache::{CacheHit, ChainCache, KeyCache, LinkCache, NonceCheck, ReplayCache};
 use crate::capability::{Call, Capability, is_attenuation};
 use crate::chain::Chain;
 use crate::clock::Clock;
@@ -49,6 +49,9 @@ pub struct VerifierConfig {
     /// Whether this verifier is the online authority (the coordinator's `Authorize`).
     /// Offline verifiers refuse chains that require online authorisation.
     pub online: bool,
+    /// Capacity of the cache of decoded chains, in chains of at most 4 KiB encoded
+    /// (0 disables it). Used by [`Verifier::decode_chain_shared`].
+    pub chain_cache_capacity: usize,
     /// Capacity of the verified-link cache, in links (0 disables it).
     pub link_cache_capacity: usize,
     /// Capacity of the cache of decompressed holder keys, in keys (0 disables it).
@@ -66,6 +69,7 @@ impl Default for VerifierConfig {
             accept_break_glass: true,
             max_break_glass_ms: 3_600_000,
             online: false,
+            chain_cache_capacity: 1024,
             link_cache_capacity: 16_384,
             key_cache_capacity: 16_384,
             replay_cache_capacity: 1 << 20,
@@ -214,12 +218,14 @@ enum Sig {
 
 /// Offline verifier for chains and invocation proofs.
 ///
-/// Thread-safe: share one per tool. It keeps a bounded cache of verified link signatures
-/// and a bounded replay cache of invocation nonces.
+/// Thread-safe: share one per tool. It keeps bounded caches of decoded chains, verified
+/// link signatures and decompressed holder keys, and a bounded replay cache of invocation
+/// nonces.
 pub struct Verifier {
     trust: RwLock<Arc<TrustBundle>>,
     config: VerifierConfig,
     clock: Arc<dyn Clock>,
+    chains: ChainCache,
     links: LinkCache,
     keys: KeyCache,
     nonces: ReplayCache,
@@ -239,6 +245,7 @@ impl Verifier {
     pub fn new(trust: TrustBundle, config: VerifierConfig, clock: Arc<dyn Clock>) -> Verifier {
         Verifier {
             trust: RwLock::new(Arc::new(trust)),
+            chains: ChainCache::new(config.chain_cache_capacity),
             links: LinkCache::new(config.link_cache_capacity),
             keys: KeyCache::new(config.key_cache_capacity),
             // A nonce is kept until its proof is stale: issued up to `skew` ahead, then
@@ -272,6 +279,12 @@ impl Verifier {
         self.keys.len()
     }
 
+    /// Entries held by the cache of decoded chains (bounded by
+    /// [`VerifierConfig::chain_cache_capacity`]).
+    pub fn chain_cache_size(&self) -> usize {
+        self.chains.len()
+    }
+
     /// The trust bundle in force.
     pub fn trust_bundle(&self) -> Arc<TrustBundle> {
         Arc::clone(&self.trust.read().unwrap_or_else(PoisonError::into_inner))
@@ -286,6 +299,14 @@ impl Verifier {
     /// Decodes a chain with this verifier's limits.
     pub fn decode_chain(&self, bytes: &[u8]) -> Result<Chain, Denial> {
         Chain::decode(bytes, &self.config.limits)
+    }
+
+    /// [`Verifier::decode_chain`] through a bounded cache of chains decoded before (a
+    /// worker presents the same chain with every call of its task): a hit is exactly what
+    /// decoding again would give, and nothing about the chain's validity is cached.
+    pub fn decode_chain_shared(&self, bytes: &[u8]) -> Result<Arc<Chain>, Denial> {
+        self.chains
+            .get_or_decode(bytes, |b| Chain::decode(b, &self.config.limits))
     }
 
     /// Decodes an invocation proof with this verifier's limits.
@@ -707,5 +728,7 @@ impl Pass {
 
 #[cfg(test)]
 mod batch_tests;
+#[cfg(test)]
+mod cache_tests;
 #[cfg(test)]
 mod tests;

@@ -199,7 +199,7 @@ impl ToolVerifier {
     /// configured, when the feed is stale.
     pub async fn authorize(&self, chain: &[u8], invocation: &[u8], call: &Call) -> Decision {
         let inner = &self.inner;
-        let decoded = match inner.verifier.decode_chain(chain) {
+        let decoded = match inner.verifier.decode_chain_shared(chain) {
             Ok(c) => c,
             Err(d) => return Decision::deny(d.reason().code(), d.to_string()),
         };

@@ -11,6 +11,7 @@ use mandate_policy::{Action, Target};
 use mandate_store::Severity;
 use mandate_store::{AuditAction, Verdict};
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 /// The outcome of `Authorize`.
 #[derive(Clone, Debug, Default)]
@@ -109,7 +110,7 @@ impl Coordinator {
         let now = self.now();
         let mut outcomes: Vec<AuthorizeOutcome> =
             asks.iter().map(|_| AuthorizeOutcome::default()).collect();
-        let decoded: Vec<Result<(Chain, Invocation), Denial>> = asks
+        let decoded: Vec<Result<(Arc<Chain>, Invocation), Denial>> = asks
             .iter()
             .zip(&mut outcomes)
             .map(|(ask, outcome)| self.decode_ask(ask, outcome))
@@ -126,7 +127,7 @@ impl Coordinator {
             let ready: Vec<(&Chain, &Invocation, &Call)> = decoded
                 .iter()
                 .zip(asks)
-                .filter_map(|(d, ask)| d.as_ref().ok().map(|(c, i)| (c, i, ask.call)))
+                .filter_map(|(d, ask)| d.as_ref().ok().map(|(c, i)| (&**c, i, ask.call)))
                 .collect();
             let mut verified = self
                 .verifier
@@ -173,8 +174,9 @@ impl Coordinator {
         &self,
         ask: &AuthorizeAsk<'_>,
         outcome: &mut AuthorizeOutcome,
-    ) -> Result<(Chain, Invocation), Denial> {
-        let chain = self.verifier.decode_chain(ask.chain)?;
+    ) -> Result<(Arc<Chain>, Invocation), Denial> {
+        // A worker presents the same chain with every call: decoded once, then shared.
+        let chain = self.verifier.decode_chain_shared(ask.chain)?;
         outcome.task = Some(chain.task());
         outcome.holder = Some(chain.leaf().body().holder_agent.as_str().to_owned());
         outcome.links = chain.links().iter().map(|l| l.id()).collect();

@@ -139,6 +139,7 @@ impl Coordinator {
             ("verified_links", verified_links),
             ("invocation_nonces", invocation_nonces),
             ("verifier_keys", self.verifier.key_cache_size()),
+            ("decoded_chains", self.verifier.chain_cache_size()),
             ("agent_records", self.agents.len()),
         ]
     }
