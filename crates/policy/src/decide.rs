@@ -103,10 +103,7 @@ impl AgentInfo {
         if !self.is_human() {
             attrs.push(("role", Value::from(self.role.as_str())));
             if let Some(p) = &self.parent {
-                attrs.push((
-                    "parent",
-                    Value::from(ast::EntityUID::from(uid(Type::Agent, p))),
-                ));
+                attrs.push(("parent", entity_ref(uid(Type::Agent, p))));
             }
         }
         entity(self.uid(), attrs, &self.labels)
@@ -145,7 +142,8 @@ pub enum Target<'a> {
     Agent(&'a AgentInfo),
 }
 
-static NO_SIGNALS: BTreeMap<String, String> = BTreeMap::new();
+/// No signals, and no tags.
+static EMPTY: BTreeMap<String, String> = BTreeMap::new();
 
 /// One question for the policy engine. Build it with [`Request::new`] and set the fields
 /// the action's context needs (docs/POLICY.md lists them).
@@ -212,7 +210,7 @@ impl<'a> Request<'a> {
             break_glass: false,
             reason: "",
             ticket: "",
-            signals: &NO_SIGNALS,
+            signals: &EMPTY,
             now_ms,
         }
     }
@@ -300,7 +298,7 @@ fn resource_entity(name: &str) -> ast::Entity {
             ("prefix", Value::from(prefix)),
             ("wildcard", Value::from(wildcard)),
         ],
-        &NO_SIGNALS,
+        &EMPTY,
     )
 }
 
@@ -315,10 +313,8 @@ fn entity_store(
     entities: Vec<ast::Entity>,
     schema: &cedar_policy::Schema,
 ) -> Result<Entities, String> {
-    if entities
-        .iter()
-        .any(|e| e.parents().next().is_some() || e.ancestors().next().is_some())
-    {
+    // `ancestors` covers the parents and any indirect ancestors.
+    if entities.iter().any(|e| e.ancestors().next().is_some()) {
         return Err("a decision's entities must not have parents".to_owned());
     }
     let core_schema = cfg!(debug_assertions).then(|| CoreSchema::new(schema.as_ref()));
@@ -631,7 +627,7 @@ mod tests {
         let bad = entity(
             uid(Type::Agent, "spiffe://example.org/worker"),
             [("owner", Value::from("team-a")), ("role", Value::from("w"))],
-            &NO_SIGNALS,
+            &EMPTY,
         );
         let err = entity_store(vec![bad], &set.schema)
             .err()
