@@ -133,30 +133,41 @@ pub(crate) async fn run(a: &BenchArgs, target: &Target) -> anyhow::Result<()> {
         out!("round  requests    req/s  errors   RSS MiB  data MiB");
     }
     let began = Instant::now();
-    for round in 1..=a.rounds {
-        let ops = prepare_mixed(&mut w, a.requests).await?;
-        let n = ops.len() as u64;
-        let (elapsed, _, errors) = drive(ops, &channels, a.concurrency).await?;
-        served += n;
-        let rss = rss_bytes(pid)?;
-        let disk = dir_bytes(&data);
-        let rate = n as f64 / elapsed.as_secs_f64();
-        xs.push(served as f64);
-        rss_points.push(rss as f64);
-        disk_points.push(disk as f64);
-        rates.push(rate);
-        if target.json {
-            out!(
-                "{}",
-                json!({"round": round, "requests": served, "per_second": rate, "errors": errors, "rss_bytes": rss, "data_bytes": disk})
-            );
-        } else {
-            out!(
-                "{round:>5}  {served:>8}  {rate:>7.0}  {errors:>6}  {:>8.1}  {:>8.1}",
-                rss as f64 / 1048576.0,
-                disk as f64 / 1048576.0
-            );
+    // Stopped by a signal to this process alone (`kill <pid>`), the soak still stops its
+    // server: returning drops `server`, which kills the child.
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    let rounds = async {
+        for round in 1..=a.rounds {
+            let ops = prepare_mixed(&mut w, a.requests).await?;
+            let n = ops.len() as u64;
+            let (elapsed, _, errors) = drive(ops, &channels, a.concurrency).await?;
+            served += n;
+            let rss = rss_bytes(pid)?;
+            let disk = dir_bytes(&data);
+            let rate = n as f64 / elapsed.as_secs_f64();
+            xs.push(served as f64);
+            rss_points.push(rss as f64);
+            disk_points.push(disk as f64);
+            rates.push(rate);
+            if target.json {
+                out!(
+                    "{}",
+                    json!({"round": round, "requests": served, "per_second": rate, "errors": errors, "rss_bytes": rss, "data_bytes": disk})
+                );
+            } else {
+                out!(
+                    "{round:>5}  {served:>8}  {rate:>7.0}  {errors:>6}  {:>8.1}  {:>8.1}",
+                    rss as f64 / 1048576.0,
+                    disk as f64 / 1048576.0
+                );
+            }
         }
+        anyhow::Ok(())
+    };
+    tokio::select! {
+        r = rounds => r?,
+        _ = terminate.recv() => anyhow::bail!("soak stopped by SIGTERM (its server too)"),
+        _ = tokio::signal::ctrl_c() => anyhow::bail!("soak interrupted (its server stopped)"),
     }
     let warm = a
         .warmup_rounds
