@@ -3,13 +3,21 @@
 //! into a sealed segment (`<first>-<last>.seg`) as it is, and a new journal begins.
 //!
 //! ```text
-//! "MANDSEG2" | first seq u64 BE | the first record's prev_hash, 32 bytes | frames
+//! "MANDSEG3" | first seq u64 BE | the first record's prev_hash, 32 bytes | frames
 //! frame: body length u32 LE | CRC-32 of the body u32 LE | body
 //! body:  flags u8 (bit 0: the record's change also wrote state to the store)
 //!        | new strings: count varint, each length varint and UTF-8 bytes
-//!        | the event (as in MANDSEG1, strings as indexes into the strings defined so far)
+//!        | new chains: count varint, each length varint and the chain's task and links
+//!          (as MANDSEG1 writes them inline)
+//!        | the event (as in MANDSEG1, strings as indexes into the strings defined so far,
+//!          its task and links as an index into the chains defined so far)
 //!        | the record's hash, 32 bytes
 //! ```
+//!
+//! A worker presents the same chain with every call, so a decision's task and links (69
+//! bytes for a chain of three) are written once per file; records name them by index.
+//! `MANDSEG2` files (before the chain table: task and links inline in every record) are
+//! read as they are, and a `MANDSEG2` journal is appended to in its own form.
 //!
 //! Ordering against the store (docs/AUDIT.md, "Where records are kept"): a commit writes
 //! its frames with one `write` before it applies its change to sled, and a flush syncs the
@@ -24,15 +32,60 @@ use std::os::unix::fs::FileExt as _;
 use std::path::{Path, PathBuf};
 
 use crate::records::{AuditEvent, AuditRecord};
-use crate::segments::{Reader, Segment, Strings, corrupt, hex32, put_event, put_varint, to_hex};
+use crate::segments::{
+    ChainEntry, Chains, Intern, ReadChain, Reader, Segment, Strings, corrupt, hex32, put_event,
+    put_task_links, put_varint, read_task_links, to_hex,
+};
 use crate::{Result, StoreError};
 
-pub(crate) const MAGIC: &[u8; 8] = b"MANDSEG2";
+/// The journal's form since the chain table.
+const MAGIC: &[u8; 8] = b"MANDSEG3";
+/// The journal's first form: task and links inline in every record.
+const MAGIC_V2: &[u8; 8] = b"MANDSEG2";
 const HEADER: u64 = 8 + 8 + 32;
 /// The journal's file name in the segments directory.
 pub(crate) const FILE: &str = "journal";
 /// Largest frame body accepted when reading (a record is a few hundred bytes).
 const MAX_FRAME: u32 = 16 << 20;
+
+/// Whether `bytes` are a journal, or a segment sealed from one (either form).
+pub(crate) fn is_journal(bytes: &[u8]) -> bool {
+    bytes.starts_with(MAGIC) || bytes.starts_with(MAGIC_V2)
+}
+
+/// A journal's tables: its strings, and its chains (`None` in a `MANDSEG2` file).
+#[derive(Default)]
+pub(crate) struct Tables {
+    pub(crate) strings: Strings,
+    pub(crate) chains: Option<Chains>,
+}
+
+impl Tables {
+    fn new(with_chains: bool) -> Tables {
+        Tables {
+            strings: Strings::default(),
+            chains: with_chains.then(Chains::default),
+        }
+    }
+
+    fn chain_count(&self) -> usize {
+        self.chains.as_ref().map_or(0, |c| c.list.len())
+    }
+}
+
+impl Intern for Tables {
+    fn string(&mut self, s: &str) -> u64 {
+        self.strings.id(s)
+    }
+
+    fn chain(&mut self, task: Option<&mandate_core::TaskId>, links: &[String]) -> Option<u64> {
+        let Tables { strings, chains } = self;
+        let chains = chains.as_mut()?;
+        let mut encoded = Vec::with_capacity(18 + 17 * links.len());
+        put_task_links(&mut encoded, task, links, strings);
+        Some(chains.id(encoded, || (task.cloned(), links.to_vec())))
+    }
+}
 
 /// What a parse of a segment or journal file found.
 pub(crate) struct Parsed {
@@ -44,7 +97,7 @@ pub(crate) struct Parsed {
     pub(crate) offsets: Vec<u64>,
     /// Bytes up to the end of the last whole, valid frame.
     pub(crate) end: u64,
-    pub(crate) strings: Strings,
+    pub(crate) tables: Tables,
 }
 
 /// Parses `bytes`. `lenient`: stop at the first torn or corrupt frame (a journal after a
@@ -52,9 +105,11 @@ pub(crate) struct Parsed {
 pub(crate) fn parse(bytes: &[u8], path: &Path, lenient: bool) -> Result<Parsed> {
     let bad = |why: &str| corrupt(path, why);
     let mut r = Reader { bytes, at: 0 };
-    if r.take(8) != Some(&MAGIC[..]) {
-        return Err(bad("not a segment (bad magic)"));
-    }
+    let with_chains = match r.take(8) {
+        Some(m) if m == MAGIC => true,
+        Some(m) if m == MAGIC_V2 => false,
+        _ => return Err(bad("not a segment (bad magic)")),
+    };
     let first = u64::from_be_bytes(r.array().ok_or_else(|| bad("truncated header"))?);
     let first_prev: [u8; 32] = r.array().ok_or_else(|| bad("truncated header"))?;
     let mut p = Parsed {
@@ -64,12 +119,12 @@ pub(crate) fn parse(bytes: &[u8], path: &Path, lenient: bool) -> Result<Parsed> 
         stateful: Vec::new(),
         offsets: Vec::new(),
         end: HEADER,
-        strings: Strings::default(),
+        tables: Tables::new(with_chains),
     };
     let mut prev = to_hex(&first_prev);
     while r.at < bytes.len() {
         let at = r.at;
-        match frame(&mut r, &mut p.strings, path) {
+        match frame(&mut r, &mut p.tables, path) {
             Ok((event, stateful, hash)) => {
                 let seq = first + p.records.len() as u64;
                 let hash = to_hex(&hash);
@@ -106,11 +161,11 @@ fn reaches_end(bytes: &[u8], at: usize) -> bool {
     }
 }
 
-/// One frame: its event, flag and hash. New strings join `strings` only when the whole
-/// frame is valid.
+/// One frame: its event, flag and hash. New strings and chains join `tables` only when
+/// the whole frame is valid.
 fn frame(
     r: &mut Reader<'_>,
-    strings: &mut Strings,
+    tables: &mut Tables,
     path: &Path,
 ) -> Result<(AuditEvent, bool, [u8; 32])> {
     let bad = |why: &str| corrupt(path, why);
@@ -130,6 +185,7 @@ fn frame(
     for _ in 0..n_new {
         new.push(b.string(&bad)?);
     }
+    let strings = &tables.strings;
     let known = strings.list.len();
     let string = |r: &mut Reader<'_>| -> Result<String> {
         let i = usize::try_from(r.varint().ok_or_else(|| bad("truncated record"))?)
@@ -142,28 +198,78 @@ fn frame(
                 .ok_or_else(|| bad("a string index is out of range"))
         }
     };
-    let event = crate::segments::read_event(&mut b, &string, &bad)?;
+    let mut new_chains: Vec<(Vec<u8>, ChainEntry)> = Vec::new();
+    if tables.chains.is_some() {
+        let n = b.varint().ok_or_else(|| bad("truncated frame"))?;
+        for _ in 0..n {
+            let len = usize::try_from(b.varint().ok_or_else(|| bad("truncated chain"))?)
+                .map_err(|_| bad("chain too long"))?;
+            let encoded = b.take(len).ok_or_else(|| bad("truncated chain"))?;
+            let mut c = Reader {
+                bytes: encoded,
+                at: 0,
+            };
+            let entry = read_task_links(&mut c, &string, &bad)?;
+            if c.at != encoded.len() {
+                return Err(bad("bytes after a chain"));
+            }
+            new_chains.push((encoded.to_vec(), entry));
+        }
+    }
+    let known_chains = tables.chain_count();
+    let chains = tables.chains.as_ref();
+    let chain = |r: &mut Reader<'_>| -> Result<ChainEntry> {
+        let i = usize::try_from(r.varint().ok_or_else(|| bad("truncated record"))?)
+            .map_err(|_| bad("a chain index is out of range"))?;
+        let known = chains.and_then(|c| c.list.get(i));
+        match known {
+            Some(entry) => Ok(entry.clone()),
+            None => i
+                .checked_sub(known_chains)
+                .and_then(|i| new_chains.get(i))
+                .map(|(_, entry)| entry.clone())
+                .ok_or_else(|| bad("a chain index is out of range")),
+        }
+    };
+    let event = crate::segments::read_event(
+        &mut b,
+        &string,
+        chains.is_some().then_some(&chain as &ReadChain<'_>),
+        &bad,
+    )?;
     let hash: [u8; 32] = b.array().ok_or_else(|| bad("truncated record"))?;
     if b.at != body.len() {
         return Err(bad("bytes after a record in its frame"));
     }
     for s in new {
-        strings.id(&s);
+        tables.strings.id(&s);
+    }
+    if let Some(chains) = &mut tables.chains {
+        for (encoded, entry) in new_chains {
+            chains.push(encoded, entry);
+        }
     }
     Ok((event, flags & 1 == 1, hash))
 }
 
-/// Appends one record's frame to `out`, interning its strings.
-fn put_frame(out: &mut Vec<u8>, r: &AuditRecord, stateful: bool, strings: &mut Strings) {
-    let known = strings.list.len();
+/// Appends one record's frame to `out`, interning its strings and chain.
+fn put_frame(out: &mut Vec<u8>, r: &AuditRecord, stateful: bool, tables: &mut Tables) {
+    let (known, known_chains) = (tables.strings.list.len(), tables.chain_count());
     let mut fields = Vec::with_capacity(160);
-    put_event(&mut fields, &r.event, &mut |s| strings.id(s));
+    put_event(&mut fields, &r.event, tables);
     let mut body = Vec::with_capacity(fields.len() + 64);
     body.push(u8::from(stateful));
-    put_varint(&mut body, (strings.list.len() - known) as u64);
-    for s in &strings.list[known..] {
+    put_varint(&mut body, (tables.strings.list.len() - known) as u64);
+    for s in &tables.strings.list[known..] {
         put_varint(&mut body, s.len() as u64);
         body.extend_from_slice(s.as_bytes());
+    }
+    if let Some(chains) = &tables.chains {
+        put_varint(&mut body, (chains.encoded.len() - known_chains) as u64);
+        for c in &chains.encoded[known_chains..] {
+            put_varint(&mut body, c.len() as u64);
+            body.extend_from_slice(c);
+        }
     }
     body.extend_from_slice(&fields);
     // The hash was computed by this process over a hex string it made: it decodes.
@@ -190,6 +296,7 @@ pub(crate) struct Mark {
     records: usize,
     end: u64,
     strings: usize,
+    chains: usize,
     head: (u64, String),
 }
 
@@ -202,7 +309,7 @@ pub(crate) struct Journal {
     offsets: Vec<u64>,
     hashes: Vec<[u8; 32]>,
     end: u64,
-    strings: Strings,
+    tables: Tables,
     head: (u64, String),
     /// A failed write that could not be undone: nothing more is written.
     broken: bool,
@@ -267,7 +374,7 @@ impl Journal {
                 offsets: p.offsets,
                 hashes,
                 end: p.end,
-                strings: p.strings,
+                tables: p.tables,
                 head,
                 broken: false,
             },
@@ -299,7 +406,8 @@ impl Journal {
         Mark {
             records: self.offsets.len(),
             end: self.end,
-            strings: self.strings.list.len(),
+            strings: self.tables.strings.list.len(),
+            chains: self.tables.chain_count(),
             head: self.head.clone(),
         }
     }
@@ -308,8 +416,11 @@ impl Journal {
     pub(crate) fn rollback(&mut self, mark: Mark) -> Result<()> {
         self.offsets.truncate(mark.records);
         self.hashes.truncate(mark.records);
-        for s in self.strings.list.drain(mark.strings..) {
-            self.strings.index.remove(&s);
+        for s in self.tables.strings.list.drain(mark.strings..) {
+            self.tables.strings.index.remove(&s);
+        }
+        if let Some(chains) = &mut self.tables.chains {
+            chains.truncate(mark.chains);
         }
         self.head = mark.head;
         self.end = mark.end;
@@ -362,7 +473,7 @@ impl Journal {
         let mut offsets = Vec::with_capacity(records.len());
         for r in records {
             offsets.push(self.end + buf.len() as u64);
-            put_frame(&mut buf, r, stateful, &mut self.strings);
+            put_frame(&mut buf, r, stateful, &mut self.tables);
         }
         if let Err(e) = self.file.write_all_at(&buf, self.end) {
             let _ = self.rollback(mark);
@@ -428,7 +539,7 @@ impl Journal {
         };
         let mut out = Vec::with_capacity(stop - start);
         for i in start..stop {
-            let (event, hash) = frame_with(&mut r, &self.strings, &path)?;
+            let (event, hash) = frame_with(&mut r, &self.tables, &path)?;
             let hash = to_hex(&hash);
             out.push(AuditRecord {
                 seq: self.first + i as u64,
@@ -459,26 +570,29 @@ impl Journal {
     }
 }
 
-/// One frame read back from the open journal, whose string table already holds every
-/// string the frame defines (the table only grows).
-fn frame_with(
-    r: &mut Reader<'_>,
-    strings: &Strings,
-    path: &Path,
-) -> Result<(AuditEvent, [u8; 32])> {
+/// One frame read back from the open journal, whose tables already hold every string and
+/// chain the frame defines (the tables only grow).
+fn frame_with(r: &mut Reader<'_>, tables: &Tables, path: &Path) -> Result<(AuditEvent, [u8; 32])> {
     let bad = |why: &str| corrupt(path, why);
     let len = u32::from_le_bytes(r.array().ok_or_else(|| bad("truncated frame"))?);
     let _crc = u32::from_le_bytes(r.array().ok_or_else(|| bad("truncated frame"))?);
     let body = r.take(len as usize).ok_or_else(|| bad("truncated frame"))?;
     let mut b = Reader { bytes: body, at: 0 };
     b.u8().ok_or_else(|| bad("truncated frame"))?;
-    let n_new = b.varint().ok_or_else(|| bad("truncated frame"))?;
-    for _ in 0..n_new {
-        let len = usize::try_from(b.varint().ok_or_else(|| bad("truncated string"))?)
-            .map_err(|_| bad("string too long"))?;
-        b.take(len).ok_or_else(|| bad("truncated string"))?;
+    let skip_defined = |b: &mut Reader<'_>| -> Result<()> {
+        let n = b.varint().ok_or_else(|| bad("truncated frame"))?;
+        for _ in 0..n {
+            let len = usize::try_from(b.varint().ok_or_else(|| bad("truncated frame"))?)
+                .map_err(|_| bad("entry too long"))?;
+            b.take(len).ok_or_else(|| bad("truncated frame"))?;
+        }
+        Ok(())
+    };
+    skip_defined(&mut b)?;
+    if tables.chains.is_some() {
+        skip_defined(&mut b)?;
     }
-    let list = &strings.list;
+    let list = &tables.strings.list;
     let string = |r: &mut Reader<'_>| -> Result<String> {
         let i = r.varint().ok_or_else(|| bad("truncated record"))?;
         usize::try_from(i)
@@ -487,7 +601,21 @@ fn frame_with(
             .cloned()
             .ok_or_else(|| bad("a string index is out of range"))
     };
-    let event = crate::segments::read_event(&mut b, &string, &bad)?;
+    let chains = tables.chains.as_ref();
+    let chain = |r: &mut Reader<'_>| -> Result<ChainEntry> {
+        let i = r.varint().ok_or_else(|| bad("truncated record"))?;
+        usize::try_from(i)
+            .ok()
+            .and_then(|i| chains.and_then(|c| c.list.get(i)))
+            .cloned()
+            .ok_or_else(|| bad("a chain index is out of range"))
+    };
+    let event = crate::segments::read_event(
+        &mut b,
+        &string,
+        chains.is_some().then_some(&chain as &ReadChain<'_>),
+        &bad,
+    )?;
     let hash: [u8; 32] = b.array().ok_or_else(|| bad("truncated record"))?;
     Ok((event, hash))
 }
@@ -502,9 +630,12 @@ pub(crate) fn rewrite(
 ) -> Result<()> {
     let first = records.first().map_or(1, |(r, _)| r.seq);
     let mut bytes = header(first, first_prev);
-    let mut strings = Strings::default();
+    let mut tables = Tables::new(true);
     for (r, stateful) in records {
-        put_frame(&mut bytes, r, *stateful, &mut strings);
+        put_frame(&mut bytes, r, *stateful, &mut tables);
     }
     std::fs::write(path, bytes).map_err(|e| StoreError::Backend(format!("audit journal: {e}")))
 }
+
+#[cfg(test)]
+mod tests;

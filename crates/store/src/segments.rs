@@ -109,6 +109,75 @@ impl Strings {
     }
 }
 
+/// What encoding a record interns: its strings always; its task and links (its chain)
+/// only in a file that has a table of them (`MANDSEG3`).
+pub(crate) trait Intern {
+    /// The index of `s` in the file's strings.
+    fn string(&mut self, s: &str) -> u64;
+    /// The index of a record's task and links in the file's chains, or `None` to write
+    /// them inline.
+    fn chain(&mut self, task: Option<&TaskId>, links: &[String]) -> Option<u64>;
+}
+
+impl Intern for Strings {
+    fn string(&mut self, s: &str) -> u64 {
+        self.id(s)
+    }
+
+    fn chain(&mut self, _: Option<&TaskId>, _: &[String]) -> Option<u64> {
+        None
+    }
+}
+
+/// A record's task and links, as one entry of a file's chains.
+pub(crate) type ChainEntry = (Option<TaskId>, Vec<String>);
+
+/// Reads a chain reference from an event body (journals name chains by index).
+pub(crate) type ReadChain<'a> = dyn Fn(&mut Reader<'_>) -> Result<ChainEntry> + 'a;
+
+/// The chains of a `MANDSEG3` file: a worker presents the same chain with every call, so
+/// its task and links are written once per file and each record names them by index.
+#[derive(Default)]
+pub(crate) struct Chains {
+    /// Each chain's encoding (as [`put_task_links`] writes it) and its index.
+    pub(crate) index: HashMap<Vec<u8>, u64>,
+    pub(crate) encoded: Vec<Vec<u8>>,
+    pub(crate) list: Vec<ChainEntry>,
+}
+
+impl Chains {
+    /// The index of the chain encoded as `encoded` (`entry`, decoded), added if new.
+    pub(crate) fn id(&mut self, encoded: Vec<u8>, entry: impl FnOnce() -> ChainEntry) -> u64 {
+        if let Some(&i) = self.index.get(&encoded) {
+            return i;
+        }
+        let i = self.list.len() as u64;
+        self.list.push(entry());
+        self.encoded.push(encoded.clone());
+        self.index.insert(encoded, i);
+        i
+    }
+
+    /// Appends a chain read from a file, at the next index whatever it holds (a file
+    /// names chains by the order it defined them in).
+    pub(crate) fn push(&mut self, encoded: Vec<u8>, entry: ChainEntry) {
+        let i = self.list.len() as u64;
+        self.list.push(entry);
+        self.encoded.push(encoded.clone());
+        self.index.entry(encoded).or_insert(i);
+    }
+
+    /// Forgets the chains from index `len` on (an append undone).
+    pub(crate) fn truncate(&mut self, len: usize) {
+        for e in self.encoded.drain(len.min(self.encoded.len())..) {
+            if self.index.get(&e).is_some_and(|&i| i >= len as u64) {
+                self.index.remove(&e);
+            }
+        }
+        self.list.truncate(len);
+    }
+}
+
 pub(crate) use crate::records::hex::encode as to_hex;
 
 pub(crate) fn hex32(s: &str) -> Option<[u8; 32]> {
@@ -132,21 +201,23 @@ fn severity_byte(s: Severity) -> u8 {
     }
 }
 
-/// Writes an event's fields (everything but its hash), strings as the indexes `id` gives.
-pub(crate) fn put_event(body: &mut Vec<u8>, e: &AuditEvent, id: &mut dyn FnMut(&str) -> u64) {
-    put_varint(body, e.time_ms);
-    for s in [&e.actor, &e.action, &e.decision, &e.reason, &e.policy_hash] {
-        put_varint(body, id(s));
-    }
-    match &e.task {
+/// Writes a task and links inline: the task (0, or 1 and 16 bytes), then each link as 0
+/// and 16 bytes (a canonical lower-case hex id) or 1 and a string index.
+pub(crate) fn put_task_links(
+    body: &mut Vec<u8>,
+    task: Option<&TaskId>,
+    links: &[String],
+    strings: &mut dyn Intern,
+) {
+    match task {
         None => body.push(0),
         Some(t) => {
             body.push(1);
             body.extend_from_slice(t.as_bytes());
         }
     }
-    put_varint(body, e.links.len() as u64);
-    for l in &e.links {
+    put_varint(body, links.len() as u64);
+    for l in links {
         match hex_bytes::<16>(l) {
             Some(raw) => {
                 body.push(0);
@@ -154,35 +225,19 @@ pub(crate) fn put_event(body: &mut Vec<u8>, e: &AuditEvent, id: &mut dyn FnMut(&
             }
             None => {
                 body.push(1);
-                put_varint(body, id(l));
+                put_varint(body, strings.string(l));
             }
         }
     }
-    put_varint(body, e.policies.len() as u64);
-    for p in &e.policies {
-        put_varint(body, id(p));
-    }
-    body.push(severity_byte(e.severity));
-    put_varint(body, e.detail.len() as u64);
-    for (k, v) in &e.detail {
-        put_varint(body, id(k));
-        put_varint(body, id(v));
-    }
 }
 
-/// Reads what [`put_event`] wrote; `string` resolves a string index.
-pub(crate) fn read_event(
+/// Reads what [`put_task_links`] wrote.
+pub(crate) fn read_task_links(
     r: &mut Reader<'_>,
     string: &dyn Fn(&mut Reader<'_>) -> Result<String>,
     bad: &dyn Fn(&str) -> StoreError,
-) -> Result<AuditEvent> {
+) -> Result<ChainEntry> {
     let truncated = || bad("truncated record");
-    let time_ms = r.varint().ok_or_else(truncated)?;
-    let actor = string(r)?;
-    let action = string(r)?;
-    let decision = string(r)?;
-    let reason = string(r)?;
-    let policy_hash = string(r)?;
     let task = match r.u8().ok_or_else(truncated)? {
         0 => None,
         1 => Some(TaskId::from_bytes(r.array().ok_or_else(truncated)?)),
@@ -197,6 +252,51 @@ pub(crate) fn read_event(
             _ => return Err(bad("bad link tag")),
         });
     }
+    Ok((task, links))
+}
+
+/// Writes an event's fields (everything but its hash), strings as the indexes `tables`
+/// gives, and its task and links inline or as a chain index as `tables` says.
+pub(crate) fn put_event(body: &mut Vec<u8>, e: &AuditEvent, tables: &mut dyn Intern) {
+    put_varint(body, e.time_ms);
+    for s in [&e.actor, &e.action, &e.decision, &e.reason, &e.policy_hash] {
+        put_varint(body, tables.string(s));
+    }
+    match tables.chain(e.task.as_ref(), &e.links) {
+        Some(i) => put_varint(body, i),
+        None => put_task_links(body, e.task.as_ref(), &e.links, tables),
+    }
+    put_varint(body, e.policies.len() as u64);
+    for p in &e.policies {
+        put_varint(body, tables.string(p));
+    }
+    body.push(severity_byte(e.severity));
+    put_varint(body, e.detail.len() as u64);
+    for (k, v) in &e.detail {
+        put_varint(body, tables.string(k));
+        put_varint(body, tables.string(v));
+    }
+}
+
+/// Reads what [`put_event`] wrote; `string` resolves a string index, `chain` a chain
+/// index (`None`: the task and links are inline).
+pub(crate) fn read_event(
+    r: &mut Reader<'_>,
+    string: &dyn Fn(&mut Reader<'_>) -> Result<String>,
+    chain: Option<&ReadChain<'_>>,
+    bad: &dyn Fn(&str) -> StoreError,
+) -> Result<AuditEvent> {
+    let truncated = || bad("truncated record");
+    let time_ms = r.varint().ok_or_else(truncated)?;
+    let actor = string(r)?;
+    let action = string(r)?;
+    let decision = string(r)?;
+    let reason = string(r)?;
+    let policy_hash = string(r)?;
+    let (task, links) = match chain {
+        Some(chain) => chain(r)?,
+        None => read_task_links(r, string, bad)?,
+    };
     let n_policies = r.varint().ok_or_else(truncated)?;
     let mut policies = Vec::new();
     for _ in 0..n_policies {
@@ -242,7 +342,7 @@ pub(crate) fn encode(records: &[AuditRecord]) -> Result<Vec<u8>> {
         .ok_or_else(|| StoreError::Backend(format!("record {} has a malformed hash", first.seq)))?;
     let mut prev = first.prev_hash.as_str();
     for r in records {
-        put_event(&mut body, &r.event, &mut |s| strings.id(s));
+        put_event(&mut body, &r.event, &mut strings);
         // Only a chain that links is sealed: the file keeps each record's own hash and
         // derives its prev_hash from the record before.
         if r.prev_hash != prev {
@@ -308,7 +408,7 @@ pub(crate) fn decode(bytes: &[u8], path: &Path) -> Result<Vec<AuditRecord>> {
     let mut out = Vec::with_capacity(count as usize);
     for i in 0..u64::from(count) {
         let truncated = || bad("truncated record");
-        let event = read_event(&mut r, &string, &bad)?;
+        let event = read_event(&mut r, &string, None, &bad)?;
         let hash = to_hex(&r.array::<32>().ok_or_else(truncated)?);
         let prev_hash = std::mem::replace(&mut prev, hash.clone());
         out.push(AuditRecord {
@@ -464,7 +564,7 @@ pub(crate) fn write(dir: &Path, records: &[AuditRecord]) -> Result<Segment> {
 /// Reads one segment.
 pub(crate) fn read(segment: &Segment) -> Result<Vec<AuditRecord>> {
     let bytes = std::fs::read(&segment.path).map_err(|e| corrupt(&segment.path, &e.to_string()))?;
-    let records = if bytes.starts_with(crate::journal::MAGIC) {
+    let records = if crate::journal::is_journal(&bytes) {
         crate::journal::parse(&bytes, &segment.path, false)?.records
     } else {
         decode(&bytes, &segment.path)?
