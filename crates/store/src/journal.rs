@@ -140,7 +140,7 @@ pub(crate) fn parse(bytes: &[u8], path: &Path, lenient: bool) -> Result<Parsed> 
             }
             // Only the last frame may be torn (a write cut short): a bad frame with whole
             // frames after it is damage, and opening stops rather than cut records away.
-            Err(e) if lenient && reaches_end(bytes, at) => {
+            Err(e) if lenient && reaches_end(bytes, at) && !whole_and_checked(bytes, at) => {
                 tracing::warn!(error = %e, at, "audit journal: dropping a torn last frame");
                 break;
             }
@@ -159,6 +159,20 @@ fn reaches_end(bytes: &[u8], at: usize) -> bool {
         }
         None => true,
     }
+}
+
+/// Whether the frame at `at` is all there with a checksum that holds: a write cut short
+/// cannot leave that, so if such a frame does not parse it is damage, not a torn tail.
+fn whole_and_checked(bytes: &[u8], at: usize) -> bool {
+    let Some(header) = bytes.get(at..at + 8) else {
+        return false;
+    };
+    let len = u32::from_le_bytes([header[0], header[1], header[2], header[3]]) as usize;
+    let crc = u32::from_le_bytes([header[4], header[5], header[6], header[7]]);
+    len > 0
+        && bytes
+            .get(at + 8..at + 8 + len)
+            .is_some_and(|body| crc32fast::hash(body) == crc)
 }
 
 /// One frame: its event, flag and hash. New strings and chains join `tables` only when
@@ -183,7 +197,13 @@ fn frame(
     let n_new = b.varint().ok_or_else(|| bad("truncated frame"))?;
     let mut new = Vec::new();
     for _ in 0..n_new {
-        new.push(b.string(&bad)?);
+        let s = b.string(&bad)?;
+        // A writer defines a string once per file; a second definition would number the
+        // table differently from how the writer (and `Strings::id`) numbers it.
+        if tables.strings.index.contains_key(&s) || new.contains(&s) {
+            return Err(bad("a string is defined twice"));
+        }
+        new.push(s);
     }
     let strings = &tables.strings;
     let known = strings.list.len();
@@ -212,6 +232,13 @@ fn frame(
             let entry = read_task_links(&mut c, &string, &bad)?;
             if c.at != encoded.len() {
                 return Err(bad("bytes after a chain"));
+            }
+            let defined = tables
+                .chains
+                .as_ref()
+                .is_some_and(|c| c.index.contains_key(encoded));
+            if defined || new_chains.iter().any(|(e, _)| e == encoded) {
+                return Err(bad("a chain is defined twice"));
             }
             new_chains.push((encoded.to_vec(), entry));
         }
@@ -465,7 +492,7 @@ impl Journal {
     fn write(&mut self, records: &[AuditRecord], stateful: bool) -> Result<Mark> {
         if self.broken {
             return Err(StoreError::Backend(
-                "audit journal: an earlier write failed and could not be undone".into(),
+                "audit journal: an earlier write or seal failed and could not be undone; reopen the store".into(),
             ));
         }
         let mark = self.mark();
@@ -563,6 +590,9 @@ impl Journal {
             path: self.dir.join(crate::segments::file_name(self.first, last)),
         };
         std::fs::rename(self.dir.join(FILE), &segment.path).map_err(io)?;
+        // From here the handle points into the sealed segment: until a new journal is
+        // open, nothing more may be written through it.
+        self.broken = true;
         sync_dir(&self.dir).map_err(io)?;
         let (next, _) = Journal::open(&self.dir, last + 1, &hash)?;
         *self = next;

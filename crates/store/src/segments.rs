@@ -164,7 +164,7 @@ impl Chains {
         let i = self.list.len() as u64;
         self.list.push(entry);
         self.encoded.push(encoded.clone());
-        self.index.entry(encoded).or_insert(i);
+        self.index.insert(encoded, i);
     }
 
     /// Forgets the chains from index `len` on (an append undone).

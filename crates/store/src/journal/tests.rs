@@ -161,3 +161,106 @@ fn a_chain_index_out_of_range_is_refused() {
     let e = parse(&bytes, &path, false).err().unwrap();
     assert!(e.to_string().contains("chain index is out of range"), "{e}");
 }
+
+/// The body of the frame at `at`.
+fn body_at(bytes: &[u8], at: u64) -> Vec<u8> {
+    let at = at as usize;
+    let len = u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap()) as usize;
+    bytes[at + 8..at + 8 + len].to_vec()
+}
+
+/// `bytes` with the frame at index `i` (of `offsets`) replaced by one around `body`.
+fn with_frame(bytes: &[u8], offsets: &[u64], i: usize, body: &[u8]) -> Vec<u8> {
+    let start = offsets[i] as usize;
+    let end = offsets.get(i + 1).map_or(bytes.len(), |&o| o as usize);
+    let mut out = bytes[..start].to_vec();
+    out.extend_from_slice(&(body.len() as u32).to_le_bytes());
+    out.extend_from_slice(&crc32fast::hash(body).to_le_bytes());
+    out.extend_from_slice(body);
+    out.extend_from_slice(&bytes[end..]);
+    out
+}
+
+/// Reads past a frame body's flags and string definitions; returns them and the reader.
+fn skip_strings<'a>(body: &'a [u8], path: &Path) -> (Vec<String>, Reader<'a>) {
+    let bad = |w: &str| corrupt(path, w);
+    let mut r = Reader { bytes: body, at: 0 };
+    r.u8().unwrap();
+    let n = r.varint().unwrap();
+    let strings = (0..n).map(|_| r.string(&bad).unwrap()).collect();
+    (strings, r)
+}
+
+#[test]
+fn a_string_defined_twice_is_refused_wherever_its_frame_is() {
+    // Frames are numbered by definition order and the writer interns each string once:
+    // a second definition would shift every later index away from what it names.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join(FILE);
+    let (mut j, _) = Journal::open(dir.path(), 1, &genesis()).unwrap();
+    for i in 0..3u8 {
+        j.append(vec![decision(i * 10, u64::from(i))], false)
+            .unwrap();
+    }
+    drop(j);
+    let good = std::fs::read(&path).unwrap();
+    let offsets = parse(&good, &path, false).unwrap().offsets;
+    let (first_defs, _) = skip_strings(&body_at(&good, offsets[0]), &path);
+    let known = first_defs[0].clone();
+    for i in [1usize, 2] {
+        let old = body_at(&good, offsets[i]);
+        let (defs, rest) = skip_strings(&old, &path);
+        assert!(!defs.is_empty(), "frame {i} defines strings of its own");
+        // The frame defines, as its first new string, one the file defined before.
+        let mut body = vec![old[0]];
+        put_varint(&mut body, defs.len() as u64 + 1);
+        for s in std::iter::once(&known).chain(&defs) {
+            put_varint(&mut body, s.len() as u64);
+            body.extend_from_slice(s.as_bytes());
+        }
+        body.extend_from_slice(&old[rest.at..]);
+        let bytes = with_frame(&good, &offsets, i, &body);
+        let e = parse(&bytes, &path, false).err().expect("refused");
+        assert!(e.to_string().contains("a string is defined twice"), "{e}");
+        // Opening refuses it too, the last frame included: its checksum holds and all its
+        // bytes are there, so it is not a torn write to cut away.
+        std::fs::write(&path, &bytes).unwrap();
+        let e = Journal::open(dir.path(), 1, &genesis())
+            .err()
+            .expect("refused");
+        assert!(e.to_string().contains("a string is defined twice"), "{e}");
+        assert_eq!(std::fs::read(&path).unwrap(), bytes, "nothing was cut");
+    }
+}
+
+#[test]
+fn a_chain_defined_twice_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join(FILE);
+    let (mut j, _) = Journal::open(dir.path(), 1, &genesis()).unwrap();
+    for i in 0..3 {
+        j.append(vec![decision(7, i)], false).unwrap();
+    }
+    drop(j);
+    let good = std::fs::read(&path).unwrap();
+    let offsets = parse(&good, &path, false).unwrap().offsets;
+    // The chain as the first frame defines it.
+    let first = body_at(&good, offsets[0]);
+    let (_, mut r) = skip_strings(&first, &path);
+    assert_eq!(r.varint(), Some(1), "the first frame defines the chain");
+    let len = r.varint().unwrap() as usize;
+    let chain = r.take(len).unwrap().to_vec();
+    // The second frame, which refers to it, defines it again.
+    let old = body_at(&good, offsets[1]);
+    let (_, mut r) = skip_strings(&old, &path);
+    let at = r.at;
+    assert_eq!(r.varint(), Some(0), "the second frame only refers to it");
+    let mut body = old[..at].to_vec();
+    put_varint(&mut body, 1);
+    put_varint(&mut body, chain.len() as u64);
+    body.extend_from_slice(&chain);
+    body.extend_from_slice(&old[r.at..]);
+    let bytes = with_frame(&good, &offsets, 1, &body);
+    let e = parse(&bytes, &path, false).err().expect("refused");
+    assert!(e.to_string().contains("a chain is defined twice"), "{e}");
+}
