@@ -264,7 +264,7 @@ pub(crate) enum NonceCheck {
 /// replay is caught for as long as it could otherwise succeed. When the cache is full of
 /// live nonces it refuses new invocations rather than forget one (fail closed); a full
 /// sweep for expired entries behind a live one runs at most once a second. Entries are
-/// kept in generations ([`NonceWindow`]): about 30 bytes a nonce.
+/// kept in generations ([`NonceWindow`]): about 15 bytes a nonce.
 #[derive(Debug)]
 pub(crate) struct ReplayCache {
     inner: Mutex<NonceWindow>,
