@@ -140,7 +140,7 @@ pub(crate) fn parse(bytes: &[u8], path: &Path, lenient: bool) -> Result<Parsed> 
             }
             // Only the last frame may be torn (a write cut short): a bad frame with whole
             // frames after it is damage, and opening stops rather than cut records away.
-            Err(e) if lenient && reaches_end(bytes, at) && !whole_and_checked(bytes, at) => {
+            Err(e) if lenient && torn_tail(bytes, at) => {
                 tracing::warn!(error = %e, at, "audit journal: dropping a torn last frame");
                 break;
             }
@@ -150,29 +150,32 @@ pub(crate) fn parse(bytes: &[u8], path: &Path, lenient: bool) -> Result<Parsed> 
     Ok(p)
 }
 
-/// Whether the frame at `at` runs to the end of `bytes` (or its header does not fit).
-fn reaches_end(bytes: &[u8], at: usize) -> bool {
-    match bytes.get(at..at + 4) {
-        Some(len) => {
-            let len = u32::from_le_bytes(len.try_into().unwrap_or([0; 4])) as usize;
-            at.saturating_add(8).saturating_add(len) >= bytes.len()
-        }
-        None => true,
-    }
-}
-
-/// Whether the frame at `at` is all there with a checksum that holds: a write cut short
-/// cannot leave that, so if such a frame does not parse it is damage, not a torn tail.
-fn whole_and_checked(bytes: &[u8], at: usize) -> bool {
+/// Whether the frame at `at` can be a write cut short: it runs to the end of `bytes` (or
+/// its header does not fit) and is not all there with a checksum that holds. A cut write
+/// cannot leave a whole, checked frame, so such a frame that does not parse is damage.
+fn torn_tail(bytes: &[u8], at: usize) -> bool {
     let Some(header) = bytes.get(at..at + 8) else {
-        return false;
+        return true;
     };
     let len = u32::from_le_bytes([header[0], header[1], header[2], header[3]]) as usize;
     let crc = u32::from_le_bytes([header[4], header[5], header[6], header[7]]);
-    len > 0
-        && bytes
-            .get(at + 8..at + 8 + len)
-            .is_some_and(|body| crc32fast::hash(body) == crc)
+    let end = (at + 8).saturating_add(len);
+    match bytes.get(at + 8..end) {
+        None => true,
+        Some(body) => end == bytes.len() && (len == 0 || crc32fast::hash(body) != crc),
+    }
+}
+
+/// What follows a frame's definitions: its record's event, then its hash.
+fn read_record(
+    b: &mut Reader<'_>,
+    string: &dyn Fn(&mut Reader<'_>) -> Result<String>,
+    chain: Option<&ReadChain<'_>>,
+    bad: &dyn Fn(&str) -> StoreError,
+) -> Result<(AuditEvent, [u8; 32])> {
+    let event = crate::segments::read_event(b, string, chain, bad)?;
+    let hash = b.array().ok_or_else(|| bad("truncated record"))?;
+    Ok((event, hash))
 }
 
 /// One frame: its event, flag and hash. New strings and chains join `tables` only when
@@ -258,13 +261,12 @@ fn frame(
                 .ok_or_else(|| bad("a chain index is out of range")),
         }
     };
-    let event = crate::segments::read_event(
+    let (event, hash) = read_record(
         &mut b,
         &string,
         chains.is_some().then_some(&chain as &ReadChain<'_>),
         &bad,
     )?;
-    let hash: [u8; 32] = b.array().ok_or_else(|| bad("truncated record"))?;
     if b.at != body.len() {
         return Err(bad("bytes after a record in its frame"));
     }
@@ -640,13 +642,12 @@ fn frame_with(r: &mut Reader<'_>, tables: &Tables, path: &Path) -> Result<(Audit
             .cloned()
             .ok_or_else(|| bad("a chain index is out of range"))
     };
-    let event = crate::segments::read_event(
+    let (event, hash) = read_record(
         &mut b,
         &string,
         chains.is_some().then_some(&chain as &ReadChain<'_>),
         &bad,
     )?;
-    let hash: [u8; 32] = b.array().ok_or_else(|| bad("truncated record"))?;
     Ok((event, hash))
 }
 
