@@ -176,6 +176,18 @@ async fn a_real_prometheus_scrapes_the_coordinator() {
     }
     // The signed requests above are in the replay window.
     assert!(!text.contains("mandate_memory_entries{structure=\"request_nonces\"} 0\n"));
+    // What the store keeps on disk, by part: sled's files and the audit log (the journal
+    // holds the records of the calls above).
+    for part in ["state", "audit"] {
+        let prefix = format!("mandate_store_disk_bytes{{part=\"{part}\"}} ");
+        let bytes: f64 = text
+            .lines()
+            .find_map(|l| l.strip_prefix(&prefix))
+            .unwrap_or_else(|| panic!("{part}: {text}"))
+            .parse()
+            .unwrap();
+        assert!(bytes > 0.0, "{part}: {bytes}");
+    }
 
     let prom_dir = tempfile::tempdir().unwrap();
     let (_prometheus, port) = start_prometheus(prom_dir.path(), target);
@@ -208,6 +220,10 @@ async fn a_real_prometheus_scrapes_the_coordinator() {
     assert!(remaining <= 600.0, "{remaining}");
     query_until(port, "mandate_feed_followers", |v| v == 1.0).await;
     query_until(port, "mandate_store_flush_seconds_count", |v| v >= 1.0).await;
+    query_until(port, "mandate_store_disk_bytes{part=\"audit\"}", |v| {
+        v > 0.0
+    })
+    .await;
     query_until(
         port,
         "grpc_server_handling_seconds_count{grpc_method=\"Authorize\"}",

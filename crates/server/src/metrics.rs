@@ -80,6 +80,12 @@ pub(crate) struct StructureLabel {
     structure: &'static str,
 }
 
+/// `part`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(crate) struct PartLabel {
+    part: &'static str,
+}
+
 /// What the live-state sampler found.
 #[derive(Clone, Copy, Debug, Default)]
 pub(crate) struct LiveSample {
@@ -91,6 +97,7 @@ pub(crate) struct LiveSample {
     pub(crate) approvals_pending: i64,
     pub(crate) revocations_live: i64,
     pub(crate) epoch: u64,
+    pub(crate) disk: mandate_store::DiskUsage,
 }
 
 /// Every metric the coordinator exports.
@@ -116,6 +123,7 @@ pub struct Metrics {
     revocations_live: Gauge,
     sampled_at: Gauge<f64, AtomicU64>,
     memory: Family<StructureLabel, Gauge>,
+    disk: Family<PartLabel, Gauge>,
     last_sample: Mutex<Option<Instant>>,
 }
 
@@ -156,6 +164,7 @@ impl Metrics {
             revocations_live: Gauge::default(),
             sampled_at: Gauge::default(),
             memory: Family::default(),
+            disk: Family::default(),
             last_sample: Mutex::new(None),
         };
         let r = &mut m.registry;
@@ -257,6 +266,12 @@ impl Metrics {
             "mandate_memory_entries",
             "Entries held by each bounded in-memory structure (docs/DEPLOYMENT.md lists the bounds)",
             m.memory.clone(),
+        );
+        r.register_with_unit(
+            "mandate_store_disk",
+            "Bytes the store keeps on this machine's disk, by part: `state` (sled's files, live state with sled's amplification) and `audit` (segments and journal); absent on etcd (sampled)",
+            Unit::Bytes,
+            m.disk.clone(),
         );
         r.register(
             "mandate_live_sampled_timestamp_seconds",
@@ -365,6 +380,13 @@ impl Metrics {
         self.approvals_pending.set(s.approvals_pending);
         self.revocations_live.set(s.revocations_live);
         self.published_epoch(s.epoch);
+        for (part, bytes) in [("state", s.disk.state), ("audit", s.disk.audit)] {
+            if let Some(bytes) = bytes {
+                self.disk
+                    .get_or_create(&PartLabel { part })
+                    .set(i64::try_from(bytes).unwrap_or(i64::MAX));
+            }
+        }
         self.sampled_at.set(now_ms as f64 / 1000.0);
         *self
             .last_sample

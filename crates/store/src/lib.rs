@@ -168,6 +168,17 @@ pub struct GcStats {
     pub tasks: usize,
 }
 
+/// Bytes a store keeps on this machine's disk, by part (`None`: the part is not on this
+/// machine, as with etcd, whose members report their own size).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DiskUsage {
+    /// The live state: sled's files. It grows with sled's amplification as well as with
+    /// live state (BENCHMARKS.md, "Soak"); `mandate compact-store` gives that back.
+    pub state: Option<u64>,
+    /// The audit log: sealed segments and the journal.
+    pub audit: Option<u64>,
+}
+
 /// Mandate's state. Implementations must make [`Store::commit`] atomic and
 /// [`Store::flush`] durable (everything committed before it survives a crash).
 ///
@@ -282,6 +293,10 @@ pub trait Store: Send + Sync + 'static {
     /// `history_before_ms` (the audit log keeps their history), with the revocations that
     /// cut those links.
     fn gc(&self, now_ms: u64, history_before_ms: u64) -> Result<GcStats>;
+    /// What the store keeps on this machine's disk, for the metrics (none by default).
+    fn disk_usage(&self) -> Result<DiskUsage> {
+        Ok(DiskUsage::default())
+    }
     /// Where the log begins: the sequence number and hash of the last record removed by a
     /// prune (0 and the genesis hash when none was).
     fn audit_start(&self) -> Result<(u64, String)> {

@@ -213,8 +213,14 @@ impl SledStore {
         Ok(out)
     }
 
-    /// Size of the store on disk, in bytes: sled's files and the sealed audit segments.
+    /// Size of the store on disk, in bytes: sled's files, the sealed audit segments and
+    /// the journal.
     pub fn size_on_disk(&self) -> Result<u64> {
+        Ok(self.db.size_on_disk().map_err(backend)? + self.audit_bytes())
+    }
+
+    /// Bytes of the audit log on disk: the sealed segments and the journal.
+    fn audit_bytes(&self) -> u64 {
         let segments: u64 = self
             .segments
             .read()
@@ -228,7 +234,7 @@ impl SledStore {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .bytes();
-        Ok(self.db.size_on_disk().map_err(backend)? + segments + journal)
+        segments + journal
     }
 }
 
@@ -265,6 +271,13 @@ impl Store for SledStore {
 
     fn flush(&self) -> Result<()> {
         flush_in_order(&self.db, &self.journal)
+    }
+
+    fn disk_usage(&self) -> Result<crate::DiskUsage> {
+        Ok(crate::DiskUsage {
+            state: Some(self.db.size_on_disk().map_err(backend)?),
+            audit: Some(self.audit_bytes()),
+        })
     }
 
     tables::store_reads!(db);

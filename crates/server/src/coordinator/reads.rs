@@ -120,6 +120,7 @@ impl Coordinator {
         }
         s.revocations_live = i64::try_from(super::read(&self.revoked).len()).unwrap_or(i64::MAX);
         s.epoch = self.feed.published();
+        s.disk = self.store.disk_usage()?;
         Ok(s)
     }
 }

@@ -594,3 +594,29 @@ fn a_prune_interrupted_after_recording_where_the_log_begins_finishes_at_open() {
     assert_eq!(s.audit_after(0, 100).unwrap(), all[10..]);
     assert!(crate::verify_audit(&s, 0, 0).unwrap().intact());
 }
+
+#[test]
+fn disk_usage_counts_sled_and_the_audit_log_apart() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = open_sealing(dir.path(), 10);
+    let empty = s.disk_usage().unwrap();
+    let (Some(state), Some(audit)) = (empty.state, empty.audit) else {
+        panic!("a sled store reports both parts: {empty:?}");
+    };
+    assert!(state > 0);
+    // 25 records: two sealed segments and a journal of five.
+    for i in 0..25u64 {
+        record(&s, vec![varied_event(i)]);
+    }
+    let after = s.disk_usage().unwrap();
+    let grown = after.audit.unwrap();
+    let on_disk: u64 = std::fs::read_dir(dir.path().join("audit-segments"))
+        .unwrap()
+        .map(|e| e.unwrap().metadata().unwrap().len())
+        .sum();
+    assert!(grown > audit, "{grown} after 25 records, {audit} before");
+    assert_eq!(
+        grown, on_disk,
+        "the segments and the journal, as the files say"
+    );
+}
