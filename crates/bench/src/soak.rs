@@ -128,9 +128,12 @@ pub(crate) async fn run(a: &BenchArgs, target: &Target) -> anyhow::Result<()> {
     let mut xs = Vec::new();
     let mut rss_points = Vec::new();
     let mut rates = Vec::new();
+    let mut elapsed_secs = Vec::new();
     let mut disk_points = Vec::new();
+    // The audit log's part of the data directory (the rest is sled's files and the keys).
+    let audit_dir = data.join("store").join("audit-segments");
     if !target.json {
-        out!("round  requests    req/s  errors   RSS MiB  data MiB");
+        out!("round  requests    req/s  errors   RSS MiB  data MiB  audit MiB");
     }
     let began = Instant::now();
     // Stopped by a signal to this process alone (`kill <pid>`), the soak still stops its
@@ -144,21 +147,24 @@ pub(crate) async fn run(a: &BenchArgs, target: &Target) -> anyhow::Result<()> {
             served += n;
             let rss = rss_bytes(pid)?;
             let disk = dir_bytes(&data);
+            let audit = dir_bytes(&audit_dir);
             let rate = n as f64 / elapsed.as_secs_f64();
             xs.push(served as f64);
             rss_points.push(rss as f64);
             disk_points.push(disk as f64);
             rates.push(rate);
+            elapsed_secs.push(elapsed.as_secs_f64());
             if target.json {
                 out!(
                     "{}",
-                    json!({"round": round, "requests": served, "per_second": rate, "errors": errors, "rss_bytes": rss, "data_bytes": disk})
+                    json!({"round": round, "requests": served, "per_second": rate, "errors": errors, "rss_bytes": rss, "data_bytes": disk, "audit_bytes": audit})
                 );
             } else {
                 out!(
-                    "{round:>5}  {served:>8}  {rate:>7.0}  {errors:>6}  {:>8.1}  {:>8.1}",
+                    "{round:>5}  {served:>8}  {rate:>7.0}  {errors:>6}  {:>8.1}  {:>8.1}  {:>9.1}",
                     rss as f64 / 1048576.0,
-                    disk as f64 / 1048576.0
+                    disk as f64 / 1048576.0,
+                    audit as f64 / 1048576.0
                 );
             }
         }
@@ -180,6 +186,17 @@ pub(crate) async fn run(a: &BenchArgs, target: &Target) -> anyhow::Result<()> {
     let disk_slope = slope(&xs[warm..], &disk_points[warm..]);
     let first_rate = rates[warm.min(rates.len() - 1)];
     let last_rate = rates.last().copied().unwrap_or(0.0);
+    // Requests over the time spent driving them, in the rounds after warm-up.
+    let mean_rate = {
+        let from = warm.min(rates.len() - 1);
+        let secs: f64 = elapsed_secs[from..].iter().sum();
+        let requests: f64 = rates[from..]
+            .iter()
+            .zip(&elapsed_secs[from..])
+            .map(|(r, t)| r * t)
+            .sum();
+        requests / secs.max(f64::MIN_POSITIVE)
+    };
     let summary = json!({
         "requests": served,
         "seconds": began.elapsed().as_secs_f64(),
@@ -187,14 +204,15 @@ pub(crate) async fn run(a: &BenchArgs, target: &Target) -> anyhow::Result<()> {
         "rss_mib_per_million_after_warmup": rss_slope,
         "disk_bytes_per_request": disk_per_request,
         "disk_bytes_per_request_after_warmup": disk_slope,
-        "per_second_after_warmup": first_rate,
+        "per_second_after_warmup": mean_rate,
+        "per_second_first_round_after_warmup": first_rate,
         "per_second_last_round": last_rate,
     });
     if target.json {
         out!("{summary}");
     } else {
         out!(
-            "soak: {served} requests; RSS {:.1} MiB at the end, {rss_slope:+.1} MiB per million requests after warm-up; data {disk_per_request:.0} bytes per request overall, {disk_slope:.0} after warm-up; {first_rate:.0}/s after warm-up, {last_rate:.0}/s in the last round",
+            "soak: {served} requests; RSS {:.1} MiB at the end, {rss_slope:+.1} MiB per million requests after warm-up; data {disk_per_request:.0} bytes per request overall, {disk_slope:.0} after warm-up; {mean_rate:.0}/s on average after warm-up, {first_rate:.0}/s in its first round, {last_rate:.0}/s in the last",
             rss_points.last().copied().unwrap_or(0.0) / 1048576.0
         );
     }
