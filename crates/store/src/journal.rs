@@ -150,19 +150,29 @@ pub(crate) fn parse(bytes: &[u8], path: &Path, lenient: bool) -> Result<Parsed> 
     Ok(p)
 }
 
-/// Whether the frame at `at` can be a write cut short: it runs to the end of `bytes` (or
-/// its header does not fit) and is not all there with a checksum that holds. A cut write
-/// cannot leave a whole, checked frame, so such a frame that does not parse is damage.
+/// Whether what follows `at` can be a write cut short: zeros to the end of `bytes` (the
+/// file's size was extended and its data never written), or a frame that runs to the end
+/// (or whose header does not fit) and is not all there with a checksum that holds. A cut
+/// write leaves a prefix of what the writer wrote: never a whole, checked frame, nor a
+/// whole header declaring more than any frame the writer makes; either, not parsing, is
+/// damage.
 fn torn_tail(bytes: &[u8], at: usize) -> bool {
-    let Some(header) = bytes.get(at..at + 8) else {
+    let rest = bytes.get(at..).unwrap_or_default();
+    if rest.iter().all(|&b| b == 0) {
+        return true;
+    }
+    let Some(header) = rest.get(..8) else {
         return true;
     };
-    let len = u32::from_le_bytes([header[0], header[1], header[2], header[3]]) as usize;
+    let len = u32::from_le_bytes([header[0], header[1], header[2], header[3]]);
     let crc = u32::from_le_bytes([header[4], header[5], header[6], header[7]]);
-    let end = (at + 8).saturating_add(len);
-    match bytes.get(at + 8..end) {
+    if len > MAX_FRAME {
+        return false;
+    }
+    let end = 8 + len as usize;
+    match rest.get(8..end) {
         None => true,
-        Some(body) => end == bytes.len() && (len == 0 || crc32fast::hash(body) != crc),
+        Some(body) => end == rest.len() && (len == 0 || crc32fast::hash(body) != crc),
     }
 }
 
@@ -501,8 +511,18 @@ impl Journal {
         let mut buf = Vec::with_capacity(records.len() * 192);
         let mut offsets = Vec::with_capacity(records.len());
         for r in records {
-            offsets.push(self.end + buf.len() as u64);
+            let at = buf.len();
+            offsets.push(self.end + at as u64);
             put_frame(&mut buf, r, stateful, &mut self.tables);
+            // A frame the reader would refuse is never written.
+            let body = buf.len() - at - 8;
+            if body > MAX_FRAME as usize {
+                self.rollback(mark)?;
+                return Err(StoreError::Backend(format!(
+                    "audit record {} takes {body} bytes, more than a journal frame holds ({MAX_FRAME})",
+                    r.seq
+                )));
+            }
         }
         if let Err(e) = self.file.write_all_at(&buf, self.end) {
             let _ = self.rollback(mark);

@@ -264,3 +264,29 @@ fn a_chain_defined_twice_is_refused() {
     let e = parse(&bytes, &path, false).err().expect("refused");
     assert!(e.to_string().contains("a chain is defined twice"), "{e}");
 }
+
+#[test]
+fn a_record_longer_than_a_frame_is_refused_before_anything_is_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join(FILE);
+    let (mut j, _) = Journal::open(dir.path(), 1, &genesis()).unwrap();
+    let mut written = j.append(vec![decision(1, 0)], false).unwrap().0;
+    let before = std::fs::read(&path).unwrap();
+    // A decision with a new chain and new strings, and a detail no frame can hold.
+    let mut huge = decision(2, 1);
+    huge.detail
+        .insert("blob".into(), "x".repeat(MAX_FRAME as usize + 1));
+    let e = j.append(vec![decision(3, 2), huge], true).err().unwrap();
+    assert!(
+        e.to_string().contains("more than a journal frame holds"),
+        "{e}"
+    );
+    assert_eq!(std::fs::read(&path).unwrap(), before, "nothing was written");
+    // The journal goes on where it was, its tables without what the refused call defined.
+    written.extend(j.append(vec![decision(2, 3)], false).unwrap().0);
+    assert_eq!(written.last().unwrap().seq, 2);
+    assert_eq!(all(&j), written);
+    drop(j);
+    let (j, _) = Journal::open(dir.path(), 1, &genesis()).unwrap();
+    assert_eq!(all(&j), written);
+}

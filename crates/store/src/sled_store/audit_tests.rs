@@ -173,12 +173,14 @@ fn a_torn_journal_tail_is_cut_and_the_log_continues() {
     s.flush().unwrap();
     let before = s.audit_after(0, 100).unwrap();
     drop(s);
-    // Half a frame at the end (a write cut short), then a frame whose bytes are wrong.
+    // Half a frame at the end (a write cut short), a frame whose bytes are wrong, and
+    // zeros (a power failure after the file's size grew and before its data was written).
     let path = journal_path(dir.path());
     let good = std::fs::read(&path).unwrap();
     for tail in [
         &[200u8, 0, 0, 0, 1, 2][..],
         &[4, 0, 0, 0, 9, 9, 9, 9, 1, 2, 3, 4][..],
+        &[0; 300][..],
     ] {
         let mut bytes = good.clone();
         bytes.extend_from_slice(tail);
@@ -194,14 +196,27 @@ fn a_torn_journal_tail_is_cut_and_the_log_continues() {
     drop(s);
     // Damage before the last frame is not a torn write: the store refuses to open rather
     // than cut the records after it away.
-    let mut bytes = std::fs::read(&path).unwrap();
-    let offsets = crate::journal::parse(&bytes, &path, false).unwrap().offsets;
+    let whole = std::fs::read(&path).unwrap();
+    let offsets = crate::journal::parse(&whole, &path, false).unwrap().offsets;
+    let mut bytes = whole.clone();
     bytes[offsets[1] as usize + 10] ^= 0xff;
     std::fs::write(&path, &bytes).unwrap();
     let err = SledStore::open(dir.path())
         .expect_err("refused")
         .to_string();
     assert!(err.contains("checksum"), "{err}");
+    assert_eq!(std::fs::read(&path).unwrap(), bytes, "nothing was cut");
+    // So is a whole header before the end declaring a frame longer than any the writer
+    // makes (its length running past the end of the file would otherwise read as a cut
+    // write, and everything after it would go).
+    let mut bytes = whole;
+    let at = offsets[1] as usize;
+    bytes[at..at + 4].copy_from_slice(&(64u32 << 20).to_le_bytes());
+    std::fs::write(&path, &bytes).unwrap();
+    let err = SledStore::open(dir.path())
+        .expect_err("refused")
+        .to_string();
+    assert!(err.contains("frame too long"), "{err}");
     assert_eq!(std::fs::read(&path).unwrap(), bytes, "nothing was cut");
 }
 
