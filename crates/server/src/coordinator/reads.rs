@@ -120,7 +120,11 @@ impl Coordinator {
         }
         s.revocations_live = i64::try_from(super::read(&self.revoked).len()).unwrap_or(i64::MAX);
         s.epoch = self.feed.published();
-        s.disk = self.store.disk_usage()?;
+        // A store that cannot size its files leaves the other gauges to be sampled.
+        s.disk = self.store.disk_usage().unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "sizing the store on disk for metrics failed");
+            mandate_store::DiskUsage::default()
+        });
         Ok(s)
     }
 }
