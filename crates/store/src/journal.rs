@@ -662,13 +662,12 @@ fn frame_with(r: &mut Reader<'_>, tables: &Tables, path: &Path) -> Result<(Audit
             .cloned()
             .ok_or_else(|| bad("a chain index is out of range"))
     };
-    let (event, hash) = read_record(
+    read_record(
         &mut b,
         &string,
         chains.is_some().then_some(&chain as &ReadChain<'_>),
         &bad,
-    )?;
-    Ok((event, hash))
+    )
 }
 
 /// Rewrites the journal file at `path` with `records` (and whether each one's change wrote

@@ -198,26 +198,24 @@ fn a_torn_journal_tail_is_cut_and_the_log_continues() {
     // than cut the records after it away.
     let whole = std::fs::read(&path).unwrap();
     let offsets = crate::journal::parse(&whole, &path, false).unwrap().offsets;
+    let refused = |bytes: &[u8], why: &str| {
+        std::fs::write(&path, bytes).unwrap();
+        let err = SledStore::open(dir.path())
+            .expect_err("refused")
+            .to_string();
+        assert!(err.contains(why), "{err}");
+        assert_eq!(std::fs::read(&path).unwrap(), bytes, "nothing was cut");
+    };
     let mut bytes = whole.clone();
     bytes[offsets[1] as usize + 10] ^= 0xff;
-    std::fs::write(&path, &bytes).unwrap();
-    let err = SledStore::open(dir.path())
-        .expect_err("refused")
-        .to_string();
-    assert!(err.contains("checksum"), "{err}");
-    assert_eq!(std::fs::read(&path).unwrap(), bytes, "nothing was cut");
+    refused(&bytes, "checksum");
     // So is a whole header before the end declaring a frame longer than any the writer
     // makes (its length running past the end of the file would otherwise read as a cut
     // write, and everything after it would go).
     let mut bytes = whole;
     let at = offsets[1] as usize;
     bytes[at..at + 4].copy_from_slice(&(64u32 << 20).to_le_bytes());
-    std::fs::write(&path, &bytes).unwrap();
-    let err = SledStore::open(dir.path())
-        .expect_err("refused")
-        .to_string();
-    assert!(err.contains("frame too long"), "{err}");
-    assert_eq!(std::fs::read(&path).unwrap(), bytes, "nothing was cut");
+    refused(&bytes, "frame too long");
 }
 
 #[test]
