@@ -72,6 +72,10 @@ pub(crate) struct ServeArgs {
     /// links) [default: 128].
     #[arg(long, env = "MANDATE_STORE_CACHE_MIB")]
     store_cache_mib: Option<u64>,
+    /// sled's files are rewritten with only the live data, while serving, once they pass
+    /// this many MiB and twice what the last rewrite left [default: 64].
+    #[arg(long, env = "MANDATE_STORE_REWRITE_MIB")]
+    store_rewrite_mib: Option<u64>,
     /// Where the state lives: `sled` (in the data directory) or etcd,
     /// `etcd://HOST:PORT[,HOST:PORT...][/PREFIX]` (`etcds://` for TLS) [default: sled].
     #[arg(long, env = "MANDATE_STORE")]
@@ -130,6 +134,7 @@ struct FileConfig {
     leader_lease: Option<String>,
     peer_ca: Option<PathBuf>,
     store_cache_mib: Option<u64>,
+    store_rewrite_mib: Option<u64>,
     store: Option<String>,
     etcd_ca_file: Option<PathBuf>,
     etcd_cert_file: Option<PathBuf>,
@@ -412,6 +417,20 @@ pub(crate) fn resolve(
         "store_cache_mib is between 8 and 1048576"
     );
     config.store_cache_bytes = cache << 20;
+    let rewrite = p
+        .pick(
+            "store_rewrite_mib",
+            args.store_rewrite_mib,
+            file.store_rewrite_mib,
+            Some(mandate_store::DEFAULT_REWRITE_FLOOR >> 20),
+            u64::to_string,
+        )
+        .unwrap_or(mandate_store::DEFAULT_REWRITE_FLOOR >> 20);
+    anyhow::ensure!(
+        rewrite <= 1 << 30,
+        "store_rewrite_mib is at most 1073741824"
+    );
+    config.store_rewrite_bytes = rewrite << 20;
     config.store = store;
     let gc = p
         .pick(

@@ -2,8 +2,9 @@
 //! delegations, revocations), killed with SIGKILL at a random moment, restarted on the same
 //! data directory; everything acknowledged must be there, nothing half-written may show
 //! (a link without its audit record or the reverse), the audit chain must verify (across
-//! sealed segments: the server seals every 16 records here, so kills land during sealing)
-//! and revoked links must stay revoked.
+//! sealed segments: the server seals every 16 records here, so kills land during sealing;
+//! on sled, its files are rewritten whenever they double, so kills land during rewrites
+//! too) and revoked links must stay revoked.
 //!
 //! It runs on sled and again on a 3-member etcd cluster.
 //!
@@ -59,6 +60,8 @@ fn spawn_with(data: &Path, store: &str, extra: &[&str]) -> (Server, String) {
         .env("RUST_LOG", "error")
         // Small segments, so that kills land during sealing too.
         .env("MANDATE_AUDIT_SEGMENT_RECORDS", "16")
+        // sled rewritten whenever its files double, so that kills land during rewrites.
+        .env("MANDATE_STORE_REWRITE_MIB", "0")
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -265,7 +268,9 @@ async fn kill_cycles(store: &str) {
         seed ^= seed << 13;
         seed ^= seed >> 7;
         seed ^= seed << 17;
-        tokio::time::sleep(Duration::from_millis(100 + seed % 400)).await;
+        // Past the store's first background round (every 500 ms) at times, where a
+        // rewrite of sled's files may be under way.
+        tokio::time::sleep(Duration::from_millis(100 + seed % 1400)).await;
         child.kill().unwrap(); // SIGKILL
         child.wait().unwrap();
         while workers.join_next().await.is_some() {}
@@ -289,6 +294,12 @@ async fn kill_cycles(store: &str) {
             .map(|d| d.count())
             .unwrap_or(0);
         assert!(segments > 0, "no audit segment was sealed during the run");
+        // ... and while sled's files were being rewritten into new generations.
+        let current = std::fs::read_to_string(data.join("store/state.current")).unwrap();
+        assert!(
+            !current.starts_with("state-1 "),
+            "sled was never rewritten: {current}"
+        );
     }
     eprintln!(
         "{cycles} kill cycles survived; {total} acknowledged links and {} revocations checked",

@@ -128,6 +128,10 @@ pub struct Config {
     pub audit_sealing: mandate_store::AuditSealing,
     /// The store's page cache, bytes.
     pub store_cache_bytes: u64,
+    /// sled's files are rewritten with only the live data (while serving) once they pass
+    /// this size and twice what the last rewrite left
+    /// ([`mandate_store::SledStore::rewrite_state`]).
+    pub store_rewrite_bytes: u64,
     /// Where the state lives: sled in the data directory (the default) or etcd.
     pub store: StoreChoice,
     /// Whether this coordinator still leads the service, when several share one etcd
@@ -195,6 +199,7 @@ impl Config {
             metrics_listen: None,
             audit_sealing: mandate_store::AuditSealing::default(),
             store_cache_bytes: mandate_store::DEFAULT_CACHE_BYTES,
+            store_rewrite_bytes: mandate_store::DEFAULT_REWRITE_FLOOR,
             store: StoreChoice::Sled,
             leading: None,
         }
@@ -395,11 +400,15 @@ pub async fn start(config: Config) -> Result<Server, StartError> {
     create_dir(&config.data_dir)?;
     let lock = lock_data_dir(&config.data_dir)?;
     let store: Arc<dyn Store> = match &config.store {
-        StoreChoice::Sled => Arc::new(SledStore::open_with(
-            &config.data_dir.join("store"),
-            config.store_cache_bytes,
-            config.audit_sealing,
-        )?),
+        StoreChoice::Sled => {
+            let store = SledStore::open_with(
+                &config.data_dir.join("store"),
+                config.store_cache_bytes,
+                config.audit_sealing,
+            )?;
+            store.rewrite_above(config.store_rewrite_bytes);
+            Arc::new(store)
+        }
         StoreChoice::Etcd(etcd) => {
             let mut etcd = (**etcd).clone();
             etcd.cache_bytes = config.store_cache_bytes;

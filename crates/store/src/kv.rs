@@ -37,6 +37,23 @@ pub(crate) trait Kv {
     fn scan(&self, start: &[u8], end: &[u8], f: &mut Visit<'_>) -> Result<()>;
 }
 
+/// A shared map reads as the map.
+impl<K: Kv + ?Sized> Kv for std::sync::Arc<K> {
+    type Bytes = K::Bytes;
+    fn get(&self, k: &[u8]) -> Result<Option<K::Bytes>> {
+        (**self).get(k)
+    }
+    fn contains(&self, k: &[u8]) -> Result<bool> {
+        (**self).contains(k)
+    }
+    fn contains_all(&self, keys: &[Vec<u8>]) -> Result<Vec<bool>> {
+        (**self).contains_all(keys)
+    }
+    fn scan(&self, start: &[u8], end: &[u8], f: &mut Visit<'_>) -> Result<()> {
+        (**self).scan(start, end, f)
+    }
+}
+
 /// Writes to apply together: the last write of a key wins.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub(crate) struct Ops(BTreeMap<Vec<u8>, Option<Vec<u8>>>);

@@ -40,7 +40,7 @@ pub use records::{
     CoordinatorKeyRecord, CoordinatorKeys, LinkRecord, NewRevocation, RevocationRecord, Severity,
     TaskRecord, TaskState, Verdict, audit_hash, json_line,
 };
-pub use sled_store::{AuditSealing, DEFAULT_CACHE_BYTES, SledStore};
+pub use sled_store::{AuditSealing, DEFAULT_CACHE_BYTES, DEFAULT_REWRITE_FLOOR, SledStore};
 
 /// A failed store operation. The change it belonged to did not happen.
 #[derive(Debug, thiserror::Error)]

@@ -14,14 +14,20 @@ use crate::records::AuditRecord;
 use crate::tables;
 use crate::{Change, Committed, GcStats, Result, Store, StoreError};
 
+pub use generations::DEFAULT_REWRITE_FLOOR;
+use generations::{Generations, LiveDb};
 pub use sealing::AuditSealing;
 use sealing::recover_compaction;
 
 /// The sled-backed [`Store`].
 pub struct SledStore {
-    db: sled::Db,
-    // Commits read counters (epoch, audit head) and write them back: one at a time.
-    commit_lock: Mutex<()>,
+    /// sled's tree, swapped when a rewrite replaces it (`generations.rs`).
+    db: Arc<LiveDb>,
+    /// Where sled's generations live, and the rewrite that replaces one.
+    generations: Arc<Generations>,
+    // Commits read counters (epoch, audit head) and write them back, and every write to
+    // sled takes it: one at a time.
+    commit_lock: Arc<Mutex<()>>,
     /// Sealed audit segments (`segments.rs`), in order, and where they live.
     segments: std::sync::RwLock<Vec<crate::segments::Segment>>,
     segments_dir: std::path::PathBuf,
@@ -56,14 +62,14 @@ const FLUSH_EVERY: std::time::Duration = std::time::Duration::from_millis(500);
 
 /// Syncs the audit journal, then flushes sled: a change is never durable before its
 /// record.
-fn flush_in_order(db: &sled::Db, journal: &Mutex<crate::journal::Journal>) -> Result<()> {
+fn flush_in_order(db: &LiveDb, journal: &Mutex<crate::journal::Journal>) -> Result<()> {
     let file = journal
         .lock()
         .unwrap_or_else(PoisonError::into_inner)
         .sync_handle()?;
     file.sync_data()
         .map_err(|e| StoreError::Backend(format!("syncing the audit journal: {e}")))?;
-    db.flush().map_err(backend)?;
+    db.current().flush().map_err(backend)?;
     Ok(())
 }
 
@@ -132,21 +138,19 @@ impl SledStore {
     /// segments as `sealing` says.
     pub fn open_with(path: &Path, cache_bytes: u64, sealing: AuditSealing) -> Result<SledStore> {
         recover_compaction(path)?;
-        let db = sled::Config::new()
-            .path(path)
-            .mode(sled::Mode::HighThroughput)
-            .cache_capacity(cache_bytes)
-            .flush_every_ms(None)
-            .open()
-            .map_err(backend)?;
+        let (db, generations) = Generations::open(path, cache_bytes)?;
         let segments_dir = path.join("audit-segments");
         let start = crate::segments::pruned(&segments_dir)?;
         let segments = crate::segments::list(&segments_dir, start.0)?;
         let journal = sealing::open_journal(&db, &segments_dir, &segments, &start)?;
         let journal = Arc::new(Mutex::new(journal));
+        let db = Arc::new(LiveDb::new(db));
+        let generations = Arc::new(generations);
+        let commit_lock = Arc::new(Mutex::new(()));
         let (stop, stopped) = std::sync::mpsc::channel::<()>();
         let thread = {
-            let (db, journal) = (db.clone(), Arc::clone(&journal));
+            let (db, journal) = (Arc::clone(&db), Arc::clone(&journal));
+            let (generations, commit_lock) = (Arc::clone(&generations), Arc::clone(&commit_lock));
             std::thread::Builder::new()
                 .name("mandate-store-flush".into())
                 .spawn(move || {
@@ -156,13 +160,17 @@ impl SledStore {
                         if let Err(e) = flush_in_order(&db, &journal) {
                             tracing::warn!(error = %e, "background flush failed");
                         }
+                        if let Err(e) = generations.tend(&db, &commit_lock, &journal) {
+                            tracing::warn!(error = %e, "rewriting the store's state failed");
+                        }
                     }
                 })
                 .map_err(|e| StoreError::Backend(format!("cannot start the flusher: {e}")))?
         };
         let store = SledStore {
             db,
-            commit_lock: Mutex::new(()),
+            generations,
+            commit_lock,
             segments: std::sync::RwLock::new(segments),
             segments_dir,
             start: std::sync::RwLock::new(start),
@@ -181,28 +189,47 @@ impl SledStore {
     /// Brings a store written by an earlier version to the current layout (once): the
     /// approval indexes, then the tree index (`tables/layout.rs`).
     fn upgrade(&self) -> Result<()> {
+        let _guard = self
+            .commit_lock
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         if let Some(ops) = tables::plan_approval_index(&self.db)? {
-            self.db.apply_batch(batch(ops)).map_err(backend)?;
-            self.db.flush().map_err(backend)?;
+            self.db.apply(ops)?;
+            self.db.current().flush().map_err(backend)?;
         }
         tables::migrate(&self.db, &mut |ops| {
-            self.db.apply_batch(batch(ops)).map_err(backend)?;
-            self.db.flush().map(drop).map_err(backend)
+            self.db.apply(ops)?;
+            self.db.current().flush().map(drop).map_err(backend)
         })?;
         Ok(())
     }
 
     /// The sled tree beneath, for tests that damage or age what the store holds.
     #[cfg(test)]
-    pub(crate) fn db(&self) -> &sled::Db {
-        &self.db
+    pub(crate) fn db(&self) -> sled::Db {
+        self.db.current()
+    }
+
+    /// Rewrites sled's live keys into a fresh generation while the store stays open, and
+    /// returns sled's size before and after (`generations.rs`). The store does this by
+    /// itself when sled's files grow past [`SledStore::rewrite_above`] and twice what
+    /// the last rewrite left.
+    pub fn rewrite_state(&self) -> Result<(u64, u64)> {
+        self.generations
+            .rewrite(&self.db, &self.commit_lock, &self.journal)
+    }
+
+    /// Sets the size below which sled's files are never rewritten in the background
+    /// (default [`DEFAULT_REWRITE_FLOOR`]; `u64::MAX`: never).
+    pub fn rewrite_above(&self, bytes: u64) {
+        self.generations.set_floor(bytes);
     }
 
     /// Keys and value bytes per key prefix (the record kinds of the module table), for
     /// sizing and for finding what a store spends its space on.
     pub fn key_stats(&self) -> Result<std::collections::BTreeMap<char, (u64, u64)>> {
         let mut out = std::collections::BTreeMap::new();
-        for item in self.db.iter() {
+        for item in self.db.current().iter() {
             let (k, v) = item.map_err(backend)?;
             let e = out
                 .entry(k.first().map_or('?', |b| *b as char))
@@ -216,7 +243,7 @@ impl SledStore {
     /// Size of the store on disk, in bytes: sled's files, the sealed audit segments and
     /// the journal.
     pub fn size_on_disk(&self) -> Result<u64> {
-        Ok(self.db.size_on_disk().map_err(backend)? + self.audit_bytes())
+        Ok(self.db.current().size_on_disk().map_err(backend)? + self.audit_bytes())
     }
 
     /// Bytes of the audit log on disk: the sealed segments and the journal.
@@ -258,9 +285,9 @@ impl Store for SledStore {
         if stateful {
             let (seq, hash) = journal.head();
             tables::put_audit_head(&mut ops, seq, hash)?;
-            if let Err(e) = self.db.apply_batch(batch(ops)) {
+            if let Err(e) = self.db.apply(ops) {
                 journal.rollback(mark)?;
-                return Err(backend(e));
+                return Err(e);
             }
         }
         if journal.len() >= self.sealing.records_per_segment {
@@ -275,7 +302,7 @@ impl Store for SledStore {
 
     fn disk_usage(&self) -> Result<crate::DiskUsage> {
         Ok(crate::DiskUsage {
-            state: Some(self.db.size_on_disk().map_err(backend)?),
+            state: Some(self.db.current().size_on_disk().map_err(backend)?),
             audit: Some(self.audit_bytes()),
         })
     }
@@ -286,7 +313,11 @@ impl Store for SledStore {
         let mut stale = Ops::default();
         let due = tables::approvals_due(&self.db, now_ms, limit, &mut stale)?;
         if !stale.is_empty() {
-            self.db.apply_batch(batch(stale)).map_err(backend)?;
+            let _guard = self
+                .commit_lock
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            self.db.apply(stale)?;
         }
         Ok(due)
     }
@@ -359,6 +390,9 @@ pub(crate) fn open_when_unlocked(dir: &Path, sealing: AuditSealing) -> SledStore
 #[cfg(test)]
 mod audit_tests;
 mod gc;
+#[cfg(test)]
+mod generation_tests;
+mod generations;
 mod sealing;
 #[cfg(test)]
 mod tests;

@@ -71,7 +71,7 @@ fn audit_records_move_into_sealed_segments_and_read_back_the_same() {
             "journal",
         ]
     );
-    assert_eq!(s.db.scan_prefix(b"q").count(), 0, "no record is in sled");
+    assert_eq!(s.db().scan_prefix(b"q").count(), 0, "no record is in sled");
     // Every read path sees one log: the same records, from any starting point and page.
     for after in [0, 3, 9, 10, 11, 39, 40, 41, 46, 47] {
         for limit in [1, 4, 10, 100] {
@@ -376,7 +376,7 @@ fn a_store_written_before_the_journal_moves_its_records_into_it() {
     }
     let s = open_sealing(dir.path(), 100);
     assert_eq!(s.audit_after(0, 100).unwrap(), records);
-    assert_eq!(s.db.scan_prefix(b"q").count(), 0);
+    assert_eq!(s.db().scan_prefix(b"q").count(), 0);
     stateful(&s, 1, "next");
     assert_eq!(s.audit_head().unwrap().0, 16);
     assert!(crate::verify_audit(&s, 0, 0).unwrap().intact());

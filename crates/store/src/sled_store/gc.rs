@@ -2,7 +2,7 @@
 
 use std::sync::PoisonError;
 
-use super::{SledStore, backend, batch};
+use super::SledStore;
 use crate::kv::Ops;
 use crate::{GcStats, Result, tables};
 
@@ -16,7 +16,7 @@ impl SledStore {
             .unwrap_or_else(PoisonError::into_inner);
         let mut ops = Ops::default();
         let stats = tables::plan_gc(&self.db, now_ms, history_before_ms, &mut ops)?;
-        self.db.apply_batch(batch(ops)).map_err(backend)?;
+        self.db.apply(ops)?;
         Ok(stats)
     }
 }

@@ -189,66 +189,17 @@ pub(super) fn recover_compaction(path: &Path) -> Result<()> {
 
 impl SledStore {
     /// Rewrites the store at `path` (not open anywhere: a running coordinator holds its
-    /// lock, and this refuses) into a fresh sled directory, keeping every key and value
-    /// and the sealed segments, and returns its size on disk before and after. sled keeps
-    /// old page versions in its log and cleans them up late; the rewrite holds only the
-    /// live data. Crash-safe: the new store is complete before it replaces the old one
-    /// (two renames; [`SledStore::open_with`] finishes an interrupted swap).
+    /// lock, and this refuses) with only sled's live data, as the running store does by
+    /// itself ([`SledStore::rewrite_state`]), and returns the store's size on disk before
+    /// and after. Crash-safe: the new generation is complete before it is named current.
     pub fn compact(path: &Path) -> Result<(u64, u64)> {
-        recover_compaction(path)?;
-        let io = |e: std::io::Error| {
-            StoreError::Backend(format!("compacting `{}`: {e}", path.display()))
+        let before = {
+            let store = SledStore::open(path)?;
+            let before = store.size_on_disk()?;
+            store.rewrite_state()?;
+            before
         };
-        let staged = path.with_extension("compact");
-        let previous = path.with_extension("pre-compact");
-        if staged.exists() {
-            std::fs::remove_dir_all(&staged).map_err(io)?;
-        }
-        let before;
-        {
-            let old = SledStore::open(path)?;
-            before = old.size_on_disk()?;
-            let new = sled::Config::new()
-                .path(&staged)
-                .mode(sled::Mode::HighThroughput)
-                .open()
-                .map_err(backend)?;
-            let mut batch = sled::Batch::default();
-            let mut n = 0;
-            for item in old.db.iter() {
-                let (k, v) = item.map_err(backend)?;
-                batch.insert(k, v);
-                n += 1;
-                if n % 10_000 == 0 {
-                    new.apply_batch(std::mem::take(&mut batch))
-                        .map_err(backend)?;
-                }
-            }
-            new.apply_batch(batch).map_err(backend)?;
-            new.flush().map_err(backend)?;
-            if new.len() != old.db.len() {
-                return Err(StoreError::Backend(
-                    "the rewritten store does not hold every key: the old one is kept".into(),
-                ));
-            }
-            // Sealed segments never change: hard links (or copies) into the new store.
-            let segments = path.join("audit-segments");
-            if segments.exists() {
-                let to = staged.join("audit-segments");
-                std::fs::create_dir_all(&to).map_err(io)?;
-                for entry in std::fs::read_dir(&segments).map_err(io)? {
-                    let p = entry.map_err(io)?.path();
-                    if let Some(name) = p.file_name()
-                        && std::fs::hard_link(&p, to.join(name)).is_err()
-                    {
-                        std::fs::copy(&p, to.join(name)).map_err(io)?;
-                    }
-                }
-            }
-        }
-        std::fs::rename(path, &previous).map_err(io)?;
-        std::fs::rename(&staged, path).map_err(io)?;
-        std::fs::remove_dir_all(&previous).map_err(io)?;
+        // The open removes the generation the rewrite replaced.
         let after = SledStore::open(path)?.size_on_disk()?;
         Ok((before, after))
     }
@@ -270,7 +221,7 @@ impl SledStore {
                 .sync_handle()?
                 .sync_data()
                 .map_err(|e| StoreError::Backend(format!("audit journal: {e}")))?;
-            self.db.flush().map_err(backend)?;
+            self.db.current().flush().map_err(backend)?;
             journal.seal()
         })();
         match sealed {
