@@ -297,11 +297,10 @@ impl Generations {
         self.floor.store(bytes, Ordering::Relaxed);
     }
 
-    /// Deletes the retired generations no reader can be using any more (all of them:
-    /// `now` is `None`).
-    fn remove_retired(&self, state: &mut State, now: Option<Instant>) -> Result<()> {
+    /// Deletes the retired generations no reader can be using any more.
+    fn remove_retired(&self, state: &mut State) -> Result<()> {
         while let Some(&(which, at)) = state.retired.first() {
-            if now.is_some_and(|now| now.duration_since(at) < RETIRE_AFTER) {
+            if at.elapsed() < RETIRE_AFTER {
                 break;
             }
             remove_generation(&self.dir, which)?;
@@ -319,10 +318,12 @@ impl Generations {
         journal: &Mutex<Journal>,
     ) -> Result<()> {
         let due = {
-            let Ok(mut state) = self.state.try_lock() else {
-                return Ok(());
+            let mut state = match self.state.try_lock() {
+                Ok(state) => state,
+                Err(std::sync::TryLockError::WouldBlock) => return Ok(()),
+                Err(std::sync::TryLockError::Poisoned(e)) => e.into_inner(),
             };
-            self.remove_retired(&mut state, Some(Instant::now()))?;
+            self.remove_retired(&mut state)?;
             let size = live.current().size_on_disk().map_err(backend)?;
             rewrite_due(size, state.baseline, self.floor.load(Ordering::Relaxed))
         };
