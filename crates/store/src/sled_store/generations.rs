@@ -156,6 +156,21 @@ fn open_sled(path: &Path, cache_bytes: u64, segment: Option<usize>) -> Result<sl
     config.open().map_err(backend)
 }
 
+/// Opens the sled at `path` that this process has just closed: its file lock is released
+/// once sled's I/O threads let go of the last handle, which can take a moment.
+fn reopen_sled(path: &Path, cache_bytes: u64) -> Result<sled::Db> {
+    let mut tries = 0;
+    loop {
+        match open_sled(path, cache_bytes, Some(SEGMENT_BYTES)) {
+            Err(e) if tries < 200 && e.to_string().contains("lock") => {
+                tries += 1;
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            opened => return opened,
+        }
+    }
+}
+
 /// The generation `state.current` names and the size it was written with.
 fn read_pointer(dir: &Path) -> Result<Option<(u64, u64)>> {
     let path = dir.join(POINTER);
@@ -348,13 +363,13 @@ impl Generations {
         remove_generation(&self.dir, Some(next))?;
         let old = live.current();
         let before = old.size_on_disk().map_err(backend)?;
-        let new = open_sled(&path, self.cache_bytes, Some(SEGMENT_BYTES))?;
         let locked = || commit_lock.lock().unwrap_or_else(PoisonError::into_inner);
         {
             let _guard = locked();
             live.record(true);
         }
-        let copied = (|| -> Result<()> {
+        let copied = (|| -> Result<sled::Db> {
+            let new = open_sled(&path, self.cache_bytes, Some(SEGMENT_BYTES))?;
             let mut chunk = sled::Batch::default();
             let mut n = 0usize;
             for item in old.iter() {
@@ -367,13 +382,20 @@ impl Generations {
                 }
             }
             new.apply_batch(chunk).map_err(backend)?;
+            new.flush().map_err(backend)?;
+            // Opened again: the copy left every page in the cache, which a running store
+            // does not need (measured: resident memory stayed ~40 MiB higher after a
+            // rewrite that kept them).
+            drop(new);
+            let new = reopen_sled(&path, self.cache_bytes)?;
             new.apply_batch(batch(live.record(true))).map_err(backend)?;
             // Written out now, so that the flush under the lock writes only what came
             // since.
-            new.flush().map(drop).map_err(backend)
+            new.flush().map_err(backend)?;
+            Ok(new)
         })();
         let guard = locked();
-        let switched = copied.and_then(|()| {
+        let switched = copied.and_then(|new| {
             new.apply_batch(batch(live.record(false)))
                 .map_err(backend)?;
             journal
@@ -385,14 +407,13 @@ impl Generations {
             new.flush().map_err(backend)?;
             let after = new.size_on_disk().map_err(backend)?;
             write_pointer(&self.dir, next, after)?;
-            Ok(after)
+            Ok((new, after))
         });
-        let after = match switched {
-            Ok(after) => after,
+        let (new, after) = match switched {
+            Ok(switched) => switched,
             Err(e) => {
                 live.record(false);
                 drop(guard);
-                drop(new);
                 // A failed rewrite leaves the old generation current: the new one goes.
                 let _ = remove_generation(&self.dir, Some(next));
                 return Err(e);
