@@ -122,8 +122,9 @@ enum Command {
     /// The coordinator's configuration.
     #[command(subcommand)]
     Config(ConfigCommand),
-    /// Rewrite the store into a fresh directory, keeping everything and giving back the
-    /// space of old versions sled still holds (with the coordinator stopped).
+    /// Rewrite the store's state into a fresh generation now, keeping everything and
+    /// giving back the space of old versions sled still holds (with the coordinator
+    /// stopped; a running coordinator does this by itself, `store_rewrite_mib`).
     CompactStore {
         /// The coordinator's data directory.
         #[arg(long, env = "MANDATE_DATA_DIR", default_value = "mandate-data")]

@@ -343,8 +343,7 @@ impl Generations {
             rewrite_due(size, state.baseline, self.floor.load(Ordering::Relaxed))
         };
         if due {
-            let (before, after) = self.rewrite(live, commit_lock, journal)?;
-            tracing::info!(before, after, "the store's state was rewritten");
+            self.rewrite(live, commit_lock, journal)?;
         }
         Ok(())
     }
@@ -358,6 +357,7 @@ impl Generations {
         journal: &Mutex<Journal>,
     ) -> Result<(u64, u64)> {
         let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        let started = Instant::now();
         let next = state.current.map_or(1, |g| g + 1);
         let path = generation_dir(&self.dir, next);
         remove_generation(&self.dir, Some(next))?;
@@ -395,6 +395,7 @@ impl Generations {
             Ok(new)
         })();
         let guard = locked();
+        let locked_at = Instant::now();
         let switched = copied.and_then(|new| {
             new.apply_batch(batch(live.record(false)))
                 .map_err(backend)?;
@@ -421,6 +422,14 @@ impl Generations {
         };
         *live.db.write().unwrap_or_else(PoisonError::into_inner) = new;
         drop(guard);
+        tracing::info!(
+            before,
+            after,
+            generation = next,
+            millis = started.elapsed().as_millis() as u64,
+            locked_millis = locked_at.elapsed().as_millis() as u64,
+            "the store's state was rewritten into a new generation"
+        );
         let replaced = state.current.replace(next);
         state.retired.push((replaced, Instant::now()));
         state.baseline = after;
