@@ -89,7 +89,12 @@ pub(crate) async fn run(a: &BenchArgs, target: &Target) -> anyhow::Result<()> {
         .arg(&data)
         .args(["--retain-history", "0s", "--gc-interval"])
         .arg(format!("{}s", a.gc_interval_secs.max(1)))
-        .env("RUST_LOG", "warn")
+        // Warnings, and each rewrite of sled's files (its sizes and how long it held
+        // commits) on stderr.
+        .env(
+            "RUST_LOG",
+            "warn,mandate_store::sled_store::generations=info",
+        )
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
