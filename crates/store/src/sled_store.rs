@@ -15,7 +15,9 @@ use crate::tables;
 use crate::{Change, Committed, GcStats, Result, Store, StoreError};
 
 pub use generations::DEFAULT_REWRITE_FLOOR;
-use generations::{Generations, LiveDb};
+#[cfg(feature = "tamper")]
+pub(crate) use generations::open_closed;
+use generations::{Generations, LiveDb, Rewriter};
 pub use sealing::AuditSealing;
 use sealing::recover_compaction;
 
@@ -41,7 +43,8 @@ pub struct SledStore {
     journal: Arc<Mutex<crate::journal::Journal>>,
     /// When sealing last failed (it is retried a while later, not on every commit).
     seal_failed: Mutex<Option<std::time::Instant>>,
-    /// The background flusher, and dropping the sender stops it.
+    /// The background flusher (which also starts rewrites of sled's files and waits for
+    /// one under way when it stops), and dropping the sender stops it.
     flusher: Option<(std::sync::mpsc::Sender<()>, std::thread::JoinHandle<()>)>,
 }
 
@@ -150,7 +153,13 @@ impl SledStore {
         let (stop, stopped) = std::sync::mpsc::channel::<()>();
         let thread = {
             let (db, journal) = (Arc::clone(&db), Arc::clone(&journal));
-            let (generations, commit_lock) = (Arc::clone(&generations), Arc::clone(&commit_lock));
+            let mut rewriter = Rewriter {
+                generations: Arc::clone(&generations),
+                live: Arc::clone(&db),
+                commit_lock: Arc::clone(&commit_lock),
+                journal: Arc::clone(&journal),
+                running: None,
+            };
             std::thread::Builder::new()
                 .name("mandate-store-flush".into())
                 .spawn(move || {
@@ -160,10 +169,9 @@ impl SledStore {
                         if let Err(e) = flush_in_order(&db, &journal) {
                             tracing::warn!(error = %e, "background flush failed");
                         }
-                        if let Err(e) = generations.tend(&db, &commit_lock, &journal) {
-                            tracing::warn!(error = %e, "rewriting the store's state failed");
-                        }
+                        rewriter.tick();
                     }
+                    rewriter.finish();
                 })
                 .map_err(|e| StoreError::Backend(format!("cannot start the flusher: {e}")))?
         };

@@ -35,7 +35,7 @@ pub fn edit_record(
             let r = &mut records[i].0;
             r.hash = crate::audit_hash(r.seq, &r.event, &r.prev_hash);
         }
-        let db = sled::open(store_dir).map_err(|e| StoreError::Backend(e.to_string()))?;
+        let db = crate::sled_store::open_closed(store_dir)?;
         if let Some(raw) = db
             .get(b"maudit")
             .map_err(|e| StoreError::Backend(e.to_string()))?

@@ -255,6 +255,15 @@ fn an_interrupted_rewrite_leaves_one_current_generation() {
         s.task(&task_n(5, "").id).unwrap().unwrap().intent,
         "after the switch"
     );
+    drop(s);
+    // A lost pointer is not taken for a new store: nothing is removed or opened.
+    std::fs::remove_file(dir.path().join("state.current")).unwrap();
+    let e = match SledStore::open(dir.path()) {
+        Err(e) => e.to_string(),
+        Ok(_) => panic!("opened a store whose pointer was lost"),
+    };
+    assert!(e.contains("holds state-2 but no `state.current`"), "{e}");
+    assert!(dir.path().join("state-2/db").exists());
 }
 
 #[test]

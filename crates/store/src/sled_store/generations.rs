@@ -24,7 +24,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, PoisonError, RwLock};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
 use super::{backend, batch};
@@ -171,6 +171,23 @@ fn reopen_sled(path: &Path, cache_bytes: u64) -> Result<sled::Db> {
     }
 }
 
+/// Opens the current generation of the store in `dir`, which is not open anywhere, as the
+/// store would (for tools that edit a closed store's files).
+pub(crate) fn open_closed(dir: &Path) -> Result<sled::Db> {
+    match read_pointer(dir)? {
+        Some((generation, _)) => open_sled(
+            &generation_dir(dir, generation),
+            crate::DEFAULT_CACHE_BYTES,
+            Some(SEGMENT_BYTES),
+        ),
+        None if dir.join("db").exists() => open_sled(dir, crate::DEFAULT_CACHE_BYTES, None),
+        None => Err(StoreError::Backend(format!(
+            "no store in `{}`",
+            dir.display()
+        ))),
+    }
+}
+
 /// The generation `state.current` names and the size it was written with.
 fn read_pointer(dir: &Path) -> Result<Option<(u64, u64)>> {
     let path = dir.join(POINTER);
@@ -273,11 +290,27 @@ impl Generations {
             }
             Some((generation, _)) => Some(generation),
             None if legacy => None,
-            None => Some(1),
+            None => {
+                // A new store, or one whose creation stopped before `state.current` was
+                // written (its `state-1` holds nothing acknowledged). Any later generation
+                // means the pointer was lost: nothing is removed, nothing opened.
+                let found = other_generations(dir, Some(1))?;
+                if let Some(generation) = found.first() {
+                    return Err(StoreError::Backend(format!(
+                        "`{}` holds state-{generation} but no `{POINTER}` naming the current \
+                         generation: not opening",
+                        dir.display()
+                    )));
+                }
+                Some(1)
+            }
         };
-        // What an interrupted rewrite (or the creation of a first generation) left.
-        for generation in other_generations(dir, if pointer.is_some() { current } else { None })? {
-            remove_generation(dir, Some(generation))?;
+        // What an interrupted rewrite left: a half-built generation, or the one replaced
+        // (of a store of an earlier version: sled's files at the top).
+        if pointer.is_some() || legacy {
+            for generation in other_generations(dir, current)? {
+                remove_generation(dir, Some(generation))?;
+            }
         }
         if pointer.is_some() {
             remove_generation(dir, None)?;
@@ -324,28 +357,21 @@ impl Generations {
         Ok(())
     }
 
-    /// Called by the store's background thread: deletes retired generations, and rewrites
-    /// sled when its files have grown past the floor and twice what the last rewrite left.
-    pub(super) fn tend(
-        &self,
-        live: &LiveDb,
-        commit_lock: &Mutex<()>,
-        journal: &Mutex<Journal>,
-    ) -> Result<()> {
-        let due = {
-            let mut state = match self.state.try_lock() {
-                Ok(state) => state,
-                Err(std::sync::TryLockError::WouldBlock) => return Ok(()),
-                Err(std::sync::TryLockError::Poisoned(e)) => e.into_inner(),
-            };
-            self.remove_retired(&mut state)?;
-            let size = live.current().size_on_disk().map_err(backend)?;
-            rewrite_due(size, state.baseline, self.floor.load(Ordering::Relaxed))
+    /// Deletes retired generations, and says whether sled's files have grown past the
+    /// floor and twice what the last rewrite left (never while a rewrite runs).
+    fn due(&self, live: &LiveDb) -> Result<bool> {
+        let mut state = match self.state.try_lock() {
+            Ok(state) => state,
+            Err(std::sync::TryLockError::WouldBlock) => return Ok(false),
+            Err(std::sync::TryLockError::Poisoned(e)) => e.into_inner(),
         };
-        if due {
-            self.rewrite(live, commit_lock, journal)?;
-        }
-        Ok(())
+        self.remove_retired(&mut state)?;
+        let size = live.current().size_on_disk().map_err(backend)?;
+        Ok(rewrite_due(
+            size,
+            state.baseline,
+            self.floor.load(Ordering::Relaxed),
+        ))
     }
 
     /// Rewrites sled's live keys into a new generation and switches to it (module doc);
@@ -434,6 +460,56 @@ impl Generations {
         state.retired.push((replaced, Instant::now()));
         state.baseline = after;
         Ok((before, after))
+    }
+}
+
+/// What the store's background thread needs to rewrite sled when it is due, on a thread
+/// of its own (a rewrite takes seconds; flushes go on meanwhile).
+pub(super) struct Rewriter {
+    pub(super) generations: Arc<Generations>,
+    pub(super) live: Arc<LiveDb>,
+    pub(super) commit_lock: Arc<Mutex<()>>,
+    pub(super) journal: Arc<Mutex<Journal>>,
+    pub(super) running: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Rewriter {
+    /// Called every round of the background thread: starts a rewrite when one is due.
+    pub(super) fn tick(&mut self) {
+        if self.running.as_ref().is_some_and(|t| t.is_finished()) {
+            self.finish();
+        }
+        if self.running.is_some() {
+            return;
+        }
+        match self.generations.due(&self.live) {
+            Ok(true) => {}
+            Ok(false) => return,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot tell whether the store's state needs a rewrite");
+                return;
+            }
+        }
+        let (generations, live) = (Arc::clone(&self.generations), Arc::clone(&self.live));
+        let (commit_lock, journal) = (Arc::clone(&self.commit_lock), Arc::clone(&self.journal));
+        let spawned = std::thread::Builder::new()
+            .name("mandate-store-rewrite".into())
+            .spawn(move || {
+                if let Err(e) = generations.rewrite(&live, &commit_lock, &journal) {
+                    tracing::warn!(error = %e, "rewriting the store's state failed");
+                }
+            });
+        match spawned {
+            Ok(thread) => self.running = Some(thread),
+            Err(e) => tracing::warn!(error = %e, "cannot start a rewrite of the store's state"),
+        }
+    }
+
+    /// Waits for a rewrite under way to end.
+    pub(super) fn finish(&mut self) {
+        if let Some(thread) = self.running.take() {
+            let _ = thread.join();
+        }
     }
 }
 
