@@ -56,6 +56,7 @@ impl Drop for SledStore {
             drop(stop);
             let _ = thread.join();
         }
+        self.generations.close();
     }
 }
 

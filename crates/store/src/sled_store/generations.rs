@@ -173,6 +173,7 @@ fn reopen_sled(path: &Path, cache_bytes: u64) -> Result<sled::Db> {
 
 /// Opens the current generation of the store in `dir`, which is not open anywhere, as the
 /// store would (for tools that edit a closed store's files).
+#[cfg(feature = "tamper")]
 pub(crate) fn open_closed(dir: &Path) -> Result<sled::Db> {
     match read_pointer(dir)? {
         Some((generation, _)) => open_sled(
@@ -343,6 +344,16 @@ impl Generations {
     /// Sets the size below which sled's files are never rewritten in the background.
     pub(super) fn set_floor(&self, bytes: u64) {
         self.floor.store(bytes, Ordering::Relaxed);
+    }
+
+    /// Deletes every retired generation: the store is closing, no reader is left.
+    pub(super) fn close(&self) {
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        for (which, _) in std::mem::take(&mut state.retired) {
+            if let Err(e) = remove_generation(&self.dir, which) {
+                tracing::warn!(error = %e, "cannot remove a replaced generation (the next open will)");
+            }
+        }
     }
 
     /// Deletes the retired generations no reader can be using any more.
