@@ -52,6 +52,7 @@ impl Drop for SledStore {
     fn drop(&mut self) {
         // The flusher holds a handle on sled: it is gone before the store is, so the
         // directory can be opened again as soon as this returns.
+        self.generations.cancel();
         if let Some((stop, thread)) = self.flusher.take() {
             drop(stop);
             let _ = thread.join();
@@ -226,6 +227,12 @@ impl SledStore {
     pub fn rewrite_state(&self) -> Result<(u64, u64)> {
         self.generations
             .rewrite(&self.db, &self.commit_lock, &self.journal)
+    }
+
+    /// Makes a rewrite under way give up, as closing the store does.
+    #[cfg(test)]
+    pub(crate) fn cancel_rewrites(&self) {
+        self.generations.cancel();
     }
 
     /// Sets the size below which sled's files are never rewritten in the background

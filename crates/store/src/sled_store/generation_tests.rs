@@ -312,3 +312,26 @@ fn values_larger_than_a_page_go_to_blob_files_and_survive_rewrites_and_reopens()
         "beside a blob"
     );
 }
+
+#[test]
+fn a_closing_store_abandons_its_rewrite_and_keeps_the_current_generation() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = open_sealing(dir.path(), 100);
+    for i in 0..25_000u32 {
+        s.db().insert(i.to_be_bytes(), &[3u8; 20][..]).unwrap();
+    }
+    put_task(&s, 9, "kept");
+    s.flush().unwrap();
+    let keys = dump(&s.db());
+    s.cancel_rewrites();
+    let e = s.rewrite_state().unwrap_err().to_string();
+    assert!(e.contains("closing"), "{e}");
+    assert!(
+        !dir.path().join("state-2").exists(),
+        "the abandoned copy stayed"
+    );
+    assert_eq!(dump(&s.db()), keys);
+    drop(s);
+    let s = open_sealing(dir.path(), 100);
+    assert_eq!(dump(&s.db()), keys);
+}

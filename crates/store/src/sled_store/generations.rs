@@ -124,6 +124,9 @@ pub(super) struct Generations {
     floor: AtomicU64,
     /// Held for a whole rewrite: one at a time.
     state: Mutex<State>,
+    /// Set when the store closes: a rewrite under way gives up (its copy is removed)
+    /// rather than hold the close up.
+    closing: std::sync::atomic::AtomicBool,
 }
 
 struct State {
@@ -332,6 +335,7 @@ impl Generations {
             dir: dir.to_owned(),
             cache_bytes,
             floor: AtomicU64::new(DEFAULT_REWRITE_FLOOR),
+            closing: std::sync::atomic::AtomicBool::new(false),
             state: Mutex::new(State {
                 current,
                 baseline,
@@ -344,6 +348,11 @@ impl Generations {
     /// Sets the size below which sled's files are never rewritten in the background.
     pub(super) fn set_floor(&self, bytes: u64) {
         self.floor.store(bytes, Ordering::Relaxed);
+    }
+
+    /// Makes a rewrite under way give up: the store is closing.
+    pub(super) fn cancel(&self) {
+        self.closing.store(true, Ordering::Relaxed);
     }
 
     /// Deletes every retired generation: the store is closing, no reader is left.
@@ -414,6 +423,11 @@ impl Generations {
                 chunk.insert(k, v);
                 n += 1;
                 if n.is_multiple_of(10_000) {
+                    if self.closing.load(Ordering::Relaxed) {
+                        return Err(StoreError::Backend(
+                            "the store is closing: its rewrite was abandoned".into(),
+                        ));
+                    }
                     new.apply_batch(std::mem::take(&mut chunk))
                         .map_err(backend)?;
                 }
@@ -506,7 +520,9 @@ impl Rewriter {
         let spawned = std::thread::Builder::new()
             .name("mandate-store-rewrite".into())
             .spawn(move || {
-                if let Err(e) = generations.rewrite(&live, &commit_lock, &journal) {
+                if let Err(e) = generations.rewrite(&live, &commit_lock, &journal)
+                    && !generations.closing.load(Ordering::Relaxed)
+                {
                     tracing::warn!(error = %e, "rewriting the store's state failed");
                 }
             });
