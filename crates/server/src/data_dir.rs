@@ -1,5 +1,6 @@
 //! The data directory: created with its mode, its lock held while a coordinator runs, the
-//! keys it holds, and the admin agent registered at the first start.
+//! store opened in it (or on etcd), the keys it holds, and the admin agent registered at
+//! the first start.
 
 use std::path::Path;
 
@@ -7,6 +8,33 @@ use mandate_core::{AgentId, PublicKey, SigningKey, keyfile};
 use mandate_store::{AgentRecord, AgentStatus, AuditAction, AuditEvent, Change, Severity, Store};
 
 use crate::StartError;
+
+/// Opens the store `config` names: sled in the data directory, or etcd.
+pub(crate) async fn open_store(
+    config: &crate::Config,
+) -> Result<std::sync::Arc<dyn Store>, StartError> {
+    Ok(match &config.store {
+        crate::StoreChoice::Sled => {
+            let store = mandate_store::SledStore::open_with(
+                &config.data_dir.join("store"),
+                config.store_cache_bytes,
+                config.audit_sealing,
+            )?;
+            store.rewrite_above(config.store_rewrite_bytes);
+            std::sync::Arc::new(store)
+        }
+        crate::StoreChoice::Etcd(etcd) => {
+            let mut etcd = (**etcd).clone();
+            etcd.cache_bytes = config.store_cache_bytes;
+            etcd.records_per_segment = config.audit_sealing.records_per_segment;
+            std::sync::Arc::new(
+                tokio::task::spawn_blocking(move || mandate_store::EtcdStore::open(etcd))
+                    .await
+                    .map_err(|e| mandate_store::StoreError::Backend(e.to_string()))??,
+            )
+        }
+    })
+}
 
 pub(crate) fn load_or_create_key(path: &Path) -> Result<(SigningKey, bool), mandate_core::Error> {
     if path.exists() {

@@ -32,7 +32,7 @@ use mandate_proto::v1::audit_service_server::AuditServiceServer;
 use mandate_proto::v1::authorization_service_server::AuthorizationServiceServer;
 use mandate_proto::v1::policy_service_server::PolicyServiceServer;
 use mandate_proto::v1::task_service_server::TaskServiceServer;
-use mandate_store::{SledStore, Store};
+use mandate_store::Store;
 use tokio::sync::oneshot;
 
 pub use api::Api;
@@ -399,27 +399,7 @@ pub async fn start(config: Config) -> Result<Server, StartError> {
     check_transport(&config)?;
     create_dir(&config.data_dir)?;
     let lock = lock_data_dir(&config.data_dir)?;
-    let store: Arc<dyn Store> = match &config.store {
-        StoreChoice::Sled => {
-            let store = SledStore::open_with(
-                &config.data_dir.join("store"),
-                config.store_cache_bytes,
-                config.audit_sealing,
-            )?;
-            store.rewrite_above(config.store_rewrite_bytes);
-            Arc::new(store)
-        }
-        StoreChoice::Etcd(etcd) => {
-            let mut etcd = (**etcd).clone();
-            etcd.cache_bytes = config.store_cache_bytes;
-            etcd.records_per_segment = config.audit_sealing.records_per_segment;
-            Arc::new(
-                tokio::task::spawn_blocking(move || mandate_store::EtcdStore::open(etcd))
-                    .await
-                    .map_err(|e| mandate_store::StoreError::Backend(e.to_string()))??,
-            )
-        }
-    };
+    let store = data_dir::open_store(&config).await?;
     start_locked(config, store, lock).await
 }
 

@@ -65,15 +65,20 @@ impl Drop for SledStore {
 /// flush is off: it could make a change durable before its audit record).
 const FLUSH_EVERY: std::time::Duration = std::time::Duration::from_millis(500);
 
-/// Syncs the audit journal, then flushes sled: a change is never durable before its
-/// record.
-fn flush_in_order(db: &LiveDb, journal: &Mutex<crate::journal::Journal>) -> Result<()> {
+/// Makes every record written to the audit journal durable.
+fn sync_journal(journal: &Mutex<crate::journal::Journal>) -> Result<()> {
     let file = journal
         .lock()
         .unwrap_or_else(PoisonError::into_inner)
         .sync_handle()?;
     file.sync_data()
-        .map_err(|e| StoreError::Backend(format!("syncing the audit journal: {e}")))?;
+        .map_err(|e| StoreError::Backend(format!("syncing the audit journal: {e}")))
+}
+
+/// Syncs the audit journal, then flushes sled: a change is never durable before its
+/// record.
+fn flush_in_order(db: &LiveDb, journal: &Mutex<crate::journal::Journal>) -> Result<()> {
+    sync_journal(journal)?;
     db.current().flush().map_err(backend)?;
     Ok(())
 }

@@ -178,18 +178,7 @@ fn reopen_sled(path: &Path, cache_bytes: u64) -> Result<sled::Db> {
 /// store would (for tools that edit a closed store's files).
 #[cfg(feature = "tamper")]
 pub(crate) fn open_closed(dir: &Path) -> Result<sled::Db> {
-    match read_pointer(dir)? {
-        Some((generation, _)) => open_sled(
-            &generation_dir(dir, generation),
-            crate::DEFAULT_CACHE_BYTES,
-            Some(SEGMENT_BYTES),
-        ),
-        None if dir.join("db").exists() => open_sled(dir, crate::DEFAULT_CACHE_BYTES, None),
-        None => Err(StoreError::Backend(format!(
-            "no store in `{}`",
-            dir.display()
-        ))),
-    }
+    Generations::open(dir, crate::DEFAULT_CACHE_BYTES).map(|(db, _)| db)
 }
 
 /// The generation `state.current` names and the size it was written with.
@@ -450,12 +439,7 @@ impl Generations {
         let switched = copied.and_then(|new| {
             new.apply_batch(batch(live.record(false)))
                 .map_err(backend)?;
-            journal
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .sync_handle()?
-                .sync_data()
-                .map_err(|e| StoreError::Backend(format!("syncing the audit journal: {e}")))?;
+            super::sync_journal(journal)?;
             new.flush().map_err(backend)?;
             let after = new.size_on_disk().map_err(backend)?;
             write_pointer(&self.dir, next, after)?;

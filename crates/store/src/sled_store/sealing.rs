@@ -199,7 +199,7 @@ impl SledStore {
             store.rewrite_state()?;
             before
         };
-        // The open removes the generation the rewrite replaced.
+        // Closing the store removed the generation the rewrite replaced.
         let after = SledStore::open(path)?.size_on_disk()?;
         Ok((before, after))
     }
